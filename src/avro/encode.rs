@@ -1,0 +1,315 @@
+//! The schema-driven JSON→Avro binary transcoder: vendor text types in, Avro logical types out.
+
+use apache_avro::schema::{InnerDecimalSchema, Schema};
+use serde_json::Value;
+
+use super::SchemaError;
+use super::decimal;
+use crate::time::{VendorTime, parse_vendor_time};
+
+/// A record that does not fit its schema: the JSON path of the field and what was wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("field `{path}`: {reason}")]
+pub struct EncodeError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// A compiled schema: what to write for each JSON value.
+#[derive(Debug)]
+pub(crate) enum Plan {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    String,
+    Bytes,
+    Decimal {
+        scale: u32,
+        precision: u32,
+    },
+    Date,
+    TimestampMillis,
+    TimestampMicros,
+    /// `["null", T]`: JSON null, a missing field, and (for non-strings) empty text or a
+    /// vendor zero date are written as null.
+    Optional(Box<Plan>),
+    Record(Vec<(String, Plan)>),
+    Array(Box<Plan>),
+    Enum(Vec<String>),
+}
+
+fn unsupported(path: &str, reason: impl Into<String>) -> SchemaError {
+    SchemaError::Unsupported { path: path.to_owned(), reason: reason.into() }
+}
+
+impl Plan {
+    pub(crate) fn compile(schema: &Schema, path: &str) -> Result<Plan, SchemaError> {
+        Ok(match schema {
+            Schema::Null => Plan::Null,
+            Schema::Boolean => Plan::Boolean,
+            Schema::Int => Plan::Int,
+            Schema::Long => Plan::Long,
+            Schema::Float => Plan::Float,
+            Schema::Double => Plan::Double,
+            Schema::String => Plan::String,
+            Schema::Bytes => Plan::Bytes,
+            Schema::Date => Plan::Date,
+            Schema::TimestampMillis => Plan::TimestampMillis,
+            Schema::TimestampMicros => Plan::TimestampMicros,
+            Schema::Decimal(d) => {
+                if !matches!(d.inner, InnerDecimalSchema::Bytes) {
+                    return Err(unsupported(path, "decimal must be bytes-backed"));
+                }
+                Plan::Decimal { scale: d.scale as u32, precision: d.precision as u32 }
+            }
+            Schema::Union(u) => match u.variants() {
+                [Schema::Null, inner] if !matches!(inner, Schema::Null) => {
+                    Plan::Optional(Box::new(Plan::compile(inner, path)?))
+                }
+                _ => return Err(unsupported(path, "only [\"null\", T] unions are supported")),
+            },
+            Schema::Record(r) => Plan::Record(
+                r.fields
+                    .iter()
+                    .map(|f| Ok((f.name.clone(), Plan::compile(&f.schema, &format!("{path}.{}", f.name))?)))
+                    .collect::<Result<_, SchemaError>>()?,
+            ),
+            Schema::Array(a) => Plan::Array(Box::new(Plan::compile(&a.items, &format!("{path}[]"))?)),
+            Schema::Enum(e) => Plan::Enum(e.symbols.clone()),
+            other => {
+                return Err(unsupported(
+                    path,
+                    format!("{:?} is not supported", apache_avro::schema::SchemaKind::from(other)),
+                ));
+            }
+        })
+    }
+
+    /// Writes `v` into `out`. `path` is the JSON path so far, extended while descending.
+    pub(crate) fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
+        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
+        match self {
+            Plan::Null => match v {
+                Value::Null => Ok(()),
+                other => Err(fail(path, format!("expected null, got {}", short(other)))),
+            },
+            Plan::Boolean => {
+                let b = match v {
+                    Value::Bool(b) => *b,
+                    Value::String(s) if s == "1" || s.eq_ignore_ascii_case("true") => true,
+                    Value::String(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
+                    Value::Number(n) if n.as_i64() == Some(1) => true,
+                    Value::Number(n) if n.as_i64() == Some(0) => false,
+                    other => return Err(fail(path, format!("expected a boolean, got {}", short(other)))),
+                };
+                out.push(b as u8);
+                Ok(())
+            }
+            Plan::Int => {
+                let n = integer(v).ok_or_else(|| fail(path, format!("expected an integer, got {}", short(v))))?;
+                let n = i32::try_from(n).map_err(|_| fail(path, format!("{n} does not fit an int")))?;
+                write_long(out, n as i64);
+                Ok(())
+            }
+            Plan::Long => {
+                let n = integer(v).ok_or_else(|| fail(path, format!("expected an integer, got {}", short(v))))?;
+                write_long(out, n);
+                Ok(())
+            }
+            Plan::Float | Plan::Double => {
+                let f = match v {
+                    Value::Number(n) => n.as_f64(),
+                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| fail(path, format!("expected a number, got {}", short(v))))?;
+                if matches!(self, Plan::Float) {
+                    out.extend_from_slice(&(f as f32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&f.to_le_bytes());
+                }
+                Ok(())
+            }
+            Plan::String | Plan::Bytes => {
+                let owned;
+                let s: &str = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => {
+                        owned = n.to_string();
+                        &owned
+                    }
+                    Value::Bool(b) => {
+                        if *b {
+                            "true"
+                        } else {
+                            "false"
+                        }
+                    }
+                    other => return Err(fail(path, format!("expected text, got {}", short(other)))),
+                };
+                write_bytes(out, s.as_bytes());
+                Ok(())
+            }
+            Plan::Decimal { scale, precision } => {
+                let owned;
+                let text: &str = match v {
+                    Value::String(s) => s,
+                    // serde_json keeps number text exactly (arbitrary_precision), so this is exact too.
+                    Value::Number(n) => {
+                        owned = n.to_string();
+                        &owned
+                    }
+                    other => return Err(fail(path, format!("expected a decimal, got {}", short(other)))),
+                };
+                let unscaled = decimal::unscaled(text, *scale, *precision)
+                    .map_err(|why| fail(path, format!("{why} in decimal {text:?}")))?;
+                write_bytes(out, &decimal::to_be_bytes_minimal(unscaled));
+                Ok(())
+            }
+            Plan::Date | Plan::TimestampMillis | Plan::TimestampMicros => {
+                let at = match time_of(v) {
+                    Some(VendorTime::At(t)) => t,
+                    Some(VendorTime::Unset) => {
+                        return Err(fail(path, format!("required time is unset ({})", short(v))));
+                    }
+                    None => return Err(fail(path, format!("expected a time, got {}", short(v)))),
+                };
+                let n = match self {
+                    Plan::Date => at.timestamp().div_euclid(86_400),
+                    Plan::TimestampMillis => at.timestamp_millis(),
+                    _ => at.timestamp_micros(),
+                };
+                write_long(out, n);
+                Ok(())
+            }
+            Plan::Optional(inner) => {
+                let is_null = match v {
+                    Value::Null => true,
+                    Value::String(s) if s.trim().is_empty() => !matches!(**inner, Plan::String | Plan::Bytes),
+                    _ => {
+                        matches!(**inner, Plan::Date | Plan::TimestampMillis | Plan::TimestampMicros)
+                            && time_of(v) == Some(VendorTime::Unset)
+                    }
+                };
+                if is_null {
+                    write_long(out, 0);
+                    Ok(())
+                } else {
+                    write_long(out, 1);
+                    inner.encode(v, out, path)
+                }
+            }
+            Plan::Record(fields) => {
+                let obj = match v {
+                    Value::Object(o) => o,
+                    other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
+                };
+                for (name, plan) in fields {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(name);
+                    let res = match obj.get(name) {
+                        Some(fv) => plan.encode(fv, out, path),
+                        None => match plan {
+                            Plan::Optional(_) | Plan::Null => {
+                                write_long(out, 0);
+                                Ok(())
+                            }
+                            Plan::Array(_) => {
+                                write_long(out, 0);
+                                Ok(())
+                            }
+                            _ => Err(fail(path, "missing required field".into())),
+                        },
+                    };
+                    res?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            Plan::Array(items) => {
+                let arr = match v {
+                    Value::Array(a) => a.as_slice(),
+                    Value::Null => &[],
+                    other => return Err(fail(path, format!("expected a list, got {}", short(other)))),
+                };
+                if !arr.is_empty() {
+                    write_long(out, arr.len() as i64);
+                    for (i, item) in arr.iter().enumerate() {
+                        let len = path.len();
+                        path.push_str(&format!("[{i}]"));
+                        items.encode(item, out, path)?;
+                        path.truncate(len);
+                    }
+                }
+                write_long(out, 0);
+                Ok(())
+            }
+            Plan::Enum(symbols) => {
+                let s = v.as_str().ok_or_else(|| fail(path, format!("expected a symbol, got {}", short(v))))?;
+                let i = symbols
+                    .iter()
+                    .position(|x| x == s)
+                    .ok_or_else(|| fail(path, format!("{s:?} is not one of {}", symbols.join(", "))))?;
+                write_long(out, i as i64);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn integer(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn time_of(v: &Value) -> Option<VendorTime> {
+    match v {
+        Value::String(s) => parse_vendor_time(s),
+        Value::Number(n) => n.as_i64().and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)).map(VendorTime::At),
+        _ => None,
+    }
+}
+
+/// A value for an error message, cut short so a huge record never floods the logs.
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.chars().count() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
+}
+
+/// Avro `long`/`int`: zig-zag, then base-128 varint.
+pub fn write_long(out: &mut Vec<u8>, n: i64) {
+    let mut z = ((n << 1) ^ (n >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    write_long(out, b.len() as i64);
+    out.extend_from_slice(b);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zigzag_varints_match_the_spec_examples() {
+        for (n, bytes) in
+            [(0i64, vec![0x00]), (-1, vec![0x01]), (1, vec![0x02]), (-64, vec![0x7F]), (64, vec![0x80, 0x01])]
+        {
+            let mut out = Vec::new();
+            write_long(&mut out, n);
+            assert_eq!(out, bytes, "{n}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Avro values for Kafka: schemas from `schemas/`, the JSON→Avro transcoder, single-object framing.
+
+pub mod decimal;
+pub mod decode;
+pub mod encode;
+
+use apache_avro::Schema;
+use apache_avro::rabin::Rabin;
+
+pub use encode::EncodeError;
+use encode::Plan;
+
+/// Why a schema cannot drive the transcoder.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid avro schema: {0}")]
+    Parse(String),
+    #[error("unsupported avro schema construct at `{path}`: {reason}")]
+    Unsupported { path: String, reason: String },
+}
+
+/// One record schema, compiled for transcoding vendor JSON into Avro single-object encoding.
+pub struct RecordCodec {
+    schema: Schema,
+    plan: Plan,
+    header: [u8; 10],
+    full_name: String,
+}
+
+impl RecordCodec {
+    /// Parses `.avsc` text; the top level must be a record.
+    pub fn from_avsc(text: &str) -> Result<Self, SchemaError> {
+        let schema = Schema::parse_str(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        let full_name = match &schema {
+            Schema::Record(r) => r.name.fullname(None),
+            _ => {
+                return Err(SchemaError::Unsupported { path: "$".into(), reason: "top level must be a record".into() });
+            }
+        };
+        let plan = Plan::compile(&schema, "$")?;
+        // Single-object encoding: marker C3 01, then the CRC-64-AVRO (Rabin) fingerprint of the
+        // parsing canonical form, little-endian, as the Avro spec and apache-avro both write it.
+        let fp = schema.fingerprint::<Rabin>().bytes;
+        let mut header = [0u8; 10];
+        header[0] = 0xC3;
+        header[1] = 0x01;
+        header[2..].copy_from_slice(&fp[..8]);
+        Ok(RecordCodec { schema, plan, header, full_name })
+    }
+
+    /// The record's full name, e.g. `tidemark.wdt.AccountCheck`; sent as a Kafka header.
+    pub fn full_name(&self) -> &str {
+        &self.full_name
+    }
+
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The 8-byte schema fingerprint as hex, for logs and the demo.
+    pub fn fingerprint_hex(&self) -> String {
+        hex::encode(&self.header[2..])
+    }
+
+    /// Encodes one vendor JSON record as an Avro single object, appending to `out`.
+    /// On error `out` is left as it was.
+    pub fn encode(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let mark = out.len();
+        out.extend_from_slice(&self.header);
+        let res = self.plan.encode(record, out, &mut String::from("$"));
+        if res.is_err() {
+            out.truncate(mark);
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::GenericSingleObjectReader;
+    use apache_avro::types::Value as Avro;
+    use serde_json::json;
+
+    const AVSC: &str = r#"{
+      "type": "record", "name": "Sample", "namespace": "tidemark.test",
+      "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "n", "type": ["null", "int"], "default": null},
+        {"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 19, "scale": 4}], "default": null},
+        {"name": "at", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+        {"name": "lines", "type": {"type": "array", "items": {"type": "record", "name": "Line",
+            "fields": [{"name": "qty", "type": "long"}]}}, "default": []}
+      ]
+    }"#;
+
+    fn decode(codec: &RecordCodec, bytes: &[u8]) -> Vec<(String, Avro)> {
+        let reader = GenericSingleObjectReader::builder().schema(codec.schema().clone()).build().unwrap();
+        match reader.read_value(&mut &bytes[..]).unwrap() {
+            Avro::Record(fields) => fields,
+            other => panic!("not a record: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn apache_avro_reads_what_we_write() {
+        let codec = RecordCodec::from_avsc(AVSC).unwrap();
+        assert_eq!(codec.full_name(), "tidemark.test.Sample");
+        let mut out = Vec::new();
+        let rec = json!({"id": "店铺-1", "n": "42", "amount": "-368.5000", "at": "2024-01-01 08:00:00",
+                         "lines": [{"qty": "3"}, {"qty": 4}], "ignored": true});
+        codec.encode(&rec, &mut out).unwrap();
+        assert_eq!(&out[..2], &[0xC3, 0x01]);
+        let f = decode(&codec, &out);
+        assert_eq!(f[0].1, Avro::String("店铺-1".into()));
+        assert_eq!(f[1].1, Avro::Union(1, Box::new(Avro::Int(42))));
+        let Avro::Union(1, d) = &f[2].1 else { panic!("{:?}", f[2]) };
+        let Avro::Decimal(d) = d.as_ref() else { panic!() };
+        assert_eq!(num_bigint_from(d), -3_685_000);
+        assert_eq!(f[3].1, Avro::Union(1, Box::new(Avro::TimestampMillis(1_704_067_200_000))));
+        let Avro::Array(lines) = &f[4].1 else { panic!() };
+        assert_eq!(lines.len(), 2);
+    }
+
+    fn num_bigint_from(d: &apache_avro::Decimal) -> i128 {
+        let bytes: Vec<u8> = d.try_into().unwrap();
+        let mut v: i128 = if bytes[0] & 0x80 != 0 { -1 } else { 0 };
+        for b in bytes {
+            v = (v << 8) | b as i128;
+        }
+        v
+    }
+
+    #[test]
+    fn zero_dates_and_empty_values_become_null() {
+        let codec = RecordCodec::from_avsc(AVSC).unwrap();
+        let mut out = Vec::new();
+        codec.encode(&json!({"id": "x", "n": "", "at": "0000-00-00 00:00:00"}), &mut out).unwrap();
+        let f = decode(&codec, &out);
+        assert_eq!(f[1].1, Avro::Union(0, Box::new(Avro::Null)));
+        assert_eq!(f[2].1, Avro::Union(0, Box::new(Avro::Null)));
+        assert_eq!(f[3].1, Avro::Union(0, Box::new(Avro::Null)));
+        assert_eq!(f[4].1, Avro::Array(vec![]));
+    }
+
+    #[test]
+    fn errors_name_the_field_and_value_and_leave_output_untouched() {
+        let codec = RecordCodec::from_avsc(AVSC).unwrap();
+        let mut out = vec![9];
+        let e = codec.encode(&json!({"id": "x", "amount": "1.23456"}), &mut out).unwrap_err().to_string();
+        assert!(e.contains("$.amount") && e.contains("1.23456"), "{e}");
+        let e = codec.encode(&json!({"n": 1}), &mut out).unwrap_err().to_string();
+        assert!(e.contains("$.id") && e.contains("missing"), "{e}");
+        let e = codec.encode(&json!({"id": "x", "lines": [{"qty": "many"}]}), &mut out).unwrap_err().to_string();
+        assert!(e.contains("$.lines[0].qty") && e.contains("many"), "{e}");
+        let e = codec.encode(&json!({"id": "x", "at": "yesterday"}), &mut out).unwrap_err().to_string();
+        assert!(e.contains("$.at") && e.contains("yesterday"), "{e}");
+        assert_eq!(out, vec![9]);
+    }
+}

@@ -1,0 +1,609 @@
+//! Worker configuration: the TOML file, `${ENV}` expansion, and validation whose errors name the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::engine::StreamId;
+
+/// A configuration problem, naming the file or the key and the offending value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.into(), reason: reason.into() }
+    }
+}
+
+/// A credential or password: never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret text, for signing or handing to a client library only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Replaces every `${NAME}` in `value` with the environment variable `NAME`.
+/// `key` names the config key for the error when a variable is unset.
+pub fn expand_env(key: &str, value: &str) -> Result<String, ConfigError> {
+    expand_with(key, value, |name| std::env::var(name).ok())
+}
+
+fn expand_with(key: &str, value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end =
+            after.find('}').ok_or_else(|| ConfigError::invalid(key, format!("unterminated `${{` in {value:?}")))?;
+        let name = &after[..end];
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ConfigError::invalid(key, format!("bad environment variable name {name:?}")));
+        }
+        let val =
+            lookup(name).ok_or_else(|| ConfigError::invalid(key, format!("environment variable {name} is not set")))?;
+        out.push_str(&val);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses durations such as `500ms`, `30s`, `10m`, `2h`, `1d` or `1h30m`.
+pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
+    let bad = |why: &str| ConfigError::invalid(key, format!("{why}: {text:?} (use e.g. 30s, 10m, 2h, 1d)"));
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(bad("empty duration"));
+    }
+    if s.starts_with('-') {
+        return Err(bad("negative duration"));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad("expected a number"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n * 60),
+            "h" => Duration::from_secs(n * 3600),
+            "d" => Duration::from_secs(n * 86_400),
+            "" => return Err(bad("missing unit")),
+            _ => return Err(bad("unknown unit")),
+        };
+        total += part;
+    }
+    Ok(total)
+}
+
+/// Where a stream starts when it has no watermark yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAt {
+    /// A fixed instant (written in config as Beijing time `yyyy-MM-dd HH:mm:ss`).
+    Instant(DateTime<Utc>),
+    /// This long before the moment the stream first starts.
+    Ago(Duration),
+}
+
+impl StartAt {
+    pub fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
+        if let Some(t) = crate::time::parse_beijing(text) {
+            return Ok(StartAt::Instant(t));
+        }
+        parse_duration(key, text).map(StartAt::Ago).map_err(|_| {
+            ConfigError::invalid(
+                key,
+                format!("{text:?} is neither a Beijing time `yyyy-MM-dd HH:mm:ss` nor a duration like 7d"),
+            )
+        })
+    }
+
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            StartAt::Instant(t) => t,
+            StartAt::Ago(d) => now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero()),
+        }
+    }
+}
+
+// ---- the file as written ----------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    kafka: FileKafka,
+    #[serde(default)]
+    metrics: FileMetrics,
+    #[serde(default)]
+    sources: BTreeMap<String, FileSource>,
+    #[serde(default)]
+    streams: Vec<FileStream>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKafka {
+    bootstrap: String,
+    #[serde(default = "default_transactional_id")]
+    transactional_id: String,
+    #[serde(default = "default_watermark_topic")]
+    watermark_topic: String,
+    #[serde(default = "default_watermark_partitions")]
+    watermark_partitions: i32,
+    #[serde(default = "minus_one")]
+    topic_partitions: i32,
+    #[serde(default = "minus_one")]
+    replication_factor: i32,
+    #[serde(default = "default_transaction_timeout")]
+    transaction_timeout: String,
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+}
+
+fn default_transactional_id() -> String {
+    "tidemark".into()
+}
+fn default_watermark_topic() -> String {
+    "tidemark.watermarks".into()
+}
+fn default_watermark_partitions() -> i32 {
+    6
+}
+fn minus_one() -> i32 {
+    -1
+}
+fn default_transaction_timeout() -> String {
+    "60s".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileMetrics {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileSource {
+    kind: String,
+    base_url: String,
+    #[serde(default = "default_rps")]
+    requests_per_second: u32,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: String,
+    /// Vendor-specific keys (credentials and the like), checked by the vendor module.
+    #[serde(flatten)]
+    settings: BTreeMap<String, toml::Value>,
+}
+
+fn default_rps() -> u32 {
+    5
+}
+fn default_request_timeout() -> String {
+    "30s".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStream {
+    id: String,
+    source: String,
+    topic: Option<String>,
+    #[serde(default = "default_start")]
+    start: String,
+    #[serde(default = "default_lookback")]
+    lookback: String,
+    #[serde(default = "default_settle")]
+    settle: String,
+    #[serde(default = "default_poll_interval")]
+    poll_interval: String,
+    max_span: Option<String>,
+    page_size: Option<u32>,
+    #[serde(default)]
+    params: BTreeMap<String, String>,
+}
+
+fn default_start() -> String {
+    "1d".into()
+}
+fn default_lookback() -> String {
+    "0s".into()
+}
+fn default_settle() -> String {
+    "2m".into()
+}
+fn default_poll_interval() -> String {
+    "1m".into()
+}
+
+// ---- the validated config ------------------------------------------------------------------
+
+/// The validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub metrics_listen: Option<String>,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub streams: Vec<StreamConfig>,
+}
+
+/// Broker connection and topic settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub bootstrap: String,
+    pub transactional_id: String,
+    pub watermark_topic: String,
+    pub watermark_partitions: i32,
+    /// `-1` lets the broker choose.
+    pub topic_partitions: i32,
+    /// `-1` lets the broker choose.
+    pub replication_factor: i32,
+    pub transaction_timeout: Duration,
+    /// librdkafka properties passed through as they are (TLS, SASL, tuning).
+    pub properties: BTreeMap<String, Secret>,
+}
+
+/// One vendor API with its credentials.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub id: String,
+    pub kind: String,
+    pub base_url: String,
+    pub requests_per_second: u32,
+    pub request_timeout: Duration,
+    pub settings: SourceSettings,
+}
+
+/// A source's vendor-specific keys, read by its vendor module with errors naming the key.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    prefix: String,
+    values: BTreeMap<String, toml::Value>,
+}
+
+impl SourceSettings {
+    pub fn new(prefix: impl Into<String>, values: BTreeMap<String, toml::Value>) -> Self {
+        SourceSettings { prefix: prefix.into(), values }
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// A required string, with `${ENV}` expanded.
+    pub fn string(&self, name: &str) -> Result<String, ConfigError> {
+        self.optional_string(name)?
+            .ok_or_else(|| ConfigError::invalid(self.key(name), "missing (required by this source kind)"))
+    }
+
+    pub fn optional_string(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => {
+                let v = expand_env(&self.key(name), s)?;
+                if v.is_empty() {
+                    return Err(ConfigError::invalid(self.key(name), "is empty"));
+                }
+                Ok(Some(v))
+            }
+            Some(other) => {
+                Err(ConfigError::invalid(self.key(name), format!("expected a string, found {}", other.type_str())))
+            }
+        }
+    }
+
+    /// A required secret: the value never appears in errors or logs.
+    pub fn secret(&self, name: &str) -> Result<Secret, ConfigError> {
+        self.string(name).map(Secret)
+    }
+
+    /// Fails on keys the vendor module does not know, so typos are caught at start.
+    pub fn deny_unknown(&self, known: &[&str]) -> Result<(), ConfigError> {
+        match self.values.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(k) => Err(ConfigError::invalid(
+                self.key(k),
+                format!("unknown key for this source kind (known: {})", known.join(", ")),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One polled stream: a source scoped by its parameters, with its own watermark.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub id: StreamId,
+    pub source: String,
+    pub topic: Option<String>,
+    pub start: StartAt,
+    pub lookback: Duration,
+    pub settle: Duration,
+    pub poll_interval: Duration,
+    pub max_span: Option<Duration>,
+    pub page_size: Option<u32>,
+    pub params: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Reads, expands and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<text>"), message: e.to_string() })?;
+        validate(file)
+    }
+}
+
+fn validate(file: FileConfig) -> Result<Config, ConfigError> {
+    let k = &file.kafka;
+    let bootstrap = expand_env("kafka.bootstrap", &k.bootstrap)?;
+    if bootstrap.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.bootstrap", "is empty"));
+    }
+    check_topic_name("kafka.watermark_topic", &k.watermark_topic)?;
+    if k.watermark_partitions < 1 {
+        return Err(ConfigError::invalid(
+            "kafka.watermark_partitions",
+            format!("must be at least 1, got {}", k.watermark_partitions),
+        ));
+    }
+    for (key, v) in [("kafka.topic_partitions", k.topic_partitions), ("kafka.replication_factor", k.replication_factor)]
+    {
+        if v == 0 || v < -1 {
+            return Err(ConfigError::invalid(key, format!("must be -1 (broker default) or positive, got {v}")));
+        }
+    }
+    let transaction_timeout = parse_duration("kafka.transaction_timeout", &k.transaction_timeout)?;
+    if transaction_timeout < Duration::from_secs(1) {
+        return Err(ConfigError::invalid("kafka.transaction_timeout", "must be at least 1s"));
+    }
+    let mut properties = BTreeMap::new();
+    for (name, value) in &k.properties {
+        let key = format!("kafka.properties.{name}");
+        properties.insert(name.clone(), Secret(expand_env(&key, value)?));
+    }
+    let kafka = KafkaConfig {
+        bootstrap,
+        transactional_id: k.transactional_id.clone(),
+        watermark_topic: k.watermark_topic.clone(),
+        watermark_partitions: k.watermark_partitions,
+        topic_partitions: k.topic_partitions,
+        replication_factor: k.replication_factor,
+        transaction_timeout,
+        properties,
+    };
+
+    let mut sources = BTreeMap::new();
+    for (id, s) in file.sources {
+        let prefix = format!("sources.{id}");
+        let base_url = expand_env(&format!("{prefix}.base_url"), &s.base_url)?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                format!("{prefix}.base_url"),
+                format!("must start with http:// or https://, got {base_url:?}"),
+            ));
+        }
+        if s.requests_per_second == 0 {
+            return Err(ConfigError::invalid(format!("{prefix}.requests_per_second"), "must be at least 1"));
+        }
+        let request_timeout = parse_duration(&format!("{prefix}.request_timeout"), &s.request_timeout)?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::invalid(format!("{prefix}.request_timeout"), "must be positive"));
+        }
+        sources.insert(
+            id.clone(),
+            SourceConfig {
+                id: id.clone(),
+                kind: s.kind,
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                requests_per_second: s.requests_per_second,
+                request_timeout,
+                settings: SourceSettings::new(prefix, s.settings),
+            },
+        );
+    }
+
+    if file.streams.is_empty() {
+        return Err(ConfigError::invalid("streams", "no streams configured: add at least one [[streams]] entry"));
+    }
+    let mut streams = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, s) in file.streams.into_iter().enumerate() {
+        let key = |name: &str| format!("streams[{i}].{name}");
+        let id = StreamId::parse(&s.id).map_err(|why| ConfigError::invalid(key("id"), why))?;
+        if !seen.insert(id.clone()) {
+            return Err(ConfigError::invalid(key("id"), format!("duplicate stream id {:?}", s.id)));
+        }
+        if !sources.contains_key(&s.source) {
+            return Err(ConfigError::invalid(
+                key("source"),
+                format!(
+                    "unknown source {:?} (configured: {})",
+                    s.source,
+                    sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if let Some(t) = &s.topic {
+            check_topic_name(&key("topic"), t)?;
+        }
+        let lookback = parse_duration(&key("lookback"), &s.lookback)?;
+        let settle = parse_duration(&key("settle"), &s.settle)?;
+        let poll_interval = parse_duration(&key("poll_interval"), &s.poll_interval)?;
+        if poll_interval.is_zero() {
+            return Err(ConfigError::invalid(key("poll_interval"), "must be positive"));
+        }
+        let max_span = s.max_span.as_deref().map(|m| parse_duration(&key("max_span"), m)).transpose()?;
+        if let Some(m) = max_span {
+            if m < Duration::from_secs(1) {
+                return Err(ConfigError::invalid(key("max_span"), "must be at least 1s"));
+            }
+            if lookback >= m {
+                return Err(ConfigError::invalid(
+                    key("lookback"),
+                    format!(
+                        "lookback {} must be shorter than max_span {}",
+                        s.lookback,
+                        s.max_span.as_deref().unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if s.page_size == Some(0) {
+            return Err(ConfigError::invalid(key("page_size"), "must be at least 1"));
+        }
+        let start = StartAt::parse(&key("start"), &s.start)?;
+        let mut params = BTreeMap::new();
+        for (name, v) in s.params {
+            let v = expand_env(&key(&format!("params.{name}")), &v)?;
+            params.insert(name, v);
+        }
+        streams.push(StreamConfig {
+            id,
+            source: s.source,
+            topic: s.topic,
+            start,
+            lookback,
+            settle,
+            poll_interval,
+            max_span,
+            page_size: s.page_size,
+            params,
+        });
+    }
+    Ok(Config { kafka, metrics_listen: file.metrics.listen, sources, streams })
+}
+
+/// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
+pub fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok { Ok(()) } else { Err(ConfigError::invalid(key, format!("{name:?} is not a valid Kafka topic name"))) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [kafka]
+        bootstrap = "127.0.0.1:9092"
+        [sources.wdt]
+        kind = "wdt.account_check"
+        base_url = "http://127.0.0.1:1/"
+        sid = "s"
+        [[streams]]
+        id = "wdt.account_check/shop-01"
+        source = "wdt"
+        lookback = "10m"
+        max_span = "1h"
+        [streams.params]
+        shop_no = "shop-01"
+    "#;
+
+    fn err(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_config_gets_its_defaults() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.kafka.watermark_topic, "tidemark.watermarks");
+        assert_eq!(c.sources["wdt"].base_url, "http://127.0.0.1:1");
+        let s = &c.streams[0];
+        assert_eq!(s.lookback, Duration::from_secs(600));
+        assert_eq!(s.settle, Duration::from_secs(120));
+        assert_eq!(s.params["shop_no"], "shop-01");
+        assert_eq!(s.start, StartAt::Ago(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn durations_parse_and_reject_nonsense() {
+        assert_eq!(parse_duration("k", "1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("k", "-5s").unwrap_err().to_string().contains("negative"));
+        assert!(parse_duration("k", "5").unwrap_err().to_string().contains("missing unit"));
+        assert!(parse_duration("k", "5w").unwrap_err().to_string().contains("unknown unit"));
+    }
+
+    #[test]
+    fn env_references_expand_and_unset_ones_name_the_key() {
+        let got = expand_with("sources.x.appsecret", "a-${ONE}-${TWO}", |n| Some(n.to_lowercase())).unwrap();
+        assert_eq!(got, "a-one-two");
+        let e = expand_with("sources.x.appsecret", "${NOPE}", |_| None).unwrap_err().to_string();
+        assert!(e.contains("sources.x.appsecret") && e.contains("NOPE"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let e = err(&GOOD.replace("lookback = \"10m\"", "lookback = \"-10m\""));
+        assert!(e.contains("streams[0].lookback") && e.contains("negative"), "{e}");
+        let e = err(&GOOD.replace("source = \"wdt\"", "source = \"nope\""));
+        assert!(e.contains("streams[0].source") && e.contains("nope"), "{e}");
+        let e = err(&GOOD.replace("lookback = \"10m\"", "lookback = \"2h\""));
+        assert!(e.contains("streams[0].lookback") && e.contains("shorter than max_span"), "{e}");
+        let e = err(&GOOD.replace("bootstrap = \"127.0.0.1:9092\"", ""));
+        assert!(e.contains("bootstrap"), "{e}");
+        let e = err(&GOOD.replace("lookback = \"10m\"", "lookback = 10"));
+        assert!(e.contains("lookback") && e.contains("invalid type"), "{e}");
+        let e = err(&GOOD.replace("http://127.0.0.1:1/", "ftp://x"));
+        assert!(e.contains("sources.wdt.base_url") && e.contains("ftp://x"), "{e}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?} {s}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,160 @@
+//! The pages of one window, checked for completeness before anything is committed.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::sources::Page;
+
+/// Why a window's pages do not add up; the engine fetches the window again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PageSetError {
+    #[error("first page carries no total count")]
+    MissingTotal,
+    #[error("total changed while paging: {first} on the first page, {now} on page {page}")]
+    TotalChanged { first: u64, now: u64, page: u32 },
+    #[error("pages ended after {got} of {expected} records")]
+    ShortRead { expected: u64, got: u64 },
+    #[error("pages returned {got} records but the total is {expected}")]
+    Overflow { expected: u64, got: u64 },
+    #[error("record key {key:?} appears twice in the window (records shifted between pages)")]
+    DuplicateKey { key: String },
+    #[error("record {index} has no usable `{field}` key")]
+    MissingKey { index: usize, field: String },
+}
+
+/// Whether more pages must be fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    More,
+    Complete,
+}
+
+/// Accumulates a window's pages in order and decides when the set is complete.
+#[derive(Debug)]
+pub struct PageSet {
+    key_field: &'static str,
+    total_on_every_page: bool,
+    expected: Option<u64>,
+    pages: u32,
+    records: Vec<Value>,
+    keys: HashSet<String>,
+}
+
+impl PageSet {
+    pub fn new(key_field: &'static str, total_on_every_page: bool) -> Self {
+        PageSet { key_field, total_on_every_page, expected: None, pages: 0, records: Vec::new(), keys: HashSet::new() }
+    }
+
+    pub fn pages(&self) -> u32 {
+        self.pages
+    }
+
+    /// Adds the next page. The first page must carry the total; completion is reaching it.
+    /// Pages are not assumed to have the size asked for: vendors may cut it.
+    pub fn add(&mut self, page: Page) -> Result<Progress, PageSetError> {
+        let index = self.pages;
+        self.pages += 1;
+        let expected = match (self.expected, page.total) {
+            (None, Some(t)) => {
+                self.expected = Some(t);
+                t
+            }
+            (None, None) => return Err(PageSetError::MissingTotal),
+            (Some(first), Some(now)) if self.total_on_every_page && now != first => {
+                return Err(PageSetError::TotalChanged { first, now, page: index });
+            }
+            (Some(first), _) => first,
+        };
+        let got_before = self.records.len() as u64;
+        if page.records.is_empty() && got_before < expected {
+            return Err(PageSetError::ShortRead { expected, got: got_before });
+        }
+        for rec in page.records {
+            let key = record_key(&rec, self.key_field).ok_or_else(|| PageSetError::MissingKey {
+                index: self.records.len(),
+                field: self.key_field.to_owned(),
+            })?;
+            if !self.keys.insert(key.clone()) {
+                return Err(PageSetError::DuplicateKey { key });
+            }
+            self.records.push(rec);
+        }
+        let got = self.records.len() as u64;
+        if got > expected {
+            return Err(PageSetError::Overflow { expected, got });
+        }
+        Ok(if got == expected { Progress::Complete } else { Progress::More })
+    }
+
+    /// The window's records, in the vendor's order.
+    pub fn into_records(self) -> Vec<Value> {
+        self.records
+    }
+}
+
+/// A record's business id as text (vendors send ids as strings or numbers).
+pub fn record_key(rec: &Value, field: &str) -> Option<String> {
+    match rec.get(field)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn page(keys: &[&str], total: Option<u64>) -> Page {
+        Page { records: keys.iter().map(|k| json!({"id": k})).collect(), total }
+    }
+
+    #[test]
+    fn pages_adding_up_to_the_total_complete_the_set() {
+        let mut s = PageSet::new("id", false);
+        assert_eq!(s.add(page(&["a", "b"], Some(3))), Ok(Progress::More));
+        assert_eq!(s.add(page(&["c"], None)), Ok(Progress::Complete));
+        assert_eq!(s.pages(), 2);
+        assert_eq!(s.into_records().len(), 3);
+    }
+
+    #[test]
+    fn an_empty_window_is_one_page() {
+        let mut s = PageSet::new("id", false);
+        assert_eq!(s.add(page(&[], Some(0))), Ok(Progress::Complete));
+    }
+
+    #[test]
+    fn inconsistencies_are_named() {
+        let mut s = PageSet::new("id", false);
+        s.add(page(&["a"], Some(3))).unwrap();
+        assert_eq!(s.add(page(&[], None)), Err(PageSetError::ShortRead { expected: 3, got: 1 }));
+
+        let mut s = PageSet::new("id", false);
+        s.add(page(&["a", "b"], Some(3))).unwrap();
+        assert_eq!(s.add(page(&["b", "c"], None)), Err(PageSetError::DuplicateKey { key: "b".into() }));
+
+        let mut s = PageSet::new("id", false);
+        s.add(page(&["a"], Some(2))).unwrap();
+        assert_eq!(s.add(page(&["b", "c"], None)), Err(PageSetError::Overflow { expected: 2, got: 3 }));
+
+        let mut s = PageSet::new("id", true);
+        s.add(page(&["a"], Some(2))).unwrap();
+        assert_eq!(s.add(page(&["b"], Some(3))), Err(PageSetError::TotalChanged { first: 2, now: 3, page: 1 }));
+
+        let mut s = PageSet::new("id", false);
+        assert_eq!(s.add(page(&["a"], None)), Err(PageSetError::MissingTotal));
+
+        let mut s = PageSet::new("id", false);
+        let bad = Page { records: vec![json!({"other": 1})], total: Some(1) };
+        assert!(matches!(s.add(bad), Err(PageSetError::MissingKey { index: 0, .. })));
+    }
+
+    #[test]
+    fn numeric_keys_are_text() {
+        assert_eq!(record_key(&json!({"id": 17}), "id").as_deref(), Some("17"));
+        assert_eq!(record_key(&json!({"id": ""}), "id"), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! The transactional producer: one Kafka transaction per window, holding its records and the
+//! stream's new watermark. librdkafka's transactional calls block, so they run off the runtime.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+
+use crate::config::KafkaConfig;
+
+/// One message to produce inside a transaction. `value: None` is a tombstone.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, Arc<[u8]>)>,
+}
+
+/// Why a transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Nothing of the transaction is visible to `read_committed` readers: retry the window.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    /// The producer is unusable (fenced by another instance with the same transactional id,
+    /// or a fatal librdkafka error). The outcome of the last transaction may be unknown, so
+    /// the worker must stop and resume from the watermark topic.
+    #[error("producer failed fatally: {0}")]
+    Fatal(String),
+}
+
+/// A transactional producer shared by the streams of one worker; transactions are serialized.
+pub struct TxnSink {
+    producer: Arc<ThreadedProducer<DefaultProducerContext>>,
+    lock: tokio::sync::Mutex<()>,
+    timeout: Duration,
+}
+
+const COMMIT_ATTEMPTS: u32 = 3;
+
+impl TxnSink {
+    /// Creates the producer and initializes transactions, which fences any older instance
+    /// with the same `transactional.id` and aborts the transaction it left open.
+    pub async fn connect(cfg: &KafkaConfig) -> Result<TxnSink, CommitError> {
+        let mut cc = super::client_config(cfg);
+        cc.set("transactional.id", &cfg.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("transaction.timeout.ms", cfg.transaction_timeout.as_millis().to_string())
+            // Java's default partitioner, so keys land where Kafka Streams and Connect expect.
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", cfg.transaction_timeout.as_millis().to_string());
+        let producer: ThreadedProducer<DefaultProducerContext> =
+            cc.create().map_err(|e| CommitError::Fatal(format!("cannot create producer: {e}")))?;
+        let producer = Arc::new(producer);
+        let timeout = cfg.transaction_timeout;
+        let p = producer.clone();
+        tokio::task::spawn_blocking(move || p.init_transactions(Timeout::After(timeout)))
+            .await
+            .map_err(|e| CommitError::Fatal(format!("init_transactions task failed: {e}")))?
+            .map_err(|e| CommitError::Fatal(format!("cannot initialize transactions: {e}")))?;
+        Ok(TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout })
+    }
+
+    /// Produces every record in one transaction and commits it. Returns only once the
+    /// transaction is committed (all records acknowledged) or aborted.
+    pub async fn commit(&self, records: Vec<OutRecord>) -> Result<(), CommitError> {
+        let _turn = self.lock.lock().await;
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || commit_blocking(&producer, records, timeout))
+            .await
+            .map_err(|e| CommitError::Fatal(format!("commit task failed: {e}")))?
+    }
+}
+
+fn commit_blocking(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    records: Vec<OutRecord>,
+    timeout: Duration,
+) -> Result<(), CommitError> {
+    producer.begin_transaction().map_err(|e| classify(producer, e, timeout))?;
+    for r in &records {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (name, value) in &r.headers {
+            headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);
+        if let Some(v) = &r.value {
+            rec = rec.payload(&v[..]);
+        }
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The local queue drains as the broker acknowledges; wait a moment.
+                    rec = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => {
+                    let err = format!("cannot produce to {}: {e}", r.topic);
+                    abort(producer, timeout);
+                    return Err(CommitError::Aborted(err));
+                }
+            }
+        }
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match producer.commit_transaction(Timeout::After(timeout)) {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(t)) if t.is_retriable() && attempt < COMMIT_ATTEMPTS => continue,
+            Err(e) => return Err(classify(producer, e, timeout)),
+        }
+    }
+}
+
+fn classify(producer: &ThreadedProducer<DefaultProducerContext>, e: KafkaError, timeout: Duration) -> CommitError {
+    match &e {
+        KafkaError::Transaction(t) if t.txn_requires_abort() => {
+            abort(producer, timeout);
+            CommitError::Aborted(e.to_string())
+        }
+        KafkaError::Transaction(t) if t.is_fatal() => CommitError::Fatal(e.to_string()),
+        // A commit that kept failing may or may not have landed: only a fresh start, reading
+        // the watermark topic, can tell.
+        _ => CommitError::Fatal(e.to_string()),
+    }
+}
+
+fn abort(producer: &ThreadedProducer<DefaultProducerContext>, timeout: Duration) {
+    if let Err(e) = producer.abort_transaction(Timeout::After(timeout)) {
+        tracing::warn!(error = %e, "abort_transaction failed");
+    }
+}

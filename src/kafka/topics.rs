@@ -1,0 +1,56 @@
+//! Topic bootstrap: data topics and the compacted watermark topic exist before any stream runs.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+
+/// Why topics could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("kafka admin request failed: {0}")]
+    Admin(String),
+    #[error("cannot create topic {topic}: {reason}")]
+    Create { topic: String, reason: String },
+    #[error("watermark topic {topic} has cleanup.policy={policy}; it must be compacted or watermarks expire")]
+    NotCompacted { topic: String, policy: String },
+}
+
+/// Creates the data topics and the watermark topic where missing, and checks that an
+/// existing watermark topic is compacted.
+pub async fn ensure(cfg: &KafkaConfig, data_topics: &[String]) -> Result<(), TopicError> {
+    let admin: AdminClient<DefaultClientContext> =
+        super::client_config(cfg).create().map_err(|e| TopicError::Admin(e.to_string()))?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let repl = || TopicReplication::Fixed(cfg.replication_factor);
+    let mut new: Vec<NewTopic<'_>> =
+        data_topics.iter().map(|t| NewTopic::new(t, cfg.topic_partitions, repl())).collect();
+    new.push(
+        NewTopic::new(&cfg.watermark_topic, cfg.watermark_partitions, repl())
+            .set("cleanup.policy", "compact")
+            .set("min.compaction.lag.ms", "0"),
+    );
+    let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| TopicError::Admin(e.to_string()))?;
+    for r in results {
+        match r {
+            Ok(topic) => tracing::info!(topic = %topic, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Create { topic, reason: code.to_string() }),
+        }
+    }
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(&cfg.watermark_topic)], &opts)
+        .await
+        .map_err(|e| TopicError::Admin(e.to_string()))?;
+    for res in described {
+        let res = res.map_err(|e| TopicError::Admin(e.to_string()))?;
+        let policy = res.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
+        if !policy.contains("compact") {
+            return Err(TopicError::NotCompacted { topic: cfg.watermark_topic.clone(), policy });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! Prometheus metrics (`tidemark_` prefix, bounded labels) and the `/metrics`, `/healthz`, `/readyz` server.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use chrono::Utc;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+use crate::engine::{StreamId, Watermark};
+
+/// Every metric the worker exports.
+pub struct Metrics {
+    pub registry: Registry,
+    pub records: IntCounterVec,
+    pub records_unchanged: IntCounterVec,
+    pub windows: IntCounterVec,
+    pub api_requests: IntCounterVec,
+    pub api_errors: IntCounterVec,
+    pub api_duration: HistogramVec,
+    pub pageset_refetches: IntCounterVec,
+    pub transactions: IntCounterVec,
+    watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
+    ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Metrics> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let records = counter("tidemark_records_total", "Records committed to Kafka.", &["stream"]);
+        let records_unchanged = counter(
+            "tidemark_records_unchanged_total",
+            "Records read again inside the lookback span and skipped because they had not changed.",
+            &["stream"],
+        );
+        let windows = counter("tidemark_windows_total", "Windows committed.", &["stream"]);
+        let api_requests = counter(
+            "tidemark_api_requests_total",
+            "Vendor API requests by outcome (ok, retryable, throttled, fatal).",
+            &["source", "outcome"],
+        );
+        let api_errors =
+            counter("tidemark_api_errors_total", "Vendor API errors by vendor or transport code.", &["source", "code"]);
+        let pageset_refetches = counter(
+            "tidemark_pageset_refetches_total",
+            "Windows fetched again because their pages did not add up.",
+            &["stream"],
+        );
+        let transactions = counter(
+            "tidemark_transactions_total",
+            "Kafka transactions by outcome (committed, aborted, fatal).",
+            &["outcome"],
+        );
+        let api_duration = HistogramVec::new(
+            HistogramOpts::new("tidemark_api_request_duration_seconds", "Vendor API request latency.")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(api_duration.clone())).expect("unique metric");
+        let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
+        registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
+        Arc::new(Metrics {
+            registry,
+            records,
+            records_unchanged,
+            windows,
+            api_requests,
+            api_errors,
+            api_duration,
+            pageset_refetches,
+            transactions,
+            watermarks,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a stream's committed watermark; lag is computed from it at scrape time.
+    pub fn set_watermark(&self, stream: &StreamId, wm: Watermark) {
+        self.watermarks.lock().expect("metrics lock").insert(stream.clone(), wm);
+    }
+
+    /// Marks the worker ready: connected to Kafka and watermarks loaded.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
+        String::from_utf8(buf).expect("prometheus text is utf-8")
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until the process ends.
+    /// Returns the bound address (useful with port 0).
+    pub async fn serve(self: &Arc<Self>, addr: &str) -> std::io::Result<SocketAddr> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let bound = listener.local_addr()?;
+        let app = Router::new()
+            .route("/metrics", get(|State(m): State<Arc<Metrics>>| async move { m.render() }))
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/readyz",
+                get(|State(m): State<Arc<Metrics>>| async move {
+                    if m.is_ready() {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }),
+            )
+            .with_state(self.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "metrics server stopped");
+            }
+        });
+        Ok(bound)
+    }
+}
+
+/// `tidemark_watermark_lag_seconds{stream}`: now minus the committed watermark, fresh at every scrape.
+struct LagCollector {
+    watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
+    lag: GaugeVec,
+    ts: GaugeVec,
+    descs: Vec<Desc>,
+}
+
+impl LagCollector {
+    fn new(watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>) -> Self {
+        let lag = GaugeVec::new(
+            Opts::new("tidemark_watermark_lag_seconds", "Seconds between now and the stream's committed watermark."),
+            &["stream"],
+        )
+        .expect("valid metric");
+        let ts = GaugeVec::new(
+            Opts::new("tidemark_watermark_timestamp_seconds", "The stream's committed watermark as a unix time."),
+            &["stream"],
+        )
+        .expect("valid metric");
+        let descs = lag.desc().into_iter().chain(ts.desc()).cloned().collect();
+        LagCollector { watermarks, lag, ts, descs }
+    }
+}
+
+impl Collector for LagCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = Utc::now();
+        for (stream, wm) in self.watermarks.lock().expect("metrics lock").iter() {
+            let lag = (now - *wm).num_milliseconds() as f64 / 1000.0;
+            self.lag.with_label_values(&[stream.as_str()]).set(lag.max(0.0));
+            self.ts.with_label_values(&[stream.as_str()]).set(wm.timestamp() as f64);
+        }
+        let mut out = self.lag.collect();
+        out.extend(self.ts.collect());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_computed_at_scrape_time() {
+        let m = Metrics::new();
+        let id = StreamId::parse("s/1").unwrap();
+        m.set_watermark(&id, Utc::now() - chrono::Duration::seconds(120));
+        let text = m.render();
+        let line = text.lines().find(|l| l.starts_with("tidemark_watermark_lag_seconds{stream=\"s/1\"}")).unwrap();
+        let lag: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!((119.0..130.0).contains(&lag), "{line}");
+    }
+}

@@ -1,0 +1,102 @@
+//! Assembles configured streams: source clients, schema codecs, shared rate limiters, and the
+//! checks that need each vendor's rules (page size, window span, reserved parameters).
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::avro::RecordCodec;
+use crate::config::{Config, ConfigError, StreamConfig};
+use crate::sources::{self, Source};
+
+/// One stream, ready to run once Kafka is prepared and its watermark is known.
+pub struct StreamPlan {
+    pub cfg: StreamConfig,
+    pub source_id: String,
+    pub source: Arc<dyn Source>,
+    pub limiter: Arc<DefaultDirectRateLimiter>,
+    pub codec: Arc<RecordCodec>,
+    pub topic: String,
+    pub max_span: Duration,
+    pub page_size: u32,
+}
+
+/// Builds every stream of `config`, failing on the first setting the vendor would reject.
+pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::invalid("sources", format!("cannot build http client: {e}")))?;
+    let mut clients: BTreeMap<&str, Arc<dyn Source>> = BTreeMap::new();
+    for (id, s) in &config.sources {
+        clients.insert(id, sources::build(s, http.clone())?);
+    }
+    // Sources that share a credential share its quota: one limiter per quota key, at the
+    // lowest rate any of them configured.
+    let mut rates: HashMap<String, u32> = HashMap::new();
+    for (id, c) in &clients {
+        let rps = config.sources[*id].requests_per_second;
+        rates.entry(c.quota_key()).and_modify(|r| *r = (*r).min(rps)).or_insert(rps);
+    }
+    let limiters: HashMap<String, Arc<DefaultDirectRateLimiter>> = rates
+        .into_iter()
+        .map(|(k, rps)| {
+            let quota = Quota::per_second(NonZeroU32::new(rps).expect("validated positive"));
+            (k, Arc::new(RateLimiter::direct(quota)))
+        })
+        .collect();
+    let mut codecs: HashMap<&str, Arc<RecordCodec>> = HashMap::new();
+    let mut plans = Vec::new();
+    for (i, s) in config.streams.iter().enumerate() {
+        let key = |name: &str| format!("streams[{i}].{name}");
+        let source = clients[s.source.as_str()].clone();
+        let spec = source.spec();
+        if let Some(p) = s.params.keys().find(|p| spec.reserved_params.contains(&p.as_str())) {
+            return Err(ConfigError::invalid(key(&format!("params.{p}")), "is set by tidemark itself; remove it"));
+        }
+        let page_size = s.page_size.unwrap_or(spec.default_page_size);
+        if page_size > spec.max_page_size {
+            return Err(ConfigError::invalid(
+                key("page_size"),
+                format!("{page_size} exceeds the {} maximum of {}", spec.kind, spec.max_page_size),
+            ));
+        }
+        let max_span = s.max_span.unwrap_or(spec.max_span);
+        if max_span > spec.max_span {
+            return Err(ConfigError::invalid(
+                key("max_span"),
+                format!("{max_span:?} exceeds the {} window limit of {:?}", spec.kind, spec.max_span),
+            ));
+        }
+        if s.lookback >= max_span {
+            return Err(ConfigError::invalid(
+                key("lookback"),
+                format!("lookback {:?} must be shorter than the window span {max_span:?}", s.lookback),
+            ));
+        }
+        let codec = match codecs.get(spec.kind) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(RecordCodec::from_avsc(spec.schema).map_err(|e| {
+                    ConfigError::invalid(format!("sources.{}.kind", s.source), format!("schema for {}: {e}", spec.kind))
+                })?);
+                codecs.insert(spec.kind, c.clone());
+                c
+            }
+        };
+        plans.push(StreamPlan {
+            cfg: s.clone(),
+            source_id: s.source.clone(),
+            limiter: limiters[&source.quota_key()].clone(),
+            source,
+            codec,
+            topic: s.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned()),
+            max_span,
+            page_size,
+        });
+    }
+    Ok(plans)
+}

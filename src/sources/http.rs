@@ -1,0 +1,72 @@
+//! The HTTP round trip shared by vendor modules, with transport failures classified.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::RETRY_AFTER;
+
+use super::SourceError;
+
+/// POSTs a form and returns the body of a 2xx answer. Timeouts, connection failures and 5xx
+/// are retryable; 429 is a throttle honouring `Retry-After`; other statuses are fatal.
+pub async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    form: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<bytes::Bytes, SourceError> {
+    let resp = client.post(url).form(form).timeout(timeout).send().await.map_err(transport_error)?;
+    body_of(resp).await
+}
+
+/// POSTs a JSON body with query parameters (the finance bill API style).
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    query: &[(&str, &str)],
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> Result<bytes::Bytes, SourceError> {
+    let resp = client.post(url).query(query).json(body).timeout(timeout).send().await.map_err(transport_error)?;
+    body_of(resp).await
+}
+
+async fn body_of(resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(SourceError::Throttled {
+            code: "http_429".into(),
+            reason: "http 429 too many requests".into(),
+            after: retry_after.unwrap_or(Duration::from_secs(1)),
+        });
+    }
+    if status.is_server_error() {
+        return Err(SourceError::Retryable {
+            code: format!("http_{}", status.as_u16()),
+            reason: format!("http {status}"),
+            after: retry_after,
+        });
+    }
+    if !status.is_success() {
+        return Err(SourceError::Fatal { code: format!("http_{}", status.as_u16()), reason: format!("http {status}") });
+    }
+    resp.bytes().await.map_err(transport_error)
+}
+
+fn transport_error(e: reqwest::Error) -> SourceError {
+    // reqwest errors can carry the URL; vendor URLs hold no secrets (they travel in the body).
+    let (code, reason) = if e.is_timeout() {
+        ("timeout", "request timed out".to_owned())
+    } else if e.is_connect() {
+        ("connect", format!("connection failed: {}", e.without_url()))
+    } else {
+        ("transport", format!("request failed: {}", e.without_url()))
+    };
+    SourceError::Retryable { code: code.into(), reason, after: None }
+}

@@ -1,0 +1,121 @@
+//! Vendor API clients behind one trait: the engine asks for a page of a window; a vendor module signs, parses and classifies.
+
+pub mod http;
+pub mod wdt;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::config::{ConfigError, SourceConfig};
+use crate::engine::Window;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A failed request, classified by what the engine must do about it. `code` is a bounded
+/// label for metrics: a vendor error code, or `http_<status>`, `timeout`, `connect`, `malformed`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// Transient: retry with backoff (`after`, when the server said how long).
+    #[error("retryable error {code}: {reason}")]
+    Retryable { code: String, reason: String, after: Option<Duration> },
+    /// The vendor throttled us: wait exactly `after`, then retry.
+    #[error("throttled ({code}) for {after:?}: {reason}")]
+    Throttled { code: String, reason: String, after: Duration },
+    /// Retrying cannot help (credentials, clock, a request the vendor rejects): stop the stream.
+    #[error("fatal error {code}: {reason}")]
+    Fatal { code: String, reason: String },
+}
+
+impl SourceError {
+    pub fn code(&self) -> &str {
+        match self {
+            SourceError::Retryable { code, .. }
+            | SourceError::Throttled { code, .. }
+            | SourceError::Fatal { code, .. } => code,
+        }
+    }
+
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        SourceError::Retryable { code: "malformed".into(), reason: reason.into(), after: None }
+    }
+}
+
+/// What the engine needs to know about one vendor API method.
+#[derive(Debug)]
+pub struct ApiSpec {
+    /// The `kind` that names this API in config, e.g. `wdt.account_check`.
+    pub kind: &'static str,
+    /// The vendor's name for the method (an openapi2 script, a TOP `method`, ...).
+    pub method: &'static str,
+    /// The envelope field holding the page's records.
+    pub list_field: &'static str,
+    /// Request parameters the client sets itself; a stream's `params` may not override them.
+    pub reserved_params: &'static [&'static str],
+    /// The `.avsc` text, compiled in from `schemas/`.
+    pub schema: &'static str,
+    /// The record field holding the business id (the Kafka key).
+    pub key_field: &'static str,
+    pub default_topic: &'static str,
+    /// The longest window the vendor accepts.
+    pub max_span: Duration,
+    pub max_page_size: u32,
+    pub default_page_size: u32,
+    /// Whether every page carries the total (otherwise only the first does).
+    pub total_on_every_page: bool,
+}
+
+/// One page request of a window. `page_index` counts from 0; vendors map it to their numbering.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    pub window: &'a Window,
+    pub page_index: u32,
+    pub page_size: u32,
+    pub params: &'a BTreeMap<String, String>,
+}
+
+/// One page as the vendor returned it.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Value>,
+    /// The vendor's count of all records in the window, where this page carries it.
+    pub total: Option<u64>,
+}
+
+/// A vendor API method with its credentials.
+pub trait Source: Send + Sync {
+    fn spec(&self) -> &'static ApiSpec;
+    /// Identifies the credential whose quota requests count against: sources that share it
+    /// share one rate limiter.
+    fn quota_key(&self) -> String;
+    fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>>;
+}
+
+/// Every API tidemark knows, by config `kind`.
+pub static APIS: &[&ApiSpec] = &[&wdt::ACCOUNT_CHECK];
+
+pub fn spec_of(kind: &str) -> Option<&'static ApiSpec> {
+    APIS.iter().copied().find(|s| s.kind == kind)
+}
+
+/// Builds the client for a configured source.
+pub fn build(cfg: &SourceConfig, http: reqwest::Client) -> Result<Arc<dyn Source>, ConfigError> {
+    let spec = spec_of(&cfg.kind).ok_or_else(|| {
+        ConfigError::invalid(
+            format!("sources.{}.kind", cfg.id),
+            format!(
+                "unknown source kind {:?} (known: {})",
+                cfg.kind,
+                APIS.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
+            ),
+        )
+    })?;
+    match spec.kind.split('.').next() {
+        Some("wdt") => Ok(Arc::new(wdt::WdtSource::new(spec, cfg, http)?)),
+        _ => unreachable!("every spec in APIS has a vendor module"),
+    }
+}

@@ -1,0 +1,91 @@
+//! Vendor wall-clock time: Beijing time (UTC+8) text formats, parsing and rendering.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// Every vendor API in scope speaks Beijing time without an offset in its strings.
+pub fn beijing() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("utc+8 is a valid offset")
+}
+
+/// `yyyy-MM-dd HH:mm:ss`, the format most vendor APIs use.
+pub const DATETIME: &str = "%Y-%m-%d %H:%M:%S";
+/// `yyyyMMddHHmmss`, used by the finance bill API's system timestamp.
+pub const COMPACT_DATETIME: &str = "%Y%m%d%H%M%S";
+
+/// Renders an instant as Beijing wall-clock text in `fmt`.
+pub fn format_beijing(t: DateTime<Utc>, fmt: &str) -> String {
+    t.with_timezone(&beijing()).format(fmt).to_string()
+}
+
+/// Outcome of reading a vendor time string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorTime {
+    /// A real instant.
+    At(DateTime<Utc>),
+    /// The vendor's way of saying "unset": empty text or an all-zero date.
+    Unset,
+}
+
+/// Parses vendor time text as Beijing time. Accepts `yyyy-MM-dd HH:mm:ss`,
+/// `yyyyMMddHHmmss`, `yyyy-MM-dd` and `yyyyMMdd`; empty text and all-zero dates
+/// (`0000-00-00 00:00:00`) are [`VendorTime::Unset`]. Anything else is `None`.
+pub fn parse_vendor_time(s: &str) -> Option<VendorTime> {
+    let s = s.trim();
+    if s.is_empty() || s.bytes().all(|b| matches!(b, b'0' | b'-' | b':' | b' ')) {
+        return Some(VendorTime::Unset);
+    }
+    let naive = NaiveDateTime::parse_from_str(s, DATETIME)
+        .or_else(|_| NaiveDateTime::parse_from_str(s, COMPACT_DATETIME))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(Default::default())))
+        .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d").map(|d| d.and_time(Default::default())))
+        .ok()?;
+    let local = beijing().from_local_datetime(&naive).single()?;
+    Some(VendorTime::At(local.with_timezone(&Utc)))
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss` Beijing time; `None` when malformed or unset.
+pub fn parse_beijing(s: &str) -> Option<DateTime<Utc>> {
+    match parse_vendor_time(s)? {
+        VendorTime::At(t) => Some(t),
+        VendorTime::Unset => None,
+    }
+}
+
+/// Drops sub-second precision: vendor windows have one-second resolution.
+pub fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).expect("whole seconds of a valid instant are valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn beijing_text_round_trips_through_utc() {
+        let t = parse_beijing("2024-01-01 08:00:00").unwrap();
+        assert_eq!(t, Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(format_beijing(t, DATETIME), "2024-01-01 08:00:00");
+        assert_eq!(format_beijing(t, COMPACT_DATETIME), "20240101080000");
+    }
+
+    #[test]
+    fn zero_dates_and_empty_text_are_unset() {
+        assert_eq!(parse_vendor_time("0000-00-00 00:00:00"), Some(VendorTime::Unset));
+        assert_eq!(parse_vendor_time(""), Some(VendorTime::Unset));
+        assert_eq!(parse_vendor_time("00000000"), Some(VendorTime::Unset));
+    }
+
+    #[test]
+    fn compact_and_date_only_forms_parse() {
+        let a = parse_beijing("20181029114136").unwrap();
+        let b = parse_beijing("2018-10-29 11:41:36").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(parse_beijing("20181029").unwrap(), parse_beijing("2018-10-29 00:00:00").unwrap());
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert_eq!(parse_vendor_time("yesterday"), None);
+        assert_eq!(parse_vendor_time("2024-13-01 00:00:00"), None);
+    }
+}
