@@ -53,7 +53,8 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Replaces every `${NAME}` in `value` with the environment variable `NAME`.
+/// Replaces every `${NAME}` in `value` with the environment variable `NAME`, and
+/// `${NAME:-default}` with `default` where `NAME` is unset or empty.
 /// `key` names the config key for the error when a variable is unset.
 pub fn expand_env(key: &str, value: &str) -> Result<String, ConfigError> {
     expand_with(key, value, |name| std::env::var(name).ok())
@@ -67,12 +68,21 @@ fn expand_with(key: &str, value: &str, lookup: impl Fn(&str) -> Option<String>) 
         let after = &rest[start + 2..];
         let end =
             after.find('}').ok_or_else(|| ConfigError::invalid(key, format!("unterminated `${{` in {value:?}")))?;
-        let name = &after[..end];
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(ConfigError::invalid(key, format!("bad environment variable name {name:?}")));
         }
-        let val =
-            lookup(name).ok_or_else(|| ConfigError::invalid(key, format!("environment variable {name} is not set")))?;
+        let val = match (lookup(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => v,
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(ConfigError::invalid(key, format!("environment variable {name} is not set")));
+            }
+        };
         out.push_str(&val);
         rest = &after[end + 1..];
     }
@@ -519,7 +529,8 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             params,
         });
     }
-    Ok(Config { kafka, metrics_listen: file.metrics.listen, sources, streams })
+    let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
+    Ok(Config { kafka, metrics_listen, sources, streams })
 }
 
 /// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
@@ -581,6 +592,10 @@ mod tests {
     fn env_references_expand_and_unset_ones_name_the_key() {
         let got = expand_with("sources.x.appsecret", "a-${ONE}-${TWO}", |n| Some(n.to_lowercase())).unwrap();
         assert_eq!(got, "a-one-two");
+        let got = expand_with("metrics.listen", "${NOPE:-127.0.0.1:9464}", |_| None).unwrap();
+        assert_eq!(got, "127.0.0.1:9464");
+        let got = expand_with("metrics.listen", "${SET:-127.0.0.1:9464}", |_| Some("0.0.0.0:1".into())).unwrap();
+        assert_eq!(got, "0.0.0.0:1");
         let e = expand_with("sources.x.appsecret", "${NOPE}", |_| None).unwrap_err().to_string();
         assert!(e.contains("sources.x.appsecret") && e.contains("NOPE"), "{e}");
     }

@@ -120,13 +120,12 @@ fn scan_topic(
                 let Some(summary) = summaries.get_mut(&stream) else { continue };
                 summary.records += 1;
                 keys.entry(stream.clone()).or_default().insert(m.key().unwrap_or_default().to_vec());
-                if summary.samples.len() < samples {
-                    if let (Some(codec), Some(payload)) = (codecs.get(&stream), m.payload()) {
-                        summary.samples.push(
-                            decode::decode(codec, payload)
-                                .unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
-                        );
-                    }
+                if summary.samples.len() < samples
+                    && let (Some(codec), Some(payload)) = (codecs.get(&stream), m.payload())
+                {
+                    summary.samples.push(
+                        decode::decode(codec, payload).unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
+                    );
                 }
             }
         }

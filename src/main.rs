@@ -71,7 +71,8 @@ enum Command {
 
 fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -100,6 +101,56 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
+/// The end-of-run table: one line per stream, columns sized to their contents.
+fn print_summary(reports: &[tidemark::engine::StreamReport]) {
+    let header = ["stream", "records", "unchanged", "windows", "watermark (Beijing)", "topic", "outcome"];
+    let rows: Vec<[String; 7]> = reports
+        .iter()
+        .map(|r| {
+            let outcome = match &r.outcome {
+                StreamOutcome::CaughtUp => "caught up".to_owned(),
+                StreamOutcome::ShutDown => "shut down".to_owned(),
+                StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => format!("STOPPED: {why}"),
+            };
+            [
+                r.stream.to_string(),
+                r.records.to_string(),
+                r.unchanged.to_string(),
+                r.windows.to_string(),
+                fmt_wm(r.watermark),
+                r.topic.to_string(),
+                outcome,
+            ]
+        })
+        .collect();
+    let widths: Vec<usize> =
+        (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let print_row = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            // Counts are right-aligned, text left-aligned.
+            if (1..=3).contains(&i) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                if i < 6 {
+                    out.push_str(&" ".repeat(pad));
+                }
+            }
+            if i < 6 {
+                out.push_str("  ");
+            }
+        }
+        println!("{out}");
+    };
+    print_row(header.to_vec());
+    for r in &rows {
+        print_row(r.iter().map(String::as_str).collect());
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -118,31 +169,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run { config, until_caught_up } => {
             let cfg = Config::load(&config)?;
             let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
-            println!(
-                "{:<36} {:>9} {:>9} {:>8}  {:<26} {:<24} outcome",
-                "stream", "records", "unchanged", "windows", "watermark (Beijing)", "topic"
-            );
-            let mut failed = false;
-            for r in &reports {
-                let outcome = match &r.outcome {
-                    StreamOutcome::CaughtUp => "caught up".to_owned(),
-                    StreamOutcome::ShutDown => "shut down".to_owned(),
-                    StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => {
-                        failed = true;
-                        format!("STOPPED: {why}")
-                    }
-                };
-                println!(
-                    "{:<36} {:>9} {:>9} {:>8}  {:<26} {:<24} {}",
-                    r.stream.as_str(),
-                    r.records,
-                    r.unchanged,
-                    r.windows,
-                    fmt_wm(r.watermark),
-                    &*r.topic,
-                    outcome
-                );
-            }
+            print_summary(&reports);
+            let failed = reports
+                .iter()
+                .any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Simulate { config } => {

@@ -272,7 +272,7 @@ fn integer(v: &Value) -> Option<i64> {
 fn time_of(v: &Value) -> Option<VendorTime> {
     match v {
         Value::String(s) => parse_vendor_time(s),
-        Value::Number(n) => n.as_i64().and_then(|ms| chrono::DateTime::from_timestamp_millis(ms)).map(VendorTime::At),
+        Value::Number(n) => n.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map(VendorTime::At),
         _ => None,
     }
 }

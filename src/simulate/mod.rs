@@ -72,9 +72,13 @@ pub fn build(cfg: &SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, Confi
 }
 
 /// The HTTP routes of every configured simulator, plus `/_simulator/records/{kind}` which
-/// lists a data set in its served order (for tests and the demo to compare against).
+/// lists a data set in its served order, and `/_simulator/stats` (for tests and the demo).
 pub fn router(state: Arc<SimState>) -> Router {
-    Router::new().merge(wdt::routes()).route("/_simulator/records/{kind}", get(records)).with_state(state)
+    Router::new()
+        .merge(wdt::routes())
+        .route("/_simulator/records/{kind}", get(records))
+        .route("/_simulator/stats", get(stats))
+        .with_state(state)
 }
 
 async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<String>) -> impl IntoResponse {
@@ -86,6 +90,15 @@ async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<Stri
         Some(list) => Json(list).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no simulated data set {kind:?}\n")).into_response(),
     }
+}
+
+/// Record counts per data set, e.g. `{"wdt.account_check": 4000}`.
+async fn stats(State(state): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(w) = &state.wdt {
+        out.insert("wdt.account_check".into(), w.account_checks().len().into());
+    }
+    Json(serde_json::Value::Object(out))
 }
 
 /// Binds and serves until the process ends; prints `listening on ADDR` once bound.
