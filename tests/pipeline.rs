@@ -171,3 +171,59 @@ async fn a_wrong_appsecret_stops_the_stream_and_commits_nothing() {
     assert_eq!(consume_committed(&topic).len(), 0, "no record committed");
     assert!(watermarks(&wm_topic).is_empty(), "no watermark committed");
 }
+
+/// The value of one sample line `name{labels} value` in Prometheus text.
+fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(500, "0ms"));
+    let expected = sim.records(KIND).await;
+    let (topic, wm_topic) = (unique("metrics-data"), unique("metrics-wm"));
+    let streams = &[("wdt.account_check/shop-01", "shop-01")];
+    let mut cfg_text = worker_config(&sim, &topic, &wm_topic, &unique("metrics-txn"), "test-secret", "24h", streams);
+    cfg_text = cfg_text.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
+    let cfg = write(dir.path(), "worker.toml", &cfg_text);
+    // Without --until-caught-up the worker keeps polling until told to stop.
+    let mut worker = spawn_worker(&cfg, &[]);
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(i) = line.find("addr=") {
+            addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("caught up") {
+            break;
+        }
+    }
+    let addr = addr.expect("worker logged its metrics address");
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let shop01 = expected.iter().filter(|r| r["shop_no"] == "shop-01").count() as f64;
+    let s = "{stream=\"wdt.account_check/shop-01\"}";
+    assert_eq!(metric(&text, &format!("tidemark_records_total{s}")), Some(shop01), "{text}");
+    let lag = metric(&text, &format!("tidemark_watermark_lag_seconds{s}")).expect("lag exported");
+    assert!((60.0..600.0).contains(&lag), "caught up with a 1m settle lag: lag {lag}");
+    let ok = metric(&text, "tidemark_api_requests_total{outcome=\"ok\",source=\"wdt\"}").expect("requests counted");
+    assert!(ok >= 6.0, "at least one request per day of data: {ok}");
+    assert!(metric(&text, "tidemark_api_request_duration_seconds_count{source=\"wdt\"}").unwrap() >= ok);
+    assert!(metric(&text, "tidemark_transactions_total{outcome=\"committed\"}").unwrap() >= 6.0);
+    let ready = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let status = std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let exit = worker.wait().unwrap();
+    assert!(exit.success(), "SIGTERM ends the run with exit 0: {exit:?}\n{}", rest.join("\n"));
+    assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{}", rest.join("\n"));
+    assert_eq!(consume_committed(&topic).len() as f64, shop01);
+}
