@@ -103,8 +103,8 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
 
 /// The end-of-run table: one line per stream, columns sized to their contents.
 fn print_summary(reports: &[tidemark::engine::StreamReport]) {
-    let header = ["stream", "records", "unchanged", "windows", "watermark (Beijing)", "topic", "outcome"];
-    let rows: Vec<[String; 7]> = reports
+    let header = ["stream", "records", "unchanged", "deleted", "windows", "watermark (Beijing)", "topic", "outcome"];
+    let rows: Vec<[String; 8]> = reports
         .iter()
         .map(|r| {
             let outcome = match &r.outcome {
@@ -116,6 +116,7 @@ fn print_summary(reports: &[tidemark::engine::StreamReport]) {
                 r.stream.to_string(),
                 r.records.to_string(),
                 r.unchanged.to_string(),
+                r.tombstones.to_string(),
                 r.windows.to_string(),
                 fmt_wm(r.watermark),
                 r.topic.to_string(),
@@ -124,22 +125,22 @@ fn print_summary(reports: &[tidemark::engine::StreamReport]) {
         })
         .collect();
     let widths: Vec<usize> =
-        (0..7).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+        (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
     let print_row = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
             let pad = widths[i].saturating_sub(c.chars().count());
             // Counts are right-aligned, text left-aligned.
-            if (1..=3).contains(&i) {
+            if (1..=4).contains(&i) {
                 out.push_str(&" ".repeat(pad));
                 out.push_str(c);
             } else {
                 out.push_str(c);
-                if i < 6 {
+                if i < 7 {
                     out.push_str(&" ".repeat(pad));
                 }
             }
-            if i < 6 {
+            if i < 7 {
                 out.push_str("  ");
             }
         }

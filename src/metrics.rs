@@ -21,6 +21,7 @@ pub struct Metrics {
     pub registry: Registry,
     pub records: IntCounterVec,
     pub records_unchanged: IntCounterVec,
+    pub tombstones: IntCounterVec,
     pub windows: IntCounterVec,
     pub api_requests: IntCounterVec,
     pub api_errors: IntCounterVec,
@@ -45,7 +46,12 @@ impl Metrics {
             "Records read again inside the lookback span and skipped because they had not changed.",
             &["stream"],
         );
-        let windows = counter("tidemark_windows_total", "Windows committed.", &["stream"]);
+        let tombstones = counter(
+            "tidemark_tombstones_total",
+            "Tombstones committed for records gone from a snapshot source.",
+            &["stream"],
+        );
+        let windows = counter("tidemark_windows_total", "Windows (or snapshots) committed.", &["stream"]);
         let api_requests = counter(
             "tidemark_api_requests_total",
             "Vendor API requests by outcome (ok, retryable, throttled, fatal).",
@@ -76,6 +82,7 @@ impl Metrics {
             registry,
             records,
             records_unchanged,
+            tombstones,
             windows,
             api_requests,
             api_errors,

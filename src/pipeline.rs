@@ -10,7 +10,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::avro::RecordCodec;
 use crate::config::{Config, ConfigError, StreamConfig};
-use crate::sources::{self, Source};
+use crate::sources::{self, Mode, Source};
 
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
 pub struct StreamPlan {
@@ -20,6 +20,8 @@ pub struct StreamPlan {
     pub limiter: Arc<DefaultDirectRateLimiter>,
     pub codec: Arc<RecordCodec>,
     pub topic: String,
+    /// Snapshot streams write to a compacted topic.
+    pub compacted: bool,
     pub max_span: Duration,
     pub page_size: u32,
 }
@@ -71,7 +73,7 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
                 format!("{max_span:?} exceeds the {} window limit of {:?}", spec.kind, spec.max_span),
             ));
         }
-        if s.lookback >= max_span {
+        if spec.mode == Mode::Windowed && s.lookback >= max_span {
             return Err(ConfigError::invalid(
                 key("lookback"),
                 format!("lookback {:?} must be shorter than the window span {max_span:?}", s.lookback),
@@ -94,9 +96,22 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
             source,
             codec,
             topic: s.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned()),
+            compacted: spec.mode == Mode::Snapshot,
             max_span,
             page_size,
         });
+    }
+    // A topic is either an event log or a compacted table, never both.
+    for (i, p) in plans.iter().enumerate() {
+        if let Some(q) = plans[..i].iter().find(|q| q.topic == p.topic && q.compacted != p.compacted) {
+            return Err(ConfigError::invalid(
+                format!("streams[{i}].topic"),
+                format!(
+                    "{:?} is shared with {} but one is a snapshot (compacted) stream and the other is not",
+                    p.topic, q.cfg.id
+                ),
+            ));
+        }
     }
     Ok(plans)
 }

@@ -11,7 +11,7 @@ use tracing::{error, info};
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
-use crate::kafka::topics::{self, TopicError};
+use crate::kafka::topics::{self, DataTopic, TopicError};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
 use crate::metrics::Metrics;
@@ -49,7 +49,8 @@ pub async fn run(
         let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
-    let mut topics: Vec<String> = plans.iter().map(|p| p.topic.clone()).collect();
+    let mut topics: Vec<DataTopic> =
+        plans.iter().map(|p| DataTopic { name: p.topic.clone(), compacted: p.compacted }).collect();
     topics.sort();
     topics.dedup();
     topics::ensure(&config.kafka, &topics).await?;

@@ -27,7 +27,7 @@ pub enum VendorTime {
 }
 
 /// Parses vendor time text as Beijing time. Accepts `yyyy-MM-dd HH:mm:ss`,
-/// `yyyyMMddHHmmss`, `yyyy-MM-dd` and `yyyyMMdd`; empty text and all-zero dates
+/// `yyyyMMddHHmmss`, `yyyyMMdd HH:mm:ss` (TOP's date + time fields joined), `yyyy-MM-dd` and `yyyyMMdd`; empty text and all-zero dates
 /// (`0000-00-00 00:00:00`) are [`VendorTime::Unset`]. Anything else is `None`.
 pub fn parse_vendor_time(s: &str) -> Option<VendorTime> {
     let s = s.trim();
@@ -36,6 +36,7 @@ pub fn parse_vendor_time(s: &str) -> Option<VendorTime> {
     }
     let naive = NaiveDateTime::parse_from_str(s, DATETIME)
         .or_else(|_| NaiveDateTime::parse_from_str(s, COMPACT_DATETIME))
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y%m%d %H:%M:%S"))
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_time(Default::default())))
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y%m%d").map(|d| d.and_time(Default::default())))
         .ok()?;
@@ -81,6 +82,7 @@ mod tests {
         let b = parse_beijing("2018-10-29 11:41:36").unwrap();
         assert_eq!(a, b);
         assert_eq!(parse_beijing("20181029").unwrap(), parse_beijing("2018-10-29 00:00:00").unwrap());
+        assert_eq!(parse_beijing("20181029 11:41:36").unwrap(), b);
     }
 
     #[test]

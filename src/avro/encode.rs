@@ -36,9 +36,27 @@ pub(crate) enum Plan {
     /// `["null", T]`: JSON null, a missing field, and (for non-strings) empty text or a
     /// vendor zero date are written as null.
     Optional(Box<Plan>),
-    Record(Vec<(String, Plan)>),
+    Record(Vec<Field>),
     Array(Box<Plan>),
     Enum(Vec<String>),
+}
+
+/// One record field: its name, where its value comes from, and how to write it.
+#[derive(Debug)]
+pub(crate) struct Field {
+    name: String,
+    from: FieldSource,
+    plan: Plan,
+}
+
+/// Where a field's JSON value comes from.
+#[derive(Debug)]
+enum FieldSource {
+    /// The JSON field of the same name.
+    Same,
+    /// The named JSON fields' text joined by a space (schema attribute `tidemark.join`),
+    /// e.g. TOP's `biz_date` + `trade_time` into one event time. Null if any part is missing.
+    Join(Vec<String>),
 }
 
 fn unsupported(path: &str, reason: impl Into<String>) -> SchemaError {
@@ -74,7 +92,21 @@ impl Plan {
             Schema::Record(r) => Plan::Record(
                 r.fields
                     .iter()
-                    .map(|f| Ok((f.name.clone(), Plan::compile(&f.schema, &format!("{path}.{}", f.name))?)))
+                    .map(|f| {
+                        let fpath = format!("{path}.{}", f.name);
+                        let from = match f.custom_attributes.get("tidemark.join") {
+                            None => FieldSource::Same,
+                            Some(serde_json::Value::Array(parts)) if !parts.is_empty() => FieldSource::Join(
+                                parts
+                                    .iter()
+                                    .map(|p| p.as_str().map(str::to_owned))
+                                    .collect::<Option<_>>()
+                                    .ok_or_else(|| unsupported(&fpath, "tidemark.join must list field names"))?,
+                            ),
+                            Some(_) => return Err(unsupported(&fpath, "tidemark.join must list field names")),
+                        };
+                        Ok(Field { name: f.name.clone(), from, plan: Plan::compile(&f.schema, &fpath)? })
+                    })
                     .collect::<Result<_, SchemaError>>()?,
             ),
             Schema::Array(a) => Plan::Array(Box::new(Plan::compile(&a.items, &format!("{path}[]"))?)),
@@ -207,11 +239,19 @@ impl Plan {
                     Value::Object(o) => o,
                     other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
                 };
-                for (name, plan) in fields {
+                for Field { name, from, plan } in fields {
                     let len = path.len();
                     path.push('.');
                     path.push_str(name);
-                    let res = match obj.get(name) {
+                    let joined;
+                    let value = match from {
+                        FieldSource::Same => obj.get(name),
+                        FieldSource::Join(parts) => {
+                            joined = join_parts(obj, parts);
+                            joined.as_ref()
+                        }
+                    };
+                    let res = match value {
                         Some(fv) => plan.encode(fv, out, path),
                         None => match plan {
                             Plan::Optional(_) | Plan::Null => {
@@ -259,6 +299,23 @@ impl Plan {
             }
         }
     }
+}
+
+/// The text of `parts` joined by spaces; `None` if any part is missing or empty.
+fn join_parts(obj: &serde_json::Map<String, Value>, parts: &[String]) -> Option<Value> {
+    let mut out = String::new();
+    for p in parts {
+        let text = match obj.get(p)? {
+            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            Value::Number(n) => n.to_string(),
+            _ => return None,
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&text);
+    }
+    Some(Value::String(out))
 }
 
 fn integer(v: &Value) -> Option<i64> {

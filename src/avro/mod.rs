@@ -132,6 +132,25 @@ mod tests {
     }
 
     #[test]
+    fn joined_fields_derive_an_event_time() {
+        let avsc = r#"{"type": "record", "name": "J", "fields": [
+            {"name": "biz_date", "type": ["null", "string"], "default": null},
+            {"name": "event_time", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}],
+             "default": null, "tidemark.join": ["biz_date", "trade_time"]}]}"#;
+        let codec = RecordCodec::from_avsc(avsc).unwrap();
+        let mut out = Vec::new();
+        codec.encode(&json!({"biz_date": "20181029", "trade_time": "11:41:36"}), &mut out).unwrap();
+        let f = decode(&codec, &out);
+        // 2018-10-29 11:41:36 Beijing = 03:41:36 UTC.
+        assert_eq!(f[1].1, Avro::Union(1, Box::new(Avro::TimestampMillis(1_540_784_496_000))));
+        out.clear();
+        codec.encode(&json!({"biz_date": "20181029"}), &mut out).unwrap();
+        assert_eq!(decode(&codec, &out)[1].1, Avro::Union(0, Box::new(Avro::Null)), "a missing part gives null");
+        let bad = avsc.replace(r#"["biz_date", "trade_time"]"#, r#""biz_date""#);
+        assert!(RecordCodec::from_avsc(&bad).is_err());
+    }
+
+    #[test]
     fn zero_dates_and_empty_values_become_null() {
         let codec = RecordCodec::from_avsc(AVSC).unwrap();
         let mut out = Vec::new();

@@ -35,6 +35,7 @@ pub enum Progress {
 pub struct PageSet {
     key_field: &'static str,
     total_on_every_page: bool,
+    paged: bool,
     expected: Option<u64>,
     pages: u32,
     records: Vec<Value>,
@@ -43,7 +44,20 @@ pub struct PageSet {
 
 impl PageSet {
     pub fn new(key_field: &'static str, total_on_every_page: bool) -> Self {
-        PageSet { key_field, total_on_every_page, expected: None, pages: 0, records: Vec::new(), keys: HashSet::new() }
+        PageSet {
+            key_field,
+            total_on_every_page,
+            paged: true,
+            expected: None,
+            pages: 0,
+            records: Vec::new(),
+            keys: HashSet::new(),
+        }
+    }
+
+    /// For an unpaged API: its one response is the whole set, with or without a total.
+    pub fn unpaged(key_field: &'static str) -> Self {
+        PageSet { paged: false, ..PageSet::new(key_field, false) }
     }
 
     pub fn pages(&self) -> u32 {
@@ -55,6 +69,15 @@ impl PageSet {
     pub fn add(&mut self, page: Page) -> Result<Progress, PageSetError> {
         let index = self.pages;
         self.pages += 1;
+        if !self.paged {
+            let total = page.total;
+            self.push_all(page.records)?;
+            let got = self.records.len() as u64;
+            return match total {
+                Some(expected) if expected != got => Err(PageSetError::ShortRead { expected, got }),
+                _ => Ok(Progress::Complete),
+            };
+        }
         let expected = match (self.expected, page.total) {
             (None, Some(t)) => {
                 self.expected = Some(t);
@@ -70,7 +93,16 @@ impl PageSet {
         if page.records.is_empty() && got_before < expected {
             return Err(PageSetError::ShortRead { expected, got: got_before });
         }
-        for rec in page.records {
+        self.push_all(page.records)?;
+        let got = self.records.len() as u64;
+        if got > expected {
+            return Err(PageSetError::Overflow { expected, got });
+        }
+        Ok(if got == expected { Progress::Complete } else { Progress::More })
+    }
+
+    fn push_all(&mut self, records: Vec<Value>) -> Result<(), PageSetError> {
+        for rec in records {
             let key = record_key(&rec, self.key_field).ok_or_else(|| PageSetError::MissingKey {
                 index: self.records.len(),
                 field: self.key_field.to_owned(),
@@ -80,11 +112,7 @@ impl PageSet {
             }
             self.records.push(rec);
         }
-        let got = self.records.len() as u64;
-        if got > expected {
-            return Err(PageSetError::Overflow { expected, got });
-        }
-        Ok(if got == expected { Progress::Complete } else { Progress::More })
+        Ok(())
     }
 
     /// The window's records, in the vendor's order.
@@ -150,6 +178,16 @@ mod tests {
         let mut s = PageSet::new("id", false);
         let bad = Page { records: vec![json!({"other": 1})], total: Some(1) };
         assert!(matches!(s.add(bad), Err(PageSetError::MissingKey { index: 0, .. })));
+    }
+
+    #[test]
+    fn an_unpaged_response_is_the_whole_set() {
+        let mut s = PageSet::unpaged("id");
+        assert_eq!(s.add(page(&["a", "b"], None)), Ok(Progress::Complete));
+        let mut s = PageSet::unpaged("id");
+        assert_eq!(s.add(page(&["a", "a"], None)), Err(PageSetError::DuplicateKey { key: "a".into() }));
+        let mut s = PageSet::unpaged("id");
+        assert_eq!(s.add(page(&["a"], Some(2))), Err(PageSetError::ShortRead { expected: 2, got: 1 }));
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! One stream's poll loop: plan a window, fetch and verify its pages, commit records and
-//! watermark in one transaction, repeat until caught up, then poll on an interval.
+//! One stream's poll loop: plan the next step (a window, or a snapshot), fetch and verify its
+//! pages, commit records and watermark in one transaction, repeat until caught up, then poll.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,23 +13,25 @@ use tracing::{debug, error, info, warn};
 use super::backoff;
 use super::pageset::{PageSet, PageSetError, Progress, record_key};
 use super::watermark::content_hash;
+use super::window::chrono_duration;
 use super::{StreamId, Watermark, WatermarkState, Window};
 use crate::avro::RecordCodec;
 use crate::kafka::{CommitError, HEADER_SCHEMA, HEADER_STREAM, OutRecord, TxnSink};
 use crate::metrics::Metrics;
-use crate::sources::{PageRequest, Source, SourceError};
+use crate::sources::{Mode, Page, PageRequest, Source, SourceError};
 
-/// A request is retried this many times before the window is given up and retried later.
+/// A request is retried this many times before the step is given up and retried later.
 const REQUEST_ATTEMPTS: u32 = 5;
-/// A window whose pages do not add up is fetched again this many times before backing off.
+/// A page set that does not add up is fetched again this many times before backing off.
 const PAGESET_ATTEMPTS: u32 = 3;
 /// Guards against a vendor that never stops paging.
-const MAX_PAGES_PER_WINDOW: u32 = 100_000;
+const MAX_PAGES: u32 = 100_000;
 
 /// How the stream's loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamOutcome {
-    /// The watermark reached now minus the settle lag (with `--until-caught-up`).
+    /// Caught up (with `--until-caught-up`): windowed streams reached now minus the settle
+    /// lag; snapshot streams hold a snapshot younger than their poll interval.
     CaughtUp,
     /// Shutdown was requested.
     ShutDown,
@@ -46,19 +48,34 @@ pub struct StreamReport {
     pub topic: Arc<str>,
     pub records: u64,
     pub unchanged: u64,
+    pub tombstones: u64,
     pub windows: u64,
     pub watermark: Watermark,
     pub outcome: StreamOutcome,
 }
 
-/// Why a window did not commit, by what the loop must do next.
+/// Why a step did not commit, by what the loop must do next.
 #[derive(Debug)]
-enum WindowError {
-    /// Try the window again after a backoff.
+enum StepError {
+    /// Try again after a backoff.
     Retry(String),
     Stop(String),
     ProducerFailed(String),
     ShutDown,
+}
+
+/// What the loop does next.
+enum Step {
+    Window(Window),
+    Snapshot,
+    CaughtUp { wait: Duration },
+}
+
+/// What one committed step wrote.
+struct Committed {
+    written: u64,
+    unchanged: u64,
+    tombstones: u64,
 }
 
 /// Everything one stream needs to run. Built by the pipeline from config.
@@ -89,6 +106,7 @@ impl StreamWorker {
             topic: self.topic.clone(),
             records: 0,
             unchanged: 0,
+            tombstones: 0,
             windows: 0,
             watermark: self.state.watermark,
             outcome: StreamOutcome::ShutDown,
@@ -97,99 +115,173 @@ impl StreamWorker {
         info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), topic = %self.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
-        loop {
+        report.outcome = loop {
             if *shutdown.borrow() {
-                report.outcome = StreamOutcome::ShutDown;
-                break;
+                break StreamOutcome::ShutDown;
             }
-            let horizon = Utc::now() - super::window::chrono_duration(self.settle);
-            let Some(window) = Window::next(self.state.watermark, self.lookback, self.max_span, horizon) else {
-                if !was_caught_up {
-                    info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), "caught up");
-                    was_caught_up = true;
+            let step = self.plan_step(Utc::now());
+            let (label, result) = match step {
+                Step::CaughtUp { wait } => {
+                    if !was_caught_up {
+                        info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), "caught up");
+                        was_caught_up = true;
+                    }
+                    if until_caught_up {
+                        break StreamOutcome::CaughtUp;
+                    }
+                    if !sleep_or_shutdown(wait, &mut shutdown).await {
+                        break StreamOutcome::ShutDown;
+                    }
+                    continue;
                 }
-                if until_caught_up {
-                    report.outcome = StreamOutcome::CaughtUp;
-                    break;
-                }
-                if !sleep_or_shutdown(self.poll_interval, &mut shutdown).await {
-                    report.outcome = StreamOutcome::ShutDown;
-                    break;
-                }
-                continue;
+                Step::Window(w) => (w.to_string(), self.process_window(&w, &mut shutdown).await),
+                Step::Snapshot => ("snapshot".to_owned(), self.process_snapshot(&mut shutdown).await),
             };
             was_caught_up = false;
-            match self.process(&window, &mut shutdown).await {
-                Ok((written, unchanged)) => {
+            match result {
+                Ok(c) => {
                     failures = 0;
-                    report.records += written;
-                    report.unchanged += unchanged;
+                    report.records += c.written;
+                    report.unchanged += c.unchanged;
+                    report.tombstones += c.tombstones;
                     report.windows += 1;
                     report.watermark = self.state.watermark;
                 }
-                Err(WindowError::Retry(reason)) => {
+                Err(StepError::Retry(reason)) => {
                     failures += 1;
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
-                    warn!(stream = %self.id, window = %window, error = %reason, retry_in = ?wait, "window failed; will retry");
+                    warn!(stream = %self.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
                     if !sleep_or_shutdown(wait, &mut shutdown).await {
-                        report.outcome = StreamOutcome::ShutDown;
-                        break;
+                        break StreamOutcome::ShutDown;
                     }
                 }
-                Err(WindowError::Stop(reason)) => {
-                    error!(stream = %self.id, window = %window, error = %reason, "stream stopped");
-                    report.outcome = StreamOutcome::Stopped(reason);
-                    break;
+                Err(StepError::Stop(reason)) => {
+                    error!(stream = %self.id, window = %label, error = %reason, "stream stopped");
+                    break StreamOutcome::Stopped(reason);
                 }
-                Err(WindowError::ProducerFailed(reason)) => {
-                    error!(stream = %self.id, window = %window, error = %reason, "producer failed");
-                    report.outcome = StreamOutcome::ProducerFailed(reason);
-                    break;
+                Err(StepError::ProducerFailed(reason)) => {
+                    error!(stream = %self.id, window = %label, error = %reason, "producer failed");
+                    break StreamOutcome::ProducerFailed(reason);
                 }
-                Err(WindowError::ShutDown) => {
-                    report.outcome = StreamOutcome::ShutDown;
-                    break;
-                }
+                Err(StepError::ShutDown) => break StreamOutcome::ShutDown,
             }
-        }
+        };
         report
     }
 
-    /// Fetches, verifies, encodes and commits one window. Returns (written, unchanged).
-    async fn process(
+    fn plan_step(&self, now: DateTime<Utc>) -> Step {
+        match self.source.spec().mode {
+            Mode::Windowed => {
+                let horizon = now - chrono_duration(self.settle);
+                match Window::next(self.state.watermark, self.lookback, self.max_span, horizon) {
+                    Some(w) => Step::Window(w),
+                    None => Step::CaughtUp { wait: self.poll_interval },
+                }
+            }
+            Mode::Snapshot => {
+                // The watermark of a snapshot stream is when its last snapshot was taken.
+                let due = self.state.watermark + chrono_duration(self.poll_interval);
+                match (due - now).to_std() {
+                    Ok(wait) if !wait.is_zero() => Step::CaughtUp { wait },
+                    _ => Step::Snapshot,
+                }
+            }
+        }
+    }
+
+    /// Fetches, verifies, encodes and commits one window.
+    async fn process_window(
         &mut self,
         window: &Window,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(u64, u64), WindowError> {
+    ) -> Result<Committed, StepError> {
         let started = Instant::now();
-        let (records, pages) = self.fetch_window(window, shutdown).await?;
+        let (records, pages) = self.fetch_all(Some(window), shutdown).await?;
+        let keyed = self.keyed(&records);
         let mut out = Vec::with_capacity(records.len() + 1);
         let mut emitted = Vec::with_capacity(records.len());
-        let mut unchanged = 0u64;
-        let stream_header: Arc<[u8]> = Arc::from(self.id.as_str().as_bytes());
-        let schema_header: Arc<[u8]> = Arc::from(self.codec.full_name().as_bytes());
-        for rec in &records {
-            let key = record_key(rec, self.source.spec().key_field).expect("page set checked every key");
-            let hash = content_hash(rec);
-            if self.state.is_unchanged(&key, hash) {
-                unchanged += 1;
-                continue;
-            }
-            let mut value = Vec::with_capacity(256);
-            self.codec.encode(rec, &mut value).map_err(|e| {
-                WindowError::Stop(format!("record {key:?} does not fit schema {}: {e}", self.codec.full_name()))
-            })?;
-            out.push(OutRecord {
-                topic: self.topic.clone(),
-                key: key.as_bytes().to_vec(),
-                value: Some(value),
-                headers: vec![(HEADER_STREAM, stream_header.clone()), (HEADER_SCHEMA, schema_header.clone())],
-            });
-            emitted.push((key, hash));
+        for (key, hash, rec) in keyed.iter().filter(|(k, h, _)| !self.state.is_unchanged(k, *h)) {
+            out.push(self.encode(key, rec)?);
+            emitted.push((key.clone(), *hash));
         }
         let written = out.len() as u64;
+        let unchanged = records.len() as u64 - written;
         let next =
-            self.state.advance(window.end, emitted, self.lookback).map_err(|e| WindowError::Stop(e.to_string()))?;
+            self.state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
+        self.commit(out, next).await?;
+        info!(
+            stream = %self.id, window = %window, pages, records = written, unchanged,
+            watermark = %fmt_wm(self.state.watermark), elapsed_ms = started.elapsed().as_millis() as u64,
+            "window committed"
+        );
+        Ok(Committed { written, unchanged, tombstones: 0 })
+    }
+
+    /// Fetches the whole set, commits what changed since the last snapshot and tombstones
+    /// for what disappeared.
+    async fn process_snapshot(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<Committed, StepError> {
+        let started = Instant::now();
+        let taken_at = crate::time::truncate_to_second(Utc::now());
+        let (records, pages) = self.fetch_all(None, shutdown).await?;
+        let keyed = self.keyed(&records);
+        let mut out = Vec::with_capacity(records.len() + 1);
+        for (key, _, rec) in keyed.iter().filter(|(k, h, _)| !self.state.is_unchanged(k, *h)) {
+            out.push(self.encode(key, rec)?);
+        }
+        let written = out.len() as u64;
+        let unchanged = records.len() as u64 - written;
+        let (next, removed) = self.state.replace_snapshot(taken_at, keyed.into_iter().map(|(k, h, _)| (k, h)));
+        let tombstones = removed.len() as u64;
+        for key in removed {
+            out.push(OutRecord {
+                topic: self.topic.clone(),
+                key: key.into_bytes(),
+                value: None,
+                headers: self.headers(),
+            });
+        }
+        self.commit(out, next).await?;
+        self.metrics.tombstones.with_label_values(&[self.id.as_str()]).inc_by(tombstones);
+        info!(
+            stream = %self.id, window = "snapshot", pages, records = written, unchanged, tombstones,
+            watermark = %fmt_wm(self.state.watermark), elapsed_ms = started.elapsed().as_millis() as u64,
+            "snapshot committed"
+        );
+        Ok(Committed { written, unchanged, tombstones })
+    }
+
+    /// Each record with its business id and content hash (the page set checked every key).
+    fn keyed<'r>(&self, records: &'r [Value]) -> Vec<(String, u64, &'r Value)> {
+        let field = self.source.spec().key_field;
+        records
+            .iter()
+            .map(|r| (record_key(r, field).expect("page set checked every key"), content_hash(r), r))
+            .collect()
+    }
+
+    fn headers(&self) -> Vec<(&'static str, Arc<[u8]>)> {
+        vec![
+            (HEADER_STREAM, Arc::from(self.id.as_str().as_bytes())),
+            (HEADER_SCHEMA, Arc::from(self.codec.full_name().as_bytes())),
+        ]
+    }
+
+    fn encode(&self, key: &str, rec: &Value) -> Result<OutRecord, StepError> {
+        let mut value = Vec::with_capacity(256);
+        self.codec.encode(rec, &mut value).map_err(|e| {
+            StepError::Stop(format!("record {key:?} does not fit schema {}: {e}", self.codec.full_name()))
+        })?;
+        Ok(OutRecord {
+            topic: self.topic.clone(),
+            key: key.as_bytes().to_vec(),
+            value: Some(value),
+            headers: self.headers(),
+        })
+    }
+
+    /// Commits `out` plus the stream's next state in one transaction, then adopts that state.
+    async fn commit(&mut self, mut out: Vec<OutRecord>, next: WatermarkState) -> Result<(), StepError> {
+        let written = out.len() as u64;
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.id.as_str().as_bytes().to_vec(),
@@ -200,39 +292,38 @@ impl StreamWorker {
             Ok(()) => self.metrics.transactions.with_label_values(&["committed"]).inc(),
             Err(CommitError::Aborted(why)) => {
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
-                return Err(WindowError::Retry(format!("kafka transaction aborted: {why}")));
+                return Err(StepError::Retry(format!("kafka transaction aborted: {why}")));
             }
             Err(CommitError::Fatal(why)) => {
                 self.metrics.transactions.with_label_values(&["fatal"]).inc();
-                return Err(WindowError::ProducerFailed(why));
+                return Err(StepError::ProducerFailed(why));
             }
         }
         self.state = next;
         self.metrics.set_watermark(&self.id, self.state.watermark);
         self.metrics.records.with_label_values(&[self.id.as_str()]).inc_by(written);
-        self.metrics.records_unchanged.with_label_values(&[self.id.as_str()]).inc_by(unchanged);
         self.metrics.windows.with_label_values(&[self.id.as_str()]).inc();
-        info!(
-            stream = %self.id, window = %window, pages, records = written, unchanged,
-            watermark = %fmt_wm(self.state.watermark), elapsed_ms = started.elapsed().as_millis() as u64,
-            "window committed"
-        );
-        Ok((written, unchanged))
+        Ok(())
     }
 
-    /// Reads every page of the window until the page set is consistent.
-    async fn fetch_window(
+    /// Reads every page of a window (or of the whole set) until the page set is consistent.
+    async fn fetch_all(
         &self,
-        window: &Window,
+        window: Option<&Window>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(Vec<Value>, u32), WindowError> {
+    ) -> Result<(Vec<Value>, u32), StepError> {
         let spec = self.source.spec();
+        let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
-            let mut set = PageSet::new(spec.key_field, spec.total_on_every_page);
+            let mut set = if spec.paged {
+                PageSet::new(spec.key_field, spec.total_on_every_page)
+            } else {
+                PageSet::unpaged(spec.key_field)
+            };
             let mut page_index = 0u32;
             let problem = loop {
-                let page = self.fetch_page(window, page_index, shutdown).await?;
+                let page = self.fetch_page(window, &label, page_index, shutdown).await?;
                 match set.add(page) {
                     Ok(Progress::Complete) => {
                         let pages = set.pages();
@@ -240,19 +331,19 @@ impl StreamWorker {
                     }
                     Ok(Progress::More) => page_index += 1,
                     Err(e @ (PageSetError::MissingKey { .. } | PageSetError::MissingTotal)) => {
-                        return Err(WindowError::Stop(format!("page {page_index}: {e}")));
+                        return Err(StepError::Stop(format!("page {page_index}: {e}")));
                     }
                     Err(e) => break e,
                 }
-                if page_index >= MAX_PAGES_PER_WINDOW {
-                    return Err(WindowError::Stop(format!("window has more than {MAX_PAGES_PER_WINDOW} pages")));
+                if page_index >= MAX_PAGES {
+                    return Err(StepError::Stop(format!("more than {MAX_PAGES} pages")));
                 }
             };
             self.metrics.pageset_refetches.with_label_values(&[self.id.as_str()]).inc();
-            warn!(stream = %self.id, window = %window, attempt, error = %problem, "page set inconsistent; fetching the window again");
+            warn!(stream = %self.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
             last_problem = Some(problem);
         }
-        Err(WindowError::Retry(format!(
+        Err(StepError::Retry(format!(
             "pages still inconsistent after {PAGESET_ATTEMPTS} reads: {}",
             last_problem.map(|p| p.to_string()).unwrap_or_default()
         )))
@@ -261,16 +352,17 @@ impl StreamWorker {
     /// One page, with rate limiting, retries for transient errors and waits for throttles.
     async fn fetch_page(
         &self,
-        window: &Window,
+        window: Option<&Window>,
+        label: &str,
         page_index: u32,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<crate::sources::Page, WindowError> {
+    ) -> Result<Page, StepError> {
         let req = PageRequest { window, page_index, page_size: self.page_size, params: &self.params };
         let mut attempt = 0u32;
         loop {
             tokio::select! {
                 _ = self.limiter.until_ready() => {}
-                _ = shutdown.changed() => return Err(WindowError::ShutDown),
+                _ = shutdown.changed() => return Err(StepError::ShutDown),
             }
             let t0 = Instant::now();
             let res = self.source.fetch_page(req).await;
@@ -278,7 +370,7 @@ impl StreamWorker {
             let err = match res {
                 Ok(page) => {
                     self.metrics.api_requests.with_label_values(&[&self.source_id, "ok"]).inc();
-                    debug!(stream = %self.id, window = %window, page = page_index, records = page.records.len(), "page fetched");
+                    debug!(stream = %self.id, window = %label, page = page_index, records = page.records.len(), "page fetched");
                     return Ok(page);
                 }
                 Err(e) => e,
@@ -291,22 +383,20 @@ impl StreamWorker {
             self.metrics.api_requests.with_label_values(&[&self.source_id, outcome]).inc();
             self.metrics.api_errors.with_label_values(&[&self.source_id, err.code()]).inc();
             let wait = match &err {
-                SourceError::Fatal { .. } => return Err(WindowError::Stop(err.to_string())),
+                SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
                 SourceError::Throttled { after, .. } => *after,
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
                     if attempt >= REQUEST_ATTEMPTS {
-                        return Err(WindowError::Retry(format!(
-                            "page {page_index} failed {attempt} times, last: {err}"
-                        )));
+                        return Err(StepError::Retry(format!("page {page_index} failed {attempt} times, last: {err}")));
                     }
                     after
                         .unwrap_or_else(|| backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10)))
                 }
             };
-            warn!(stream = %self.id, window = %window, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
+            warn!(stream = %self.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
             if !sleep_or_shutdown(wait, shutdown).await {
-                return Err(WindowError::ShutDown);
+                return Err(StepError::ShutDown);
             }
         }
     }

@@ -80,6 +80,20 @@ impl WatermarkState {
         Ok(WatermarkState { stream: self.stream.clone(), watermark: end, recent })
     }
 
+    /// The state after committing a full snapshot taken at `at`: the stored hashes become
+    /// exactly `current`. Returns the keys that were in the previous snapshot and are gone
+    /// now (to be tombstoned). The watermark (time of the last snapshot) never moves back.
+    pub fn replace_snapshot(
+        &self,
+        at: Watermark,
+        current: impl IntoIterator<Item = (String, u64)>,
+    ) -> (WatermarkState, Vec<String>) {
+        let at = at.max(self.watermark);
+        let recent: BTreeMap<String, (u64, i64)> = current.into_iter().map(|(k, h)| (k, (h, at.timestamp()))).collect();
+        let removed = self.recent.keys().filter(|k| !recent.contains_key(*k)).cloned().collect();
+        (WatermarkState { stream: self.stream.clone(), watermark: at, recent }, removed)
+    }
+
     /// JSON, so people can read the watermark topic with any console consumer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let stored = Stored {
@@ -159,6 +173,19 @@ mod tests {
         assert_eq!(s.recent_len(), 1);
         let none = s.advance(at(3), vec![("c".into(), 3)], Duration::ZERO).unwrap();
         assert_eq!(none.recent_len(), 0, "no lookback, nothing to remember");
+    }
+
+    #[test]
+    fn snapshots_replace_the_set_and_name_what_disappeared() {
+        let s = WatermarkState::new(id(), at(0));
+        let (s1, gone) = s.replace_snapshot(at(1), vec![("a".into(), 1), ("b".into(), 2)]);
+        assert!(gone.is_empty());
+        assert!(s1.is_unchanged("a", 1) && s1.is_unchanged("b", 2));
+        let (s2, gone) = s1.replace_snapshot(at(2), vec![("a".into(), 9)]);
+        assert_eq!(gone, vec!["b".to_string()]);
+        assert!(!s2.is_unchanged("a", 1) && s2.is_unchanged("a", 9));
+        let (s3, _) = s2.replace_snapshot(at(1), vec![]);
+        assert_eq!(s3.watermark, at(2), "a clock going back does not move the watermark back");
     }
 
     #[test]

@@ -19,15 +19,27 @@ pub enum TopicError {
     NotCompacted { topic: String, policy: String },
 }
 
+/// A data topic to prepare; snapshot streams write to compacted topics (latest per key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DataTopic {
+    pub name: String,
+    pub compacted: bool,
+}
+
 /// Creates the data topics and the watermark topic where missing, and checks that an
 /// existing watermark topic is compacted.
-pub async fn ensure(cfg: &KafkaConfig, data_topics: &[String]) -> Result<(), TopicError> {
+pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> =
         super::client_config(cfg).create().map_err(|e| TopicError::Admin(e.to_string()))?;
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let repl = || TopicReplication::Fixed(cfg.replication_factor);
-    let mut new: Vec<NewTopic<'_>> =
-        data_topics.iter().map(|t| NewTopic::new(t, cfg.topic_partitions, repl())).collect();
+    let mut new: Vec<NewTopic<'_>> = data_topics
+        .iter()
+        .map(|t| {
+            let topic = NewTopic::new(&t.name, cfg.topic_partitions, repl());
+            if t.compacted { topic.set("cleanup.policy", "compact") } else { topic }
+        })
+        .collect();
     new.push(
         NewTopic::new(&cfg.watermark_topic, cfg.watermark_partitions, repl())
             .set("cleanup.policy", "compact")

@@ -1,6 +1,11 @@
 //! Vendor API clients behind one trait: the engine asks for a page of a window; a vendor module signs, parses and classifies.
 
+pub mod envelope;
+pub mod finance;
 pub mod http;
+pub mod qimen;
+pub mod top;
+pub mod top_sign;
 pub mod wdt;
 
 use std::collections::BTreeMap;
@@ -40,9 +45,24 @@ impl SourceError {
         }
     }
 
+    /// A windowed API was asked for a page without a window: a wiring bug, never retried.
+    pub fn no_window(kind: &str) -> Self {
+        SourceError::Fatal { code: "no_window".into(), reason: format!("{kind} needs a time window") }
+    }
+
     pub fn malformed(reason: impl Into<String>) -> Self {
         SourceError::Retryable { code: "malformed".into(), reason: reason.into(), after: None }
     }
+}
+
+/// How the engine reads an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Records filtered by a time window: the engine walks windows forward.
+    Windowed,
+    /// No time filter: the engine fetches the whole set each interval and emits what changed,
+    /// with tombstones for what disappeared, into a compacted topic.
+    Snapshot,
 }
 
 /// What the engine needs to know about one vendor API method.
@@ -65,14 +85,18 @@ pub struct ApiSpec {
     pub max_span: Duration,
     pub max_page_size: u32,
     pub default_page_size: u32,
+    pub mode: Mode,
+    /// Whether the API pages; an unpaged API answers everything in one response.
+    pub paged: bool,
     /// Whether every page carries the total (otherwise only the first does).
     pub total_on_every_page: bool,
 }
 
-/// One page request of a window. `page_index` counts from 0; vendors map it to their numbering.
+/// One page request. `page_index` counts from 0; vendors map it to their numbering.
+/// `window` is `None` for snapshot APIs.
 #[derive(Debug, Clone, Copy)]
 pub struct PageRequest<'a> {
-    pub window: &'a Window,
+    pub window: Option<&'a Window>,
     pub page_index: u32,
     pub page_size: u32,
     pub params: &'a BTreeMap<String, String>,
@@ -96,7 +120,8 @@ pub trait Source: Send + Sync {
 }
 
 /// Every API tidemark knows, by config `kind`.
-pub static APIS: &[&ApiSpec] = &[&wdt::ACCOUNT_CHECK];
+pub static APIS: &[&ApiSpec] =
+    &[&wdt::ACCOUNT_CHECK, &qimen::STOCKIN_REFUND, &top::FINANCE_ORDER, &finance::TRANSACTIONS, &finance::BALANCES];
 
 pub fn spec_of(kind: &str) -> Option<&'static ApiSpec> {
     APIS.iter().copied().find(|s| s.kind == kind)
@@ -116,6 +141,9 @@ pub fn build(cfg: &SourceConfig, http: reqwest::Client) -> Result<Arc<dyn Source
     })?;
     match spec.kind.split('.').next() {
         Some("wdt") => Ok(Arc::new(wdt::WdtSource::new(spec, cfg, http)?)),
+        Some("qimen") => Ok(Arc::new(qimen::QimenSource::new(spec, cfg, http)?)),
+        Some("top") => Ok(Arc::new(top::TopSource::new(spec, cfg, http)?)),
+        Some("finance") => Ok(Arc::new(finance::FinanceSource::new(spec, cfg, http)?)),
         _ => unreachable!("every spec in APIS has a vendor module"),
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use serde_json::Value;
 
-use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
+use super::envelope::{as_i64, json_body, preview, records, total};
+use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::time::{DATETIME, format_beijing};
 
@@ -27,6 +28,8 @@ pub static ACCOUNT_CHECK: ApiSpec = ApiSpec {
     max_span: Duration::from_secs(24 * 3600),
     max_page_size: 100,
     default_page_size: 100,
+    mode: Mode::Windowed,
+    paged: true,
     total_on_every_page: false,
 };
 
@@ -51,8 +54,7 @@ pub fn sign(params: &BTreeMap<String, String>, appsecret: &str) -> String {
 
 /// Reads an openapi2 envelope into a page, or the vendor's error.
 pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| SourceError::malformed(format!("response is not json ({e}): {}", preview(body))))?;
+    let v = json_body(body)?;
     let obj =
         v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
     let code = obj
@@ -63,30 +65,7 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
         let message = obj.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
         return Err(classify(code, &message));
     }
-    let total = match obj.get("total_count") {
-        None | Some(Value::Null) => None,
-        Some(t) => Some(
-            as_i64(t)
-                .and_then(|n| u64::try_from(n).ok())
-                .ok_or_else(|| SourceError::malformed(format!("`total_count` is not a count: {t}")))?,
-        ),
-    };
-    let records = match obj.get(list) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(a)) => {
-            if let Some(i) = a.iter().position(|r| !r.is_object()) {
-                return Err(SourceError::malformed(format!("`{list}[{i}]` is not an object")));
-            }
-            a.clone()
-        }
-        Some(other) => {
-            return Err(SourceError::malformed(format!(
-                "`{list}` is not a list: {}",
-                preview(other.to_string().as_bytes())
-            )));
-        }
-    };
-    Ok(Page { records, total })
+    Ok(Page { records: records(obj.get(list), list)?, total: total(obj.get("total_count"), "total_count")? })
 }
 
 /// Maps a non-zero openapi2 `code` to what the engine must do.
@@ -102,19 +81,6 @@ pub fn classify(code: i64, message: &str) -> SourceError {
     } else {
         SourceError::Retryable { code: code.to_string(), reason, after: None }
     }
-}
-
-fn as_i64(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-fn preview(body: &[u8]) -> String {
-    let s = String::from_utf8_lossy(body);
-    if s.chars().count() > 120 { format!("{}…", s.chars().take(120).collect::<String>()) } else { s.into_owned() }
 }
 
 /// A 旺店通 openapi2 API with one seller's credentials.
@@ -143,7 +109,8 @@ impl WdtSource {
     }
 
     /// The signed form for one page request.
-    pub fn signed_params(&self, req: &PageRequest<'_>, now_unix: i64) -> BTreeMap<String, String> {
+    pub fn signed_params(&self, req: &PageRequest<'_>, now_unix: i64) -> Result<BTreeMap<String, String>, SourceError> {
+        let window = req.window.ok_or_else(|| SourceError::no_window(self.spec.kind))?;
         let mut p: BTreeMap<String, String> = req.params.clone();
         p.insert("sid".into(), self.sid.clone());
         p.insert("appkey".into(), self.appkey.clone());
@@ -151,11 +118,11 @@ impl WdtSource {
         p.insert("page_no".into(), req.page_index.to_string());
         p.insert("page_size".into(), req.page_size.to_string());
         // openapi2 windows are closed intervals: send the window's last second as end_time.
-        p.insert("start_time".into(), format_beijing(req.window.start, DATETIME));
-        p.insert("end_time".into(), format_beijing(req.window.last_second(), DATETIME));
+        p.insert("start_time".into(), format_beijing(window.start, DATETIME));
+        p.insert("end_time".into(), format_beijing(window.last_second(), DATETIME));
         let sign = sign(&p, self.appsecret.expose());
         p.insert("sign".into(), sign);
-        p
+        Ok(p)
     }
 }
 
@@ -170,7 +137,7 @@ impl Source for WdtSource {
 
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
-            let params = self.signed_params(&req, chrono::Utc::now().timestamp());
+            let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
             let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             let body = http::post_form(&self.http, &self.url, &form, self.timeout).await?;
             parse_envelope(&body, self.spec.list_field)
