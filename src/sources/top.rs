@@ -97,7 +97,7 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
         return Err(classify(
             &as_text(e.get("code")),
             &as_text(e.get("sub_code")),
-            &format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg"))).trim().to_owned(),
+            format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg"))).trim(),
         ));
     }
     let wrapper = format!("{}_response", method.replace('.', "_"));
