@@ -1,6 +1,11 @@
 //! Faithful local simulators of the vendor APIs, served over HTTP for tests, the demo and benchmarks.
 
+pub mod dataset;
+pub mod finance;
+pub mod generate;
+pub mod qimen;
 pub mod rng;
+pub mod top;
 pub mod wdt;
 
 use std::net::SocketAddr;
@@ -15,10 +20,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::config::{ConfigError, StartAt, expand_env, parse_duration};
 
-/// The simulator's config file.
+/// The simulator's config file: one optional section per vendor.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimConfig {
@@ -26,6 +32,9 @@ pub struct SimConfig {
     #[serde(default = "default_listen")]
     pub listen: String,
     pub wdt: Option<wdt::WdtSimConfig>,
+    pub qimen: Option<qimen::QimenSimConfig>,
+    pub top: Option<top::TopSimConfig>,
+    pub finance: Option<finance::FinanceSimConfig>,
     #[serde(default)]
     pub faults: FaultConfig,
 }
@@ -55,10 +64,34 @@ pub fn resolve_time(key: &str, text: &str, now: DateTime<Utc>) -> Result<DateTim
     Ok(crate::time::truncate_to_second(StartAt::parse(key, text)?.resolve(now)))
 }
 
-/// What every vendor simulator shares.
+/// Every configured vendor simulator and the injected faults.
 pub struct SimState {
     pub latency: Duration,
     pub wdt: Option<wdt::WdtSim>,
+    pub qimen: Option<qimen::QimenSim>,
+    pub top: Option<top::TopSim>,
+    pub finance: Option<finance::FinanceSim>,
+}
+
+impl SimState {
+    /// Waits the injected latency before a vendor response.
+    pub async fn delay(&self) {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+    }
+
+    /// A data set by the `kind` the worker knows it as, in served order.
+    pub fn records(&self, kind: &str) -> Option<Vec<Value>> {
+        match kind {
+            "wdt.account_check" => self.wdt.as_ref().map(|s| s.account_checks()),
+            "qimen.stockin_refund" => self.qimen.as_ref().map(|s| s.stockin_refunds()),
+            "top.finance_order" => self.top.as_ref().map(|s| s.finance_orders()),
+            "finance.transactions" => self.finance.as_ref().map(|s| s.transactions()),
+            "finance.balances" => self.finance.as_ref().map(|s| s.balances()),
+            _ => None,
+        }
+    }
 }
 
 /// Builds the simulators from config; data sets are generated here, once.
@@ -67,38 +100,42 @@ pub fn build(cfg: &SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, Confi
         Some(l) => parse_duration("faults.latency", l)?,
         None => Duration::ZERO,
     };
-    let wdt = cfg.wdt.as_ref().map(|w| wdt::WdtSim::new(w, now)).transpose()?;
-    Ok(Arc::new(SimState { latency, wdt }))
+    Ok(Arc::new(SimState {
+        latency,
+        wdt: cfg.wdt.as_ref().map(|c| wdt::WdtSim::new(c, now)).transpose()?,
+        qimen: cfg.qimen.as_ref().map(|c| qimen::QimenSim::new(c, now)).transpose()?,
+        top: cfg.top.as_ref().map(|c| top::TopSim::new(c, now)).transpose()?,
+        finance: cfg.finance.as_ref().map(|c| finance::FinanceSim::new(c, now)).transpose()?,
+    }))
 }
 
-/// The HTTP routes of every configured simulator, plus `/_simulator/records/{kind}` which
-/// lists a data set in its served order, and `/_simulator/stats` (for tests and the demo).
+/// The vendor routes (`/openapi2/*.php`, `/router/qm`, `/router/rest`, `/api`), plus
+/// `/_simulator/records/{kind}` listing a data set in served order and `/_simulator/stats`.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .merge(wdt::routes())
+        .merge(qimen::routes())
+        .merge(top::routes())
+        .merge(finance::routes())
         .route("/_simulator/records/{kind}", get(records))
         .route("/_simulator/stats", get(stats))
         .with_state(state)
 }
 
+const KINDS: &[&str] =
+    &["wdt.account_check", "qimen.stockin_refund", "top.finance_order", "finance.transactions", "finance.balances"];
+
 async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<String>) -> impl IntoResponse {
-    let found = match kind.as_str() {
-        "wdt.account_check" => state.wdt.as_ref().map(|w| w.account_checks()),
-        _ => None,
-    };
-    match found {
+    match state.records(&kind) {
         Some(list) => Json(list).into_response(),
         None => (StatusCode::NOT_FOUND, format!("no simulated data set {kind:?}\n")).into_response(),
     }
 }
 
-/// Record counts per data set, e.g. `{"wdt.account_check": 4000}`.
-async fn stats(State(state): State<Arc<SimState>>) -> Json<serde_json::Value> {
-    let mut out = serde_json::Map::new();
-    if let Some(w) = &state.wdt {
-        out.insert("wdt.account_check".into(), w.account_checks().len().into());
-    }
-    Json(serde_json::Value::Object(out))
+/// Record counts per configured data set, e.g. `{"wdt.account_check": 4000}`.
+async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
+    let counts = KINDS.iter().filter_map(|k| Some((k.to_string(), Value::from(state.records(k)?.len())))).collect();
+    Json(Value::Object(counts))
 }
 
 /// Binds and serves until the process ends; prints `listening on ADDR` once bound.
@@ -107,10 +144,15 @@ pub async fn serve(cfg: &SimConfig) -> anyhow::Result<()> {
     let listen = expand_env("listen", &cfg.listen)?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    if let Some(w) = &state.wdt {
-        tracing::info!(records = w.account_checks().len(), "wdt.account_check data set ready");
+    for kind in KINDS {
+        if let Some(r) = state.records(kind) {
+            tracing::info!(kind, records = r.len(), "data set ready");
+        }
     }
     println!("listening on {addr}");
     axum::serve(listener, router(state)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod round_trip_tests;

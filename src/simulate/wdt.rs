@@ -13,8 +13,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::SimState;
+use super::dataset::{DataSet, DataSetConfig, SimRecord, page};
 use super::rng::SimRng;
-use super::{SimState, resolve_time};
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::sources::wdt::{ACCOUNT_CHECK, sign};
 use crate::time::{DATETIME, format_beijing, parse_beijing};
@@ -35,39 +36,13 @@ fn default_skew() -> String {
     "5m".into()
 }
 
-/// Size and shape of a generated data set.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataSetConfig {
-    #[serde(default)]
-    pub seed: u64,
-    pub records: usize,
-    /// Earliest record time: Beijing `yyyy-MM-dd HH:mm:ss`, or a duration before start (`4d`).
-    pub from: String,
-    /// Latest record time, same forms.
-    pub until: String,
-    #[serde(default = "default_shops")]
-    pub shops: Vec<String>,
-}
-
-fn default_shops() -> Vec<String> {
-    vec!["shop-01".into(), "shop-02".into()]
-}
-
-struct SimRecord {
-    /// The "last modified" time the API filters on (time_type 1); not a response field.
-    modified: DateTime<Utc>,
-    shop_no: String,
-    json: Value,
-}
-
 /// The running 旺店通 simulator.
 pub struct WdtSim {
     sid: String,
     appkey: String,
     appsecret: String,
     max_skew: i64,
-    account_checks: Vec<SimRecord>,
+    account_checks: DataSet,
 }
 
 impl WdtSim {
@@ -75,7 +50,7 @@ impl WdtSim {
         let max_skew = parse_duration("wdt.max_skew", &cfg.max_skew)?.as_secs() as i64;
         let account_checks = match &cfg.account_check {
             Some(d) => generate_account_checks(d, now)?,
-            None => Vec::new(),
+            None => DataSet::default(),
         };
         Ok(WdtSim {
             sid: expand_env("wdt.sid", &cfg.sid)?,
@@ -88,7 +63,7 @@ impl WdtSim {
 
     /// The whole account-check data set, in served order.
     pub fn account_checks(&self) -> Vec<Value> {
-        self.account_checks.iter().map(|r| r.json.clone()).collect()
+        self.account_checks.all()
     }
 
     /// Answers one openapi2 request exactly as the vendor's envelope would.
@@ -139,24 +114,22 @@ impl WdtSim {
         let shop = p.get("shop_no");
         let mut matching: Vec<(DateTime<Utc>, &SimRecord)> = self
             .account_checks
+            .records
             .iter()
-            .filter(|r| shop.is_none_or(|s| *s == r.shop_no))
+            .filter(|r| shop.is_none_or(|s| *s == r.group))
             .filter_map(|r| {
                 let t = match field {
-                    None => r.modified,
+                    None => r.at,
                     Some(f) => parse_beijing(r.json[f].as_str()?)?,
                 };
                 (t >= start && t <= end).then_some((t, r))
             })
             .collect();
-        matching.sort_by_key(|(t, r)| (*t, r.json["rec_id"].as_str().map(str::to_owned)));
+        // Stable order: by the filtered time, then by the data set's own order.
+        matching.sort_by_key(|(t, _)| *t);
         let total = matching.len();
-        let page: Vec<Value> = matching
-            .iter()
-            .skip((page_no * page_size) as usize)
-            .take(page_size as usize)
-            .map(|(_, r)| r.json.clone())
-            .collect();
+        let page: Vec<Value> =
+            page(&matching, page_no as u64, page_size as u64).into_iter().map(|(_, r)| r.json.clone()).collect();
         let mut body = json!({"code": 0, "message": "ok", ACCOUNT_CHECK.list_field: page});
         // The vendor only reports the total on page 0.
         if page_no == 0 {
@@ -193,9 +166,7 @@ async fn openapi2(
     UrlPath(script): UrlPath<String>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
-    if !state.latency.is_zero() {
-        tokio::time::sleep(state.latency).await;
-    }
+    state.delay().await;
     let Some(sim) = &state.wdt else {
         return (StatusCode::NOT_FOUND, "wdt simulator not configured\n").into_response();
     };
@@ -217,26 +188,14 @@ fn money(rng: &mut SimRng, allow_negative: bool) -> String {
     }
 }
 
-fn generate_account_checks(d: &DataSetConfig, now: DateTime<Utc>) -> Result<Vec<SimRecord>, ConfigError> {
-    let from = resolve_time("wdt.account_check.from", &d.from, now)?;
-    let until = resolve_time("wdt.account_check.until", &d.until, now)?;
-    if until <= from {
-        return Err(ConfigError::invalid("wdt.account_check.until", "must be after `from`"));
-    }
-    if d.shops.is_empty() {
-        return Err(ConfigError::invalid("wdt.account_check.shops", "needs at least one shop"));
-    }
-    let span = (until - from).num_seconds() as u64;
-    let mut rng = SimRng::new(d.seed);
-    let mut out = Vec::with_capacity(d.records);
-    for i in 0..d.records {
-        let modified = from + Duration::seconds(rng.below(span) as i64);
-        let shop_idx = rng.below(d.shops.len() as u64) as usize;
-        let shop_no = d.shops[shop_idx].clone();
+fn generate_account_checks(d: &DataSetConfig, now: DateTime<Utc>) -> Result<DataSet, ConfigError> {
+    let shops = d.shops.clone();
+    DataSet::generate(d, "wdt.account_check", now, |rng, i, modified, shop_no| {
+        let shop_idx = shops.iter().position(|s| s == shop_no).unwrap_or(0);
         let day = format_beijing(modified, "%Y%m%d");
         let zero = "0000-00-00 00:00:00".to_string();
         let consign = modified - Duration::seconds(rng.below(3 * 86_400) as i64);
-        let json = json!({
+        json!({
             "account_check_no": format!("AC{day}{i:07}"),
             "rec_id": (100_000 + i).to_string(),
             "tid": format!("{day}{:06}", rng.below(1_000_000)),
@@ -244,22 +203,19 @@ fn generate_account_checks(d: &DataSetConfig, now: DateTime<Utc>) -> Result<Vec<
             "shop_id": (shop_idx + 1).to_string(),
             "shop_no": shop_no,
             "shop_name": SHOP_NAMES[shop_idx % SHOP_NAMES.len()],
-            "pay_amount": money(&mut rng, false),
-            "send_amount": money(&mut rng, false),
-            "refund_amount": money(&mut rng, false),
-            "cost_amount": money(&mut rng, true),
-            "confirm_amount": money(&mut rng, false),
+            "pay_amount": money(rng, false),
+            "send_amount": money(rng, false),
+            "refund_amount": money(rng, false),
+            "cost_amount": money(rng, true),
+            "confirm_amount": money(rng, false),
             "status": rng.below(6).to_string(),
             "refund_status": rng.below(4).to_string(),
             "is_send_all": rng.below(2).to_string(),
             "check_time": if rng.chance(0.4) { zero.clone() } else { format_beijing(modified, DATETIME) },
             "consign_time": format_beijing(consign, DATETIME),
             "confirm_time": if rng.chance(0.5) { zero } else { format_beijing(modified - Duration::seconds(rng.below(3600) as i64), DATETIME) },
-        });
-        out.push(SimRecord { modified, shop_no, json });
-    }
-    out.sort_by_key(|r| (r.modified, r.json["rec_id"].as_str().map(str::to_owned)));
-    Ok(out)
+        })
+    })
 }
 
 #[cfg(test)]

@@ -65,15 +65,19 @@ pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
     };
     let code_label = if code.is_empty() { "unknown".to_owned() } else { code.to_owned() };
     let fatal = |reason: String| SourceError::Fatal { code: code_label.clone(), reason };
-    match code {
-        "7" => SourceError::Throttled {
+    let numeric = code.parse::<u32>().ok();
+    match numeric {
+        Some(7) => SourceError::Throttled {
             code: code_label.clone(),
             after: ban_seconds(message).or_else(|| ban_seconds(sub_code)).unwrap_or(Duration::from_secs(10)),
             reason,
         },
-        "25" => fatal(format!("signature rejected: {reason}")),
-        "27" | "29" | "31" | "40" | "41" | "50" => fatal(reason),
-        "15" => SourceError::Retryable { code: code_label.clone(), reason, after: None },
+        // 10 service currently unavailable, 15 remote service error.
+        Some(10 | 15) => SourceError::Retryable { code: code_label.clone(), reason, after: None },
+        Some(24 | 25) => fatal(format!("signature rejected: {reason}")),
+        // Every other platform code (missing or invalid method, session, app key, timestamp,
+        // version, arguments, permissions; 50 business error) needs a person to fix it.
+        Some(1..=99) => fatal(reason),
         _ if sub_code.starts_with("isp.") => SourceError::Retryable { code: code_label.clone(), reason, after: None },
         _ if sub_code.contains("sign") || code.contains("sign") => fatal(format!("signature rejected: {reason}")),
         _ if sub_code.starts_with("isv.") => fatal(reason),
@@ -272,13 +276,15 @@ mod tests {
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e = parse(r#"{"error_response":{"code":25,"msg":"Invalid signature"}}"#).unwrap_err();
         assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
-        for code in [27, 29, 31, 40, 41, 50] {
+        for code in [21, 22, 26, 27, 28, 29, 31, 33, 40, 41, 50] {
             let e = parse(&format!(
                 r#"{{"error_response":{{"code":{code},"msg":"x","sub_code":"isv.invalid-parameter"}}}}"#
             ))
             .unwrap_err();
             assert!(matches!(&e, SourceError::Fatal { code: c, .. } if *c == code.to_string()), "{code}: {e:?}");
         }
+        let e = parse(r#"{"error_response":{"code":10,"msg":"Service Currently Unavailable"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e = parse(r#"{"api_result":{"success":false,"err_code":"isp.timeout","err_msg":"busy"}}"#).unwrap_err();
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
     }

@@ -1,0 +1,141 @@
+//! Simulated 奇门 gateway for 旺店通: TOP-style checks (app key, target app key, sid,
+//! timestamp, signature) and `wdt.stockin.order.query.refund` with 0-based pages, a 24 h
+//! closed window and a refund stock-in data set with nested detail lines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SimState;
+use super::dataset::{DataSet, DataSetConfig, page};
+use super::generate::{self, Style};
+use super::top::{check_system, default_skew, error};
+use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::sources::qimen::STOCKIN_REFUND;
+use crate::time::{DATETIME, format_beijing, parse_beijing};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QimenSimConfig {
+    pub app_key: String,
+    pub app_secret: String,
+    pub target_app_key: String,
+    pub sid: String,
+    #[serde(default = "default_skew")]
+    pub max_skew: String,
+    pub stockin_refund: Option<DataSetConfig>,
+}
+
+fn failure(code: &str, message: &str) -> Value {
+    json!({"response": {"flag": "failure", "code": code, "message": message}})
+}
+
+/// The running 奇门 simulator.
+pub struct QimenSim {
+    app_key: String,
+    app_secret: String,
+    target_app_key: String,
+    sid: String,
+    max_skew: i64,
+    stockins: DataSet,
+}
+
+impl QimenSim {
+    pub fn new(cfg: &QimenSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
+        let schema = apache_avro::Schema::parse_str(STOCKIN_REFUND.schema).expect("compiled-in schema parses");
+        let stockins = match &cfg.stockin_refund {
+            None => DataSet::default(),
+            Some(d) => DataSet::generate(d, "qimen.stockin_refund", now, |rng, i, at, shop| {
+                let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                let day = format_beijing(at, "%Y%m%d");
+                r["order_no"] = json!(format!("RK{day}{i:07}"));
+                r["stockin_no"] = r["order_no"].clone();
+                // The window filters on the stock-in's update time.
+                r["stockin_time"] = json!(format_beijing(at, DATETIME));
+                r["shop_no"] = json!(shop);
+                r
+            })?,
+        };
+        Ok(QimenSim {
+            app_key: expand_env("qimen.app_key", &cfg.app_key)?,
+            app_secret: expand_env("qimen.app_secret", &cfg.app_secret)?,
+            target_app_key: expand_env("qimen.target_app_key", &cfg.target_app_key)?,
+            sid: expand_env("qimen.sid", &cfg.sid)?,
+            max_skew: parse_duration("qimen.max_skew", &cfg.max_skew)?.as_secs() as i64,
+            stockins,
+        })
+    }
+
+    pub fn stockin_refunds(&self) -> Vec<Value> {
+        self.stockins.all()
+    }
+
+    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Value {
+        match self.try_answer(p, now) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn try_answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, Value> {
+        if p.get("app_key") != Some(&self.app_key) {
+            return Err(error(29, "Invalid App Key", "", ""));
+        }
+        check_system(p, &self.app_secret, self.max_skew, now).map_err(|e| {
+            // Qimen reports a bad signature inside its own envelope.
+            if e["error_response"]["code"] == 25 { failure("sign-check-failure", "Illegal request") } else { e }
+        })?;
+        if p.get("target_app_key") != Some(&self.target_app_key) {
+            return Err(failure("invalid-target-appkey", "target_app_key 无效"));
+        }
+        if p.get("method").map(String::as_str) != Some(STOCKIN_REFUND.method) {
+            return Err(error(22, "Invalid Method", "", ""));
+        }
+        if p.get("sid") != Some(&self.sid) {
+            return Err(failure("100", "卖家账号 sid 不存在"));
+        }
+        let time = |name: &str| -> Result<DateTime<Utc>, Value> {
+            match p.get(name).filter(|v| !v.is_empty()) {
+                None => Err(failure("40", &format!("{name} 为空"))),
+                Some(v) => parse_beijing(v).ok_or_else(|| failure("41", &format!("{name} 格式错误"))),
+            }
+        };
+        let (start, end) = (time("start_time")?, time("end_time")?);
+        if end < start || end - start >= chrono::Duration::hours(24) {
+            return Err(failure("41", "start_time 和 end_time 最大跨度为24小时"));
+        }
+        let num = |name: &str, default: u64| -> Result<u64, Value> {
+            p.get(name).map_or(Ok(default), |v| v.parse().map_err(|_| failure("41", &format!("{name} 不是整数"))))
+        };
+        let (page_no, page_size) = (num("page_no", 0)?, num("page_size", 40)?);
+        if !(1..=100).contains(&page_size) {
+            return Err(failure("41", "page_size 取值范围为 1~100"));
+        }
+        let shop = p.get("shop_no");
+        let status = p.get("status");
+        let matching = self.stockins.in_window(start, end, |r| {
+            shop.is_none_or(|s| *s == r.group) && status.is_none_or(|s| r.json["status"] == json!(s))
+        });
+        let items: Vec<Value> = page(&matching, page_no, page_size).into_iter().cloned().collect();
+        Ok(json!({"response": {"flag": "success", "code": "0", "message": "",
+            "total_count": matching.len(), STOCKIN_REFUND.list_field: items}}))
+    }
+}
+
+pub fn routes() -> Router<Arc<SimState>> {
+    Router::new().route("/router/qm", post(router_qm))
+}
+
+async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
+    state.delay().await;
+    match &state.qimen {
+        Some(sim) => Json(sim.answer(&params, Utc::now())).into_response(),
+        None => Json(failure("invalid-method", "qimen simulator not configured")).into_response(),
+    }
+}

@@ -1,0 +1,225 @@
+//! Simulated 淘宝开放平台 router: TOP system parameters, signature (md5 / hmac / hmac-sha256),
+//! timestamp skew, `error_response` codes, and `alibaba.wdk.finance.order.backflow` with its
+//! object parameter, 1-based pages, both response forms, and a finance-order data set.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::SimState;
+use super::dataset::{DataSet, DataSetConfig, page};
+use super::generate::{self, Style};
+use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::sources::top::FINANCE_ORDER;
+use crate::sources::top_sign::{SignMethod, sign};
+use crate::time::{DATETIME, format_beijing, parse_beijing};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSimConfig {
+    pub app_key: String,
+    pub app_secret: String,
+    pub session: String,
+    /// TOP accepts timestamps within 10 minutes of its clock.
+    #[serde(default = "default_skew")]
+    pub max_skew: String,
+    pub finance_order: Option<DataSetConfig>,
+}
+
+pub fn default_skew() -> String {
+    "10m".into()
+}
+
+/// A TOP-style `error_response`.
+pub fn error(code: u32, msg: &str, sub_code: &str, sub_msg: &str) -> Value {
+    let mut e = json!({"code": code, "msg": msg, "request_id": "sim"});
+    if !sub_code.is_empty() {
+        e["sub_code"] = json!(sub_code);
+        e["sub_msg"] = json!(sub_msg);
+    }
+    json!({ "error_response": e })
+}
+
+/// Checks the TOP-family system parameters shared by TOP and 奇门: method present, a known
+/// `sign_method`, a timestamp within `max_skew`, and the signature.
+pub fn check_system(
+    p: &BTreeMap<String, String>,
+    secret: &str,
+    max_skew: i64,
+    now: DateTime<Utc>,
+) -> Result<(), Value> {
+    if p.get("method").is_none_or(|m| m.is_empty()) {
+        return Err(error(21, "Missing Method", "", ""));
+    }
+    let Some(ts) = p.get("timestamp").filter(|t| !t.is_empty()) else {
+        return Err(error(30, "Missing Timestamp", "", ""));
+    };
+    let ts = parse_beijing(ts).ok_or_else(|| error(31, "Invalid Timestamp", "isv.invalid-timestamp", "bad format"))?;
+    if (now - ts).num_seconds().abs() > max_skew {
+        return Err(error(31, "Invalid Timestamp", "isv.invalid-timestamp", "timestamp out of range"));
+    }
+    let method = match p.get("sign_method").map(String::as_str) {
+        None | Some("") => SignMethod::Md5,
+        Some(m) => SignMethod::parse(m)
+            .ok_or_else(|| error(41, "Invalid Arguments", "isv.invalid-parameter:sign_method", m))?,
+    };
+    let Some(given) = p.get("sign").filter(|s| !s.is_empty()) else {
+        return Err(error(24, "Missing Signature", "", ""));
+    };
+    if sign(p, None, secret, method) != *given {
+        return Err(error(25, "Invalid signature", "isv.invalid-signature", "Invalid signature"));
+    }
+    Ok(())
+}
+
+/// The running TOP simulator.
+pub struct TopSim {
+    app_key: String,
+    app_secret: String,
+    session: String,
+    max_skew: i64,
+    orders: DataSet,
+}
+
+impl TopSim {
+    pub fn new(cfg: &TopSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
+        let schema = apache_avro::Schema::parse_str(FINANCE_ORDER.schema).expect("compiled-in schema parses");
+        let orders = match &cfg.finance_order {
+            None => DataSet::default(),
+            Some(d) => DataSet::generate(d, "top.finance_order", now, |rng, i, at, shop| {
+                let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                r["biz_uk"] = json!(format!("{}", 1_000_000_000 + i));
+                r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
+                r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
+                r["shop_code"] = json!(shop);
+                r["trade_type_code"] = json!(if rng.chance(0.8) { "88" } else { "99" });
+                r
+            })?,
+        };
+        Ok(TopSim {
+            app_key: expand_env("top.app_key", &cfg.app_key)?,
+            app_secret: expand_env("top.app_secret", &cfg.app_secret)?,
+            session: expand_env("top.session", &cfg.session)?,
+            max_skew: parse_duration("top.max_skew", &cfg.max_skew)?.as_secs() as i64,
+            orders,
+        })
+    }
+
+    pub fn finance_orders(&self) -> Vec<Value> {
+        self.orders.all()
+    }
+
+    /// Answers one router request as TOP would.
+    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Value {
+        match self.try_answer(p, now) {
+            Ok(v) | Err(v) => v,
+        }
+    }
+
+    fn try_answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, Value> {
+        match p.get("app_key").map(String::as_str) {
+            None | Some("") => return Err(error(28, "Missing App Key", "", "")),
+            Some(k) if k != self.app_key => return Err(error(29, "Invalid App Key", "", "")),
+            _ => {}
+        }
+        check_system(p, &self.app_secret, self.max_skew, now)?;
+        if p.get("method").map(String::as_str) != Some(FINANCE_ORDER.method) {
+            return Err(error(22, "Invalid Method", "", ""));
+        }
+        match p.get("session").map(String::as_str) {
+            None | Some("") => return Err(error(26, "Missing Session", "", "")),
+            Some(s) if s != self.session => {
+                return Err(error(27, "Invalid Session", "invalid-sessionkey", "session invalid"));
+            }
+            _ => {}
+        }
+        if p.get("v").map(String::as_str) != Some("2.0") {
+            return Err(error(33, "Invalid Version", "", ""));
+        }
+        if p.get("format").map(String::as_str).unwrap_or("xml") != "json" {
+            return Err(error(
+                41,
+                "Invalid Arguments",
+                "isv.invalid-parameter:format",
+                "this simulator answers json only",
+            ));
+        }
+        let bad = |what: &str| error(41, "Invalid Arguments", "isv.invalid-parameter", what);
+        let req: Value = match p.get("finance_order_detail_request") {
+            None => {
+                return Err(error(
+                    40,
+                    "Missing Required Arguments",
+                    "isv.missing-parameter",
+                    "finance_order_detail_request",
+                ));
+            }
+            Some(t) => serde_json::from_str(t).map_err(|_| bad("finance_order_detail_request is not json"))?,
+        };
+        let num = |name: &str| -> Result<u64, Value> {
+            req.get(name).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).ok_or_else(|| {
+                error(40, "Missing Required Arguments", "isv.missing-parameter", &format!("{name} is required"))
+            })
+        };
+        let (current_page, page_size) = (num("current_page")?, num("page_size")?);
+        if current_page < 1 {
+            return Err(bad("current_page starts at 1"));
+        }
+        if !(1..=100).contains(&page_size) {
+            return Err(bad("page_size must be 1-100"));
+        }
+        let time = |name: &str| -> Result<DateTime<Utc>, Value> {
+            let t = req.get(name).and_then(Value::as_str).ok_or_else(|| {
+                error(40, "Missing Required Arguments", "isv.missing-parameter", &format!("{name} is required"))
+            })?;
+            parse_beijing(t).ok_or_else(|| bad(&format!("{name} must be yyyy-MM-dd HH:mm:ss")))
+        };
+        let (start, end) = (time("start_time")?, time("end_time")?);
+        if end < start || end - start >= chrono::Duration::hours(24) {
+            return Err(bad("start_time to end_time must be within 24 hours"));
+        }
+        let shops: Option<Vec<String>> = match req.get("shop_codes") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(a)) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
+            Some(_) => return Err(bad("shop_codes must be a list")),
+        };
+        let matching = self.orders.in_window(start, end, |r| shops.as_ref().is_none_or(|s| s.contains(&r.group)));
+        let total = matching.len() as u64;
+        let items: Vec<Value> = page(&matching, current_page - 1, page_size).into_iter().cloned().collect();
+        let pagination = json!({
+            "total_count": total,
+            "total_page": total.div_ceil(page_size),
+            "page_size": page_size,
+            "current_page": current_page,
+        });
+        let simplify = p.get("simplify").map(String::as_str) == Some("true");
+        let list = if simplify { json!(items) } else { json!({ "finance_order_detail": items }) };
+        let result = json!({"api_result": {"success": true, "err_code": "", "err_msg": "",
+            "models": {"pagination": pagination, "finance_order_details": list}}});
+        Ok(if simplify { result } else { json!({ "alibaba_wdk_finance_order_backflow_response": result }) })
+    }
+}
+
+pub fn routes() -> Router<Arc<SimState>> {
+    Router::new().route("/router/rest", post(router_rest))
+}
+
+async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
+    state.delay().await;
+    match &state.top {
+        Some(sim) => Json(sim.answer(&params, Utc::now())).into_response(),
+        None => Json(error(22, "Invalid Method", "", "top simulator not configured")).into_response(),
+    }
+}
+
+/// A TOP timestamp for now, for tests.
+pub fn timestamp(now: DateTime<Utc>) -> String {
+    format_beijing(now, DATETIME)
+}
