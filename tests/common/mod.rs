@@ -188,6 +188,8 @@ shops = ["shop-01", "shop-02"]
 /// One committed Kafka record.
 #[derive(Debug, Clone)]
 pub struct Consumed {
+    pub partition: i32,
+    pub offset: i64,
     pub key: String,
     pub value: Option<Vec<u8>>,
     pub headers: BTreeMap<String, String>,
@@ -244,6 +246,8 @@ pub fn consume_committed(topic: &str) -> Vec<Consumed> {
                     })
                     .unwrap_or_default();
                 out.push(Consumed {
+                    partition: m.partition(),
+                    offset: m.offset(),
                     key: String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap(),
                     value: m.payload().map(|p| p.to_vec()),
                     headers,
@@ -295,4 +299,119 @@ pub fn decimal_text(v: &Avro, scale: u32) -> String {
 pub fn beijing_millis(text: &str) -> i64 {
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap();
     FixedOffset::east_opt(8 * 3600).unwrap().from_local_datetime(&naive).unwrap().timestamp_millis()
+}
+
+/// Starts `tidemark run --until-caught-up`, lets it commit `windows` windows (or snapshots),
+/// then SIGKILLs it. Panics if it finished before that point.
+pub fn kill_after_windows(config: &Path, windows: usize) {
+    let mut worker = spawn_worker(config, &["--until-caught-up"]);
+    let stderr = BufReader::new(worker.stderr.take().unwrap());
+    let mut seen = 0;
+    for line in stderr.lines() {
+        if line.unwrap().contains(" committed") {
+            seen += 1;
+            if seen == windows {
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, windows, "worker ended before the kill point");
+    worker.kill().unwrap(); // SIGKILL: no chance to finish the open transaction.
+    worker.wait().unwrap();
+}
+
+/// Asserts `consumed` holds exactly `expected` (the simulator's records), each once, keyed by
+/// `key_field`, every field equal to the vendor's value as the schema in `schemas/` reads it.
+pub fn assert_exactly(consumed: &[Consumed], expected: &[Value], schema_file: &str, key_field: &str) {
+    let schema = schema(schema_file);
+    assert_eq!(consumed.len(), expected.len(), "committed record count equals the simulator's");
+    let by_key: BTreeMap<String, &Value> = expected.iter().map(|r| (text(&r[key_field]), r)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for c in consumed {
+        assert!(seen.insert(c.key.clone()), "key {} appears twice", c.key);
+        let want = by_key.get(&c.key).unwrap_or_else(|| panic!("key {} is not a simulator record", c.key));
+        let bytes = c.value.as_ref().expect("not a tombstone");
+        let reader = GenericSingleObjectReader::builder().schema(schema.clone()).build().unwrap();
+        let got = reader.read_value(&mut &bytes[..]).expect("value decodes with the .avsc from schemas/");
+        check_value(&got, Some(want), &schema, &c.key, want);
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Compares one decoded Avro value with the vendor's JSON value, as the schema types it.
+pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str, record: &Value) {
+    use apache_avro::schema::Schema as S;
+    match schema {
+        S::Union(u) => {
+            let inner = &u.variants()[1];
+            let empty = match want {
+                None | Some(Value::Null) => true,
+                Some(Value::String(s)) if s.is_empty() => !matches!(inner, S::String),
+                Some(Value::String(s)) if matches!(inner, S::TimestampMillis) => s.starts_with("0000-00-00"),
+                _ => false,
+            };
+            if empty {
+                assert_eq!(got, &Avro::Union(0, Box::new(Avro::Null)), "{path}: {want:?} should be null");
+            } else {
+                let Avro::Union(1, g) = got else { panic!("{path}: expected a value for {want:?}, got {got:?}") };
+                check_value(g, want, inner, path, record);
+            }
+        }
+        S::Record(r) => {
+            let Avro::Record(fields) = got else { panic!("{path}: not a record") };
+            let obj =
+                want.and_then(Value::as_object).unwrap_or_else(|| panic!("{path}: vendor value is not an object"));
+            for ((name, fv), f) in fields.iter().zip(&r.fields) {
+                let joined;
+                let w = match f.custom_attributes.get("tidemark.join") {
+                    Some(Value::Array(parts)) => {
+                        let texts: Vec<String> = parts.iter().map(|p| text(&obj[p.as_str().unwrap()])).collect();
+                        joined = Value::String(texts.join(" "));
+                        Some(&joined)
+                    }
+                    _ => obj.get(name),
+                };
+                check_value(fv, w, &f.schema, &format!("{path}.{name}"), record);
+            }
+        }
+        S::Array(a) => {
+            let Avro::Array(items) = got else { panic!("{path}: not an array") };
+            let empty = Vec::new();
+            let want_items = want.and_then(Value::as_array).unwrap_or(&empty);
+            assert_eq!(items.len(), want_items.len(), "{path}: list length");
+            for (i, (g, w)) in items.iter().zip(want_items).enumerate() {
+                check_value(g, Some(w), &a.items, &format!("{path}[{i}]"), record);
+            }
+        }
+        S::String => assert_eq!(got, &Avro::String(text(want.unwrap())), "{path}"),
+        S::Int => assert_eq!(got, &Avro::Int(text(want.unwrap()).parse().unwrap()), "{path}"),
+        S::Long => assert_eq!(got, &Avro::Long(text(want.unwrap()).parse().unwrap()), "{path}"),
+        S::Decimal(d) => {
+            let scale = d.scale as u32;
+            let w = text(want.unwrap());
+            let (int, frac) = w.split_once('.').unwrap_or((&w, ""));
+            let expected = format!("{int}.{frac:0<width$}", width = scale as usize);
+            assert_eq!(decimal_text(got, scale), expected, "{path}");
+        }
+        S::TimestampMillis => {
+            let w = text(want.unwrap());
+            let naive = NaiveDateTime::parse_from_str(&w, "%Y-%m-%d %H:%M:%S")
+                .or_else(|_| NaiveDateTime::parse_from_str(&w, "%Y%m%d %H:%M:%S"))
+                .unwrap_or_else(|e| panic!("{path}: {w:?}: {e}"));
+            let ms = FixedOffset::east_opt(8 * 3600).unwrap().from_local_datetime(&naive).unwrap().timestamp_millis();
+            assert_eq!(got, &Avro::TimestampMillis(ms), "{path} from {w:?}");
+        }
+        other => panic!("{path}: the test does not compare {other:?}"),
+    }
+}
+
+/// The latest value per key (what a compacted topic converges to); `None` is a tombstone.
+pub fn latest_by_key(consumed: &[Consumed]) -> BTreeMap<String, Option<Vec<u8>>> {
+    consumed.iter().map(|c| (c.key.clone(), c.value.clone())).collect()
 }
