@@ -333,7 +333,7 @@ pub fn assert_exactly(consumed: &[Consumed], expected: &[Value], schema_file: &s
         let bytes = c.value.as_ref().expect("not a tombstone");
         let reader = GenericSingleObjectReader::builder().schema(schema.clone()).build().unwrap();
         let got = reader.read_value(&mut &bytes[..]).expect("value decodes with the .avsc from schemas/");
-        check_value(&got, Some(want), &schema, &c.key, want);
+        check_value(&got, Some(want), &schema, &c.key);
     }
 }
 
@@ -345,7 +345,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Compares one decoded Avro value with the vendor's JSON value, as the schema types it.
-pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str, record: &Value) {
+pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str) {
     use apache_avro::schema::Schema as S;
     match schema {
         S::Union(u) => {
@@ -360,7 +360,7 @@ pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str
                 assert_eq!(got, &Avro::Union(0, Box::new(Avro::Null)), "{path}: {want:?} should be null");
             } else {
                 let Avro::Union(1, g) = got else { panic!("{path}: expected a value for {want:?}, got {got:?}") };
-                check_value(g, want, inner, path, record);
+                check_value(g, want, inner, path);
             }
         }
         S::Record(r) => {
@@ -377,7 +377,7 @@ pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str
                     }
                     _ => obj.get(name),
                 };
-                check_value(fv, w, &f.schema, &format!("{path}.{name}"), record);
+                check_value(fv, w, &f.schema, &format!("{path}.{name}"));
             }
         }
         S::Array(a) => {
@@ -386,7 +386,7 @@ pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str
             let want_items = want.and_then(Value::as_array).unwrap_or(&empty);
             assert_eq!(items.len(), want_items.len(), "{path}: list length");
             for (i, (g, w)) in items.iter().zip(want_items).enumerate() {
-                check_value(g, Some(w), &a.items, &format!("{path}[{i}]"), record);
+                check_value(g, Some(w), &a.items, &format!("{path}[{i}]"));
             }
         }
         S::String => assert_eq!(got, &Avro::String(text(want.unwrap())), "{path}"),
