@@ -1,5 +1,5 @@
 //! Reads back what the worker committed (`read_committed`): per-stream record counts,
-//! watermarks and decoded sample records.
+//! tombstones and watermarks, and decoded sample records per topic.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -12,70 +12,80 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::avro::{RecordCodec, decode};
-use crate::config::Config;
+use crate::config::{Config, KafkaConfig};
 use crate::engine::Watermark;
 use crate::kafka::{HEADER_STREAM, client_config, watermarks};
 use crate::pipeline;
 use crate::run::RunError;
 
 /// What Kafka holds for one stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StreamSummary {
     pub stream: String,
     pub topic: String,
-    pub schema: String,
     pub records: u64,
+    pub tombstones: u64,
     pub distinct_keys: u64,
     pub watermark: Option<Watermark>,
+}
+
+/// Decoded samples of one topic.
+#[derive(Debug, Clone)]
+pub struct TopicSample {
+    pub topic: String,
+    pub schema: String,
     pub samples: Vec<Value>,
 }
 
+/// Why inspection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Setup(#[from] RunError),
+    #[error("cannot read topic {topic}: {reason}")]
+    Read { topic: String, reason: String },
+}
+
 /// Scans every configured stream's topic from the beginning.
-pub async fn inspect(config: &Config, samples: usize) -> Result<Vec<StreamSummary>, RunError> {
-    let plans = pipeline::plan(config)?;
-    let wms = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
-    let mut by_topic: BTreeMap<String, HashMap<String, Arc<RecordCodec>>> = BTreeMap::new();
+pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSummary>, Vec<TopicSample>), InspectError> {
+    let plans = pipeline::plan(config).map_err(RunError::from)?;
+    let wms = watermarks::load(&config.kafka, Duration::from_secs(60)).await.map_err(RunError::from)?;
+    let mut topics: BTreeMap<String, Arc<RecordCodec>> = BTreeMap::new();
     let mut summaries: BTreeMap<String, StreamSummary> = BTreeMap::new();
     for p in &plans {
-        by_topic.entry(p.topic.clone()).or_default().insert(p.cfg.id.to_string(), p.codec.clone());
+        topics.insert(p.topic.clone(), p.codec.clone());
         summaries.insert(
             p.cfg.id.to_string(),
             StreamSummary {
                 stream: p.cfg.id.to_string(),
                 topic: p.topic.clone(),
-                schema: p.codec.full_name().to_owned(),
-                records: 0,
-                distinct_keys: 0,
                 watermark: wms.get(p.cfg.id.as_str()).map(|s| s.watermark),
-                samples: Vec::new(),
+                ..Default::default()
             },
         );
     }
     let kafka = config.kafka.clone();
-    let summaries = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+    tokio::task::spawn_blocking(move || {
         let mut summaries = summaries;
-        for (topic, codecs) in by_topic {
-            scan_topic(&kafka, &topic, &codecs, samples, &mut summaries)?;
+        let mut out = Vec::new();
+        for (topic, codec) in topics {
+            out.push(scan_topic(&kafka, &topic, &codec, samples, &mut summaries)?);
         }
-        Ok(summaries)
+        Ok((summaries.into_values().collect(), out))
     })
     .await
-    .map_err(|e| {
-        RunError::Watermarks(watermarks::LoadError::Kafka { topic: String::new(), reason: e.to_string() })
-    })??;
-    Ok(summaries.into_values().collect())
+    .map_err(|e| InspectError::Read { topic: String::new(), reason: e.to_string() })?
 }
 
 fn scan_topic(
-    kafka: &crate::config::KafkaConfig,
+    kafka: &KafkaConfig,
     topic: &str,
-    codecs: &HashMap<String, Arc<RecordCodec>>,
+    codec: &RecordCodec,
     samples: usize,
     summaries: &mut BTreeMap<String, StreamSummary>,
-) -> Result<(), RunError> {
-    let kerr = |e: KafkaError| {
-        RunError::Watermarks(watermarks::LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() })
-    };
+) -> Result<TopicSample, InspectError> {
+    let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
+    let mut sample = TopicSample { topic: topic.to_owned(), schema: codec.full_name().to_owned(), samples: Vec::new() };
     let consumer: BaseConsumer = client_config(kafka)
         .set("group.id", "tidemark-inspect")
         .set("enable.auto.commit", "false")
@@ -96,7 +106,7 @@ fn scan_topic(
         }
     }
     if pending.is_empty() {
-        return Ok(());
+        return Ok(sample);
     }
     consumer.assign(&tpl).map_err(kerr)?;
     let mut keys: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
@@ -118,15 +128,19 @@ fn scan_topic(
                     continue;
                 };
                 let Some(summary) = summaries.get_mut(&stream) else { continue };
-                summary.records += 1;
-                keys.entry(stream.clone()).or_default().insert(m.key().unwrap_or_default().to_vec());
-                if summary.samples.len() < samples
-                    && let (Some(codec), Some(payload)) = (codecs.get(&stream), m.payload())
-                {
-                    summary.samples.push(
-                        decode::decode(codec, payload).unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
-                    );
+                match m.payload() {
+                    None => summary.tombstones += 1,
+                    Some(payload) => {
+                        summary.records += 1;
+                        if sample.samples.len() < samples {
+                            sample.samples.push(
+                                decode::decode(codec, payload)
+                                    .unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
+                            );
+                        }
+                    }
                 }
+                keys.entry(stream).or_default().insert(m.key().unwrap_or_default().to_vec());
             }
         }
     }
@@ -135,5 +149,5 @@ fn scan_topic(
             s.distinct_keys = k.len() as u64;
         }
     }
-    Ok(())
+    Ok(sample)
 }

@@ -59,13 +59,16 @@ enum Command {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
     },
-    /// Show what Kafka holds per stream: committed records, watermark, decoded samples.
+    /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
     Inspect {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
-        /// Decoded sample records to show per stream.
+        /// Decoded sample records to show per topic.
         #[arg(long, default_value_t = 1)]
         samples: usize,
+        /// One line per sample, cut to 400 characters.
+        #[arg(long)]
+        compact: bool,
     },
 }
 
@@ -101,10 +104,9 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
     rx
 }
 
-/// The end-of-run table: one line per stream, columns sized to their contents.
+/// The end-of-run table: one line per stream.
 fn print_summary(reports: &[tidemark::engine::StreamReport]) {
-    let header = ["stream", "records", "unchanged", "deleted", "windows", "watermark (Beijing)", "topic", "outcome"];
-    let rows: Vec<[String; 8]> = reports
+    let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {
             let outcome = match &r.outcome {
@@ -112,7 +114,7 @@ fn print_summary(reports: &[tidemark::engine::StreamReport]) {
                 StreamOutcome::ShutDown => "shut down".to_owned(),
                 StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => format!("STOPPED: {why}"),
             };
-            [
+            vec![
                 r.stream.to_string(),
                 r.records.to_string(),
                 r.unchanged.to_string(),
@@ -124,31 +126,39 @@ fn print_summary(reports: &[tidemark::engine::StreamReport]) {
             ]
         })
         .collect();
-    let widths: Vec<usize> =
-        (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0)).collect();
-    let print_row = |cells: Vec<&str>| {
+    let header = ["stream", "records", "unchanged", "deleted", "windows", "watermark (Beijing)", "topic", "outcome"];
+    print_table(&header, &rows, &[1, 2, 3, 4]);
+}
+
+/// Prints an aligned text table; the columns in `right` are right-aligned (counts).
+fn print_table(header: &[&str], rows: &[Vec<String>], right: &[usize]) {
+    let n = header.len();
+    let widths: Vec<usize> = (0..n)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let line = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, c) in cells.iter().enumerate() {
-            let pad = widths[i].saturating_sub(c.chars().count());
-            // Counts are right-aligned, text left-aligned.
-            if (1..=4).contains(&i) {
-                out.push_str(&" ".repeat(pad));
+            let pad = " ".repeat(widths[i].saturating_sub(c.chars().count()));
+            let last = i + 1 == n;
+            if right.contains(&i) {
+                out.push_str(&pad);
                 out.push_str(c);
             } else {
                 out.push_str(c);
-                if i < 7 {
-                    out.push_str(&" ".repeat(pad));
+                if !last {
+                    out.push_str(&pad);
                 }
             }
-            if i < 7 {
+            if !last {
                 out.push_str("  ");
             }
         }
         println!("{out}");
     };
-    print_row(header.to_vec());
-    for r in &rows {
-        print_row(r.iter().map(String::as_str).collect());
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
     }
 }
 
@@ -199,16 +209,37 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{} stream(s) valid", plans.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { config, samples } => {
+        Command::Inspect { config, samples, compact } => {
             let cfg = Config::load(&config)?;
-            let summaries = tidemark::inspect::inspect(&cfg, samples).await.context("inspecting kafka")?;
-            for s in summaries {
-                println!("stream     {}", s.stream);
-                println!("  topic      {} (schema {})", s.topic, s.schema);
-                println!("  records    {} committed, {} distinct keys", s.records, s.distinct_keys);
-                println!("  watermark  {}", s.watermark.map(fmt_wm).unwrap_or_else(|| "none yet".into()));
-                for sample in &s.samples {
-                    println!("  sample     {}", serde_json::to_string_pretty(sample)?.replace('\n', "\n             "));
+            let (streams, topics) = tidemark::inspect::inspect(&cfg, samples).await.context("inspecting kafka")?;
+            let rows: Vec<Vec<String>> = streams
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.stream.clone(),
+                        s.topic.clone(),
+                        s.records.to_string(),
+                        s.distinct_keys.to_string(),
+                        s.tombstones.to_string(),
+                        s.watermark.map(fmt_wm).unwrap_or_else(|| "none yet".into()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["stream", "topic", "records", "keys", "tombstones", "watermark (Beijing)"],
+                &rows,
+                &[2, 3, 4],
+            );
+            for t in topics {
+                for sample in &t.samples {
+                    println!("\nsample from {} ({}):", t.topic, t.schema);
+                    if compact {
+                        let line = sample.to_string();
+                        let cut: String = line.chars().take(400).collect();
+                        println!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
+                    } else {
+                        println!("{}", serde_json::to_string_pretty(sample)?);
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
