@@ -147,3 +147,30 @@ pub fn build(cfg: &SourceConfig, http: reqwest::Client) -> Result<Arc<dyn Source
         _ => unreachable!("every spec in APIS has a vendor module"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use apache_avro::Schema;
+
+    #[test]
+    fn every_api_schema_compiles_and_keys_on_a_required_string() {
+        for spec in APIS {
+            crate::avro::RecordCodec::from_avsc(spec.schema).unwrap_or_else(|e| panic!("{}: {e}", spec.kind));
+            let Schema::Record(r) = Schema::parse_str(spec.schema).unwrap() else { panic!("{}", spec.kind) };
+            let key = r.fields.iter().find(|f| f.name == spec.key_field).unwrap_or_else(|| panic!("{}", spec.kind));
+            assert_eq!(key.schema, Schema::String, "{}: the key field is a required string", spec.kind);
+            assert!(spec.default_page_size <= spec.max_page_size, "{}", spec.kind);
+            assert!(spec.reserved_params.contains(&"sign"), "{}: sign is always set by tidemark", spec.kind);
+        }
+    }
+
+    #[test]
+    fn kinds_are_unique_and_start_with_a_vendor_module() {
+        let mut kinds: Vec<_> = APIS.iter().map(|s| s.kind).collect();
+        kinds.sort();
+        kinds.dedup();
+        assert_eq!(kinds.len(), APIS.len());
+        assert!(kinds.iter().all(|k| ["wdt.", "qimen.", "top.", "finance."].iter().any(|v| k.starts_with(v))));
+    }
+}
