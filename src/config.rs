@@ -180,6 +180,8 @@ struct FileKafka {
     watermark_topic: String,
     #[serde(default = "default_watermark_partitions")]
     watermark_partitions: i32,
+    #[serde(default = "default_dead_letter_topic")]
+    dead_letter_topic: String,
     #[serde(default = "minus_one")]
     topic_partitions: i32,
     #[serde(default = "minus_one")]
@@ -195,6 +197,9 @@ fn default_transactional_id() -> String {
 }
 fn default_watermark_topic() -> String {
     "tidemark.watermarks".into()
+}
+fn default_dead_letter_topic() -> String {
+    "tidemark.dead_letters".into()
 }
 fn default_watermark_partitions() -> i32 {
     6
@@ -283,6 +288,8 @@ pub struct KafkaConfig {
     pub transactional_id: String,
     pub watermark_topic: String,
     pub watermark_partitions: i32,
+    /// Where records that cannot be mapped to their schema go, with the error.
+    pub dead_letter_topic: String,
     /// `-1` lets the broker choose.
     pub topic_partitions: i32,
     /// `-1` lets the broker choose.
@@ -399,6 +406,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         return Err(ConfigError::invalid("kafka.bootstrap", "is empty"));
     }
     check_topic_name("kafka.watermark_topic", &k.watermark_topic)?;
+    check_topic_name("kafka.dead_letter_topic", &k.dead_letter_topic)?;
     if k.watermark_partitions < 1 {
         return Err(ConfigError::invalid(
             "kafka.watermark_partitions",
@@ -425,6 +433,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         transactional_id: k.transactional_id.clone(),
         watermark_topic: k.watermark_topic.clone(),
         watermark_partitions: k.watermark_partitions,
+        dead_letter_topic: k.dead_letter_topic.clone(),
         topic_partitions: k.topic_partitions,
         replication_factor: k.replication_factor,
         transaction_timeout,

@@ -16,16 +16,22 @@ use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, 
 
 use crate::engine::{StreamId, Watermark};
 
+/// The values of `tidemark_stream_state`'s `state` label.
+pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped"];
+
 /// Every metric the worker exports.
 pub struct Metrics {
     pub registry: Registry,
     pub records: IntCounterVec,
     pub records_unchanged: IntCounterVec,
     pub tombstones: IntCounterVec,
+    pub dead_letters: IntCounterVec,
+    stream_state: prometheus::IntGaugeVec,
     pub windows: IntCounterVec,
     pub api_requests: IntCounterVec,
     pub api_errors: IntCounterVec,
     pub api_duration: HistogramVec,
+    pub throttled_seconds: prometheus::CounterVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
@@ -52,6 +58,17 @@ impl Metrics {
             &["stream"],
         );
         let windows = counter("tidemark_windows_total", "Windows (or snapshots) committed.", &["stream"]);
+        let dead_letters = counter(
+            "tidemark_dead_letters_total",
+            "Records sent to the dead-letter topic because they do not fit their schema.",
+            &["stream"],
+        );
+        let stream_state = prometheus::IntGaugeVec::new(
+            Opts::new("tidemark_stream_state", "1 for the state each stream is in (catching_up, caught_up, stopped)."),
+            &["stream", "state"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(stream_state.clone())).expect("unique metric");
         let api_requests = counter(
             "tidemark_api_requests_total",
             "Vendor API requests by outcome (ok, retryable, throttled, fatal).",
@@ -76,6 +93,12 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(api_duration.clone())).expect("unique metric");
+        let throttled_seconds = prometheus::CounterVec::new(
+            Opts::new("tidemark_throttled_seconds_total", "Seconds a credential was paused by vendor throttling."),
+            &["source"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(throttled_seconds.clone())).expect("unique metric");
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -83,10 +106,13 @@ impl Metrics {
             records,
             records_unchanged,
             tombstones,
+            dead_letters,
+            stream_state,
             windows,
             api_requests,
             api_errors,
             api_duration,
+            throttled_seconds,
             pageset_refetches,
             transactions,
             watermarks,
@@ -97,6 +123,13 @@ impl Metrics {
     /// Records a stream's committed watermark; lag is computed from it at scrape time.
     pub fn set_watermark(&self, stream: &StreamId, wm: Watermark) {
         self.watermarks.lock().expect("metrics lock").insert(stream.clone(), wm);
+    }
+
+    /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.
+    pub fn set_stream_state(&self, stream: &StreamId, state: &str) {
+        for s in STREAM_STATES {
+            self.stream_state.with_label_values(&[stream.as_str(), s]).set((*s == state) as i64);
+        }
     }
 
     /// Marks the worker ready: connected to Kafka and watermarks loaded.

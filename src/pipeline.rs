@@ -6,10 +6,9 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-
 use crate::avro::RecordCodec;
 use crate::config::{Config, ConfigError, StreamConfig};
+use crate::engine::gate::CredentialGate;
 use crate::sources::{self, Mode, Source};
 
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
@@ -17,7 +16,7 @@ pub struct StreamPlan {
     pub cfg: StreamConfig,
     pub source_id: String,
     pub source: Arc<dyn Source>,
-    pub limiter: Arc<DefaultDirectRateLimiter>,
+    pub gate: Arc<CredentialGate>,
     pub codec: Arc<RecordCodec>,
     pub topic: String,
     /// Snapshot streams write to a compacted topic.
@@ -36,19 +35,16 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
     for (id, s) in &config.sources {
         clients.insert(id, sources::build(s, http.clone())?);
     }
-    // Sources that share a credential share its quota: one limiter per quota key, at the
-    // lowest rate any of them configured.
+    // Sources that share a credential share its quota (and its throttle pauses): one gate
+    // per quota key, at the lowest rate any of them configured.
     let mut rates: HashMap<String, u32> = HashMap::new();
     for (id, c) in &clients {
         let rps = config.sources[*id].requests_per_second;
         rates.entry(c.quota_key()).and_modify(|r| *r = (*r).min(rps)).or_insert(rps);
     }
-    let limiters: HashMap<String, Arc<DefaultDirectRateLimiter>> = rates
+    let gates: HashMap<String, Arc<CredentialGate>> = rates
         .into_iter()
-        .map(|(k, rps)| {
-            let quota = Quota::per_second(NonZeroU32::new(rps).expect("validated positive"));
-            (k, Arc::new(RateLimiter::direct(quota)))
-        })
+        .map(|(k, rps)| (k, Arc::new(CredentialGate::new(NonZeroU32::new(rps).expect("validated positive")))))
         .collect();
     let mut codecs: HashMap<&str, Arc<RecordCodec>> = HashMap::new();
     let mut plans = Vec::new();
@@ -92,7 +88,7 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
         plans.push(StreamPlan {
             cfg: s.clone(),
             source_id: s.source.clone(),
-            limiter: limiters[&source.quota_key()].clone(),
+            gate: gates[&source.quota_key()].clone(),
             source,
             codec,
             topic: s.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned()),

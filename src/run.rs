@@ -51,6 +51,7 @@ pub async fn run(
     }
     let mut topics: Vec<DataTopic> =
         plans.iter().map(|p| DataTopic { name: p.topic.clone(), compacted: p.compacted }).collect();
+    topics.push(DataTopic { name: config.kafka.dead_letter_topic.clone(), compacted: false });
     topics.sort();
     topics.dedup();
     topics::ensure(&config.kafka, &topics).await?;
@@ -87,12 +88,13 @@ pub async fn run(
             id: p.cfg.id.clone(),
             source_id: p.source_id,
             source: p.source,
-            limiter: p.limiter,
+            gate: p.gate,
             codec: p.codec,
             sink: sink.clone(),
             metrics: metrics.clone(),
             topic: Arc::from(p.topic.as_str()),
             watermark_topic: watermark_topic.clone(),
+            dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
             params: p.cfg.params.clone(),
             lookback: p.cfg.lookback,
             settle: p.cfg.settle,

@@ -1,6 +1,7 @@
 //! The generic windowed, paged poller: the only place that knows windows, completeness and commits.
 
 pub mod backoff;
+pub mod gate;
 pub mod pageset;
 pub mod stream;
 pub mod watermark;

@@ -19,8 +19,6 @@ pub enum PageSetError {
     Overflow { expected: u64, got: u64 },
     #[error("record key {key:?} appears twice in the window (records shifted between pages)")]
     DuplicateKey { key: String },
-    #[error("record {index} has no usable `{field}` key")]
-    MissingKey { index: usize, field: String },
 }
 
 /// Whether more pages must be fetched.
@@ -103,11 +101,11 @@ impl PageSet {
 
     fn push_all(&mut self, records: Vec<Value>) -> Result<(), PageSetError> {
         for rec in records {
-            let key = record_key(&rec, self.key_field).ok_or_else(|| PageSetError::MissingKey {
-                index: self.records.len(),
-                field: self.key_field.to_owned(),
-            })?;
-            if !self.keys.insert(key.clone()) {
+            // A record without a usable key still counts toward the total; the engine
+            // dead-letters it.
+            if let Some(key) = record_key(&rec, self.key_field)
+                && !self.keys.insert(key.clone())
+            {
                 return Err(PageSetError::DuplicateKey { key });
             }
             self.records.push(rec);
@@ -176,8 +174,8 @@ mod tests {
         assert_eq!(s.add(page(&["a"], None)), Err(PageSetError::MissingTotal));
 
         let mut s = PageSet::new("id", false);
-        let bad = Page { records: vec![json!({"other": 1})], total: Some(1) };
-        assert!(matches!(s.add(bad), Err(PageSetError::MissingKey { index: 0, .. })));
+        let keyless = Page { records: vec![json!({"other": 1}), json!({"other": 1})], total: Some(2) };
+        assert_eq!(s.add(keyless), Ok(Progress::Complete), "keyless records count; they are dead-lettered later");
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use governor::DefaultDirectRateLimiter;
 use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
 use super::backoff;
+use super::gate::CredentialGate;
 use super::pageset::{PageSet, PageSetError, Progress, record_key};
 use super::watermark::content_hash;
 use super::window::chrono_duration;
@@ -49,6 +49,7 @@ pub struct StreamReport {
     pub records: u64,
     pub unchanged: u64,
     pub tombstones: u64,
+    pub dead_letters: u64,
     pub windows: u64,
     pub watermark: Watermark,
     pub outcome: StreamOutcome,
@@ -76,19 +77,39 @@ struct Committed {
     written: u64,
     unchanged: u64,
     tombstones: u64,
+    dead_letters: u64,
 }
+
+/// The records of one step on their way into a transaction.
+#[derive(Default)]
+struct Batch {
+    out: Vec<OutRecord>,
+    unchanged: u64,
+    tombstones: u64,
+    dead_letters: u64,
+}
+
+/// A record's business id (if it has one) and the key its content hash is remembered by.
+struct RecordKey {
+    business: Option<String>,
+    dedup: String,
+}
+
+/// Prefix of the dedup key of records that have no business id.
+const NO_KEY: &str = "#nokey:";
 
 /// Everything one stream needs to run. Built by the pipeline from config.
 pub struct StreamWorker {
     pub id: StreamId,
     pub source_id: String,
     pub source: Arc<dyn Source>,
-    pub limiter: Arc<DefaultDirectRateLimiter>,
+    pub gate: Arc<CredentialGate>,
     pub codec: Arc<RecordCodec>,
     pub sink: Arc<TxnSink>,
     pub metrics: Arc<Metrics>,
     pub topic: Arc<str>,
     pub watermark_topic: Arc<str>,
+    pub dead_letter_topic: Arc<str>,
     pub params: std::collections::BTreeMap<String, String>,
     pub lookback: Duration,
     pub settle: Duration,
@@ -107,6 +128,7 @@ impl StreamWorker {
             records: 0,
             unchanged: 0,
             tombstones: 0,
+            dead_letters: 0,
             windows: 0,
             watermark: self.state.watermark,
             outcome: StreamOutcome::ShutDown,
@@ -122,6 +144,7 @@ impl StreamWorker {
             let step = self.plan_step(Utc::now());
             let (label, result) = match step {
                 Step::CaughtUp { wait } => {
+                    self.metrics.set_stream_state(&self.id, "caught_up");
                     if !was_caught_up {
                         info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), "caught up");
                         was_caught_up = true;
@@ -134,7 +157,10 @@ impl StreamWorker {
                     }
                     continue;
                 }
-                Step::Window(w) => (w.to_string(), self.process_window(&w, &mut shutdown).await),
+                Step::Window(w) => {
+                    self.metrics.set_stream_state(&self.id, "catching_up");
+                    (w.to_string(), self.process_window(&w, &mut shutdown).await)
+                }
                 Step::Snapshot => ("snapshot".to_owned(), self.process_snapshot(&mut shutdown).await),
             };
             was_caught_up = false;
@@ -144,6 +170,7 @@ impl StreamWorker {
                     report.records += c.written;
                     report.unchanged += c.unchanged;
                     report.tombstones += c.tombstones;
+                    report.dead_letters += c.dead_letters;
                     report.windows += 1;
                     report.watermark = self.state.watermark;
                 }
@@ -156,6 +183,7 @@ impl StreamWorker {
                     }
                 }
                 Err(StepError::Stop(reason)) => {
+                    self.metrics.set_stream_state(&self.id, "stopped");
                     error!(stream = %self.id, window = %label, error = %reason, "stream stopped");
                     break StreamOutcome::Stopped(reason);
                 }
@@ -197,24 +225,26 @@ impl StreamWorker {
     ) -> Result<Committed, StepError> {
         let started = Instant::now();
         let (records, pages) = self.fetch_all(Some(window), shutdown).await?;
-        let keyed = self.keyed(&records);
-        let mut out = Vec::with_capacity(records.len() + 1);
+        let label = window.to_string();
+        let mut batch = Batch::default();
         let mut emitted = Vec::with_capacity(records.len());
-        for (key, hash, rec) in keyed.iter().filter(|(k, h, _)| !self.state.is_unchanged(k, *h)) {
-            out.push(self.encode(key, rec)?);
-            emitted.push((key.clone(), *hash));
+        for (key, hash, rec) in self.keyed(&records) {
+            if self.state.is_unchanged(&key.dedup, hash) {
+                batch.unchanged += 1;
+                continue;
+            }
+            self.add_record(&mut batch, &key, rec, &label);
+            emitted.push((key.dedup, hash));
         }
-        let written = out.len() as u64;
-        let unchanged = records.len() as u64 - written;
         let next =
             self.state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
-        self.commit(out, next).await?;
+        let done = self.commit(batch, next).await?;
         info!(
-            stream = %self.id, window = %window, pages, records = written, unchanged,
-            watermark = %fmt_wm(self.state.watermark), elapsed_ms = started.elapsed().as_millis() as u64,
-            "window committed"
+            stream = %self.id, window = %window, pages, records = done.written, unchanged = done.unchanged,
+            dead_letters = done.dead_letters, watermark = %fmt_wm(self.state.watermark),
+            elapsed_ms = started.elapsed().as_millis() as u64, "window committed"
         );
-        Ok(Committed { written, unchanged, tombstones: 0 })
+        Ok(done)
     }
 
     /// Fetches the whole set, commits what changed since the last snapshot and tombstones
@@ -223,40 +253,90 @@ impl StreamWorker {
         let started = Instant::now();
         let taken_at = crate::time::truncate_to_second(Utc::now());
         let (records, pages) = self.fetch_all(None, shutdown).await?;
-        let keyed = self.keyed(&records);
-        let mut out = Vec::with_capacity(records.len() + 1);
-        for (key, _, rec) in keyed.iter().filter(|(k, h, _)| !self.state.is_unchanged(k, *h)) {
-            out.push(self.encode(key, rec)?);
+        let mut batch = Batch::default();
+        let mut current = Vec::with_capacity(records.len());
+        for (key, hash, rec) in self.keyed(&records) {
+            if !self.state.is_unchanged(&key.dedup, hash) {
+                self.add_record(&mut batch, &key, rec, "snapshot");
+            } else {
+                batch.unchanged += 1;
+            }
+            current.push((key.dedup, hash));
         }
-        let written = out.len() as u64;
-        let unchanged = records.len() as u64 - written;
-        let (next, removed) = self.state.replace_snapshot(taken_at, keyed.into_iter().map(|(k, h, _)| (k, h)));
-        let tombstones = removed.len() as u64;
-        for key in removed {
-            out.push(OutRecord {
+        let (next, removed) = self.state.replace_snapshot(taken_at, current);
+        for key in removed.into_iter().filter(|k| !k.starts_with(NO_KEY)) {
+            batch.tombstones += 1;
+            batch.out.push(OutRecord {
                 topic: self.topic.clone(),
                 key: key.into_bytes(),
                 value: None,
                 headers: self.headers(),
             });
         }
-        self.commit(out, next).await?;
-        self.metrics.tombstones.with_label_values(&[self.id.as_str()]).inc_by(tombstones);
+        let done = self.commit(batch, next).await?;
         info!(
-            stream = %self.id, window = "snapshot", pages, records = written, unchanged, tombstones,
-            watermark = %fmt_wm(self.state.watermark), elapsed_ms = started.elapsed().as_millis() as u64,
-            "snapshot committed"
+            stream = %self.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
+            tombstones = done.tombstones, dead_letters = done.dead_letters, watermark = %fmt_wm(self.state.watermark),
+            elapsed_ms = started.elapsed().as_millis() as u64, "snapshot committed"
         );
-        Ok(Committed { written, unchanged, tombstones })
+        Ok(done)
     }
 
-    /// Each record with its business id and content hash (the page set checked every key).
-    fn keyed<'r>(&self, records: &'r [Value]) -> Vec<(String, u64, &'r Value)> {
+    /// Each record with its key and content hash.
+    fn keyed<'r>(&self, records: &'r [Value]) -> Vec<(RecordKey, u64, &'r Value)> {
         let field = self.source.spec().key_field;
         records
             .iter()
-            .map(|r| (record_key(r, field).expect("page set checked every key"), content_hash(r), r))
+            .map(|r| {
+                let hash = content_hash(r);
+                let business = record_key(r, field);
+                // Keyless records are remembered by content, so an unchanged re-read is not
+                // dead-lettered twice.
+                let dedup = business.clone().unwrap_or_else(|| format!("{NO_KEY}{hash:016x}"));
+                (RecordKey { business, dedup }, hash, r)
+            })
             .collect()
+    }
+
+    /// Encodes a record into the batch, or dead-letters it with the reason.
+    fn add_record(&self, batch: &mut Batch, key: &RecordKey, rec: &Value, window: &str) {
+        let field = self.source.spec().key_field;
+        let result = match &key.business {
+            None => Err(format!("record has no usable `{field}` (its business id)")),
+            Some(k) => {
+                let mut value = Vec::with_capacity(256);
+                self.codec
+                    .encode(rec, &mut value)
+                    .map(|()| OutRecord {
+                        topic: self.topic.clone(),
+                        key: k.as_bytes().to_vec(),
+                        value: Some(value),
+                        headers: self.headers(),
+                    })
+                    .map_err(|e| format!("does not fit schema {}: {e}", self.codec.full_name()))
+            }
+        };
+        match result {
+            Ok(r) => batch.out.push(r),
+            Err(error) => {
+                warn!(stream = %self.id, window, key = key.business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
+                let letter = serde_json::json!({
+                    "stream": self.id.as_str(),
+                    "kind": self.source.spec().kind,
+                    "window": window,
+                    "key": key.business,
+                    "error": error,
+                    "record": rec,
+                });
+                batch.dead_letters += 1;
+                batch.out.push(OutRecord {
+                    topic: self.dead_letter_topic.clone(),
+                    key: key.business.as_deref().unwrap_or(self.id.as_str()).as_bytes().to_vec(),
+                    value: Some(letter.to_string().into_bytes()),
+                    headers: vec![(HEADER_STREAM, Arc::from(self.id.as_str().as_bytes()))],
+                });
+            }
+        }
     }
 
     fn headers(&self) -> Vec<(&'static str, Arc<[u8]>)> {
@@ -266,22 +346,10 @@ impl StreamWorker {
         ]
     }
 
-    fn encode(&self, key: &str, rec: &Value) -> Result<OutRecord, StepError> {
-        let mut value = Vec::with_capacity(256);
-        self.codec.encode(rec, &mut value).map_err(|e| {
-            StepError::Stop(format!("record {key:?} does not fit schema {}: {e}", self.codec.full_name()))
-        })?;
-        Ok(OutRecord {
-            topic: self.topic.clone(),
-            key: key.as_bytes().to_vec(),
-            value: Some(value),
-            headers: self.headers(),
-        })
-    }
-
-    /// Commits `out` plus the stream's next state in one transaction, then adopts that state.
-    async fn commit(&mut self, mut out: Vec<OutRecord>, next: WatermarkState) -> Result<(), StepError> {
-        let written = out.len() as u64;
+    /// Commits the batch plus the stream's next state in one transaction, then adopts that state.
+    async fn commit(&mut self, batch: Batch, next: WatermarkState) -> Result<Committed, StepError> {
+        let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
+        let written = out.len() as u64 - tombstones - dead_letters;
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.id.as_str().as_bytes().to_vec(),
@@ -300,10 +368,14 @@ impl StreamWorker {
             }
         }
         self.state = next;
+        let id = self.id.as_str();
         self.metrics.set_watermark(&self.id, self.state.watermark);
-        self.metrics.records.with_label_values(&[self.id.as_str()]).inc_by(written);
-        self.metrics.windows.with_label_values(&[self.id.as_str()]).inc();
-        Ok(())
+        self.metrics.records.with_label_values(&[id]).inc_by(written);
+        self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);
+        self.metrics.tombstones.with_label_values(&[id]).inc_by(tombstones);
+        self.metrics.dead_letters.with_label_values(&[id]).inc_by(dead_letters);
+        self.metrics.windows.with_label_values(&[id]).inc();
+        Ok(Committed { written, unchanged, tombstones, dead_letters })
     }
 
     /// Reads every page of a window (or of the whole set) until the page set is consistent.
@@ -330,7 +402,7 @@ impl StreamWorker {
                         return Ok((set.into_records(), pages));
                     }
                     Ok(Progress::More) => page_index += 1,
-                    Err(e @ (PageSetError::MissingKey { .. } | PageSetError::MissingTotal)) => {
+                    Err(e @ PageSetError::MissingTotal) => {
                         return Err(StepError::Stop(format!("page {page_index}: {e}")));
                     }
                     Err(e) => break e,
@@ -361,11 +433,15 @@ impl StreamWorker {
         let mut attempt = 0u32;
         loop {
             tokio::select! {
-                _ = self.limiter.until_ready() => {}
+                _ = self.gate.acquire() => {}
                 _ = shutdown.changed() => return Err(StepError::ShutDown),
             }
             let t0 = Instant::now();
-            let res = self.source.fetch_page(req).await;
+            // A request in flight is dropped on shutdown: nothing of the step is committed.
+            let res = tokio::select! {
+                res = self.source.fetch_page(req) => res,
+                _ = shutdown.changed() => return Err(StepError::ShutDown),
+            };
             self.metrics.api_duration.with_label_values(&[&self.source_id]).observe(t0.elapsed().as_secs_f64());
             let err = match res {
                 Ok(page) => {
@@ -384,7 +460,12 @@ impl StreamWorker {
             self.metrics.api_errors.with_label_values(&[&self.source_id, err.code()]).inc();
             let wait = match &err {
                 SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
-                SourceError::Throttled { after, .. } => *after,
+                SourceError::Throttled { after, .. } => {
+                    // The ban is on the credential: every stream using it waits it out.
+                    self.gate.pause(*after);
+                    self.metrics.throttled_seconds.with_label_values(&[&self.source_id]).inc_by(after.as_secs_f64());
+                    *after
+                }
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
                     if attempt >= REQUEST_ATTEMPTS {
@@ -395,7 +476,8 @@ impl StreamWorker {
                 }
             };
             warn!(stream = %self.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
-            if !sleep_or_shutdown(wait, shutdown).await {
+            // A throttle's wait happens in the gate, shared with the credential's other streams.
+            if !matches!(err, SourceError::Throttled { .. }) && !sleep_or_shutdown(wait, shutdown).await {
                 return Err(StepError::ShutDown);
             }
         }
