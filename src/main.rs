@@ -188,7 +188,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Simulate { config } => {
             let cfg = tidemark::simulate::SimConfig::load(&config)?;
-            tidemark::simulate::serve(&cfg).await?;
+            tidemark::simulate::serve(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => {

@@ -1,13 +1,15 @@
 //! Runs the worker: prepares Kafka, resumes every stream from the watermark topic, and
-//! supervises the stream loops until they are caught up or shut down.
+//! supervises the stream loops until they are caught up or shut down, rebuilding the
+//! producer and resuming from Kafka if it fails.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
@@ -15,7 +17,7 @@ use crate::kafka::topics::{self, DataTopic, TopicError};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
 use crate::metrics::Metrics;
-use crate::pipeline;
+use crate::pipeline::{self, StreamPlan};
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,7 @@ pub enum RunError {
     Metrics { addr: String, source: std::io::Error },
 }
 
+#[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     /// Exit once every stream's watermark has reached now minus its settle lag.
     pub until_caught_up: bool,
@@ -42,7 +45,7 @@ pub async fn run(
     config: Config,
     opts: RunOptions,
     metrics: Arc<Metrics>,
-    mut external_shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<StreamReport>, RunError> {
     let plans = pipeline::plan(&config)?;
     if let Some(addr) = &config.metrics_listen {
@@ -55,72 +58,144 @@ pub async fn run(
     topics.sort();
     topics.dedup();
     topics::ensure(&config.kafka, &topics).await?;
-    // Initializing transactions first fences an older instance and aborts its open
-    // transaction, so the watermark topic can then be read to its committed end.
-    let sink = Arc::new(TxnSink::connect(&config.kafka).await?);
-    let mut stored = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
-    metrics.set_ready(true);
-    info!(streams = plans.len(), resumed = stored.len(), "kafka ready; watermarks loaded");
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let forward = shutdown_tx.clone();
-    tokio::spawn(async move {
-        while external_shutdown.changed().await.is_ok() {
-            if *external_shutdown.borrow() {
-                let _ = forward.send(true);
-                break;
-            }
-        }
-    });
-
-    let now = Utc::now();
-    let watermark_topic: Arc<str> = Arc::from(config.kafka.watermark_topic.as_str());
-    let mut tasks = JoinSet::new();
-    for p in plans {
-        let state = match stored.remove(p.cfg.id.as_str()) {
-            Some(s) => s,
-            None => {
-                let start = crate::time::truncate_to_second(p.cfg.start.resolve(now));
-                WatermarkState::new(p.cfg.id.clone(), start)
-            }
-        };
-        let worker = StreamWorker {
-            id: p.cfg.id.clone(),
-            source_id: p.source_id,
-            source: p.source,
-            gate: p.gate,
-            codec: p.codec,
-            sink: sink.clone(),
-            metrics: metrics.clone(),
-            topic: Arc::from(p.topic.as_str()),
-            watermark_topic: watermark_topic.clone(),
-            dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
-            params: p.cfg.params.clone(),
-            lookback: p.cfg.lookback,
-            settle: p.cfg.settle,
-            poll_interval: p.cfg.poll_interval,
-            max_span: p.max_span,
-            page_size: p.page_size,
-            state,
-        };
-        tasks.spawn(worker.run(opts.until_caught_up, shutdown_rx.clone()));
-    }
+    let first_start = Utc::now();
+    let mut plans: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
     let mut reports = Vec::new();
-    while let Some(res) = tasks.join_next().await {
-        match res {
-            Ok(report) => {
-                if let StreamOutcome::ProducerFailed(why) = &report.outcome {
-                    // Every stream shares the producer: stop them all; a restart resumes
-                    // each from its committed watermark.
-                    error!(error = %why, "shared producer failed; stopping every stream");
-                    let _ = shutdown_tx.send(true);
+    // Each pass runs the streams on one producer. If it fails, the outcome of its last
+    // transaction is unknown: the next pass makes a new producer (which fences the old one
+    // and aborts what it left open), rereads every watermark, and resumes from there.
+    for pass in 1.. {
+        let Some(sink) = connect(&config, pass, &shutdown).await? else { break };
+        let mut stored = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
+        metrics.set_ready(true);
+        info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
+        let sink = Arc::new(sink);
+        let (stop_tx, stop_rx) = watch::channel(*shutdown.borrow());
+        let relay = {
+            let (mut external, stop_tx) = (shutdown.clone(), stop_tx.clone());
+            tokio::spawn(async move {
+                while external.changed().await.is_ok() {
+                    if *external.borrow() {
+                        let _ = stop_tx.send(true);
+                    }
                 }
-                reports.push(report);
+            })
+        };
+        let mut tasks = JoinSet::new();
+        for (index, p) in plans.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let state = stored.remove(p.cfg.id.as_str()).unwrap_or_else(|| {
+                WatermarkState::new(p.cfg.id.clone(), crate::time::truncate_to_second(p.cfg.start.resolve(first_start)))
+            });
+            let worker = worker(&config, p, sink.clone(), metrics.clone(), state);
+            let rx = stop_rx.clone();
+            tasks.spawn(async move { (index, worker.run(opts.until_caught_up, rx).await) });
+        }
+        let mut producer_failed = false;
+        while let Some(res) = tasks.join_next().await {
+            let (index, report) = match res {
+                Ok(done) => done,
+                Err(e) => {
+                    error!(error = %e, "stream task panicked");
+                    continue;
+                }
+            };
+            if let StreamOutcome::ProducerFailed(why) = &report.outcome {
+                if !producer_failed {
+                    error!(error = %why, "shared producer failed; restarting every stream from its committed watermark");
+                }
+                producer_failed = true;
+                let _ = stop_tx.send(true);
             }
-            Err(e) => error!(error = %e, "stream task panicked"),
+            // Streams interrupted by the producer failure run again in the next pass.
+            let again =
+                producer_failed && matches!(report.outcome, StreamOutcome::ProducerFailed(_) | StreamOutcome::ShutDown);
+            if !again {
+                plans[index] = None;
+            }
+            reports.push(report);
+        }
+        relay.abort();
+        metrics.set_ready(false);
+        if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
+            break;
         }
     }
-    metrics.set_ready(false);
-    reports.sort_by(|a, b| a.stream.cmp(&b.stream));
-    Ok(reports)
+    Ok(merge_reports(reports))
+}
+
+fn worker(
+    config: &Config,
+    p: &StreamPlan,
+    sink: Arc<TxnSink>,
+    metrics: Arc<Metrics>,
+    state: WatermarkState,
+) -> StreamWorker {
+    StreamWorker {
+        id: p.cfg.id.clone(),
+        source_id: p.source_id.clone(),
+        source: p.source.clone(),
+        gate: p.gate.clone(),
+        codec: p.codec.clone(),
+        sink,
+        metrics,
+        topic: Arc::from(p.topic.as_str()),
+        watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
+        dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
+        params: p.cfg.params.clone(),
+        lookback: p.cfg.lookback,
+        settle: p.cfg.settle,
+        poll_interval: p.cfg.poll_interval,
+        max_span: p.max_span,
+        page_size: p.page_size,
+        state,
+    }
+}
+
+/// The producer for one pass. The first pass fails after a few tries (a wrong config should
+/// say so); later passes wait for Kafka to come back. `None` if shutdown came first.
+async fn connect(config: &Config, pass: u32, shutdown: &watch::Receiver<bool>) -> Result<Option<TxnSink>, RunError> {
+    let mut attempt = 0;
+    loop {
+        if *shutdown.borrow() && pass > 1 {
+            return Ok(None);
+        }
+        match TxnSink::connect(&config.kafka).await {
+            Ok(sink) => return Ok(Some(sink)),
+            Err(e) if pass == 1 && attempt >= 2 => return Err(e.into()),
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
+                warn!(error = %e, retry_in = ?wait, "cannot initialize the kafka producer; retrying");
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = rx.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// One report per stream, adding up what each pass did.
+fn merge_reports(reports: Vec<StreamReport>) -> Vec<StreamReport> {
+    let mut merged: BTreeMap<String, StreamReport> = BTreeMap::new();
+    for r in reports {
+        match merged.get_mut(r.stream.as_str()) {
+            None => {
+                merged.insert(r.stream.to_string(), r);
+            }
+            Some(m) => {
+                m.records += r.records;
+                m.unchanged += r.unchanged;
+                m.tombstones += r.tombstones;
+                m.dead_letters += r.dead_letters;
+                m.windows += r.windows;
+                m.watermark = m.watermark.max(r.watermark);
+                m.outcome = r.outcome;
+            }
+        }
+    }
+    merged.into_values().collect()
 }

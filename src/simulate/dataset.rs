@@ -83,6 +83,37 @@ impl DataSet {
         self.records.iter().filter(|r| r.at >= start && r.at <= end && keep(r)).map(|r| &r.json).collect()
     }
 
+    /// Adds a record, keeping the served order (after existing records of the same time).
+    pub fn insert(&mut self, at: DateTime<Utc>, group: &str, json: Value) {
+        let pos = self.records.partition_point(|r| r.at <= at);
+        self.records.insert(pos, SimRecord { at, group: group.to_owned(), json });
+    }
+
+    /// A copy of the first record in `[start, end]` of `group`, under a new key, placed at
+    /// `start`: every later record of the window moves one place down while it is paged.
+    /// `retime` writes the new time into the vendor's own time fields.
+    pub fn insert_shifting_copy(
+        &mut self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        key_field: &str,
+        retime: impl Fn(&mut Value, DateTime<Utc>),
+    ) -> bool {
+        let Some(first) = self.records.iter().find(|r| r.at >= start && r.at <= end) else { return false };
+        let mut json = first.json.clone();
+        let group = first.group.clone();
+        let n = self.records.len();
+        let key = match &json[key_field] {
+            Value::String(s) => format!("{s}-late{n}"),
+            other => format!("{other}-late{n}"),
+        };
+        json[key_field] = Value::String(key);
+        retime(&mut json, start);
+        let pos = self.records.partition_point(|r| r.at < start);
+        self.records.insert(pos, SimRecord { at: start, group, json });
+        true
+    }
+
     pub fn all(&self) -> Vec<Value> {
         self.records.iter().map(|r| r.json.clone()).collect()
     }

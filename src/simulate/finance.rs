@@ -3,7 +3,7 @@
 //! 100) and `finance.getAccountBalance` (a snapshot whose balances tests can change).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -16,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
+use super::faults::Faults;
 use super::generate::{self, Style, decimal_text};
 use super::rng::SimRng;
 use crate::config::{ConfigError, expand_env, parse_duration};
@@ -56,13 +57,18 @@ pub struct FinanceSim {
     flag: String,
     app_secret: String,
     max_skew: i64,
-    transactions: DataSet,
+    transactions: RwLock<DataSet>,
     balances: Mutex<BTreeMap<String, Value>>,
 }
 
 const ACCOUNT_NAMES: &[&str] = &["测试账户", "备用账户", "支付宝主账户", "京东钱包", "精准通"];
 
 impl FinanceSim {
+    /// The data set, for tests that add records while the simulator runs.
+    pub fn data(&self) -> &RwLock<DataSet> {
+        &self.transactions
+    }
+
     pub fn new(cfg: &FinanceSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(TRANSACTIONS.schema).expect("compiled-in schema parses");
         let transactions = match &cfg.transactions {
@@ -89,13 +95,13 @@ impl FinanceSim {
             flag: expand_env("finance.flag", &cfg.flag)?,
             app_secret: expand_env("finance.app_secret", &cfg.app_secret)?,
             max_skew: parse_duration("finance.max_skew", &cfg.max_skew)?.as_secs() as i64,
-            transactions,
+            transactions: RwLock::new(transactions),
             balances: Mutex::new(balances),
         })
     }
 
     pub fn transactions(&self) -> Vec<Value> {
-        self.transactions.all()
+        self.transactions.read().expect("data lock").all()
     }
 
     pub fn balances(&self) -> Vec<Value> {
@@ -115,13 +121,13 @@ impl FinanceSim {
         self.balances.lock().expect("balances lock").remove(id).is_some()
     }
 
-    pub fn answer(&self, body: &Value, now: DateTime<Utc>) -> Value {
-        match self.try_answer(body, now) {
+    pub fn answer(&self, body: &Value, now: DateTime<Utc>, faults: Option<&Faults>) -> Value {
+        match self.try_answer(body, now, faults) {
             Ok(v) | Err(v) => v,
         }
     }
 
-    fn try_answer(&self, body: &Value, now: DateTime<Utc>) -> Result<Value, Value> {
+    fn try_answer(&self, body: &Value, now: DateTime<Utc>, faults: Option<&Faults>) -> Result<Value, Value> {
         let b = body.as_object().ok_or_else(|| error(400, "参数错误: 请求体不是 JSON 对象"))?;
         let text = |name: &str| -> Option<String> {
             match b.get(name)? {
@@ -158,7 +164,7 @@ impl FinanceSim {
             return Err(error(1, "参数错误: ver 固定为1, charset 固定为utf-8"));
         }
         match text("method").as_deref() {
-            Some(m) if m == TRANSACTIONS.method => self.transaction_list(&text),
+            Some(m) if m == TRANSACTIONS.method => self.transaction_list(&text, faults),
             Some(m) if m == BALANCES.method => {
                 let (id, kind) = (text("account_id"), text("account_type"));
                 let accounts: Vec<Value> = self
@@ -173,7 +179,7 @@ impl FinanceSim {
         }
     }
 
-    fn transaction_list(&self, text: &dyn Fn(&str) -> Option<String>) -> Result<Value, Value> {
+    fn transaction_list(&self, text: &dyn Fn(&str) -> Option<String>, faults: Option<&Faults>) -> Result<Value, Value> {
         let time = |name: &str| -> Result<DateTime<Utc>, Value> {
             let t = text(name).ok_or_else(|| error(2001, &format!("缺少必要的参数 {name}")))?;
             parse_beijing(&t).ok_or_else(|| error(2002, &format!("{name} 时间格式必须为 yyyy-MM-dd HH:mm:ss")))
@@ -193,12 +199,20 @@ impl FinanceSim {
         // "超过100将被限制为100": the page served is smaller than the one asked for.
         let page_size = asked.min(100);
         let (account, kind) = (text("account_id"), text("trans_type"));
-        let matching = self.transactions.in_window(start, end, |r| {
+        let data = self.transactions.read().expect("data lock");
+        let matching = data.in_window(start, end, |r| {
             account.as_ref().is_none_or(|a| *a == r.group)
                 && kind.as_ref().is_none_or(|k| r.json["trans_type"] == json!(k))
         });
         let items: Vec<Value> = page(&matching, page_no - 1, page_size).into_iter().cloned().collect();
-        Ok(json!({"code": 0, "message": "成功", "count": matching.len(), TRANSACTIONS.list_field: items}))
+        let total = matching.len();
+        drop(data);
+        if page_no * page_size < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
+            self.transactions.write().expect("data lock").insert_shifting_copy(start, end, "trans_id", |r, at| {
+                r["trans_time"] = json!(format_beijing(at, DATETIME));
+            });
+        }
+        Ok(json!({"code": 0, "message": "成功", "count": total, TRANSACTIONS.list_field: items}))
     }
 }
 
@@ -220,12 +234,11 @@ pub fn routes() -> Router<Arc<SimState>> {
 }
 
 async fn api(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
-    state.delay().await;
     let Some(sim) = &state.finance else {
         return Json(error(2003, "finance simulator not configured")).into_response();
     };
     match serde_json::from_slice::<Value>(&body) {
-        Ok(v) => Json(sim.answer(&v, Utc::now())).into_response(),
+        Ok(v) => Json(sim.answer(&v, Utc::now(), Some(&state.faults))).into_response(),
         Err(_) => Json(error(400, "参数错误: 请求体不是 JSON")).into_response(),
     }
 }

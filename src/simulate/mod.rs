@@ -1,6 +1,7 @@
 //! Faithful local simulators of the vendor APIs, served over HTTP for tests, the demo and benchmarks.
 
 pub mod dataset;
+pub mod faults;
 pub mod finance;
 pub mod generate;
 pub mod qimen;
@@ -11,7 +12,6 @@ pub mod wdt;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{ConfigError, StartAt, expand_env, parse_duration};
+use crate::config::{ConfigError, StartAt, expand_env};
 
 /// The simulator's config file: one optional section per vendor.
 #[derive(Debug, Deserialize)]
@@ -36,19 +36,11 @@ pub struct SimConfig {
     pub top: Option<top::TopSimConfig>,
     pub finance: Option<finance::FinanceSimConfig>,
     #[serde(default)]
-    pub faults: FaultConfig,
+    pub faults: faults::FaultConfig,
 }
 
 fn default_listen() -> String {
     "127.0.0.1:18080".into()
-}
-
-/// Injected misbehaviour.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaultConfig {
-    /// Added to every vendor response, e.g. `50ms`.
-    pub latency: Option<String>,
 }
 
 impl SimConfig {
@@ -66,7 +58,7 @@ pub fn resolve_time(key: &str, text: &str, now: DateTime<Utc>) -> Result<DateTim
 
 /// Every configured vendor simulator and the injected faults.
 pub struct SimState {
-    pub latency: Duration,
+    pub faults: faults::Faults,
     pub wdt: Option<wdt::WdtSim>,
     pub qimen: Option<qimen::QimenSim>,
     pub top: Option<top::TopSim>,
@@ -74,13 +66,6 @@ pub struct SimState {
 }
 
 impl SimState {
-    /// Waits the injected latency before a vendor response.
-    pub async fn delay(&self) {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
-    }
-
     /// A data set by the `kind` the worker knows it as, in served order.
     pub fn records(&self, kind: &str) -> Option<Vec<Value>> {
         match kind {
@@ -95,13 +80,9 @@ impl SimState {
 }
 
 /// Builds the simulators from config; data sets are generated here, once.
-pub fn build(cfg: &SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, ConfigError> {
-    let latency = match &cfg.faults.latency {
-        Some(l) => parse_duration("faults.latency", l)?,
-        None => Duration::ZERO,
-    };
+pub fn build(cfg: SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, ConfigError> {
     Ok(Arc::new(SimState {
-        latency,
+        faults: faults::Faults::new(cfg.faults)?,
         wdt: cfg.wdt.as_ref().map(|c| wdt::WdtSim::new(c, now)).transpose()?,
         qimen: cfg.qimen.as_ref().map(|c| qimen::QimenSim::new(c, now)).transpose()?,
         top: cfg.top.as_ref().map(|c| top::TopSim::new(c, now)).transpose()?,
@@ -117,9 +98,49 @@ pub fn router(state: Arc<SimState>) -> Router {
         .merge(qimen::routes())
         .merge(top::routes())
         .merge(finance::routes())
-        .route("/_simulator/records/{kind}", get(records))
+        .route("/_simulator/records/{kind}", get(records).post(insert_record))
         .route("/_simulator/stats", get(stats))
+        .route("/_simulator/requests", get(requests))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), faults::middleware))
         .with_state(state)
+}
+
+/// A record to add to a data set (`POST /_simulator/records/{kind}`): late records, or
+/// records that do not fit the schema. `at` is the time the API filters on (Beijing).
+#[derive(Debug, Deserialize)]
+struct Inserted {
+    at: String,
+    group: String,
+    record: Value,
+}
+
+async fn insert_record(
+    State(state): State<Arc<SimState>>,
+    UrlPath(kind): UrlPath<String>,
+    Json(ins): Json<Inserted>,
+) -> impl IntoResponse {
+    let Some(at) = crate::time::parse_beijing(&ins.at) else {
+        return (StatusCode::BAD_REQUEST, "`at` must be yyyy-MM-dd HH:mm:ss\n").into_response();
+    };
+    let set = match kind.as_str() {
+        "wdt.account_check" => state.wdt.as_ref().map(|s| s.data()),
+        "qimen.stockin_refund" => state.qimen.as_ref().map(|s| s.data()),
+        "top.finance_order" => state.top.as_ref().map(|s| s.data()),
+        "finance.transactions" => state.finance.as_ref().map(|s| s.data()),
+        _ => None,
+    };
+    match set {
+        Some(set) => {
+            set.write().expect("data lock").insert(at, &ins.group, ins.record);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => (StatusCode::NOT_FOUND, format!("no windowed data set {kind:?}\n")).into_response(),
+    }
+}
+
+/// Per vendor: requests, their arrival times (ms since start), requests during a ban.
+async fn requests(State(state): State<Arc<SimState>>) -> Json<Value> {
+    Json(serde_json::to_value(state.faults.log()).expect("log serializes"))
 }
 
 const KINDS: &[&str] =
@@ -139,9 +160,9 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
 }
 
 /// Binds and serves until the process ends; prints `listening on ADDR` once bound.
-pub async fn serve(cfg: &SimConfig) -> anyhow::Result<()> {
-    let state = build(cfg, Utc::now())?;
+pub async fn serve(cfg: SimConfig) -> anyhow::Result<()> {
     let listen = expand_env("listen", &cfg.listen)?;
+    let state = build(cfg, Utc::now())?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     for kind in KINDS {

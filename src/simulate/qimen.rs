@@ -3,7 +3,7 @@
 //! closed window and a refund stock-in data set with nested detail lines.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
+use super::faults::Faults;
 use super::generate::{self, Style};
 use super::top::{check_system, default_skew, error};
 use crate::config::{ConfigError, expand_env, parse_duration};
@@ -44,10 +45,15 @@ pub struct QimenSim {
     target_app_key: String,
     sid: String,
     max_skew: i64,
-    stockins: DataSet,
+    stockins: RwLock<DataSet>,
 }
 
 impl QimenSim {
+    /// The data set, for tests that add records while the simulator runs.
+    pub fn data(&self) -> &RwLock<DataSet> {
+        &self.stockins
+    }
+
     pub fn new(cfg: &QimenSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(STOCKIN_REFUND.schema).expect("compiled-in schema parses");
         let stockins = match &cfg.stockin_refund {
@@ -69,21 +75,26 @@ impl QimenSim {
             target_app_key: expand_env("qimen.target_app_key", &cfg.target_app_key)?,
             sid: expand_env("qimen.sid", &cfg.sid)?,
             max_skew: parse_duration("qimen.max_skew", &cfg.max_skew)?.as_secs() as i64,
-            stockins,
+            stockins: RwLock::new(stockins),
         })
     }
 
     pub fn stockin_refunds(&self) -> Vec<Value> {
-        self.stockins.all()
+        self.stockins.read().expect("data lock").all()
     }
 
-    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Value {
-        match self.try_answer(p, now) {
+    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>, faults: Option<&Faults>) -> Value {
+        match self.try_answer(p, now, faults) {
             Ok(v) | Err(v) => v,
         }
     }
 
-    fn try_answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, Value> {
+    fn try_answer(
+        &self,
+        p: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        faults: Option<&Faults>,
+    ) -> Result<Value, Value> {
         if p.get("app_key") != Some(&self.app_key) {
             return Err(error(29, "Invalid App Key", "", ""));
         }
@@ -119,12 +130,20 @@ impl QimenSim {
         }
         let shop = p.get("shop_no");
         let status = p.get("status");
-        let matching = self.stockins.in_window(start, end, |r| {
+        let data = self.stockins.read().expect("data lock");
+        let matching = data.in_window(start, end, |r| {
             shop.is_none_or(|s| *s == r.group) && status.is_none_or(|s| r.json["status"] == json!(s))
         });
         let items: Vec<Value> = page(&matching, page_no, page_size).into_iter().cloned().collect();
+        let total = matching.len();
+        drop(data);
+        if ((page_no + 1) * page_size) < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
+            self.stockins.write().expect("data lock").insert_shifting_copy(start, end, "order_no", |r, at| {
+                r["stockin_time"] = json!(format_beijing(at, DATETIME));
+            });
+        }
         Ok(json!({"response": {"flag": "success", "code": "0", "message": "",
-            "total_count": matching.len(), STOCKIN_REFUND.list_field: items}}))
+            "total_count": total, STOCKIN_REFUND.list_field: items}}))
     }
 }
 
@@ -133,9 +152,8 @@ pub fn routes() -> Router<Arc<SimState>> {
 }
 
 async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
-    state.delay().await;
     match &state.qimen {
-        Some(sim) => Json(sim.answer(&params, Utc::now())).into_response(),
+        Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
         None => Json(failure("invalid-method", "qimen simulator not configured")).into_response(),
     }
 }

@@ -44,7 +44,7 @@ accounts = 5
 "#;
 
 fn sim() -> Arc<SimState> {
-    build(&toml::from_str(SIM).unwrap(), Utc::now()).unwrap()
+    build(toml::from_str(SIM).unwrap(), Utc::now()).unwrap()
 }
 
 /// A source's config as the worker would load it.
@@ -84,12 +84,12 @@ fn qimen_client_and_simulator_agree() {
         let (w, params) = (whole_day(), no_params());
         let req = PageRequest { window: Some(&w), page_index: 0, page_size: 100, params: &params };
         let p = src.signed_params(&req, Utc::now()).unwrap();
-        let body = q.answer(&p, Utc::now()).to_string();
+        let body = q.answer(&p, Utc::now(), None).to_string();
         let page = crate::sources::qimen::parse_response(body.as_bytes(), "stockin_list").unwrap();
         assert!(page.total.unwrap() > 0 && !page.records.is_empty(), "{method}: {body:.200}");
         let mut tampered = p.clone();
         tampered.insert("page_no".into(), "1".into());
-        let body = q.answer(&tampered, Utc::now()).to_string();
+        let body = q.answer(&tampered, Utc::now(), None).to_string();
         let e = crate::sources::qimen::parse_response(body.as_bytes(), "stockin_list").unwrap_err();
         assert!(matches!(e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
     }
@@ -113,7 +113,7 @@ fn top_client_and_simulator_agree_in_both_response_forms() {
         params.insert("shop_codes".into(), "2313".into());
         let req = PageRequest { window: Some(&w), page_index: 1, page_size: 10, params: &params };
         let p = src.signed_params(&req, Utc::now()).unwrap();
-        let body = t.answer(&p, Utc::now()).to_string();
+        let body = t.answer(&p, Utc::now(), None).to_string();
         let page = crate::sources::top::parse_response(
             body.as_bytes(),
             "alibaba.wdk.finance.order.backflow",
@@ -132,7 +132,7 @@ fn top_client_and_simulator_agree_in_both_response_forms() {
     let p = src
         .signed_params(&PageRequest { window: Some(&w), page_index: 0, page_size: 10, params: &params }, Utc::now())
         .unwrap();
-    let body = t.answer(&p, Utc::now()).to_string();
+    let body = t.answer(&p, Utc::now(), None).to_string();
     let e = crate::sources::top::parse_response(body.as_bytes(), "alibaba.wdk.finance.order.backflow", "x", "y")
         .unwrap_err();
     assert!(matches!(&e, SourceError::Fatal { code, .. } if code == "25"), "{e:?}");
@@ -152,7 +152,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
     let (w, params) = (whole_day(), no_params());
     let req = PageRequest { window: Some(&w), page_index: 0, page_size: 1000, params: &params };
     let body = Value::Object(src.signed_body(&req, Utc::now()).unwrap());
-    let resp = f.answer(&body, Utc::now()).to_string();
+    let resp = f.answer(&body, Utc::now(), None).to_string();
     let page = crate::sources::finance::parse_response(resp.as_bytes(), "lists").unwrap();
     assert!(page.total.unwrap() > 100, "{resp:.200}");
     assert_eq!(page.records.len(), 100, "asked for 1000, served 100");
@@ -161,7 +161,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
         crate::sources::finance::FinanceSource::new(&crate::sources::finance::BALANCES, &cfg, reqwest::Client::new())
             .unwrap();
     let req = PageRequest { window: None, page_index: 0, page_size: 1, params: &params };
-    let resp = f.answer(&Value::Object(bal.signed_body(&req, Utc::now()).unwrap()), Utc::now()).to_string();
+    let resp = f.answer(&Value::Object(bal.signed_body(&req, Utc::now()).unwrap()), Utc::now(), None).to_string();
     let page = crate::sources::finance::parse_response(resp.as_bytes(), "accounts").unwrap();
     assert_eq!(page.records.len(), 5);
 
@@ -172,7 +172,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
         )
         .unwrap(),
     );
-    let e = crate::sources::finance::parse_response(f.answer(&stale, Utc::now()).to_string().as_bytes(), "lists")
+    let e = crate::sources::finance::parse_response(f.answer(&stale, Utc::now(), None).to_string().as_bytes(), "lists")
         .unwrap_err();
     assert!(matches!(&e, SourceError::Fatal { code, .. } if code == "1002"), "{e:?}");
     let mut forged = src
@@ -180,7 +180,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
         .unwrap();
     forged.insert("page_no".into(), Value::from(7));
     let e = crate::sources::finance::parse_response(
-        f.answer(&Value::Object(forged), Utc::now()).to_string().as_bytes(),
+        f.answer(&Value::Object(forged), Utc::now(), None).to_string().as_bytes(),
         "lists",
     )
     .unwrap_err();

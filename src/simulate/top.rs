@@ -3,7 +3,7 @@
 //! object parameter, 1-based pages, both response forms, and a finance-order data set.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
+use super::faults::Faults;
 use super::generate::{self, Style};
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::sources::top::FINANCE_ORDER;
@@ -85,10 +86,15 @@ pub struct TopSim {
     app_secret: String,
     session: String,
     max_skew: i64,
-    orders: DataSet,
+    orders: RwLock<DataSet>,
 }
 
 impl TopSim {
+    /// The data set, for tests that add records while the simulator runs.
+    pub fn data(&self) -> &RwLock<DataSet> {
+        &self.orders
+    }
+
     pub fn new(cfg: &TopSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(FINANCE_ORDER.schema).expect("compiled-in schema parses");
         let orders = match &cfg.finance_order {
@@ -108,22 +114,27 @@ impl TopSim {
             app_secret: expand_env("top.app_secret", &cfg.app_secret)?,
             session: expand_env("top.session", &cfg.session)?,
             max_skew: parse_duration("top.max_skew", &cfg.max_skew)?.as_secs() as i64,
-            orders,
+            orders: RwLock::new(orders),
         })
     }
 
     pub fn finance_orders(&self) -> Vec<Value> {
-        self.orders.all()
+        self.orders.read().expect("data lock").all()
     }
 
     /// Answers one router request as TOP would.
-    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Value {
-        match self.try_answer(p, now) {
+    pub fn answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>, faults: Option<&Faults>) -> Value {
+        match self.try_answer(p, now, faults) {
             Ok(v) | Err(v) => v,
         }
     }
 
-    fn try_answer(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, Value> {
+    fn try_answer(
+        &self,
+        p: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        faults: Option<&Faults>,
+    ) -> Result<Value, Value> {
         match p.get("app_key").map(String::as_str) {
             None | Some("") => return Err(error(28, "Missing App Key", "", "")),
             Some(k) if k != self.app_key => return Err(error(29, "Invalid App Key", "", "")),
@@ -190,9 +201,17 @@ impl TopSim {
             Some(Value::Array(a)) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
             Some(_) => return Err(bad("shop_codes must be a list")),
         };
-        let matching = self.orders.in_window(start, end, |r| shops.as_ref().is_none_or(|s| s.contains(&r.group)));
+        let data = self.orders.read().expect("data lock");
+        let matching = data.in_window(start, end, |r| shops.as_ref().is_none_or(|s| s.contains(&r.group)));
         let total = matching.len() as u64;
         let items: Vec<Value> = page(&matching, current_page - 1, page_size).into_iter().cloned().collect();
+        drop(data);
+        if current_page * page_size < total && faults.is_some_and(Faults::insert_while_paging) {
+            self.orders.write().expect("data lock").insert_shifting_copy(start, end, "biz_uk", |r, at| {
+                r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
+                r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
+            });
+        }
         let pagination = json!({
             "total_count": total,
             "total_page": total.div_ceil(page_size),
@@ -212,9 +231,8 @@ pub fn routes() -> Router<Arc<SimState>> {
 }
 
 async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
-    state.delay().await;
     match &state.top {
-        Some(sim) => Json(sim.answer(&params, Utc::now())).into_response(),
+        Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
         None => Json(error(22, "Invalid Method", "", "top simulator not configured")).into_response(),
     }
 }

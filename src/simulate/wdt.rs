@@ -2,7 +2,7 @@
 //! the 24 h closed window, and serves a deterministic account-check data set with awkward values.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, SimRecord, page};
+use super::faults::Faults;
 use super::rng::SimRng;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::sources::wdt::{ACCOUNT_CHECK, sign};
@@ -42,10 +43,15 @@ pub struct WdtSim {
     appkey: String,
     appsecret: String,
     max_skew: i64,
-    account_checks: DataSet,
+    account_checks: RwLock<DataSet>,
 }
 
 impl WdtSim {
+    /// The data set, for tests that add records while the simulator runs.
+    pub fn data(&self) -> &RwLock<DataSet> {
+        &self.account_checks
+    }
+
     pub fn new(cfg: &WdtSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let max_skew = parse_duration("wdt.max_skew", &cfg.max_skew)?.as_secs() as i64;
         let account_checks = match &cfg.account_check {
@@ -57,17 +63,23 @@ impl WdtSim {
             appkey: expand_env("wdt.appkey", &cfg.appkey)?,
             appsecret: expand_env("wdt.appsecret", &cfg.appsecret)?,
             max_skew,
-            account_checks,
+            account_checks: RwLock::new(account_checks),
         })
     }
 
     /// The whole account-check data set, in served order.
     pub fn account_checks(&self) -> Vec<Value> {
-        self.account_checks.all()
+        self.account_checks.read().expect("data lock").all()
     }
 
     /// Answers one openapi2 request exactly as the vendor's envelope would.
-    pub fn answer(&self, script: &str, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<Value, Value> {
+    pub fn answer(
+        &self,
+        script: &str,
+        p: &BTreeMap<String, String>,
+        now: DateTime<Utc>,
+        faults: Option<&Faults>,
+    ) -> Result<Value, Value> {
         if script != ACCOUNT_CHECK.method {
             return Err(error(4, &format!("接口 {script} 不存在")));
         }
@@ -112,8 +124,8 @@ impl WdtSim {
             _ => return Err(error(2, "time_type 取值范围为 1~4")),
         };
         let shop = p.get("shop_no");
-        let mut matching: Vec<(DateTime<Utc>, &SimRecord)> = self
-            .account_checks
+        let data = self.account_checks.read().expect("data lock");
+        let mut matching: Vec<(DateTime<Utc>, &SimRecord)> = data
             .records
             .iter()
             .filter(|r| shop.is_none_or(|s| *s == r.group))
@@ -130,6 +142,16 @@ impl WdtSim {
         let total = matching.len();
         let page: Vec<Value> =
             page(&matching, page_no as u64, page_size as u64).into_iter().map(|(_, r)| r.json.clone()).collect();
+        let more_pages = ((page_no + 1) * page_size) < total as i64;
+        drop(data);
+        if more_pages && field.is_none() && faults.is_some_and(Faults::insert_while_paging) {
+            self.account_checks.write().expect("data lock").insert_shifting_copy(
+                start,
+                end,
+                "account_check_no",
+                |_, _| {},
+            );
+        }
         let mut body = json!({"code": 0, "message": "ok", ACCOUNT_CHECK.list_field: page});
         // The vendor only reports the total on page 0.
         if page_no == 0 {
@@ -166,11 +188,10 @@ async fn openapi2(
     UrlPath(script): UrlPath<String>,
     Form(params): Form<BTreeMap<String, String>>,
 ) -> Response {
-    state.delay().await;
     let Some(sim) = &state.wdt else {
         return (StatusCode::NOT_FOUND, "wdt simulator not configured\n").into_response();
     };
-    match sim.answer(&script, &params, Utc::now()) {
+    match sim.answer(&script, &params, Utc::now(), Some(&state.faults)) {
         Ok(v) | Err(v) => Json(v).into_response(),
     }
 }
@@ -279,7 +300,8 @@ mod tests {
     #[test]
     fn pages_partition_the_window_and_total_is_on_page_zero_only() {
         let (s, now) = sim(300);
-        let first = s.answer(ACCOUNT_CHECK.method, &request(now, &[("page_size", "50")], "secret1"), now).unwrap();
+        let first =
+            s.answer(ACCOUNT_CHECK.method, &request(now, &[("page_size", "50")], "secret1"), now, None).unwrap();
         let total = first["total_count"].as_u64().unwrap() as usize;
         assert!(total > 50, "enough records in one day for several pages: {total}");
         let mut seen = first["account_list"].as_array().unwrap().len();
@@ -287,7 +309,7 @@ mod tests {
         loop {
             let no = page.to_string();
             let v = s
-                .answer(ACCOUNT_CHECK.method, &request(now, &[("page_size", "50"), ("page_no", &no)], "secret1"), now)
+                .answer(ACCOUNT_CHECK.method, &request(now, &[("page_size", "50"), ("page_no", &no)], "secret1"), now, None)
                 .unwrap();
             assert!(v.get("total_count").is_none());
             let n = v["account_list"].as_array().unwrap().len();
@@ -304,23 +326,24 @@ mod tests {
     fn bad_requests_get_the_vendor_error_envelope() {
         let (s, now) = sim(10);
         let m = ACCOUNT_CHECK.method;
-        let bad_sign = s.answer(m, &request(now, &[], "wrong"), now).unwrap_err();
+        let bad_sign = s.answer(m, &request(now, &[], "wrong"), now, None).unwrap_err();
         assert_eq!((code(&bad_sign), bad_sign["message"].as_str().unwrap()), (100, "签名错误"));
-        let skewed = s.answer(m, &request(now - Duration::minutes(6), &[], "secret1"), now).unwrap_err();
+        let skewed = s.answer(m, &request(now - Duration::minutes(6), &[], "secret1"), now, None).unwrap_err();
         assert_eq!(code(&skewed), 100);
         assert!(skewed["message"].as_str().unwrap().contains("timestamp"));
-        let too_long = s.answer(m, &request(now, &[("end_time", "2024-01-02 00:00:00")], "secret1"), now).unwrap_err();
+        let too_long =
+            s.answer(m, &request(now, &[("end_time", "2024-01-02 00:00:00")], "secret1"), now, None).unwrap_err();
         assert!(too_long["message"].as_str().unwrap().contains("24"), "{too_long}");
-        let big_page = s.answer(m, &request(now, &[("page_size", "101")], "secret1"), now).unwrap_err();
+        let big_page = s.answer(m, &request(now, &[("page_size", "101")], "secret1"), now, None).unwrap_err();
         assert_eq!(code(&big_page), 2);
         let mut no_end = request(now, &[], "secret1");
         no_end.remove("end_time");
         let s2 = sign(&no_end, "secret1");
         no_end.insert("sign".into(), s2);
-        let e = s.answer(m, &no_end, now).unwrap_err();
+        let e = s.answer(m, &no_end, now, None).unwrap_err();
         assert_eq!(e["message"], "结束时间 end_time 为空");
         let mut wrong_sid = request(now, &[], "secret1");
         wrong_sid.insert("sid".into(), "other".into());
-        assert_eq!(code(&s.answer(m, &wrong_sid, now).unwrap_err()), 100);
+        assert_eq!(code(&s.answer(m, &wrong_sid, now, None).unwrap_err()), 100);
     }
 }
