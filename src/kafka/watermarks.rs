@@ -42,17 +42,21 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         .set("enable.partition.eof", "true")
         .create()
         .map_err(kerr)?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(kerr)?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
+    let deadline = Instant::now() + timeout;
+    // A topic created a moment ago may not have a leader yet: retry until the deadline.
+    let ranges = loop {
+        match partition_ranges(&consumer, topic) {
+            Ok(r) => break r,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(topic, error = %e, "watermark topic not readable yet; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => return Err(kerr(e)),
+        }
+    };
     let mut pending: HashSet<i32> = HashSet::new();
     let mut tpl = TopicPartitionList::new();
-    for p in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(30)).map_err(kerr)?;
+    for (p, low, high) in ranges {
         if high > low {
             pending.insert(p);
             tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kerr)?;
@@ -63,7 +67,6 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         return Ok(states);
     }
     consumer.assign(&tpl).map_err(kerr)?;
-    let deadline = Instant::now() + timeout;
     while !pending.is_empty() {
         if Instant::now() > deadline {
             return Err(LoadError::Timeout(timeout));
@@ -89,4 +92,19 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         }
     }
     Ok(states)
+}
+
+/// Every partition of `topic` with its low and high offsets; fails if any has no leader.
+fn partition_ranges(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    partitions
+        .into_iter()
+        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(low, high)| (p, low, high)))
+        .collect()
 }

@@ -89,17 +89,19 @@ impl DataSet {
         self.records.insert(pos, SimRecord { at, group: group.to_owned(), json });
     }
 
-    /// A copy of the first record in `[start, end]` of `group`, under a new key, placed at
-    /// `start`: every later record of the window moves one place down while it is paged.
-    /// `retime` writes the new time into the vendor's own time fields.
+    /// A copy of the first record in `[start, end]` that `keep` selects (the request's
+    /// filter), under a new key, placed at `start`: every later record of the window moves
+    /// one place down while it is paged. `retime` writes the new time into the vendor's own
+    /// time fields.
     pub fn insert_shifting_copy(
         &mut self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         key_field: &str,
+        keep: impl Fn(&SimRecord) -> bool,
         retime: impl Fn(&mut Value, DateTime<Utc>),
     ) -> bool {
-        let Some(first) = self.records.iter().find(|r| r.at >= start && r.at <= end) else { return false };
+        let Some(first) = self.records.iter().find(|r| r.at >= start && r.at <= end && keep(r)) else { return false };
         let mut json = first.json.clone();
         let group = first.group.clone();
         let n = self.records.len();

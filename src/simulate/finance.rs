@@ -200,17 +200,24 @@ impl FinanceSim {
         let page_size = asked.min(100);
         let (account, kind) = (text("account_id"), text("trans_type"));
         let data = self.transactions.read().expect("data lock");
-        let matching = data.in_window(start, end, |r| {
+        let keep = |r: &super::dataset::SimRecord| {
             account.as_ref().is_none_or(|a| *a == r.group)
                 && kind.as_ref().is_none_or(|k| r.json["trans_type"] == json!(k))
-        });
+        };
+        let matching = data.in_window(start, end, keep);
         let items: Vec<Value> = page(&matching, page_no - 1, page_size).into_iter().cloned().collect();
         let total = matching.len();
         drop(data);
         if page_no * page_size < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
-            self.transactions.write().expect("data lock").insert_shifting_copy(start, end, "trans_id", |r, at| {
-                r["trans_time"] = json!(format_beijing(at, DATETIME));
-            });
+            self.transactions.write().expect("data lock").insert_shifting_copy(
+                start,
+                end,
+                "trans_id",
+                keep,
+                |r, at| {
+                    r["trans_time"] = json!(format_beijing(at, DATETIME));
+                },
+            );
         }
         Ok(json!({"code": 0, "message": "成功", "count": total, TRANSACTIONS.list_field: items}))
     }

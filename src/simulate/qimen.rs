@@ -131,14 +131,15 @@ impl QimenSim {
         let shop = p.get("shop_no");
         let status = p.get("status");
         let data = self.stockins.read().expect("data lock");
-        let matching = data.in_window(start, end, |r| {
+        let keep = |r: &super::dataset::SimRecord| {
             shop.is_none_or(|s| *s == r.group) && status.is_none_or(|s| r.json["status"] == json!(s))
-        });
+        };
+        let matching = data.in_window(start, end, keep);
         let items: Vec<Value> = page(&matching, page_no, page_size).into_iter().cloned().collect();
         let total = matching.len();
         drop(data);
         if ((page_no + 1) * page_size) < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
-            self.stockins.write().expect("data lock").insert_shifting_copy(start, end, "order_no", |r, at| {
+            self.stockins.write().expect("data lock").insert_shifting_copy(start, end, "order_no", keep, |r, at| {
                 r["stockin_time"] = json!(format_beijing(at, DATETIME));
             });
         }

@@ -202,12 +202,13 @@ impl TopSim {
             Some(_) => return Err(bad("shop_codes must be a list")),
         };
         let data = self.orders.read().expect("data lock");
-        let matching = data.in_window(start, end, |r| shops.as_ref().is_none_or(|s| s.contains(&r.group)));
+        let keep = |r: &super::dataset::SimRecord| shops.as_ref().is_none_or(|s| s.contains(&r.group));
+        let matching = data.in_window(start, end, keep);
         let total = matching.len() as u64;
         let items: Vec<Value> = page(&matching, current_page - 1, page_size).into_iter().cloned().collect();
         drop(data);
         if current_page * page_size < total && faults.is_some_and(Faults::insert_while_paging) {
-            self.orders.write().expect("data lock").insert_shifting_copy(start, end, "biz_uk", |r, at| {
+            self.orders.write().expect("data lock").insert_shifting_copy(start, end, "biz_uk", keep, |r, at| {
                 r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
                 r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
             });

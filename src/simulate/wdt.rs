@@ -149,6 +149,7 @@ impl WdtSim {
                 start,
                 end,
                 "account_check_no",
+                |r| shop.is_none_or(|s| *s == r.group),
                 |_, _| {},
             );
         }
@@ -309,7 +310,12 @@ mod tests {
         loop {
             let no = page.to_string();
             let v = s
-                .answer(ACCOUNT_CHECK.method, &request(now, &[("page_size", "50"), ("page_no", &no)], "secret1"), now, None)
+                .answer(
+                    ACCOUNT_CHECK.method,
+                    &request(now, &[("page_size", "50"), ("page_no", &no)], "secret1"),
+                    now,
+                    None,
+                )
                 .unwrap();
             assert!(v.get("total_count").is_none());
             let n = v["account_list"].as_array().unwrap().len();

@@ -1,0 +1,447 @@
+//! Faults, throttling, crashes and bad input against the real broker and the simulators:
+//! each fault alone with its expected outcome, shared quotas, secrets never printed, bad
+//! configs named, and a chaos run with SIGKILLs.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const WDT: &str = "wdt.account_check";
+
+/// A simulator config with a 旺店通 data set plus `extra` sections, and `[faults]`.
+fn sim_toml(records: usize, faults: &str, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+{extra}
+[faults]
+seed = 9
+{faults}
+[wdt]
+sid = "test-sid"
+appkey = "test-appkey"
+appsecret = "test-secret"
+[wdt.account_check]
+seed = 21
+records = {records}
+from = "2d"
+until = "1h"
+shops = ["shop-01", "shop-02"]
+"#
+    )
+}
+
+/// A worker config: one 旺店通 source and one stream per shop, plus `extra` sources/streams.
+fn worker_toml(
+    sim: &Simulator,
+    topic: &str,
+    shops: &[&str],
+    max_span: &str,
+    source_extra: &str,
+    stream_extra: &str,
+    extra: &str,
+) -> String {
+    let mut s = format!(
+        r#"
+[kafka]
+bootstrap = "{kafka}"
+transactional_id = "{txn}"
+watermark_topic = "{wm}"
+dead_letter_topic = "{dlq}"
+watermark_partitions = 2
+topic_partitions = 2
+transaction_timeout = "10s"
+
+[sources.wdt]
+kind = "wdt.account_check"
+base_url = "{base}"
+sid = "test-sid"
+appkey = "test-appkey"
+appsecret = "test-secret"
+request_timeout = "1s"
+requests_per_second = 500
+{source_extra}
+"#,
+        kafka = kafka(),
+        txn = unique("txn"),
+        wm = format!("{topic}.wm"),
+        dlq = format!("{topic}.dlq"),
+        base = sim.base_url(),
+    );
+    for shop in shops {
+        s.push_str(&format!(
+            "\n[[streams]]\nid = \"wdt.account_check/{shop}\"\nsource = \"wdt\"\ntopic = \"{topic}\"\nstart = \"49h\"\nlookback = \"10m\"\nsettle = \"1m\"\nmax_span = \"{max_span}\"\npage_size = 50\n{stream_extra}\n[streams.params]\nshop_no = \"{shop}\"\n"
+        ));
+    }
+    s.push_str(extra);
+    s
+}
+
+/// Runs a worker to completion and returns (exit status, stdout, stderr).
+fn run(dir: &std::path::Path, toml: &str) -> (std::process::ExitStatus, String, String) {
+    let cfg = write(dir, "worker.toml", toml);
+    let out = run_until_caught_up(&cfg);
+    (out.status, String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// One fault alone: the backfill still ends with exactly the simulator's records, and the
+/// log shows the expected reaction.
+async fn fault_alone(faults: &str, expect_in_log: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(1200, faults, ""));
+    let topic = unique("fault");
+    let (status, stdout, stderr) =
+        run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h", "", "", ""));
+    assert!(status.success(), "[{faults}] worker failed:\n{stdout}\n{stderr}");
+    assert!(stderr.contains(expect_in_log), "[{faults}] log should show {expect_in_log:?}:\n{stderr}");
+    assert_exactly(&consume_committed(&topic), &sim.records(WDT).await, "wdt.account_check.avsc", "account_check_no");
+    stderr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_5xx_is_retried() {
+    fault_alone("server_error_rate = 0.15", "retryable error http_50").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hanging_responses_time_out_and_are_retried() {
+    fault_alone("hang_rate = 0.05\nhang = \"3s\"\nslow_rate = 0.1\nslow = \"200ms\"", "retryable error timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dropped_connections_are_retried() {
+    fault_alone("drop_rate = 0.1", "retryable error transport").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_json_is_retried() {
+    fault_alone("malformed_rate = 0.1", "retryable error malformed").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_inserted_while_paging_make_the_window_be_read_again() {
+    let stderr = fault_alone("insert_while_paging_rate = 0.2", "page set inconsistent; fetching again").await;
+    assert!(stderr.contains("appears twice"), "the shifted record is detected as a duplicate across pages");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendor_throttle_pauses_the_credential_for_exactly_its_ban() {
+    let dir = tempfile::tempdir().unwrap();
+    // TOP's code 7 with "ban will last 2 more seconds"; the simulator refuses (and counts)
+    // every request that arrives during a ban.
+    let top = r#"
+[top]
+app_key = "tk"
+app_secret = "ts"
+session = "sess"
+[top.finance_order]
+records = 600
+from = "2d"
+until = "1h"
+shops = ["2313"]
+"#;
+    let sim = Simulator::start(dir.path(), &sim_toml(10, "throttle_rate = 0.12\nban = \"2s\"", top));
+    let topic = unique("throttle");
+    let extra = format!(
+        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 500\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\n[streams.params]\nshop_codes = \"2313\"\n",
+        sim.base_url()
+    );
+    let started = Instant::now();
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &unique("unused"), &[], "6h", "", "", &extra));
+    let elapsed = started.elapsed();
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let log: Value =
+        reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+    let throttled = log["top"]["throttled"].as_u64().unwrap();
+    assert!(throttled >= 2, "the run met several throttles: {log}");
+    assert_eq!(log["top"]["during_ban"], 0, "no request arrived while a ban was in force");
+    assert!(elapsed >= Duration::from_secs(2 * throttled), "each ban was waited out");
+    assert!(stderr.contains("throttled (7)"), "{stderr}");
+    assert_exactly(
+        &consume_committed(&topic),
+        &sim.records("top.finance_order").await,
+        "top.finance_order.avsc",
+        "biz_uk",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_429_with_retry_after_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(300, "throttle_rate = 0.1\nban = \"1s\"", ""));
+    let topic = unique("retry-after");
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01"], "1h", "", "", ""));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let log: Value =
+        reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+    assert!(log["wdt"]["throttled"].as_u64().unwrap() >= 1, "{log}");
+    assert_eq!(log["wdt"]["during_ban"], 0, "Retry-After was honoured: {log}");
+    let shop01: Vec<Value> = sim.records(WDT).await.into_iter().filter(|r| r["shop_no"] == "shop-01").collect();
+    assert_exactly(&consume_committed(&topic), &shop01, "wdt.account_check.avsc", "account_check_no");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_streams_sharing_an_appkey_stay_within_its_quota_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(400, "", ""));
+    let topic = unique("quota");
+    // Same sid and appkey on two sources: one quota of 8 requests a second for both.
+    let second = format!(
+        "\n[sources.wdt_again]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"\nsid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"test-secret\"\nrequests_per_second = 8\n\n[[streams]]\nid = \"wdt.account_check/shop-02\"\nsource = \"wdt_again\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\n[streams.params]\nshop_no = \"shop-02\"\n",
+        sim.base_url()
+    );
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "2h", "", "", &second)
+        .replace("requests_per_second = 500", "requests_per_second = 8");
+    let (status, stdout, stderr) = run(dir.path(), &toml);
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let log: Value =
+        reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+    let arrivals: Vec<u64> =
+        log["wdt"]["arrivals_ms"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert!(arrivals.len() >= 40, "enough requests to measure: {}", arrivals.len());
+    // In any one-second span at most 8 requests, plus one for the span's boundary.
+    let worst = arrivals.iter().map(|&t| arrivals.iter().filter(|&&u| u >= t && u < t + 1000).count()).max().unwrap();
+    assert!(worst <= 9, "{worst} requests within one second at a quota of 8/s");
+    let span_s = (arrivals.last().unwrap() - arrivals[0]) as f64 / 1000.0;
+    assert!(arrivals.len() as f64 <= 8.0 * span_s + 2.0, "{} requests in {span_s}s", arrivals.len());
+    assert_exactly(&consume_committed(&topic), &sim.records(WDT).await, "wdt.account_check.avsc", "account_check_no");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_that_does_not_fit_its_schema_is_dead_lettered_and_the_window_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(300, "", ""));
+    let mut good = sim.records(WDT).await;
+    let mut bad = good.iter().find(|r| r["shop_no"] == "shop-01").unwrap().clone();
+    bad["account_check_no"] = json!("AC-BROKEN-1");
+    bad["pay_amount"] = json!("12.34.56");
+    let at = chrono::Utc::now() - chrono::Duration::hours(20);
+    let at_text = tidemark::time::format_beijing(at, tidemark::time::DATETIME);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
+        .json(&json!({"at": at_text, "group": "shop-01", "record": bad}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let topic = unique("dlq");
+    let (status, stdout, stderr) =
+        run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h", "", "", ""));
+    assert!(status.success(), "{stdout}\n{stderr}");
+    good.retain(|r| r["account_check_no"] != "AC-BROKEN-1");
+    assert_exactly(&consume_committed(&topic), &good, "wdt.account_check.avsc", "account_check_no");
+    let letters = consume_committed(&format!("{topic}.dlq"));
+    assert_eq!(letters.len(), 1, "exactly one dead letter");
+    let letter: Value = serde_json::from_slice(letters[0].value.as_ref().unwrap()).unwrap();
+    assert_eq!(letter["stream"], "wdt.account_check/shop-01");
+    assert_eq!(letter["key"], "AC-BROKEN-1");
+    assert_eq!(letter["record"]["pay_amount"], "12.34.56", "the raw record travels with it");
+    let error = letter["error"].as_str().unwrap();
+    assert!(error.contains("$.pay_amount") && error.contains("12.34.56"), "{error}");
+    assert!(letter["window"].as_str().unwrap().starts_with('['), "{letter}");
+    assert_eq!(letters[0].headers.get("tidemark.stream").map(String::as_str), Some("wdt.account_check/shop-01"));
+    assert!(stdout.lines().any(|l| l.starts_with("wdt.account_check/shop-01") && l.contains("caught up")), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_record_inside_the_lookback_is_emitted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(200, "", ""));
+    let topic = unique("late");
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "6h", "", "poll_interval = \"1s\"", "");
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    let mut worker = spawn_worker(&cfg, &[]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stderr.take().unwrap()));
+    assert!(lines.by_ref().any(|l| l.unwrap().contains("caught up")), "worker caught up");
+    let before = consume_committed(&topic).len();
+    // Committed already (older than now - settle), but within the 10m lookback.
+    let mut late = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
+    late["account_check_no"] = json!("AC-LATE-1");
+    let at = chrono::Utc::now() - chrono::Duration::minutes(4);
+    let at_text = tidemark::time::format_beijing(at, tidemark::time::DATETIME);
+    reqwest::Client::new()
+        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
+        .json(&json!({"at": at_text, "group": "shop-01", "record": late}))
+        .send()
+        .await
+        .unwrap();
+    // Two more polls re-read the lookback span; the late record must appear once.
+    let mut polls = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().contains("window committed") {
+            polls += 1;
+            if polls == 3 {
+                break;
+            }
+        }
+    }
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(worker.wait().unwrap().success());
+    let after = consume_committed(&topic);
+    assert_eq!(after.len(), before + 1, "only the late record is new");
+    assert_eq!(after.iter().filter(|c| c.key == "AC-LATE-1").count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoked_credentials_stop_their_stream_while_others_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = "\n[top]\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\n[top.finance_order]\nrecords = 300\nfrom = \"2d\"\nuntil = \"1h\"\nshops = [\"2313\"]\n";
+    let sim = Simulator::start(dir.path(), &sim_toml(1200, "revoke_after = 15\nrevoke_vendors = [\"wdt\"]", top));
+    let (wdt_topic, top_topic) = (unique("revoke-wdt"), unique("revoke-top"));
+    let extra = format!(
+        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{top_topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\n[streams.params]\nshop_codes = \"2313\"\n",
+        sim.base_url()
+    );
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &wdt_topic, &["shop-01"], "1h", "", "", &extra));
+    assert_eq!(status.code(), Some(1), "a stopped stream fails the run:\n{stdout}\n{stderr}");
+    let wdt_line = stdout.lines().find(|l| l.starts_with("wdt.account_check/shop-01")).unwrap();
+    assert!(wdt_line.contains("STOPPED") && wdt_line.contains("appkey"), "{wdt_line}");
+    assert!(stdout.lines().any(|l| l.starts_with("top.finance_order/2313") && l.contains("caught up")), "{stdout}");
+    assert_exactly(
+        &consume_committed(&top_topic),
+        &sim.records("top.finance_order").await,
+        "top.finance_order.avsc",
+        "biz_uk",
+    );
+    // What the stopped stream committed is whole windows: no duplicates, fewer than all.
+    let committed = consume_committed(&wdt_topic);
+    let keys: std::collections::HashSet<_> = committed.iter().map(|c| c.key.clone()).collect();
+    assert_eq!(keys.len(), committed.len());
+    assert!(!committed.is_empty() && committed.len() < 600, "{} committed before revocation", committed.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_appear_in_logs_errors_or_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (appsecret, session, qsecret) = ("APPSECRET-7f3a9c", "SESSION-b81e22", "QSECRET-44d0aa");
+    let extra = format!(
+        "\n[qimen]\napp_key = \"qk\"\napp_secret = \"{qsecret}\"\ntarget_app_key = \"t\"\nsid = \"s\"\n[qimen.stockin_refund]\nrecords = 100\nfrom = \"1d\"\nuntil = \"1h\"\n\n[top]\napp_key = \"tk\"\napp_secret = \"{appsecret}\"\nsession = \"{session}\"\n[top.finance_order]\nrecords = 100\nfrom = \"1d\"\nuntil = \"1h\"\nshops = [\"2313\"]\n"
+    );
+    // Faults make the worker log errors; the qimen source is given a wrong secret on purpose.
+    let sim = Simulator::start(dir.path(), &sim_toml(100, "server_error_rate = 0.3\nmalformed_rate = 0.2", &extra));
+    let worker_extra = format!(
+        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{base}/router/rest\"\napp_key = \"tk\"\napp_secret = \"${{T_SECRET}}\"\nsession = \"${{T_SESSION}}\"\n\n[sources.qm]\nkind = \"qimen.stockin_refund\"\nbase_url = \"{base}/router/qm\"\napp_key = \"qk\"\napp_secret = \"WRONG-{qsecret}\"\ntarget_app_key = \"t\"\nsid = \"s\"\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{t}\"\nstart = \"25h\"\n[streams.params]\nshop_codes = \"2313\"\n\n[[streams]]\nid = \"qimen.stockin_refund/all\"\nsource = \"qm\"\ntopic = \"{t}-qm\"\nstart = \"25h\"\n",
+        base = sim.base_url(),
+        t = unique("secrets")
+    );
+    let mut toml = worker_toml(&sim, &unique("secrets-wdt"), &["shop-01"], "6h", "", "", &worker_extra);
+    toml = toml.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    for format in ["text", "json"] {
+        let mut worker = Command::new(BIN)
+            .args(["run", "--log-format", format, "--config"])
+            .arg(&cfg)
+            .env("T_SECRET", appsecret)
+            .env("T_SESSION", session)
+            .env("RUST_LOG", "debug")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = String::new();
+        let mut addr = None;
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stderr.take().unwrap()));
+        let mut caught_up = std::collections::HashSet::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if addr.is_none()
+                && let Some(i) = line.find("127.0.0.1:")
+                && line.contains("metrics")
+            {
+                addr = Some(
+                    line[i..].split(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).next().unwrap().to_owned(),
+                );
+            }
+            if line.contains("caught up") {
+                caught_up.insert(if line.contains("top.finance_order") { "top" } else { "wdt" });
+            }
+            let done = caught_up.len() == 2;
+            stderr.push_str(&line);
+            stderr.push('\n');
+            if done {
+                break;
+            }
+        }
+        let addr = addr.unwrap_or_else(|| panic!("metrics address in the log:\n{stderr}"));
+        let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+        Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+        for line in lines {
+            stderr.push_str(&line.unwrap());
+            stderr.push('\n');
+        }
+        let out = worker.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stderr.contains("signature rejected"), "the qimen stream failed on its wrong secret:\n{stderr}");
+        let seen: Value =
+            reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+        assert!(
+            stderr.contains("retryable error"),
+            "faults were logged ({seen}):\n{}",
+            &stderr[stderr.len().saturating_sub(3000)..]
+        );
+        for secret in [appsecret, session, qsecret] {
+            for (name, text) in [("log", stderr.as_str()), ("stdout", &stdout), ("metrics", &metrics)] {
+                assert!(!text.contains(secret), "{format} {name} contains a secret");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_configs_fail_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = r#"
+[kafka]
+bootstrap = "127.0.0.1:1"
+[sources.wdt]
+kind = "wdt.account_check"
+base_url = "http://127.0.0.1:1"
+sid = "s"
+appkey = "k"
+appsecret = "${TIDEMARK_TEST_SECRET}"
+[[streams]]
+id = "wdt.account_check/shop-01"
+source = "wdt"
+poll_interval = "1m"
+"#;
+    let cases: &[(&str, String, &[&str])] = &[
+        ("missing key", good.replace("sid = \"s\"\n", ""), &["sources.wdt.sid", "missing"]),
+        (
+            "wrong type",
+            good.replace("poll_interval = \"1m\"", "poll_interval = 60"),
+            &["poll_interval", "invalid type"],
+        ),
+        ("unknown source", good.replace("source = \"wdt\"", "source = \"nope\""), &["streams[0].source", "nope"]),
+        (
+            "unknown kind",
+            good.replace("wdt.account_check\"\nbase", "wdt.nothing\"\nbase"),
+            &["sources.wdt.kind", "wdt.nothing"],
+        ),
+        (
+            "unset env var",
+            good.replace("TIDEMARK_TEST_SECRET", "TIDEMARK_UNSET_VAR"),
+            &["sources.wdt.appsecret", "TIDEMARK_UNSET_VAR"],
+        ),
+        (
+            "negative interval",
+            good.replace("poll_interval = \"1m\"", "poll_interval = \"-5m\""),
+            &["streams[0].poll_interval", "negative"],
+        ),
+        ("page too big", good.replace("poll_interval = \"1m\"", "page_size = 500"), &["streams[0].page_size", "500"]),
+        ("typo", good.replace("appkey = \"k\"", "app_key = \"k\""), &["sources.wdt.app_key", "unknown key"]),
+    ];
+    for (what, text, needles) in cases {
+        let cfg = write(dir.path(), "bad.toml", text);
+        let out =
+            Command::new(BIN).args(["run", "--config"]).arg(&cfg).env("TIDEMARK_TEST_SECRET", "x").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: exit code\n{stderr}");
+        for n in *needles {
+            assert!(stderr.contains(n), "{what}: the error should name {n:?}:\n{stderr}");
+        }
+    }
+}
