@@ -50,8 +50,8 @@ fn worker_toml(
 [kafka]
 bootstrap = "{kafka}"
 transactional_id = "{txn}"
-watermark_topic = "{wm}"
-dead_letter_topic = "{dlq}"
+watermark_topic = "{topic}.wm"
+dead_letter_topic = "{topic}.dlq"
 watermark_partitions = 2
 topic_partitions = 2
 transaction_timeout = "10s"
@@ -68,8 +68,6 @@ requests_per_second = 500
 "#,
         kafka = kafka(),
         txn = unique("txn"),
-        wm = format!("{topic}.wm"),
-        dlq = format!("{topic}.dlq"),
         base = sim.base_url(),
     );
     for shop in shops {
@@ -124,7 +122,7 @@ async fn malformed_json_is_retried() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn records_inserted_while_paging_make_the_window_be_read_again() {
-    let stderr = fault_alone("insert_while_paging_rate = 0.2", "page set inconsistent; fetching again").await;
+    let stderr = fault_alone("insert_while_paging_rate = 0.4", "page set inconsistent; fetching again").await;
     assert!(stderr.contains("appears twice"), "the shifted record is detected as a duplicate across pages");
 }
 
