@@ -197,8 +197,13 @@ pub struct Consumed {
 
 /// Everything committed to `topic`, read from the beginning with `read_committed`.
 pub fn consume_committed(topic: &str) -> Vec<Consumed> {
+    consume_from(kafka(), topic)
+}
+
+/// Like [`consume_committed`], from the broker at `bootstrap`.
+pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
