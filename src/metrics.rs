@@ -23,6 +23,14 @@ pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped"];
 pub struct Metrics {
     pub registry: Registry,
     pub records: IntCounterVec,
+    pub bytes: IntCounterVec,
+    pub request_retries: IntCounterVec,
+    pub step_retries: IntCounterVec,
+    pub transaction_duration: prometheus::Histogram,
+    pub kafka_queue_messages: prometheus::IntGauge,
+    pub kafka_queue_bytes: prometheus::IntGauge,
+    pub kafka_broker_rtt: GaugeVec,
+    pub kafka_errors: IntCounterVec,
     pub records_unchanged: IntCounterVec,
     pub tombstones: IntCounterVec,
     pub dead_letters: IntCounterVec,
@@ -47,6 +55,52 @@ impl Metrics {
             c
         };
         let records = counter("tidemark_records_total", "Records committed to Kafka.", &["stream"]);
+        let bytes = counter("tidemark_bytes_total", "Bytes of record values committed to Kafka.", &["stream"]);
+        let request_retries = counter(
+            "tidemark_request_retries_total",
+            "Vendor API requests retried after a transient error.",
+            &["source"],
+        );
+        let step_retries = counter(
+            "tidemark_step_retries_total",
+            "Windows (or snapshots) retried after a failure, by stream.",
+            &["stream"],
+        );
+        let kafka_errors = counter(
+            "tidemark_kafka_errors_total",
+            "Producer request errors and timeouts reported by librdkafka, by broker node id.",
+            &["broker"],
+        );
+        let transaction_duration = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "tidemark_transaction_duration_seconds",
+                "Time to produce and commit one Kafka transaction.",
+            )
+            .buckets(vec![0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .expect("valid metric");
+        registry.register(Box::new(transaction_duration.clone())).expect("unique metric");
+        let kafka_queue_messages = prometheus::IntGauge::new(
+            "tidemark_kafka_producer_queue_messages",
+            "Messages in the producer's queue, not yet acknowledged (librdkafka msg_cnt).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(kafka_queue_messages.clone())).expect("unique metric");
+        let kafka_queue_bytes = prometheus::IntGauge::new(
+            "tidemark_kafka_producer_queue_bytes",
+            "Bytes in the producer's queue (librdkafka msg_size).",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(kafka_queue_bytes.clone())).expect("unique metric");
+        let kafka_broker_rtt = GaugeVec::new(
+            Opts::new(
+                "tidemark_kafka_broker_rtt_seconds",
+                "Average request round trip to each broker (librdkafka rtt.avg).",
+            ),
+            &["broker"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(kafka_broker_rtt.clone())).expect("unique metric");
         let records_unchanged = counter(
             "tidemark_records_unchanged_total",
             "Records read again inside the lookback span and skipped because they had not changed.",
@@ -104,6 +158,14 @@ impl Metrics {
         Arc::new(Metrics {
             registry,
             records,
+            bytes,
+            request_retries,
+            step_retries,
+            transaction_duration,
+            kafka_queue_messages,
+            kafka_queue_bytes,
+            kafka_broker_rtt,
+            kafka_errors,
             records_unchanged,
             tombstones,
             dead_letters,
@@ -123,6 +185,32 @@ impl Metrics {
     /// Records a stream's committed watermark; lag is computed from it at scrape time.
     pub fn set_watermark(&self, stream: &StreamId, wm: Watermark) {
         self.watermarks.lock().expect("metrics lock").insert(stream.clone(), wm);
+    }
+
+    /// Creates a stream's and its source's series at zero, so dashboards and alerts see them
+    /// before the first event (Prometheus cannot `rate()` a series that does not exist yet).
+    pub fn init_stream(&self, stream: &StreamId, source: &str) {
+        let s = [stream.as_str()];
+        for c in [
+            &self.records,
+            &self.bytes,
+            &self.records_unchanged,
+            &self.tombstones,
+            &self.dead_letters,
+            &self.windows,
+            &self.pageset_refetches,
+            &self.step_retries,
+        ] {
+            c.with_label_values(&s).inc_by(0);
+        }
+        self.request_retries.with_label_values(&[source]).inc_by(0);
+        self.throttled_seconds.with_label_values(&[source]).inc_by(0.0);
+        for outcome in ["ok", "retryable", "throttled", "fatal"] {
+            self.api_requests.with_label_values(&[source, outcome]).inc_by(0);
+        }
+        for outcome in ["committed", "aborted", "fatal"] {
+            self.transactions.with_label_values(&[outcome]).inc_by(0);
+        }
     }
 
     /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.

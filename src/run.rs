@@ -57,7 +57,24 @@ pub async fn run(
     topics.push(DataTopic { name: config.kafka.dead_letter_topic.clone(), compacted: false });
     topics.sort();
     topics.dedup();
-    topics::ensure(&config.kafka, &topics).await?;
+    // A worker that starts before its broker waits for it (and is not ready meanwhile).
+    let mut attempt = 0;
+    loop {
+        match topics::ensure(&config.kafka, &topics).await {
+            Ok(()) => break,
+            Err(TopicError::Admin(e)) => {
+                attempt += 1;
+                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10));
+                warn!(bootstrap = %config.kafka.bootstrap, error = %e, retry_in = ?wait, "kafka not reachable yet; waiting");
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = rx.changed() => return Ok(Vec::new()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 
     let first_start = Utc::now();
     let mut plans: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
@@ -66,11 +83,20 @@ pub async fn run(
     // transaction is unknown: the next pass makes a new producer (which fences the old one
     // and aborts what it left open), rereads every watermark, and resumes from there.
     for pass in 1.. {
-        let Some(sink) = connect(&config, pass, &shutdown).await? else { break };
+        let Some(sink) = connect(&config, &metrics, pass, &shutdown).await? else { break };
         let mut stored = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
         metrics.set_ready(true);
         info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
         let sink = Arc::new(sink);
+        let idle_poller = {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    sink.poll_idle().await;
+                }
+            })
+        };
         let (stop_tx, stop_rx) = watch::channel(*shutdown.borrow());
         let relay = {
             let (mut external, stop_tx) = (shutdown.clone(), stop_tx.clone());
@@ -117,6 +143,7 @@ pub async fn run(
             reports.push(report);
         }
         relay.abort();
+        idle_poller.abort();
         metrics.set_ready(false);
         if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
             break;
@@ -155,13 +182,18 @@ fn worker(
 
 /// The producer for one pass. The first pass fails after a few tries (a wrong config should
 /// say so); later passes wait for Kafka to come back. `None` if shutdown came first.
-async fn connect(config: &Config, pass: u32, shutdown: &watch::Receiver<bool>) -> Result<Option<TxnSink>, RunError> {
+async fn connect(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    pass: u32,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<TxnSink>, RunError> {
     let mut attempt = 0;
     loop {
         if *shutdown.borrow() && pass > 1 {
             return Ok(None);
         }
-        match TxnSink::connect(&config.kafka).await {
+        match TxnSink::connect(&config.kafka, Some(metrics.clone())).await {
             Ok(sink) => return Ok(Some(sink)),
             Err(e) if pass == 1 && attempt >= 2 => return Err(e.into()),
             Err(e) => {

@@ -134,6 +134,7 @@ impl StreamWorker {
             outcome: StreamOutcome::ShutDown,
         };
         self.metrics.set_watermark(&self.id, self.state.watermark);
+        self.metrics.init_stream(&self.id, &self.source_id);
         info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), topic = %self.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
@@ -176,6 +177,7 @@ impl StreamWorker {
                 }
                 Err(StepError::Retry(reason)) => {
                     failures += 1;
+                    self.metrics.step_retries.with_label_values(&[self.id.as_str()]).inc();
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(stream = %self.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
                     if !sleep_or_shutdown(wait, &mut shutdown).await {
@@ -350,6 +352,8 @@ impl StreamWorker {
     async fn commit(&mut self, batch: Batch, next: WatermarkState) -> Result<Committed, StepError> {
         let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
+        let bytes: usize =
+            out.iter().filter(|r| *r.topic == *self.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.id.as_str().as_bytes().to_vec(),
@@ -371,6 +375,7 @@ impl StreamWorker {
         let id = self.id.as_str();
         self.metrics.set_watermark(&self.id, self.state.watermark);
         self.metrics.records.with_label_values(&[id]).inc_by(written);
+        self.metrics.bytes.with_label_values(&[id]).inc_by(bytes as u64);
         self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);
         self.metrics.tombstones.with_label_values(&[id]).inc_by(tombstones);
         self.metrics.dead_letters.with_label_values(&[id]).inc_by(dead_letters);
@@ -468,6 +473,7 @@ impl StreamWorker {
                 }
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
+                    self.metrics.request_retries.with_label_values(&[&self.source_id]).inc();
                     if attempt >= REQUEST_ATTEMPTS {
                         return Err(StepError::Retry(format!("page {page_index} failed {attempt} times, last: {err}")));
                     }

@@ -1,6 +1,7 @@
 //! Kafka: client settings, the transactional sink, topic bootstrap and the watermark store.
 
 pub mod sink;
+pub mod stats;
 pub mod topics;
 pub mod watermarks;
 

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::OwnedHeaders;
-use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::util::Timeout;
 
+use super::stats::StatsContext;
 use crate::config::KafkaConfig;
+use crate::metrics::Metrics;
 
 /// One message to produce inside a transaction. `value: None` is a tombstone.
 #[derive(Debug, Clone)]
@@ -36,9 +38,10 @@ pub enum CommitError {
 
 /// A transactional producer shared by the streams of one worker; transactions are serialized.
 pub struct TxnSink {
-    producer: Arc<BaseProducer<DefaultProducerContext>>,
+    producer: Arc<BaseProducer<StatsContext>>,
     lock: tokio::sync::Mutex<()>,
     timeout: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 const COMMIT_ATTEMPTS: u32 = 3;
@@ -46,7 +49,7 @@ const COMMIT_ATTEMPTS: u32 = 3;
 impl TxnSink {
     /// Creates the producer and initializes transactions, which fences any older instance
     /// with the same `transactional.id` and aborts the transaction it left open.
-    pub async fn connect(cfg: &KafkaConfig) -> Result<TxnSink, CommitError> {
+    pub async fn connect(cfg: &KafkaConfig, metrics: Option<Arc<Metrics>>) -> Result<TxnSink, CommitError> {
         let mut cc = super::client_config(cfg);
         cc.set("transactional.id", &cfg.transactional_id)
             .set("enable.idempotence", "true")
@@ -54,9 +57,11 @@ impl TxnSink {
             // Java's default partitioner, so keys land where Kafka Streams and Connect expect.
             .set("partitioner", "murmur2_random")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", cfg.transaction_timeout.as_millis().to_string());
-        let producer: BaseProducer<DefaultProducerContext> =
-            cc.create().map_err(|e| CommitError::Fatal(format!("cannot create producer: {e}")))?;
+            .set("message.timeout.ms", cfg.transaction_timeout.as_millis().to_string())
+            .set("statistics.interval.ms", "5000");
+        let producer: BaseProducer<StatsContext> = cc
+            .create_with_context(StatsContext::new(metrics.clone()))
+            .map_err(|e| CommitError::Fatal(format!("cannot create producer: {e}")))?;
         let producer = Arc::new(producer);
         let timeout = cfg.transaction_timeout;
         let p = producer.clone();
@@ -64,7 +69,16 @@ impl TxnSink {
             .await
             .map_err(|e| CommitError::Fatal(format!("init_transactions task failed: {e}")))?
             .map_err(|e| CommitError::Fatal(format!("cannot initialize transactions: {e}")))?;
-        Ok(TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout })
+        let sink = TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout, metrics };
+        Ok(sink)
+    }
+
+    /// Serves librdkafka's events (statistics, errors, logs) while no transaction runs:
+    /// the producer is otherwise only polled inside transactions.
+    pub async fn poll_idle(&self) {
+        let _turn = self.lock.lock().await;
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.poll(Duration::ZERO)).await;
     }
 
     /// Produces every record in one transaction and commits it. Returns only once the
@@ -73,14 +87,19 @@ impl TxnSink {
         let _turn = self.lock.lock().await;
         let producer = self.producer.clone();
         let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || commit_blocking(&producer, records, timeout))
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || commit_blocking(&producer, records, timeout))
             .await
-            .map_err(|e| CommitError::Fatal(format!("commit task failed: {e}")))?
+            .map_err(|e| CommitError::Fatal(format!("commit task failed: {e}")))?;
+        if let Some(m) = &self.metrics {
+            m.transaction_duration.observe(started.elapsed().as_secs_f64());
+        }
+        result
     }
 }
 
 fn commit_blocking(
-    producer: &BaseProducer<DefaultProducerContext>,
+    producer: &BaseProducer<StatsContext>,
     records: Vec<OutRecord>,
     timeout: Duration,
 ) -> Result<(), CommitError> {
@@ -138,7 +157,7 @@ fn commit_blocking(
 /// Waits until every produced record is acknowledged, polling in 1 ms steps. rust-rdkafka's
 /// own flush (which `commit_transaction` calls first) polls in 100 ms steps and so added
 /// 100 ms to every transaction; after this, its flush finds nothing left to wait for.
-fn drain(producer: &BaseProducer<DefaultProducerContext>, timeout: Duration) -> Result<(), KafkaError> {
+fn drain(producer: &BaseProducer<StatsContext>, timeout: Duration) -> Result<(), KafkaError> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         match producer.flush(Timeout::After(Duration::ZERO)) {
@@ -151,7 +170,7 @@ fn drain(producer: &BaseProducer<DefaultProducerContext>, timeout: Duration) -> 
     }
 }
 
-fn classify(producer: &BaseProducer<DefaultProducerContext>, e: KafkaError, timeout: Duration) -> CommitError {
+fn classify(producer: &BaseProducer<StatsContext>, e: KafkaError, timeout: Duration) -> CommitError {
     match &e {
         KafkaError::Transaction(t) if t.txn_requires_abort() => {
             abort(producer, timeout);
@@ -164,7 +183,7 @@ fn classify(producer: &BaseProducer<DefaultProducerContext>, e: KafkaError, time
     }
 }
 
-fn abort(producer: &BaseProducer<DefaultProducerContext>, timeout: Duration) {
+fn abort(producer: &BaseProducer<StatsContext>, timeout: Duration) {
     if let Err(e) = producer.abort_transaction(Timeout::After(timeout)) {
         tracing::warn!(error = %e, "abort_transaction failed");
     }

@@ -31,7 +31,9 @@ pub struct DataTopic {
 pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), TopicError> {
     let admin: AdminClient<DefaultClientContext> =
         super::client_config(cfg).create().map_err(|e| TopicError::Admin(e.to_string()))?;
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let repl = || TopicReplication::Fixed(cfg.replication_factor);
     let mut new: Vec<NewTopic<'_>> = data_topics
         .iter()

@@ -1,0 +1,287 @@
+//! What ops see, checked with real tools: a real Prometheus scrapes a worker run, and every
+//! PromQL expression of the shipped dashboard and alert rules is valid and returns series;
+//! promtool accepts the shipped config and rules; `/readyz` follows Kafka.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn need(tool: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().unwrap().status.success();
+    assert!(found, "{tool} is not installed: ./dev/test installs it (apt-get install prometheus)");
+}
+
+/// Every `expr` in the dashboard's panels.
+fn dashboard_exprs() -> Vec<String> {
+    let d: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("grafana/dashboards/tidemark.json")).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            out.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    out
+}
+
+/// Every alert rule's `expr` (read with a line scan: the file is plain YAML we ship).
+fn alert_exprs() -> Vec<String> {
+    std::fs::read_to_string(repo("grafana/alerts.yml"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("expr: ").map(str::to_owned))
+        .collect()
+}
+
+/// An alert expression without its final comparison: the signal it thresholds.
+fn signal(expr: &str) -> String {
+    let cut = expr.rfind(" > ").expect("alert expressions end with `> threshold`");
+    expr[..cut].to_owned()
+}
+
+async fn query(prom: &str, expr: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{prom}/api/v1/query"))
+        .query(&[("query", expr)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[test]
+fn promtool_accepts_the_shipped_config_and_rules() {
+    need("promtool");
+    for (what, file) in [("config", "grafana/prometheus.yml"), ("rules", "grafana/alerts.yml")] {
+        let out = Command::new("promtool").args(["check", what]).arg(repo(file)).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check {what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_scrapes_a_run_and_every_dashboard_and_alert_query_returns_series() {
+    need("prometheus");
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(
+        dir.path(),
+        r#"
+listen = "127.0.0.1:0"
+[faults]
+seed = 3
+latency = "5ms"
+server_error_rate = 0.1
+throttle_rate = 0.03
+ban = "1s"
+insert_while_paging_rate = 0.2
+[wdt]
+sid = "s"
+appkey = "k"
+appsecret = "ws"
+[wdt.account_check]
+records = 1500
+from = "2d"
+until = "1h"
+"#,
+    );
+    // A record that does not fit the schema, for the dead-letter series.
+    let mut bad = sim.records("wdt.account_check").await[0].clone();
+    bad["account_check_no"] = json!("AC-BAD");
+    bad["send_amount"] = json!("n/a");
+    let at = tidemark::time::format_beijing(chrono::Utc::now() - chrono::Duration::hours(30), tidemark::time::DATETIME);
+    reqwest::Client::new()
+        .post(format!("{}/_simulator/records/wdt.account_check", sim.base_url()))
+        .json(&json!({"at": at, "group": bad["shop_no"], "record": bad}))
+        .send()
+        .await
+        .unwrap();
+    let topic = unique("obs");
+    let mut cfg = format!(
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{topic}-txn\"\nwatermark_topic = \"{topic}.wm\"\ndead_letter_topic = \"{topic}.dlq\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        kafka()
+    );
+    for (id, secret) in [("wdt", "ws"), ("wdt_wrong", "not-the-secret")] {
+        cfg.push_str(&format!(
+            "\n[sources.{id}]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"\nsid = \"s\"\nappkey = \"k\"\nappsecret = \"{secret}\"\nrequests_per_second = 1000\n",
+            sim.base_url()
+        ));
+    }
+    for (id, source, shop) in
+        [("shop-01", "wdt", "shop-01"), ("shop-02", "wdt", "shop-02"), ("broken", "wdt_wrong", "shop-01")]
+    {
+        cfg.push_str(&format!(
+            "\n[[streams]]\nid = \"wdt.account_check/{id}\"\nsource = \"{source}\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\npoll_interval = \"1s\"\n[streams.params]\nshop_no = \"{shop}\"\n"
+        ));
+    }
+    let cfg = write(dir.path(), "worker.toml", &cfg);
+    let mut worker = spawn_worker(&cfg, &[]);
+    let lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut addr = None;
+    let mut caught_up = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while caught_up < 2 || addr.is_none() {
+        assert!(Instant::now() < deadline, "worker did not catch up");
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
+        if line.contains("serving /metrics") {
+            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("caught up") {
+            caught_up += 1;
+        }
+    }
+    let addr = addr.unwrap();
+
+    let rules = dir.path().join("alerts.yml");
+    std::fs::copy(repo("grafana/alerts.yml"), &rules).unwrap();
+    let prom_port = free_port();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tidemark\n    static_configs:\n      - targets: [\"{addr}\"]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let prom = format!("http://127.0.0.1:{prom_port}");
+    // Enough scrapes for rate() and for librdkafka's 5 s statistics to arrive.
+    let ready = Instant::now() + Duration::from_secs(30);
+    while !reqwest::get(format!("{prom}/-/ready")).await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < ready, "prometheus did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let up_deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = query(&prom, "up{job=\"tidemark\"}").await;
+        let rtt = query(&prom, "tidemark_kafka_broker_rtt_seconds").await;
+        let n = |v: &Value| v["data"]["result"].as_array().map_or(0, Vec::len);
+        if n(&up) > 0 && up["data"]["result"][0]["value"][1] == "1" && n(&rtt) > 0 {
+            break;
+        }
+        assert!(Instant::now() < up_deadline, "prometheus never saw the worker's metrics: {up} {rtt}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let mut problems = Vec::new();
+    for expr in dashboard_exprs() {
+        let v = query(&prom, &expr).await;
+        if v["status"] != "success" || v["data"]["result"].as_array().is_none_or(Vec::is_empty) {
+            problems.push(format!("dashboard {expr}: {v}"));
+        }
+    }
+    for expr in alert_exprs() {
+        let full = query(&prom, &expr).await;
+        let sig = query(&prom, &signal(&expr)).await;
+        if full["status"] != "success"
+            || sig["status"] != "success"
+            || sig["data"]["result"].as_array().is_none_or(Vec::is_empty)
+        {
+            problems.push(format!("alert {expr}: {full} / {sig}"));
+        }
+    }
+    // The stopped stream makes its alert rule's signal 1.
+    let stopped = query(&prom, "max by (stream) (tidemark_stream_state{state=\"stopped\"}) == 1").await;
+    assert_eq!(stopped["data"]["result"][0]["metric"]["stream"], "wdt.account_check/broken", "{stopped}");
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    worker.wait().unwrap();
+    assert!(problems.is_empty(), "queries without series:\n{}", problems.join("\n"));
+    assert!(dashboard_exprs().len() >= 15, "the dashboard has its panels");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_is_not_ready_until_kafka_is_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\n[wdt]\nsid = \"s\"\nappkey = \"k\"\nappsecret = \"ws\"\n[wdt.account_check]\nrecords = 50\nfrom = \"1d\"\nuntil = \"1h\"\n",
+    );
+    // Kafka's bootstrap address goes through a port nothing listens on yet.
+    let gate_port = free_port();
+    let topic = unique("ready");
+    let cfg = write(
+        dir.path(),
+        "worker.toml",
+        &format!(
+            "[kafka]\nbootstrap = \"127.0.0.1:{gate_port}\"\ntransactional_id = \"{topic}-txn\"\nwatermark_topic = \"{topic}.wm\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"\nsid = \"s\"\nappkey = \"k\"\nappsecret = \"ws\"\n\n[[streams]]\nid = \"wdt.account_check/all\"\nsource = \"wdt\"\ntopic = \"{topic}\"\nstart = \"25h\"\n",
+            sim.base_url()
+        ),
+    );
+    let mut worker = spawn_worker(&cfg, &[]);
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("serving /metrics") {
+            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("kafka not reachable yet") {
+            break;
+        }
+    }
+    let addr = addr.expect("metrics served before kafka is reachable");
+    let status = |path: &'static str| {
+        let url = format!("http://{addr}{path}");
+        async move { reqwest::get(url).await.unwrap().status().as_u16() }
+    };
+    assert_eq!(status("/healthz").await, 200, "alive");
+    assert_eq!(status("/readyz").await, 503, "not ready while kafka is unreachable");
+
+    // Now open the gate: forward the port to the real broker.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", gate_port)).await.unwrap();
+    let target = kafka().to_owned();
+    let forwarder = tokio::spawn(async move {
+        loop {
+            let (mut inbound, _) = listener.accept().await.unwrap();
+            let target = target.clone();
+            tokio::spawn(async move {
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while status("/readyz").await != 200 {
+        assert!(Instant::now() < deadline, "never became ready after kafka became reachable");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(worker.wait().unwrap().success());
+    forwarder.abort();
+}
