@@ -5,6 +5,7 @@
 //! transactional sink and watermark store; `simulate` serves faithful vendor simulators.
 
 pub mod avro;
+pub mod bench;
 pub mod config;
 pub mod engine;
 pub mod inspect;

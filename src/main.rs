@@ -59,6 +59,30 @@ enum Command {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
     },
+    /// Measure throughput, its ceilings, CPU and memory, and idle scale (see BENCHMARKS.md).
+    Bench {
+        /// Kafka to produce to.
+        #[arg(long, env = "KAFKA_BOOTSTRAP")]
+        kafka: String,
+        /// Records per shape.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Shapes to measure.
+        #[arg(long, value_delimiter = ',', default_value = "wdt.account_check,qimen.stockin_refund")]
+        shapes: Vec<String>,
+        /// Streams per shape (the data is split between them).
+        #[arg(long, default_value_t = 2)]
+        streams: usize,
+        /// Streams in the idle-scale run (0 skips it).
+        #[arg(long, default_value_t = 500)]
+        idle_streams: usize,
+        /// How long the idle-scale run is measured.
+        #[arg(long, default_value_t = 60)]
+        idle_seconds: u64,
+        /// Where configs and logs of the runs go.
+        #[arg(long, default_value = "target/bench")]
+        work_dir: PathBuf,
+    },
     /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
     Inspect {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
@@ -207,6 +231,61 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             println!("{} stream(s) valid", plans.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { kafka, records, shapes, streams, idle_streams, idle_seconds, work_dir } => {
+            use tidemark::bench;
+            let opts = bench::BenchOptions {
+                records,
+                shapes,
+                streams,
+                idle_streams,
+                idle_seconds,
+                bootstrap: kafka,
+                work_dir,
+            };
+            println!(
+                "tidemark bench: {} records per shape, {} streams each, on {}",
+                opts.records,
+                opts.streams,
+                bench::machine()
+            );
+            let mut rows = Vec::new();
+            for kind in &opts.shapes {
+                let r = bench::shape_bench(&opts, kind).await?;
+                let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
+                rows.push(vec![
+                    r.kind.clone(),
+                    r.records.to_string(),
+                    format!("{:.0}", r.fetch_only_rps),
+                    format!("{:.0}", r.produce_only_rps),
+                    format!("{:.0}", r.end_to_end_rps),
+                    format!("{:.2}", r.end_to_end_rps / ceiling),
+                    format!("{:.1}", r.cpu_seconds_per_million),
+                    format!("{:.0}", r.peak_rss_mib),
+                ]);
+            }
+            print_table(
+                &[
+                    "shape",
+                    "records",
+                    "fetch-only rec/s",
+                    "produce-only rec/s",
+                    "end-to-end rec/s",
+                    "e2e / min(ceilings)",
+                    "worker CPU s / M rec",
+                    "worker peak RSS MiB",
+                ],
+                &rows,
+                &[1, 2, 3, 4, 5, 6, 7],
+            );
+            if opts.idle_streams > 0 {
+                let idle = bench::idle_bench(&opts).await?;
+                println!(
+                    "idle: {} streams caught up and polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute",
+                    idle.streams, idle.seconds, idle.rss_mib, idle.cpu_seconds_per_minute
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { config, samples, compact } => {

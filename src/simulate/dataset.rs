@@ -1,4 +1,9 @@
 //! A simulated data set: records with the time the API filters them by, in served order.
+//! Records are generated on demand from (seed, index), so a million of any shape costs a few
+//! bytes each until served; records added at run time are stored as they are.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
@@ -19,7 +24,7 @@ pub struct DataSetConfig {
     pub from: String,
     /// Latest record time, same forms.
     pub until: String,
-    /// The values records are split by (shops, accounts): one per record, round the list.
+    /// The values records are split by (shops, accounts): one per record, at random.
     #[serde(default = "default_groups")]
     pub shops: Vec<String>,
 }
@@ -28,29 +33,36 @@ fn default_groups() -> Vec<String> {
     vec!["shop-01".into(), "shop-02".into()]
 }
 
-/// One record and the instant the API's time filter sees.
+/// Builds record `index`'s JSON from its own seeded generator, its time and its group.
+pub type Make = Arc<dyn Fn(&mut SimRng, usize, DateTime<Utc>, &str) -> Value + Send + Sync>;
+
+#[derive(Debug, Clone)]
+enum Body {
+    Generated(u32),
+    Stored(Value),
+}
+
+/// One record: the instant the API's time filter sees, its group, and its content.
 #[derive(Debug, Clone)]
 pub struct SimRecord {
     pub at: DateTime<Utc>,
-    pub group: String,
-    pub json: Value,
+    pub group: Arc<str>,
+    body: Body,
 }
 
-/// A generated data set in served order (by time, then generation order).
-#[derive(Debug, Default)]
+/// A data set in served order (by time, then generation order).
+#[derive(Default)]
 pub struct DataSet {
-    pub records: Vec<SimRecord>,
+    records: Vec<SimRecord>,
+    seed: u64,
+    make: Option<Make>,
+    /// Positions in `records` of each group's records, in served order.
+    by_group: HashMap<Arc<str>, Vec<u32>>,
 }
 
 impl DataSet {
-    /// Generates `cfg.records` records: `make(rng, index, at, group)` builds each one, with
-    /// `at` spread uniformly over `[from, until]`.
-    pub fn generate(
-        cfg: &DataSetConfig,
-        key: &str,
-        now: DateTime<Utc>,
-        mut make: impl FnMut(&mut SimRng, usize, DateTime<Utc>, &str) -> Value,
-    ) -> Result<DataSet, ConfigError> {
+    /// `cfg.records` records with times spread uniformly over `[from, until]`.
+    pub fn generate(cfg: &DataSetConfig, key: &str, now: DateTime<Utc>, make: Make) -> Result<DataSet, ConfigError> {
         let from = resolve_time(&format!("{key}.from"), &cfg.from, now)?;
         let until = resolve_time(&format!("{key}.until"), &cfg.until, now)?;
         if until <= from {
@@ -59,51 +71,89 @@ impl DataSet {
         if cfg.shops.is_empty() {
             return Err(ConfigError::invalid(format!("{key}.shops"), "needs at least one value"));
         }
+        if cfg.records > u32::MAX as usize {
+            return Err(ConfigError::invalid(format!("{key}.records"), "at most 4294967295"));
+        }
+        let groups: Vec<Arc<str>> = cfg.shops.iter().map(|s| Arc::from(s.as_str())).collect();
         let span = (until - from).num_seconds() as u64;
         let mut rng = SimRng::new(cfg.seed);
-        let mut records: Vec<(usize, SimRecord)> = (0..cfg.records)
-            .map(|i| {
-                let at = from + Duration::seconds(rng.below(span + 1) as i64);
-                let group = cfg.shops[rng.below(cfg.shops.len() as u64) as usize].clone();
-                let json = make(&mut rng, i, at, &group);
-                (i, SimRecord { at, group, json })
+        let mut records: Vec<SimRecord> = (0..cfg.records)
+            .map(|i| SimRecord {
+                at: from + Duration::seconds(rng.below(span + 1) as i64),
+                group: groups[rng.below(groups.len() as u64) as usize].clone(),
+                body: Body::Generated(i as u32),
             })
             .collect();
-        records.sort_by_key(|(i, r)| (r.at, *i));
-        Ok(DataSet { records: records.into_iter().map(|(_, r)| r).collect() })
+        records.sort_by_key(|r| (r.at, index_of(r)));
+        let mut set = DataSet { records, seed: cfg.seed, make: Some(make), by_group: HashMap::new() };
+        set.reindex();
+        Ok(set)
     }
 
-    /// Records whose time is in the closed interval `[start, end]` and that pass `keep`.
-    pub fn in_window(
-        &self,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        keep: impl Fn(&SimRecord) -> bool,
-    ) -> Vec<&Value> {
-        self.records.iter().filter(|r| r.at >= start && r.at <= end && keep(r)).map(|r| &r.json).collect()
+    fn reindex(&mut self) {
+        self.by_group.clear();
+        for (pos, r) in self.records.iter().enumerate() {
+            self.by_group.entry(r.group.clone()).or_default().push(pos as u32);
+        }
     }
 
-    /// Adds a record, keeping the served order (after existing records of the same time).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// A record's JSON (generated records are rebuilt identically every time).
+    pub fn json(&self, r: &SimRecord) -> Value {
+        match &r.body {
+            Body::Stored(v) => v.clone(),
+            Body::Generated(i) => {
+                let make = self.make.as_ref().expect("generated records have a generator");
+                let mut rng = SimRng::new(self.seed ^ (u64::from(*i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                make(&mut rng, *i as usize, r.at, &r.group)
+            }
+        }
+    }
+
+    /// Records whose time is in the closed interval `[start, end]`, of `group` if given.
+    pub fn window(&self, start: DateTime<Utc>, end: DateTime<Utc>, group: Option<&str>) -> Vec<&SimRecord> {
+        match group {
+            None => {
+                let lo = self.records.partition_point(|r| r.at < start);
+                let hi = self.records.partition_point(|r| r.at <= end);
+                self.records[lo..hi.max(lo)].iter().collect()
+            }
+            Some(g) => {
+                let Some(positions) = self.by_group.get(g) else { return Vec::new() };
+                let lo = positions.partition_point(|&p| self.records[p as usize].at < start);
+                let hi = positions.partition_point(|&p| self.records[p as usize].at <= end);
+                positions[lo..hi.max(lo)].iter().map(|&p| &self.records[p as usize]).collect()
+            }
+        }
+    }
+
+    /// Adds a stored record, keeping the served order (after existing records of the same time).
     pub fn insert(&mut self, at: DateTime<Utc>, group: &str, json: Value) {
         let pos = self.records.partition_point(|r| r.at <= at);
-        self.records.insert(pos, SimRecord { at, group: group.to_owned(), json });
+        self.records.insert(pos, SimRecord { at, group: Arc::from(group), body: Body::Stored(json) });
+        self.reindex();
     }
 
-    /// A copy of the first record in `[start, end]` that `keep` selects (the request's
-    /// filter), under a new key, placed at `start`: every later record of the window moves
-    /// one place down while it is paged. `retime` writes the new time into the vendor's own
-    /// time fields.
+    /// A copy of the first record of `group` in `[start, end]`, under a new key, placed at
+    /// `start`: every later record of the window moves one place down while it is paged.
+    /// `retime` writes the new time into the vendor's own time fields.
     pub fn insert_shifting_copy(
         &mut self,
         start: DateTime<Utc>,
         end: DateTime<Utc>,
+        group: Option<&str>,
         key_field: &str,
-        keep: impl Fn(&SimRecord) -> bool,
         retime: impl Fn(&mut Value, DateTime<Utc>),
     ) -> bool {
-        let Some(first) = self.records.iter().find(|r| r.at >= start && r.at <= end && keep(r)) else { return false };
-        let mut json = first.json.clone();
-        let group = first.group.clone();
+        let Some(first) = self.window(start, end, group).first().map(|r| (*r).clone()) else { return false };
+        let mut json = self.json(&first);
         let n = self.records.len();
         let key = match &json[key_field] {
             Value::String(s) => format!("{s}-late{n}"),
@@ -112,16 +162,66 @@ impl DataSet {
         json[key_field] = Value::String(key);
         retime(&mut json, start);
         let pos = self.records.partition_point(|r| r.at < start);
-        self.records.insert(pos, SimRecord { at: start, group, json });
+        self.records.insert(pos, SimRecord { at: start, group: first.group, body: Body::Stored(json) });
+        self.reindex();
         true
     }
 
+    /// Every record's JSON, in served order.
     pub fn all(&self) -> Vec<Value> {
-        self.records.iter().map(|r| r.json.clone()).collect()
+        self.records.iter().map(|r| self.json(r)).collect()
+    }
+}
+
+fn index_of(r: &SimRecord) -> u32 {
+    match r.body {
+        Body::Generated(i) => i,
+        Body::Stored(_) => u32::MAX,
     }
 }
 
 /// The slice of `items` on page `page_index` (0-based) of size `size`.
 pub fn page<T: Clone>(items: &[T], page_index: u64, size: u64) -> Vec<T> {
     items.iter().skip((page_index * size) as usize).take(size as usize).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(n: usize) -> DataSet {
+        let cfg = DataSetConfig {
+            seed: 4,
+            records: n,
+            from: "2024-01-01 00:00:00".into(),
+            until: "2024-01-02 00:00:00".into(),
+            shops: vec!["a".into(), "b".into()],
+        };
+        let make: Make = Arc::new(|rng, i, _, g| json!({"id": i, "g": g, "v": rng.below(1000)}));
+        DataSet::generate(&cfg, "t", Utc::now(), make).unwrap()
+    }
+
+    #[test]
+    fn generated_records_are_stable_and_windows_use_the_index() {
+        let s = set(1000);
+        assert_eq!(s.all(), set(1000).all(), "same seed, same records");
+        let start = crate::time::parse_beijing("2024-01-01 06:00:00").unwrap();
+        let end = crate::time::parse_beijing("2024-01-01 11:59:59").unwrap();
+        let a = s.window(start, end, Some("a"));
+        let brute: Vec<_> = s.records.iter().filter(|r| r.at >= start && r.at <= end && &*r.group == "a").collect();
+        assert_eq!(a.len(), brute.len());
+        assert!(a.iter().zip(&brute).all(|(x, y)| s.json(x) == s.json(y)));
+        assert!(a.len() > 100);
+    }
+
+    #[test]
+    fn inserted_records_keep_the_order_and_the_index() {
+        let mut s = set(100);
+        let at = crate::time::parse_beijing("2024-01-01 12:00:00").unwrap();
+        s.insert(at, "b", json!({"id": "new"}));
+        let w = s.window(at, at, Some("b"));
+        assert!(w.iter().any(|r| s.json(r)["id"] == "new"));
+        assert_eq!(s.len(), 101);
+    }
 }

@@ -73,15 +73,20 @@ impl FinanceSim {
         let schema = apache_avro::Schema::parse_str(TRANSACTIONS.schema).expect("compiled-in schema parses");
         let transactions = match &cfg.transactions {
             None => DataSet::default(),
-            Some(d) => DataSet::generate(d, "finance.transactions", now, |rng, i, at, account| {
-                let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: true });
-                r["trans_id"] = json!(format!("TRANS{}{i:07}", format_beijing(at, "%Y%m%d")));
-                r["account_id"] = json!(account);
-                r["account_name"] = json!(rng.pick(ACCOUNT_NAMES));
-                r["trans_type"] = json!(if rng.chance(0.6) { "income" } else { "expense" });
-                r["trans_time"] = json!(format_beijing(at, DATETIME));
-                r
-            })?,
+            Some(d) => DataSet::generate(
+                d,
+                "finance.transactions",
+                now,
+                Arc::new(move |rng, i, at, account| {
+                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: true });
+                    r["trans_id"] = json!(format!("TRANS{}{i:07}", format_beijing(at, "%Y%m%d")));
+                    r["account_id"] = json!(account);
+                    r["account_name"] = json!(rng.pick(ACCOUNT_NAMES));
+                    r["trans_type"] = json!(if rng.chance(0.6) { "income" } else { "expense" });
+                    r["trans_time"] = json!(format_beijing(at, DATETIME));
+                    r
+                }),
+            )?,
         };
         let mut balances = BTreeMap::new();
         if let Some(b) = &cfg.balances {
@@ -200,20 +205,19 @@ impl FinanceSim {
         let page_size = asked.min(100);
         let (account, kind) = (text("account_id"), text("trans_type"));
         let data = self.transactions.read().expect("data lock");
-        let keep = |r: &super::dataset::SimRecord| {
-            account.as_ref().is_none_or(|a| *a == r.group)
-                && kind.as_ref().is_none_or(|k| r.json["trans_type"] == json!(k))
-        };
-        let matching = data.in_window(start, end, keep);
-        let items: Vec<Value> = page(&matching, page_no - 1, page_size).into_iter().cloned().collect();
+        let mut matching = data.window(start, end, account.as_deref());
+        if let Some(k) = &kind {
+            matching.retain(|r| data.json(r)["trans_type"] == json!(k));
+        }
+        let items: Vec<Value> = page(&matching, page_no - 1, page_size).into_iter().map(|r| data.json(r)).collect();
         let total = matching.len();
         drop(data);
-        if page_no * page_size < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
+        if page_no * page_size < total as u64 && kind.is_none() && faults.is_some_and(Faults::insert_while_paging) {
             self.transactions.write().expect("data lock").insert_shifting_copy(
                 start,
                 end,
+                account.as_deref(),
                 "trans_id",
-                keep,
                 |r, at| {
                     r["trans_time"] = json!(format_beijing(at, DATETIME));
                 },

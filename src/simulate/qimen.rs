@@ -58,16 +58,21 @@ impl QimenSim {
         let schema = apache_avro::Schema::parse_str(STOCKIN_REFUND.schema).expect("compiled-in schema parses");
         let stockins = match &cfg.stockin_refund {
             None => DataSet::default(),
-            Some(d) => DataSet::generate(d, "qimen.stockin_refund", now, |rng, i, at, shop| {
-                let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
-                let day = format_beijing(at, "%Y%m%d");
-                r["order_no"] = json!(format!("RK{day}{i:07}"));
-                r["stockin_no"] = r["order_no"].clone();
-                // The window filters on the stock-in's update time.
-                r["stockin_time"] = json!(format_beijing(at, DATETIME));
-                r["shop_no"] = json!(shop);
-                r
-            })?,
+            Some(d) => DataSet::generate(
+                d,
+                "qimen.stockin_refund",
+                now,
+                Arc::new(move |rng, i, at, shop| {
+                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                    let day = format_beijing(at, "%Y%m%d");
+                    r["order_no"] = json!(format!("RK{day}{i:07}"));
+                    r["stockin_no"] = r["order_no"].clone();
+                    // The window filters on the stock-in's update time.
+                    r["stockin_time"] = json!(format_beijing(at, DATETIME));
+                    r["shop_no"] = json!(shop);
+                    r
+                }),
+            )?,
         };
         Ok(QimenSim {
             app_key: expand_env("qimen.app_key", &cfg.app_key)?,
@@ -131,17 +136,26 @@ impl QimenSim {
         let shop = p.get("shop_no");
         let status = p.get("status");
         let data = self.stockins.read().expect("data lock");
-        let keep = |r: &super::dataset::SimRecord| {
-            shop.is_none_or(|s| *s == r.group) && status.is_none_or(|s| r.json["status"] == json!(s))
-        };
-        let matching = data.in_window(start, end, keep);
-        let items: Vec<Value> = page(&matching, page_no, page_size).into_iter().cloned().collect();
+        let mut matching = data.window(start, end, shop.map(String::as_str));
+        if let Some(st) = status {
+            matching.retain(|r| data.json(r)["status"] == json!(st));
+        }
+        let items: Vec<Value> = page(&matching, page_no, page_size).into_iter().map(|r| data.json(r)).collect();
         let total = matching.len();
         drop(data);
-        if ((page_no + 1) * page_size) < total as u64 && faults.is_some_and(Faults::insert_while_paging) {
-            self.stockins.write().expect("data lock").insert_shifting_copy(start, end, "order_no", keep, |r, at| {
-                r["stockin_time"] = json!(format_beijing(at, DATETIME));
-            });
+        if ((page_no + 1) * page_size) < total as u64
+            && status.is_none()
+            && faults.is_some_and(Faults::insert_while_paging)
+        {
+            self.stockins.write().expect("data lock").insert_shifting_copy(
+                start,
+                end,
+                shop.map(String::as_str),
+                "order_no",
+                |r, at| {
+                    r["stockin_time"] = json!(format_beijing(at, DATETIME));
+                },
+            );
         }
         Ok(json!({"response": {"flag": "success", "code": "0", "message": "",
             "total_count": total, STOCKIN_REFUND.list_field: items}}))

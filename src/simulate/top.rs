@@ -99,15 +99,20 @@ impl TopSim {
         let schema = apache_avro::Schema::parse_str(FINANCE_ORDER.schema).expect("compiled-in schema parses");
         let orders = match &cfg.finance_order {
             None => DataSet::default(),
-            Some(d) => DataSet::generate(d, "top.finance_order", now, |rng, i, at, shop| {
-                let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
-                r["biz_uk"] = json!(format!("{}", 1_000_000_000 + i));
-                r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
-                r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
-                r["shop_code"] = json!(shop);
-                r["trade_type_code"] = json!(if rng.chance(0.8) { "88" } else { "99" });
-                r
-            })?,
+            Some(d) => DataSet::generate(
+                d,
+                "top.finance_order",
+                now,
+                Arc::new(move |rng, i, at, shop| {
+                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                    r["biz_uk"] = json!(format!("{}", 1_000_000_000 + i));
+                    r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
+                    r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
+                    r["shop_code"] = json!(shop);
+                    r["trade_type_code"] = json!(if rng.chance(0.8) { "88" } else { "99" });
+                    r
+                }),
+            )?,
         };
         Ok(TopSim {
             app_key: expand_env("top.app_key", &cfg.app_key)?,
@@ -202,13 +207,20 @@ impl TopSim {
             Some(_) => return Err(bad("shop_codes must be a list")),
         };
         let data = self.orders.read().expect("data lock");
-        let keep = |r: &super::dataset::SimRecord| shops.as_ref().is_none_or(|s| s.contains(&r.group));
-        let matching = data.in_window(start, end, keep);
+        let one = shops.as_ref().filter(|s| s.len() == 1).map(|s| s[0].as_str());
+        let mut matching = data.window(start, end, one);
+        if let Some(list) = shops.as_ref().filter(|s| s.len() > 1) {
+            matching.retain(|r| list.iter().any(|s| **s == *r.group));
+        }
         let total = matching.len() as u64;
-        let items: Vec<Value> = page(&matching, current_page - 1, page_size).into_iter().cloned().collect();
+        let items: Vec<Value> =
+            page(&matching, current_page - 1, page_size).into_iter().map(|r| data.json(r)).collect();
         drop(data);
-        if current_page * page_size < total && faults.is_some_and(Faults::insert_while_paging) {
-            self.orders.write().expect("data lock").insert_shifting_copy(start, end, "biz_uk", keep, |r, at| {
+        if current_page * page_size < total
+            && shops.as_ref().is_none_or(|s| s.len() == 1)
+            && faults.is_some_and(Faults::insert_while_paging)
+        {
+            self.orders.write().expect("data lock").insert_shifting_copy(start, end, one, "biz_uk", |r, at| {
                 r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
                 r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
             });

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SimState;
-use super::dataset::{DataSet, DataSetConfig, SimRecord, page};
+use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
 use super::rng::SimRng;
 use crate::config::{ConfigError, expand_env, parse_duration};
@@ -123,33 +123,36 @@ impl WdtSim {
             4 => Some("confirm_time"),
             _ => return Err(error(2, "time_type 取值范围为 1~4")),
         };
-        let shop = p.get("shop_no");
+        let shop = p.get("shop_no").map(String::as_str);
         let data = self.account_checks.read().expect("data lock");
-        let mut matching: Vec<(DateTime<Utc>, &SimRecord)> = data
-            .records
-            .iter()
-            .filter(|r| shop.is_none_or(|s| *s == r.group))
-            .filter_map(|r| {
-                let t = match field {
-                    None => r.at,
-                    Some(f) => parse_beijing(r.json[f].as_str()?)?,
-                };
-                (t >= start && t <= end).then_some((t, r))
-            })
-            .collect();
-        // Stable order: by the filtered time, then by the data set's own order.
-        matching.sort_by_key(|(t, _)| *t);
-        let total = matching.len();
-        let page: Vec<Value> =
-            page(&matching, page_no as u64, page_size as u64).into_iter().map(|(_, r)| r.json.clone()).collect();
+        let (total, page): (usize, Vec<Value>) = match field {
+            None => {
+                let w = data.window(start, end, shop);
+                (w.len(), page(&w, page_no as u64, page_size as u64).into_iter().map(|r| data.json(r)).collect())
+            }
+            // Other time types filter on a field of the record itself.
+            Some(f) => {
+                let mut m: Vec<(DateTime<Utc>, Value)> = data
+                    .window(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, shop)
+                    .into_iter()
+                    .filter_map(|r| {
+                        let v = data.json(r);
+                        let t = parse_beijing(v[f].as_str()?)?;
+                        (t >= start && t <= end).then_some((t, v))
+                    })
+                    .collect();
+                m.sort_by_key(|(t, _)| *t);
+                (m.len(), page(&m, page_no as u64, page_size as u64).into_iter().map(|(_, v)| v).collect())
+            }
+        };
         let more_pages = ((page_no + 1) * page_size) < total as i64;
         drop(data);
         if more_pages && field.is_none() && faults.is_some_and(Faults::insert_while_paging) {
             self.account_checks.write().expect("data lock").insert_shifting_copy(
                 start,
                 end,
+                shop,
                 "account_check_no",
-                |r| shop.is_none_or(|s| *s == r.group),
                 |_, _| {},
             );
         }
@@ -212,7 +215,7 @@ fn money(rng: &mut SimRng, allow_negative: bool) -> String {
 
 fn generate_account_checks(d: &DataSetConfig, now: DateTime<Utc>) -> Result<DataSet, ConfigError> {
     let shops = d.shops.clone();
-    DataSet::generate(d, "wdt.account_check", now, |rng, i, modified, shop_no| {
+    let make: Make = Arc::new(move |rng, i, modified, shop_no| {
         let shop_idx = shops.iter().position(|s| s == shop_no).unwrap_or(0);
         let day = format_beijing(modified, "%Y%m%d");
         let zero = "0000-00-00 00:00:00".to_string();
@@ -237,7 +240,8 @@ fn generate_account_checks(d: &DataSetConfig, now: DateTime<Utc>) -> Result<Data
             "consign_time": format_beijing(consign, DATETIME),
             "confirm_time": if rng.chance(0.5) { zero } else { format_beijing(modified - Duration::seconds(rng.below(3600) as i64), DATETIME) },
         })
-    })
+    });
+    DataSet::generate(d, "wdt.account_check", now, make)
 }
 
 #[cfg(test)]

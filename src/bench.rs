@@ -1,0 +1,407 @@
+//! The bench command: backfill throughput end to end and against its two ceilings (fetch
+//! only, produce only) on the same data, CPU and peak memory per million records, and the
+//! cost of many idle streams, against the simulators and a real Kafka.
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+
+use crate::config::Config;
+use crate::engine::pageset::{PageSet, Progress, record_key};
+use crate::engine::window::chrono_duration;
+use crate::engine::{WatermarkState, Window};
+use crate::kafka::{OutRecord, TxnSink};
+use crate::pipeline::{self, StreamPlan};
+use crate::sources::{PageRequest, SourceError};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+#[error("bench: {0}")]
+pub struct BenchError(String);
+
+fn err(e: impl std::fmt::Display) -> BenchError {
+    BenchError(e.to_string())
+}
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub records: usize,
+    pub shapes: Vec<String>,
+    pub streams: usize,
+    pub idle_streams: usize,
+    pub idle_seconds: u64,
+    pub bootstrap: String,
+    pub work_dir: PathBuf,
+}
+
+/// One shape's figures.
+#[derive(Debug, Clone)]
+pub struct ShapeResult {
+    pub kind: String,
+    pub records: u64,
+    pub fetch_only_rps: f64,
+    pub produce_only_rps: f64,
+    pub end_to_end_rps: f64,
+    pub cpu_seconds_per_million: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// The idle-scale figures.
+#[derive(Debug, Clone)]
+pub struct IdleResult {
+    pub streams: usize,
+    pub seconds: f64,
+    pub rss_mib: f64,
+    pub cpu_seconds_per_minute: f64,
+}
+
+/// The simulator section and worker source for a shape; `{groups}` are the stream filters.
+fn shape(kind: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    // (simulator section, worker source settings without base_url, stream parameter name)
+    match kind {
+        "wdt.account_check" => Some((
+            "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",
+            "kind = \"wdt.account_check\"\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"",
+            "shop_no",
+        )),
+        "qimen.stockin_refund" => Some((
+            "[qimen]\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"\n[qimen.stockin_refund]",
+            "kind = \"qimen.stockin_refund\"\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"",
+            "shop_no",
+        )),
+        _ => None,
+    }
+}
+
+fn path_suffix(kind: &str) -> &'static str {
+    if kind.starts_with("qimen.") { "/router/qm" } else { "" }
+}
+
+/// A running simulator child, killed on drop.
+struct Sim {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_simulator(dir: &Path, toml: &str) -> Result<Sim, BenchError> {
+    let cfg = dir.join("simulator.toml");
+    std::fs::write(&cfg, toml).map_err(err)?;
+    let exe = std::env::current_exe().map_err(err)?;
+    let mut child = Command::new(exe)
+        .args(["simulate", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(err)?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(err)?;
+    let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| err(format!("simulator said {line:?}")))?;
+    Ok(Sim { base: format!("http://{addr}"), child })
+}
+
+/// Waits for a child and returns (user + system CPU seconds, peak RSS in MiB).
+fn wait_with_usage(child: &mut Child) -> Result<(bool, f64, f64), BenchError> {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 writes it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    if r != pid {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    Ok((ok, secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0))
+}
+
+fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
+    let (_, source, param) = shape(kind).expect("known shape");
+    let mut s = format!(
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\n{source}\nbase_url = \"{base}{}\"\nrequests_per_second = 100000\n",
+        opts.bootstrap,
+        path_suffix(kind)
+    );
+    for g in streams {
+        let _ = write!(
+            s,
+            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"6h\"\n{extra}\n[streams.params]\n{param} = \"{g}\"\n"
+        );
+    }
+    s
+}
+
+/// Every window of a stream from its start to now minus its settle lag.
+fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
+    let mut wm = crate::time::truncate_to_second(plan.cfg.start.resolve(now));
+    let horizon = now - chrono_duration(plan.cfg.settle);
+    let mut out = Vec::new();
+    while let Some(w) = Window::next(wm, plan.cfg.lookback, plan.max_span, horizon) {
+        wm = w.end;
+        out.push(w);
+    }
+    out
+}
+
+/// All records of one window, read page by page through the same page-set check as the worker.
+async fn fetch_window(plan: &StreamPlan, w: &Window) -> Result<Vec<serde_json::Value>, BenchError> {
+    let spec = plan.source.spec();
+    let mut set = PageSet::new(spec.key_field, spec.total_on_every_page);
+    for page_index in 0.. {
+        let req = PageRequest { window: Some(w), page_index, page_size: plan.page_size, params: &plan.cfg.params };
+        let page = loop {
+            match plan.source.fetch_page(req).await {
+                Ok(p) => break p,
+                Err(SourceError::Fatal { reason, .. }) => return Err(err(reason)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        if set.add(page).map_err(err)? == Progress::Complete {
+            break;
+        }
+    }
+    Ok(set.into_records())
+}
+
+async fn fetch_only(plans: &[StreamPlan], now: chrono::DateTime<Utc>) -> Result<(u64, Duration), BenchError> {
+    let started = Instant::now();
+    let counts = join_all(plans.iter().map(|p| async move {
+        let mut n = 0u64;
+        for w in windows(p, now) {
+            n += fetch_window(p, &w).await?.len() as u64;
+        }
+        Ok::<u64, BenchError>(n)
+    }))
+    .await;
+    let total = counts.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().sum();
+    Ok((total, started.elapsed()))
+}
+
+/// Produces the same records, Avro-encoded beforehand, one transaction per window with its
+/// watermark record, as the worker does; only the producing is timed.
+async fn produce_only(
+    config: &Config,
+    plans: &[StreamPlan],
+    now: chrono::DateTime<Utc>,
+    run: &str,
+) -> Result<(u64, Duration), BenchError> {
+    let mut kafka = config.kafka.clone();
+    kafka.transactional_id = format!("bench-{run}-produce");
+    let sink = TxnSink::connect(&kafka, None).await.map_err(err)?;
+    let topic: Arc<str> = Arc::from(format!("bench-{run}.produce"));
+    let wm_topic: Arc<str> = Arc::from(kafka.watermark_topic.as_str());
+    crate::kafka::topics::ensure(
+        &kafka,
+        &[crate::kafka::topics::DataTopic { name: topic.to_string(), compacted: false }],
+    )
+    .await
+    .map_err(err)?;
+    let mut timed = Duration::ZERO;
+    let mut total = 0u64;
+    for p in plans {
+        let key_field = p.source.spec().key_field;
+        let mut state = WatermarkState::new(p.cfg.id.clone(), p.cfg.start.resolve(now));
+        let headers: Vec<(&'static str, Arc<[u8]>)> = vec![
+            (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
+            (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
+        ];
+        for w in windows(p, now) {
+            let records = fetch_window(p, &w).await?;
+            let mut out = Vec::with_capacity(records.len() + 1);
+            for r in &records {
+                let mut value = Vec::with_capacity(512);
+                p.codec.encode(r, &mut value).map_err(err)?;
+                out.push(OutRecord {
+                    topic: topic.clone(),
+                    key: record_key(r, key_field).unwrap_or_default().into_bytes(),
+                    value: Some(value),
+                    headers: headers.clone(),
+                });
+            }
+            total += records.len() as u64;
+            state = state.advance(w.end, Vec::new(), Duration::ZERO).map_err(err)?;
+            out.push(OutRecord {
+                topic: wm_topic.clone(),
+                key: p.cfg.id.as_str().as_bytes().to_vec(),
+                value: Some(state.to_bytes()),
+                headers: Vec::new(),
+            });
+            let t0 = Instant::now();
+            sink.commit(out).await.map_err(err)?;
+            timed += t0.elapsed();
+        }
+    }
+    Ok((total, timed))
+}
+
+/// Runs the real worker binary to completion and measures it.
+fn end_to_end(dir: &Path, toml: &str) -> Result<(Duration, f64, f64), BenchError> {
+    let cfg = dir.join("worker.toml");
+    std::fs::write(&cfg, toml).map_err(err)?;
+    let exe = std::env::current_exe().map_err(err)?;
+    let started = Instant::now();
+    let mut child = Command::new(exe)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(err)?;
+    let (ok, cpu, rss) = wait_with_usage(&mut child)?;
+    if !ok {
+        return Err(err("the worker did not finish cleanly"));
+    }
+    Ok((started.elapsed(), cpu, rss))
+}
+
+/// Measures one shape: its ceilings and the real worker on the same data set.
+pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult, BenchError> {
+    let (section, _, _) =
+        shape(kind).ok_or_else(|| err(format!("unknown shape {kind:?} (wdt.account_check, qimen.stockin_refund)")))?;
+    let dir = opts.work_dir.join(kind);
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let groups: Vec<String> = (1..=opts.streams).map(|i| format!("g{i:02}")).collect();
+    let quoted: Vec<String> = groups.iter().map(|g| format!("\"{g}\"")).collect();
+    let sim = start_simulator(
+        &dir,
+        &format!(
+            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n",
+            opts.records,
+            quoted.join(", ")
+        ),
+    )?;
+    let run = format!("{}-{}", kind.replace('.', "-"), Utc::now().format("%H%M%S"));
+    let config = Config::parse(&worker_toml(opts, kind, &sim.base, &run, &groups, "")).map_err(err)?;
+    let plans = pipeline::plan(&config).map_err(err)?;
+    let now = Utc::now();
+
+    eprintln!("[{kind}] fetch-only ceiling…");
+    let (fetched, fetch_time) = fetch_only(&plans, now).await?;
+    eprintln!("[{kind}] produce-only ceiling…");
+    let (produced, produce_time) = produce_only(&config, &plans, now, &run).await?;
+    eprintln!("[{kind}] end to end (the worker binary)…");
+    let (e2e_time, cpu, rss) =
+        end_to_end(&dir, &worker_toml(opts, kind, &sim.base, &format!("{run}-e2e"), &groups, ""))?;
+    let rps = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    Ok(ShapeResult {
+        kind: kind.to_owned(),
+        records: fetched,
+        fetch_only_rps: rps(fetched, fetch_time),
+        produce_only_rps: rps(produced, produce_time),
+        end_to_end_rps: rps(fetched, e2e_time),
+        cpu_seconds_per_million: cpu / (fetched as f64 / 1e6),
+        peak_rss_mib: rss,
+    })
+}
+
+/// Many streams with nothing new: the worker's memory and CPU per minute once all are caught up.
+pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
+    let kind = "wdt.account_check";
+    let dir = opts.work_dir.join("idle");
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    let (section, _, _) = shape(kind).expect("known shape");
+    let sim = start_simulator(
+        &dir,
+        &format!("listen = \"127.0.0.1:0\"\n{section}\nrecords = 0\nfrom = \"2d\"\nuntil = \"1d\"\n"),
+    )?;
+    let groups: Vec<String> = (0..opts.idle_streams).map(|i| format!("idle-{i:04}")).collect();
+    let run = format!("idle-{}", Utc::now().format("%H%M%S"));
+    let toml = worker_toml(opts, kind, &sim.base, &run, &groups, "poll_interval = \"30s\"")
+        .replace("start = \"21d\"", "start = \"3m\"");
+    let cfg = dir.join("worker.toml");
+    std::fs::write(&cfg, toml).map_err(err)?;
+    let exe = std::env::current_exe().map_err(err)?;
+    let mut child = Command::new(exe)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(err)?;
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("piped");
+    let caught_up = tokio::task::spawn_blocking(move || {
+        let mut n = 0;
+        let mut lines = BufReader::new(stderr).lines();
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("caught up") {
+                n += 1;
+                if n == groups.len() {
+                    break;
+                }
+            }
+        }
+        // Keep draining so the worker never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        n
+    })
+    .await
+    .map_err(err)?;
+    eprintln!("[idle] {caught_up} streams caught up; measuring for {} s…", opts.idle_seconds);
+    let (cpu0, t0) = (proc_cpu_seconds(pid)?, Instant::now());
+    tokio::time::sleep(Duration::from_secs(opts.idle_seconds)).await;
+    let (cpu1, elapsed) = (proc_cpu_seconds(pid)?, t0.elapsed());
+    let rss = proc_rss_mib(pid)?;
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let _ = wait_with_usage(&mut child);
+    Ok(IdleResult {
+        streams: caught_up,
+        seconds: elapsed.as_secs_f64(),
+        rss_mib: rss,
+        cpu_seconds_per_minute: (cpu1 - cpu0) / elapsed.as_secs_f64() * 60.0,
+    })
+}
+
+/// utime + stime of a running process, from /proc.
+fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(err)?;
+    let after = &stat[stat.rfind(')').ok_or_else(|| err("bad /proc stat"))? + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let u: f64 = f[11].parse().map_err(err)?;
+    let s: f64 = f[12].parse().map_err(err)?;
+    Ok((u + s) / ticks)
+}
+
+fn proc_rss_mib(pid: u32) -> Result<f64, BenchError> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(err)?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| err("no VmRSS"))?;
+    Ok(kb / 1024.0)
+}
+
+/// The machine, for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {cpu}")
+}
