@@ -80,6 +80,15 @@ struct Committed {
     dead_letters: u64,
 }
 
+/// A fetched and encoded window, waiting for its transaction.
+struct Prepared {
+    window: Window,
+    batch: Batch,
+    next: WatermarkState,
+    pages: u32,
+    started: Instant,
+}
+
 /// The records of one step on their way into a transaction.
 #[derive(Default)]
 struct Batch {
@@ -138,6 +147,8 @@ impl StreamWorker {
         info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), topic = %self.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
+        // The next window, fetched while the current one commits.
+        let mut ahead: Option<(Window, Result<Prepared, StepError>)> = None;
         report.outcome = loop {
             if *shutdown.borrow() {
                 break StreamOutcome::ShutDown;
@@ -160,7 +171,19 @@ impl StreamWorker {
                 }
                 Step::Window(w) => {
                     self.metrics.set_stream_state(&self.id, "catching_up");
-                    (w.to_string(), self.process_window(&w, &mut shutdown).await)
+                    let prepared = match ahead.take() {
+                        Some((aw, r)) if aw == w => r,
+                        _ => self.prepare_window(&w, &self.state, &mut shutdown).await,
+                    };
+                    let result = match prepared {
+                        Err(e) => Err(e),
+                        Ok(p) => {
+                            let (done, next_ahead) = self.commit_and_prefetch(p, &shutdown).await;
+                            ahead = next_ahead;
+                            done
+                        }
+                    };
+                    (w.to_string(), result)
                 }
                 Step::Snapshot => ("snapshot".to_owned(), self.process_snapshot(&mut shutdown).await),
             };
@@ -219,34 +242,59 @@ impl StreamWorker {
         }
     }
 
-    /// Fetches, verifies, encodes and commits one window.
-    async fn process_window(
-        &mut self,
+    /// Fetches, verifies and encodes one window against `state`, ready to commit.
+    async fn prepare_window(
+        &self,
         window: &Window,
+        state: &WatermarkState,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<Committed, StepError> {
+    ) -> Result<Prepared, StepError> {
         let started = Instant::now();
         let (records, pages) = self.fetch_all(Some(window), shutdown).await?;
         let label = window.to_string();
         let mut batch = Batch::default();
         let mut emitted = Vec::with_capacity(records.len());
         for (key, hash, rec) in self.keyed(&records) {
-            if self.state.is_unchanged(&key.dedup, hash) {
+            if state.is_unchanged(&key.dedup, hash) {
                 batch.unchanged += 1;
                 continue;
             }
             self.add_record(&mut batch, &key, rec, &label);
             emitted.push((key.dedup, hash));
         }
-        let next =
-            self.state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
-        let done = self.commit(batch, next).await?;
-        info!(
-            stream = %self.id, window = %window, pages, records = done.written, unchanged = done.unchanged,
-            dead_letters = done.dead_letters, watermark = %fmt_wm(self.state.watermark),
-            elapsed_ms = started.elapsed().as_millis() as u64, "window committed"
-        );
-        Ok(done)
+        let next = state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
+        Ok(Prepared { window: *window, batch, next, pages, started })
+    }
+
+    /// Commits a prepared window and, meanwhile, fetches the window after it as if the commit
+    /// succeeds: fetching and committing overlap. A failed commit discards the prefetch.
+    async fn commit_and_prefetch(
+        &mut self,
+        p: Prepared,
+        shutdown: &watch::Receiver<bool>,
+    ) -> (Result<Committed, StepError>, Option<(Window, Result<Prepared, StepError>)>) {
+        let Prepared { window, batch, next, pages, started } = p;
+        let horizon = Utc::now() - chrono_duration(self.settle);
+        let following = Window::next(next.watermark, self.lookback, self.max_span, horizon);
+        let mut rx = shutdown.clone();
+        let (done, ahead) = tokio::join!(self.commit(batch, &next), async {
+            match following {
+                Some(f) => Some((f, self.prepare_window(&f, &next, &mut rx).await)),
+                None => None,
+            }
+        });
+        match done {
+            Ok(c) => {
+                self.state = next;
+                info!(
+                    stream = %self.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
+                    dead_letters = c.dead_letters, watermark = %fmt_wm(self.state.watermark),
+                    elapsed_ms = started.elapsed().as_millis() as u64, "window committed"
+                );
+                (Ok(c), ahead)
+            }
+            Err(e) => (Err(e), None),
+        }
     }
 
     /// Fetches the whole set, commits what changed since the last snapshot and tombstones
@@ -275,7 +323,8 @@ impl StreamWorker {
                 headers: self.headers(),
             });
         }
-        let done = self.commit(batch, next).await?;
+        let done = self.commit(batch, &next).await?;
+        self.state = next;
         info!(
             stream = %self.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
             tombstones = done.tombstones, dead_letters = done.dead_letters, watermark = %fmt_wm(self.state.watermark),
@@ -284,13 +333,19 @@ impl StreamWorker {
         Ok(done)
     }
 
+    /// Whether records can be read again (lookback, or snapshots) and so need content hashes.
+    fn needs_hashes(&self) -> bool {
+        self.source.spec().mode == Mode::Snapshot || !self.lookback.is_zero()
+    }
+
     /// Each record with its key and content hash.
     fn keyed<'r>(&self, records: &'r [Value]) -> Vec<(RecordKey, u64, &'r Value)> {
         let field = self.source.spec().key_field;
         records
             .iter()
             .map(|r| {
-                let hash = content_hash(r);
+                // Hashes only matter for records that can be read again.
+                let hash = if self.needs_hashes() { content_hash(r) } else { 0 };
                 let business = record_key(r, field);
                 // Keyless records are remembered by content, so an unchanged re-read is not
                 // dead-lettered twice.
@@ -348,8 +403,9 @@ impl StreamWorker {
         ]
     }
 
-    /// Commits the batch plus the stream's next state in one transaction, then adopts that state.
-    async fn commit(&mut self, batch: Batch, next: WatermarkState) -> Result<Committed, StepError> {
+    /// Commits the batch plus the stream's next state in one transaction. The caller adopts
+    /// the state once this returns `Ok`.
+    async fn commit(&self, batch: Batch, next: &WatermarkState) -> Result<Committed, StepError> {
         let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
         let bytes: usize =
@@ -371,9 +427,8 @@ impl StreamWorker {
                 return Err(StepError::ProducerFailed(why));
             }
         }
-        self.state = next;
         let id = self.id.as_str();
-        self.metrics.set_watermark(&self.id, self.state.watermark);
+        self.metrics.set_watermark(&self.id, next.watermark);
         self.metrics.records.with_label_values(&[id]).inc_by(written);
         self.metrics.bytes.with_label_values(&[id]).inc_by(bytes as u64);
         self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);

@@ -104,7 +104,10 @@ fn commit_blocking(
     timeout: Duration,
 ) -> Result<(), CommitError> {
     let t0 = std::time::Instant::now();
-    producer.begin_transaction().map_err(|e| classify(producer, e, timeout))?;
+    producer.begin_transaction().map_err(|e| match &e {
+        KafkaError::Transaction(t) if t.is_fatal() => CommitError::Fatal(e.to_string()),
+        _ => abort_before_commit(producer, e.to_string(), timeout),
+    })?;
     for r in &records {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
         for (name, value) in &r.headers {
@@ -123,18 +126,13 @@ fn commit_blocking(
                     producer.poll(Duration::from_millis(5));
                 }
                 Err((e, _)) => {
-                    let err = format!("cannot produce to {}: {e}", r.topic);
-                    abort(producer, timeout);
-                    return Err(CommitError::Aborted(err));
+                    return Err(after_send(producer, format!("cannot produce to {}: {e}", r.topic), timeout));
                 }
             }
         }
     }
     let t1 = std::time::Instant::now();
-    drain(producer, timeout).map_err(|e| {
-        abort(producer, timeout);
-        CommitError::Aborted(format!("records not acknowledged: {e}"))
-    })?;
+    drain(producer, timeout).map_err(|e| after_send(producer, format!("records not acknowledged: {e}"), timeout))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -148,8 +146,13 @@ fn commit_blocking(
                 );
                 return Ok(());
             }
+            // librdkafka allows calling commit again after a retriable error.
             Err(KafkaError::Transaction(t)) if t.is_retriable() && attempt < COMMIT_ATTEMPTS => continue,
-            Err(e) => return Err(classify(producer, e, timeout)),
+            // Once the commit was asked for, a failure does not say whether it landed (the
+            // broker may have committed and lost the answer). Aborting and retrying here could
+            // duplicate the window: only a new producer, which completes or aborts what the
+            // old one left, and a fresh read of the watermark topic can tell.
+            Err(e) => return Err(CommitError::Fatal(format!("commit outcome unknown: {e}"))),
         }
     }
 }
@@ -170,21 +173,22 @@ fn drain(producer: &BaseProducer<StatsContext>, timeout: Duration) -> Result<(),
     }
 }
 
-fn classify(producer: &BaseProducer<StatsContext>, e: KafkaError, timeout: Duration) -> CommitError {
-    match &e {
-        KafkaError::Transaction(t) if t.txn_requires_abort() => {
-            abort(producer, timeout);
-            CommitError::Aborted(e.to_string())
-        }
-        KafkaError::Transaction(t) if t.is_fatal() => CommitError::Fatal(e.to_string()),
-        // A commit that kept failing may or may not have landed: only a fresh start, reading
-        // the watermark topic, can tell.
-        _ => CommitError::Fatal(e.to_string()),
+/// A failure after records were handed to librdkafka. The transaction is aborted, but the
+/// producer is not used again: requests of the aborted transaction may still be in flight or
+/// retried, and only a new producer (a new epoch) is sure to fence them. Fatal, so the worker
+/// starts over from the watermark topic.
+fn after_send(producer: &BaseProducer<StatsContext>, reason: String, timeout: Duration) -> CommitError {
+    match producer.abort_transaction(Timeout::After(timeout)) {
+        Ok(()) => CommitError::Fatal(format!("{reason} (transaction aborted)")),
+        Err(e) => CommitError::Fatal(format!("{reason}; then abort failed: {e}")),
     }
 }
 
-fn abort(producer: &BaseProducer<StatsContext>, timeout: Duration) {
-    if let Err(e) = producer.abort_transaction(Timeout::After(timeout)) {
-        tracing::warn!(error = %e, "abort_transaction failed");
+/// Aborts a transaction before anything was sent, so nothing of it can exist anywhere.
+/// If even the abort fails, the producer's state is unknown: fatal.
+fn abort_before_commit(producer: &BaseProducer<StatsContext>, reason: String, timeout: Duration) -> CommitError {
+    match producer.abort_transaction(Timeout::After(timeout)) {
+        Ok(()) => CommitError::Aborted(reason),
+        Err(e) => CommitError::Fatal(format!("{reason}; then abort failed: {e}")),
     }
 }
