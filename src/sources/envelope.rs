@@ -40,15 +40,16 @@ pub fn total(v: Option<&Value>, name: &str) -> Result<Option<u64>, SourceError> 
     }
 }
 
-/// The records of a list field: absent/null is empty; every element must be an object.
-pub fn records(v: Option<&Value>, name: &str) -> Result<Vec<Value>, SourceError> {
+/// The records of a list field, moved out of the parsed body (no copy): absent/null is
+/// empty; every element must be an object.
+pub fn records(v: Option<&mut Value>, name: &str) -> Result<Vec<Value>, SourceError> {
     match v {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(a)) => {
             if let Some(i) = a.iter().position(|r| !r.is_object()) {
                 return Err(SourceError::malformed(format!("`{name}[{i}]` is not an object")));
             }
-            Ok(a.clone())
+            Ok(std::mem::take(a))
         }
         Some(other) => {
             Err(SourceError::malformed(format!("`{name}` is not a list: {}", preview(other.to_string().as_bytes()))))
@@ -72,8 +73,8 @@ mod tests {
         assert_eq!(total(Some(&json!("12")), "n").unwrap(), Some(12));
         assert_eq!(total(None, "n").unwrap(), None);
         assert!(total(Some(&json!(-1)), "n").is_err());
-        assert_eq!(records(Some(&json!([{"a": 1}])), "l").unwrap().len(), 1);
-        assert!(records(Some(&json!([1])), "l").unwrap_err().to_string().contains("`l[0]` is not an object"));
+        assert_eq!(records(Some(&mut json!([{"a": 1}])), "l").unwrap().len(), 1);
+        assert!(records(Some(&mut json!([1])), "l").unwrap_err().to_string().contains("`l[0]` is not an object"));
         assert_eq!(as_text(Some(&json!(7))), "7");
     }
 

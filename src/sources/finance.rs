@@ -81,7 +81,7 @@ pub fn classify(code: i64, message: &str) -> SourceError {
 
 /// Reads a finance API response into a page, or its error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let v = json_body(body)?;
+    let mut v = json_body(body)?;
     let obj =
         v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
     // The seed's examples omit `code` on success; its error table has 0 for success.
@@ -99,7 +99,8 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     if !obj.contains_key(list) {
         return Err(SourceError::malformed(format!("response has no `{list}`: {}", preview(body))));
     }
-    Ok(Page { records: records(obj.get(list), list)?, total: total(obj.get("count"), "count")? })
+    let total = total(obj.get("count"), "count")?;
+    Ok(Page { records: records(v.get_mut(list), list)?, total })
 }
 
 /// The parameters' text for signing: strings as they are, numbers as written.

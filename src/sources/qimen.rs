@@ -49,7 +49,7 @@ pub static STOCKIN_REFUND: ApiSpec = ApiSpec {
 
 /// Reads a Qimen response into a page, or the vendor's error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let v = json_body(body)?;
+    let mut v = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         return Err(top_classify(&as_text(e.get("code")), &as_text(e.get("sub_code")), &as_text(e.get("msg"))));
     }
@@ -72,7 +72,8 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
         }
         return Err(top_classify(&code, &sub_code, &message));
     }
-    Ok(Page { records: records(r.get(list), list)?, total: total(r.get("total_count"), "total_count")? })
+    let total = total(r.get("total_count"), "total_count")?;
+    Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
 }
 
 /// A 旺店通 API reached through Qimen with one app's credentials.

@@ -96,7 +96,7 @@ pub fn ban_seconds(message: &str) -> Option<Duration> {
 /// `{"<method>_response": {"api_result": …}}` or the simplified `{"api_result": …}`, with the
 /// list either a plain array or wrapped as `{"finance_order_detail": [...]}`.
 pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Result<Page, SourceError> {
-    let v = json_body(body)?;
+    let mut v = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         return Err(classify(
             &as_text(e.get("code")),
@@ -118,15 +118,14 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
         ));
     }
     let models = result.get("models").unwrap_or(&Value::Null);
-    let list_value = match models.get(list) {
-        Some(Value::Object(o)) => o.get(item),
+    let total = total(models.get("pagination").and_then(|p| p.get("total_count")), "pagination.total_count")?;
+    // Move the records out of the parsed body rather than copying them.
+    let root = if v.get(&wrapper).is_some() { v.get_mut(&wrapper).expect("checked") } else { &mut v };
+    let list_value = match root.get_mut("api_result").and_then(|r| r.get_mut("models")).and_then(|m| m.get_mut(list)) {
+        Some(Value::Object(o)) => o.get_mut(item),
         other => other,
     };
-    let pagination = models.get("pagination").unwrap_or(&Value::Null);
-    Ok(Page {
-        records: records(list_value, list)?,
-        total: total(pagination.get("total_count"), "pagination.total_count")?,
-    })
+    Ok(Page { records: records(list_value, list)?, total })
 }
 
 /// A TOP API with one app's credentials and a user session.

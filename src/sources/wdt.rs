@@ -54,7 +54,7 @@ pub fn sign(params: &BTreeMap<String, String>, appsecret: &str) -> String {
 
 /// Reads an openapi2 envelope into a page, or the vendor's error.
 pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let v = json_body(body)?;
+    let mut v = json_body(body)?;
     let obj =
         v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
     let code = obj
@@ -65,7 +65,8 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
         let message = obj.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
         return Err(classify(code, &message));
     }
-    Ok(Page { records: records(obj.get(list), list)?, total: total(obj.get("total_count"), "total_count")? })
+    let total = total(obj.get("total_count"), "total_count")?;
+    Ok(Page { records: records(v.get_mut(list), list)?, total })
 }
 
 /// Maps a non-zero openapi2 `code` to what the engine must do.
