@@ -251,8 +251,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 bench::machine()
             );
             let mut rows = Vec::new();
-            for kind in &opts.shapes {
+            for kind in opts.shapes.iter().filter(|k| !k.is_empty()) {
                 let r = bench::shape_bench(&opts, kind).await?;
+                eprintln!("{r:?}");
                 let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
                 rows.push(vec![
                     r.kind.clone(),

@@ -88,11 +88,12 @@ async fn every_simulated_record_arrives_once_with_exact_values() {
     assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_topic_matches(&topic, &expected, STREAMS);
 
-    // Caught up means each watermark reached the moment of the run minus the 1m settle lag.
+    // Caught up means each watermark reached the moment of the run minus the 1m settle lag,
+    // within the 5 s margin that stops streams chasing the moving horizon.
     let wms = watermarks(&wm_topic);
     assert_eq!(wms.len(), 2);
     for (stream, wm) in &wms {
-        assert!(*wm >= started - chrono::Duration::minutes(1) - chrono::Duration::seconds(1), "{stream} at {wm}");
+        assert!(*wm >= started - chrono::Duration::minutes(1) - chrono::Duration::seconds(5), "{stream} at {wm}");
     }
 
     // A second run resumes from the watermarks and emits nothing new.

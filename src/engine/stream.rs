@@ -24,6 +24,8 @@ use crate::sources::{Mode, Page, PageRequest, Source, SourceError};
 const REQUEST_ATTEMPTS: u32 = 5;
 /// A page set that does not add up is fetched again this many times before backing off.
 const PAGESET_ATTEMPTS: u32 = 3;
+/// How close to the horizon counts as caught up (or the poll interval, if shorter).
+const CAUGHT_UP_MARGIN: Duration = Duration::from_secs(5);
 /// Guards against a vendor that never stops paging.
 const MAX_PAGES: u32 = 100_000;
 
@@ -224,13 +226,10 @@ impl StreamWorker {
 
     fn plan_step(&self, now: DateTime<Utc>) -> Step {
         match self.source.spec().mode {
-            Mode::Windowed => {
-                let horizon = now - chrono_duration(self.settle);
-                match Window::next(self.state.watermark, self.lookback, self.max_span, horizon) {
-                    Some(w) => Step::Window(w),
-                    None => Step::CaughtUp { wait: self.poll_interval },
-                }
-            }
+            Mode::Windowed => match self.next_window(self.state.watermark, now) {
+                Some(w) => Step::Window(w),
+                None => Step::CaughtUp { wait: self.poll_interval },
+            },
             Mode::Snapshot => {
                 // The watermark of a snapshot stream is when its last snapshot was taken.
                 let due = self.state.watermark + chrono_duration(self.poll_interval);
@@ -240,6 +239,18 @@ impl StreamWorker {
                 }
             }
         }
+    }
+
+    /// The window after `watermark`, or `None` when the stream is caught up: the horizon (now
+    /// minus the settle lag) is less than `min(poll_interval, 5s)` past the watermark. Without
+    /// that margin a stream would chase the moving horizon with windows of a second or two.
+    fn next_window(&self, watermark: Watermark, now: DateTime<Utc>) -> Option<Window> {
+        let horizon = now - chrono_duration(self.settle);
+        let margin = chrono_duration(self.poll_interval.min(CAUGHT_UP_MARGIN));
+        if horizon - watermark < margin {
+            return None;
+        }
+        Window::next(watermark, self.lookback, self.max_span, horizon)
     }
 
     /// Fetches, verifies and encodes one window against `state`, ready to commit.
@@ -274,8 +285,7 @@ impl StreamWorker {
         shutdown: &watch::Receiver<bool>,
     ) -> (Result<Committed, StepError>, Option<(Window, Result<Prepared, StepError>)>) {
         let Prepared { window, batch, next, pages, started } = p;
-        let horizon = Utc::now() - chrono_duration(self.settle);
-        let following = Window::next(next.watermark, self.lookback, self.max_span, horizon);
+        let following = self.next_window(next.watermark, Utc::now());
         let mut rx = shutdown.clone();
         let (done, ahead) = tokio::join!(self.commit(batch, &next), async {
             match following {

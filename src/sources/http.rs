@@ -7,15 +7,16 @@ use reqwest::header::RETRY_AFTER;
 
 use super::SourceError;
 
-/// POSTs a form and returns the body of a 2xx answer. Timeouts, connection failures and 5xx
-/// are retryable; 429 is a throttle honouring `Retry-After`; other statuses are fatal.
+/// POSTs the (signed) parameters as a form and returns the body of a 2xx answer. Timeouts,
+/// connection failures and 5xx are retryable; 429 is a throttle honouring `Retry-After`;
+/// other statuses are fatal.
 pub async fn post_form(
     client: &reqwest::Client,
     url: &str,
-    form: &[(&str, &str)],
+    params: &std::collections::BTreeMap<String, String>,
     timeout: Duration,
 ) -> Result<bytes::Bytes, SourceError> {
-    let resp = client.post(url).form(form).timeout(timeout).send().await.map_err(transport_error)?;
+    let resp = client.post(url).form(params).timeout(timeout).send().await.map_err(transport_error)?;
     body_of(resp).await
 }
 

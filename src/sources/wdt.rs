@@ -139,8 +139,7 @@ impl Source for WdtSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
-            let form: Vec<(&str, &str)> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let body = http::post_form(&self.http, &self.url, &form, self.timeout).await?;
+            let body = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
             parse_envelope(&body, self.spec.list_field)
         })
     }
