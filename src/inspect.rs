@@ -86,12 +86,12 @@ fn scan_topic(
 ) -> Result<TopicSample, InspectError> {
     let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
     let mut sample = TopicSample { topic: topic.to_owned(), schema: codec.full_name().to_owned(), samples: Vec::new() };
-    let consumer: BaseConsumer = client_config(kafka)
+    let consumer: BaseConsumer<crate::kafka::ReadToEnd> = client_config(kafka)
         .set("group.id", "tidemark-inspect")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(crate::kafka::ReadToEnd)
         .map_err(kerr)?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(kerr)?;
     let mut tpl = TopicPartitionList::new();

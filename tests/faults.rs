@@ -321,15 +321,16 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
     );
     // Faults make the worker log errors; the qimen source is given a wrong secret on purpose.
     let sim = Simulator::start(dir.path(), &sim_toml(100, "server_error_rate = 0.3\nmalformed_rate = 0.2", &extra));
-    let worker_extra = format!(
-        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{base}/router/rest\"\napp_key = \"tk\"\napp_secret = \"${{T_SECRET}}\"\nsession = \"${{T_SESSION}}\"\n\n[sources.qm]\nkind = \"qimen.stockin_refund\"\nbase_url = \"{base}/router/qm\"\napp_key = \"qk\"\napp_secret = \"WRONG-{qsecret}\"\ntarget_app_key = \"t\"\nsid = \"s\"\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{t}\"\nstart = \"25h\"\n[streams.params]\nshop_codes = \"2313\"\n\n[[streams]]\nid = \"qimen.stockin_refund/all\"\nsource = \"qm\"\ntopic = \"{t}-qm\"\nstart = \"25h\"\n",
-        base = sim.base_url(),
-        t = unique("secrets")
-    );
-    let mut toml = worker_toml(&sim, &unique("secrets-wdt"), &["shop-01"], "6h", "", "", &worker_extra);
-    toml = toml.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
-    let cfg = write(dir.path(), "worker.toml", &toml);
+    // Each log format gets fresh topics, so both runs backfill (and meet faults) in full.
     for format in ["text", "json"] {
+        let worker_extra = format!(
+            "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{base}/router/rest\"\napp_key = \"tk\"\napp_secret = \"${{T_SECRET}}\"\nsession = \"${{T_SESSION}}\"\n\n[sources.qm]\nkind = \"qimen.stockin_refund\"\nbase_url = \"{base}/router/qm\"\napp_key = \"qk\"\napp_secret = \"WRONG-{qsecret}\"\ntarget_app_key = \"t\"\nsid = \"s\"\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{t}\"\nstart = \"25h\"\n[streams.params]\nshop_codes = \"2313\"\n\n[[streams]]\nid = \"qimen.stockin_refund/all\"\nsource = \"qm\"\ntopic = \"{t}-qm\"\nstart = \"25h\"\n",
+            base = sim.base_url(),
+            t = unique("secrets")
+        );
+        let mut toml = worker_toml(&sim, &unique("secrets-wdt"), &["shop-01"], "6h", "", "", &worker_extra);
+        toml = toml.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
+        let cfg = write(dir.path(), "worker.toml", &toml);
         let mut worker = Command::new(BIN)
             .args(["run", "--log-format", format, "--config"])
             .arg(&cfg)

@@ -16,6 +16,20 @@ pub const HEADER_STREAM: &str = "tidemark.stream";
 /// Header carrying the Avro record's full name on every data record.
 pub const HEADER_SCHEMA: &str = "tidemark.schema";
 
+/// Context for consumers that read to a partition's end: end of partition is what they wait
+/// for, not an error to log.
+pub struct ReadToEnd;
+
+impl rdkafka::ClientContext for ReadToEnd {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::error!(error = %error, reason, "kafka consumer error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for ReadToEnd {}
+
 /// The librdkafka settings every client shares: bootstrap plus the configured passthrough
 /// properties (TLS, SASL, tuning).
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {

@@ -35,12 +35,12 @@ pub async fn load(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<Strin
 fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
     let topic = cfg.watermark_topic.as_str();
     let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
-    let consumer: BaseConsumer = super::client_config(cfg)
+    let consumer: BaseConsumer<super::ReadToEnd> = super::client_config(cfg)
         .set("group.id", format!("{}-watermark-reader", cfg.transactional_id))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(super::ReadToEnd)
         .map_err(kerr)?;
     let deadline = Instant::now() + timeout;
     // A topic created a moment ago may not have a leader yet: retry until the deadline.
@@ -95,7 +95,10 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
 }
 
 /// Every partition of `topic` with its low and high offsets; fails if any has no leader.
-fn partition_ranges(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
+fn partition_ranges(
+    consumer: &BaseConsumer<super::ReadToEnd>,
+    topic: &str,
+) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions: Vec<i32> = md
         .topics()
