@@ -62,9 +62,9 @@ pub struct IdleResult {
     pub cpu_seconds_per_minute: f64,
 }
 
-/// The simulator section and worker source for a shape; `{groups}` are the stream filters.
+/// For a shape: its simulator section, its worker source settings (without `base_url`), and
+/// the stream parameter that splits it.
 fn shape(kind: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    // (simulator section, worker source settings without base_url, stream parameter name)
     match kind {
         "wdt.account_check" => Some((
             "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",

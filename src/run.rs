@@ -177,6 +177,10 @@ fn worker(
         max_span: p.max_span,
         page_size: p.page_size,
         state,
+        headers: vec![
+            (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
+            (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
+        ],
     }
 }
 

@@ -57,11 +57,6 @@ impl RecordCodec {
         &self.schema
     }
 
-    /// The 8-byte schema fingerprint as hex, for logs and the demo.
-    pub fn fingerprint_hex(&self) -> String {
-        hex::encode(&self.header[2..])
-    }
-
     /// Encodes one vendor JSON record as an Avro single object, appending to `out`.
     /// On error `out` is left as it was.
     pub fn encode(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {

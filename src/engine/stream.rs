@@ -16,7 +16,7 @@ use super::watermark::content_hash;
 use super::window::chrono_duration;
 use super::{StreamId, Watermark, WatermarkState, Window};
 use crate::avro::RecordCodec;
-use crate::kafka::{CommitError, HEADER_SCHEMA, HEADER_STREAM, OutRecord, TxnSink};
+use crate::kafka::{CommitError, OutRecord, TxnSink};
 use crate::metrics::Metrics;
 use crate::sources::{Mode, Page, PageRequest, Source, SourceError};
 
@@ -128,6 +128,8 @@ pub struct StreamWorker {
     pub max_span: Duration,
     pub page_size: u32,
     pub state: WatermarkState,
+    /// The stream-id header, then the schema-name header, of every data record; built once.
+    pub headers: Vec<(&'static str, Arc<[u8]>)>,
 }
 
 impl StreamWorker {
@@ -400,17 +402,15 @@ impl StreamWorker {
                     topic: self.dead_letter_topic.clone(),
                     key: key.business.as_deref().unwrap_or(self.id.as_str()).as_bytes().to_vec(),
                     value: Some(letter.to_string().into_bytes()),
-                    headers: vec![(HEADER_STREAM, Arc::from(self.id.as_str().as_bytes()))],
+                    // Only the stream header: a dead letter is JSON, not the schema.
+                    headers: self.headers[..1].to_vec(),
                 });
             }
         }
     }
 
     fn headers(&self) -> Vec<(&'static str, Arc<[u8]>)> {
-        vec![
-            (HEADER_STREAM, Arc::from(self.id.as_str().as_bytes())),
-            (HEADER_SCHEMA, Arc::from(self.codec.full_name().as_bytes())),
-        ]
+        self.headers.clone()
     }
 
     /// Commits the batch plus the stream's next state in one transaction. The caller adopts

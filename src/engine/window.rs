@@ -41,20 +41,6 @@ impl Window {
     pub fn last_second(&self) -> DateTime<Utc> {
         self.end - chrono::Duration::seconds(1)
     }
-
-    pub fn span(&self) -> Duration {
-        (self.end - self.start).to_std().unwrap_or_default()
-    }
-
-    /// Splits into two halves on a whole second, or `None` if it is one second long.
-    pub fn split(&self) -> Option<(Window, Window)> {
-        let secs = (self.end - self.start).num_seconds();
-        if secs < 2 {
-            return None;
-        }
-        let mid = self.start + chrono::Duration::seconds(secs / 2);
-        Some((Window { start: self.start, end: mid }, Window { start: mid, end: self.end }))
-    }
 }
 
 impl fmt::Display for Window {
@@ -118,13 +104,5 @@ mod tests {
         let w = Window::next(t(0, 0, 0) - chrono::Duration::hours(8), Duration::ZERO, DAY, t(23, 0, 0)).unwrap();
         assert_eq!(format_beijing(w.start, DATETIME), "2024-01-01 00:00:00");
         assert_eq!(format_beijing(w.last_second(), DATETIME), "2024-01-01 23:59:59");
-    }
-
-    #[test]
-    fn split_halves_cover_the_window() {
-        let w = Window { start: t(0, 0, 0), end: t(0, 0, 3) };
-        let (a, b) = w.split().unwrap();
-        assert_eq!((a.start, a.end, b.start, b.end), (t(0, 0, 0), t(0, 0, 1), t(0, 0, 1), t(0, 0, 3)));
-        assert_eq!(Window { start: t(0, 0, 0), end: t(0, 0, 1) }.split(), None);
     }
 }

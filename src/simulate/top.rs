@@ -20,7 +20,7 @@ use super::generate::{self, Style};
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::sources::top::FINANCE_ORDER;
 use crate::sources::top_sign::{SignMethod, sign};
-use crate::time::{DATETIME, format_beijing, parse_beijing};
+use crate::time::{format_beijing, parse_beijing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,9 +248,4 @@ async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTre
         Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
         None => Json(error(22, "Invalid Method", "", "top simulator not configured")).into_response(),
     }
-}
-
-/// A TOP timestamp for now, for tests.
-pub fn timestamp(now: DateTime<Utc>) -> String {
-    format_beijing(now, DATETIME)
 }

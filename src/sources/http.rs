@@ -20,15 +20,14 @@ pub async fn post_form(
     body_of(resp).await
 }
 
-/// POSTs a JSON body with query parameters (the finance bill API style).
+/// POSTs a JSON body (the finance bill API style).
 pub async fn post_json(
     client: &reqwest::Client,
     url: &str,
-    query: &[(&str, &str)],
     body: &serde_json::Value,
     timeout: Duration,
 ) -> Result<bytes::Bytes, SourceError> {
-    let resp = client.post(url).query(query).json(body).timeout(timeout).send().await.map_err(transport_error)?;
+    let resp = client.post(url).json(body).timeout(timeout).send().await.map_err(transport_error)?;
     body_of(resp).await
 }
 
