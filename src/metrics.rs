@@ -42,6 +42,7 @@ pub struct Metrics {
     pub throttled_seconds: prometheus::CounterVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
+    pub hanging_transactions: IntCounterVec,
     watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
     ready: AtomicBool,
 }
@@ -140,6 +141,11 @@ impl Metrics {
             "Kafka transactions by outcome (committed, aborted, fatal).",
             &["outcome"],
         );
+        let hanging_transactions = counter(
+            "tidemark_hanging_transactions_settled_total",
+            "Partitions where a transaction the broker never ended was found at start and settled as committed.",
+            &["topic"],
+        );
         let api_duration = HistogramVec::new(
             HistogramOpts::new("tidemark_api_request_duration_seconds", "Vendor API request latency.")
                 .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
@@ -177,6 +183,7 @@ impl Metrics {
             throttled_seconds,
             pageset_refetches,
             transactions,
+            hanging_transactions,
             watermarks,
             ready: AtomicBool::new(false),
         })

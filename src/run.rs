@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
+use crate::kafka::hanging;
 use crate::kafka::topics::{self, DataTopic, TopicError};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
@@ -30,6 +31,8 @@ pub enum RunError {
     Producer(#[from] CommitError),
     #[error(transparent)]
     Watermarks(#[from] LoadError),
+    #[error("cannot check the topics for hanging transactions: {0}")]
+    Hanging(rdkafka::error::KafkaError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
@@ -82,9 +85,25 @@ pub async fn run(
     // Each pass runs the streams on one producer. If it fails, the outcome of its last
     // transaction is unknown: the next pass makes a new producer (which fences the old one
     // and aborts what it left open), rereads every watermark, and resumes from there.
+    let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    written.push(config.kafka.watermark_topic.clone());
     for pass in 1.. {
         let Some(sink) = connect(&config, &metrics, pass, &shutdown).await? else { break };
-        let mut stored = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
+        let mut stored = match resume(&config, &sink, &metrics, &written).await {
+            Ok(stored) => stored,
+            Err(e) if pass == 1 => return Err(e),
+            Err(e) => {
+                // The broker went away again: start the pass over with a new producer.
+                warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
+                retire(sink).await;
+                let mut rx = shutdown.clone();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = rx.changed() => {}
+                }
+                continue;
+            }
+        };
         metrics.set_ready(true);
         info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
         let sink = Arc::new(sink);
@@ -144,12 +163,40 @@ pub async fn run(
         }
         relay.abort();
         idle_poller.abort();
+        let _ = idle_poller.await;
         metrics.set_ready(false);
+        if let Some(sink) = Arc::into_inner(sink) {
+            retire(sink).await;
+        }
         if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
             break;
         }
     }
     Ok(merge_reports(reports))
+}
+
+/// Settles transactions a broker left hanging in the worker's topics (see `kafka::hanging`),
+/// then reads every stream's committed state.
+async fn resume(
+    config: &Config,
+    sink: &TxnSink,
+    metrics: &Metrics,
+    topics: &[String],
+) -> Result<BTreeMap<String, WatermarkState>, RunError> {
+    let open = hanging::find(&config.kafka, topics.to_vec()).await.map_err(RunError::Hanging)?;
+    if !open.is_empty() {
+        for (topic, partition) in &open {
+            warn!(topic = %topic, partition, "a transaction in this partition never ended; settling it as committed");
+            metrics.hanging_transactions.with_label_values(&[topic]).inc();
+        }
+        sink.settle(open).await?;
+    }
+    Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
+}
+
+/// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
+async fn retire(sink: TxnSink) {
+    let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
 }
 
 fn worker(

@@ -287,12 +287,9 @@ impl Drop for PrivateBroker {
     }
 }
 
-// Known bug (see the issue note): in about one run in ten a window committed before the
-// broker stopped is committed again after it restarts (7–11 records twice of 2000). The worker
-// recovers by itself and loses nothing, but the duplicate breaks exactly-once, so this test
-// does not pass reliably yet. It prints each stream's commits around the restart when it
-// reproduces: `cargo test --test chaos -- --ignored --nocapture`.
-#[ignore = "known bug: rare duplicate window after a broker restart, under investigation"]
+// A lone broker that stops while a commit is in flight can acknowledge the commit yet drop its
+// markers (see `kafka::hanging`): about one run in eight here. The worker then settles the
+// hanging transaction before it reads its watermarks; the log shows "settling it as committed".
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
@@ -335,17 +332,23 @@ async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
         *seen.entry(c.key.clone()).or_insert(0) += 1;
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(k, _)| k.clone()).collect();
+    let settled = w.log.lock().unwrap().iter().filter(|l| l.contains("settling it as committed")).count();
+    eprintln!("hanging partitions settled during the run: {settled}");
     if !twice.is_empty() || std::env::var("SHOW_LOG").is_ok() {
         let log = w.log.lock().unwrap();
         let notable: Vec<&String> = log
             .iter()
             .filter(|l| {
-                (["ERROR tidemark", "pass=", "unknown", "window committed", "stream starting"]
+                (["ERROR tidemark", "pass=", "unknown", "window committed", "stream starting", "settling"]
                     .iter()
                     .any(|n| l.contains(n)))
                     && !l.contains("librdkafka")
             })
             .collect();
+        if !twice.is_empty() {
+            let kept = dir.keep();
+            eprintln!("DIAG kept {}", kept.display());
+        }
         eprintln!("duplicated keys: {twice:?}\n{}", notable.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("\n"));
     }
     assert_exactly(&consumed, &sim.records("wdt.account_check").await, "wdt.account_check.avsc", "account_check_no");

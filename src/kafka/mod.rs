@@ -1,5 +1,7 @@
 //! Kafka: client settings, the transactional sink, topic bootstrap and the watermark store.
 
+pub mod ends;
+pub mod hanging;
 pub mod sink;
 pub mod stats;
 pub mod topics;

@@ -3,6 +3,7 @@
 //! A `BaseProducer` polled only here: every poll happens inside a transaction's own thread.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -42,7 +43,13 @@ pub struct TxnSink {
     lock: tokio::sync::Mutex<()>,
     timeout: Duration,
     metrics: Option<Arc<Metrics>>,
+    /// Set by the first fatal error: the producer is not used again, not even to abort.
+    failed: AtomicBool,
 }
+
+/// Key and header of the record that settles a hanging transaction (see `kafka::hanging`).
+pub const SETTLE_KEY: &str = "tidemark.settle";
+const HEADER_CONTROL: &str = "tidemark.control";
 
 const COMMIT_ATTEMPTS: u32 = 3;
 
@@ -69,7 +76,8 @@ impl TxnSink {
             .await
             .map_err(|e| CommitError::Fatal(format!("init_transactions task failed: {e}")))?
             .map_err(|e| CommitError::Fatal(format!("cannot initialize transactions: {e}")))?;
-        let sink = TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout, metrics };
+        let sink =
+            TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout, metrics, failed: AtomicBool::new(false) };
         Ok(sink)
     }
 
@@ -84,15 +92,47 @@ impl TxnSink {
     /// Produces every record in one transaction and commits it. Returns only once the
     /// transaction is committed (all records acknowledged) or aborted.
     pub async fn commit(&self, records: Vec<OutRecord>) -> Result<(), CommitError> {
-        let _turn = self.lock.lock().await;
-        let producer = self.producer.clone();
-        let timeout = self.timeout;
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || commit_blocking(&producer, records, timeout))
-            .await
-            .map_err(|e| CommitError::Fatal(format!("commit task failed: {e}")))?;
+        let result = self.run(move |producer, timeout| commit_blocking(producer, records, timeout)).await;
         if let Some(m) = &self.metrics {
             m.transaction_duration.observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    /// Commits one transaction holding a settle record (no value, header `tidemark.control:
+    /// settle`) in each of `partitions`: its commit marker there ends whatever earlier
+    /// transaction of this producer was left hanging, as committed.
+    pub async fn settle(&self, partitions: Vec<(String, i32)>) -> Result<(), CommitError> {
+        self.run(move |producer, timeout| {
+            let records = partitions.iter().map(|(topic, p)| {
+                BaseRecord::to(topic.as_str()).partition(*p).key(SETTLE_KEY.as_bytes()).headers(
+                    OwnedHeaders::new()
+                        .insert(rdkafka::message::Header { key: HEADER_CONTROL, value: Some("settle".as_bytes()) }),
+                )
+            });
+            transact(producer, records, timeout)
+        })
+        .await
+    }
+
+    /// Runs one transaction on the producer, off the runtime and after any other. After a
+    /// fatal error every call fails at once: the producer must not touch Kafka again.
+    async fn run(
+        &self,
+        txn: impl FnOnce(&BaseProducer<StatsContext>, Duration) -> Result<(), CommitError> + Send + 'static,
+    ) -> Result<(), CommitError> {
+        let _turn = self.lock.lock().await;
+        if self.failed.load(Ordering::Acquire) {
+            return Err(CommitError::Fatal("the producer failed earlier".into()));
+        }
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        let result = tokio::task::spawn_blocking(move || txn(&producer, timeout))
+            .await
+            .unwrap_or_else(|e| Err(CommitError::Fatal(format!("transaction task failed: {e}"))));
+        if matches!(result, Err(CommitError::Fatal(_))) {
+            self.failed.store(true, Ordering::Release);
         }
         result
     }
@@ -103,20 +143,34 @@ fn commit_blocking(
     records: Vec<OutRecord>,
     timeout: Duration,
 ) -> Result<(), CommitError> {
+    let records = records.iter().map(|r| {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (name, value) in &r.headers {
+            headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
+        }
+        let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);
+        match &r.value {
+            Some(v) => rec.payload(&v[..]),
+            None => rec,
+        }
+    });
+    transact(producer, records, timeout)
+}
+
+/// Begins a transaction, produces `records`, waits for every acknowledgement and commits.
+fn transact<'a>(
+    producer: &BaseProducer<StatsContext>,
+    records: impl Iterator<Item = BaseRecord<'a, [u8], [u8]>>,
+    timeout: Duration,
+) -> Result<(), CommitError> {
     let t0 = std::time::Instant::now();
     producer.begin_transaction().map_err(|e| match &e {
         KafkaError::Transaction(t) if t.is_fatal() => CommitError::Fatal(e.to_string()),
         _ => abort_before_commit(producer, e.to_string(), timeout),
     })?;
-    for r in &records {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (name, value) in &r.headers {
-            headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
-        }
-        let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);
-        if let Some(v) = &r.value {
-            rec = rec.payload(&v[..]);
-        }
+    let mut count = 0usize;
+    for mut rec in records {
+        count += 1;
         loop {
             match producer.send(rec) {
                 Ok(()) => break,
@@ -125,21 +179,19 @@ fn commit_blocking(
                     rec = back;
                     producer.poll(Duration::from_millis(5));
                 }
-                Err((e, _)) => {
-                    return Err(after_send(producer, format!("cannot produce to {}: {e}", r.topic), timeout));
-                }
+                Err((e, back)) => return Err(after_send(format!("cannot produce to {}: {e}", back.topic))),
             }
         }
     }
     let t1 = std::time::Instant::now();
-    drain(producer, timeout).map_err(|e| after_send(producer, format!("records not acknowledged: {e}"), timeout))?;
+    drain(producer, timeout).map_err(|e| after_send(format!("records not acknowledged: {e}")))?;
     let mut attempt = 0;
     loop {
         attempt += 1;
         match producer.commit_transaction(Timeout::After(timeout)) {
             Ok(()) => {
                 tracing::debug!(
-                    records = records.len(),
+                    records = count,
                     produce_ms = (t1 - t0).as_millis() as u64,
                     commit_ms = t1.elapsed().as_millis() as u64,
                     "transaction committed"
@@ -173,15 +225,14 @@ fn drain(producer: &BaseProducer<StatsContext>, timeout: Duration) -> Result<(),
     }
 }
 
-/// A failure after records were handed to librdkafka. The transaction is aborted, but the
-/// producer is not used again: requests of the aborted transaction may still be in flight or
-/// retried, and only a new producer (a new epoch) is sure to fence them. Fatal, so the worker
-/// starts over from the watermark topic.
-fn after_send(producer: &BaseProducer<StatsContext>, reason: String, timeout: Duration) -> CommitError {
-    match producer.abort_transaction(Timeout::After(timeout)) {
-        Ok(()) => CommitError::Fatal(format!("{reason} (transaction aborted)")),
-        Err(e) => CommitError::Fatal(format!("{reason}; then abort failed: {e}")),
-    }
+/// A failure after records were handed to librdkafka. The producer is not used again, not
+/// even to abort: requests of the transaction may still be in flight or retried, and only a
+/// new producer (a new epoch) is sure to fence them. Its initialization aborts the open
+/// transaction, once the broker is reachable again; an abort sent now, while the broker may be
+/// going down, could lose its markers (see `kafka::hanging`). Fatal, so the worker starts over
+/// from the watermark topic.
+fn after_send(reason: String) -> CommitError {
+    CommitError::Fatal(format!("{reason} (transaction left for the next producer to abort)"))
 }
 
 /// Aborts a transaction before anything was sent, so nothing of it can exist anywhere.

@@ -7,6 +7,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
+use super::ends::EndsReader;
 use crate::config::KafkaConfig;
 use crate::engine::WatermarkState;
 use crate::engine::watermark::WatermarkError;
@@ -18,6 +19,10 @@ pub enum LoadError {
     Kafka { topic: String, reason: String },
     #[error("timed out after {0:?} reading the watermark topic to its end")]
     Timeout(Duration),
+    #[error(
+        "partition {partition} of watermark topic {topic} has a transaction that did not end (committed up to offset {committed}, written up to {written})"
+    )]
+    Unsettled { topic: String, partition: i32, committed: i64, written: i64 },
     #[error(transparent)]
     Corrupt(#[from] WatermarkError),
 }
@@ -43,23 +48,32 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         .create_with_context(super::ReadToEnd)
         .map_err(kerr)?;
     let deadline = Instant::now() + timeout;
-    // A topic created a moment ago may not have a leader yet: retry until the deadline.
-    let ranges = loop {
-        match partition_ranges(&consumer, topic) {
-            Ok(r) => break r,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(topic, error = %e, "watermark topic not readable yet; retrying");
-                std::thread::sleep(Duration::from_millis(250));
+    let reader = EndsReader::new(cfg).map_err(kerr)?;
+    let ends = reader.topic_when_led(topic, deadline).map_err(kerr)?;
+    // A `read_committed` reader stops at the first transaction still open. Everything written
+    // before this point must be settled first, or a watermark committed a moment ago (its
+    // markers not yet written) would be missed and its window committed again.
+    for e in ends.iter().filter(|e| e.unsettled()) {
+        let mut committed = e.committed;
+        while committed < e.written {
+            if Instant::now() > deadline {
+                return Err(LoadError::Unsettled {
+                    topic: topic.to_owned(),
+                    partition: e.partition,
+                    committed,
+                    written: e.written,
+                });
             }
-            Err(e) => return Err(kerr(e)),
+            std::thread::sleep(Duration::from_millis(100));
+            committed = reader.partition(topic, e.partition).map_err(kerr)?.committed;
         }
-    };
+    }
     let mut pending: HashSet<i32> = HashSet::new();
     let mut tpl = TopicPartitionList::new();
-    for (p, low, high) in ranges {
-        if high > low {
-            pending.insert(p);
-            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kerr)?;
+    for e in &ends {
+        if e.written > e.low {
+            pending.insert(e.partition);
+            tpl.add_partition_offset(topic, e.partition, Offset::Beginning).map_err(kerr)?;
         }
     }
     let mut states = BTreeMap::new();
@@ -92,22 +106,4 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         }
     }
     Ok(states)
-}
-
-/// Every partition of `topic` with its low and high offsets; fails if any has no leader.
-fn partition_ranges(
-    consumer: &BaseConsumer<super::ReadToEnd>,
-    topic: &str,
-) -> Result<Vec<(i32, i64, i64)>, KafkaError> {
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    partitions
-        .into_iter()
-        .map(|p| consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).map(|(low, high)| (p, low, high)))
-        .collect()
 }

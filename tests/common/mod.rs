@@ -240,7 +240,7 @@ pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
             }
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             Some(Ok(m)) => {
-                let headers = m
+                let headers: BTreeMap<String, String> = m
                     .headers()
                     .map(|h| {
                         h.iter()
@@ -250,6 +250,11 @@ pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
                             .collect()
                     })
                     .unwrap_or_default();
+                // Control records (settling a hanging transaction) carry no data: consumers
+                // skip them, as the README says.
+                if headers.contains_key("tidemark.control") {
+                    continue;
+                }
                 out.push(Consumed {
                     partition: m.partition(),
                     offset: m.offset(),
