@@ -64,7 +64,10 @@ pub async fn run(
     let mut attempt = 0;
     loop {
         match topics::ensure(&config.kafka, &topics).await {
-            Ok(()) => break,
+            Ok(()) => {
+                tracing::debug!("topics ready");
+                break;
+            }
             Err(TopicError::Admin(e)) => {
                 attempt += 1;
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10));
@@ -89,6 +92,7 @@ pub async fn run(
     written.push(config.kafka.watermark_topic.clone());
     for pass in 1.. {
         let Some(sink) = connect(&config, &metrics, pass, &shutdown).await? else { break };
+        tracing::debug!(pass, "producer initialized");
         let mut stored = match resume(&config, &sink, &metrics, &written).await {
             Ok(stored) => stored,
             Err(e) if pass == 1 => return Err(e),
@@ -191,6 +195,7 @@ async fn resume(
         }
         sink.settle(open).await?;
     }
+    tracing::debug!("hanging check done");
     Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
 }
 

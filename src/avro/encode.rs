@@ -36,9 +36,51 @@ pub(crate) enum Plan {
     /// `["null", T]`: JSON null, a missing field, and (for non-strings) empty text or a
     /// vendor zero date are written as null.
     Optional(Box<Plan>),
-    Record(Vec<Field>),
+    Record(RecordPlan),
     Array(Box<Plan>),
     Enum(Vec<String>),
+}
+
+/// A record's fields in schema order, plus the order to find them in a JSON object.
+#[derive(Debug)]
+pub(crate) struct RecordPlan {
+    fields: Vec<Field>,
+    /// Indexes of the fields read from the JSON field of the same name, sorted by that name.
+    /// serde_json objects iterate sorted by key, so one merged walk finds them all: far fewer
+    /// key comparisons than a map lookup per field.
+    by_name: Vec<usize>,
+}
+
+/// Records with at most this many fields are located by the merged walk (on the stack).
+const MERGED_FIELDS: usize = 64;
+
+impl RecordPlan {
+    fn new(fields: Vec<Field>) -> RecordPlan {
+        let mut by_name: Vec<usize> =
+            (0..fields.len()).filter(|&i| matches!(fields[i].from, FieldSource::Same)).collect();
+        by_name.sort_by(|&a, &b| fields[a].name.cmp(&fields[b].name));
+        RecordPlan { fields, by_name }
+    }
+
+    /// Puts each `Same` field's value (if present) at its index in `found`.
+    fn locate<'v>(&self, obj: &'v serde_json::Map<String, Value>, found: &mut [Option<&'v Value>]) {
+        let mut entries = obj.iter();
+        let mut current = entries.next();
+        for &i in &self.by_name {
+            let name = self.fields[i].name.as_str();
+            while let Some((k, v)) = current {
+                match k.as_str().cmp(name) {
+                    std::cmp::Ordering::Less => current = entries.next(),
+                    std::cmp::Ordering::Equal => {
+                        found[i] = Some(v);
+                        current = entries.next();
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+        }
+    }
 }
 
 /// One record field: its name, where its value comes from, and how to write it.
@@ -89,7 +131,7 @@ impl Plan {
                 }
                 _ => return Err(unsupported(path, "only [\"null\", T] unions are supported")),
             },
-            Schema::Record(r) => Plan::Record(
+            Schema::Record(r) => Plan::Record(RecordPlan::new(
                 r.fields
                     .iter()
                     .map(|f| {
@@ -108,7 +150,7 @@ impl Plan {
                         Ok(Field { name: f.name.clone(), from, plan: Plan::compile(&f.schema, &fpath)? })
                     })
                     .collect::<Result<_, SchemaError>>()?,
-            ),
+            )),
             Schema::Array(a) => Plan::Array(Box::new(Plan::compile(&a.items, &format!("{path}[]"))?)),
             Schema::Enum(e) => Plan::Enum(e.symbols.clone()),
             other => {
@@ -234,17 +276,23 @@ impl Plan {
                     inner.encode(v, out, path)
                 }
             }
-            Plan::Record(fields) => {
+            Plan::Record(rec) => {
                 let obj = match v {
                     Value::Object(o) => o,
                     other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
                 };
-                for Field { name, from, plan } in fields {
+                let mut found = [None; MERGED_FIELDS];
+                let merged = rec.fields.len() <= MERGED_FIELDS;
+                if merged {
+                    rec.locate(obj, &mut found);
+                }
+                for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
                     let len = path.len();
                     path.push('.');
                     path.push_str(name);
                     let joined;
                     let value = match from {
+                        FieldSource::Same if merged => found[i],
                         FieldSource::Same => obj.get(name),
                         FieldSource::Join(parts) => {
                             joined = join_parts(obj, parts);
@@ -368,5 +416,53 @@ mod tests {
             write_long(&mut out, n);
             assert_eq!(out, bytes, "{n}");
         }
+    }
+
+    /// Encodes `record` against a record schema of optional string fields named `names`
+    /// (in that order), and what the Avro spec says those bytes must be.
+    fn encoded_and_expected(names: &[String], record: &Value) -> (Vec<u8>, Vec<u8>) {
+        let fields: Vec<String> =
+            names.iter().map(|n| format!(r#"{{"name":"{n}","type":["null","string"],"default":null}}"#)).collect();
+        let schema =
+            Schema::parse_str(&format!(r#"{{"type":"record","name":"r","fields":[{}]}}"#, fields.join(","))).unwrap();
+        let plan = Plan::compile(&schema, "r").unwrap();
+        let mut out = Vec::new();
+        plan.encode(record, &mut out, &mut String::new()).unwrap();
+        let mut expected = Vec::new();
+        for n in names {
+            match record.get(n).and_then(Value::as_str) {
+                Some(text) => {
+                    write_long(&mut expected, 1);
+                    write_bytes(&mut expected, text.as_bytes());
+                }
+                None => write_long(&mut expected, 0),
+            }
+        }
+        (out, expected)
+    }
+
+    #[test]
+    fn json_objects_iterate_sorted_by_key_as_the_merged_walk_needs() {
+        // serde_json's `preserve_order` feature would break this (and the walk).
+        let v: Value = serde_json::from_str(r#"{"b":1,"a":2,"c":3,"aa":4}"#).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["a", "aa", "b", "c"]);
+    }
+
+    #[test]
+    fn fields_are_found_whatever_the_schema_order_and_with_gaps() {
+        let names: Vec<String> = ["zeta", "alpha", "mid", "absent", "al", "zz"].iter().map(|s| s.to_string()).collect();
+        let record = serde_json::json!({"alpha": "a", "al": "b", "extra": "x", "mid": "m", "zeta": "z", "a": "y"});
+        let (out, expected) = encoded_and_expected(&names, &record);
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn records_wider_than_the_merged_walk_encode_the_same_way() {
+        let names: Vec<String> = (0..MERGED_FIELDS + 6).rev().map(|i| format!("f{i:03}")).collect();
+        let record =
+            Value::Object(names.iter().step_by(2).map(|n| (n.clone(), Value::String(n.to_uppercase()))).collect());
+        let (out, expected) = encoded_and_expected(&names, &record);
+        assert_eq!(out, expected);
     }
 }

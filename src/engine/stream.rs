@@ -265,15 +265,19 @@ impl StreamWorker {
         let started = Instant::now();
         let (records, pages) = self.fetch_all(Some(window), shutdown).await?;
         let label = window.to_string();
-        let mut batch = Batch::default();
-        let mut emitted = Vec::with_capacity(records.len());
+        let mut batch = Batch { out: Vec::with_capacity(records.len() + 1), ..Batch::default() };
+        let hashed = self.needs_hashes();
+        let mut emitted = Vec::with_capacity(if hashed { records.len() } else { 0 });
         for (key, hash, rec) in self.keyed(&records) {
-            if state.is_unchanged(&key.dedup, hash) {
-                batch.unchanged += 1;
-                continue;
+            // Without hashes nothing can have been seen before (and nothing is remembered).
+            if hashed {
+                if state.is_unchanged(&key.dedup, hash) {
+                    batch.unchanged += 1;
+                    continue;
+                }
+                emitted.push((key.dedup.clone(), hash));
             }
-            self.add_record(&mut batch, &key, rec, &label);
-            emitted.push((key.dedup, hash));
+            self.add_record(&mut batch, key, rec, &label);
         }
         let next = state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
         Ok(Prepared { window: *window, batch, next, pages, started })
@@ -318,12 +322,13 @@ impl StreamWorker {
         let mut batch = Batch::default();
         let mut current = Vec::with_capacity(records.len());
         for (key, hash, rec) in self.keyed(&records) {
-            if !self.state.is_unchanged(&key.dedup, hash) {
-                self.add_record(&mut batch, &key, rec, "snapshot");
-            } else {
+            if self.state.is_unchanged(&key.dedup, hash) {
                 batch.unchanged += 1;
+                current.push((key.dedup, hash));
+            } else {
+                current.push((key.dedup.clone(), hash));
+                self.add_record(&mut batch, key, rec, "snapshot");
             }
-            current.push((key.dedup, hash));
         }
         let (next, removed) = self.state.replace_snapshot(taken_at, current);
         for key in removed.into_iter().filter(|k| !k.starts_with(NO_KEY)) {
@@ -351,56 +356,59 @@ impl StreamWorker {
     }
 
     /// Each record with its key and content hash.
-    fn keyed<'r>(&self, records: &'r [Value]) -> Vec<(RecordKey, u64, &'r Value)> {
+    /// Each record with its key and content hash. Hashes and dedup keys only matter for
+    /// records that can be read again; otherwise they are left empty.
+    fn keyed<'r>(&self, records: &'r [Value]) -> impl Iterator<Item = (RecordKey, u64, &'r Value)> + use<'r> {
         let field = self.source.spec().key_field;
-        records
-            .iter()
-            .map(|r| {
-                // Hashes only matter for records that can be read again.
-                let hash = if self.needs_hashes() { content_hash(r) } else { 0 };
-                let business = record_key(r, field);
-                // Keyless records are remembered by content, so an unchanged re-read is not
-                // dead-lettered twice.
-                let dedup = business.clone().unwrap_or_else(|| format!("{NO_KEY}{hash:016x}"));
-                (RecordKey { business, dedup }, hash, r)
-            })
-            .collect()
+        let hashed = self.needs_hashes();
+        records.iter().map(move |r| {
+            let hash = if hashed { content_hash(r) } else { 0 };
+            let business = record_key(r, field);
+            // Keyless records are remembered by content, so an unchanged re-read is not
+            // dead-lettered twice.
+            let dedup = match (&business, hashed) {
+                (_, false) => String::new(),
+                (Some(b), true) => b.clone(),
+                (None, true) => format!("{NO_KEY}{hash:016x}"),
+            };
+            (RecordKey { business, dedup }, hash, r)
+        })
     }
 
     /// Encodes a record into the batch, or dead-letters it with the reason.
-    fn add_record(&self, batch: &mut Batch, key: &RecordKey, rec: &Value, window: &str) {
+    fn add_record(&self, batch: &mut Batch, key: RecordKey, rec: &Value, window: &str) {
         let field = self.source.spec().key_field;
-        let result = match &key.business {
-            None => Err(format!("record has no usable `{field}` (its business id)")),
+        let result = match key.business {
+            None => Err((None, format!("record has no usable `{field}` (its business id)"))),
             Some(k) => {
                 let mut value = Vec::with_capacity(256);
-                self.codec
-                    .encode(rec, &mut value)
-                    .map(|()| OutRecord {
+                match self.codec.encode(rec, &mut value) {
+                    Ok(()) => Ok(OutRecord {
                         topic: self.topic.clone(),
-                        key: k.as_bytes().to_vec(),
+                        key: k.into_bytes(),
                         value: Some(value),
                         headers: self.headers(),
-                    })
-                    .map_err(|e| format!("does not fit schema {}: {e}", self.codec.full_name()))
+                    }),
+                    Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.codec.full_name()))),
+                }
             }
         };
         match result {
             Ok(r) => batch.out.push(r),
-            Err(error) => {
-                warn!(stream = %self.id, window, key = key.business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
+            Err((business, error)) => {
+                warn!(stream = %self.id, window, key = business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
                 let letter = serde_json::json!({
                     "stream": self.id.as_str(),
                     "kind": self.source.spec().kind,
                     "window": window,
-                    "key": key.business,
+                    "key": business,
                     "error": error,
                     "record": rec,
                 });
                 batch.dead_letters += 1;
                 batch.out.push(OutRecord {
                     topic: self.dead_letter_topic.clone(),
-                    key: key.business.as_deref().unwrap_or(self.id.as_str()).as_bytes().to_vec(),
+                    key: business.unwrap_or_else(|| self.id.as_str().to_owned()).into_bytes(),
                     value: Some(letter.to_string().into_bytes()),
                     // Only the stream header: a dead letter is JSON, not the schema.
                     headers: self.headers[..1].to_vec(),

@@ -72,7 +72,7 @@ impl EndsReader {
                 Ok(r) => return Ok(r),
                 Err(e) if Instant::now() < deadline => {
                     tracing::debug!(topic, error = %e, "topic not readable yet; retrying");
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(Duration::from_millis(50));
                 }
                 Err(e) => return Err(e),
             }

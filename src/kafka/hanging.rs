@@ -31,14 +31,18 @@ pub async fn find(cfg: &KafkaConfig, topics: Vec<String>) -> Result<Vec<(String,
         let reader = EndsReader::new(&cfg)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut open = Vec::new();
-        for topic in topics {
-            for ends in reader.topic_when_led(&topic, deadline)? {
-                if ends.unsettled() {
-                    open.push((topic.clone(), ends.partition));
+        let mut failed = None;
+        'topics: for topic in topics {
+            match reader.topic_when_led(&topic, deadline) {
+                Ok(ends) => open.extend(ends.iter().filter(|e| e.unsettled()).map(|e| (topic.clone(), e.partition))),
+                Err(e) => {
+                    failed = Some(e);
+                    break 'topics;
                 }
             }
         }
-        Ok(open)
+        super::close_in_background(reader);
+        failed.map_or(Ok(open), Err)
     })
     .await
     .unwrap_or(Err(KafkaError::Canceled))

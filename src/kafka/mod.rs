@@ -32,6 +32,12 @@ impl rdkafka::ClientContext for ReadToEnd {
 
 impl rdkafka::consumer::ConsumerContext for ReadToEnd {}
 
+/// Drops Kafka clients on a thread of their own: closing one waits for its broker threads
+/// (about a fifth of a second), which nobody needs to wait for.
+pub fn close_in_background<T: Send + 'static>(clients: T) {
+    std::thread::spawn(move || drop(clients));
+}
+
 /// The librdkafka settings every client shares: bootstrap plus the configured passthrough
 /// properties (TLS, SASL, tuning).
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {

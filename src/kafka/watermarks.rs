@@ -47,8 +47,20 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         .set("enable.partition.eof", "true")
         .create_with_context(super::ReadToEnd)
         .map_err(kerr)?;
-    let deadline = Instant::now() + timeout;
     let reader = EndsReader::new(cfg).map_err(kerr)?;
+    let result = read_states(&consumer, &reader, topic, timeout);
+    super::close_in_background((consumer, reader));
+    result
+}
+
+fn read_states(
+    consumer: &BaseConsumer<super::ReadToEnd>,
+    reader: &EndsReader,
+    topic: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
+    let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
+    let deadline = Instant::now() + timeout;
     let ends = reader.topic_when_led(topic, deadline).map_err(kerr)?;
     // A `read_committed` reader stops at the first transaction still open. Everything written
     // before this point must be settled first, or a watermark committed a moment ago (its
