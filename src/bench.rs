@@ -159,7 +159,9 @@ fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
 }
 
 /// All records of one window, read page by page through the same page-set check as the worker.
-async fn fetch_window(plan: &StreamPlan, w: &Window) -> Result<Vec<serde_json::Value>, BenchError> {
+/// `keep: false` drops each page's records once checked (as the worker does once it has
+/// encoded them) and returns none.
+async fn fetch_window(plan: &StreamPlan, w: &Window, keep: bool) -> Result<(u64, Vec<serde_json::Value>), BenchError> {
     let spec = plan.source.spec();
     let mut set = PageSet::new(spec.key_field, spec.total_on_every_page);
     for page_index in 0.. {
@@ -171,11 +173,15 @@ async fn fetch_window(plan: &StreamPlan, w: &Window) -> Result<Vec<serde_json::V
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
-        if set.add(page).map_err(err)? == Progress::Complete {
+        let progress = set.add(page).map_err(err)?;
+        if !keep {
+            drop(set.take_new());
+        }
+        if progress == Progress::Complete {
             break;
         }
     }
-    Ok(set.into_records())
+    Ok((set.count(), set.into_records()))
 }
 
 async fn fetch_only(plans: &[StreamPlan], now: chrono::DateTime<Utc>) -> Result<(u64, Duration), BenchError> {
@@ -183,7 +189,7 @@ async fn fetch_only(plans: &[StreamPlan], now: chrono::DateTime<Utc>) -> Result<
     let counts = join_all(plans.iter().map(|p| async move {
         let mut n = 0u64;
         for w in windows(p, now) {
-            n += fetch_window(p, &w).await?.len() as u64;
+            n += fetch_window(p, &w, false).await?.0;
         }
         Ok::<u64, BenchError>(n)
     }))
@@ -221,7 +227,7 @@ async fn produce_only(
             (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
         ];
         for w in windows(p, now) {
-            let records = fetch_window(p, &w).await?;
+            let (_, records) = fetch_window(p, &w, true).await?;
             let mut out = Vec::with_capacity(records.len() + 1);
             for r in &records {
                 let mut value = Vec::with_capacity(512);

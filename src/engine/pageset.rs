@@ -36,6 +36,9 @@ pub struct PageSet {
     paged: bool,
     expected: Option<u64>,
     pages: u32,
+    /// Records accepted so far, including those already taken.
+    count: u64,
+    /// Records accepted and not yet taken.
     records: Vec<Value>,
     keys: HashSet<String>,
 }
@@ -48,6 +51,7 @@ impl PageSet {
             paged: true,
             expected: None,
             pages: 0,
+            count: 0,
             records: Vec::new(),
             keys: HashSet::new(),
         }
@@ -70,7 +74,7 @@ impl PageSet {
         if !self.paged {
             let total = page.total;
             self.push_all(page.records)?;
-            let got = self.records.len() as u64;
+            let got = self.count;
             return match total {
                 Some(expected) if expected != got => Err(PageSetError::ShortRead { expected, got }),
                 _ => Ok(Progress::Complete),
@@ -87,12 +91,12 @@ impl PageSet {
             }
             (Some(first), _) => first,
         };
-        let got_before = self.records.len() as u64;
+        let got_before = self.count;
         if page.records.is_empty() && got_before < expected {
             return Err(PageSetError::ShortRead { expected, got: got_before });
         }
         self.push_all(page.records)?;
-        let got = self.records.len() as u64;
+        let got = self.count;
         if got > expected {
             return Err(PageSetError::Overflow { expected, got });
         }
@@ -109,11 +113,23 @@ impl PageSet {
                 return Err(PageSetError::DuplicateKey { key });
             }
             self.records.push(rec);
+            self.count += 1;
         }
         Ok(())
     }
 
-    /// The window's records, in the vendor's order.
+    /// How many records were accepted so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The records accepted since the last call, in the vendor's order, so they can be
+    /// processed while later pages are fetched. The set still checks the window as a whole.
+    pub fn take_new(&mut self) -> Vec<Value> {
+        std::mem::take(&mut self.records)
+    }
+
+    /// The window's records not taken yet (all of them if none were), in the vendor's order.
     pub fn into_records(self) -> Vec<Value> {
         self.records
     }
@@ -144,6 +160,23 @@ mod tests {
         assert_eq!(s.add(page(&["c"], None)), Ok(Progress::Complete));
         assert_eq!(s.pages(), 2);
         assert_eq!(s.into_records().len(), 3);
+    }
+
+    #[test]
+    fn taking_records_page_by_page_keeps_judging_the_whole_window() {
+        let mut s = PageSet::new("id", false);
+        assert_eq!(s.add(page(&["a", "b"], Some(4))), Ok(Progress::More));
+        let first: Vec<String> = s.take_new().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(first, ["a", "b"]);
+        assert!(s.take_new().is_empty(), "taken once");
+        // A record already taken still counts for duplicates and for the total.
+        assert_eq!(s.add(page(&["b"], None)), Err(PageSetError::DuplicateKey { key: "b".into() }));
+        let mut s = PageSet::new("id", false);
+        s.add(page(&["a", "b"], Some(4))).unwrap();
+        s.take_new();
+        assert_eq!(s.add(page(&["c"], None)), Ok(Progress::More));
+        assert_eq!(s.add(page(&["d"], None)), Ok(Progress::Complete));
+        assert_eq!((s.count(), s.into_records().len()), (4, 2), "four accepted, two not taken");
     }
 
     #[test]

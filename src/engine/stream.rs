@@ -100,6 +100,14 @@ struct Batch {
     dead_letters: u64,
 }
 
+/// What `fetch_all` hands its consumer.
+enum Records {
+    /// The page set did not add up and is read again: forget what was handed over so far.
+    Restart,
+    /// The records of the latest page(s), in the vendor's order.
+    New(Vec<Value>),
+}
+
 /// A record's business id (if it has one) and the key its content hash is remembered by.
 struct RecordKey {
     business: Option<String>,
@@ -263,22 +271,31 @@ impl StreamWorker {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Prepared, StepError> {
         let started = Instant::now();
-        let (records, pages) = self.fetch_all(Some(window), shutdown).await?;
         let label = window.to_string();
-        let mut batch = Batch { out: Vec::with_capacity(records.len() + 1), ..Batch::default() };
         let hashed = self.needs_hashes();
-        let mut emitted = Vec::with_capacity(if hashed { records.len() } else { 0 });
-        for (key, hash, rec) in self.keyed(&records) {
-            // Without hashes nothing can have been seen before (and nothing is remembered).
-            if hashed {
-                if state.is_unchanged(&key.dedup, hash) {
-                    batch.unchanged += 1;
-                    continue;
+        let mut batch = Batch::default();
+        let mut emitted = Vec::new();
+        let pages = self
+            .fetch_all(Some(window), shutdown, &mut |records| match records {
+                Records::Restart => {
+                    batch = Batch::default();
+                    emitted.clear();
                 }
-                emitted.push((key.dedup.clone(), hash));
-            }
-            self.add_record(&mut batch, key, rec, &label);
-        }
+                Records::New(records) => {
+                    for (key, hash, rec) in self.keyed(&records) {
+                        // Without hashes nothing can have been seen before (nor is remembered).
+                        if hashed {
+                            if state.is_unchanged(&key.dedup, hash) {
+                                batch.unchanged += 1;
+                                continue;
+                            }
+                            emitted.push((key.dedup.clone(), hash));
+                        }
+                        self.add_record(&mut batch, key, rec, &label);
+                    }
+                }
+            })
+            .await?;
         let next = state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
         Ok(Prepared { window: *window, batch, next, pages, started })
     }
@@ -318,18 +335,27 @@ impl StreamWorker {
     async fn process_snapshot(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<Committed, StepError> {
         let started = Instant::now();
         let taken_at = crate::time::truncate_to_second(Utc::now());
-        let (records, pages) = self.fetch_all(None, shutdown).await?;
         let mut batch = Batch::default();
-        let mut current = Vec::with_capacity(records.len());
-        for (key, hash, rec) in self.keyed(&records) {
-            if self.state.is_unchanged(&key.dedup, hash) {
-                batch.unchanged += 1;
-                current.push((key.dedup, hash));
-            } else {
-                current.push((key.dedup.clone(), hash));
-                self.add_record(&mut batch, key, rec, "snapshot");
-            }
-        }
+        let mut current = Vec::new();
+        let pages = self
+            .fetch_all(None, shutdown, &mut |records| match records {
+                Records::Restart => {
+                    batch = Batch::default();
+                    current.clear();
+                }
+                Records::New(records) => {
+                    for (key, hash, rec) in self.keyed(&records) {
+                        if self.state.is_unchanged(&key.dedup, hash) {
+                            batch.unchanged += 1;
+                            current.push((key.dedup, hash));
+                        } else {
+                            current.push((key.dedup.clone(), hash));
+                            self.add_record(&mut batch, key, rec, "snapshot");
+                        }
+                    }
+                }
+            })
+            .await?;
         let (next, removed) = self.state.replace_snapshot(taken_at, current);
         for key in removed.into_iter().filter(|k| !k.starts_with(NO_KEY)) {
             batch.tombstones += 1;
@@ -456,28 +482,34 @@ impl StreamWorker {
         Ok(Committed { written, unchanged, tombstones, dead_letters })
     }
 
-    /// Reads every page of a window (or of the whole set) until the page set is consistent.
+    /// Reads every page of a window (or of the whole set) until the page set is consistent,
+    /// handing each page's records to `consume` while the next page is being fetched. Returns
+    /// the number of pages. If the set has to be read again, `consume` first gets `Restart`.
     async fn fetch_all(
         &self,
         window: Option<&Window>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(Vec<Value>, u32), StepError> {
+        consume: &mut (dyn FnMut(Records) + Send),
+    ) -> Result<u32, StepError> {
         let spec = self.source.spec();
         let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
+            if attempt > 1 {
+                consume(Records::Restart);
+            }
             let mut set = if spec.paged {
                 PageSet::new(spec.key_field, spec.total_on_every_page)
             } else {
                 PageSet::unpaged(spec.key_field)
             };
             let mut page_index = 0u32;
+            let mut page = self.fetch_page(window, &label, page_index, shutdown).await?;
             let problem = loop {
-                let page = self.fetch_page(window, &label, page_index, shutdown).await?;
                 match set.add(page) {
                     Ok(Progress::Complete) => {
-                        let pages = set.pages();
-                        return Ok((set.into_records(), pages));
+                        consume(Records::New(set.take_new()));
+                        return Ok(set.pages());
                     }
                     Ok(Progress::More) => page_index += 1,
                     Err(e @ PageSetError::MissingTotal) => {
@@ -488,6 +520,13 @@ impl StreamWorker {
                 if page_index >= MAX_PAGES {
                     return Err(StepError::Stop(format!("more than {MAX_PAGES} pages")));
                 }
+                // Ask for the next page first, then encode this one while the vendor answers:
+                // the request is on its way before the encoding starts.
+                let new = set.take_new();
+                let (next, ()) = tokio::join!(self.fetch_page(window, &label, page_index, shutdown), async {
+                    consume(Records::New(new))
+                });
+                page = next?;
             };
             self.metrics.pageset_refetches.with_label_values(&[self.id.as_str()]).inc();
             warn!(stream = %self.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
