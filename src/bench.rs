@@ -35,6 +35,8 @@ pub struct BenchOptions {
     pub records: usize,
     pub shapes: Vec<String>,
     pub streams: usize,
+    /// Runs of fetch-only and of end to end; the best of each counts.
+    pub repeat: u32,
     pub idle_streams: usize,
     pub idle_seconds: u64,
     pub bootstrap: String,
@@ -297,13 +299,33 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let plans = pipeline::plan(&config).map_err(err)?;
     let now = Utc::now();
 
-    eprintln!("[{kind}] fetch-only ceiling…");
-    let (fetched, fetch_time) = fetch_only(&plans, now).await?;
-    eprintln!("[{kind}] produce-only ceiling…");
+    let mut fetch = (0u64, Duration::MAX);
+    let mut e2e: Option<(Duration, f64, f64)> = None;
+    let mut topics = vec![format!("bench-{run}.produce"), format!("bench-{run}.wm")];
+    for attempt in 1..=opts.repeat {
+        eprintln!("[{kind}] fetch-only ceiling ({attempt}/{})…", opts.repeat);
+        let (fetched, took) = fetch_only(&plans, now).await?;
+        if took < fetch.1 {
+            fetch = (fetched, took);
+        }
+        if attempt == 1 {
+            eprintln!("[{kind}] produce-only ceiling…");
+        }
+        eprintln!("[{kind}] end to end, the worker binary ({attempt}/{})…", opts.repeat);
+        let e2e_run = format!("{run}-e2e{attempt}");
+        topics.extend(["data", "wm", "dlq"].map(|t| format!("bench-{e2e_run}.{t}")));
+        let measured = end_to_end(&dir, &worker_toml(opts, kind, &sim.base, &e2e_run, &groups, ""))?;
+        if e2e.is_none_or(|best| measured.0 < best.0) {
+            e2e = Some(measured);
+        }
+    }
     let (produced, produce_time) = produce_only(&config, &plans, now, &run).await?;
-    eprintln!("[{kind}] end to end (the worker binary)…");
-    let (e2e_time, cpu, rss) =
-        end_to_end(&dir, &worker_toml(opts, kind, &sim.base, &format!("{run}-e2e"), &groups, ""))?;
+    // The runs' topics are dropped so repeated benches do not load the broker with old data.
+    if let Err(e) = delete_topics(&config.kafka, &topics).await {
+        eprintln!("[{kind}] could not delete the bench topics: {e}");
+    }
+    let (fetched, fetch_time) = fetch;
+    let (e2e_time, cpu, rss) = e2e.expect("at least one run");
     let rps = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     Ok(ShapeResult {
         kind: kind.to_owned(),
@@ -314,6 +336,15 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         cpu_seconds_per_million: cpu / (fetched as f64 / 1e6),
         peak_rss_mib: rss,
     })
+}
+
+async fn delete_topics(kafka: &crate::config::KafkaConfig, topics: &[String]) -> Result<(), BenchError> {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+        crate::kafka::client_config(kafka).create().map_err(err)?;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    admin.delete_topics(&names, &AdminOptions::new()).await.map_err(err)?;
+    Ok(())
 }
 
 /// Many streams with nothing new: the worker's memory and CPU per minute once all are caught up.

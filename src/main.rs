@@ -14,6 +14,11 @@ use tidemark::engine::stream::fmt_wm;
 use tidemark::metrics::Metrics;
 use tidemark::run::{RunOptions, run};
 
+// Parsed vendor JSON is millions of small strings and maps: glibc's allocator took close to a
+// third of the worker's CPU in a backfill (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "tidemark",
@@ -73,6 +78,10 @@ enum Command {
         /// Streams per shape (the data is split between them).
         #[arg(long, default_value_t = 2)]
         streams: usize,
+        /// Runs of the fetch-only ceiling and of the end-to-end worker per shape; the best of
+        /// each counts (two cores shared with the broker and simulator make single runs noisy).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
         /// Streams in the idle-scale run (0 skips it).
         #[arg(long, default_value_t = 500)]
         idle_streams: usize,
@@ -233,12 +242,13 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             println!("{} stream(s) valid", plans.len());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { kafka, records, shapes, streams, idle_streams, idle_seconds, work_dir } => {
+        Command::Bench { kafka, records, shapes, streams, repeat, idle_streams, idle_seconds, work_dir } => {
             use tidemark::bench;
             let opts = bench::BenchOptions {
                 records,
                 shapes,
                 streams,
+                repeat,
                 idle_streams,
                 idle_seconds,
                 bootstrap: kafka,

@@ -190,7 +190,10 @@ async fn resume(
     let open = hanging::find(&config.kafka, topics.to_vec()).await.map_err(RunError::Hanging)?;
     if !open.is_empty() {
         for (topic, partition) in &open {
-            warn!(topic = %topic, partition, "a transaction in this partition never ended; settling it as committed");
+            warn!(
+                topic = %topic, partition, grace = ?hanging::GRACE,
+                "a transaction in this partition did not end (its records stay invisible to read_committed readers); settling it as committed"
+            );
             metrics.hanging_transactions.with_label_values(&[topic]).inc();
         }
         sink.settle(open).await?;

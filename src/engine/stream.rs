@@ -520,10 +520,12 @@ impl StreamWorker {
                 if page_index >= MAX_PAGES {
                     return Err(StepError::Stop(format!("more than {MAX_PAGES} pages")));
                 }
-                // Ask for the next page first, then encode this one while the vendor answers:
-                // the request is on its way before the encoding starts.
+                // Ask for the next page first, then encode this one while the vendor answers.
+                // The yield lets the HTTP connection task (woken onto this thread) write the
+                // request before the encoding starts.
                 let new = set.take_new();
                 let (next, ()) = tokio::join!(self.fetch_page(window, &label, page_index, shutdown), async {
+                    tokio::task::yield_now().await;
                     consume(Records::New(new))
                 });
                 page = next?;

@@ -22,28 +22,43 @@ use rdkafka::error::KafkaError;
 use super::ends::EndsReader;
 use crate::config::KafkaConfig;
 
-/// Every partition of `topics` with a transaction still open. Call it after the transactional
-/// producer is initialized: no transaction of this worker is legitimately open then, so what is
-/// open is hanging or another producer's (which the settle record does not touch).
+/// How long a partition's committed end must stay behind what was written before it counts
+/// as hanging: another producer's transaction (a shared dead-letter topic) ends well within it.
+pub const GRACE: Duration = Duration::from_secs(2);
+
+/// Every partition of `topics` whose committed end stayed behind its written end for
+/// [`GRACE`]. Call it after the transactional producer is initialized: no transaction of this
+/// worker is legitimately open then, so what stays open is hanging (or another producer's very
+/// long transaction, which the settle record does not touch).
 pub async fn find(cfg: &KafkaConfig, topics: Vec<String>) -> Result<Vec<(String, i32)>, KafkaError> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let reader = EndsReader::new(&cfg)?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut open = Vec::new();
-        let mut failed = None;
-        'topics: for topic in topics {
-            match reader.topic_when_led(&topic, deadline) {
-                Ok(ends) => open.extend(ends.iter().filter(|e| e.unsettled()).map(|e| (topic.clone(), e.partition))),
-                Err(e) => {
-                    failed = Some(e);
-                    break 'topics;
-                }
-            }
-        }
+        let result = stuck_partitions(&reader, topics);
         super::close_in_background(reader);
-        failed.map_or(Ok(open), Err)
+        result
     })
     .await
     .unwrap_or(Err(KafkaError::Canceled))
+}
+
+fn stuck_partitions(reader: &EndsReader, topics: Vec<String>) -> Result<Vec<(String, i32)>, KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut open = Vec::new();
+    for topic in topics {
+        for e in reader.topic_when_led(&topic, deadline)?.into_iter().filter(|e| e.unsettled()) {
+            open.push((topic.clone(), e));
+        }
+    }
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::thread::sleep(GRACE);
+    let mut stuck = Vec::new();
+    for (topic, before) in open {
+        if reader.partition(&topic, before.partition)?.committed < before.written {
+            stuck.push((topic, before.partition));
+        }
+    }
+    Ok(stuck)
 }

@@ -63,7 +63,10 @@ impl TxnSink {
             .set("transaction.timeout.ms", cfg.transaction_timeout.as_millis().to_string())
             // Java's default partitioner, so keys land where Kafka Streams and Connect expect.
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
+            // A window's records fill whole batches (fewer, larger produce requests: the
+            // broker's cost is mostly per request); `drain` sends what lingers at once when the
+            // window is complete, so this never delays a commit.
+            .set("linger.ms", "100")
             // Failures only: successful deliveries then need no polling to leave the queue, so
             // `drain` can wait on librdkafka's condition variable instead of polling.
             .set("delivery.report.only.error", "true")
