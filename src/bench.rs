@@ -308,9 +308,6 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         if took < fetch.1 {
             fetch = (fetched, took);
         }
-        if attempt == 1 {
-            eprintln!("[{kind}] produce-only ceiling…");
-        }
         eprintln!("[{kind}] end to end, the worker binary ({attempt}/{})…", opts.repeat);
         let e2e_run = format!("{run}-e2e{attempt}");
         topics.extend(["data", "wm", "dlq"].map(|t| format!("bench-{e2e_run}.{t}")));
@@ -319,6 +316,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
             e2e = Some(measured);
         }
     }
+    eprintln!("[{kind}] produce-only ceiling…");
     let (produced, produce_time) = produce_only(&config, &plans, now, &run).await?;
     // The runs' topics are dropped so repeated benches do not load the broker with old data.
     if let Err(e) = delete_topics(&config.kafka, &topics).await {
