@@ -55,16 +55,25 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             Err((topic, code)) => return Err(TopicError::Create { topic, reason: code.to_string() }),
         }
     }
-    let described = admin
-        .describe_configs([&ResourceSpecifier::Topic(&cfg.watermark_topic)], &opts)
-        .await
-        .map_err(|e| TopicError::Admin(e.to_string()))?;
-    for res in described {
-        let res = res.map_err(|e| TopicError::Admin(e.to_string()))?;
-        let policy = res.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
-        if !policy.contains("compact") {
-            return Err(TopicError::NotCompacted { topic: cfg.watermark_topic.clone(), policy });
+    // A topic created a moment ago may not report its configs yet (an empty policy): ask
+    // again briefly before judging.
+    let mut policy = String::new();
+    for _ in 0..50 {
+        let described = admin
+            .describe_configs([&ResourceSpecifier::Topic(&cfg.watermark_topic)], &opts)
+            .await
+            .map_err(|e| TopicError::Admin(e.to_string()))?;
+        for res in described {
+            let res = res.map_err(|e| TopicError::Admin(e.to_string()))?;
+            policy = res.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
         }
+        if !policy.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !policy.contains("compact") {
+        return Err(TopicError::NotCompacted { topic: cfg.watermark_topic.clone(), policy });
     }
     Ok(())
 }
