@@ -72,10 +72,8 @@ pub async fn run(
                 attempt += 1;
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10));
                 warn!(bootstrap = %config.kafka.bootstrap, error = %e, retry_in = ?wait, "kafka not reachable yet; waiting");
-                let mut rx = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = rx.changed() => return Ok(Vec::new()),
+                if pause(wait, &shutdown).await {
+                    return Ok(Vec::new());
                 }
             }
             Err(e) => return Err(e.into()),
@@ -100,11 +98,7 @@ pub async fn run(
                 // The broker went away again: start the pass over with a new producer.
                 warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
                 retire(sink).await;
-                let mut rx = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = rx.changed() => {}
-                }
+                pause(Duration::from_secs(1), &shutdown).await;
                 continue;
             }
         };
@@ -202,6 +196,15 @@ async fn resume(
     Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
 }
 
+/// Sleeps `d`, cut short by a change of the shutdown signal; true if it was cut short.
+async fn pause(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
+    let mut rx = shutdown.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = rx.changed() => true,
+    }
+}
+
 /// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
 async fn retire(sink: TxnSink) {
     let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
@@ -259,11 +262,7 @@ async fn connect(
                 attempt += 1;
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot initialize the kafka producer; retrying");
-                let mut rx = shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = rx.changed() => {}
-                }
+                pause(wait, shutdown).await;
             }
         }
     }

@@ -289,9 +289,9 @@ impl StreamWorker {
                                 batch.unchanged += 1;
                                 continue;
                             }
-                            emitted.push((key.dedup.clone(), hash));
+                            emitted.push((key.dedup, hash));
                         }
-                        self.add_record(&mut batch, key, rec, &label);
+                        self.add_record(&mut batch, key.business, rec, &label);
                     }
                 }
             })
@@ -347,11 +347,10 @@ impl StreamWorker {
                     for (key, hash, rec) in self.keyed(&records) {
                         if self.state.is_unchanged(&key.dedup, hash) {
                             batch.unchanged += 1;
-                            current.push((key.dedup, hash));
                         } else {
-                            current.push((key.dedup.clone(), hash));
-                            self.add_record(&mut batch, key, rec, "snapshot");
+                            self.add_record(&mut batch, key.business, rec, "snapshot");
                         }
+                        current.push((key.dedup, hash));
                     }
                 }
             })
@@ -381,7 +380,6 @@ impl StreamWorker {
         self.source.spec().mode == Mode::Snapshot || !self.lookback.is_zero()
     }
 
-    /// Each record with its key and content hash.
     /// Each record with its key and content hash. Hashes and dedup keys only matter for
     /// records that can be read again; otherwise they are left empty.
     fn keyed<'r>(&self, records: &'r [Value]) -> impl Iterator<Item = (RecordKey, u64, &'r Value)> + use<'r> {
@@ -401,10 +399,11 @@ impl StreamWorker {
         })
     }
 
-    /// Encodes a record into the batch, or dead-letters it with the reason.
-    fn add_record(&self, batch: &mut Batch, key: RecordKey, rec: &Value, window: &str) {
+    /// Encodes a record, keyed by its business id, into the batch, or dead-letters it with
+    /// the reason.
+    fn add_record(&self, batch: &mut Batch, business: Option<String>, rec: &Value, window: &str) {
         let field = self.source.spec().key_field;
-        let result = match key.business {
+        let result = match business {
             None => Err((None, format!("record has no usable `{field}` (its business id)"))),
             Some(k) => {
                 let mut value = Vec::with_capacity(256);

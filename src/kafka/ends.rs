@@ -79,6 +79,19 @@ impl EndsReader {
         }
     }
 
+    /// Asks until the committed end of `ends.partition` reaches `ends.written` (every
+    /// transaction that had written there by then has ended) or `until` passes, at least once.
+    /// Returns the last committed end seen.
+    pub fn committed_reaching(&self, topic: &str, ends: &PartitionEnds, until: Instant) -> Result<i64, KafkaError> {
+        loop {
+            let committed = self.partition(topic, ends.partition)?.committed;
+            if committed >= ends.written || Instant::now() >= until {
+                return Ok(committed);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn partition(&self, topic: &str, partition: i32) -> Result<PartitionEnds, KafkaError> {
         let (low, written) = self.written.fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;
         let (_, committed) = self.committed.fetch_watermarks(topic, partition, QUERY_TIMEOUT)?;

@@ -53,10 +53,10 @@ fn stuck_partitions(reader: &EndsReader, topics: Vec<String>) -> Result<Vec<(Str
     if open.is_empty() {
         return Ok(Vec::new());
     }
-    std::thread::sleep(GRACE);
+    let until = Instant::now() + GRACE;
     let mut stuck = Vec::new();
     for (topic, before) in open {
-        if reader.partition(&topic, before.partition)?.committed < before.written {
+        if reader.committed_reaching(&topic, &before, until)? < before.written {
             stuck.push((topic, before.partition));
         }
     }

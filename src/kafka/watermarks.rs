@@ -66,18 +66,14 @@ fn read_states(
     // before this point must be settled first, or a watermark committed a moment ago (its
     // markers not yet written) would be missed and its window committed again.
     for e in ends.iter().filter(|e| e.unsettled()) {
-        let mut committed = e.committed;
-        while committed < e.written {
-            if Instant::now() > deadline {
-                return Err(LoadError::Unsettled {
-                    topic: topic.to_owned(),
-                    partition: e.partition,
-                    committed,
-                    written: e.written,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-            committed = reader.partition(topic, e.partition).map_err(kerr)?.committed;
+        let committed = reader.committed_reaching(topic, e, deadline).map_err(kerr)?;
+        if committed < e.written {
+            return Err(LoadError::Unsettled {
+                topic: topic.to_owned(),
+                partition: e.partition,
+                committed,
+                written: e.written,
+            });
         }
     }
     let mut pending: HashSet<i32> = HashSet::new();
