@@ -99,18 +99,33 @@ impl Drop for Sim {
     }
 }
 
-fn start_simulator(dir: &Path, toml: &str) -> Result<Sim, BenchError> {
-    let cfg = dir.join("simulator.toml");
+/// Writes `toml` to `dir/file` and starts this binary on it: `tidemark <args> --config <file>`.
+fn spawn_with_config(
+    dir: &Path,
+    file: &str,
+    toml: &str,
+    args: &[&str],
+    log: &str,
+    stdout: Stdio,
+    stderr: Stdio,
+) -> Result<Child, BenchError> {
+    let cfg = dir.join(file);
     std::fs::write(&cfg, toml).map_err(err)?;
     let exe = std::env::current_exe().map_err(err)?;
-    let mut child = Command::new(exe)
-        .args(["simulate", "--config"])
+    Command::new(exe)
+        .args(args)
+        .arg("--config")
         .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", log)
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
-        .map_err(err)?;
+        .map_err(err)
+}
+
+fn start_simulator(dir: &Path, toml: &str) -> Result<Sim, BenchError> {
+    let mut child =
+        spawn_with_config(dir, "simulator.toml", toml, &["simulate"], "warn", Stdio::piped(), Stdio::null())?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(err)?;
     let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| err(format!("simulator said {line:?}")))?;
@@ -259,18 +274,16 @@ async fn produce_only(
 
 /// Runs the real worker binary to completion and measures it.
 fn end_to_end(dir: &Path, toml: &str) -> Result<(Duration, f64, f64), BenchError> {
-    let cfg = dir.join("worker.toml");
-    std::fs::write(&cfg, toml).map_err(err)?;
-    let exe = std::env::current_exe().map_err(err)?;
     let started = Instant::now();
-    let mut child = Command::new(exe)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(err)?;
+    let mut child = spawn_with_config(
+        dir,
+        "worker.toml",
+        toml,
+        &["run", "--until-caught-up"],
+        "warn",
+        Stdio::null(),
+        Stdio::null(),
+    )?;
     let (ok, cpu, rss) = wait_with_usage(&mut child)?;
     if !ok {
         return Err(err("the worker did not finish cleanly"));
@@ -359,17 +372,7 @@ pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
     let run = format!("idle-{}", Utc::now().format("%H%M%S"));
     let toml = worker_toml(opts, kind, &sim.base, &run, &groups, "poll_interval = \"30s\"")
         .replace("start = \"21d\"", "start = \"3m\"");
-    let cfg = dir.join("worker.toml");
-    std::fs::write(&cfg, toml).map_err(err)?;
-    let exe = std::env::current_exe().map_err(err)?;
-    let mut child = Command::new(exe)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(err)?;
+    let mut child = spawn_with_config(&dir, "worker.toml", &toml, &["run"], "info", Stdio::null(), Stdio::piped())?;
     let pid = child.id();
     let stderr = child.stderr.take().expect("piped");
     let caught_up = tokio::task::spawn_blocking(move || {
