@@ -164,6 +164,7 @@ struct FileConfig {
     kafka: FileKafka,
     #[serde(default)]
     metrics: FileMetrics,
+    schema_registry: Option<FileRegistry>,
     #[serde(default)]
     sources: BTreeMap<String, FileSource>,
     #[serde(default)]
@@ -190,6 +191,36 @@ struct FileKafka {
     transaction_timeout: String,
     #[serde(default)]
     properties: BTreeMap<String, String>,
+    #[serde(default = "default_value_format")]
+    value_format: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRegistry {
+    url: String,
+    username: Option<String>,
+    password: Option<String>,
+    ca_location: Option<String>,
+    #[serde(default = "default_compatibility")]
+    compatibility: String,
+    #[serde(default = "default_registry_timeout")]
+    request_timeout: String,
+    #[serde(default = "default_registry_retry_for")]
+    retry_for: String,
+}
+
+fn default_value_format() -> String {
+    "single-object".into()
+}
+fn default_compatibility() -> String {
+    "BACKWARD".into()
+}
+fn default_registry_timeout() -> String {
+    "10s".into()
+}
+fn default_registry_retry_for() -> String {
+    "30s".into()
 }
 
 fn default_transactional_id() -> String {
@@ -277,6 +308,8 @@ fn default_poll_interval() -> String {
 pub struct Config {
     pub kafka: KafkaConfig,
     pub metrics_listen: Option<String>,
+    /// Set when values use the Confluent wire format.
+    pub schema_registry: Option<RegistryConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub streams: Vec<StreamConfig>,
 }
@@ -297,6 +330,36 @@ pub struct KafkaConfig {
     pub transaction_timeout: Duration,
     /// librdkafka properties passed through as they are (TLS, SASL, tuning).
     pub properties: BTreeMap<String, Secret>,
+    pub value_format: ValueFormat,
+}
+
+/// How record values are framed for readers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueFormat {
+    /// Avro single-object encoding: readers need only `schemas/`.
+    SingleObject,
+    /// Confluent wire format: schema ids from `[schema_registry]`.
+    Confluent,
+}
+
+/// The compatibility levels a Confluent-API registry knows.
+pub const COMPATIBILITY_LEVELS: [&str; 7] =
+    ["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"];
+
+/// Where value schemas are registered (a Confluent-compatible API).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent API, without a trailing slash.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of the CA that signed the registry's certificate.
+    pub ca_location: Option<PathBuf>,
+    /// The compatibility level set on every subject tidemark registers.
+    pub compatibility: String,
+    pub request_timeout: Duration,
+    /// How long an unreachable registry is retried before the start fails.
+    pub retry_for: Duration,
 }
 
 /// One vendor API with its credentials.
@@ -438,7 +501,33 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         replication_factor: k.replication_factor,
         transaction_timeout,
         properties,
+        value_format: match k.value_format.as_str() {
+            "single-object" => ValueFormat::SingleObject,
+            "confluent" => ValueFormat::Confluent,
+            other => {
+                return Err(ConfigError::invalid(
+                    "kafka.value_format",
+                    format!("{other:?} is not a value format (use \"confluent\" or \"single-object\")"),
+                ));
+            }
+        },
     };
+    let schema_registry = file.schema_registry.as_ref().map(validate_registry).transpose()?;
+    match (kafka.value_format, &schema_registry) {
+        (ValueFormat::Confluent, None) => {
+            return Err(ConfigError::invalid(
+                "schema_registry.url",
+                "missing: kafka.value_format = \"confluent\" needs a [schema_registry] section",
+            ));
+        }
+        (ValueFormat::SingleObject, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "kafka.value_format",
+                "is \"single-object\" but [schema_registry] is set: use value_format = \"confluent\" to write the registry's framing, or remove [schema_registry]",
+            ));
+        }
+        _ => {}
+    }
 
     let mut sources = BTreeMap::new();
     for (id, s) in file.sources {
@@ -539,7 +628,60 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         });
     }
     let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
-    Ok(Config { kafka, metrics_listen, sources, streams })
+    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams })
+}
+
+fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
+    let url = expand_env("schema_registry.url", &r.url)?;
+    let url = url.trim().trim_end_matches('/').to_owned();
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
+        return Err(ConfigError::invalid(
+            "schema_registry.url",
+            format!("must start with http:// or https://, got {url:?}"),
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        // A password in the URL would end up in logs and errors.
+        return Err(ConfigError::invalid(
+            "schema_registry.url",
+            "holds credentials: put them in schema_registry.username and schema_registry.password",
+        ));
+    }
+    if authority.is_empty() {
+        return Err(ConfigError::invalid("schema_registry.url", format!("has no host: {url:?}")));
+    }
+    let username = r.username.as_deref().map(|u| expand_env("schema_registry.username", u)).transpose()?;
+    let password = r.password.as_deref().map(|p| expand_env("schema_registry.password", p).map(Secret)).transpose()?;
+    if password.is_some() && username.is_none() {
+        return Err(ConfigError::invalid("schema_registry.username", "missing: a password needs a username"));
+    }
+    let ca_location = r
+        .ca_location
+        .as_deref()
+        .map(|c| expand_env("schema_registry.ca_location", c).map(PathBuf::from))
+        .transpose()?;
+    if let Some(ca) = &ca_location
+        && !ca.is_file()
+    {
+        return Err(ConfigError::invalid(
+            "schema_registry.ca_location",
+            format!("{} is not a readable file", ca.display()),
+        ));
+    }
+    let compatibility = r.compatibility.trim().to_ascii_uppercase();
+    if !COMPATIBILITY_LEVELS.contains(&compatibility.as_str()) {
+        return Err(ConfigError::invalid(
+            "schema_registry.compatibility",
+            format!("{:?} is not a compatibility level (one of {})", r.compatibility, COMPATIBILITY_LEVELS.join(", ")),
+        ));
+    }
+    let request_timeout = parse_duration("schema_registry.request_timeout", &r.request_timeout)?;
+    if request_timeout.is_zero() {
+        return Err(ConfigError::invalid("schema_registry.request_timeout", "must be positive"));
+    }
+    let retry_for = parse_duration("schema_registry.retry_for", &r.retry_for)?;
+    Ok(RegistryConfig { url, username, password, ca_location, compatibility, request_timeout, retry_for })
 }
 
 /// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
@@ -623,6 +765,35 @@ mod tests {
         assert!(e.contains("lookback") && e.contains("invalid type"), "{e}");
         let e = err(&GOOD.replace("http://127.0.0.1:1/", "ftp://x"));
         assert!(e.contains("sources.wdt.base_url") && e.contains("ftp://x"), "{e}");
+    }
+
+    #[test]
+    fn the_value_format_and_registry_settings_are_checked() {
+        assert_eq!(Config::parse(GOOD).unwrap().kafka.value_format, ValueFormat::SingleObject);
+        let confluent = GOOD
+            .replace("bootstrap = \"127.0.0.1:9092\"", "bootstrap = \"127.0.0.1:9092\"\nvalue_format = \"confluent\"");
+        let e = err(&confluent);
+        assert!(e.contains("schema_registry.url") && e.contains("confluent"), "{e}");
+        let with = |registry: &str| format!("{confluent}\n[schema_registry]\n{registry}\n");
+        let c = Config::parse(&with(
+            "url = \"http://127.0.0.1:8081/apis/ccompat/v7/\"\nusername = \"u\"\npassword = \"p4ss\"",
+        ))
+        .unwrap();
+        let r = c.schema_registry.unwrap();
+        assert_eq!(r.url, "http://127.0.0.1:8081/apis/ccompat/v7");
+        assert_eq!(r.compatibility, "BACKWARD");
+        assert!(!format!("{r:?}").contains("p4ss"), "the password never prints");
+        let e = err(&with("url = \"http://u:p4ss@127.0.0.1:8081\""));
+        assert!(e.contains("schema_registry.url") && e.contains("credentials") && !e.contains("p4ss"), "{e}");
+        let e = err(&with("url = \"http://127.0.0.1:8081\"\ncompatibility = \"sideways\""));
+        assert!(e.contains("schema_registry.compatibility") && e.contains("sideways"), "{e}");
+        let e = err(&with("url = \"http://127.0.0.1:8081\"\nca_location = \"/nonexistent/ca.pem\""));
+        assert!(e.contains("schema_registry.ca_location") && e.contains("/nonexistent/ca.pem"), "{e}");
+        let e =
+            err(&GOOD.replace("bootstrap = \"127.0.0.1:9092\"", "bootstrap = \"b:1\"\nvalue_format = \"protobuf\""));
+        assert!(e.contains("kafka.value_format") && e.contains("protobuf"), "{e}");
+        let e = err(&format!("{GOOD}\n[schema_registry]\nurl = \"http://127.0.0.1:8081\"\n"));
+        assert!(e.contains("kafka.value_format") && e.contains("single-object"), "{e}");
     }
 
     #[test]

@@ -11,11 +11,12 @@ use rdkafka::message::Headers;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
-use crate::avro::{RecordCodec, decode};
+use crate::avro::{Framing, RecordCodec, decode};
 use crate::config::{Config, KafkaConfig};
 use crate::engine::Watermark;
 use crate::kafka::{HEADER_STREAM, client_config, watermarks};
 use crate::pipeline;
+use crate::registry::Registry;
 use crate::run::RunError;
 
 /// What Kafka holds for one stream.
@@ -65,11 +66,15 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
         );
     }
     let kafka = config.kafka.clone();
+    let registry = config.schema_registry.as_ref().map(Registry::new).transpose().map_err(RunError::from)?;
+    let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut summaries = summaries;
         let mut out = Vec::new();
         for (topic, codec) in topics {
-            out.push(scan_topic(&kafka, &topic, &codec, samples, &mut summaries)?);
+            let mut values =
+                ValueReader { codec: &codec, registry: registry.as_ref(), runtime: &runtime, by_id: HashMap::new() };
+            out.push(scan_topic(&kafka, &topic, &mut values, samples, &mut summaries)?);
         }
         Ok((summaries.into_values().collect(), out))
     })
@@ -77,15 +82,48 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
     .map_err(|e| InspectError::Read { topic: String::new(), reason: e.to_string() })?
 }
 
+/// Decodes a topic's values whatever their framing: single objects with the configured schema,
+/// Confluent-framed ones with the schema the registry holds for their id.
+struct ValueReader<'a> {
+    codec: &'a RecordCodec,
+    registry: Option<&'a Registry>,
+    runtime: &'a tokio::runtime::Handle,
+    by_id: HashMap<u32, apache_avro::Schema>,
+}
+
+impl ValueReader<'_> {
+    fn decode(&mut self, value: &[u8]) -> Result<Value, String> {
+        let (framing, datum) = Framing::split(value).ok_or("neither single-object nor Confluent framing")?;
+        match framing {
+            Framing::SingleObject { fingerprint } if fingerprint == self.codec.fingerprint() => {
+                decode::decode_datum(self.codec.schema(), datum)
+            }
+            Framing::SingleObject { .. } => Err(format!("{framing} is not {}'s", self.codec.full_name())),
+            Framing::Confluent { schema_id } => {
+                if !self.by_id.contains_key(&schema_id) {
+                    let registry =
+                        self.registry.ok_or("a Confluent-framed value, but no [schema_registry] is configured")?;
+                    let text = self.runtime.block_on(registry.schema_by_id(schema_id)).map_err(|e| e.to_string())?;
+                    let schema =
+                        apache_avro::Schema::parse_str(&text).map_err(|e| format!("schema id {schema_id}: {e}"))?;
+                    self.by_id.insert(schema_id, schema);
+                }
+                decode::decode_datum(&self.by_id[&schema_id], datum)
+            }
+        }
+    }
+}
+
 fn scan_topic(
     kafka: &KafkaConfig,
     topic: &str,
-    codec: &RecordCodec,
+    values: &mut ValueReader<'_>,
     samples: usize,
     summaries: &mut BTreeMap<String, StreamSummary>,
 ) -> Result<TopicSample, InspectError> {
     let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
-    let mut sample = TopicSample { topic: topic.to_owned(), schema: codec.full_name().to_owned(), samples: Vec::new() };
+    let mut sample =
+        TopicSample { topic: topic.to_owned(), schema: values.codec.full_name().to_owned(), samples: Vec::new() };
     let consumer: BaseConsumer<crate::kafka::ReadToEnd> = client_config(kafka)
         .set("group.id", "tidemark-inspect")
         .set("enable.auto.commit", "false")
@@ -134,8 +172,7 @@ fn scan_topic(
                         summary.records += 1;
                         if sample.samples.len() < samples {
                             sample.samples.push(
-                                decode::decode(codec, payload)
-                                    .unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
+                                values.decode(payload).unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
                             );
                         }
                     }

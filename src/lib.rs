@@ -12,6 +12,7 @@ pub mod inspect;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
+pub mod registry;
 pub mod run;
 pub mod simulate;
 pub mod sources;

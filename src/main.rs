@@ -59,10 +59,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check a worker config and its environment variables without connecting to anything.
+    /// Check a worker config and its environment variables; with the Confluent value format,
+    /// also check each topic's schema against the schema registry (nothing is registered).
     Validate {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
+        /// Connect to nothing: skip the schema registry's compatibility check.
+        #[arg(long)]
+        offline: bool,
     },
     /// Measure throughput, its ceilings, CPU and memory, and idle scale (see BENCHMARKS.md).
     Bench {
@@ -224,9 +228,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             tidemark::simulate::serve(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => {
+        Command::Validate { config, offline } => {
             let cfg = Config::load(&config)?;
             let plans = tidemark::pipeline::plan(&cfg)?;
+            if let (Some(rc), false) = (&cfg.schema_registry, offline) {
+                use tidemark::registry::{self, Compatibility, Registry};
+                let reg = Registry::new(rc)?;
+                for (topic, avsc) in tidemark::pipeline::topic_schemas(&plans)? {
+                    let subject = registry::value_subject(&topic);
+                    let verdict = match registry::check(&reg, &subject, &avsc).await? {
+                        Compatibility::NewSubject => "new subject",
+                        Compatibility::Compatible => "compatible with its latest version",
+                        Compatibility::Incompatible(_) => unreachable!("check fails on incompatible schemas"),
+                    };
+                    println!("ok  schema for {subject}: {verdict} ({})", rc.url);
+                }
+            }
             for p in &plans {
                 println!(
                     "ok  {:<36} source={} topic={} page_size={} max_span={:?} lookback={:?} settle={:?}",

@@ -6,8 +6,8 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::avro::RecordCodec;
-use crate::config::{Config, ConfigError, StreamConfig};
+use crate::avro::{Framing, RecordCodec};
+use crate::config::{Config, ConfigError, StreamConfig, ValueFormat};
 use crate::engine::gate::CredentialGate;
 use crate::sources::{self, Mode, Source};
 
@@ -110,4 +110,49 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
         }
     }
     Ok(plans)
+}
+
+/// Each data topic's value schema, for the schema registry: topic → `.avsc`. A topic written
+/// by streams of different schemas cannot have one subject (TopicNameStrategy), so it is refused.
+pub fn topic_schemas(plans: &[StreamPlan]) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut schemas: BTreeMap<String, (String, &str)> = BTreeMap::new();
+    for (i, p) in plans.iter().enumerate() {
+        match schemas.get(&p.topic) {
+            Some((avsc, first)) if avsc.as_str() != p.codec.avsc() => {
+                return Err(ConfigError::invalid(
+                    format!("streams[{i}].topic"),
+                    format!(
+                        "{:?} is shared with {first} whose records have another schema; with value_format = \"confluent\" each topic has one subject ({:?}), so give them separate topics",
+                        p.topic,
+                        crate::registry::value_subject(&p.topic)
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                schemas.insert(p.topic.clone(), (p.codec.avsc().to_owned(), p.cfg.id.as_str()));
+            }
+        }
+    }
+    Ok(schemas.into_iter().map(|(t, (avsc, _))| (t, avsc)).collect())
+}
+
+/// With the Confluent format, registers every topic's value schema and frames its values
+/// with the registry's id; with single-object encoding there is nothing to do.
+pub async fn register_schemas(config: &Config, plans: &mut [StreamPlan]) -> Result<(), crate::run::RunError> {
+    let (ValueFormat::Confluent, Some(rc)) = (config.kafka.value_format, &config.schema_registry) else {
+        return Ok(());
+    };
+    let registry = crate::registry::Registry::new(rc)?;
+    let ids = crate::registry::register_all(&registry, &topic_schemas(plans)?, &rc.compatibility).await?;
+    let mut framed: HashMap<String, Arc<RecordCodec>> = HashMap::new();
+    for p in plans.iter_mut() {
+        let id = ids[&p.topic];
+        let codec = framed
+            .entry(p.topic.clone())
+            .or_insert_with(|| Arc::new(p.codec.with_framing(Framing::Confluent { schema_id: id })))
+            .clone();
+        p.codec = codec;
+    }
+    Ok(())
 }

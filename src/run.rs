@@ -33,6 +33,8 @@ pub enum RunError {
     Watermarks(#[from] LoadError),
     #[error("cannot check the topics for hanging transactions: {0}")]
     Hanging(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
@@ -50,7 +52,10 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<StreamReport>, RunError> {
-    let plans = pipeline::plan(&config)?;
+    let mut plans = pipeline::plan(&config)?;
+    // Schemas are registered before anything is produced, and their ids kept for the run:
+    // a registry outage later cannot lose or double a record.
+    pipeline::register_schemas(&config, &mut plans).await?;
     if let Some(addr) = &config.metrics_listen {
         let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");

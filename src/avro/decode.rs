@@ -1,20 +1,20 @@
-//! Reading values back: Avro single objects decoded into readable JSON (decimals as text,
+//! Reading values back: framed Avro values decoded into readable JSON (decimals as text,
 //! timestamps as Beijing time) for inspection and the demo.
 
-use apache_avro::GenericSingleObjectReader;
 use apache_avro::schema::Schema;
 use apache_avro::types::Value as Avro;
 use serde_json::{Value, json};
 
-use super::RecordCodec;
 use crate::time::beijing;
 
-/// Decodes one single-object-encoded value written with `codec`'s schema.
-pub fn decode(codec: &RecordCodec, bytes: &[u8]) -> Result<Value, String> {
-    let reader =
-        GenericSingleObjectReader::builder().schema(codec.schema().clone()).build().map_err(|e| e.to_string())?;
-    let v = reader.read_value(&mut &bytes[..]).map_err(|e| e.to_string())?;
-    Ok(readable(&v, codec.schema()))
+/// Decodes one Avro datum (the value after its framing) written with `schema`.
+pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<Value, String> {
+    let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema).build().map_err(|e| e.to_string())?;
+    let v = reader.read_value(&mut datum).map_err(|e| e.to_string())?;
+    if !datum.is_empty() {
+        return Err(format!("{} bytes left over after the datum", datum.len()));
+    }
+    Ok(readable(&v, schema))
 }
 
 /// Renders an Avro value as JSON a person can read, guided by its schema.

@@ -1,11 +1,14 @@
-//! Avro values for Kafka: schemas from `schemas/`, the JSON→Avro transcoder, single-object framing.
+//! Avro values for Kafka: schemas from `schemas/`, the JSON→Avro transcoder, and the framing
+//! in front of each datum (Avro single-object encoding, or the Confluent wire format).
 
+pub mod canonical;
 pub mod decimal;
 pub mod decode;
 pub mod encode;
 
+use std::sync::Arc;
+
 use apache_avro::Schema;
-use apache_avro::rabin::Rabin;
 
 pub use encode::EncodeError;
 use encode::Plan;
@@ -19,16 +22,72 @@ pub enum SchemaError {
     Unsupported { path: String, reason: String },
 }
 
-/// One record schema, compiled for transcoding vendor JSON into Avro single-object encoding.
+/// What precedes the Avro datum in a Kafka value, telling a reader the writer's schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Avro single-object encoding: `C3 01`, then the CRC-64-AVRO fingerprint of the schema's
+    /// Parsing Canonical Form, little-endian.
+    SingleObject { fingerprint: u64 },
+    /// Confluent wire format: `00`, then the schema registry's id, big-endian.
+    Confluent { schema_id: u32 },
+}
+
+impl Framing {
+    /// The bytes written before every datum.
+    pub fn prefix(self) -> Vec<u8> {
+        match self {
+            Framing::SingleObject { fingerprint } => {
+                let mut p = vec![0xC3, 0x01];
+                p.extend_from_slice(&fingerprint.to_le_bytes());
+                p
+            }
+            Framing::Confluent { schema_id } => {
+                let mut p = vec![0x00];
+                p.extend_from_slice(&schema_id.to_be_bytes());
+                p
+            }
+        }
+    }
+
+    /// Splits a value into its framing and datum; `None` if it has neither framing.
+    pub fn split(value: &[u8]) -> Option<(Framing, &[u8])> {
+        match value {
+            [0xC3, 0x01, rest @ ..] if rest.len() >= 8 => {
+                let fp = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+                Some((Framing::SingleObject { fingerprint: fp }, &rest[8..]))
+            }
+            [0x00, rest @ ..] if rest.len() >= 4 => {
+                let id = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes"));
+                Some((Framing::Confluent { schema_id: id }, &rest[4..]))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Framing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Framing::SingleObject { fingerprint } => write!(f, "single-object fingerprint {fingerprint:#018x}"),
+            Framing::Confluent { schema_id } => write!(f, "schema registry id {schema_id}"),
+        }
+    }
+}
+
+/// One record schema, compiled for transcoding vendor JSON into framed Avro values.
 pub struct RecordCodec {
     schema: Schema,
-    plan: Plan,
-    header: [u8; 10],
+    plan: Arc<Plan>,
+    avsc: Arc<str>,
+    fingerprint: u64,
+    framing: Framing,
+    prefix: Vec<u8>,
     full_name: String,
 }
 
 impl RecordCodec {
-    /// Parses `.avsc` text; the top level must be a record.
+    /// Parses `.avsc` text; the top level must be a record. Values are framed as Avro single
+    /// objects until [`RecordCodec::with_framing`] says otherwise.
     pub fn from_avsc(text: &str) -> Result<Self, SchemaError> {
         let schema = Schema::parse_str(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
         let full_name = match &schema {
@@ -37,15 +96,31 @@ impl RecordCodec {
                 return Err(SchemaError::Unsupported { path: "$".into(), reason: "top level must be a record".into() });
             }
         };
-        let plan = Plan::compile(&schema, "$")?;
-        // Single-object encoding: marker C3 01, then the CRC-64-AVRO (Rabin) fingerprint of the
-        // parsing canonical form, little-endian, as the Avro spec and apache-avro both write it.
-        let fp = schema.fingerprint::<Rabin>().bytes;
-        let mut header = [0u8; 10];
-        header[0] = 0xC3;
-        header[1] = 0x01;
-        header[2..].copy_from_slice(&fp[..8]);
-        Ok(RecordCodec { schema, plan, header, full_name })
+        let plan = Arc::new(Plan::compile(&schema, "$")?);
+        let fingerprint = canonical::fingerprint(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
+        let framing = Framing::SingleObject { fingerprint };
+        Ok(RecordCodec {
+            schema,
+            plan,
+            avsc: Arc::from(text.trim()),
+            fingerprint,
+            framing,
+            prefix: framing.prefix(),
+            full_name,
+        })
+    }
+
+    /// The same schema with values framed as `framing` (e.g. once the registry gave an id).
+    pub fn with_framing(&self, framing: Framing) -> RecordCodec {
+        RecordCodec {
+            schema: self.schema.clone(),
+            plan: self.plan.clone(),
+            avsc: self.avsc.clone(),
+            fingerprint: self.fingerprint,
+            framing,
+            prefix: framing.prefix(),
+            full_name: self.full_name.clone(),
+        }
     }
 
     /// The record's full name, e.g. `tidemark.wdt.AccountCheck`; sent as a Kafka header.
@@ -57,11 +132,25 @@ impl RecordCodec {
         &self.schema
     }
 
-    /// Encodes one vendor JSON record as an Avro single object, appending to `out`.
+    /// The `.avsc` text the codec was built from (what a schema registry is given).
+    pub fn avsc(&self) -> &str {
+        &self.avsc
+    }
+
+    /// The spec's CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// Encodes one vendor JSON record as a framed Avro value, appending to `out`.
     /// On error `out` is left as it was.
     pub fn encode(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let mark = out.len();
-        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.prefix);
         let res = self.plan.encode(record, out, &mut String::from("$"));
         if res.is_err() {
             out.truncate(mark);
@@ -73,7 +162,6 @@ impl RecordCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use apache_avro::GenericSingleObjectReader;
     use apache_avro::types::Value as Avro;
     use serde_json::json;
 
@@ -90,8 +178,10 @@ mod tests {
     }"#;
 
     fn decode(codec: &RecordCodec, bytes: &[u8]) -> Vec<(String, Avro)> {
-        let reader = GenericSingleObjectReader::builder().schema(codec.schema().clone()).build().unwrap();
-        match reader.read_value(&mut &bytes[..]).unwrap() {
+        let (framing, mut datum) = Framing::split(bytes).unwrap();
+        assert_eq!(framing, codec.framing());
+        let reader = apache_avro::reader::datum::GenericDatumReader::builder(codec.schema()).build().unwrap();
+        match reader.read_value(&mut datum).unwrap() {
             Avro::Record(fields) => fields,
             other => panic!("not a record: {other:?}"),
         }

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use apache_avro::Schema;
+use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
-use apache_avro::{GenericSingleObjectReader, Schema};
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -276,11 +277,31 @@ pub fn schema(file: &str) -> Schema {
 
 /// Decodes a single-object value into its record fields by name.
 pub fn decode(schema: &Schema, bytes: &[u8]) -> BTreeMap<String, Avro> {
-    let reader = GenericSingleObjectReader::builder().schema(schema.clone()).build().unwrap();
-    match reader.read_value(&mut &bytes[..]).expect("value decodes with the .avsc from schemas/") {
+    match read_single_object(schema, bytes) {
         Avro::Record(fields) => fields.into_iter().collect(),
         other => panic!("not a record: {other:?}"),
     }
+}
+
+/// Reads an Avro single object: `C3 01`, the spec fingerprint of `schema` (little-endian),
+/// then the datum, which must be consumed exactly.
+pub fn read_single_object(schema: &Schema, bytes: &[u8]) -> Avro {
+    assert!(
+        bytes.len() >= 10 && bytes[..2] == [0xC3, 0x01],
+        "not a single object: {:02x?}",
+        &bytes[..bytes.len().min(10)]
+    );
+    let json = serde_json::to_string(schema).unwrap();
+    let want = tidemark::avro::canonical::fingerprint(&json).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes[2..10].try_into().unwrap()), want, "single-object fingerprint");
+    let mut datum = &bytes[10..];
+    let v = GenericDatumReader::builder(schema)
+        .build()
+        .unwrap()
+        .read_value(&mut datum)
+        .expect("value decodes with the .avsc from schemas/");
+    assert!(datum.is_empty(), "{} bytes left after the datum", datum.len());
+    v
 }
 
 /// Strips a `["null", T]` union.
@@ -341,8 +362,7 @@ pub fn assert_exactly(consumed: &[Consumed], expected: &[Value], schema_file: &s
         assert!(seen.insert(c.key.clone()), "key {} appears twice", c.key);
         let want = by_key.get(&c.key).unwrap_or_else(|| panic!("key {} is not a simulator record", c.key));
         let bytes = c.value.as_ref().expect("not a tombstone");
-        let reader = GenericSingleObjectReader::builder().schema(schema.clone()).build().unwrap();
-        let got = reader.read_value(&mut &bytes[..]).expect("value decodes with the .avsc from schemas/");
+        let got = read_single_object(&schema, bytes);
         check_value(&got, Some(want), &schema, &c.key);
     }
 }

@@ -1,0 +1,304 @@
+//! A Confluent-compatible schema registry client: registers each topic's value schema under
+//! its TopicNameStrategy subject (`<topic>-value`), checks compatibility, and looks schemas up
+//! by id for readers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use crate::config::{RegistryConfig, Secret};
+
+/// Why the registry did not give what was asked, by what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// No answer (refused, DNS, TLS, timeout) or a 5xx/429 for longer than the retry budget.
+    #[error("schema registry {url} is unreachable ({what}), retried for {waited:?}: {cause}")]
+    Unreachable { url: String, what: String, waited: Duration, cause: String },
+    /// A definite refusal: bad credentials, an invalid schema, a conflict.
+    #[error("schema registry refused {what}: HTTP {status}{code}: {message}")]
+    Refused { what: String, status: u16, code: String, message: String },
+    /// The schema breaks the subject's compatibility rule against its latest version.
+    #[error("schema for subject {subject} is not {level}-compatible with its latest registered version: {reasons}")]
+    Incompatible { subject: String, level: String, reasons: String },
+    #[error("schema registry answered {what} with something unexpected: {body}")]
+    Malformed { what: String, body: String },
+}
+
+/// The subject a topic's value schema is registered under (Confluent's TopicNameStrategy).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+/// A Confluent-API schema registry (Confluent Schema Registry, Apicurio's `ccompat`, Karapace).
+pub struct Registry {
+    http: reqwest::Client,
+    url: String,
+    username: Option<String>,
+    password: Option<Secret>,
+    retry_for: Duration,
+    by_id: Mutex<HashMap<u32, String>>,
+}
+
+/// What a compatibility check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compatibility {
+    /// The subject has no versions yet: anything may be its first.
+    NewSubject,
+    Compatible,
+    Incompatible(Vec<String>),
+}
+
+impl Registry {
+    pub fn new(cfg: &RegistryConfig) -> Result<Registry, RegistryError> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
+            .timeout(cfg.request_timeout)
+            .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)));
+        if let Some(ca) = &cfg.ca_location {
+            let refused = |message: String| RegistryError::Refused {
+                what: "its CA certificate".into(),
+                status: 0,
+                code: String::new(),
+                message,
+            };
+            let pem = std::fs::read(ca).map_err(|e| refused(format!("cannot read {}: {e}", ca.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| refused(format!("{} is not a PEM certificate: {e}", ca.display())))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http =
+            b.build().map_err(|e| RegistryError::Malformed { what: "client setup".into(), body: e.to_string() })?;
+        Ok(Registry {
+            http,
+            url: cfg.url.clone(),
+            username: cfg.username.clone(),
+            password: cfg.password.clone(),
+            retry_for: cfg.retry_for,
+            by_id: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Registers `avsc` under `subject` (or finds it registered) and returns its global id.
+    pub async fn register(&self, subject: &str, avsc: &str) -> Result<u32, RegistryError> {
+        let what = format!("registering the schema under subject {subject}");
+        let path = format!("/subjects/{}/versions", enc(subject));
+        let (status, body) =
+            self.call(Method::POST, &path, Some(json!({"schemaType": "AVRO", "schema": avsc})), &what).await?;
+        if status == StatusCode::CONFLICT {
+            // 409: the subject's compatibility rule refused it; say why as best we can.
+            let reasons = match self.compatibility(subject, avsc).await {
+                Ok(Compatibility::Incompatible(r)) if !r.is_empty() => r.join("; "),
+                _ => message_of(&body),
+            };
+            let level = self.compatibility_level(subject).await.unwrap_or_else(|_| "the configured".into());
+            return Err(RegistryError::Incompatible { subject: subject.to_owned(), level, reasons });
+        }
+        let body = success(status, body, &what)?;
+        let id = id_of(&body, &what)?;
+        self.by_id.lock().expect("registry cache").insert(id, avsc.to_owned());
+        Ok(id)
+    }
+
+    /// Checks `avsc` against the latest version of `subject` under the subject's rule.
+    pub async fn compatibility(&self, subject: &str, avsc: &str) -> Result<Compatibility, RegistryError> {
+        let what = format!("the compatibility check for subject {subject}");
+        let path = format!("/compatibility/subjects/{}/versions/latest?verbose=true", enc(subject));
+        let (status, body) =
+            self.call(Method::POST, &path, Some(json!({"schemaType": "AVRO", "schema": avsc})), &what).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Compatibility::NewSubject);
+        }
+        let body = success(status, body, &what)?;
+        match body.get("is_compatible").and_then(Value::as_bool) {
+            Some(true) => Ok(Compatibility::Compatible),
+            Some(false) => {
+                let messages = match body.get("messages") {
+                    Some(Value::Array(m)) => {
+                        m.iter().map(|x| x.as_str().map_or(x.to_string(), str::to_owned)).collect()
+                    }
+                    _ => Vec::new(),
+                };
+                Ok(Compatibility::Incompatible(messages))
+            }
+            None => Err(RegistryError::Malformed { what, body: body.to_string() }),
+        }
+    }
+
+    /// The subject's compatibility level (its own, else the registry's global one).
+    pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
+        let what = format!("the compatibility level of subject {subject}");
+        let path = format!("/config/{}?defaultToGlobal=true", enc(subject));
+        let (status, body) = self.call(Method::GET, &path, None, &what).await?;
+        let body = success(status, body, &what)?;
+        body.get("compatibilityLevel")
+            .or_else(|| body.get("compatibility"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })
+    }
+
+    /// Sets the subject's compatibility level (e.g. `BACKWARD`).
+    pub async fn set_compatibility_level(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
+        let what = format!("setting compatibility {level} on subject {subject}");
+        let path = format!("/config/{}", enc(subject));
+        let (status, body) = self.call(Method::PUT, &path, Some(json!({"compatibility": level})), &what).await?;
+        success(status, body, &what).map(drop)
+    }
+
+    /// The schema text registered as `id` (cached: ids never change their schema).
+    pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
+        if let Some(s) = self.by_id.lock().expect("registry cache").get(&id) {
+            return Ok(s.clone());
+        }
+        let what = format!("schema id {id}");
+        let (status, body) = self.call(Method::GET, &format!("/schemas/ids/{id}"), None, &what).await?;
+        let body = success(status, body, &what)?;
+        let schema = body
+            .get("schema")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })?
+            .to_owned();
+        self.by_id.lock().expect("registry cache").insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// One request, retried with backoff while the registry is unreachable or answers 5xx/429,
+    /// for at most `retry_for`. Returns the status and JSON body of the first definite answer.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        what: &str,
+    ) -> Result<(StatusCode, Value), RegistryError> {
+        let started = Instant::now();
+        let url = format!("{}{path}", self.url);
+        for attempt in 1u32.. {
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .header("Accept", "application/vnd.schemaregistry.v1+json, application/json");
+            if let Some(b) = &body {
+                req = req.header("Content-Type", "application/vnd.schemaregistry.v1+json").body(b.to_string());
+            }
+            if let Some(user) = &self.username {
+                req = req.basic_auth(user, self.password.as_ref().map(Secret::expose));
+            }
+            let cause = match req.send().await {
+                Ok(resp) if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    let status = resp.status();
+                    format!("HTTP {status}: {}", message_of(&resp.json::<Value>().await.unwrap_or(Value::Null)))
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text = resp.text().await.unwrap_or_default();
+                    let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    return Ok((status, json));
+                }
+                Err(e) => transport_cause(&e),
+            };
+            let waited = started.elapsed();
+            if waited >= self.retry_for {
+                return Err(RegistryError::Unreachable { url: self.url.clone(), what: what.to_owned(), waited, cause });
+            }
+            let wait = crate::engine::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(5))
+                .min(self.retry_for - waited);
+            warn!(registry = %self.url, error = %cause, retry_in = ?wait, "schema registry not answering; retrying");
+            tokio::time::sleep(wait).await;
+        }
+        unreachable!("the retry loop returns")
+    }
+}
+
+/// Registers every topic's value schema (`schemas` maps topic → `.avsc`), after checking it
+/// against the subject's latest version, and sets the subject's compatibility level.
+/// Returns topic → schema id. Nothing is produced before this succeeds.
+pub async fn register_all(
+    registry: &Registry,
+    schemas: &BTreeMap<String, String>,
+    level: &str,
+) -> Result<BTreeMap<String, u32>, RegistryError> {
+    let mut ids = BTreeMap::new();
+    for (topic, avsc) in schemas {
+        let subject = value_subject(topic);
+        check(registry, &subject, avsc).await?;
+        let id = registry.register(&subject, avsc).await?;
+        registry.set_compatibility_level(&subject, level).await?;
+        info!(subject, id, compatibility = level, registry = %registry.url(), "value schema registered");
+        ids.insert(topic.clone(), id);
+    }
+    Ok(ids)
+}
+
+/// Fails with the registry's reasons if `avsc` is incompatible with the subject's latest version.
+pub async fn check(registry: &Registry, subject: &str, avsc: &str) -> Result<Compatibility, RegistryError> {
+    match registry.compatibility(subject, avsc).await? {
+        Compatibility::Incompatible(reasons) => {
+            let level = registry.compatibility_level(subject).await.unwrap_or_else(|_| "the configured".into());
+            let reasons = if reasons.is_empty() { "no reason given".to_owned() } else { reasons.join("; ") };
+            Err(RegistryError::Incompatible { subject: subject.to_owned(), level, reasons })
+        }
+        ok => Ok(ok),
+    }
+}
+
+fn enc(segment: &str) -> String {
+    // Subjects are topic names plus `-value`: `[A-Za-z0-9._-]`, nothing to escape.
+    segment.to_owned()
+}
+
+fn success(status: StatusCode, body: Value, what: &str) -> Result<Value, RegistryError> {
+    if status.is_success() {
+        return Ok(body);
+    }
+    let code = body.get("error_code").map(|c| format!(" error_code {c}")).unwrap_or_default();
+    Err(RegistryError::Refused { what: what.to_owned(), status: status.as_u16(), code, message: message_of(&body) })
+}
+
+fn message_of(body: &Value) -> String {
+    match body.get("message").and_then(Value::as_str) {
+        Some(m) => m.to_owned(),
+        None => {
+            let s = body.to_string();
+            s.chars().take(500).collect()
+        }
+    }
+}
+
+fn id_of(body: &Value, what: &str) -> Result<u32, RegistryError> {
+    body.get("id")
+        .and_then(Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok())
+        .ok_or_else(|| RegistryError::Malformed { what: what.to_owned(), body: body.to_string() })
+}
+
+/// What kind of transport failure this was, for the error message (refused, DNS, TLS, timeout).
+fn transport_cause(e: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut src: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        src = s.source();
+    }
+    let all = chain.join(": ");
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if all.contains("Connection refused") {
+        "connection refused"
+    } else if all.contains("dns error") || all.contains("failed to lookup") {
+        "name not resolved"
+    } else if all.to_lowercase().contains("certificate") || all.contains("ssl") || all.contains("tls") {
+        "TLS handshake failed"
+    } else {
+        "transport error"
+    };
+    format!("{kind} ({all})")
+}
