@@ -256,6 +256,8 @@ struct FileSource {
     requests_per_second: u32,
     #[serde(default = "default_request_timeout")]
     request_timeout: String,
+    /// An `.avsc` file to use instead of the kind's built-in schema.
+    schema: Option<String>,
     /// Vendor-specific keys (credentials and the like), checked by the vendor module.
     #[serde(flatten)]
     settings: BTreeMap<String, toml::Value>,
@@ -370,6 +372,9 @@ pub struct SourceConfig {
     pub base_url: String,
     pub requests_per_second: u32,
     pub request_timeout: Duration,
+    /// An `.avsc` file replacing the kind's built-in schema (e.g. to add a field the vendor
+    /// started sending); the file's text, read at load.
+    pub schema: Option<String>,
     pub settings: SourceSettings,
 }
 
@@ -546,6 +551,16 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         if request_timeout.is_zero() {
             return Err(ConfigError::invalid(format!("{prefix}.request_timeout"), "must be positive"));
         }
+        let schema = match &s.schema {
+            None => None,
+            Some(path) => {
+                let key = format!("{prefix}.schema");
+                let path = expand_env(&key, path)?;
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| ConfigError::invalid(&key, format!("cannot read {path}: {e}")))?;
+                Some(text)
+            }
+        };
         sources.insert(
             id.clone(),
             SourceConfig {
@@ -554,6 +569,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 requests_per_second: s.requests_per_second,
                 request_timeout,
+                schema,
                 settings: SourceSettings::new(prefix, s.settings),
             },
         );

@@ -75,13 +75,29 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
                 format!("lookback {:?} must be shorter than the window span {max_span:?}", s.lookback),
             ));
         }
-        let codec = match codecs.get(spec.kind) {
+        let (avsc, schema_key) = match &config.sources[&s.source].schema {
+            Some(text) => (text.as_str(), format!("sources.{}.schema", s.source)),
+            None => (spec.schema, format!("sources.{}.kind", s.source)),
+        };
+        let codec = match codecs.get(avsc) {
             Some(c) => c.clone(),
             None => {
-                let c = Arc::new(RecordCodec::from_avsc(spec.schema).map_err(|e| {
-                    ConfigError::invalid(format!("sources.{}.kind", s.source), format!("schema for {}: {e}", spec.kind))
-                })?);
-                codecs.insert(spec.kind, c.clone());
+                let c = Arc::new(
+                    RecordCodec::from_avsc(avsc)
+                        .map_err(|e| ConfigError::invalid(&schema_key, format!("schema for {}: {e}", spec.kind)))?,
+                );
+                if !c.has_field(spec.key_field) {
+                    return Err(ConfigError::invalid(
+                        schema_key,
+                        format!(
+                            "schema {} has no field `{}`, the {} business id",
+                            c.full_name(),
+                            spec.key_field,
+                            spec.kind
+                        ),
+                    ));
+                }
+                codecs.insert(avsc, c.clone());
                 c
             }
         };

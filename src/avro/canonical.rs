@@ -361,13 +361,32 @@ mod tests {
 mod schema_files {
     /// Each schema in `schemas/` with the fingerprint Java Avro 1.12 computes for it
     /// (`SchemaNormalization.parsingFingerprint64`), which fastavro 1.13 agrees with.
-    const JAVA: &[(&str, &str, u64)] =
-        &[("wdt.account_check.avsc", include_str!("../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512)];
+    const JAVA: &[(&str, &str, u64)] = &[
+        (
+            "finance.account_balance.avsc",
+            include_str!("../../schemas/finance.account_balance.avsc"),
+            0xab6d_0a60_5004_2bde,
+        ),
+        ("finance.transaction.avsc", include_str!("../../schemas/finance.transaction.avsc"), 0x1946_f968_8d96_4990),
+        ("qimen.stockin_refund.avsc", include_str!("../../schemas/qimen.stockin_refund.avsc"), 0x9337_4d9a_4ea6_3aba),
+        ("top.finance_order.avsc", include_str!("../../schemas/top.finance_order.avsc"), 0x71f9_feb3_95ab_dbad),
+        ("wdt.account_check.avsc", include_str!("../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512),
+    ];
 
     #[test]
     fn every_schema_has_javas_fingerprint() {
         for (file, avsc, want) in JAVA {
             assert_eq!(super::fingerprint(avsc).unwrap(), *want, "{file}");
         }
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap().count();
+        assert_eq!(files, JAVA.len(), "every file in schemas/ has its vector here");
+    }
+
+    #[test]
+    fn the_header_carries_the_fingerprint_little_endian() {
+        let codec = crate::avro::RecordCodec::from_avsc(JAVA[4].1).unwrap();
+        let mut out = Vec::new();
+        codec.encode(&serde_json::json!({"account_check_no": "x"}), &mut out).unwrap();
+        assert_eq!(out[..10], [0xC3, 0x01, 0x12, 0x25, 0xae, 0x45, 0x3e, 0xee, 0xae, 0x9b]);
     }
 }

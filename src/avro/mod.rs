@@ -132,6 +132,11 @@ impl RecordCodec {
         &self.schema
     }
 
+    /// Whether the record has a top-level field called `name`.
+    pub fn has_field(&self, name: &str) -> bool {
+        matches!(&self.schema, Schema::Record(r) if r.fields.iter().any(|f| f.name == name))
+    }
+
     /// The `.avsc` text the codec was built from (what a schema registry is given).
     pub fn avsc(&self) -> &str {
         &self.avsc

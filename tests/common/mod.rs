@@ -445,3 +445,181 @@ pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str
 pub fn latest_by_key(consumed: &[Consumed]) -> BTreeMap<String, Option<Vec<u8>>> {
     consumed.iter().map(|c| (c.key.clone(), c.value.clone())).collect()
 }
+
+/// The schema registry for this test run: `SCHEMA_REGISTRY_URL`, or the Apicurio Registry
+/// that `dev/registry` starts (once).
+pub fn registry() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| last_line_of("dev/registry", "SCHEMA_REGISTRY_URL"))
+}
+
+/// The independent consumers (`dev/interop setup`): Java Avro's classpath and the Python
+/// interpreter of the venv that holds fastavro and confluent-kafka.
+pub struct Interop {
+    pub java_cp: String,
+    pub python: String,
+}
+
+pub fn interop() -> &'static Interop {
+    static INTEROP: OnceLock<Interop> = OnceLock::new();
+    INTEROP.get_or_init(|| {
+        let (cp, py) = (std::env::var("INTEROP_JAVA_CP"), std::env::var("INTEROP_PYTHON"));
+        if let (Ok(java_cp), Ok(python)) = (cp, py)
+            && !java_cp.is_empty()
+            && !python.is_empty()
+        {
+            return Interop { java_cp, python };
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/interop");
+        let out = Command::new(script).arg("setup").stderr(Stdio::inherit()).output().expect("run dev/interop");
+        assert!(out.status.success(), "dev/interop setup failed");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let get = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("dev/interop printed no {name}= line"))
+                .to_owned()
+        };
+        Interop { java_cp: get("INTEROP_JAVA_CP"), python: get("INTEROP_PYTHON") }
+    })
+}
+
+/// Runs a `dev/` script that starts a service (once) and prints `NAME=value` last; an
+/// already-set environment variable `NAME` wins.
+fn last_line_of(script: &str, name: &str) -> String {
+    if let Ok(v) = std::env::var(name)
+        && !v.is_empty()
+    {
+        return v;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = Command::new(path).stderr(Stdio::inherit()).output().unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let last = stdout.lines().last().unwrap_or_else(|| panic!("{script} printed nothing"));
+    last.strip_prefix(&format!("{name}="))
+        .unwrap_or_else(|| panic!("{script}'s last line is not {name}=..."))
+        .to_owned()
+}
+
+/// One record as an independent consumer printed it (see tests/interop/).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Decoded {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub writer: Option<String>,
+    pub schema_ref: Option<String>,
+    pub value: Option<Value>,
+}
+
+/// Which consumer decodes a topic, and from what.
+pub enum Reader<'a> {
+    /// Java Avro's `BinaryMessageDecoder`, holding `schemas/` (single-object values).
+    JavaSingleObject,
+    /// Python fastavro alone, holding `schemas/` (single-object values).
+    FastavroSingleObject,
+    /// Java Avro with schemas fetched from the registry by id (Confluent framing).
+    JavaConfluent(&'a str),
+    /// confluent-kafka's `AvroDeserializer` with its `SchemaRegistryClient` (Confluent framing).
+    PythonConfluent(&'a str),
+}
+
+/// Reads every committed record of `topic` with an independent consumer; panics with its
+/// stderr if it fails (a value it cannot decode is a failure).
+pub fn decode_with(reader: Reader<'_>, topic: &str) -> Vec<Decoded> {
+    let io = interop();
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python/decode_topic.py");
+    let common = ["--bootstrap", kafka(), "--topic", topic];
+    let mut cmd = match reader {
+        Reader::JavaSingleObject | Reader::JavaConfluent(_) => {
+            let mut c = Command::new("java");
+            c.args(["-cp", &io.java_cp, "tidemark.interop.DecodeTopic"]);
+            c
+        }
+        Reader::FastavroSingleObject | Reader::PythonConfluent(_) => {
+            let mut c = Command::new(&io.python);
+            c.arg(&script);
+            c
+        }
+    };
+    cmd.args(common);
+    match reader {
+        Reader::JavaSingleObject | Reader::FastavroSingleObject => {
+            cmd.args(["--format", "single-object", "--schemas"]).arg(&schemas);
+        }
+        Reader::JavaConfluent(url) | Reader::PythonConfluent(url) => {
+            cmd.args(["--format", "confluent", "--registry", url]);
+        }
+    }
+    let out = cmd.output().expect("start the interop consumer");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "interop consumer failed on {topic}: {stderr}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line from the consumer: {e}: {l}")))
+        .collect()
+}
+
+/// A value as the interop consumers render it (decimals as text at their scale, timestamps as
+/// epoch millis), turned back into the Avro value the schema describes, for [`check_value`].
+pub fn rendered_to_avro(v: &Value, schema: &Schema, path: &str) -> Avro {
+    use apache_avro::schema::Schema as S;
+    match schema {
+        S::Union(u) => match v {
+            Value::Null => Avro::Union(0, Box::new(Avro::Null)),
+            other => Avro::Union(1, Box::new(rendered_to_avro(other, &u.variants()[1], path))),
+        },
+        S::Record(r) => {
+            let obj = v.as_object().unwrap_or_else(|| panic!("{path}: not an object: {v}"));
+            assert_eq!(obj.len(), r.fields.len(), "{path}: field count");
+            Avro::Record(
+                r.fields
+                    .iter()
+                    .map(|f| {
+                        let fv = obj.get(&f.name).unwrap_or_else(|| panic!("{path}.{}: missing", f.name));
+                        (f.name.clone(), rendered_to_avro(fv, &f.schema, &format!("{path}.{}", f.name)))
+                    })
+                    .collect(),
+            )
+        }
+        S::Array(a) => Avro::Array(
+            v.as_array()
+                .unwrap_or_else(|| panic!("{path}: not an array: {v}"))
+                .iter()
+                .enumerate()
+                .map(|(i, x)| rendered_to_avro(x, &a.items, &format!("{path}[{i}]")))
+                .collect(),
+        ),
+        S::String => Avro::String(v.as_str().unwrap_or_else(|| panic!("{path}: not a string: {v}")).to_owned()),
+        S::Int => Avro::Int(v.as_i64().unwrap_or_else(|| panic!("{path}: not an integer: {v}")) as i32),
+        S::Long => Avro::Long(v.as_i64().unwrap_or_else(|| panic!("{path}: not an integer: {v}"))),
+        S::TimestampMillis => Avro::TimestampMillis(v.as_i64().unwrap_or_else(|| panic!("{path}: not millis: {v}"))),
+        S::Decimal(d) => {
+            let text = v.as_str().unwrap_or_else(|| panic!("{path}: a decimal must be rendered as text: {v}"));
+            let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+            assert_eq!(frac.len(), d.scale, "{path}: {text} has the schema's scale");
+            let unscaled: i128 = format!("{int}{frac}").parse().unwrap_or_else(|e| panic!("{path}: {text}: {e}"));
+            Avro::Decimal(apache_avro::Decimal::from(unscaled.to_be_bytes().to_vec()))
+        }
+        other => panic!("{path}: the test does not compare {other:?}"),
+    }
+}
+
+/// Asserts an independent consumer read exactly `expected` (the simulator's records), each
+/// once, every field equal to the vendor's value as the schema in `schemas/` types it.
+pub fn assert_decoded_exactly(decoded: &[Decoded], expected: &[Value], schema: &Schema, key_field: &str) {
+    assert_eq!(decoded.len(), expected.len(), "records decoded equal the simulator's");
+    let by_key: BTreeMap<String, &Value> = expected.iter().map(|r| (text(&r[key_field]), r)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for d in decoded {
+        let key = d.key.clone().expect("every record has a key");
+        assert!(seen.insert(key.clone()), "key {key} appears twice");
+        let want = by_key.get(&key).unwrap_or_else(|| panic!("key {key} is not a simulator record"));
+        let value = d.value.as_ref().unwrap_or_else(|| panic!("{key}: not a tombstone"));
+        check_value(&rendered_to_avro(value, schema, &key), Some(want), schema, &key);
+    }
+}

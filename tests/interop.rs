@@ -1,0 +1,316 @@
+//! What downstream teams run reads what tidemark writes: Java Avro's `BinaryMessageDecoder` and
+//! Python fastavro decode every single-object value holding nothing but `schemas/`;
+//! confluent-kafka's `AvroDeserializer` (and Java Avro) decode every Confluent-framed value
+//! through a real schema registry (Apicurio). Plus the registry's failure modes and schema
+//! evolution, against the real broker and registry.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// Every topic of `examples/tidemark.toml`: (kind, topic, schema file, business id).
+const TOPICS: [(&str, &str, &str, &str); 5] = [
+    ("wdt.account_check", "wdt.account_check", "wdt.account_check.avsc", "account_check_no"),
+    ("qimen.stockin_refund", "qimen.stockin_refund", "qimen.stockin_refund.avsc", "order_no"),
+    ("top.finance_order", "top.finance_order", "top.finance_order.avsc", "biz_uk"),
+    ("finance.transactions", "finance.transactions", "finance.transaction.avsc", "trans_id"),
+    ("finance.balances", "finance.balances", "finance.account_balance.avsc", "account_id"),
+];
+
+const SECRETS: [(&str, &str); 5] = [
+    ("WDT_APPSECRET", "wdt-secret"),
+    ("QIMEN_APP_SECRET", "qimen-secret"),
+    ("TOP_APP_SECRET", "top-secret"),
+    ("TOP_SESSION", "top-session"),
+    ("FINANCE_APP_SECRET", "finance-secret"),
+];
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name)).unwrap()
+}
+
+/// The demo's simulators (`examples/simulator.toml`) on a free port.
+fn example_simulator(dir: &Path) -> Simulator {
+    let mut text = example("simulator.toml").replace("${TIDEMARK_SIM_LISTEN:-127.0.0.1:18080}", "127.0.0.1:0");
+    for (name, value) in SECRETS {
+        text = text.replace(&format!("${{{name}}}"), value);
+    }
+    Simulator::start(dir, &text)
+}
+
+/// The demo's worker config (`examples/tidemark.toml`, every source) with this test's topics,
+/// in the Confluent format it ships with, or in single-object encoding without the registry.
+fn example_worker(prefix: &str, confluent: bool) -> String {
+    let mut out = String::new();
+    let mut in_registry = false;
+    for line in example("tidemark.toml").lines() {
+        if line.starts_with('[') {
+            in_registry = line == "[schema_registry]";
+        }
+        if !confluent && (in_registry || line.starts_with("value_format")) {
+            continue;
+        }
+        let line = match line.split_once(" = \"") {
+            Some(("topic" | "watermark_topic" | "transactional_id", rest)) => {
+                format!("{} = \"{prefix}.{rest}", line.split(' ').next().unwrap())
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs the worker until caught up with the demo's environment.
+fn run_example(dir: &Path, sim: &Simulator, config: &str) -> Output {
+    let cfg = write(dir, "worker.toml", config);
+    let base = sim.base_url();
+    Command::new(BIN)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&cfg)
+        .envs(SECRETS)
+        .env("KAFKA_BOOTSTRAP", kafka())
+        .env("SCHEMA_REGISTRY_URL", registry())
+        .env("TIDEMARK_METRICS_LISTEN", "127.0.0.1:0")
+        .env("WDT_BASE_URL", &base)
+        .env("QIMEN_URL", format!("{base}/router/qm"))
+        .env("TOP_URL", format!("{base}/router/rest"))
+        .env("FINANCE_URL", format!("{base}/api"))
+        .output()
+        .expect("run worker")
+}
+
+fn java_fingerprint(schema_file: &str) -> String {
+    let avsc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file)).unwrap();
+    format!("0x{:016x}", tidemark::avro::canonical::fingerprint(&avsc).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn java_and_fastavro_decode_every_single_object_value_with_only_the_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = example_simulator(dir.path());
+    let prefix = unique("interop-so");
+    let out = run_example(dir.path(), &sim, &example_worker(&prefix, false));
+    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    for (kind, topic, schema_file, key) in TOPICS {
+        let topic = format!("{prefix}.{topic}");
+        let expected = sim.records(kind).await;
+        let schema = schema(schema_file);
+        for reader in [Reader::JavaSingleObject, Reader::FastavroSingleObject] {
+            let decoded = decode_with(reader, &topic);
+            assert_decoded_exactly(&decoded, &expected, &schema, key);
+            // The consumers matched the header against fingerprints they computed themselves.
+            let name = schema.name().unwrap().fullname(None);
+            for d in &decoded {
+                assert_eq!(d.writer.as_deref(), Some(name.as_str()), "{topic}");
+                assert_eq!(d.schema_ref.as_deref(), Some(java_fingerprint(schema_file).as_str()), "{topic}");
+            }
+        }
+    }
+}
+
+/// The id the registry holds for the latest version of `<topic>-value`.
+async fn latest_id(topic: &str) -> (u64, u64) {
+    let v: Value = reqwest::get(format!("{}/subjects/{topic}-value/versions/latest", registry()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (v["id"].as_u64().unwrap_or_else(|| panic!("{v}")), v["version"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confluent_kafka_and_java_decode_every_confluent_value_through_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = example_simulator(dir.path());
+    let prefix = unique("interop-cf");
+    let out = run_example(dir.path(), &sim, &example_worker(&prefix, true));
+    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    for (kind, topic, schema_file, key) in TOPICS {
+        let topic = format!("{prefix}.{topic}");
+        let expected = sim.records(kind).await;
+        let schema = schema(schema_file);
+        let (id, _) = latest_id(&topic).await;
+        let level: Value =
+            reqwest::get(format!("{}/config/{topic}-value", registry())).await.unwrap().json().await.unwrap();
+        assert_eq!(level["compatibilityLevel"], "BACKWARD", "{topic}: the subject's compatibility is set: {level}");
+        for reader in [Reader::PythonConfluent(registry()), Reader::JavaConfluent(registry())] {
+            let decoded = decode_with(reader, &topic);
+            assert_decoded_exactly(&decoded, &expected, &schema, key);
+            for d in &decoded {
+                assert_eq!(
+                    d.schema_ref.as_deref(),
+                    Some(id.to_string().as_str()),
+                    "{topic}: framed with its subject's id"
+                );
+            }
+        }
+    }
+}
+
+// ---- the registry's failure modes and schema evolution, on one small 旺店通 stream ----------
+
+const WDT: &str = "wdt.account_check";
+
+fn wdt_simulator(dir: &Path) -> Simulator {
+    Simulator::start(dir, &simulator_config(200, "0ms"))
+}
+
+/// A confluent-format worker for one 旺店通 stream, with an optional schema override.
+fn wdt_worker(sim: &Simulator, topic: &str, registry_url: &str, schema_file: Option<&Path>) -> String {
+    let mut cfg = format!(
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{topic}-txn\"\nwatermark_topic = \"{topic}-wm\"\nvalue_format = \"confluent\"\n\n[schema_registry]\nurl = \"{registry_url}\"\nretry_for = \"2s\"\n\n[sources.wdt]\nkind = \"{WDT}\"\nbase_url = \"{}\"\nsid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"test-secret\"\nrequests_per_second = 100\n",
+        kafka(),
+        sim.base_url()
+    );
+    if let Some(f) = schema_file {
+        cfg.push_str(&format!("schema = \"{}\"\n", f.display()));
+    }
+    cfg.push_str(&format!(
+        "\n[[streams]]\nid = \"{WDT}/shop-01\"\nsource = \"wdt\"\ntopic = \"{topic}\"\nstart = \"6d\"\nsettle = \"1s\"\n[streams.params]\nshop_no = \"shop-01\"\n"
+    ));
+    cfg
+}
+
+fn run_cmd(args: &[&str], config: &Path) -> (bool, String) {
+    let out = Command::new(BIN).args(args).arg("--config").arg(config).env("RUST_LOG", "info").output().unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The built-in 旺店通 schema with `edit` applied to its parsed JSON, as an `.avsc` file.
+fn edited_schema(dir: &Path, name: &str, edit: impl FnOnce(&mut Value)) -> std::path::PathBuf {
+    let mut v: Value = serde_json::from_str(&example_schema("wdt.account_check.avsc")).unwrap();
+    edit(&mut v);
+    write(dir, name, &serde_json::to_string_pretty(&v).unwrap())
+}
+
+fn example_schema(file: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(file)).unwrap()
+}
+
+fn fields(v: &mut Value) -> &mut Vec<Value> {
+    v["fields"].as_array_mut().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_registry_stops_the_start_naming_it_and_nothing_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = wdt_simulator(dir.path());
+    let topic = unique("reg-down");
+    let cfg = write(dir.path(), "w.toml", &wdt_worker(&sim, &topic, "http://127.0.0.1:1/apis/ccompat/v7", None));
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &cfg);
+    assert!(!ok, "the start must fail: {out}");
+    assert!(
+        out.contains("schema registry http://127.0.0.1:1/apis/ccompat/v7 is unreachable")
+            && out.contains("connection refused"),
+        "the error names the registry and the cause: {out}"
+    );
+    assert!(consume_committed(&topic).is_empty(), "no record was committed");
+    assert!(consume_committed(&format!("{topic}-wm")).is_empty(), "no watermark was committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason_and_nothing_is_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = wdt_simulator(dir.path());
+    let topic = unique("reg-refuses");
+    // The subject already holds a version without the business id; under BACKWARD a new version
+    // that requires it (no default) cannot read the old data.
+    let mut older: Value = serde_json::from_str(&example_schema("wdt.account_check.avsc")).unwrap();
+    fields(&mut older).retain(|f| f["name"] != "account_check_no");
+    let http = reqwest::Client::new();
+    let subject = format!("{}/subjects/{topic}-value", registry());
+    let r = http.post(format!("{subject}/versions")).json(&json!({"schema": older.to_string()})).send().await.unwrap();
+    assert!(r.status().is_success(), "seed the subject: {}", r.text().await.unwrap());
+    let r = http
+        .put(format!("{}/config/{topic}-value", registry()))
+        .json(&json!({"compatibility": "BACKWARD"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let cfg = write(dir.path(), "w.toml", &wdt_worker(&sim, &topic, registry(), None));
+    for args in [&["validate"][..], &["run", "--until-caught-up"][..]] {
+        let (ok, out) = run_cmd(args, &cfg);
+        assert!(!ok, "{args:?} must fail: {out}");
+        assert!(
+            out.contains(&format!("schema for subject {topic}-value is not BACKWARD-compatible")),
+            "{args:?} names the subject and level: {out}"
+        );
+        assert!(out.contains("account_check_no"), "{args:?} carries the registry's reason: {out}");
+    }
+    assert!(consume_committed(&topic).is_empty(), "no record was committed");
+    assert!(consume_committed(&format!("{topic}-wm")).is_empty(), "no watermark was committed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compatible_change_is_a_new_version_readers_follow_and_an_incompatible_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = wdt_simulator(dir.path());
+    let topic = unique("reg-evolve");
+    let v1 = write(dir.path(), "v1.toml", &wdt_worker(&sim, &topic, registry(), None));
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &v1);
+    assert!(ok, "{out}");
+    let (id1, version1) = latest_id(&topic).await;
+
+    // The vendor starts sending a field, and the schema gains it as optional.
+    let mut fresh = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
+    fresh["account_check_no"] = json!("AC-EVOLVED-1");
+    fresh["memo"] = json!("新字段 arrives");
+    // After the first run's watermark (it stops at most a few seconds behind now minus the 1 s
+    // settle), and before the second run's horizon.
+    let at = tidemark::time::format_beijing(chrono::Utc::now(), tidemark::time::DATETIME);
+    let r = reqwest::Client::new()
+        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
+        .json(&json!({"at": at, "group": "shop-01", "record": fresh}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let with_memo = edited_schema(dir.path(), "v2.avsc", |v| {
+        fields(v).push(json!({"name": "memo", "type": ["null", "string"], "default": null}))
+    });
+    let v2 = write(dir.path(), "v2.toml", &wdt_worker(&sim, &topic, registry(), Some(&with_memo)));
+    let (ok, out) = run_cmd(&["validate"], &v2);
+    assert!(ok && out.contains("compatible with its latest version"), "{out}");
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &v2);
+    assert!(ok, "{out}");
+    let (id2, version2) = latest_id(&topic).await;
+    assert!(
+        id2 != id1 && version2 == version1 + 1,
+        "a new version with a new id ({id1} v{version1} → {id2} v{version2})"
+    );
+
+    // One consumer, never restarted, reads both versions.
+    let decoded = decode_with(Reader::PythonConfluent(registry()), &topic);
+    let shop01 = sim.records(WDT).await.into_iter().filter(|r| r["shop_no"] == "shop-01").count();
+    assert_eq!(decoded.len(), shop01, "every shop-01 record once");
+    let (old, new): (Vec<_>, Vec<_>) = decoded.iter().partition(|d| d.schema_ref.as_deref() == Some(&*id1.to_string()));
+    assert_eq!(new.len(), 1, "only the new record is written with the new version");
+    assert_eq!(new[0].schema_ref.as_deref(), Some(&*id2.to_string()));
+    assert_eq!(new[0].value.as_ref().unwrap()["memo"], "新字段 arrives");
+    assert!(old.iter().all(|d| d.value.as_ref().unwrap().get("memo").is_none()), "old records keep their schema");
+
+    // Changing a field's type breaks BACKWARD: validate and run both refuse, commit nothing.
+    let retyped = edited_schema(dir.path(), "v3.avsc", |v| {
+        let f = fields(v).iter_mut().find(|f| f["name"] == "tid").unwrap();
+        f["type"] = json!(["null", "long"]);
+    });
+    let v3 = write(dir.path(), "v3.toml", &wdt_worker(&sim, &topic, registry(), Some(&retyped)));
+    let before = consume_committed(&topic).len();
+    for args in [&["validate"][..], &["run", "--until-caught-up"][..]] {
+        let (ok, out) = run_cmd(args, &v3);
+        assert!(!ok, "{args:?} must refuse: {out}");
+        assert!(out.contains("not BACKWARD-compatible") && out.contains("tid"), "{args:?}: {out}");
+    }
+    assert_eq!(consume_committed(&topic).len(), before, "nothing more was committed");
+    assert_eq!(latest_id(&topic).await, (id2, version2), "nothing was registered");
+}
