@@ -93,13 +93,9 @@ impl Registry {
         let (status, body) =
             self.call(Method::POST, &path, Some(json!({"schemaType": "AVRO", "schema": avsc})), &what).await?;
         if status == StatusCode::CONFLICT {
-            // 409: the subject's compatibility rule refused it; say why as best we can.
-            let reasons = match self.compatibility(subject, avsc).await {
-                Ok(Compatibility::Incompatible(r)) if !r.is_empty() => r.join("; "),
-                _ => message_of(&body),
-            };
+            // 409: the subject's compatibility rule refused it, with the registry's reasons.
             let level = self.compatibility_level(subject).await.unwrap_or_else(|_| "the configured".into());
-            return Err(RegistryError::Incompatible { subject: subject.to_owned(), level, reasons });
+            return Err(RegistryError::Incompatible { subject: subject.to_owned(), level, reasons: message_of(&body) });
         }
         let body = success(status, body, &what)?;
         let id = id_of(&body, &what)?;
@@ -218,9 +214,9 @@ impl Registry {
     }
 }
 
-/// Registers every topic's value schema (`schemas` maps topic → `.avsc`), after checking it
-/// against the subject's latest version, and sets the subject's compatibility level.
-/// Returns topic → schema id. Nothing is produced before this succeeds.
+/// Registers every topic's value schema (`schemas` maps topic → `.avsc`) under the subject's
+/// compatibility level, which is set first so the registry checks the schema against the
+/// subject's latest version. Returns topic → schema id. Nothing is produced before this succeeds.
 pub async fn register_all(
     registry: &Registry,
     schemas: &BTreeMap<String, String>,
@@ -229,9 +225,13 @@ pub async fn register_all(
     let mut ids = BTreeMap::new();
     for (topic, avsc) in schemas {
         let subject = value_subject(topic);
-        check(registry, &subject, avsc).await?;
+        // Some registries (Apicurio) keep no config for a subject without versions: set it
+        // again once the first version exists.
+        let level_set = registry.set_compatibility_level(&subject, level).await;
         let id = registry.register(&subject, avsc).await?;
-        registry.set_compatibility_level(&subject, level).await?;
+        if level_set.is_err() {
+            registry.set_compatibility_level(&subject, level).await?;
+        }
         info!(subject, id, compatibility = level, registry = %registry.url(), "value schema registered");
         ids.insert(topic.clone(), id);
     }
@@ -243,7 +243,11 @@ pub async fn check(registry: &Registry, subject: &str, avsc: &str) -> Result<Com
     match registry.compatibility(subject, avsc).await? {
         Compatibility::Incompatible(reasons) => {
             let level = registry.compatibility_level(subject).await.unwrap_or_else(|_| "the configured".into());
-            let reasons = if reasons.is_empty() { "no reason given".to_owned() } else { reasons.join("; ") };
+            let reasons = if reasons.is_empty() {
+                "the registry's check gave no details (registering reports them)".to_owned()
+            } else {
+                reasons.join("; ")
+            };
             Err(RegistryError::Incompatible { subject: subject.to_owned(), level, reasons })
         }
         ok => Ok(ok),
