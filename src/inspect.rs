@@ -35,6 +35,8 @@ pub struct StreamSummary {
 pub struct TopicSample {
     pub topic: String,
     pub schema: String,
+    /// How the samples' values were framed (e.g. `schema registry id 7`).
+    pub framing: Option<String>,
     pub samples: Vec<Value>,
 }
 
@@ -72,8 +74,13 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
         let mut summaries = summaries;
         let mut out = Vec::new();
         for (topic, codec) in topics {
-            let mut values =
-                ValueReader { codec: &codec, registry: registry.as_ref(), runtime: &runtime, by_id: HashMap::new() };
+            let mut values = ValueReader {
+                codec: &codec,
+                registry: registry.as_ref(),
+                runtime: &runtime,
+                by_id: HashMap::new(),
+                last: None,
+            };
             out.push(scan_topic(&kafka, &topic, &mut values, samples, &mut summaries)?);
         }
         Ok((summaries.into_values().collect(), out))
@@ -89,11 +96,14 @@ struct ValueReader<'a> {
     registry: Option<&'a Registry>,
     runtime: &'a tokio::runtime::Handle,
     by_id: HashMap<u32, apache_avro::Schema>,
+    /// The framing of the last value decoded.
+    last: Option<Framing>,
 }
 
 impl ValueReader<'_> {
     fn decode(&mut self, value: &[u8]) -> Result<Value, String> {
         let (framing, datum) = Framing::split(value).ok_or("neither single-object nor Confluent framing")?;
+        self.last = Some(framing);
         match framing {
             Framing::SingleObject { fingerprint } if fingerprint == self.codec.fingerprint() => {
                 decode::decode_datum(self.codec.schema(), datum)
@@ -122,8 +132,12 @@ fn scan_topic(
     summaries: &mut BTreeMap<String, StreamSummary>,
 ) -> Result<TopicSample, InspectError> {
     let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
-    let mut sample =
-        TopicSample { topic: topic.to_owned(), schema: values.codec.full_name().to_owned(), samples: Vec::new() };
+    let mut sample = TopicSample {
+        topic: topic.to_owned(),
+        schema: values.codec.full_name().to_owned(),
+        framing: None,
+        samples: Vec::new(),
+    };
     let consumer: BaseConsumer<crate::kafka::ReadToEnd> = client_config(kafka)
         .set("group.id", "tidemark-inspect")
         .set("enable.auto.commit", "false")
@@ -186,5 +200,6 @@ fn scan_topic(
             s.distinct_keys = k.len() as u64;
         }
     }
+    sample.framing = values.last.map(|f| f.to_string());
     Ok(sample)
 }

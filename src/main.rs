@@ -339,7 +339,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             for t in topics {
                 for sample in &t.samples {
-                    println!("\nsample from {} ({}):", t.topic, t.schema);
+                    let framing = t.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
+                    println!("\nsample from {} ({}{framing}):", t.topic, t.schema);
                     if compact {
                         let line = sample.to_string();
                         let cut: String = line.chars().take(400).collect();

@@ -105,6 +105,15 @@ impl Registry {
 
     /// Checks `avsc` against the latest version of `subject` under the subject's rule.
     pub async fn compatibility(&self, subject: &str, avsc: &str) -> Result<Compatibility, RegistryError> {
+        // Some registries (Apicurio) call anything compatible with a subject that has no
+        // versions: ask first whether it has any.
+        let what = format!("the versions of subject {subject}");
+        let (status, body) =
+            self.call(Method::GET, &format!("/subjects/{}/versions", enc(subject)), None, &what).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(Compatibility::NewSubject);
+        }
+        success(status, body, &what)?;
         let what = format!("the compatibility check for subject {subject}");
         let path = format!("/compatibility/subjects/{}/versions/latest?verbose=true", enc(subject));
         let (status, body) =
