@@ -85,6 +85,45 @@ fn run_example(dir: &Path, sim: &Simulator, config: &str) -> Output {
         .expect("run worker")
 }
 
+/// Runs the program that `docs/consuming.md` prints under `<!-- snippet: NAME -->` (Python with
+/// the interop venv, Java by the source launcher on the interop classpath) and returns its
+/// `key<TAB>record` lines.
+fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
+    let after = guide.split_once(&format!("<!-- snippet: {name} -->")).unwrap_or_else(|| panic!("no snippet {name}")).1;
+    let body = after.trim_start().splitn(2, '\n').nth(1).unwrap();
+    let code = &body[..body.find("\n```").unwrap_or_else(|| panic!("{name}: unclosed block"))];
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), name, code);
+    let io = interop();
+    let mut cmd = if name.ends_with(".py") {
+        Command::new(&io.python)
+    } else {
+        let mut c = Command::new("java");
+        c.args(["-cp", &io.java_cp]);
+        c
+    };
+    let out = cmd.arg(&file).args(args).output().unwrap();
+    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or_else(|| panic!("{name} printed {l:?}"));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Asserts a guide snippet printed every expected record once, by key.
+fn assert_snippet_read_all(lines: &[(String, String)], expected: &[Value], key: &str, name: &str) {
+    let mut got: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();
+    let mut want: Vec<String> = expected.iter().map(|r| r[key].as_str().unwrap().to_owned()).collect();
+    got.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(got, want, "{name} read every record once");
+}
+
 fn java_fingerprint(schema_file: &str) -> String {
     let avsc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file)).unwrap();
@@ -112,6 +151,17 @@ async fn java_and_fastavro_decode_every_single_object_value_with_only_the_schema
                 assert_eq!(d.schema_ref.as_deref(), Some(java_fingerprint(schema_file).as_str()), "{topic}");
             }
         }
+    }
+    // The consumer's guide, as printed, on the topic with nested lines and Chinese text.
+    let topic = format!("{prefix}.qimen.stockin_refund");
+    let expected = sim.records("qimen.stockin_refund").await;
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let schemas = schemas.to_str().unwrap();
+    for name in ["read_single_object.py", "ReadSingleObject.java"] {
+        let lines = run_guide_snippet(name, &[kafka(), schemas, &topic]);
+        assert_snippet_read_all(&lines, &expected, "order_no", name);
+        let (_, first) = &lines[0];
+        assert!(first.contains("details_list"), "{name} printed whole records: {first}");
     }
 }
 
