@@ -315,3 +315,80 @@ fn transport_cause(e: &reqwest::Error) -> String {
     };
     format!("{kind} ({all})")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn config(url: String) -> RegistryConfig {
+        RegistryConfig {
+            url,
+            username: Some("tidemark".into()),
+            password: Some(Secret::new("s3cret-pw")),
+            ca_location: None,
+            compatibility: "BACKWARD".into(),
+            request_timeout: Duration::from_secs(5),
+            retry_for: Duration::from_millis(300),
+        }
+    }
+
+    /// Answers one request per `(status, body)` in turn, handing back the requests received.
+    async fn serve(answers: Vec<(&'static str, &'static str)>) -> (String, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for (status, body) in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 65536];
+                let n = sock.read(&mut buf).await.unwrap();
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                sock.write_all(reply.as_bytes()).await.unwrap();
+                seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            seen
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn credentials_go_as_basic_auth_and_a_refusal_names_status_and_code_without_them() {
+        let (url, seen) = serve(vec![("401 Unauthorized", r#"{"error_code":40101,"message":"Unauthorized"}"#)]).await;
+        let reg = Registry::new(&config(url)).unwrap();
+        let e = reg.register("orders-value", r#"{"type":"string"}"#).await.unwrap_err().to_string();
+        let request = seen.await.unwrap().remove(0);
+        // base64("tidemark:s3cret-pw")
+        assert!(request.to_lowercase().contains("authorization: basic dglkzw1hcms6cznjcmv0lxb3"), "{request}");
+        assert!(request.starts_with("POST /subjects/orders-value/versions "), "{request}");
+        assert!(e.contains("HTTP 401") && e.contains("40101") && e.contains("Unauthorized"), "{e}");
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_registry_is_retried_then_named_with_the_cause() {
+        let reg = Registry::new(&config("http://127.0.0.1:1".into())).unwrap();
+        let started = Instant::now();
+        let e = reg.schema_by_id(7).await.unwrap_err();
+        assert!(started.elapsed() >= Duration::from_millis(300), "retried for retry_for");
+        let e = e.to_string();
+        assert!(
+            e.contains("http://127.0.0.1:1") && e.contains("connection refused") && e.contains("schema id 7"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_until_a_definite_answer() {
+        let (url, seen) =
+            serve(vec![("503 Service Unavailable", r#"{"message":"starting"}"#), ("200 OK", r#"{"id":42}"#)]).await;
+        let mut cfg = config(url);
+        cfg.retry_for = Duration::from_secs(10);
+        let reg = Registry::new(&cfg).unwrap();
+        assert_eq!(reg.register("orders-value", r#"{"type":"string"}"#).await.unwrap(), 42);
+        assert_eq!(seen.await.unwrap().len(), 2, "the 503 was retried");
+    }
+}

@@ -91,7 +91,7 @@ fn run_example(dir: &Path, sim: &Simulator, config: &str) -> Output {
 fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
     let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
     let after = guide.split_once(&format!("<!-- snippet: {name} -->")).unwrap_or_else(|| panic!("no snippet {name}")).1;
-    let body = after.trim_start().splitn(2, '\n').nth(1).unwrap();
+    let body = after.trim_start().split_once('\n').unwrap().1;
     let code = &body[..body.find("\n```").unwrap_or_else(|| panic!("{name}: unclosed block"))];
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), name, code);
@@ -351,6 +351,13 @@ async fn a_compatible_change_is_a_new_version_readers_follow_and_an_incompatible
     assert_eq!(new[0].schema_ref.as_deref(), Some(&*id2.to_string()));
     assert_eq!(new[0].value.as_ref().unwrap()["memo"], "新字段 arrives");
     assert!(old.iter().all(|d| d.value.as_ref().unwrap().get("memo").is_none()), "old records keep their schema");
+
+    // inspect decodes both versions through the registry.
+    let (ok, out) = run_cmd(&["inspect", "--samples", "1000", "--compact"], &v2);
+    assert!(ok, "{out}");
+    assert!(!out.contains("undecodable"), "{out}");
+    assert!(out.contains("新字段 arrives") && out.contains("schema registry id"), "{out}");
+    assert_eq!(out.matches("\nsample from ").count(), shop01, "every record decoded: {out}");
 
     // Changing a field's type breaks BACKWARD: validate and run both refuse, commit nothing.
     let retyped = edited_schema(dir.path(), "v3.avsc", |v| {
