@@ -461,8 +461,10 @@ impl Config {
 
     /// Parses and validates config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let file: FileConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::from("<text>"), message: e.to_string() })?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: describe_toml_error(text, &e),
+        })?;
         validate(file)
     }
 }
@@ -700,6 +702,70 @@ fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
     Ok(RegistryConfig { url, username, password, ca_location, compatibility, request_timeout, retry_for })
 }
 
+/// Whether a config key holds a secret: vendor secrets and sessions, passwords, tokens.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.trim().trim_matches('"').to_ascii_lowercase();
+    ["secret", "password", "session", "token", "credential"].iter().any(|w| k.contains(w))
+}
+
+/// A TOML error as `line L, column C: message`, followed by the offending line only when that
+/// line does not set a secret. For a secret's line (or a line continuing a value that a
+/// secret's line began) only the key is shown and quoted values are cut from the message, so a
+/// typo never prints a secret.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end().to_owned();
+    let Some(span) = e.span() else { return redact_quoted(&message) };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line_no = text[..line_start].matches('\n').count() + 1;
+    let column = text[line_start..start].chars().count() + 1;
+    let line = &text[line_start..line_end];
+    // The key of this line, or of the nearest line above that sets one (multi-line values).
+    let key = text[..line_end]
+        .lines()
+        .rev()
+        .map(str::trim_start)
+        .find(|l| l.starts_with('[') || l.contains('='))
+        .and_then(|l| l.split_once('=').filter(|_| !l.starts_with('[')))
+        .map(|(k, _)| k.trim().to_owned());
+    match key {
+        Some(key) if is_secret_key(&key) => {
+            format!(
+                "line {line_no}, column {column}: {} (in `{key} = ***`; the value is not shown)",
+                redact_quoted(&message)
+            )
+        }
+        _ => format!("line {line_no}, column {column}: {message}\n  {line_no} | {line}"),
+    }
+}
+
+/// Cuts quoted or backticked values out of an error message.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quote: Option<char> = None;
+    for c in message.chars() {
+        match quote {
+            Some(q) if c == q => {
+                out.push_str("***");
+                out.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    if quote.is_some() {
+        out.push_str("***");
+    }
+    out
+}
+
 /// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
 pub fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
@@ -810,6 +876,48 @@ mod tests {
         assert!(e.contains("kafka.value_format") && e.contains("protobuf"), "{e}");
         let e = err(&format!("{GOOD}\n[schema_registry]\nurl = \"http://127.0.0.1:8081\"\n"));
         assert!(e.contains("kafka.value_format") && e.contains("single-object"), "{e}");
+    }
+
+    #[test]
+    fn parse_errors_never_echo_a_secret() {
+        const SECRET: &str = "SuperSecret-7f3a";
+        // Every key that holds a secret, in the table it belongs to.
+        let places = [
+            ("[sources.w]\nkind = \"wdt.account_check\"\nbase_url = \"http://x\"", "appsecret"),
+            ("[sources.q]\nkind = \"qimen.stockin_refund\"\nbase_url = \"http://x\"", "app_secret"),
+            ("[sources.t]\nkind = \"top.finance_order\"\nbase_url = \"http://x\"", "app_secret"),
+            ("[sources.t]\nkind = \"top.finance_order\"\nbase_url = \"http://x\"", "session"),
+            ("[sources.f]\nkind = \"finance.transactions\"\nbase_url = \"http://x\"", "app_secret"),
+            ("[kafka.properties]", "\"sasl.password\""),
+            ("[kafka.properties]", "\"ssl.key.password\""),
+            ("[schema_registry]\nurl = \"http://x\"\nusername = \"u\"", "password"),
+        ];
+        let broken = [
+            format!("\"{SECRET}"),            // unterminated string
+            format!("\"\"\"{SECRET}\nmore"),  // unterminated multi-line string
+            SECRET.to_owned(),                // a bare word
+            format!("\"{SECRET}\" trailing"), // junk after the value
+            "12345678".to_owned(),            // a number where a string belongs
+        ];
+        let mut parsed = 0;
+        for (table, key) in places {
+            for value in &broken {
+                let text = format!("[kafka]\nbootstrap = \"b:1\"\n{table}\n{key} = {value}\n");
+                let Err(e) = Config::parse(&text) else { continue };
+                let parse = matches!(e, ConfigError::Parse { .. });
+                let e = e.to_string();
+                assert!(!e.contains(SECRET) && !e.contains("12345678"), "{key} = {value}: {e}");
+                assert!(
+                    !parse || e.contains("line ") && e.contains(&format!("`{key} = ***`")),
+                    "the error says where: {e}"
+                );
+                parsed += usize::from(parse);
+            }
+        }
+        assert!(parsed >= places.len() * 4, "the syntax errors were parse errors ({parsed})");
+        // A non-secret line is shown, to help fix it.
+        let e = err("[kafka]\nbootstrap = \"b:1\nwatermark_topic = \"x\"\n");
+        assert!(e.contains("| bootstrap = \"b:1"), "{e}");
     }
 
     #[test]
