@@ -193,6 +193,12 @@ struct FileKafka {
     properties: BTreeMap<String, String>,
     #[serde(default = "default_value_format")]
     value_format: String,
+    #[serde(default = "default_startup_timeout")]
+    startup_timeout: String,
+}
+
+fn default_startup_timeout() -> String {
+    "2m".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +339,8 @@ pub struct KafkaConfig {
     /// librdkafka properties passed through as they are (TLS, SASL, tuning).
     pub properties: BTreeMap<String, Secret>,
     pub value_format: ValueFormat,
+    /// How long a start waits for unreachable brokers before it fails.
+    pub startup_timeout: Duration,
 }
 
 /// How record values are framed for readers.
@@ -490,6 +498,13 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         }
     }
     let transaction_timeout = parse_duration("kafka.transaction_timeout", &k.transaction_timeout)?;
+    let startup_timeout = parse_duration("kafka.startup_timeout", &k.startup_timeout)?;
+    if startup_timeout < Duration::from_secs(1) {
+        return Err(ConfigError::invalid(
+            "kafka.startup_timeout",
+            format!("must be at least 1s, got {:?}", k.startup_timeout),
+        ));
+    }
     if transaction_timeout < Duration::from_secs(1) {
         return Err(ConfigError::invalid("kafka.transaction_timeout", "must be at least 1s"));
     }
@@ -507,6 +522,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         topic_partitions: k.topic_partitions,
         replication_factor: k.replication_factor,
         transaction_timeout,
+        startup_timeout,
         properties,
         value_format: match k.value_format.as_str() {
             "single-object" => ValueFormat::SingleObject,

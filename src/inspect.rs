@@ -169,6 +169,8 @@ fn scan_topic(
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
             }
+            // A global end-of-partition names no partition: the per-partition ones count.
+            Some(Err(e)) if crate::kafka::is_partition_eof(&e) => {}
             Some(Err(e)) => return Err(kerr(e)),
             Some(Ok(m)) => {
                 let Some(stream) = m.headers().and_then(|h| {

@@ -49,7 +49,8 @@ enum Command {
         /// Worker config file (TOML).
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
-        /// Exit 0 once every stream's watermark has reached now minus its settle lag.
+        /// Exit 0 once every stream's watermark has reached now minus its settle lag (exit 1 if
+        /// a stream stopped on an error, 3 if a signal came first).
         #[arg(long)]
         until_caught_up: bool,
     },
@@ -216,12 +217,22 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config, until_caught_up } => {
             let cfg = Config::load(&config)?;
+            let streams = cfg.streams.len();
             let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
             print_summary(&reports);
             let failed = reports
                 .iter()
                 .any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));
-            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            // A scheduler running --until-caught-up must not read a shutdown as success.
+            let caught_up = reports.iter().filter(|r| r.outcome == StreamOutcome::CaughtUp).count();
+            if failed {
+                Ok(ExitCode::from(1))
+            } else if until_caught_up && caught_up < streams {
+                eprintln!("error: interrupted before every stream caught up ({caught_up} of {streams} did)");
+                Ok(ExitCode::from(3))
+            } else {
+                Ok(ExitCode::SUCCESS)
+            }
         }
         Command::Simulate { config } => {
             let cfg = tidemark::simulate::SimConfig::load(&config)?;

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::config::{Config, ConfigError};
 use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
 use crate::kafka::hanging;
+use crate::kafka::reach::BrokerCause;
 use crate::kafka::topics::{self, DataTopic, TopicError};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
@@ -35,6 +36,12 @@ pub enum RunError {
     Hanging(rdkafka::error::KafkaError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error("kafka at {bootstrap} is still not reachable after {waited:?} (kafka.startup_timeout): {cause}")]
+    KafkaUnreachable { bootstrap: String, waited: Duration, cause: BrokerCause },
+    #[error(
+        "kafka at {bootstrap} rejected the connection: {cause}; check the TLS and SASL settings in [kafka.properties]"
+    )]
+    KafkaRejected { bootstrap: String, cause: BrokerCause },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
 }
@@ -65,7 +72,9 @@ pub async fn run(
     topics.push(DataTopic { name: config.kafka.dead_letter_topic.clone(), compacted: false });
     topics.sort();
     topics.dedup();
-    // A worker that starts before its broker waits for it (and is not ready meanwhile).
+    // A worker that starts before its broker waits for it (and is not ready meanwhile), up
+    // to kafka.startup_timeout; a rejected credential or certificate fails at once.
+    let waiting_since = std::time::Instant::now();
     let mut attempt = 0;
     loop {
         match topics::ensure(&config.kafka, &topics).await {
@@ -73,10 +82,18 @@ pub async fn run(
                 tracing::debug!("topics ready");
                 break;
             }
-            Err(TopicError::Admin(e)) => {
+            Err(TopicError::Unreachable { bootstrap, cause }) => {
+                if cause.kind.is_fatal() {
+                    return Err(RunError::KafkaRejected { bootstrap, cause });
+                }
+                let waited = waiting_since.elapsed();
+                if waited >= config.kafka.startup_timeout {
+                    return Err(RunError::KafkaUnreachable { bootstrap, waited, cause });
+                }
                 attempt += 1;
-                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10));
-                warn!(bootstrap = %config.kafka.bootstrap, error = %e, retry_in = ?wait, "kafka not reachable yet; waiting");
+                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
+                    .min(config.kafka.startup_timeout - waited);
+                warn!(bootstrap = %bootstrap, cause = %cause, retry_in = ?wait, "kafka not reachable yet; waiting");
                 if pause(wait, &shutdown).await {
                     return Ok(Vec::new());
                 }

@@ -100,6 +100,12 @@ async fn every_simulated_record_arrives_once_with_exact_values() {
     let again = run_until_caught_up(&cfg);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(consume_committed(&topic).len(), expected.len(), "a caught-up restart writes no duplicates");
+    // Ops alert on ERROR lines: a clean restart (watermarks read to their end) logs none.
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("watermarks loaded") && stderr.contains("resumed=2"), "it resumed: {stderr}");
+    let errors: Vec<&str> =
+        stderr.lines().filter(|l| l.contains(" ERROR ") || l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(errors.is_empty(), "a clean restart logs no error: {errors:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,6 +2,7 @@
 
 pub mod ends;
 pub mod hanging;
+pub mod reach;
 pub mod sink;
 pub mod stats;
 pub mod topics;
@@ -24,13 +25,20 @@ pub struct ReadToEnd;
 
 impl rdkafka::ClientContext for ReadToEnd {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+        if !is_partition_eof(&error) {
             tracing::error!(error = %error, reason, "kafka consumer error");
         }
     }
 }
 
 impl rdkafka::consumer::ConsumerContext for ReadToEnd {}
+
+/// End of partition, however librdkafka delivers it: per partition, or (through the client's
+/// error callback) as a global error.
+pub fn is_partition_eof(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF))
+}
 
 /// Drops Kafka clients on a thread of their own: closing one waits for its broker threads
 /// (about a fifth of a second), which nobody needs to wait for.
@@ -78,6 +86,14 @@ mod tests {
         let producer: BaseProducer = client_config(&cfg).create().expect("SASL_SSL with SCRAM is supported");
         assert!(!producer.client().native_client().ptr().is_null());
         assert!(!format!("{:?}", cfg.properties).contains("pw-123"), "passwords never print");
+    }
+
+    #[test]
+    fn end_of_partition_is_recognised_in_both_shapes() {
+        use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+        assert!(is_partition_eof(&KafkaError::PartitionEOF(3)));
+        assert!(is_partition_eof(&KafkaError::Global(RDKafkaErrorCode::PartitionEOF)));
+        assert!(!is_partition_eof(&KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure)));
     }
 
     #[test]

@@ -3,16 +3,19 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use rdkafka::client::DefaultClientContext;
+
+use super::reach::BrokerCause;
 use crate::config::KafkaConfig;
 
 /// Why topics could not be prepared.
 #[derive(Debug, thiserror::Error)]
 pub enum TopicError {
-    #[error("kafka admin request failed: {0}")]
-    Admin(String),
+    /// The brokers did not answer; `cause` says what librdkafka saw.
+    #[error("kafka at {bootstrap} is not reachable: {cause}")]
+    Unreachable { bootstrap: String, cause: BrokerCause },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
     #[error("watermark topic {topic} has cleanup.policy={policy}; it must be compacted or watermarks expire")]
@@ -29,8 +32,15 @@ pub struct DataTopic {
 /// Creates the data topics and the watermark topic where missing, and checks that an
 /// existing watermark topic is compacted.
 pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), TopicError> {
-    let admin: AdminClient<DefaultClientContext> =
-        super::client_config(cfg).create().map_err(|e| TopicError::Admin(e.to_string()))?;
+    // The admin client's errors only say "timed out": a probe first, for the cause.
+    super::reach::probe(cfg, (cfg.startup_timeout / 3).min(Duration::from_secs(10)))
+        .await
+        .map_err(|cause| TopicError::Unreachable { bootstrap: cfg.bootstrap.clone(), cause })?;
+    let unreachable = |e: KafkaError| TopicError::Unreachable {
+        bootstrap: cfg.bootstrap.clone(),
+        cause: BrokerCause::classify(&e.to_string()),
+    };
+    let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create().map_err(unreachable)?;
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(10)));
@@ -47,7 +57,7 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             .set("cleanup.policy", "compact")
             .set("min.compaction.lag.ms", "0"),
     );
-    let results = admin.create_topics(new.iter(), &opts).await.map_err(|e| TopicError::Admin(e.to_string()))?;
+    let results = admin.create_topics(new.iter(), &opts).await.map_err(unreachable)?;
     for r in results {
         match r {
             Ok(topic) => tracing::info!(topic = %topic, "created topic"),
@@ -62,9 +72,9 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
         let described = admin
             .describe_configs([&ResourceSpecifier::Topic(&cfg.watermark_topic)], &opts)
             .await
-            .map_err(|e| TopicError::Admin(e.to_string()))?;
+            .map_err(unreachable)?;
         for res in described {
-            let res = res.map_err(|e| TopicError::Admin(e.to_string()))?;
+            let res = res.map_err(|code| unreachable(KafkaError::AdminOp(code)))?;
             policy = res.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
         }
         if !policy.is_empty() {

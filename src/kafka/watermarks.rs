@@ -98,6 +98,8 @@ fn read_states(
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
             }
+            // A global end-of-partition names no partition: the per-partition ones count.
+            Some(Err(e)) if crate::kafka::is_partition_eof(&e) => {}
             Some(Err(e)) => return Err(kerr(e)),
             Some(Ok(msg)) => {
                 let Some(key) = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };

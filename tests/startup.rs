@@ -1,0 +1,73 @@
+//! Starting against a Kafka that cannot be reached: a bounded wait, then an exit code a
+//! scheduler sees and an error naming the brokers and the cause; a signal during the wait is
+//! not success either.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+
+use common::*;
+
+/// A worker config whose Kafka is `bootstrap`, waiting at most `startup_timeout` for it.
+fn config_for(dir: &std::path::Path, sim: &Simulator, bootstrap: &str, startup_timeout: &str) -> std::path::PathBuf {
+    let topic = unique("startup");
+    let text = worker_config(
+        sim,
+        &topic,
+        &format!("{topic}-wm"),
+        &format!("{topic}-txn"),
+        "test-secret",
+        "24h",
+        &[("wdt.account_check/shop-01", "shop-01")],
+    )
+    .replace(
+        &format!("bootstrap = \"{}\"", kafka()),
+        &format!("bootstrap = \"{bootstrap}\"\nstartup_timeout = \"{startup_timeout}\""),
+    );
+    write(dir, "worker.toml", &text)
+}
+
+#[test]
+fn an_unreachable_kafka_fails_the_start_naming_the_brokers_and_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(10, "0ms"));
+    for (bootstrap, cause) in [("127.0.0.1:1", "connection refused"), ("nohost.invalid:9092", "host name not resolved")]
+    {
+        let out = run_until_caught_up(&config_for(dir.path(), &sim, bootstrap, "3s"));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bootstrap}: a failed start exits 2: {stderr}");
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(
+            last.contains(&format!("kafka at {bootstrap} is still not reachable after"))
+                && last.contains("kafka.startup_timeout")
+                && last.contains(cause),
+            "{bootstrap}: the error names the brokers and says {cause:?}: {last}"
+        );
+        assert!(stderr.contains("kafka not reachable yet; waiting"), "it waited first: {stderr}");
+    }
+}
+
+#[test]
+fn a_signal_before_every_stream_caught_up_is_not_success_with_until_caught_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(10, "0ms"));
+    let cfg = config_for(dir.path(), &sim, "127.0.0.1:1", "10m");
+    let mut worker = spawn_worker(&cfg, &["--until-caught-up"]);
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("kafka not reachable yet") {
+            break;
+        }
+    }
+    let status = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let exit = worker.wait().unwrap();
+    assert_eq!(exit.code(), Some(3), "interrupted before caught up: {}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("interrupted before every stream caught up (0 of 1 did)")),
+        "{}",
+        rest.join("\n")
+    );
+}
