@@ -195,6 +195,14 @@ struct FileKafka {
     value_format: String,
     #[serde(default = "default_startup_timeout")]
     startup_timeout: String,
+    #[serde(default = "default_watermark_max_bytes")]
+    watermark_max_bytes: usize,
+}
+
+fn default_watermark_max_bytes() -> usize {
+    // Under librdkafka's message.max.bytes (1,000,000) and the broker's 1 MiB default, with
+    // room for the key and record overhead.
+    900_000
 }
 
 fn default_startup_timeout() -> String {
@@ -341,6 +349,8 @@ pub struct KafkaConfig {
     pub value_format: ValueFormat,
     /// How long a start waits for unreachable brokers before it fails.
     pub startup_timeout: Duration,
+    /// The largest watermark record written; older lookback hashes are forgotten past it.
+    pub watermark_max_bytes: usize,
 }
 
 /// How record values are framed for readers.
@@ -499,6 +509,12 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     }
     let transaction_timeout = parse_duration("kafka.transaction_timeout", &k.transaction_timeout)?;
     let startup_timeout = parse_duration("kafka.startup_timeout", &k.startup_timeout)?;
+    if k.watermark_max_bytes < 4096 {
+        return Err(ConfigError::invalid(
+            "kafka.watermark_max_bytes",
+            format!("must be at least 4096, got {}", k.watermark_max_bytes),
+        ));
+    }
     if startup_timeout < Duration::from_secs(1) {
         return Err(ConfigError::invalid(
             "kafka.startup_timeout",
@@ -523,6 +539,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         replication_factor: k.replication_factor,
         transaction_timeout,
         startup_timeout,
+        watermark_max_bytes: k.watermark_max_bytes,
         properties,
         value_format: match k.value_format.as_str() {
             "single-object" => ValueFormat::SingleObject,

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     pub hanging_transactions: IntCounterVec,
+    /// Size of each stream's last committed watermark record, against `watermark_record_limit`.
+    pub watermark_record_bytes: prometheus::IntGaugeVec,
+    pub watermark_record_limit: prometheus::IntGauge,
+    pub watermark_hashes_dropped: IntCounterVec,
     watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
     ready: AtomicBool,
 }
@@ -118,6 +122,26 @@ impl Metrics {
             "Records sent to the dead-letter topic because they do not fit their schema.",
             &["stream"],
         );
+        let watermark_record_bytes = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tidemark_watermark_record_bytes",
+                "Size of the stream's last committed watermark record (its lookback hashes grow it).",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(watermark_record_bytes.clone())).expect("unique metric");
+        let watermark_record_limit = prometheus::IntGauge::new(
+            "tidemark_watermark_record_limit_bytes",
+            "kafka.watermark_max_bytes: past it, the oldest lookback hashes are forgotten.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(watermark_record_limit.clone())).expect("unique metric");
+        let watermark_hashes_dropped = counter(
+            "tidemark_watermark_hashes_dropped_total",
+            "Lookback hashes forgotten to keep the watermark record under kafka.watermark_max_bytes (their records may be emitted again if re-read unchanged).",
+            &["stream"],
+        );
         let stream_state = prometheus::IntGaugeVec::new(
             Opts::new("tidemark_stream_state", "1 for the state each stream is in (catching_up, caught_up, stopped)."),
             &["stream", "state"],
@@ -184,6 +208,9 @@ impl Metrics {
             pageset_refetches,
             transactions,
             hanging_transactions,
+            watermark_record_bytes,
+            watermark_record_limit,
+            watermark_hashes_dropped,
             watermarks,
             ready: AtomicBool::new(false),
         })
@@ -207,6 +234,7 @@ impl Metrics {
             &self.windows,
             &self.pageset_refetches,
             &self.step_retries,
+            &self.watermark_hashes_dropped,
         ] {
             c.with_label_values(&s).inc_by(0);
         }

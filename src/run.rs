@@ -125,6 +125,7 @@ pub async fn run(
             }
         };
         metrics.set_ready(true);
+        metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
         info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
         let sink = Arc::new(sink);
         let idle_poller = {
@@ -249,6 +250,7 @@ fn worker(
         metrics,
         topic: Arc::from(p.topic.as_str()),
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
+        watermark_max_bytes: config.kafka.watermark_max_bytes,
         dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
         params: p.cfg.params.clone(),
         lookback: p.cfg.lookback,

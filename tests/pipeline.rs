@@ -234,3 +234,50 @@ async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
     assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{}", rest.join("\n"));
     assert_eq!(consume_committed(&topic).len() as f64, shop01);
 }
+
+/// A busy shop with a long lookback: 25,000 records a day, a 12 h lookback. The watermark
+/// record of version 1 kept `[key, hash, seen]` as text, about 52 bytes a record: over Kafka's
+/// 1 MB here, so every commit of the stream failed forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_lookback_on_a_busy_stream_fits_its_watermark_in_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\n[wdt]\nsid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"test-secret\"\n[wdt.account_check]\nseed = 21\nrecords = 50000\nfrom = \"2d\"\nuntil = \"1h\"\nshops = [\"shop-01\"]\n",
+    );
+    let expected = sim.records(KIND).await;
+    let streams = &[("wdt.account_check/shop-01", "shop-01")];
+    let run = |limit: Option<usize>| {
+        let (topic, wm_topic) = (unique("busy-data"), unique("busy-wm"));
+        let mut text = worker_config(&sim, &topic, &wm_topic, &unique("busy-txn"), "test-secret", "24h", streams)
+            .replace("lookback = \"10m\"", "lookback = \"12h\"")
+            .replace("start = \"6d\"", "start = \"3d\"");
+        if let Some(limit) = limit {
+            text =
+                text.replace("topic_partitions = 3", &format!("topic_partitions = 3\nwatermark_max_bytes = {limit}"));
+        }
+        let out = run_until_caught_up(&write(dir.path(), "busy.toml", &text));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        (topic, wm_topic, stderr)
+    };
+
+    let (topic, wm_topic, stderr) = run(None);
+    assert_topic_matches(&topic, &expected, streams);
+    assert!(!stderr.contains("forgot the oldest lookback hashes"), "nothing forgotten at the default limit");
+    let last = consume_committed(&wm_topic).pop().unwrap();
+    let bytes = last.value.unwrap();
+    let state = tidemark::engine::WatermarkState::from_bytes(&last.key, &bytes).unwrap();
+    assert!(state.recent_len() > 20_000, "the lookback holds a day's half: {}", state.recent_len());
+    assert!(state.recent_len() * 52 > 1_000_000, "version 1 would not have fit in a Kafka message");
+    assert!(bytes.len() < 1_000_000 / 3, "{} bytes for {} hashes", bytes.len(), state.recent_len());
+
+    // Under a limit too small for the lookback, the oldest hashes go: the stream still commits,
+    // loses nothing, says so, and may emit a re-read record again.
+    let (topic, wm_topic, stderr) = run(Some(65_536));
+    assert!(stderr.contains("forgot the oldest lookback hashes"), "{stderr}");
+    assert!(consume_committed(&wm_topic).iter().all(|c| c.value.as_ref().unwrap().len() <= 65_536));
+    let keys: HashSet<String> = consume_committed(&topic).into_iter().map(|c| c.key).collect();
+    let want: HashSet<String> = expected.iter().map(|r| r["account_check_no"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(keys, want, "every record arrived");
+}

@@ -128,6 +128,8 @@ pub struct StreamWorker {
     pub metrics: Arc<Metrics>,
     pub topic: Arc<str>,
     pub watermark_topic: Arc<str>,
+    /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
+    pub watermark_max_bytes: usize,
     pub dead_letter_topic: Arc<str>,
     pub params: std::collections::BTreeMap<String, String>,
     pub lookback: Duration,
@@ -307,10 +309,14 @@ impl StreamWorker {
         p: Prepared,
         shutdown: &watch::Receiver<bool>,
     ) -> (Result<Committed, StepError>, Option<(Window, Result<Prepared, StepError>)>) {
-        let Prepared { window, batch, next, pages, started } = p;
+        let Prepared { window, batch, mut next, pages, started } = p;
         let following = self.next_window(next.watermark, Utc::now());
         let mut rx = shutdown.clone();
-        let (done, ahead) = tokio::join!(self.commit(batch, &next), async {
+        let state_bytes = match self.encode_state(&mut next) {
+            Ok(b) => b,
+            Err(e) => return (Err(e), None),
+        };
+        let (done, ahead) = tokio::join!(self.commit(batch, next.watermark, state_bytes), async {
             match following {
                 Some(f) => Some((f, self.prepare_window(&f, &next, &mut rx).await)),
                 None => None,
@@ -355,7 +361,7 @@ impl StreamWorker {
                 }
             })
             .await?;
-        let (next, removed) = self.state.replace_snapshot(taken_at, current);
+        let (mut next, removed) = self.state.replace_snapshot(taken_at, current);
         for key in removed.into_iter().filter(|k| !k.starts_with(NO_KEY)) {
             batch.tombstones += 1;
             batch.out.push(OutRecord {
@@ -365,7 +371,8 @@ impl StreamWorker {
                 headers: self.headers(),
             });
         }
-        let done = self.commit(batch, &next).await?;
+        let state_bytes = self.encode_state(&mut next)?;
+        let done = self.commit(batch, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
             stream = %self.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
@@ -446,9 +453,26 @@ impl StreamWorker {
         self.headers.clone()
     }
 
-    /// Commits the batch plus the stream's next state in one transaction. The caller adopts
-    /// the state once this returns `Ok`.
-    async fn commit(&self, batch: Batch, next: &WatermarkState) -> Result<Committed, StepError> {
+    /// The stored form of the stream's next state. Its oldest lookback hashes may be
+    /// forgotten to keep the record within `watermark_max_bytes`: `next` is changed to match,
+    /// so memory and Kafka agree.
+    fn encode_state(&self, next: &mut WatermarkState) -> Result<Vec<u8>, StepError> {
+        let (state_bytes, dropped) =
+            next.to_bytes_within(self.watermark_max_bytes).map_err(|e| StepError::Stop(e.to_string()))?;
+        if dropped > 0 {
+            warn!(
+                stream = %self.id, dropped, kept = next.recent_len(), max_bytes = self.watermark_max_bytes,
+                "watermark record would exceed kafka.watermark_max_bytes; forgot the oldest lookback hashes (their records are emitted again if re-read unchanged)"
+            );
+            self.metrics.watermark_hashes_dropped.with_label_values(&[self.id.as_str()]).inc_by(dropped as u64);
+        }
+        Ok(state_bytes)
+    }
+
+    /// Commits the batch plus the stream's next state (ending at `watermark`, stored as
+    /// `state_bytes` from `encode_state`) in one transaction. The caller adopts the state once this returns `Ok`.
+    async fn commit(&self, batch: Batch, watermark: Watermark, state_bytes: Vec<u8>) -> Result<Committed, StepError> {
+        let state_len = state_bytes.len();
         let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
         let bytes: usize =
@@ -456,11 +480,14 @@ impl StreamWorker {
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.id.as_str().as_bytes().to_vec(),
-            value: Some(next.to_bytes()),
+            value: Some(state_bytes),
             headers: Vec::new(),
         });
         match self.sink.commit(out).await {
-            Ok(()) => self.metrics.transactions.with_label_values(&["committed"]).inc(),
+            Ok(()) => {
+                self.metrics.transactions.with_label_values(&["committed"]).inc();
+                self.metrics.watermark_record_bytes.with_label_values(&[self.id.as_str()]).set(state_len as i64);
+            }
             Err(CommitError::Aborted(why)) => {
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
                 return Err(StepError::Retry(format!("kafka transaction aborted: {why}")));
@@ -471,7 +498,7 @@ impl StreamWorker {
             }
         }
         let id = self.id.as_str();
-        self.metrics.set_watermark(&self.id, next.watermark);
+        self.metrics.set_watermark(&self.id, watermark);
         self.metrics.records.with_label_values(&[id]).inc_by(written);
         self.metrics.bytes.with_label_values(&[id]).inc_by(bytes as u64);
         self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);

@@ -1,8 +1,11 @@
 //! A stream's committed position: the watermark, which only moves forward, plus the content
 //! hashes of records inside the lookback span, so re-read records are emitted only if changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -20,39 +23,84 @@ pub enum WatermarkError {
     Backwards { stream: StreamId, from: Watermark, to: Watermark },
     #[error("unreadable watermark record for key {key:?}: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "the state of snapshot stream {stream} is {bytes} bytes, over kafka.watermark_max_bytes = {max}: its {keys} keys must all be kept to tombstone the ones that disappear; raise the limit (and the watermark topic's max.message.bytes) or split the stream"
+    )]
+    TooLarge { stream: StreamId, bytes: usize, keys: usize, max: usize },
 }
 
 /// What is stored, per stream, in the compacted watermark topic.
+///
+/// Windowed streams remember each record emitted inside the lookback span as one 64-bit
+/// fingerprint of (business id, content hash), grouped by the end of the window it was
+/// emitted in: 8 bytes a record instead of the key and hash as text. Snapshot streams keep
+/// their keys, which they need to tombstone the ones that disappear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkState {
     pub stream: StreamId,
     pub watermark: Watermark,
-    /// Record key → (content hash, end of the window it was last emitted in, unix seconds).
-    recent: BTreeMap<String, (u64, i64)>,
+    /// Snapshot streams (and states read from version 1 records): key → (content hash,
+    /// unix seconds of the window end or snapshot it was last emitted in).
+    keyed: BTreeMap<String, (u64, i64)>,
+    /// Windowed streams: window end (unix seconds) → fingerprints emitted in that window.
+    hashed: BTreeMap<i64, HashSet<u64>>,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    v: u32,
+/// Version 1 (still read): every remembered record as `[key, hash hex, seen]`.
+#[derive(Deserialize)]
+struct StoredV1 {
     stream: String,
     watermark: DateTime<Utc>,
     #[serde(default)]
     recent: Vec<(String, String, i64)>,
 }
 
+/// Version 2: `seen` holds `[window end, base64 of little-endian u64 fingerprints]` per
+/// window; `keys` the snapshot streams' `[key, hash hex, seen]`.
+#[derive(Serialize, Deserialize)]
+struct StoredV2 {
+    v: u32,
+    stream: String,
+    watermark: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<(String, String, i64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    seen: Vec<(i64, String)>,
+}
+
+/// The fingerprint a windowed stream remembers an emitted record by.
+/// Both halves are mixed (splitmix64's finalizer) so that no simple relation between keys and
+/// hashes makes two records collide.
+fn fingerprint(key: &str, hash: u64) -> u64 {
+    let mut k = Fnv(0xcbf2_9ce4_8422_2325);
+    std::io::Write::write_all(&mut k, key.as_bytes()).expect("hashing cannot fail");
+    mix(k.0 ^ mix(hash))
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 impl WatermarkState {
     pub fn new(stream: StreamId, watermark: Watermark) -> Self {
-        WatermarkState { stream, watermark, recent: BTreeMap::new() }
+        WatermarkState { stream, watermark, keyed: BTreeMap::new(), hashed: BTreeMap::new() }
     }
 
     /// True when `key` was already emitted with this exact content inside the lookback span.
     pub fn is_unchanged(&self, key: &str, hash: u64) -> bool {
-        self.recent.get(key).is_some_and(|(h, _)| *h == hash)
+        if self.keyed.get(key).is_some_and(|(h, _)| *h == hash) {
+            return true;
+        }
+        let fp = fingerprint(key, hash);
+        self.hashed.values().any(|set| set.contains(&fp))
     }
 
     /// How many record hashes are kept for deduplication.
     pub fn recent_len(&self) -> usize {
-        self.recent.len()
+        self.keyed.len() + self.hashed.values().map(HashSet::len).sum::<usize>()
     }
 
     /// The state after committing a window that ends at `end` and emitted `emitted`.
@@ -70,14 +118,20 @@ impl WatermarkState {
         }
         let end_s = end.timestamp();
         let keep_after = (end - chrono_duration(lookback)).timestamp();
-        let mut recent: BTreeMap<String, (u64, i64)> =
-            self.recent.iter().filter(|(_, (_, seen))| *seen > keep_after).map(|(k, v)| (k.clone(), *v)).collect();
+        let mut hashed: BTreeMap<i64, HashSet<u64>> =
+            self.hashed.range(keep_after + 1..).map(|(seen, set)| (*seen, set.clone())).collect();
+        // Keys read from a version 1 record move into fingerprints as they are carried over.
+        for (key, (hash, seen)) in self.keyed.iter().filter(|(_, (_, seen))| *seen > keep_after) {
+            hashed.entry(*seen).or_default().insert(fingerprint(key, *hash));
+        }
         if end_s > keep_after {
-            for (key, hash) in emitted {
-                recent.insert(key, (hash, end_s));
+            let set = hashed.entry(end_s).or_default();
+            set.extend(emitted.into_iter().map(|(key, hash)| fingerprint(&key, hash)));
+            if set.is_empty() {
+                hashed.remove(&end_s);
             }
         }
-        Ok(WatermarkState { stream: self.stream.clone(), watermark: end, recent })
+        Ok(WatermarkState { stream: self.stream.clone(), watermark: end, keyed: BTreeMap::new(), hashed })
     }
 
     /// The state after committing a full snapshot taken at `at`: the stored hashes become
@@ -89,38 +143,96 @@ impl WatermarkState {
         current: impl IntoIterator<Item = (String, u64)>,
     ) -> (WatermarkState, Vec<String>) {
         let at = at.max(self.watermark);
-        let recent: BTreeMap<String, (u64, i64)> = current.into_iter().map(|(k, h)| (k, (h, at.timestamp()))).collect();
-        let removed = self.recent.keys().filter(|k| !recent.contains_key(*k)).cloned().collect();
-        (WatermarkState { stream: self.stream.clone(), watermark: at, recent }, removed)
+        let keyed: BTreeMap<String, (u64, i64)> = current.into_iter().map(|(k, h)| (k, (h, at.timestamp()))).collect();
+        let removed = self.keyed.keys().filter(|k| !keyed.contains_key(*k)).cloned().collect();
+        (WatermarkState { stream: self.stream.clone(), watermark: at, keyed, hashed: BTreeMap::new() }, removed)
+    }
+
+    /// The stored form, made to fit in `max_bytes` (what one Kafka message may hold) by
+    /// forgetting the fingerprints of the oldest windows first, with how many were forgotten.
+    /// A record forgotten this way is emitted again if the lookback re-reads it unchanged: a
+    /// duplicate, never a loss. A snapshot state cannot shed keys and is refused instead.
+    pub fn to_bytes_within(&mut self, max_bytes: usize) -> Result<(Vec<u8>, usize), WatermarkError> {
+        let mut bytes = self.to_bytes();
+        let mut dropped = 0;
+        while bytes.len() > max_bytes {
+            let Some((_, oldest)) = self.hashed.pop_first() else {
+                return Err(WatermarkError::TooLarge {
+                    stream: self.stream.clone(),
+                    bytes: bytes.len(),
+                    keys: self.keyed.len(),
+                    max: max_bytes,
+                });
+            };
+            dropped += oldest.len();
+            bytes = self.to_bytes();
+        }
+        Ok((bytes, dropped))
     }
 
     /// JSON, so people can read the watermark topic with any console consumer.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let stored = Stored {
-            v: 1,
+        let stored = StoredV2 {
+            v: 2,
             stream: self.stream.to_string(),
             watermark: self.watermark,
-            recent: self.recent.iter().map(|(k, (h, s))| (k.clone(), format!("{h:016x}"), *s)).collect(),
+            keys: self.keyed.iter().map(|(k, (h, s))| (k.clone(), format!("{h:016x}"), *s)).collect(),
+            seen: self
+                .hashed
+                .iter()
+                .map(|(seen, set)| {
+                    // Sorted, so equal states store equal bytes.
+                    let mut fps: Vec<u64> = set.iter().copied().collect();
+                    fps.sort_unstable();
+                    let raw: Vec<u8> = fps.iter().flat_map(|f| f.to_le_bytes()).collect();
+                    (*seen, BASE64.encode(raw))
+                })
+                .collect(),
         };
         serde_json::to_vec(&stored).expect("watermark state serializes")
     }
 
     pub fn from_bytes(key: &str, bytes: &[u8]) -> Result<WatermarkState, WatermarkError> {
         let corrupt = |reason: String| WatermarkError::Corrupt { key: key.to_owned(), reason };
-        let s: Stored = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
-        if s.v != 1 {
-            return Err(corrupt(format!("unknown version {}", s.v)));
+        #[derive(Deserialize)]
+        struct Version {
+            v: u32,
         }
-        let stream = StreamId::parse(&s.stream).map_err(corrupt)?;
+        let version: Version = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let (stream, watermark, keys, seen) = match version.v {
+            1 => {
+                let s: StoredV1 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                (s.stream, s.watermark, s.recent, Vec::new())
+            }
+            2 => {
+                let s: StoredV2 = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+                (s.stream, s.watermark, s.keys, s.seen)
+            }
+            v => return Err(corrupt(format!("unknown version {v}"))),
+        };
+        let stream = StreamId::parse(&stream).map_err(corrupt)?;
         if stream.as_str() != key {
-            return Err(corrupt(format!("holds stream {:?}", s.stream)));
+            return Err(corrupt(format!("holds stream {stream:?}")));
         }
-        let mut recent = BTreeMap::new();
-        for (k, h, seen) in s.recent {
+        let mut keyed = BTreeMap::new();
+        for (k, h, seen) in keys {
             let h = u64::from_str_radix(&h, 16).map_err(|e| corrupt(format!("bad hash {h:?}: {e}")))?;
-            recent.insert(k, (h, seen));
+            keyed.insert(k, (h, seen));
         }
-        Ok(WatermarkState { stream, watermark: s.watermark, recent })
+        let mut hashed = BTreeMap::new();
+        for (at, text) in seen {
+            let raw = BASE64.decode(&text).map_err(|e| corrupt(format!("bad fingerprints of window {at}: {e}")))?;
+            if raw.len() % 8 != 0 {
+                return Err(corrupt(format!(
+                    "fingerprints of window {at} are {} bytes, not a multiple of 8",
+                    raw.len()
+                )));
+            }
+            let set: HashSet<u64> =
+                raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+            hashed.insert(at, set);
+        }
+        Ok(WatermarkState { stream, watermark, keyed, hashed })
     }
 }
 
@@ -164,6 +276,67 @@ mod tests {
         StreamId::parse("wdt.account_check/shop-01").unwrap()
     }
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn fingerprints_do_not_collide_on_related_keys_and_hashes() {
+        // One-letter keys with small hashes collide under a hash seeded with the other half
+        // (`"a"`,1 and `"b"`,2 did): the halves must be mixed.
+        let mut all = std::collections::HashSet::new();
+        let mut n = 0;
+        for c in b'a'..=b'z' {
+            for h in 0..256u64 {
+                n += 1;
+                all.insert(fingerprint(&(c as char).to_string(), h));
+            }
+        }
+        for k in 0..300u64 {
+            for h in 0..300u64 {
+                n += 1;
+                all.insert(fingerprint(&format!("AC{k:08}"), h));
+            }
+        }
+        assert_eq!(all.len(), n, "no collisions");
+    }
+
+    #[test]
+    fn v1_records_are_read_and_carried_over_as_fingerprints() {
+        let v1 = format!(
+            r#"{{"v":1,"stream":"{}","watermark":"2024-01-01T01:00:00Z","recent":[["a","0000000000000001",{}]]}}"#,
+            id(),
+            at(1).timestamp()
+        );
+        let s = WatermarkState::from_bytes(id().as_str(), v1.as_bytes()).unwrap();
+        assert!(s.is_unchanged("a", 1) && !s.is_unchanged("a", 2));
+        let next = s.advance(at(2), vec![("b".into(), 2)], 2 * HOUR).unwrap();
+        assert!(next.is_unchanged("a", 1) && next.is_unchanged("b", 2), "both remembered after the upgrade");
+        assert!(String::from_utf8(next.to_bytes()).unwrap().starts_with(r#"{"v":2,"#));
+    }
+
+    #[test]
+    fn a_record_over_the_limit_forgets_the_oldest_windows_first() {
+        let mut s = WatermarkState::new(id(), at(0));
+        for w in 1..=4u32 {
+            let emitted: Vec<(String, u64)> = (0..1000u64).map(|i| (format!("w{w}-{i}"), i)).collect();
+            s = s.advance(at(w), emitted, 10 * HOUR).unwrap();
+        }
+        assert_eq!(s.recent_len(), 4000);
+        let full = s.to_bytes().len();
+        assert!(full < 4000 * 12, "about 11 bytes a record: {full}");
+        let (bytes, dropped) = s.to_bytes_within(full * 3 / 5).unwrap();
+        assert!(bytes.len() <= full * 3 / 5);
+        assert_eq!((dropped, s.recent_len()), (2000, 2000), "the two oldest windows went");
+        assert!(!s.is_unchanged("w1-5", 5) && !s.is_unchanged("w2-5", 5));
+        assert!(s.is_unchanged("w3-5", 5) && s.is_unchanged("w4-999", 999));
+        assert_eq!(WatermarkState::from_bytes(id().as_str(), &bytes).unwrap(), s, "memory equals what is stored");
+
+        let (mut snap, _) =
+            WatermarkState::new(id(), at(0)).replace_snapshot(at(1), (0..1000u64).map(|i| (format!("acct-{i}"), i)));
+        let e = snap.to_bytes_within(4096).unwrap_err().to_string();
+        assert!(
+            e.contains("snapshot stream") && e.contains("1000 keys") && e.contains("watermark_max_bytes = 4096"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn watermark_never_moves_backwards() {
