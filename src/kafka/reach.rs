@@ -18,6 +18,13 @@ pub async fn probe(cfg: &KafkaConfig, timeout: Duration) -> Result<(), BrokerCau
     let producer: BaseProducer<LastBrokerError> = super::client_config(cfg)
         .create_with_context(last.clone())
         .map_err(|e| BrokerCause { kind: CauseKind::Other, detail: e.to_string() })?;
+    // rust-rdkafka sets a client's log level from the `log` filter of target "librdkafka",
+    // which RUST_LOG may silence; the probe needs librdkafka's INFO lines, where a
+    // disconnect during the handshake (a protocol mismatch) is told.
+    // SAFETY: a valid client pointer, and a plain setter.
+    unsafe {
+        rdkafka::bindings::rd_kafka_set_log_level(rdkafka::producer::Producer::client(&producer).native_ptr(), 6)
+    };
     tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + timeout;
         let result = loop {
@@ -153,8 +160,9 @@ impl ClientContext for LastBrokerError {
 
     /// Connection failures (refused, DNS, TLS, SASL) arrive as librdkafka log lines.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        tracing::debug!(?level, fac, message, "librdkafka");
-        if (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+        tracing::debug!(level = level as i32, fac, message, "librdkafka");
+        // Connection failures are logged with the FAIL facility, some (disconnects) at INFO.
+        if fac == "FAIL" || (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
             self.remember(message);
         }
     }
@@ -185,6 +193,10 @@ mod tests {
             ),
             (
                 "127.0.0.1:39192/bootstrap: Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration (connecting to a SSL listener?)",
+                CauseKind::Protocol,
+            ),
+            (
+                "sasl_plaintext://127.0.0.1:39192/bootstrap: Disconnected: connection closed by peer: receive 0 after POLLIN (after 2ms in state APIVERSION_QUERY)",
                 CauseKind::Protocol,
             ),
             ("1/1 brokers are down", CauseKind::Other),

@@ -203,8 +203,16 @@ pub fn consume_committed(topic: &str) -> Vec<Consumed> {
 
 /// Like [`consume_committed`], from the broker at `bootstrap`.
 pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    consume_with(&[("bootstrap.servers", bootstrap)], topic)
+}
+
+/// Like [`consume_committed`], with these client properties (bootstrap, TLS, SASL).
+pub fn consume_with(properties: &[(&str, &str)], topic: &str) -> Vec<Consumed> {
+    let mut config = ClientConfig::new();
+    for (k, v) in properties {
+        config.set(*k, *v);
+    }
+    let consumer: BaseConsumer = config
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -622,4 +630,38 @@ pub fn assert_decoded_exactly(decoded: &[Decoded], expected: &[Value], schema: &
         let value = d.value.as_ref().unwrap_or_else(|| panic!("{key}: not a tombstone"));
         check_value(&rendered_to_avro(value, schema, &key), Some(want), schema, &key);
     }
+}
+
+/// The SASL_SSL (SCRAM-SHA-512) broker of `dev/kafka-secure`, started once.
+pub struct SecureKafka {
+    pub bootstrap: String,
+    pub ca: String,
+    pub wrong_ca: String,
+    pub username: String,
+    pub password: String,
+}
+
+pub fn secure_kafka() -> &'static SecureKafka {
+    static SECURE: OnceLock<SecureKafka> = OnceLock::new();
+    SECURE.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/kafka-secure");
+        let out = Command::new(script).stderr(Stdio::inherit()).output().expect("run dev/kafka-secure");
+        assert!(out.status.success(), "dev/kafka-secure failed");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let get = |name: &str| {
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("dev/kafka-secure printed no {name}="))
+                .to_owned()
+        };
+        let password = std::fs::read_to_string(get("SECURE_PASSWORD_FILE")).unwrap().trim().to_owned();
+        SecureKafka {
+            bootstrap: get("SECURE_BOOTSTRAP"),
+            ca: get("SECURE_CA"),
+            wrong_ca: get("SECURE_WRONG_CA"),
+            username: get("SECURE_USERNAME"),
+            password,
+        }
+    })
 }
