@@ -685,18 +685,18 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
 fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
     let url = expand_env("schema_registry.url", &r.url)?;
     let url = url.trim().trim_end_matches('/').to_owned();
-    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
-        return Err(ConfigError::invalid(
-            "schema_registry.url",
-            format!("must start with http:// or https://, got {url:?}"),
-        ));
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = url.split_once("://").map_or(url.as_str(), |(_, r)| r).split('/').next().unwrap_or_default();
     if authority.contains('@') {
         // A password in the URL would end up in logs and errors.
         return Err(ConfigError::invalid(
             "schema_registry.url",
             "holds credentials: put them in schema_registry.username and schema_registry.password",
+        ));
+    }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            "schema_registry.url",
+            format!("must start with http:// or https://, got {url:?}"),
         ));
     }
     if authority.is_empty() {
@@ -735,16 +735,19 @@ fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
     Ok(RegistryConfig { url, username, password, ca_location, compatibility, request_timeout, retry_for })
 }
 
-/// Whether a config key holds a secret: vendor secrets and sessions, passwords, tokens.
+/// Whether a config key (or a line of config) names a secret: vendor secrets and sessions,
+/// passwords, tokens, private keys.
 pub fn is_secret_key(key: &str) -> bool {
-    let k = key.trim().trim_matches('"').to_ascii_lowercase();
-    ["secret", "password", "session", "token", "credential"].iter().any(|w| k.contains(w))
+    let k = key.to_ascii_lowercase();
+    ["secret", "password", "session", "token", "credential", "key.pem", "private", "oauthbearer"]
+        .iter()
+        .any(|w| k.contains(w))
 }
 
-/// A TOML error as `line L, column C: message`, followed by the offending line only when that
-/// line does not set a secret. For a secret's line (or a line continuing a value that a
-/// secret's line began) only the key is shown and quoted values are cut from the message, so a
-/// typo never prints a secret.
+/// A TOML error as `line L, column C: message`, then the offending line with its value left
+/// out (`key = …`; table headers whole): no value is ever echoed, so a typo on a secret's line
+/// cannot print the secret. On lines that mention a secret, or inside a multi-line string,
+/// quoted values are also cut from the message.
 fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let message = e.message().trim_end().to_owned();
     let Some(span) = e.span() else { return redact_quoted(&message) };
@@ -754,23 +757,58 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
     let line_no = text[..line_start].matches('\n').count() + 1;
     let column = text[line_start..start].chars().count() + 1;
     let line = &text[line_start..line_end];
-    // The key of this line, or of the nearest line above that sets one (multi-line values).
-    let key = text[..line_end]
-        .lines()
-        .rev()
-        .map(str::trim_start)
-        .find(|l| l.starts_with('[') || l.contains('='))
-        .and_then(|l| l.split_once('=').filter(|_| !l.starts_with('[')))
-        .map(|(k, _)| k.trim().to_owned());
-    match key {
-        Some(key) if is_secret_key(&key) => {
-            format!(
-                "line {line_no}, column {column}: {} (in `{key} = ***`; the value is not shown)",
-                redact_quoted(&message)
-            )
-        }
-        _ => format!("line {line_no}, column {column}: {message}\n  {line_no} | {line}"),
+    let in_multiline = inside_multiline_string(text, line_start);
+    let excerpt = if in_multiline {
+        None
+    } else if line.trim_start().starts_with('[') {
+        Some(line.trim().to_owned())
+    } else {
+        line.split_once('=').map(|(k, _)| format!("{} = …", k.trim()))
+    };
+    let message = if in_multiline || is_secret_key(line) { redact_quoted(&message) } else { message };
+    match excerpt {
+        Some(x) => format!("line {line_no}, column {column}: {message}\n  {line_no} | {x}"),
+        None => format!("line {line_no}, column {column}: {message} (inside a multi-line value, not shown)"),
     }
+}
+
+/// Whether byte offset `at` of TOML `text` lies inside a multi-line string (`"""` or `'''`).
+fn inside_multiline_string(text: &str, at: usize) -> bool {
+    #[derive(PartialEq)]
+    enum In {
+        Code,
+        Comment,
+        Basic,
+        Literal,
+        MultiBasic,
+        MultiLiteral,
+    }
+    let b = &text.as_bytes()[..at.min(text.len())];
+    let mut state = In::Code;
+    let mut i = 0;
+    while i < b.len() {
+        let rest = &b[i..];
+        match state {
+            In::Code if rest.starts_with(b"\"\"\"") => (state, i) = (In::MultiBasic, i + 2),
+            In::Code if rest.starts_with(b"'''") => (state, i) = (In::MultiLiteral, i + 2),
+            In::Code => match b[i] {
+                b'"' => state = In::Basic,
+                b'\'' => state = In::Literal,
+                b'#' => state = In::Comment,
+                _ => {}
+            },
+            In::Comment | In::Literal if b[i] == b'\n' => state = In::Code,
+            In::Literal if b[i] == b'\'' => state = In::Code,
+            In::Basic if b[i] == b'\\' => i += 1,
+            In::Basic if b[i] == b'"' || b[i] == b'\n' => state = In::Code,
+            In::MultiBasic if b[i] == b'\\' => i += 1,
+            In::MultiBasic if rest.starts_with(b"\"\"\"") => (state, i) = (In::Code, i + 2),
+            In::MultiLiteral if rest.starts_with(b"'''") => (state, i) = (In::Code, i + 2),
+            _ => {}
+        }
+        i += 1;
+    }
+    matches!(state, In::MultiBasic | In::MultiLiteral)
 }
 
 /// Cuts quoted or backticked values out of an error message.
@@ -941,16 +979,32 @@ mod tests {
                 let e = e.to_string();
                 assert!(!e.contains(SECRET) && !e.contains("12345678"), "{key} = {value}: {e}");
                 assert!(
-                    !parse || e.contains("line ") && e.contains(&format!("`{key} = ***`")),
+                    !parse
+                        || e.contains("line ")
+                            && (e.contains(&format!("| {key} = …")) || e.contains("inside a multi-line value")),
                     "the error says where: {e}"
                 );
                 parsed += usize::from(parse);
             }
         }
         assert!(parsed >= places.len() * 4, "the syntax errors were parse errors ({parsed})");
-        // A non-secret line is shown, to help fix it.
+        // Secrets where a key-based rule would miss them: a multi-line value with `=` in it, an
+        // inline table, a misspelt secret key, a private key by another name.
+        let k = "[kafka]\nbootstrap = \"b:1\"\n";
+        for text in [
+            format!("{k}[sources.w]\nappsecret = \"\"\"abc\n{SECRET}==\ndef=={SECRET}\n"),
+            format!("{k}properties = {{ \"sasl.password\" = \"{SECRET} }}\n"),
+            format!("{k}properties = {{ \"sasl.password\" = 12345678 }}\n"),
+            format!("{k}[schema_registry]\nurl = \"http://x\"\npasword = \"{SECRET}\"\n"),
+            format!("{k}[kafka.properties]\n\"ssl.key.pem\" = 12345678\n"),
+            format!("{k}[schema_registry]\nurl = \"{SECRET}@host\"\n"),
+        ] {
+            let e = Config::parse(&text).unwrap_err().to_string();
+            assert!(!e.contains(SECRET) && !e.contains("12345678"), "{text}: {e}");
+        }
+        // The line is named, by its key and not its value, to help fix it.
         let e = err("[kafka]\nbootstrap = \"b:1\nwatermark_topic = \"x\"\n");
-        assert!(e.contains("| bootstrap = \"b:1"), "{e}");
+        assert!(e.contains("line 2, column") && e.contains("| bootstrap = …") && !e.contains("b:1"), "{e}");
     }
 
     #[test]

@@ -30,14 +30,19 @@ pub struct StreamSummary {
     pub watermark: Option<Watermark>,
 }
 
+/// One decoded value, with how it was framed (e.g. `schema registry id 7`).
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub value: Value,
+    pub framing: Option<String>,
+}
+
 /// Decoded samples of one topic.
 #[derive(Debug, Clone)]
 pub struct TopicSample {
     pub topic: String,
     pub schema: String,
-    /// How the samples' values were framed (e.g. `schema registry id 7`).
-    pub framing: Option<String>,
-    pub samples: Vec<Value>,
+    pub samples: Vec<Sample>,
 }
 
 /// Why inspection failed.
@@ -74,13 +79,8 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
         let mut summaries = summaries;
         let mut out = Vec::new();
         for (topic, codec) in topics {
-            let mut values = ValueReader {
-                codec: &codec,
-                registry: registry.as_ref(),
-                runtime: &runtime,
-                by_id: HashMap::new(),
-                last: None,
-            };
+            let mut values =
+                ValueReader { codec: &codec, registry: registry.as_ref(), runtime: &runtime, by_id: HashMap::new() };
             out.push(scan_topic(&kafka, &topic, &mut values, samples, &mut summaries)?);
         }
         Ok((summaries.into_values().collect(), out))
@@ -95,33 +95,41 @@ struct ValueReader<'a> {
     codec: &'a RecordCodec,
     registry: Option<&'a Registry>,
     runtime: &'a tokio::runtime::Handle,
-    by_id: HashMap<u32, apache_avro::Schema>,
-    /// The framing of the last value decoded.
-    last: Option<Framing>,
+    /// Writer schemas by registry id, or why the id could not be resolved: asked once, so a
+    /// registry that is down costs one retry budget, not one per sample.
+    by_id: HashMap<u32, Result<apache_avro::Schema, String>>,
 }
 
 impl ValueReader<'_> {
-    fn decode(&mut self, value: &[u8]) -> Result<Value, String> {
-        let (framing, datum) = Framing::split(value).ok_or("neither single-object nor Confluent framing")?;
-        self.last = Some(framing);
-        match framing {
+    fn decode(&mut self, value: &[u8]) -> Sample {
+        let Some((framing, datum)) = Framing::split(value) else {
+            return Sample { value: undecodable("neither single-object nor Confluent framing"), framing: None };
+        };
+        let decoded = match framing {
             Framing::SingleObject { fingerprint } if fingerprint == self.codec.fingerprint() => {
                 decode::decode_datum(self.codec.schema(), datum)
             }
             Framing::SingleObject { .. } => Err(format!("{framing} is not {}'s", self.codec.full_name())),
-            Framing::Confluent { schema_id } => {
-                if !self.by_id.contains_key(&schema_id) {
-                    let registry =
-                        self.registry.ok_or("a Confluent-framed value, but no [schema_registry] is configured")?;
-                    let text = self.runtime.block_on(registry.schema_by_id(schema_id)).map_err(|e| e.to_string())?;
-                    let schema =
-                        apache_avro::Schema::parse_str(&text).map_err(|e| format!("schema id {schema_id}: {e}"))?;
-                    self.by_id.insert(schema_id, schema);
-                }
-                decode::decode_datum(&self.by_id[&schema_id], datum)
-            }
-        }
+            Framing::Confluent { schema_id } => match self.writer_schema(schema_id) {
+                Ok(schema) => decode::decode_datum(schema, datum),
+                Err(e) => Err(e.clone()),
+            },
+        };
+        Sample { value: decoded.unwrap_or_else(|e| undecodable(&e)), framing: Some(framing.to_string()) }
     }
+
+    fn writer_schema(&mut self, id: u32) -> &Result<apache_avro::Schema, String> {
+        let (registry, runtime) = (self.registry, self.runtime);
+        self.by_id.entry(id).or_insert_with(|| {
+            let registry = registry.ok_or("a Confluent-framed value, but no [schema_registry] is configured")?;
+            let text = runtime.block_on(registry.schema_by_id(id)).map_err(|e| e.to_string())?;
+            apache_avro::Schema::parse_str(&text).map_err(|e| format!("schema id {id}: {e}"))
+        })
+    }
+}
+
+fn undecodable(why: &str) -> Value {
+    Value::String(format!("undecodable: {why}"))
 }
 
 fn scan_topic(
@@ -132,12 +140,8 @@ fn scan_topic(
     summaries: &mut BTreeMap<String, StreamSummary>,
 ) -> Result<TopicSample, InspectError> {
     let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
-    let mut sample = TopicSample {
-        topic: topic.to_owned(),
-        schema: values.codec.full_name().to_owned(),
-        framing: None,
-        samples: Vec::new(),
-    };
+    let mut sample =
+        TopicSample { topic: topic.to_owned(), schema: values.codec.full_name().to_owned(), samples: Vec::new() };
     let consumer: BaseConsumer<crate::kafka::ReadToEnd> = client_config(kafka)
         .set("group.id", "tidemark-inspect")
         .set("enable.auto.commit", "false")
@@ -187,9 +191,7 @@ fn scan_topic(
                     Some(payload) => {
                         summary.records += 1;
                         if sample.samples.len() < samples {
-                            sample.samples.push(
-                                values.decode(payload).unwrap_or_else(|e| Value::String(format!("undecodable: {e}"))),
-                            );
+                            sample.samples.push(values.decode(payload));
                         }
                     }
                 }
@@ -202,6 +204,5 @@ fn scan_topic(
             s.distinct_keys = k.len() as u64;
         }
     }
-    sample.framing = values.last.map(|f| f.to_string());
     Ok(sample)
 }

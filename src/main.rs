@@ -350,14 +350,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             );
             for t in topics {
                 for sample in &t.samples {
-                    let framing = t.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
+                    let framing = sample.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
                     println!("\nsample from {} ({}{framing}):", t.topic, t.schema);
                     if compact {
-                        let line = sample.to_string();
+                        let line = sample.value.to_string();
                         let cut: String = line.chars().take(400).collect();
                         println!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
                     } else {
-                        println!("{}", serde_json::to_string_pretty(sample)?);
+                        println!("{}", serde_json::to_string_pretty(&sample.value)?);
                     }
                 }
             }

@@ -26,6 +26,9 @@ pub enum RegistryError {
     Incompatible { subject: String, level: String, reasons: String },
     #[error("schema registry answered {what} with something unexpected: {body}")]
     Malformed { what: String, body: String },
+    /// The client could not be built (an unreadable CA file, say).
+    #[error("schema registry client: {0}")]
+    Setup(String),
 }
 
 /// The subject a topic's value schema is registered under (Confluent's TopicNameStrategy).
@@ -59,19 +62,14 @@ impl Registry {
             .timeout(cfg.request_timeout)
             .connect_timeout(cfg.request_timeout.min(Duration::from_secs(10)));
         if let Some(ca) = &cfg.ca_location {
-            let refused = |message: String| RegistryError::Refused {
-                what: "its CA certificate".into(),
-                status: 0,
-                code: String::new(),
-                message,
-            };
-            let pem = std::fs::read(ca).map_err(|e| refused(format!("cannot read {}: {e}", ca.display())))?;
-            let cert = reqwest::Certificate::from_pem(&pem)
-                .map_err(|e| refused(format!("{} is not a PEM certificate: {e}", ca.display())))?;
+            let setup =
+                |why: String| RegistryError::Setup(format!("schema_registry.ca_location {}: {why}", ca.display()));
+            let pem = std::fs::read(ca).map_err(|e| setup(format!("cannot read it: {e}")))?;
+            let cert =
+                reqwest::Certificate::from_pem(&pem).map_err(|e| setup(format!("not a PEM certificate: {e}")))?;
             b = b.add_root_certificate(cert);
         }
-        let http =
-            b.build().map_err(|e| RegistryError::Malformed { what: "client setup".into(), body: e.to_string() })?;
+        let http = b.build().map_err(|e| RegistryError::Setup(e.to_string()))?;
         Ok(Registry {
             http,
             url: cfg.url.clone(),
@@ -89,7 +87,7 @@ impl Registry {
     /// Registers `avsc` under `subject` (or finds it registered) and returns its global id.
     pub async fn register(&self, subject: &str, avsc: &str) -> Result<u32, RegistryError> {
         let what = format!("registering the schema under subject {subject}");
-        let path = format!("/subjects/{}/versions", enc(subject));
+        let path = format!("/subjects/{subject}/versions");
         let (status, body) =
             self.call(Method::POST, &path, Some(json!({"schemaType": "AVRO", "schema": avsc})), &what).await?;
         if status == StatusCode::CONFLICT {
@@ -107,20 +105,13 @@ impl Registry {
     pub async fn compatibility(&self, subject: &str, avsc: &str) -> Result<Compatibility, RegistryError> {
         // Some registries (Apicurio) call anything compatible with a subject that has no
         // versions: ask first whether it has any.
-        let what = format!("the versions of subject {subject}");
-        let (status, body) =
-            self.call(Method::GET, &format!("/subjects/{}/versions", enc(subject)), None, &what).await?;
-        if status == StatusCode::NOT_FOUND {
+        if !self.has_versions(subject).await? {
             return Ok(Compatibility::NewSubject);
         }
-        success(status, body, &what)?;
         let what = format!("the compatibility check for subject {subject}");
-        let path = format!("/compatibility/subjects/{}/versions/latest?verbose=true", enc(subject));
+        let path = format!("/compatibility/subjects/{subject}/versions/latest?verbose=true");
         let (status, body) =
             self.call(Method::POST, &path, Some(json!({"schemaType": "AVRO", "schema": avsc})), &what).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(Compatibility::NewSubject);
-        }
         let body = success(status, body, &what)?;
         match body.get("is_compatible").and_then(Value::as_bool) {
             Some(true) => Ok(Compatibility::Compatible),
@@ -137,10 +128,21 @@ impl Registry {
         }
     }
 
+    /// Whether `subject` has any version; only the registry's "subject not found" (40401)
+    /// means no, so a wrong base URL's 404 is an error, not a new subject.
+    pub async fn has_versions(&self, subject: &str) -> Result<bool, RegistryError> {
+        let what = format!("the versions of subject {subject}");
+        let (status, body) = self.call(Method::GET, &format!("/subjects/{subject}/versions"), None, &what).await?;
+        if status == StatusCode::NOT_FOUND && body.get("error_code").and_then(Value::as_u64) == Some(40401) {
+            return Ok(false);
+        }
+        success(status, body, &what).map(|_| true)
+    }
+
     /// The subject's compatibility level (its own, else the registry's global one).
     pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
         let what = format!("the compatibility level of subject {subject}");
-        let path = format!("/config/{}?defaultToGlobal=true", enc(subject));
+        let path = format!("/config/{subject}?defaultToGlobal=true");
         let (status, body) = self.call(Method::GET, &path, None, &what).await?;
         let body = success(status, body, &what)?;
         body.get("compatibilityLevel")
@@ -153,7 +155,7 @@ impl Registry {
     /// Sets the subject's compatibility level (e.g. `BACKWARD`).
     pub async fn set_compatibility_level(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
         let what = format!("setting compatibility {level} on subject {subject}");
-        let path = format!("/config/{}", enc(subject));
+        let path = format!("/config/{subject}");
         let (status, body) = self.call(Method::PUT, &path, Some(json!({"compatibility": level})), &what).await?;
         success(status, body, &what).map(drop)
     }
@@ -223,9 +225,10 @@ impl Registry {
     }
 }
 
-/// Registers every topic's value schema (`schemas` maps topic → `.avsc`) under the subject's
-/// compatibility level, which is set first so the registry checks the schema against the
-/// subject's latest version. Returns topic → schema id. Nothing is produced before this succeeds.
+/// Registers every topic's value schema (`schemas` maps topic → `.avsc`) and returns topic →
+/// schema id. A new subject gets `level` first, so the registry checks every later version;
+/// an existing one keeps the level an operator gave it, except the unchecked `NONE` (the
+/// default of some registries), which becomes `level`. Nothing is produced before this succeeds.
 pub async fn register_all(
     registry: &Registry,
     schemas: &BTreeMap<String, String>,
@@ -234,14 +237,22 @@ pub async fn register_all(
     let mut ids = BTreeMap::new();
     for (topic, avsc) in schemas {
         let subject = value_subject(topic);
-        // Some registries (Apicurio) keep no config for a subject without versions: set it
-        // again once the first version exists.
-        let level_set = registry.set_compatibility_level(&subject, level).await;
-        let id = registry.register(&subject, avsc).await?;
-        if level_set.is_err() {
-            registry.set_compatibility_level(&subject, level).await?;
+        let current = match registry.has_versions(&subject).await? {
+            false => None,
+            true => Some(registry.compatibility_level(&subject).await?),
+        };
+        match current.as_deref() {
+            Some(c) if c == level => {}
+            None | Some("NONE") => registry.set_compatibility_level(&subject, level).await?,
+            Some(c) => warn!(
+                subject,
+                compatibility = c,
+                configured = level,
+                "the subject keeps the compatibility level it was given, not the configured one"
+            ),
         }
-        info!(subject, id, compatibility = level, registry = %registry.url(), "value schema registered");
+        let id = registry.register(&subject, avsc).await?;
+        info!(subject, id, registry = %registry.url(), "value schema registered");
         ids.insert(topic.clone(), id);
     }
     Ok(ids)
@@ -261,11 +272,6 @@ pub async fn check(registry: &Registry, subject: &str, avsc: &str) -> Result<Com
         }
         ok => Ok(ok),
     }
-}
-
-fn enc(segment: &str) -> String {
-    // Subjects are topic names plus `-value`: `[A-Za-z0-9._-]`, nothing to escape.
-    segment.to_owned()
 }
 
 fn success(status: StatusCode, body: Value, what: &str) -> Result<Value, RegistryError> {
@@ -366,6 +372,19 @@ mod tests {
         assert!(request.starts_with("POST /subjects/orders-value/versions "), "{request}");
         assert!(e.contains("HTTP 401") && e.contains("40101") && e.contains("Unauthorized"), "{e}");
         assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn only_subject_not_found_means_a_new_subject() {
+        let (url, _) =
+            serve(vec![("404 Not Found", r#"{"error_code":40401,"message":"Subject 'x-value' not found."}"#)]).await;
+        let reg = Registry::new(&config(url)).unwrap();
+        assert_eq!(reg.compatibility("x-value", r#""string""#).await.unwrap(), Compatibility::NewSubject);
+        // A base URL without the Confluent API's path answers a plain 404: an error, not "new".
+        let (url, _) = serve(vec![("404 Not Found", r#"{"error_code":404,"message":"HTTP 404 Not Found"}"#)]).await;
+        let reg = Registry::new(&config(url)).unwrap();
+        let e = reg.compatibility("x-value", r#""string""#).await.unwrap_err().to_string();
+        assert!(e.contains("HTTP 404") && e.contains("versions of subject x-value"), "{e}");
     }
 
     #[tokio::test]

@@ -356,7 +356,9 @@ async fn a_compatible_change_is_a_new_version_readers_follow_and_an_incompatible
     let (ok, out) = run_cmd(&["inspect", "--samples", "1000", "--compact"], &v2);
     assert!(ok, "{out}");
     assert!(!out.contains("undecodable"), "{out}");
-    assert!(out.contains("新字段 arrives") && out.contains("schema registry id"), "{out}");
+    assert!(out.contains("新字段 arrives"), "{out}");
+    assert_eq!(out.matches(&format!("schema registry id {id2})")).count(), 1, "one sample of the new version: {out}");
+    assert_eq!(out.matches(&format!("schema registry id {id1})")).count(), shop01 - 1, "{out}");
     assert_eq!(out.matches("\nsample from ").count(), shop01, "every record decoded: {out}");
 
     // Changing a field's type breaks BACKWARD: validate and run both refuse, commit nothing.

@@ -62,9 +62,13 @@ async fn the_worker_backfills_over_sasl_ssl_exactly_once() {
     assert_exactly(&consume_with(&secure_reader(), &topic), &expected, "wdt.account_check.avsc", "account_check_no");
     // A second run resumes from the watermarks it reads over SASL_SSL and adds nothing.
     let again = run_with_password(&cfg, &k.password);
-    assert!(again.status.success());
+    let all_again = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
+    assert!(again.status.success(), "{all_again}");
+    assert!(all_again.contains("resumed=2"), "it resumed from the watermarks: {all_again}");
     assert_eq!(consume_with(&secure_reader(), &topic).len(), expected.len());
-    assert!(!all.contains(&k.password), "the password is never printed, even at debug level");
+    for out in [&all, &all_again] {
+        assert!(!out.contains(&k.password), "the password is never printed, even at debug level");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -163,7 +163,8 @@ fn write_object(
             out.push_str(r#"{"name":"#);
             out.push_str(&quoted(&full));
             out.push_str(r#","type":"#);
-            out.push_str(&quoted(if ty == "error" { "error" } else { ty }));
+            // Java writes an error as the record it is.
+            out.push_str(&quoted(if ty == "error" { "record" } else { ty }));
             match ty {
                 "enum" => {
                     let symbols = obj

@@ -1,7 +1,7 @@
 //! A stream's committed position: the watermark, which only moves forward, plus the content
 //! hashes of records inside the lookback span, so re-read records are emitted only if changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use base64::Engine;
@@ -31,10 +31,12 @@ pub enum WatermarkError {
 
 /// What is stored, per stream, in the compacted watermark topic.
 ///
-/// Windowed streams remember each record emitted inside the lookback span as one 64-bit
-/// fingerprint of (business id, content hash), grouped by the end of the window it was
-/// emitted in: 8 bytes a record instead of the key and hash as text. Snapshot streams keep
-/// their keys, which they need to tombstone the ones that disappear.
+/// Windowed streams remember each record emitted inside the lookback span as a 64-bit
+/// fingerprint of its business id with a 32-bit check of its content hash, grouped by the
+/// end of the window it was emitted in: 12 bytes a record instead of the key and hash as text.
+/// The newest window that holds a key decides, so a record that changes and changes back is
+/// emitted each time. Snapshot streams keep their keys, which they need to tombstone the ones
+/// that disappear.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkState {
     pub stream: StreamId,
@@ -42,9 +44,13 @@ pub struct WatermarkState {
     /// Snapshot streams (and states read from version 1 records): key → (content hash,
     /// unix seconds of the window end or snapshot it was last emitted in).
     keyed: BTreeMap<String, (u64, i64)>,
-    /// Windowed streams: window end (unix seconds) → fingerprints emitted in that window.
-    hashed: BTreeMap<i64, HashSet<u64>>,
+    /// Windowed streams: window end (unix seconds) → key fingerprint → content check, of the
+    /// records emitted in that window.
+    hashed: BTreeMap<i64, HashMap<u64, u32>>,
 }
+
+/// Bytes of one remembered record in version 2: key fingerprint (8) and content check (4).
+const ENTRY: usize = 12;
 
 /// Version 1 (still read): every remembered record as `[key, hash hex, seen]`.
 #[derive(Deserialize)]
@@ -55,8 +61,8 @@ struct StoredV1 {
     recent: Vec<(String, String, i64)>,
 }
 
-/// Version 2: `seen` holds `[window end, base64 of little-endian u64 fingerprints]` per
-/// window; `keys` the snapshot streams' `[key, hash hex, seen]`.
+/// Version 2: `seen` holds `[window end, base64 of (u64 key fingerprint, u32 content check),
+/// little-endian]` per window; `keys` the snapshot streams' `[key, hash hex, seen]`.
 #[derive(Serialize, Deserialize)]
 struct StoredV2 {
     v: u32,
@@ -68,15 +74,20 @@ struct StoredV2 {
     seen: Vec<(i64, String)>,
 }
 
-/// The fingerprint a windowed stream remembers an emitted record by.
-/// Both halves are mixed (splitmix64's finalizer) so that no simple relation between keys and
-/// hashes makes two records collide.
-fn fingerprint(key: &str, hash: u64) -> u64 {
+/// The fingerprint a windowed stream remembers a business id by.
+fn key_fingerprint(key: &str) -> u64 {
     let mut k = Fnv(0xcbf2_9ce4_8422_2325);
     std::io::Write::write_all(&mut k, key.as_bytes()).expect("hashing cannot fail");
-    mix(k.0 ^ mix(hash))
+    mix(k.0)
 }
 
+/// The 32-bit check of a record's content hash, mixed with its key so that equal contents of
+/// different keys do not share checks.
+fn content_check(key_fp: u64, hash: u64) -> u32 {
+    (mix(hash ^ key_fp) >> 32) as u32
+}
+
+/// splitmix64's finalizer: every input bit moves every output bit.
 fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -89,18 +100,19 @@ impl WatermarkState {
         WatermarkState { stream, watermark, keyed: BTreeMap::new(), hashed: BTreeMap::new() }
     }
 
-    /// True when `key` was already emitted with this exact content inside the lookback span.
+    /// True when `key` was already emitted with this exact content inside the lookback span
+    /// (and not emitted with other content since).
     pub fn is_unchanged(&self, key: &str, hash: u64) -> bool {
-        if self.keyed.get(key).is_some_and(|(h, _)| *h == hash) {
-            return true;
+        if let Some((h, _)) = self.keyed.get(key) {
+            return *h == hash;
         }
-        let fp = fingerprint(key, hash);
-        self.hashed.values().any(|set| set.contains(&fp))
+        let fp = key_fingerprint(key);
+        self.hashed.values().rev().find_map(|window| window.get(&fp)).is_some_and(|c| *c == content_check(fp, hash))
     }
 
     /// How many record hashes are kept for deduplication.
     pub fn recent_len(&self) -> usize {
-        self.keyed.len() + self.hashed.values().map(HashSet::len).sum::<usize>()
+        self.keyed.len() + self.hashed.values().map(HashMap::len).sum::<usize>()
     }
 
     /// The state after committing a window that ends at `end` and emitted `emitted`.
@@ -118,16 +130,20 @@ impl WatermarkState {
         }
         let end_s = end.timestamp();
         let keep_after = (end - chrono_duration(lookback)).timestamp();
-        let mut hashed: BTreeMap<i64, HashSet<u64>> =
-            self.hashed.range(keep_after + 1..).map(|(seen, set)| (*seen, set.clone())).collect();
+        let mut hashed: BTreeMap<i64, HashMap<u64, u32>> =
+            self.hashed.range(keep_after + 1..).map(|(seen, window)| (*seen, window.clone())).collect();
         // Keys read from a version 1 record move into fingerprints as they are carried over.
         for (key, (hash, seen)) in self.keyed.iter().filter(|(_, (_, seen))| *seen > keep_after) {
-            hashed.entry(*seen).or_default().insert(fingerprint(key, *hash));
+            let fp = key_fingerprint(key);
+            hashed.entry(*seen).or_default().insert(fp, content_check(fp, *hash));
         }
         if end_s > keep_after {
-            let set = hashed.entry(end_s).or_default();
-            set.extend(emitted.into_iter().map(|(key, hash)| fingerprint(&key, hash)));
-            if set.is_empty() {
+            let window = hashed.entry(end_s).or_default();
+            for (key, hash) in emitted {
+                let fp = key_fingerprint(&key);
+                window.insert(fp, content_check(fp, hash));
+            }
+            if window.is_empty() {
                 hashed.remove(&end_s);
             }
         }
@@ -180,11 +196,15 @@ impl WatermarkState {
             seen: self
                 .hashed
                 .iter()
-                .map(|(seen, set)| {
+                .map(|(seen, window)| {
                     // Sorted, so equal states store equal bytes.
-                    let mut fps: Vec<u64> = set.iter().copied().collect();
-                    fps.sort_unstable();
-                    let raw: Vec<u8> = fps.iter().flat_map(|f| f.to_le_bytes()).collect();
+                    let mut entries: Vec<(u64, u32)> = window.iter().map(|(k, c)| (*k, *c)).collect();
+                    entries.sort_unstable();
+                    let mut raw = Vec::with_capacity(entries.len() * ENTRY);
+                    for (fp, check) in entries {
+                        raw.extend_from_slice(&fp.to_le_bytes());
+                        raw.extend_from_slice(&check.to_le_bytes());
+                    }
                     (*seen, BASE64.encode(raw))
                 })
                 .collect(),
@@ -222,15 +242,20 @@ impl WatermarkState {
         let mut hashed = BTreeMap::new();
         for (at, text) in seen {
             let raw = BASE64.decode(&text).map_err(|e| corrupt(format!("bad fingerprints of window {at}: {e}")))?;
-            if raw.len() % 8 != 0 {
+            if raw.len() % ENTRY != 0 {
                 return Err(corrupt(format!(
-                    "fingerprints of window {at} are {} bytes, not a multiple of 8",
+                    "fingerprints of window {at} are {} bytes, not a multiple of {ENTRY}",
                     raw.len()
                 )));
             }
-            let set: HashSet<u64> =
-                raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
-            hashed.insert(at, set);
+            let window: HashMap<u64, u32> = raw
+                .chunks_exact(ENTRY)
+                .map(|c| {
+                    let fp = u64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
+                    (fp, u32::from_le_bytes(c[8..].try_into().expect("4 bytes")))
+                })
+                .collect();
+            hashed.insert(at, window);
         }
         Ok(WatermarkState { stream, watermark, keyed, hashed })
     }
@@ -278,24 +303,33 @@ mod tests {
     const HOUR: Duration = Duration::from_secs(3600);
 
     #[test]
-    fn fingerprints_do_not_collide_on_related_keys_and_hashes() {
-        // One-letter keys with small hashes collide under a hash seeded with the other half
-        // (`"a"`,1 and `"b"`,2 did): the halves must be mixed.
+    fn fingerprints_do_not_collide_on_related_keys() {
+        // One-letter keys collide under a weak hash; the fingerprint must mix its input.
         let mut all = std::collections::HashSet::new();
         let mut n = 0;
         for c in b'a'..=b'z' {
-            for h in 0..256u64 {
-                n += 1;
-                all.insert(fingerprint(&(c as char).to_string(), h));
-            }
+            n += 1;
+            all.insert(key_fingerprint(&(c as char).to_string()));
         }
-        for k in 0..300u64 {
-            for h in 0..300u64 {
-                n += 1;
-                all.insert(fingerprint(&format!("AC{k:08}"), h));
-            }
+        for k in 0..100_000u64 {
+            n += 1;
+            all.insert(key_fingerprint(&format!("AC{k:08}")));
         }
         assert_eq!(all.len(), n, "no collisions");
+    }
+
+    #[test]
+    fn a_record_that_changes_back_is_emitted_again() {
+        // A → B → A inside the lookback: the newest window holding the key decides.
+        let s = WatermarkState::new(id(), at(0))
+            .advance(at(1), vec![("k".into(), 1)], 10 * HOUR)
+            .unwrap()
+            .advance(at(2), vec![("k".into(), 2)], 10 * HOUR)
+            .unwrap();
+        assert!(s.is_unchanged("k", 2));
+        assert!(!s.is_unchanged("k", 1), "the first content is no longer what consumers hold");
+        let back = WatermarkState::from_bytes(id().as_str(), &s.to_bytes()).unwrap();
+        assert!(!back.is_unchanged("k", 1) && back.is_unchanged("k", 2), "also after a restart");
     }
 
     #[test]
@@ -321,7 +355,7 @@ mod tests {
         }
         assert_eq!(s.recent_len(), 4000);
         let full = s.to_bytes().len();
-        assert!(full < 4000 * 12, "about 11 bytes a record: {full}");
+        assert!(full < 4000 * 17, "about 16 bytes a record: {full}");
         let (bytes, dropped) = s.to_bytes_within(full * 3 / 5).unwrap();
         assert!(bytes.len() <= full * 3 / 5);
         assert_eq!((dropped, s.recent_len()), (2000, 2000), "the two oldest windows went");

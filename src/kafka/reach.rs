@@ -17,7 +17,7 @@ pub async fn probe(cfg: &KafkaConfig, timeout: Duration) -> Result<(), BrokerCau
     let last = LastBrokerError::default();
     let producer: BaseProducer<LastBrokerError> = super::client_config(cfg)
         .create_with_context(last.clone())
-        .map_err(|e| BrokerCause { kind: CauseKind::Other, detail: e.to_string() })?;
+        .map_err(|e| BrokerCause { kind: CauseKind::Config, detail: e.to_string() })?;
     // rust-rdkafka sets a client's log level from the `log` filter of target "librdkafka",
     // which RUST_LOG may silence; the probe needs librdkafka's INFO lines, where a
     // disconnect during the handshake (a protocol mismatch) is told.
@@ -60,6 +60,9 @@ pub enum CauseKind {
     Auth,
     /// The broker speaks another protocol on that port (e.g. PLAINTEXT against a TLS listener).
     Protocol,
+    /// librdkafka refused the client settings themselves (an unknown property, an
+    /// unreadable CA file).
+    Config,
     /// Anything else librdkafka said, or nothing at all (a timeout).
     Other,
 }
@@ -67,7 +70,7 @@ pub enum CauseKind {
 impl CauseKind {
     /// A wrong credential or certificate does not fix itself: no point waiting for it.
     pub fn is_fatal(self) -> bool {
-        matches!(self, CauseKind::Tls | CauseKind::Auth)
+        matches!(self, CauseKind::Tls | CauseKind::Auth | CauseKind::Config)
     }
 
     fn label(self) -> &'static str {
@@ -79,6 +82,7 @@ impl CauseKind {
             CauseKind::Protocol => {
                 "the broker closed the connection during the handshake (is security.protocol right?)"
             }
+            CauseKind::Config => "invalid client settings in [kafka.properties]",
             CauseKind::Other => "no answer",
         }
     }
@@ -135,9 +139,7 @@ impl LastBrokerError {
     pub fn get(&self) -> Option<BrokerCause> {
         self.0.lock().expect("last broker error").clone()
     }
-}
 
-impl LastBrokerError {
     fn remember(&self, text: &str) {
         let cause = BrokerCause::classify(text);
         let mut last = self.0.lock().expect("last broker error");
@@ -158,11 +160,12 @@ impl ClientContext for LastBrokerError {
         self.remember(reason);
     }
 
-    /// Connection failures (refused, DNS, TLS, SASL) arrive as librdkafka log lines.
+    /// Connection failures (refused, DNS, TLS, SASL, a disconnect in the handshake) are
+    /// logged with the FAIL facility, some at INFO; other lines (configuration warnings, say)
+    /// are not causes.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(level = level as i32, fac, message, "librdkafka");
-        // Connection failures are logged with the FAIL facility, some (disconnects) at INFO.
-        if fac == "FAIL" || (level as i32) <= (RDKafkaLogLevel::Warning as i32) {
+        if fac == "FAIL" || fac == "ERROR" {
             self.remember(message);
         }
     }

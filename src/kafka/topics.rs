@@ -18,6 +18,9 @@ pub enum TopicError {
     Unreachable { bootstrap: String, cause: BrokerCause },
     #[error("cannot create topic {topic}: {reason}")]
     Create { topic: String, reason: String },
+    /// The broker answered but refused (an ACL, say): waiting would not help.
+    #[error("cannot read the configuration of topic {topic}: {reason}")]
+    Describe { topic: String, reason: String },
     #[error("watermark topic {topic} has cleanup.policy={policy}; it must be compacted or watermarks expire")]
     NotCompacted { topic: String, policy: String },
 }
@@ -74,7 +77,10 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             .await
             .map_err(unreachable)?;
         for res in described {
-            let res = res.map_err(|code| unreachable(KafkaError::AdminOp(code)))?;
+            let res = res.map_err(|code| TopicError::Describe {
+                topic: cfg.watermark_topic.clone(),
+                reason: code.to_string(),
+            })?;
             policy = res.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
         }
         if !policy.is_empty() {

@@ -25,19 +25,31 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 /// The broker for this test run: `KAFKA_BOOTSTRAP`, or one started by `dev/kafka` (once).
 pub fn kafka() -> &'static str {
     static BOOTSTRAP: OnceLock<String> = OnceLock::new();
-    BOOTSTRAP.get_or_init(|| {
-        if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP")
-            && !b.is_empty()
-        {
-            return b;
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/kafka");
-        let out = Command::new(script).stderr(Stdio::inherit()).output().expect("run dev/kafka");
-        assert!(out.status.success(), "dev/kafka failed");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let last = stdout.lines().last().expect("dev/kafka printed nothing");
-        last.strip_prefix("KAFKA_BOOTSTRAP=").expect("last line is KAFKA_BOOTSTRAP=...").to_owned()
-    })
+    BOOTSTRAP.get_or_init(|| env_or_dev_script("KAFKA_BOOTSTRAP", "dev/kafka", &[]))
+}
+
+/// Runs a `dev/` script that starts or builds something and returns the `NAME=value` lines it
+/// printed on stdout (progress goes to stderr).
+fn dev_script(script: &str, args: &[&str]) -> BTreeMap<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out =
+        Command::new(path).args(args).stderr(Stdio::inherit()).output().unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} {args:?} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.is_empty() && k.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The environment variable `name` if set, else what `script` printed as `name=...`.
+fn env_or_dev_script(name: &str, script: &str, args: &[&str]) -> String {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v,
+        _ => dev_script(script, args).remove(name).unwrap_or_else(|| panic!("{script} printed no {name}=")),
+    }
 }
 
 /// A name no other test (or earlier run) uses: topics, transactional ids.
@@ -458,7 +470,7 @@ pub fn latest_by_key(consumed: &[Consumed]) -> BTreeMap<String, Option<Vec<u8>>>
 /// that `dev/registry` starts (once).
 pub fn registry() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| last_line_of("dev/registry", "SCHEMA_REGISTRY_URL"))
+    URL.get_or_init(|| env_or_dev_script("SCHEMA_REGISTRY_URL", "dev/registry", &[]))
 }
 
 /// The independent consumers (`dev/interop setup`): Java Avro's classpath and the Python
@@ -470,45 +482,10 @@ pub struct Interop {
 
 pub fn interop() -> &'static Interop {
     static INTEROP: OnceLock<Interop> = OnceLock::new();
-    INTEROP.get_or_init(|| {
-        let (cp, py) = (std::env::var("INTEROP_JAVA_CP"), std::env::var("INTEROP_PYTHON"));
-        if let (Ok(java_cp), Ok(python)) = (cp, py)
-            && !java_cp.is_empty()
-            && !python.is_empty()
-        {
-            return Interop { java_cp, python };
-        }
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/interop");
-        let out = Command::new(script).arg("setup").stderr(Stdio::inherit()).output().expect("run dev/interop");
-        assert!(out.status.success(), "dev/interop setup failed");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let get = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("dev/interop printed no {name}= line"))
-                .to_owned()
-        };
-        Interop { java_cp: get("INTEROP_JAVA_CP"), python: get("INTEROP_PYTHON") }
+    INTEROP.get_or_init(|| Interop {
+        java_cp: env_or_dev_script("INTEROP_JAVA_CP", "dev/interop", &["setup"]),
+        python: env_or_dev_script("INTEROP_PYTHON", "dev/interop", &["setup"]),
     })
-}
-
-/// Runs a `dev/` script that starts a service (once) and prints `NAME=value` last; an
-/// already-set environment variable `NAME` wins.
-fn last_line_of(script: &str, name: &str) -> String {
-    if let Ok(v) = std::env::var(name)
-        && !v.is_empty()
-    {
-        return v;
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
-    let out = Command::new(path).stderr(Stdio::inherit()).output().unwrap_or_else(|e| panic!("run {script}: {e}"));
-    assert!(out.status.success(), "{script} failed");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let last = stdout.lines().last().unwrap_or_else(|| panic!("{script} printed nothing"));
-    last.strip_prefix(&format!("{name}="))
-        .unwrap_or_else(|| panic!("{script}'s last line is not {name}=..."))
-        .to_owned()
 }
 
 /// One record as an independent consumer printed it (see tests/interop/).
@@ -644,17 +621,8 @@ pub struct SecureKafka {
 pub fn secure_kafka() -> &'static SecureKafka {
     static SECURE: OnceLock<SecureKafka> = OnceLock::new();
     SECURE.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/kafka-secure");
-        let out = Command::new(script).stderr(Stdio::inherit()).output().expect("run dev/kafka-secure");
-        assert!(out.status.success(), "dev/kafka-secure failed");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let get = |name: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("dev/kafka-secure printed no {name}="))
-                .to_owned()
-        };
+        let mut vars = dev_script("dev/kafka-secure", &[]);
+        let mut get = |name: &str| vars.remove(name).unwrap_or_else(|| panic!("dev/kafka-secure printed no {name}="));
         let password = std::fs::read_to_string(get("SECURE_PASSWORD_FILE")).unwrap().trim().to_owned();
         SecureKafka {
             bootstrap: get("SECURE_BOOTSTRAP"),
