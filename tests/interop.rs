@@ -124,6 +124,17 @@ fn assert_snippet_read_all(lines: &[(String, String)], expected: &[Value], key: 
     assert_eq!(got, want, "{name} read every record once");
 }
 
+/// The demo's whole pipeline into fresh topics, in either value format: the simulators (kept
+/// running with their directory) and the topics' prefix.
+fn backfill_example(confluent: bool) -> (tempfile::TempDir, Simulator, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = example_simulator(dir.path());
+    let prefix = unique(if confluent { "interop-cf" } else { "interop-so" });
+    let out = run_example(dir.path(), &sim, &example_worker(&prefix, confluent));
+    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    (dir, sim, prefix)
+}
+
 fn java_fingerprint(schema_file: &str) -> String {
     let avsc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas").join(schema_file)).unwrap();
@@ -132,11 +143,7 @@ fn java_fingerprint(schema_file: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn java_and_fastavro_decode_every_single_object_value_with_only_the_schemas() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = example_simulator(dir.path());
-    let prefix = unique("interop-so");
-    let out = run_example(dir.path(), &sim, &example_worker(&prefix, false));
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (_dir, sim, prefix) = backfill_example(false);
     for (kind, topic, schema_file, key) in TOPICS {
         let topic = format!("{prefix}.{topic}");
         let expected = sim.records(kind).await;
@@ -178,11 +185,7 @@ async fn latest_id(topic: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn confluent_kafka_and_java_decode_every_confluent_value_through_the_registry() {
-    let dir = tempfile::tempdir().unwrap();
-    let sim = example_simulator(dir.path());
-    let prefix = unique("interop-cf");
-    let out = run_example(dir.path(), &sim, &example_worker(&prefix, true));
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (_dir, sim, prefix) = backfill_example(true);
     for (kind, topic, schema_file, key) in TOPICS {
         let topic = format!("{prefix}.{topic}");
         let expected = sim.records(kind).await;

@@ -137,17 +137,12 @@ fn write_object(
             out.push_str(&quoted(t));
             Ok(())
         }
-        "array" => {
-            let items = obj.get("items").ok_or_else(|| bad(path, "array without `items`"))?;
-            out.push_str(r#"{"type":"array","items":"#);
-            write(items, enclosing, defined, out, &format!("{path}.items"))?;
-            out.push('}');
-            Ok(())
-        }
-        "map" => {
-            let values = obj.get("values").ok_or_else(|| bad(path, "map without `values`"))?;
-            out.push_str(r#"{"type":"map","values":"#);
-            write(values, enclosing, defined, out, &format!("{path}.values"))?;
+        // Containers: their one inner schema under `items` or `values`.
+        "array" | "map" => {
+            let attr = if ty == "array" { "items" } else { "values" };
+            let inner = obj.get(attr).ok_or_else(|| bad(path, format!("{ty} without `{attr}`")))?;
+            out.push_str(&format!(r#"{{"type":"{ty}","{attr}":"#));
+            write(inner, enclosing, defined, out, &format!("{path}.{attr}"))?;
             out.push('}');
             Ok(())
         }
