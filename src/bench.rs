@@ -411,13 +411,18 @@ pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
 
 /// utime + stime of a running process, from /proc.
 fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
+    // proc(5): after "pid (comm) " come state (field 3) … utime (14), stime (15), in clock
+    // ticks; comm may hold spaces and parentheses, so count from the last ')'.
+    const UTIME_AFTER_COMM: usize = 14 - 3;
+    const STIME_AFTER_COMM: usize = 15 - 3;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(err)?;
     let after = &stat[stat.rfind(')').ok_or_else(|| err("bad /proc stat"))? + 2..];
     let f: Vec<&str> = after.split_whitespace().collect();
+    let field =
+        |i: usize| -> Result<f64, BenchError> { f.get(i).ok_or_else(|| err("short /proc stat"))?.parse().map_err(err) };
+    // SAFETY: sysconf only reads a configuration value; _SC_CLK_TCK is always defined.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    let u: f64 = f[11].parse().map_err(err)?;
-    let s: f64 = f[12].parse().map_err(err)?;
-    Ok((u + s) / ticks)
+    Ok((field(UTIME_AFTER_COMM)? + field(STIME_AFTER_COMM)?) / ticks)
 }
 
 fn proc_rss_mib(pid: u32) -> Result<f64, BenchError> {

@@ -529,9 +529,13 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         let key = format!("kafka.properties.{name}");
         properties.insert(name.clone(), Secret(expand_env(&key, value)?));
     }
+    let transactional_id = expand_env("kafka.transactional_id", &k.transactional_id)?;
+    if transactional_id.trim().is_empty() {
+        return Err(ConfigError::invalid("kafka.transactional_id", "is empty"));
+    }
     let kafka = KafkaConfig {
         bootstrap,
-        transactional_id: k.transactional_id.clone(),
+        transactional_id,
         watermark_topic: k.watermark_topic.clone(),
         watermark_partitions: k.watermark_partitions,
         dead_letter_topic: k.dead_letter_topic.clone(),
@@ -918,6 +922,18 @@ mod tests {
         assert!(e.contains("lookback") && e.contains("invalid type"), "{e}");
         let e = err(&GOOD.replace("http://127.0.0.1:1/", "ftp://x"));
         assert!(e.contains("sources.wdt.base_url") && e.contains("ftp://x"), "{e}");
+    }
+
+    #[test]
+    fn the_transactional_id_expands_the_environment_and_must_not_be_empty() {
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\ntransactional_id = \"${TIDEMARK_TEST_SURELY_UNSET_VAR}\""));
+        assert!(e.contains("kafka.transactional_id") && e.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"), "{e}");
+        let c = Config::parse(
+            &GOOD.replace("[kafka]", "[kafka]\ntransactional_id = \"${TIDEMARK_TEST_SURELY_UNSET_VAR:-tm-7}\""),
+        );
+        assert_eq!(c.unwrap().kafka.transactional_id, "tm-7");
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\ntransactional_id = \" \""));
+        assert!(e.contains("kafka.transactional_id") && e.contains("empty"), "{e}");
     }
 
     #[test]
