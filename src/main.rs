@@ -213,66 +213,18 @@ async fn main() -> ExitCode {
     }
 }
 
+/// One function per command; `anyhow` only here, at the binary's edge.
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config, until_caught_up } => {
-            let cfg = Config::load(&config)?;
-            let streams = cfg.streams.len();
-            let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
-            print_summary(&reports);
-            let failed = reports
-                .iter()
-                .any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));
-            // A scheduler running --until-caught-up must not read a shutdown as success.
-            let caught_up = reports.iter().filter(|r| r.outcome == StreamOutcome::CaughtUp).count();
-            if failed {
-                Ok(ExitCode::from(1))
-            } else if until_caught_up && caught_up < streams {
-                eprintln!("error: interrupted before every stream caught up ({caught_up} of {streams} did)");
-                Ok(ExitCode::from(3))
-            } else {
-                Ok(ExitCode::SUCCESS)
-            }
-        }
+        Command::Run { config, until_caught_up } => run_command(&config, until_caught_up).await,
         Command::Simulate { config } => {
             let cfg = tidemark::simulate::SimConfig::load(&config)?;
             tidemark::simulate::serve(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config, offline } => {
-            let cfg = Config::load(&config)?;
-            let plans = tidemark::pipeline::plan(&cfg)?;
-            if let (Some(rc), false) = (&cfg.schema_registry, offline) {
-                use tidemark::registry::{self, Compatibility, Registry};
-                let reg = Registry::new(rc)?;
-                for (topic, avsc) in tidemark::pipeline::topic_schemas(&plans)? {
-                    let subject = registry::value_subject(&topic);
-                    let verdict = match registry::check(&reg, &subject, &avsc).await? {
-                        Compatibility::NewSubject => "new subject",
-                        Compatibility::Compatible => "compatible with its latest version",
-                        Compatibility::Incompatible(_) => unreachable!("check fails on incompatible schemas"),
-                    };
-                    println!("ok  schema for {subject}: {verdict} ({})", rc.url);
-                }
-            }
-            for p in &plans {
-                println!(
-                    "ok  {:<36} source={} topic={} page_size={} max_span={:?} lookback={:?} settle={:?}",
-                    p.cfg.id.as_str(),
-                    p.source_id,
-                    p.topic,
-                    p.page_size,
-                    p.max_span,
-                    p.cfg.lookback,
-                    p.cfg.settle
-                );
-            }
-            println!("{} stream(s) valid", plans.len());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Bench { kafka, records, shapes, streams, repeat, idle_streams, idle_seconds, work_dir } => {
-            use tidemark::bench;
-            let opts = bench::BenchOptions {
+            let opts = tidemark::bench::BenchOptions {
                 records,
                 shapes,
                 streams,
@@ -282,86 +234,144 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 bootstrap: kafka,
                 work_dir,
             };
-            println!(
-                "tidemark bench: {} records per shape, {} streams each, on {}",
-                opts.records,
-                opts.streams,
-                bench::machine()
-            );
-            let mut rows = Vec::new();
-            for kind in opts.shapes.iter().filter(|k| !k.is_empty()) {
-                let r = bench::shape_bench(&opts, kind).await?;
-                eprintln!("{r:?}");
-                let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
-                rows.push(vec![
-                    r.kind.clone(),
-                    r.records.to_string(),
-                    format!("{:.0}", r.fetch_only_rps),
-                    format!("{:.0}", r.produce_only_rps),
-                    format!("{:.0}", r.end_to_end_rps),
-                    format!("{:.2}", r.end_to_end_rps / ceiling),
-                    format!("{:.1}", r.cpu_seconds_per_million),
-                    format!("{:.0}", r.peak_rss_mib),
-                ]);
-            }
-            print_table(
-                &[
-                    "shape",
-                    "records",
-                    "fetch-only rec/s",
-                    "produce-only rec/s",
-                    "end-to-end rec/s",
-                    "e2e / min(ceilings)",
-                    "worker CPU s / M rec",
-                    "worker peak RSS MiB",
-                ],
-                &rows,
-                &[1, 2, 3, 4, 5, 6, 7],
-            );
-            if opts.idle_streams > 0 {
-                let idle = bench::idle_bench(&opts).await?;
-                println!(
-                    "idle: {} streams caught up and polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute",
-                    idle.streams, idle.seconds, idle.rss_mib, idle.cpu_seconds_per_minute
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            bench_command(opts).await
         }
-        Command::Inspect { config, samples, compact } => {
-            let cfg = Config::load(&config)?;
-            let (streams, topics) = tidemark::inspect::inspect(&cfg, samples).await.context("inspecting kafka")?;
-            let rows: Vec<Vec<String>> = streams
-                .iter()
-                .map(|s| {
-                    vec![
-                        s.stream.clone(),
-                        s.topic.clone(),
-                        s.records.to_string(),
-                        s.distinct_keys.to_string(),
-                        s.tombstones.to_string(),
-                        s.watermark.map(fmt_wm).unwrap_or_else(|| "none yet".into()),
-                    ]
-                })
-                .collect();
-            print_table(
-                &["stream", "topic", "records", "keys", "tombstones", "watermark (Beijing)"],
-                &rows,
-                &[2, 3, 4],
-            );
-            for t in topics {
-                for sample in &t.samples {
-                    let framing = sample.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
-                    println!("\nsample from {} ({}{framing}):", t.topic, t.schema);
-                    if compact {
-                        let line = sample.value.to_string();
-                        let cut: String = line.chars().take(400).collect();
-                        println!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
-                    } else {
-                        println!("{}", serde_json::to_string_pretty(&sample.value)?);
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
+    }
+}
+
+/// `run`: exit 1 if a stream stopped on an error, 3 if `--until-caught-up` was interrupted.
+async fn run_command(config: &std::path::Path, until_caught_up: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let streams = cfg.streams.len();
+    let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
+    print_summary(&reports);
+    let failed =
+        reports.iter().any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));
+    // A scheduler running --until-caught-up must not read a shutdown as success.
+    let caught_up = reports.iter().filter(|r| r.outcome == StreamOutcome::CaughtUp).count();
+    if failed {
+        Ok(ExitCode::from(1))
+    } else if until_caught_up && caught_up < streams {
+        eprintln!("error: interrupted before every stream caught up ({caught_up} of {streams} did)");
+        Ok(ExitCode::from(3))
+    } else {
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `validate`: the config, each vendor's limits, and (unless offline) the registry's verdict.
+async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let plans = tidemark::pipeline::plan(&cfg)?;
+    if let (Some(rc), false) = (&cfg.schema_registry, offline) {
+        use tidemark::registry::{self, Compatibility, Registry};
+        let reg = Registry::new(rc)?;
+        for (topic, avsc) in tidemark::pipeline::topic_schemas(&plans)? {
+            let subject = registry::value_subject(&topic);
+            let verdict = match registry::check(&reg, &subject, &avsc).await? {
+                Compatibility::NewSubject => "new subject",
+                Compatibility::Compatible => "compatible with its latest version",
+                Compatibility::Incompatible(_) => unreachable!("check fails on incompatible schemas"),
+            };
+            println!("ok  schema for {subject}: {verdict} ({})", rc.url);
         }
     }
+    for p in &plans {
+        println!(
+            "ok  {:<36} source={} topic={} page_size={} max_span={:?} lookback={:?} settle={:?}",
+            p.cfg.id.as_str(),
+            p.source_id,
+            p.topic,
+            p.page_size,
+            p.max_span,
+            p.cfg.lookback,
+            p.cfg.settle
+        );
+    }
+    println!("{} stream(s) valid", plans.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench`: the shapes' throughput against their ceilings, then idle scale.
+async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<ExitCode> {
+    use tidemark::bench;
+    println!(
+        "tidemark bench: {} records per shape, {} streams each, on {}",
+        opts.records,
+        opts.streams,
+        bench::machine()
+    );
+    let mut rows = Vec::new();
+    for kind in opts.shapes.iter().filter(|k| !k.is_empty()) {
+        let r = bench::shape_bench(&opts, kind).await?;
+        eprintln!("{r:?}");
+        let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
+        rows.push(vec![
+            r.kind.clone(),
+            r.records.to_string(),
+            format!("{:.0}", r.fetch_only_rps),
+            format!("{:.0}", r.produce_only_rps),
+            format!("{:.0}", r.end_to_end_rps),
+            format!("{:.2}", r.end_to_end_rps / ceiling),
+            format!("{:.1}", r.cpu_seconds_per_million),
+            format!("{:.0}", r.peak_rss_mib),
+        ]);
+    }
+    print_table(
+        &[
+            "shape",
+            "records",
+            "fetch-only rec/s",
+            "produce-only rec/s",
+            "end-to-end rec/s",
+            "e2e / min(ceilings)",
+            "worker CPU s / M rec",
+            "worker peak RSS MiB",
+        ],
+        &rows,
+        &[1, 2, 3, 4, 5, 6, 7],
+    );
+    if opts.idle_streams > 0 {
+        let idle = bench::idle_bench(&opts).await?;
+        println!(
+            "idle: {} streams caught up and polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute",
+            idle.streams, idle.seconds, idle.rss_mib, idle.cpu_seconds_per_minute
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `inspect`: what Kafka holds per stream, then decoded samples per topic.
+async fn inspect_command(config: &std::path::Path, samples: usize, compact: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let (streams, topics) = tidemark::inspect::inspect(&cfg, samples).await.context("inspecting kafka")?;
+    let rows: Vec<Vec<String>> = streams
+        .iter()
+        .map(|s| {
+            vec![
+                s.stream.clone(),
+                s.topic.clone(),
+                s.records.to_string(),
+                s.distinct_keys.to_string(),
+                s.tombstones.to_string(),
+                s.watermark.map(fmt_wm).unwrap_or_else(|| "none yet".into()),
+            ]
+        })
+        .collect();
+    print_table(&["stream", "topic", "records", "keys", "tombstones", "watermark (Beijing)"], &rows, &[2, 3, 4]);
+    for t in topics {
+        for sample in &t.samples {
+            let framing = sample.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
+            println!("\nsample from {} ({}{framing}):", t.topic, t.schema);
+            if compact {
+                let line = sample.value.to_string();
+                let cut: String = line.chars().take(400).collect();
+                println!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
+            } else {
+                println!("{}", serde_json::to_string_pretty(&sample.value)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
