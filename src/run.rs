@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::engine::stream::sleep_or_shutdown;
 use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
 use crate::kafka::hanging;
 use crate::kafka::reach::BrokerCause;
@@ -94,7 +95,7 @@ pub async fn run(
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
                     .min(config.kafka.startup_timeout - waited);
                 warn!(bootstrap = %bootstrap, cause = %cause, retry_in = ?wait, "kafka not reachable yet; waiting");
-                if pause(wait, &shutdown).await {
+                if !sleep_or_shutdown(wait, &shutdown).await {
                     return Ok(Vec::new());
                 }
             }
@@ -120,7 +121,7 @@ pub async fn run(
                 // The broker went away again: start the pass over with a new producer.
                 warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
                 retire(sink).await;
-                pause(Duration::from_secs(1), &shutdown).await;
+                sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
                 continue;
             }
         };
@@ -219,14 +220,6 @@ async fn resume(
     Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
 }
 
-/// Sleeps `d`, cut short by a change of the shutdown signal; true if it was cut short.
-async fn pause(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
-    let mut rx = shutdown.clone();
-    tokio::select! {
-        _ = tokio::time::sleep(d) => false,
-        _ = rx.changed() => true,
-    }
-}
 
 /// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
 async fn retire(sink: TxnSink) {
@@ -286,7 +279,7 @@ async fn connect(
                 attempt += 1;
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot initialize the kafka producer; retrying");
-                pause(wait, shutdown).await;
+                sleep_or_shutdown(wait, shutdown).await;
             }
         }
     }

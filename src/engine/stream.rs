@@ -178,7 +178,7 @@ impl StreamWorker {
                     if until_caught_up {
                         break StreamOutcome::CaughtUp;
                     }
-                    if !sleep_or_shutdown(wait, &mut shutdown).await {
+                    if !sleep_or_shutdown(wait, &shutdown).await {
                         break StreamOutcome::ShutDown;
                     }
                     continue;
@@ -217,7 +217,7 @@ impl StreamWorker {
                     self.metrics.step_retries.with_label_values(&[self.id.as_str()]).inc();
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(stream = %self.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
-                    if !sleep_or_shutdown(wait, &mut shutdown).await {
+                    if !sleep_or_shutdown(wait, &shutdown).await {
                         break StreamOutcome::ShutDown;
                     }
                 }
@@ -630,14 +630,16 @@ impl StreamWorker {
     }
 }
 
-/// Sleeps for `d`; false if shutdown was requested first.
-async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
+/// Sleeps for `d`; false if shutdown was requested first (or already had been). The one
+/// shutdown-aware sleep of the stream loops and the supervisor.
+pub async fn sleep_or_shutdown(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
+    let mut rx = shutdown.clone();
+    if *rx.borrow_and_update() {
         return false;
     }
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
-        _ = shutdown.changed() => false,
+        _ = rx.changed() => false,
     }
 }
 
