@@ -3,18 +3,18 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
-use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
 use crate::avro::{Framing, RecordCodec, decode};
 use crate::config::{Config, KafkaConfig};
 use crate::engine::Watermark;
-use crate::kafka::{HEADER_STREAM, client_config, watermarks};
+use crate::kafka::ends::EndsReader;
+use crate::kafka::{HEADER_STREAM, scan, watermarks};
 use crate::pipeline;
 use crate::registry::Registry;
 use crate::run::RunError;
@@ -142,63 +142,35 @@ fn scan_topic(
     let kerr = |e: KafkaError| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() };
     let mut sample =
         TopicSample { topic: topic.to_owned(), schema: values.codec.full_name().to_owned(), samples: Vec::new() };
-    let consumer: BaseConsumer<crate::kafka::ReadToEnd> = client_config(kafka)
-        .set("group.id", "tidemark-inspect")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(crate::kafka::ReadToEnd)
-        .map_err(kerr)?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).map_err(kerr)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut pending = HashSet::new();
-    for t in md.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30)).map_err(kerr)?;
-            if high > low {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(kerr)?;
-                pending.insert(p.id());
-            }
-        }
-    }
-    if pending.is_empty() {
-        return Ok(sample);
-    }
-    consumer.assign(&tpl).map_err(kerr)?;
+    let consumer = scan::committed_reader(kafka, "tidemark-inspect").map_err(kerr)?;
+    let ends = EndsReader::new(kafka).map_err(kerr)?;
+    let partitions: Vec<i32> =
+        ends.topic(topic).map_err(kerr)?.into_iter().filter(|e| e.written > e.low).map(|e| e.partition).collect();
     let mut keys: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !pending.is_empty() && Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
-            }
-            // A global end-of-partition names no partition: the per-partition ones count.
-            Some(Err(e)) if crate::kafka::is_partition_eof(&e) => {}
-            Some(Err(e)) => return Err(kerr(e)),
-            Some(Ok(m)) => {
-                let Some(stream) = m.headers().and_then(|h| {
-                    h.iter()
-                        .find(|x| x.key == HEADER_STREAM)
-                        .and_then(|x| x.value)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                }) else {
-                    continue;
-                };
-                let Some(summary) = summaries.get_mut(&stream) else { continue };
-                match m.payload() {
-                    None => summary.tombstones += 1,
-                    Some(payload) => {
-                        summary.records += 1;
-                        if sample.samples.len() < samples {
-                            sample.samples.push(values.decode(payload));
-                        }
-                    }
+    let scanned = scan::read_to_end(&consumer, topic, &partitions, Duration::from_secs(300), |m| {
+        let Some(stream) = m.headers().and_then(|h| {
+            h.iter()
+                .find(|x| x.key == HEADER_STREAM)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        }) else {
+            return Ok::<(), std::convert::Infallible>(());
+        };
+        let Some(summary) = summaries.get_mut(&stream) else { return Ok(()) };
+        match m.payload() {
+            None => summary.tombstones += 1,
+            Some(payload) => {
+                summary.records += 1;
+                if sample.samples.len() < samples {
+                    sample.samples.push(values.decode(payload));
                 }
-                keys.entry(stream).or_default().insert(m.key().unwrap_or_default().to_vec());
             }
         }
-    }
+        keys.entry(stream).or_default().insert(m.key().unwrap_or_default().to_vec());
+        Ok(())
+    });
+    crate::kafka::close_in_background((consumer, ends));
+    scanned.map_err(|e| InspectError::Read { topic: topic.to_owned(), reason: e.to_string() })?;
     for (stream, k) in keys {
         if let Some(s) = summaries.get_mut(&stream) {
             s.distinct_keys = k.len() as u64;

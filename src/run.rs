@@ -220,7 +220,6 @@ async fn resume(
     Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
 }
 
-
 /// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
 async fn retire(sink: TxnSink) {
     let _ = tokio::task::spawn_blocking(move || drop(sink)).await;

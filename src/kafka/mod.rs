@@ -3,6 +3,7 @@
 pub mod ends;
 pub mod hanging;
 pub mod reach;
+pub mod scan;
 pub mod sink;
 pub mod stats;
 pub mod topics;

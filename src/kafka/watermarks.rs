@@ -1,13 +1,14 @@
 //! Reads the compacted watermark topic to its end (`read_committed`) to rebuild every stream's position.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::Message;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::ends::EndsReader;
+use super::scan::{self, ScanError};
 use crate::config::KafkaConfig;
 use crate::engine::WatermarkState;
 use crate::engine::watermark::WatermarkError;
@@ -40,13 +41,7 @@ pub async fn load(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<Strin
 fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
     let topic = cfg.watermark_topic.as_str();
     let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
-    let consumer: BaseConsumer<super::ReadToEnd> = super::client_config(cfg)
-        .set("group.id", format!("{}-watermark-reader", cfg.transactional_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .create_with_context(super::ReadToEnd)
-        .map_err(kerr)?;
+    let consumer = scan::committed_reader(cfg, &format!("{}-watermark-reader", cfg.transactional_id)).map_err(kerr)?;
     let reader = EndsReader::new(cfg).map_err(kerr)?;
     let result = read_states(&consumer, &reader, topic, timeout);
     super::close_in_background((consumer, reader));
@@ -60,7 +55,8 @@ fn read_states(
     timeout: Duration,
 ) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
     let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let ends = reader.topic_when_led(topic, deadline).map_err(kerr)?;
     // A `read_committed` reader stops at the first transaction still open. Everything written
     // before this point must be settled first, or a watermark committed a moment ago (its
@@ -76,44 +72,24 @@ fn read_states(
             });
         }
     }
-    let mut pending: HashSet<i32> = HashSet::new();
-    let mut tpl = TopicPartitionList::new();
-    for e in &ends {
-        if e.written > e.low {
-            pending.insert(e.partition);
-            tpl.add_partition_offset(topic, e.partition, Offset::Beginning).map_err(kerr)?;
-        }
-    }
+    let partitions: Vec<i32> = ends.iter().filter(|e| e.written > e.low).map(|e| e.partition).collect();
     let mut states = BTreeMap::new();
-    if pending.is_empty() {
-        return Ok(states);
-    }
-    consumer.assign(&tpl).map_err(kerr)?;
-    while !pending.is_empty() {
-        if Instant::now() > deadline {
-            return Err(LoadError::Timeout(timeout));
-        }
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
+    let scanned = scan::read_to_end(consumer, topic, &partitions, timeout.saturating_sub(started.elapsed()), |msg| {
+        let Some(key) = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { return Ok(()) };
+        match msg.payload() {
+            None => {
+                states.remove(&key);
             }
-            // A global end-of-partition names no partition: the per-partition ones count.
-            Some(Err(e)) if crate::kafka::is_partition_eof(&e) => {}
-            Some(Err(e)) => return Err(kerr(e)),
-            Some(Ok(msg)) => {
-                let Some(key) = msg.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };
-                match msg.payload() {
-                    None => {
-                        states.remove(&key);
-                    }
-                    Some(bytes) => {
-                        let state = WatermarkState::from_bytes(&key, bytes)?;
-                        states.insert(key, state);
-                    }
-                }
+            Some(bytes) => {
+                states.insert(key.clone(), WatermarkState::from_bytes(&key, bytes)?);
             }
         }
+        Ok(())
+    });
+    match scanned {
+        Ok(()) => Ok(states),
+        Err(ScanError::Kafka(e)) => Err(kerr(e)),
+        Err(ScanError::Timeout(_)) => Err(LoadError::Timeout(timeout)),
+        Err(ScanError::Handler(e)) => Err(LoadError::Corrupt(e)),
     }
-    Ok(states)
 }
