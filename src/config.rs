@@ -488,7 +488,31 @@ impl Config {
 }
 
 fn validate(file: FileConfig) -> Result<Config, ConfigError> {
-    let k = &file.kafka;
+    let kafka = validate_kafka(&file.kafka)?;
+    let schema_registry = file.schema_registry.as_ref().map(validate_registry).transpose()?;
+    match (kafka.value_format, &schema_registry) {
+        (ValueFormat::Confluent, None) => {
+            return Err(ConfigError::invalid(
+                "schema_registry.url",
+                "missing: kafka.value_format = \"confluent\" needs a [schema_registry] section",
+            ));
+        }
+        (ValueFormat::SingleObject, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "kafka.value_format",
+                "is \"single-object\" but [schema_registry] is set: use value_format = \"confluent\" to write the registry's framing, or remove [schema_registry]",
+            ));
+        }
+        _ => {}
+    }
+    let sources = validate_sources(file.sources)?;
+    let streams = validate_streams(file.streams, &sources)?;
+    let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
+    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams })
+}
+
+/// `[kafka]`: the brokers, topics, transactions and value format.
+fn validate_kafka(k: &FileKafka) -> Result<KafkaConfig, ConfigError> {
     let bootstrap = expand_env("kafka.bootstrap", &k.bootstrap)?;
     if bootstrap.trim().is_empty() {
         return Err(ConfigError::invalid("kafka.bootstrap", "is empty"));
@@ -556,25 +580,14 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             }
         },
     };
-    let schema_registry = file.schema_registry.as_ref().map(validate_registry).transpose()?;
-    match (kafka.value_format, &schema_registry) {
-        (ValueFormat::Confluent, None) => {
-            return Err(ConfigError::invalid(
-                "schema_registry.url",
-                "missing: kafka.value_format = \"confluent\" needs a [schema_registry] section",
-            ));
-        }
-        (ValueFormat::SingleObject, Some(_)) => {
-            return Err(ConfigError::invalid(
-                "kafka.value_format",
-                "is \"single-object\" but [schema_registry] is set: use value_format = \"confluent\" to write the registry's framing, or remove [schema_registry]",
-            ));
-        }
-        _ => {}
-    }
+    Ok(kafka)
+}
 
+/// `[sources.<id>]`: each vendor API's URL, quota and timeouts (its credentials are checked by
+/// its vendor module).
+fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<String, SourceConfig>, ConfigError> {
     let mut sources = BTreeMap::new();
-    for (id, s) in file.sources {
+    for (id, s) in files {
         let prefix = format!("sources.{id}");
         let base_url = expand_env(&format!("{prefix}.base_url"), &s.base_url)?;
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
@@ -613,13 +626,20 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             },
         );
     }
+    Ok(sources)
+}
 
-    if file.streams.is_empty() {
+/// `[[streams]]`: ids, sources, topics and the window settings of each stream.
+fn validate_streams(
+    files: Vec<FileStream>,
+    sources: &BTreeMap<String, SourceConfig>,
+) -> Result<Vec<StreamConfig>, ConfigError> {
+    if files.is_empty() {
         return Err(ConfigError::invalid("streams", "no streams configured: add at least one [[streams]] entry"));
     }
     let mut streams = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (i, s) in file.streams.into_iter().enumerate() {
+    for (i, s) in files.into_iter().enumerate() {
         let key = |name: &str| format!("streams[{i}].{name}");
         let id = StreamId::parse(&s.id).map_err(|why| ConfigError::invalid(key("id"), why))?;
         if !seen.insert(id.clone()) {
@@ -682,8 +702,7 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
             params,
         });
     }
-    let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
-    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams })
+    Ok(streams)
 }
 
 fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
