@@ -68,20 +68,60 @@ pub async fn run(
         let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
+    let Some(topics) = bootstrap_topics(&config, &plans, &shutdown).await? else { return Ok(Vec::new()) };
+
+    let first_start = Utc::now();
+    let mut plans: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
+    let mut reports = Vec::new();
+    // Each pass runs the streams on one producer. If it fails, the outcome of its last
+    // transaction is unknown: the next pass makes a new producer (which fences the old one
+    // and aborts what it left open), rereads every watermark, and resumes from there.
+    let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
+    written.push(config.kafka.watermark_topic.clone());
+    for pass in 1.. {
+        let Some(sink) = connect(&config, &metrics, pass, &shutdown).await? else { break };
+        tracing::debug!(pass, "producer initialized");
+        let stored = match resume(&config, &sink, &metrics, &written).await {
+            Ok(stored) => stored,
+            Err(e) if pass == 1 => return Err(e),
+            Err(e) => {
+                // The broker went away again: start the pass over with a new producer.
+                warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
+                retire(sink).await;
+                sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
+                continue;
+            }
+        };
+        info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
+        let pass = Pass { config: &config, opts, metrics: &metrics, shutdown: &shutdown, first_start };
+        let producer_failed = pass.run(sink, stored, &mut plans, &mut reports).await;
+        if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
+            break;
+        }
+    }
+    Ok(merge_reports(reports))
+}
+
+/// Creates the topics the streams write, waiting for brokers that are not up yet (and not
+/// ready meanwhile) up to kafka.startup_timeout; a rejected credential or certificate fails
+/// at once. `None` if shutdown came first.
+async fn bootstrap_topics(
+    config: &Config,
+    plans: &[StreamPlan],
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<Vec<DataTopic>>, RunError> {
     let mut topics: Vec<DataTopic> =
         plans.iter().map(|p| DataTopic { name: p.topic.clone(), compacted: p.compacted }).collect();
     topics.push(DataTopic { name: config.kafka.dead_letter_topic.clone(), compacted: false });
     topics.sort();
     topics.dedup();
-    // A worker that starts before its broker waits for it (and is not ready meanwhile), up
-    // to kafka.startup_timeout; a rejected credential or certificate fails at once.
     let waiting_since = std::time::Instant::now();
     let mut attempt = 0;
     loop {
         match topics::ensure(&config.kafka, &topics).await {
             Ok(()) => {
                 tracing::debug!("topics ready");
-                break;
+                return Ok(Some(topics));
             }
             Err(TopicError::Unreachable { bootstrap, cause }) => {
                 if cause.kind.is_fatal() {
@@ -95,39 +135,39 @@ pub async fn run(
                 let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
                     .min(config.kafka.startup_timeout - waited);
                 warn!(bootstrap = %bootstrap, cause = %cause, retry_in = ?wait, "kafka not reachable yet; waiting");
-                if !sleep_or_shutdown(wait, &shutdown).await {
-                    return Ok(Vec::new());
+                if !sleep_or_shutdown(wait, shutdown).await {
+                    return Ok(None);
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
+}
 
-    let first_start = Utc::now();
-    let mut plans: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
-    let mut reports = Vec::new();
-    // Each pass runs the streams on one producer. If it fails, the outcome of its last
-    // transaction is unknown: the next pass makes a new producer (which fences the old one
-    // and aborts what it left open), rereads every watermark, and resumes from there.
-    let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    written.push(config.kafka.watermark_topic.clone());
-    for pass in 1.. {
-        let Some(sink) = connect(&config, &metrics, pass, &shutdown).await? else { break };
-        tracing::debug!(pass, "producer initialized");
-        let mut stored = match resume(&config, &sink, &metrics, &written).await {
-            Ok(stored) => stored,
-            Err(e) if pass == 1 => return Err(e),
-            Err(e) => {
-                // The broker went away again: start the pass over with a new producer.
-                warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
-                retire(sink).await;
-                sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
-                continue;
-            }
-        };
+/// One producer's life: every remaining stream runs on it until all end, or it fails.
+struct Pass<'a> {
+    config: &'a Config,
+    opts: RunOptions,
+    metrics: &'a Arc<Metrics>,
+    shutdown: &'a watch::Receiver<bool>,
+    /// When the worker first started: where streams without a watermark begin.
+    first_start: chrono::DateTime<Utc>,
+}
+
+impl Pass<'_> {
+    /// Runs the streams still in `plans` from their `stored` states; a stream that ended for
+    /// good leaves `plans` and adds its report. True if the producer failed (the streams it
+    /// interrupted stay in `plans` for the next pass).
+    async fn run(
+        &self,
+        sink: TxnSink,
+        mut stored: BTreeMap<String, WatermarkState>,
+        plans: &mut [Option<StreamPlan>],
+        reports: &mut Vec<StreamReport>,
+    ) -> bool {
+        let (config, metrics) = (self.config, self.metrics);
         metrics.set_ready(true);
         metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
-        info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
         let sink = Arc::new(sink);
         let idle_poller = {
             let sink = sink.clone();
@@ -138,9 +178,9 @@ pub async fn run(
                 }
             })
         };
-        let (stop_tx, stop_rx) = watch::channel(*shutdown.borrow());
+        let (stop_tx, stop_rx) = watch::channel(*self.shutdown.borrow());
         let relay = {
-            let (mut external, stop_tx) = (shutdown.clone(), stop_tx.clone());
+            let (mut external, stop_tx) = (self.shutdown.clone(), stop_tx.clone());
             tokio::spawn(async move {
                 while external.changed().await.is_ok() {
                     if *external.borrow() {
@@ -153,11 +193,15 @@ pub async fn run(
         for (index, p) in plans.iter().enumerate() {
             let Some(p) = p else { continue };
             let state = stored.remove(p.cfg.id.as_str()).unwrap_or_else(|| {
-                WatermarkState::new(p.cfg.id.clone(), crate::time::truncate_to_second(p.cfg.start.resolve(first_start)))
+                WatermarkState::new(
+                    p.cfg.id.clone(),
+                    crate::time::truncate_to_second(p.cfg.start.resolve(self.first_start)),
+                )
             });
-            let worker = worker(&config, p, sink.clone(), metrics.clone(), state);
+            let worker = worker(config, p, sink.clone(), metrics.clone(), state);
             let rx = stop_rx.clone();
-            tasks.spawn(async move { (index, worker.run(opts.until_caught_up, rx).await) });
+            let until_caught_up = self.opts.until_caught_up;
+            tasks.spawn(async move { (index, worker.run(until_caught_up, rx).await) });
         }
         let mut producer_failed = false;
         while let Some(res) = tasks.join_next().await {
@@ -190,11 +234,8 @@ pub async fn run(
         if let Some(sink) = Arc::into_inner(sink) {
             retire(sink).await;
         }
-        if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
-            break;
-        }
+        producer_failed
     }
-    Ok(merge_reports(reports))
 }
 
 /// Settles transactions a broker left hanging in the worker's topics (see `kafka::hanging`),
