@@ -259,65 +259,8 @@ impl Plan {
                 write_long(out, n);
                 Ok(())
             }
-            Plan::Optional(inner) => {
-                let is_null = match v {
-                    Value::Null => true,
-                    Value::String(s) if s.trim().is_empty() => !matches!(**inner, Plan::String | Plan::Bytes),
-                    _ => {
-                        matches!(**inner, Plan::Date | Plan::TimestampMillis | Plan::TimestampMicros)
-                            && time_of(v) == Some(VendorTime::Unset)
-                    }
-                };
-                if is_null {
-                    write_long(out, 0);
-                    Ok(())
-                } else {
-                    write_long(out, 1);
-                    inner.encode(v, out, path)
-                }
-            }
-            Plan::Record(rec) => {
-                let obj = match v {
-                    Value::Object(o) => o,
-                    other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
-                };
-                let mut found = [None; MERGED_FIELDS];
-                let merged = rec.fields.len() <= MERGED_FIELDS;
-                if merged {
-                    rec.locate(obj, &mut found);
-                }
-                for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
-                    let len = path.len();
-                    path.push('.');
-                    path.push_str(name);
-                    let joined;
-                    let value = match from {
-                        FieldSource::Same if merged => found[i],
-                        FieldSource::Same => obj.get(name),
-                        FieldSource::Join(parts) => {
-                            joined = join_parts(obj, parts);
-                            joined.as_ref()
-                        }
-                    };
-                    let res = match value {
-                        Some(fv) => plan.encode(fv, out, path),
-                        None => match plan {
-                            Plan::Optional(_) | Plan::Null => {
-                                write_long(out, 0);
-                                Ok(())
-                            }
-                            Plan::Array(_) => {
-                                write_long(out, 0);
-                                Ok(())
-                            }
-                            _ => Err(fail(path, "missing required field".into())),
-                        },
-                    };
-                    res?;
-                    path.truncate(len);
-                }
-                Ok(())
-            }
+            Plan::Optional(inner) => encode_optional(inner, v, out, path),
+            Plan::Record(rec) => rec.encode(v, out, path),
             Plan::Array(items) => {
                 let arr = match v {
                     Value::Array(a) => a.as_slice(),
@@ -401,6 +344,77 @@ pub fn write_long(out: &mut Vec<u8>, n: i64) {
 fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_long(out, b.len() as i64);
     out.extend_from_slice(b);
+}
+
+/// An optional value (`["null", T]`): vendor nulls, empty text for non-text types and unset
+/// times (`0000-00-00 00:00:00`) are Avro null; anything else is `T`.
+#[inline]
+fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
+    let is_null = match v {
+        Value::Null => true,
+        Value::String(s) if s.trim().is_empty() => !matches!(*inner, Plan::String | Plan::Bytes),
+        _ => {
+            matches!(*inner, Plan::Date | Plan::TimestampMillis | Plan::TimestampMicros)
+                && time_of(v) == Some(VendorTime::Unset)
+        }
+    };
+    if is_null {
+        write_long(out, 0);
+        Ok(())
+    } else {
+        write_long(out, 1);
+        inner.encode(v, out, path)
+    }
+}
+
+impl RecordPlan {
+    /// A record: each field found by name (one merged walk over the object for small
+    /// records), derived from joined parts, or defaulted when missing and optional.
+    #[inline]
+    fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
+        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
+        let rec = self;
+        let obj = match v {
+            Value::Object(o) => o,
+            other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
+        };
+        let mut found = [None; MERGED_FIELDS];
+        let merged = rec.fields.len() <= MERGED_FIELDS;
+        if merged {
+            rec.locate(obj, &mut found);
+        }
+        for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
+            let len = path.len();
+            path.push('.');
+            path.push_str(name);
+            let joined;
+            let value = match from {
+                FieldSource::Same if merged => found[i],
+                FieldSource::Same => obj.get(name),
+                FieldSource::Join(parts) => {
+                    joined = join_parts(obj, parts);
+                    joined.as_ref()
+                }
+            };
+            let res = match value {
+                Some(fv) => plan.encode(fv, out, path),
+                None => match plan {
+                    Plan::Optional(_) | Plan::Null => {
+                        write_long(out, 0);
+                        Ok(())
+                    }
+                    Plan::Array(_) => {
+                        write_long(out, 0);
+                        Ok(())
+                    }
+                    _ => Err(fail(path, "missing required field".into())),
+                },
+            };
+            res?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
