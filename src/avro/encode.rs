@@ -55,6 +55,54 @@ pub(crate) struct RecordPlan {
 const MERGED_FIELDS: usize = 64;
 
 impl RecordPlan {
+    /// A record: each field found by name (one merged walk over the object for small
+    /// records), derived from joined parts, or defaulted when missing and optional.
+    #[inline]
+    fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
+        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
+        let rec = self;
+        let obj = match v {
+            Value::Object(o) => o,
+            other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
+        };
+        let mut found = [None; MERGED_FIELDS];
+        let merged = rec.fields.len() <= MERGED_FIELDS;
+        if merged {
+            rec.locate(obj, &mut found);
+        }
+        for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
+            let len = path.len();
+            path.push('.');
+            path.push_str(name);
+            let joined;
+            let value = match from {
+                FieldSource::Same if merged => found[i],
+                FieldSource::Same => obj.get(name),
+                FieldSource::Join(parts) => {
+                    joined = join_parts(obj, parts);
+                    joined.as_ref()
+                }
+            };
+            let res = match value {
+                Some(fv) => plan.encode(fv, out, path),
+                None => match plan {
+                    Plan::Optional(_) | Plan::Null => {
+                        write_long(out, 0);
+                        Ok(())
+                    }
+                    Plan::Array(_) => {
+                        write_long(out, 0);
+                        Ok(())
+                    }
+                    _ => Err(fail(path, "missing required field".into())),
+                },
+            };
+            res?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
+
     fn new(fields: Vec<Field>) -> RecordPlan {
         let mut by_name: Vec<usize> =
             (0..fields.len()).filter(|&i| matches!(fields[i].from, FieldSource::Same)).collect();
@@ -364,56 +412,6 @@ fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>, path: &mut String
     } else {
         write_long(out, 1);
         inner.encode(v, out, path)
-    }
-}
-
-impl RecordPlan {
-    /// A record: each field found by name (one merged walk over the object for small
-    /// records), derived from joined parts, or defaulted when missing and optional.
-    #[inline]
-    fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
-        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
-        let rec = self;
-        let obj = match v {
-            Value::Object(o) => o,
-            other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
-        };
-        let mut found = [None; MERGED_FIELDS];
-        let merged = rec.fields.len() <= MERGED_FIELDS;
-        if merged {
-            rec.locate(obj, &mut found);
-        }
-        for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
-            let len = path.len();
-            path.push('.');
-            path.push_str(name);
-            let joined;
-            let value = match from {
-                FieldSource::Same if merged => found[i],
-                FieldSource::Same => obj.get(name),
-                FieldSource::Join(parts) => {
-                    joined = join_parts(obj, parts);
-                    joined.as_ref()
-                }
-            };
-            let res = match value {
-                Some(fv) => plan.encode(fv, out, path),
-                None => match plan {
-                    Plan::Optional(_) | Plan::Null => {
-                        write_long(out, 0);
-                        Ok(())
-                    }
-                    Plan::Array(_) => {
-                        write_long(out, 0);
-                        Ok(())
-                    }
-                    _ => Err(fail(path, "missing required field".into())),
-                },
-            };
-            res?;
-            path.truncate(len);
-        }
-        Ok(())
     }
 }
 
