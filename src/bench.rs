@@ -13,9 +13,9 @@ use chrono::Utc;
 use futures_util::future::join_all;
 
 use crate::config::Config;
-use crate::engine::pageset::{PageSet, Progress, record_key};
-use crate::engine::window::chrono_duration;
-use crate::engine::{WatermarkState, Window};
+use crate::domain::pageset::{PageSet, Progress, record_key};
+use crate::domain::window::chrono_duration;
+use crate::domain::{WatermarkState, Window};
 use crate::kafka::{OutRecord, TxnSink};
 use crate::pipeline::{self, StreamPlan};
 use crate::sources::{PageRequest, SourceError};
@@ -165,7 +165,7 @@ fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: 
 
 /// Every window of a stream from its start to now minus its settle lag.
 fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
-    let mut wm = crate::time::truncate_to_second(plan.cfg.start.resolve(now));
+    let mut wm = crate::domain::time::truncate_to_second(plan.cfg.start.resolve(now));
     let horizon = now - chrono_duration(plan.cfg.settle);
     let mut out = Vec::new();
     while let Some(w) = Window::next(wm, plan.cfg.lookback, plan.max_span, horizon) {

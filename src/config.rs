@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::engine::StreamId;
+use crate::domain::StreamId;
 
 /// A configuration problem, naming the file or the key and the offending value.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +137,7 @@ pub enum StartAt {
 
 impl StartAt {
     pub fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
-        if let Some(t) = crate::time::parse_beijing(text) {
+        if let Some(t) = crate::domain::time::parse_beijing(text) {
             return Ok(StartAt::Instant(t));
         }
         parse_duration(key, text).map(StartAt::Ago).map_err(|_| {

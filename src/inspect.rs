@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::avro::{Framing, RecordCodec, decode};
 use crate::config::{Config, KafkaConfig};
-use crate::engine::Watermark;
+use crate::domain::Watermark;
 use crate::kafka::ends::EndsReader;
 use crate::kafka::{HEADER_STREAM, scan, watermarks};
 use crate::pipeline;

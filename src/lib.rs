@@ -7,6 +7,7 @@
 pub mod avro;
 pub mod bench;
 pub mod config;
+pub mod domain;
 pub mod engine;
 pub mod inspect;
 pub mod kafka;
@@ -16,4 +17,3 @@ pub mod registry;
 pub mod run;
 pub mod simulate;
 pub mod sources;
-pub mod time;

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 use tidemark::config::Config;
+use tidemark::domain::watermark::fmt_wm;
 use tidemark::engine::StreamOutcome;
-use tidemark::engine::stream::fmt_wm;
 use tidemark::metrics::Metrics;
 use tidemark::run::{RunOptions, run};
 

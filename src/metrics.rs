@@ -14,7 +14,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-use crate::engine::{StreamId, Watermark};
+use crate::domain::{StreamId, Watermark};
 
 /// The values of `tidemark_stream_state`'s `state` label.
 pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped"];

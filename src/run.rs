@@ -12,8 +12,9 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::domain::WatermarkState;
 use crate::engine::stream::sleep_or_shutdown;
-use crate::engine::{StreamOutcome, StreamReport, StreamWorker, WatermarkState};
+use crate::engine::{StreamOutcome, StreamReport, StreamWorker};
 use crate::kafka::hanging;
 use crate::kafka::reach::BrokerCause;
 use crate::kafka::topics::{self, DataTopic, TopicError};
@@ -195,7 +196,7 @@ impl Pass<'_> {
             let state = stored.remove(p.cfg.id.as_str()).unwrap_or_else(|| {
                 WatermarkState::new(
                     p.cfg.id.clone(),
-                    crate::time::truncate_to_second(p.cfg.start.resolve(self.first_start)),
+                    crate::domain::time::truncate_to_second(p.cfg.start.resolve(self.first_start)),
                 )
             });
             let worker = worker(config, p, sink.clone(), metrics.clone(), state);

@@ -218,7 +218,7 @@ async fn a_record_that_does_not_fit_its_schema_is_dead_lettered_and_the_window_c
     bad["account_check_no"] = json!("AC-BROKEN-1");
     bad["pay_amount"] = json!("12.34.56");
     let at = chrono::Utc::now() - chrono::Duration::hours(20);
-    let at_text = tidemark::time::format_beijing(at, tidemark::time::DATETIME);
+    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
     let resp = reqwest::Client::new()
         .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
         .json(&json!({"at": at_text, "group": "shop-01", "record": bad}))
@@ -260,7 +260,7 @@ async fn a_late_record_inside_the_lookback_is_emitted_once() {
     let mut late = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
     late["account_check_no"] = json!("AC-LATE-1");
     let at = chrono::Utc::now() - chrono::Duration::minutes(4);
-    let at_text = tidemark::time::format_beijing(at, tidemark::time::DATETIME);
+    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
     reqwest::Client::new()
         .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
         .json(&json!({"at": at_text, "group": "shop-01", "record": late}))

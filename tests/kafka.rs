@@ -11,7 +11,7 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::util::Timeout;
 use tidemark::config::{Config, KafkaConfig};
-use tidemark::engine::{StreamId, WatermarkState};
+use tidemark::domain::{StreamId, WatermarkState};
 use tidemark::kafka::{hanging, topics, watermarks};
 
 /// A worker's Kafka settings with fresh topics, the topics created.

@@ -108,7 +108,10 @@ until = "1h"
     let mut bad = sim.records("wdt.account_check").await[0].clone();
     bad["account_check_no"] = json!("AC-BAD");
     bad["send_amount"] = json!("n/a");
-    let at = tidemark::time::format_beijing(chrono::Utc::now() - chrono::Duration::hours(30), tidemark::time::DATETIME);
+    let at = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::hours(30),
+        tidemark::domain::time::DATETIME,
+    );
     reqwest::Client::new()
         .post(format!("{}/_simulator/records/wdt.account_check", sim.base_url()))
         .json(&json!({"at": at, "group": bad["shop_no"], "record": bad}))

@@ -267,7 +267,7 @@ async fn a_long_lookback_on_a_busy_stream_fits_its_watermark_in_one_message() {
     assert!(!stderr.contains("forgot the oldest lookback hashes"), "nothing forgotten at the default limit");
     let last = consume_committed(&wm_topic).pop().unwrap();
     let bytes = last.value.unwrap();
-    let state = tidemark::engine::WatermarkState::from_bytes(&last.key, &bytes).unwrap();
+    let state = tidemark::domain::WatermarkState::from_bytes(&last.key, &bytes).unwrap();
     assert!(state.recent_len() > 20_000, "the lookback holds a day's half: {}", state.recent_len());
     assert!(state.recent_len() * 52 > 1_000_000, "version 1 would not have fit in a Kafka message");
     assert!(bytes.len() < 1_000_000 / 2, "{} bytes for {} hashes", bytes.len(), state.recent_len());

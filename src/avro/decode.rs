@@ -5,7 +5,7 @@ use apache_avro::schema::Schema;
 use apache_avro::types::Value as Avro;
 use serde_json::{Value, json};
 
-use crate::time::beijing;
+use crate::domain::time::beijing;
 
 /// Decodes one Avro datum (the value after its framing) written with `schema`.
 pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<Value, String> {

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::SchemaError;
 use super::decimal;
-use crate::time::{VendorTime, parse_vendor_time};
+use crate::domain::time::{VendorTime, parse_vendor_time};
 
 /// A record that does not fit its schema: the JSON path of the field and what was wrong.
 #[derive(Debug, Clone, thiserror::Error)]

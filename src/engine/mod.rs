@@ -1,43 +1,8 @@
-//! The generic windowed, paged poller: the only place that knows windows, completeness and commits.
+//! The per-stream worker: plans windows, fetches and checks their pages, and commits records
+//! with the watermark; plus the credential gate and backoff it waits on.
 
 pub mod backoff;
 pub mod gate;
-pub mod pageset;
 pub mod stream;
-pub mod watermark;
-pub mod window;
 
-use std::fmt;
-
-pub use pageset::{PageSet, PageSetError};
 pub use stream::{StreamOutcome, StreamReport, StreamWorker};
-pub use watermark::{Watermark, WatermarkState};
-pub use window::Window;
-
-/// A stream's stable id from config, e.g. `wdt.account_check/shop-01`; the key of its watermark.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(String);
-
-impl StreamId {
-    /// Accepts 1–200 characters of `[A-Za-z0-9._/:-]`, so ids are safe as metric labels and keys.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty()
-            && s.len() <= 200
-            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '/' | ':' | '-'));
-        if ok {
-            Ok(StreamId(s.to_owned()))
-        } else {
-            Err(format!("{s:?} is not a valid stream id (1-200 characters of A-Z a-z 0-9 . _ / : -)"))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}

@@ -11,11 +11,11 @@ use tracing::{debug, error, info, warn};
 
 use super::backoff;
 use super::gate::CredentialGate;
-use super::pageset::{PageSet, PageSetError, Progress, record_key};
-use super::watermark::content_hash;
-use super::window::chrono_duration;
-use super::{StreamId, Watermark, WatermarkState, Window};
 use crate::avro::RecordCodec;
+use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
+use crate::domain::watermark::{content_hash, fmt_wm};
+use crate::domain::window::chrono_duration;
+use crate::domain::{StreamId, Watermark, WatermarkState, Window};
 use crate::kafka::{CommitError, OutRecord, TxnSink};
 use crate::metrics::Metrics;
 use crate::sources::{Mode, Page, PageRequest, Source, SourceError};
@@ -340,7 +340,7 @@ impl StreamWorker {
     /// for what disappeared.
     async fn process_snapshot(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<Committed, StepError> {
         let started = Instant::now();
-        let taken_at = crate::time::truncate_to_second(Utc::now());
+        let taken_at = crate::domain::time::truncate_to_second(Utc::now());
         let mut batch = Batch::default();
         let mut current = Vec::new();
         let pages = self
@@ -641,9 +641,4 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &watch::Receiver<bool>) ->
         _ = tokio::time::sleep(d) => true,
         _ = rx.changed() => false,
     }
-}
-
-/// Watermarks in logs: Beijing time, as the vendor data is.
-pub fn fmt_wm(wm: DateTime<Utc>) -> String {
-    wm.with_timezone(&crate::time::beijing()).format("%Y-%m-%d %H:%M:%S%:z").to_string()
 }

@@ -10,8 +10,8 @@ use rdkafka::error::KafkaError;
 use super::ends::EndsReader;
 use super::scan::{self, ScanError};
 use crate::config::KafkaConfig;
-use crate::engine::WatermarkState;
-use crate::engine::watermark::WatermarkError;
+use crate::domain::WatermarkState;
+use crate::domain::watermark::WatermarkError;
 
 /// Why the watermark topic could not be read.
 #[derive(Debug, thiserror::Error)]

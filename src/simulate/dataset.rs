@@ -206,8 +206,8 @@ mod tests {
     fn generated_records_are_stable_and_windows_use_the_index() {
         let s = set(1000);
         assert_eq!(s.all(), set(1000).all(), "same seed, same records");
-        let start = crate::time::parse_beijing("2024-01-01 06:00:00").unwrap();
-        let end = crate::time::parse_beijing("2024-01-01 11:59:59").unwrap();
+        let start = crate::domain::time::parse_beijing("2024-01-01 06:00:00").unwrap();
+        let end = crate::domain::time::parse_beijing("2024-01-01 11:59:59").unwrap();
         let a = s.window(start, end, Some("a"));
         let brute: Vec<_> = s.records.iter().filter(|r| r.at >= start && r.at <= end && &*r.group == "a").collect();
         assert_eq!(a.len(), brute.len());
@@ -218,7 +218,7 @@ mod tests {
     #[test]
     fn inserted_records_keep_the_order_and_the_index() {
         let mut s = set(100);
-        let at = crate::time::parse_beijing("2024-01-01 12:00:00").unwrap();
+        let at = crate::domain::time::parse_beijing("2024-01-01 12:00:00").unwrap();
         s.insert(at, "b", json!({"id": "new"}));
         let w = s.window(at, at, Some("b"));
         assert!(w.iter().any(|r| s.json(r)["id"] == "new"));

@@ -20,8 +20,8 @@ use super::faults::Faults;
 use super::generate::{self, Style, decimal_text};
 use super::rng::SimRng;
 use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::domain::time::{DATETIME, beijing, format_beijing, parse_beijing};
 use crate::sources::finance::{BALANCES, TRANSACTIONS, signature_matches};
-use crate::time::{DATETIME, beijing, format_beijing, parse_beijing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

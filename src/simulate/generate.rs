@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::rng::SimRng;
-use crate::time::{DATETIME, format_beijing};
+use crate::domain::time::{DATETIME, format_beijing};
 
 const ZERO_DATE: &str = "0000-00-00 00:00:00";
 const WORDS: &[&str] = &["旗舰店", "华东仓", "退货", "拿铁", "测试", "天猫", "京东", "盒马", "c-test", "SKU", "备注 ✓"];

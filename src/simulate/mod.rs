@@ -53,7 +53,7 @@ impl SimConfig {
 
 /// A resolved time-range bound: absolute Beijing time, or a duration before simulator start.
 pub fn resolve_time(key: &str, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ConfigError> {
-    Ok(crate::time::truncate_to_second(StartAt::parse(key, text)?.resolve(now)))
+    Ok(crate::domain::time::truncate_to_second(StartAt::parse(key, text)?.resolve(now)))
 }
 
 /// Every configured vendor simulator and the injected faults.
@@ -131,7 +131,7 @@ async fn insert_record(
     UrlPath(kind): UrlPath<String>,
     Json(ins): Json<Inserted>,
 ) -> impl IntoResponse {
-    let Some(at) = crate::time::parse_beijing(&ins.at) else {
+    let Some(at) = crate::domain::time::parse_beijing(&ins.at) else {
         return (StatusCode::BAD_REQUEST, "`at` must be yyyy-MM-dd HH:mm:ss\n").into_response();
     };
     let set = match kind.as_str() {

@@ -19,8 +19,8 @@ use super::faults::Faults;
 use super::generate::{self, Style};
 use super::top::{check_system, default_skew, error};
 use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
 use crate::sources::qimen::STOCKIN_REFUND;
-use crate::time::{DATETIME, format_beijing, parse_beijing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::config::Config;
-use crate::engine::Window;
+use crate::domain::Window;
 use crate::sources::{PageRequest, SourceError};
 
 const SIM: &str = r#"
@@ -56,7 +56,7 @@ fn source_config(kind: &str, settings: &str) -> crate::config::SourceConfig {
 }
 
 fn whole_day() -> Window {
-    let end = crate::time::truncate_to_second(Utc::now() - Duration::hours(1));
+    let end = crate::domain::time::truncate_to_second(Utc::now() - Duration::hours(1));
     Window { start: end - Duration::hours(24), end }
 }
 

@@ -18,9 +18,9 @@ use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
 use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::domain::time::{format_beijing, parse_beijing};
 use crate::sources::top::FINANCE_ORDER;
 use crate::sources::top_sign::{SignMethod, sign};
-use crate::time::{format_beijing, parse_beijing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

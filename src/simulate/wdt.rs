@@ -18,8 +18,8 @@ use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
 use super::rng::SimRng;
 use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
 use crate::sources::wdt::{ACCOUNT_CHECK, sign};
-use crate::time::{DATETIME, format_beijing, parse_beijing};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

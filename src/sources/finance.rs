@@ -15,7 +15,7 @@ use super::envelope::{as_i64, as_text, json_body, preview, records, total};
 use super::top_sign::{SignMethod, sign};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
-use crate::time::{COMPACT_DATETIME, DATETIME, format_beijing};
+use crate::domain::time::{COMPACT_DATETIME, DATETIME, format_beijing};
 
 const SYSTEM_PARAMS: &[&str] = &["flag", "method", "ver", "charset", "type", "timestamp", "sign"];
 

@@ -13,7 +13,7 @@ use super::top::{classify as top_classify, sign_method};
 use super::top_sign::{SignMethod, sign};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
-use crate::time::{DATETIME, format_beijing};
+use crate::domain::time::{DATETIME, format_beijing};
 
 /// 查询退货入库单 (refund stock-ins), seed `001_…`.
 pub static STOCKIN_REFUND: ApiSpec = ApiSpec {

@@ -16,7 +16,7 @@ use super::envelope::{as_text, json_body, preview, records, total};
 use super::top_sign::{SignMethod, sign};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
-use crate::time::{DATETIME, format_beijing};
+use crate::domain::time::{DATETIME, format_beijing};
 
 /// 财务订单回流 (finance order backflow), seed `003_…`.
 pub static FINANCE_ORDER: ApiSpec = ApiSpec {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::envelope::{as_i64, json_body, preview, records, total};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
-use crate::time::{DATETIME, format_beijing};
+use crate::domain::time::{DATETIME, format_beijing};
 
 /// 查询平台对账 (platform account checks), seed `002_…`.
 pub static ACCOUNT_CHECK: ApiSpec = ApiSpec {

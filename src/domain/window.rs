@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::time::{DATETIME, format_beijing, truncate_to_second};
+use super::time::{DATETIME, format_beijing, truncate_to_second};
 
 /// A half-open span `[start, end)` of whole seconds. Adjacent windows share no second:
 /// a vendor with closed intervals is sent `[start, end - 1s]`.

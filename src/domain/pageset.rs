@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use crate::sources::Page;
+use super::source::Page;
 
 /// Why a window's pages do not add up; the engine fetches the window again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -261,6 +261,11 @@ impl WatermarkState {
     }
 }
 
+/// A watermark as people read it (logs, summaries): Beijing time, as the vendor data is.
+pub fn fmt_wm(wm: Watermark) -> String {
+    wm.with_timezone(&super::time::beijing()).format("%Y-%m-%d %H:%M:%S%:z").to_string()
+}
+
 /// A stable 64-bit content hash (FNV-1a) of a record's canonical JSON text. Stable across
 /// releases and platforms, as the hashes outlive the process in the watermark topic.
 pub fn content_hash(record: &serde_json::Value) -> u64 {

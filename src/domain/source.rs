@@ -1,0 +1,111 @@
+//! What the worker asks of a vendor API and what it gets back: the `Source` trait, the API's
+//! spec, page requests, pages, and errors classified by what the worker must do.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Window;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A failed request, classified by what the engine must do about it. `code` is a bounded
+/// label for metrics: a vendor error code, or `http_<status>`, `timeout`, `connect`, `malformed`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SourceError {
+    /// Transient: retry with backoff (`after`, when the server said how long).
+    #[error("retryable error {code}: {reason}")]
+    Retryable { code: String, reason: String, after: Option<Duration> },
+    /// The vendor throttled us: wait exactly `after`, then retry.
+    #[error("throttled ({code}) for {after:?}: {reason}")]
+    Throttled { code: String, reason: String, after: Duration },
+    /// Retrying cannot help (credentials, clock, a request the vendor rejects): stop the stream.
+    #[error("fatal error {code}: {reason}")]
+    Fatal { code: String, reason: String },
+}
+
+impl SourceError {
+    pub fn code(&self) -> &str {
+        match self {
+            SourceError::Retryable { code, .. }
+            | SourceError::Throttled { code, .. }
+            | SourceError::Fatal { code, .. } => code,
+        }
+    }
+
+    /// A windowed API was asked for a page without a window: a wiring bug, never retried.
+    pub fn no_window(kind: &str) -> Self {
+        SourceError::Fatal { code: "no_window".into(), reason: format!("{kind} needs a time window") }
+    }
+
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        SourceError::Retryable { code: "malformed".into(), reason: reason.into(), after: None }
+    }
+}
+
+/// How the engine reads an API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Records filtered by a time window: the engine walks windows forward.
+    Windowed,
+    /// No time filter: the engine fetches the whole set each interval and emits what changed,
+    /// with tombstones for what disappeared, into a compacted topic.
+    Snapshot,
+}
+
+/// What the engine needs to know about one vendor API method.
+#[derive(Debug)]
+pub struct ApiSpec {
+    /// The `kind` that names this API in config, e.g. `wdt.account_check`.
+    pub kind: &'static str,
+    /// The vendor's name for the method (an openapi2 script, a TOP `method`, ...).
+    pub method: &'static str,
+    /// The envelope field holding the page's records.
+    pub list_field: &'static str,
+    /// Request parameters the client sets itself; a stream's `params` may not override them.
+    pub reserved_params: &'static [&'static str],
+    /// The `.avsc` text, compiled in from `schemas/`.
+    pub schema: &'static str,
+    /// The record field holding the business id (the Kafka key).
+    pub key_field: &'static str,
+    pub default_topic: &'static str,
+    /// The longest window the vendor accepts.
+    pub max_span: Duration,
+    pub max_page_size: u32,
+    pub default_page_size: u32,
+    pub mode: Mode,
+    /// Whether the API pages; an unpaged API answers everything in one response.
+    pub paged: bool,
+    /// Whether every page carries the total (otherwise only the first does).
+    pub total_on_every_page: bool,
+}
+
+/// One page request. `page_index` counts from 0; vendors map it to their numbering.
+/// `window` is `None` for snapshot APIs.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest<'a> {
+    pub window: Option<&'a Window>,
+    pub page_index: u32,
+    pub page_size: u32,
+    pub params: &'a BTreeMap<String, String>,
+}
+
+/// One page as the vendor returned it.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<Value>,
+    /// The vendor's count of all records in the window, where this page carries it.
+    pub total: Option<u64>,
+}
+
+/// A vendor API method with its credentials.
+pub trait Source: Send + Sync {
+    fn spec(&self) -> &'static ApiSpec;
+    /// Identifies the credential whose quota requests count against: sources that share it
+    /// share one rate limiter.
+    fn quota_key(&self) -> String;
+    fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>>;
+}
