@@ -1,9 +1,10 @@
 //! The vocabulary every other module speaks, at the bottom of the crate: stream ids, windows,
-//! watermarks, page sets, vendor time, and the `Source` trait with its spec, requests, pages
-//! and errors. It imports nothing else of the crate; vendors, Kafka, config, metrics and the
+//! watermarks, page sets, vendor time, the `Source` trait with its spec, requests, pages and
+//! errors, and the `Sink` that commits a stream's output. It imports nothing else of the crate; vendors, Kafka, config, metrics and the
 //! worker all depend downward on it.
 
 pub mod pageset;
+pub mod sink;
 pub mod source;
 pub mod time;
 pub mod watermark;
@@ -12,6 +13,7 @@ pub mod window;
 use std::fmt;
 
 pub use pageset::{PageSet, PageSetError};
+pub use sink::{CommitError, OutRecord, Sink};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 pub use watermark::{Watermark, WatermarkState};
 pub use window::Window;

@@ -15,10 +15,10 @@ use crate::avro::RecordCodec;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::{content_hash, fmt_wm};
 use crate::domain::window::chrono_duration;
+use crate::domain::{CommitError, OutRecord, Sink};
+use crate::domain::{Mode, Page, PageRequest, Source, SourceError};
 use crate::domain::{StreamId, Watermark, WatermarkState, Window};
-use crate::kafka::{CommitError, OutRecord, TxnSink};
 use crate::metrics::Metrics;
-use crate::sources::{Mode, Page, PageRequest, Source, SourceError};
 
 /// A request is retried this many times before the step is given up and retried later.
 const REQUEST_ATTEMPTS: u32 = 5;
@@ -124,7 +124,8 @@ pub struct StreamWorker {
     pub source: Arc<dyn Source>,
     pub gate: Arc<CredentialGate>,
     pub codec: Arc<RecordCodec>,
-    pub sink: Arc<TxnSink>,
+    /// Where windows commit (the Kafka transactional sink in the worker).
+    pub sink: Arc<dyn Sink>,
     pub metrics: Arc<Metrics>,
     pub topic: Arc<str>,
     pub watermark_topic: Arc<str>,

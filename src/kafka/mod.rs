@@ -13,7 +13,8 @@ use rdkafka::ClientConfig;
 
 use crate::config::KafkaConfig;
 
-pub use sink::{CommitError, OutRecord, TxnSink};
+pub use crate::domain::{CommitError, OutRecord};
+pub use sink::TxnSink;
 
 /// Header carrying the stream id on every data record.
 pub const HEADER_STREAM: &str = "tidemark.stream";

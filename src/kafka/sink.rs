@@ -13,29 +13,8 @@ use rdkafka::util::Timeout;
 
 use super::stats::StatsContext;
 use crate::config::KafkaConfig;
+use crate::domain::{BoxFuture, CommitError, OutRecord, Sink};
 use crate::metrics::Metrics;
-
-/// One message to produce inside a transaction. `value: None` is a tombstone.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub topic: Arc<str>,
-    pub key: Vec<u8>,
-    pub value: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, Arc<[u8]>)>,
-}
-
-/// Why a transaction did not commit.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// Nothing of the transaction is visible to `read_committed` readers: retry the window.
-    #[error("transaction aborted: {0}")]
-    Aborted(String),
-    /// The producer is unusable (fenced by another instance with the same transactional id,
-    /// or a fatal librdkafka error). The outcome of the last transaction may be unknown, so
-    /// the worker must stop and resume from the watermark topic.
-    #[error("producer failed fatally: {0}")]
-    Fatal(String),
-}
 
 /// A transactional producer shared by the streams of one worker; transactions are serialized.
 pub struct TxnSink {
@@ -267,5 +246,11 @@ fn abort_before_commit(producer: &BaseProducer<StatsContext>, reason: String, ti
     match producer.abort_transaction(Timeout::After(timeout)) {
         Ok(()) => CommitError::Aborted(reason),
         Err(e) => CommitError::Fatal(format!("{reason}; then abort failed: {e}")),
+    }
+}
+
+impl Sink for TxnSink {
+    fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
+        Box::pin(TxnSink::commit(self, records))
     }
 }

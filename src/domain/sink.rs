@@ -1,0 +1,34 @@
+//! Where a stream's output goes: records and the stream's new state, committed atomically.
+//! The Kafka transactional sink implements it; a writer to another system would too.
+
+use std::sync::Arc;
+
+use super::BoxFuture;
+
+/// One record to write atomically with the others of its commit. `value: None` is a tombstone.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(&'static str, Arc<[u8]>)>,
+}
+
+/// Why a commit did not happen, by what the worker must do.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// Nothing of the transaction is visible to `read_committed` readers: retry the window.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    /// The producer is unusable (fenced by another instance with the same transactional id,
+    /// or a fatal librdkafka error). The outcome of the last transaction may be unknown, so
+    /// the worker must stop and resume from the watermark topic.
+    #[error("producer failed fatally: {0}")]
+    Fatal(String),
+}
+
+/// Commits a batch of records (a window's data and the stream's watermark) all or nothing.
+pub trait Sink: Send + Sync {
+    /// Writes `records` so that readers see all of them or none.
+    fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>>;
+}
