@@ -1,14 +1,16 @@
 //! tidemark: turns paged, time-windowed vendor HTTP APIs into Kafka event streams, exactly once.
 //!
-//! Layout: `engine` (windows, pages, completeness, commits) is generic; `sources` holds one thin
-//! module per vendor protocol; `avro` maps JSON to the schemas in `schemas/`; `kafka` is the
-//! transactional sink and watermark store; `simulate` serves faithful vendor simulators.
+//! Layout, from the bottom up: `domain` is the vocabulary (stream ids, windows, watermarks,
+//! page sets, the `Source` and `Sink` traits) and imports nothing else; `sources` holds one
+//! thin module per vendor protocol; `avro` maps JSON to the schemas in `schemas/`; `kafka` is
+//! the transactional sink, topic bootstrap and watermark store; `registry` the schema
+//! registry client; `worker` the per-stream loop (windows, pages, completeness, commits);
+//! `pipeline` and `run` assemble and supervise it; `simulate` serves the vendor simulators.
 
 pub mod avro;
 pub mod bench;
 pub mod config;
 pub mod domain;
-pub mod engine;
 pub mod inspect;
 pub mod kafka;
 pub mod metrics;
@@ -17,3 +19,4 @@ pub mod registry;
 pub mod run;
 pub mod simulate;
 pub mod sources;
+pub mod worker;

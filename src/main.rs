@@ -10,9 +10,9 @@ use tracing_subscriber::EnvFilter;
 
 use tidemark::config::Config;
 use tidemark::domain::watermark::fmt_wm;
-use tidemark::engine::StreamOutcome;
 use tidemark::metrics::Metrics;
 use tidemark::run::{RunOptions, run};
+use tidemark::worker::StreamOutcome;
 
 // Parsed vendor JSON is millions of small strings and maps: glibc's allocator took close to a
 // third of the worker's CPU in a backfill (see BENCHMARKS.md).
@@ -143,7 +143,7 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
 }
 
 /// The end-of-run table: one line per stream.
-fn print_summary(reports: &[tidemark::engine::StreamReport]) {
+fn print_summary(reports: &[tidemark::worker::StreamReport]) {
     let rows: Vec<Vec<String>> = reports
         .iter()
         .map(|r| {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use crate::avro::{Framing, RecordCodec};
 use crate::config::{Config, ConfigError, StreamConfig, ValueFormat};
-use crate::engine::gate::CredentialGate;
 use crate::sources::{self, Mode, Source};
+use crate::worker::gate::CredentialGate;
 
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
 pub struct StreamPlan {

@@ -13,8 +13,6 @@ use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::domain::WatermarkState;
-use crate::engine::stream::sleep_or_shutdown;
-use crate::engine::{StreamOutcome, StreamReport, StreamWorker};
 use crate::kafka::hanging;
 use crate::kafka::reach::BrokerCause;
 use crate::kafka::topics::{self, DataTopic, TopicError};
@@ -22,6 +20,8 @@ use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, StreamPlan};
+use crate::worker::stream::sleep_or_shutdown;
+use crate::worker::{StreamOutcome, StreamReport, StreamWorker};
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +133,7 @@ async fn bootstrap_topics(
                     return Err(RunError::KafkaUnreachable { bootstrap, waited, cause });
                 }
                 attempt += 1;
-                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
+                let wait = crate::worker::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
                     .min(config.kafka.startup_timeout - waited);
                 warn!(bootstrap = %bootstrap, cause = %cause, retry_in = ?wait, "kafka not reachable yet; waiting");
                 if !sleep_or_shutdown(wait, shutdown).await {
@@ -318,7 +318,7 @@ async fn connect(
             Err(e) if pass == 1 && attempt >= 2 => return Err(e.into()),
             Err(e) => {
                 attempt += 1;
-                let wait = crate::engine::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
+                let wait = crate::worker::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot initialize the kafka producer; retrying");
                 sleep_or_shutdown(wait, shutdown).await;
             }

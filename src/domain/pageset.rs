@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::source::Page;
 
-/// Why a window's pages do not add up; the engine fetches the window again.
+/// Why a window's pages do not add up; the worker fetches the window again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PageSetError {
     #[error("first page carries no total count")]
@@ -105,7 +105,7 @@ impl PageSet {
 
     fn push_all(&mut self, records: Vec<Value>) -> Result<(), PageSetError> {
         for rec in records {
-            // A record without a usable key still counts toward the total; the engine
+            // A record without a usable key still counts toward the total; the worker
             // dead-letters it.
             if let Some(key) = record_key(&rec, self.key_field)
                 && !self.keys.insert(key.clone())

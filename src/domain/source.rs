@@ -12,7 +12,7 @@ use super::Window;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A failed request, classified by what the engine must do about it. `code` is a bounded
+/// A failed request, classified by what the worker must do about it. `code` is a bounded
 /// label for metrics: a vendor error code, or `http_<status>`, `timeout`, `connect`, `malformed`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SourceError {
@@ -46,17 +46,17 @@ impl SourceError {
     }
 }
 
-/// How the engine reads an API.
+/// How the worker reads an API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Records filtered by a time window: the engine walks windows forward.
+    /// Records filtered by a time window: the worker walks windows forward.
     Windowed,
-    /// No time filter: the engine fetches the whole set each interval and emits what changed,
+    /// No time filter: the worker fetches the whole set each interval and emits what changed,
     /// with tombstones for what disappeared, into a compacted topic.
     Snapshot,
 }
 
-/// What the engine needs to know about one vendor API method.
+/// What the worker needs to know about one vendor API method.
 #[derive(Debug)]
 pub struct ApiSpec {
     /// The `kind` that names this API in config, e.g. `wdt.account_check`.

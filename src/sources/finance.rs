@@ -42,7 +42,7 @@ pub static TRANSACTIONS: ApiSpec = ApiSpec {
     default_topic: "finance.transactions",
     // No documented limit; one day keeps each window's transaction bounded.
     max_span: Duration::from_secs(24 * 3600),
-    // The API accepts up to 1000 but serves at most 100 per page: the engine trusts the
+    // The API accepts up to 1000 but serves at most 100 per page: the worker trusts the
     // pages it gets, not the size it asked for.
     max_page_size: 1000,
     default_page_size: 100,
@@ -68,7 +68,7 @@ pub static BALANCES: ApiSpec = ApiSpec {
     total_on_every_page: false,
 };
 
-/// Maps a finance API error code to what the engine must do.
+/// Maps a finance API error code to what the worker must do.
 pub fn classify(code: i64, message: &str) -> SourceError {
     let reason = format!("finance code {code}: {message}");
     let fatal = |reason: String| SourceError::Fatal { code: code.to_string(), reason };

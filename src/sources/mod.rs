@@ -1,4 +1,4 @@
-//! Vendor API clients behind one trait: the engine asks for a page of a window; a vendor module signs, parses and classifies.
+//! Vendor API clients behind one trait: the worker asks for a page of a window; a vendor module signs, parses and classifies.
 
 pub mod envelope;
 pub mod finance;

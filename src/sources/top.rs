@@ -55,7 +55,7 @@ const REQUEST_PARAM: &str = "finance_order_detail_request";
 /// The element tag TOP wraps list items in when the response is not simplified.
 const LIST_ITEM: &str = "finance_order_detail";
 
-/// Maps a TOP-family error (`code`, `sub_code`, message) to what the engine must do.
+/// Maps a TOP-family error (`code`, `sub_code`, message) to what the worker must do.
 /// Shared with 奇门, whose gateway speaks the same codes.
 pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
     let reason = if sub_code.is_empty() {

@@ -69,7 +69,7 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
     Ok(Page { records: records(v.get_mut(list), list)?, total })
 }
 
-/// Maps a non-zero openapi2 `code` to what the engine must do.
+/// Maps a non-zero openapi2 `code` to what the worker must do.
 pub fn classify(code: i64, message: &str) -> SourceError {
     let reason = format!("wdt code {code}: {message}");
     if (1..200).contains(&code) {
