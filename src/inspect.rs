@@ -11,13 +11,14 @@ use rdkafka::message::Headers;
 use serde_json::Value;
 
 use crate::avro::{Framing, RecordCodec, decode};
-use crate::config::{Config, KafkaConfig};
+use crate::config::{Config, ConfigError, KafkaConfig};
 use crate::domain::Watermark;
 use crate::kafka::ends::EndsReader;
+use crate::kafka::watermarks::LoadError;
 use crate::kafka::{HEADER_STREAM, scan, watermarks};
 use crate::pipeline;
 use crate::registry::Registry;
-use crate::run::RunError;
+use crate::registry::RegistryError;
 
 /// What Kafka holds for one stream.
 #[derive(Debug, Clone, Default)]
@@ -49,15 +50,19 @@ pub struct TopicSample {
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error(transparent)]
-    Setup(#[from] RunError),
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Watermarks(#[from] LoadError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     #[error("cannot read topic {topic}: {reason}")]
     Read { topic: String, reason: String },
 }
 
 /// Scans every configured stream's topic from the beginning.
 pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSummary>, Vec<TopicSample>), InspectError> {
-    let plans = pipeline::plan(config).map_err(RunError::from)?;
-    let wms = watermarks::load(&config.kafka, Duration::from_secs(60)).await.map_err(RunError::from)?;
+    let plans = pipeline::plan(config)?;
+    let wms = watermarks::load(&config.kafka, Duration::from_secs(60)).await?;
     let mut topics: BTreeMap<String, Arc<RecordCodec>> = BTreeMap::new();
     let mut summaries: BTreeMap<String, StreamSummary> = BTreeMap::new();
     for p in &plans {
@@ -73,7 +78,7 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
         );
     }
     let kafka = config.kafka.clone();
-    let registry = config.schema_registry.as_ref().map(Registry::new).transpose().map_err(RunError::from)?;
+    let registry = config.schema_registry.as_ref().map(Registry::new).transpose()?;
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let mut summaries = summaries;

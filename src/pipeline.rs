@@ -11,6 +11,15 @@ use crate::config::{Config, ConfigError, StreamConfig, ValueFormat};
 use crate::sources::{self, Mode, Source};
 use crate::worker::gate::CredentialGate;
 
+/// Why the streams' schemas could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaSetupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+}
+
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
 pub struct StreamPlan {
     pub cfg: StreamConfig,
@@ -155,7 +164,7 @@ pub fn topic_schemas(plans: &[StreamPlan]) -> Result<BTreeMap<String, String>, C
 
 /// With the Confluent format, registers every topic's value schema and frames its values
 /// with the registry's id; with single-object encoding there is nothing to do.
-pub async fn register_schemas(config: &Config, plans: &mut [StreamPlan]) -> Result<(), crate::run::RunError> {
+pub async fn register_schemas(config: &Config, plans: &mut [StreamPlan]) -> Result<(), SchemaSetupError> {
     let (ValueFormat::Confluent, Some(rc)) = (config.kafka.value_format, &config.schema_registry) else {
         return Ok(());
     };

@@ -216,7 +216,7 @@ impl Registry {
             if waited >= self.retry_for {
                 return Err(RegistryError::Unreachable { url: self.url.clone(), what: what.to_owned(), waited, cause });
             }
-            let wait = crate::worker::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(5))
+            let wait = crate::domain::backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(5))
                 .min(self.retry_for - waited);
             warn!(registry = %self.url, error = %cause, retry_in = ?wait, "schema registry not answering; retrying");
             tokio::time::sleep(wait).await;

@@ -38,6 +38,8 @@ pub enum RunError {
     Hanging(rdkafka::error::KafkaError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
+    #[error(transparent)]
+    Schemas(#[from] pipeline::SchemaSetupError),
     #[error("kafka at {bootstrap} is still not reachable after {waited:?} (kafka.startup_timeout): {cause}")]
     KafkaUnreachable { bootstrap: String, waited: Duration, cause: BrokerCause },
     #[error(
@@ -133,7 +135,7 @@ async fn bootstrap_topics(
                     return Err(RunError::KafkaUnreachable { bootstrap, waited, cause });
                 }
                 attempt += 1;
-                let wait = crate::worker::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
+                let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(10))
                     .min(config.kafka.startup_timeout - waited);
                 warn!(bootstrap = %bootstrap, cause = %cause, retry_in = ?wait, "kafka not reachable yet; waiting");
                 if !sleep_or_shutdown(wait, shutdown).await {
@@ -318,7 +320,7 @@ async fn connect(
             Err(e) if pass == 1 && attempt >= 2 => return Err(e.into()),
             Err(e) => {
                 attempt += 1;
-                let wait = crate::worker::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
+                let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(error = %e, retry_in = ?wait, "cannot initialize the kafka producer; retrying");
                 sleep_or_shutdown(wait, shutdown).await;
             }

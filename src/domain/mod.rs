@@ -3,6 +3,7 @@
 //! errors, and the `Sink` that commits a stream's output. It imports nothing else of the crate; vendors, Kafka, config, metrics and the
 //! worker all depend downward on it.
 
+pub mod backoff;
 pub mod pageset;
 pub mod sink;
 pub mod source;

@@ -1,7 +1,6 @@
 //! The per-stream worker: plans windows, fetches and checks their pages, and commits records
-//! with the watermark; plus the credential gate and backoff it waits on.
+//! with the watermark; plus the credential gate it waits on.
 
-pub mod backoff;
 pub mod gate;
 pub mod stream;
 

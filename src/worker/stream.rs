@@ -9,9 +9,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use super::backoff;
 use super::gate::CredentialGate;
 use crate::avro::RecordCodec;
+use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::{content_hash, fmt_wm};
 use crate::domain::window::chrono_duration;
