@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::avro::{Framing, RecordCodec};
-use crate::config::{Config, ConfigError, StreamConfig, ValueFormat};
+use crate::config::{Config, ConfigError, ValueFormat};
 use crate::sources::{self, Mode, Source};
+pub use crate::worker::StreamPlan;
 use crate::worker::gate::CredentialGate;
 
 /// Why the streams' schemas could not be registered.
@@ -18,20 +18,6 @@ pub enum SchemaSetupError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
-}
-
-/// One stream, ready to run once Kafka is prepared and its watermark is known.
-pub struct StreamPlan {
-    pub cfg: StreamConfig,
-    pub source_id: String,
-    pub source: Arc<dyn Source>,
-    pub gate: Arc<CredentialGate>,
-    pub codec: Arc<RecordCodec>,
-    pub topic: String,
-    /// Snapshot streams write to a compacted topic.
-    pub compacted: bool,
-    pub max_span: Duration,
-    pub page_size: u32,
 }
 
 /// Builds every stream of `config`, failing on the first setting the vendor would reject.

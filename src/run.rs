@@ -74,7 +74,7 @@ pub async fn run(
     let Some(topics) = bootstrap_topics(&config, &plans, &shutdown).await? else { return Ok(Vec::new()) };
 
     let first_start = Utc::now();
-    let mut plans: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
+    let mut plans: Vec<Option<Arc<StreamPlan>>> = plans.into_iter().map(|p| Some(Arc::new(p))).collect();
     let mut reports = Vec::new();
     // Each pass runs the streams on one producer. If it fails, the outcome of its last
     // transaction is unknown: the next pass makes a new producer (which fences the old one
@@ -165,7 +165,7 @@ impl Pass<'_> {
         &self,
         sink: TxnSink,
         mut stored: BTreeMap<String, WatermarkState>,
-        plans: &mut [Option<StreamPlan>],
+        plans: &mut [Option<Arc<StreamPlan>>],
         reports: &mut Vec<StreamReport>,
     ) -> bool {
         let (config, metrics) = (self.config, self.metrics);
@@ -271,29 +271,19 @@ async fn retire(sink: TxnSink) {
 
 fn worker(
     config: &Config,
-    p: &StreamPlan,
+    p: &Arc<StreamPlan>,
     sink: Arc<TxnSink>,
     metrics: Arc<Metrics>,
     state: WatermarkState,
 ) -> StreamWorker {
     StreamWorker {
-        id: p.cfg.id.clone(),
-        source_id: p.source_id.clone(),
-        source: p.source.clone(),
-        gate: p.gate.clone(),
-        codec: p.codec.clone(),
+        plan: p.clone(),
         sink,
         metrics,
         topic: Arc::from(p.topic.as_str()),
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
         watermark_max_bytes: config.kafka.watermark_max_bytes,
         dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
-        params: p.cfg.params.clone(),
-        lookback: p.cfg.lookback,
-        settle: p.cfg.settle,
-        poll_interval: p.cfg.poll_interval,
-        max_span: p.max_span,
-        page_size: p.page_size,
         state,
         headers: vec![
             (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),

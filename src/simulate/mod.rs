@@ -11,7 +11,7 @@ pub mod wdt;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -23,6 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, StartAt, expand_env};
+use crate::domain::ApiSpec;
+use crate::sources;
+use dataset::DataSet;
 
 /// The simulator's config file: one optional section per vendor.
 #[derive(Debug, Deserialize)]
@@ -65,29 +68,62 @@ pub struct SimState {
     pub finance: Option<finance::FinanceSim>,
 }
 
+/// How the simulators serve one kind's data set: listing it, counting it without generating
+/// it, and (for windowed kinds) the set records are inserted into.
+pub struct SimKind {
+    pub spec: &'static ApiSpec,
+    records: fn(&SimState) -> Option<Vec<Value>>,
+    count: fn(&SimState) -> Option<usize>,
+    windowed: fn(&SimState) -> Option<&RwLock<DataSet>>,
+}
+
+/// Every simulated kind, keyed by the spec the worker reads it by (`sources::KINDS`).
+pub static SIM_KINDS: &[SimKind] = &[
+    SimKind {
+        spec: &sources::wdt::ACCOUNT_CHECK,
+        records: |s| s.wdt.as_ref().map(|w| w.account_checks()),
+        count: |s| s.wdt.as_ref().map(|w| w.data().read().expect("data lock").len()),
+        windowed: |s| s.wdt.as_ref().map(|w| w.data()),
+    },
+    SimKind {
+        spec: &sources::qimen::STOCKIN_REFUND,
+        records: |s| s.qimen.as_ref().map(|q| q.stockin_refunds()),
+        count: |s| s.qimen.as_ref().map(|q| q.data().read().expect("data lock").len()),
+        windowed: |s| s.qimen.as_ref().map(|q| q.data()),
+    },
+    SimKind {
+        spec: &sources::top::FINANCE_ORDER,
+        records: |s| s.top.as_ref().map(|t| t.finance_orders()),
+        count: |s| s.top.as_ref().map(|t| t.data().read().expect("data lock").len()),
+        windowed: |s| s.top.as_ref().map(|t| t.data()),
+    },
+    SimKind {
+        spec: &sources::finance::TRANSACTIONS,
+        records: |s| s.finance.as_ref().map(|f| f.transactions()),
+        count: |s| s.finance.as_ref().map(|f| f.data().read().expect("data lock").len()),
+        windowed: |s| s.finance.as_ref().map(|f| f.data()),
+    },
+    SimKind {
+        spec: &sources::finance::BALANCES,
+        records: |s| s.finance.as_ref().map(|f| f.balances()),
+        count: |s| s.finance.as_ref().map(|f| f.balances().len()),
+        windowed: |_| None,
+    },
+];
+
+fn sim_kind(kind: &str) -> Option<&'static SimKind> {
+    SIM_KINDS.iter().find(|k| k.spec.kind == kind)
+}
+
 impl SimState {
     /// How many records a data set holds, without generating them.
     pub fn count(&self, kind: &str) -> Option<usize> {
-        match kind {
-            "wdt.account_check" => self.wdt.as_ref().map(|s| s.data().read().expect("data lock").len()),
-            "qimen.stockin_refund" => self.qimen.as_ref().map(|s| s.data().read().expect("data lock").len()),
-            "top.finance_order" => self.top.as_ref().map(|s| s.data().read().expect("data lock").len()),
-            "finance.transactions" => self.finance.as_ref().map(|s| s.data().read().expect("data lock").len()),
-            "finance.balances" => self.finance.as_ref().map(|s| s.balances().len()),
-            _ => None,
-        }
+        (sim_kind(kind)?.count)(self)
     }
 
     /// A data set by the `kind` the worker knows it as, in served order.
     pub fn records(&self, kind: &str) -> Option<Vec<Value>> {
-        match kind {
-            "wdt.account_check" => self.wdt.as_ref().map(|s| s.account_checks()),
-            "qimen.stockin_refund" => self.qimen.as_ref().map(|s| s.stockin_refunds()),
-            "top.finance_order" => self.top.as_ref().map(|s| s.finance_orders()),
-            "finance.transactions" => self.finance.as_ref().map(|s| s.transactions()),
-            "finance.balances" => self.finance.as_ref().map(|s| s.balances()),
-            _ => None,
-        }
+        (sim_kind(kind)?.records)(self)
     }
 }
 
@@ -134,13 +170,7 @@ async fn insert_record(
     let Some(at) = crate::domain::time::parse_beijing(&ins.at) else {
         return (StatusCode::BAD_REQUEST, "`at` must be yyyy-MM-dd HH:mm:ss\n").into_response();
     };
-    let set = match kind.as_str() {
-        "wdt.account_check" => state.wdt.as_ref().map(|s| s.data()),
-        "qimen.stockin_refund" => state.qimen.as_ref().map(|s| s.data()),
-        "top.finance_order" => state.top.as_ref().map(|s| s.data()),
-        "finance.transactions" => state.finance.as_ref().map(|s| s.data()),
-        _ => None,
-    };
+    let set = sim_kind(&kind).and_then(|k| (k.windowed)(&state));
     match set {
         Some(set) => {
             set.write().expect("data lock").insert(at, &ins.group, ins.record);
@@ -155,9 +185,6 @@ async fn requests(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(serde_json::to_value(state.faults.log()).expect("log serializes"))
 }
 
-const KINDS: &[&str] =
-    &["wdt.account_check", "qimen.stockin_refund", "top.finance_order", "finance.transactions", "finance.balances"];
-
 async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<String>) -> impl IntoResponse {
     match state.records(&kind) {
         Some(list) => Json(list).into_response(),
@@ -167,7 +194,8 @@ async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<Stri
 
 /// Record counts per configured data set, e.g. `{"wdt.account_check": 4000}`.
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
-    let counts = KINDS.iter().filter_map(|k| Some((k.to_string(), Value::from(state.count(k)?)))).collect();
+    let counts =
+        SIM_KINDS.iter().filter_map(|k| Some((k.spec.kind.to_owned(), Value::from((k.count)(&state)?)))).collect();
     Json(Value::Object(counts))
 }
 
@@ -177,9 +205,9 @@ pub async fn serve(cfg: SimConfig) -> anyhow::Result<()> {
     let state = build(cfg, Utc::now())?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    for kind in KINDS {
-        if let Some(n) = state.count(kind) {
-            tracing::info!(kind, records = n, "data set ready");
+    for k in SIM_KINDS {
+        if let Some(n) = (k.count)(&state) {
+            tracing::info!(kind = k.spec.kind, records = n, "data set ready");
         }
     }
     println!("listening on {addr}");
@@ -189,3 +217,13 @@ pub async fn serve(cfg: SimConfig) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod round_trip_tests;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_kind_is_simulated_and_every_simulated_kind_is_known() {
+        let known: Vec<&str> = crate::sources::KINDS.iter().map(|k| k.spec.kind).collect();
+        let simulated: Vec<&str> = super::SIM_KINDS.iter().map(|k| k.spec.kind).collect();
+        assert_eq!(known, simulated);
+    }
+}

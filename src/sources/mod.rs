@@ -1,4 +1,23 @@
 //! Vendor API clients behind one trait: the worker asks for a page of a window; a vendor module signs, parses and classifies.
+//!
+//! # Adding a vendor API
+//!
+//! A second method of a vendor tidemark already speaks, say another 旺店通 openapi2 script,
+//! needs no new code in the worker, Kafka or config:
+//! 1. **One spec** in the vendor's module (`wdt.rs`): `pub static NEW: ApiSpec = ApiSpec {
+//!    kind: "wdt.<name>", method: "<script>.php", list_field, key_field, default_topic,
+//!    max_span, page sizes, mode, .. }`, with `schema: include_str!("../../schemas/wdt.<name>.avsc")`.
+//!    The vendor's client is built from its spec (URL, envelope list field), so it serves the
+//!    new method as it is.
+//! 2. **One schema**, `schemas/wdt.<name>.avsc`: a record keyed on a required string field
+//!    named by `key_field`; money as `decimal`, vendor times as `timestamp-millis`, optional
+//!    fields as `["null", T]` (the transcoder maps the vendor's JSON by these names and types).
+//! 3. **One line** in [`KINDS`]: `Kind { spec: &wdt::NEW, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) }`.
+//! 4. **Its simulator**: a data set in the vendor's simulator and one `SimKind` line in
+//!    `simulate::SIM_KINDS` (a unit test holds the two tables to the same kinds).
+//!
+//! A stream then names it in config: `[sources.x] kind = "wdt.<name>"`. A new vendor protocol
+//! is one module here (signing, envelope, error classes behind [`Source`]) plus the above.
 
 pub mod envelope;
 pub mod finance;
@@ -13,33 +32,42 @@ use std::sync::Arc;
 use crate::config::{ConfigError, SourceConfig};
 pub use crate::domain::source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 
-/// Every API tidemark knows, by config `kind`.
-pub static APIS: &[&ApiSpec] =
-    &[&wdt::ACCOUNT_CHECK, &qimen::STOCKIN_REFUND, &top::FINANCE_ORDER, &finance::TRANSACTIONS, &finance::BALANCES];
+/// Builds a vendor module's client for a configured source of one of its APIs.
+pub type ClientFn = fn(&'static ApiSpec, &SourceConfig, reqwest::Client) -> Result<Arc<dyn Source>, ConfigError>;
 
-pub fn spec_of(kind: &str) -> Option<&'static ApiSpec> {
-    APIS.iter().copied().find(|s| s.kind == kind)
+/// One vendor API as tidemark knows it: the spec the worker reads it by (with its schema) and
+/// its client. The simulators key their data sets by the same spec (`simulate::SIM_KINDS`).
+pub struct Kind {
+    pub spec: &'static ApiSpec,
+    pub client: ClientFn,
+}
+
+/// Every API tidemark knows, by config `kind`: adding one is an entry here (module doc).
+pub static KINDS: &[Kind] = &[
+    Kind { spec: &wdt::ACCOUNT_CHECK, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) },
+    Kind { spec: &qimen::STOCKIN_REFUND, client: |s, c, h| Ok(Arc::new(qimen::QimenSource::new(s, c, h)?)) },
+    Kind { spec: &top::FINANCE_ORDER, client: |s, c, h| Ok(Arc::new(top::TopSource::new(s, c, h)?)) },
+    Kind { spec: &finance::TRANSACTIONS, client: |s, c, h| Ok(Arc::new(finance::FinanceSource::new(s, c, h)?)) },
+    Kind { spec: &finance::BALANCES, client: |s, c, h| Ok(Arc::new(finance::FinanceSource::new(s, c, h)?)) },
+];
+
+pub fn kind_of(kind: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.spec.kind == kind)
 }
 
 /// Builds the client for a configured source.
 pub fn build(cfg: &SourceConfig, http: reqwest::Client) -> Result<Arc<dyn Source>, ConfigError> {
-    let spec = spec_of(&cfg.kind).ok_or_else(|| {
+    let kind = kind_of(&cfg.kind).ok_or_else(|| {
         ConfigError::invalid(
             format!("sources.{}.kind", cfg.id),
             format!(
                 "unknown source kind {:?} (known: {})",
                 cfg.kind,
-                APIS.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
+                KINDS.iter().map(|k| k.spec.kind).collect::<Vec<_>>().join(", ")
             ),
         )
     })?;
-    match spec.kind.split('.').next() {
-        Some("wdt") => Ok(Arc::new(wdt::WdtSource::new(spec, cfg, http)?)),
-        Some("qimen") => Ok(Arc::new(qimen::QimenSource::new(spec, cfg, http)?)),
-        Some("top") => Ok(Arc::new(top::TopSource::new(spec, cfg, http)?)),
-        Some("finance") => Ok(Arc::new(finance::FinanceSource::new(spec, cfg, http)?)),
-        _ => unreachable!("every spec in APIS has a vendor module"),
-    }
+    (kind.client)(kind.spec, cfg, http)
 }
 
 #[cfg(test)]
@@ -49,7 +77,7 @@ mod tests {
 
     #[test]
     fn every_api_schema_compiles_and_keys_on_a_required_string() {
-        for spec in APIS {
+        for spec in KINDS.iter().map(|k| k.spec) {
             crate::avro::RecordCodec::from_avsc(spec.schema).unwrap_or_else(|e| panic!("{}: {e}", spec.kind));
             let Schema::Record(r) = Schema::parse_str(spec.schema).unwrap() else { panic!("{}", spec.kind) };
             let key = r.fields.iter().find(|f| f.name == spec.key_field).unwrap_or_else(|| panic!("{}", spec.kind));
@@ -61,10 +89,10 @@ mod tests {
 
     #[test]
     fn kinds_are_unique_and_start_with_a_vendor_module() {
-        let mut kinds: Vec<_> = APIS.iter().map(|s| s.kind).collect();
+        let mut kinds: Vec<_> = KINDS.iter().map(|k| k.spec.kind).collect();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), APIS.len());
+        assert_eq!(kinds.len(), KINDS.len());
         assert!(kinds.iter().all(|k| ["wdt.", "qimen.", "top.", "finance."].iter().any(|v| k.starts_with(v))));
     }
 }

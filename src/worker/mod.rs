@@ -2,6 +2,8 @@
 //! with the watermark; plus the credential gate it waits on.
 
 pub mod gate;
+pub mod plan;
 pub mod stream;
 
+pub use plan::StreamPlan;
 pub use stream::{StreamOutcome, StreamReport, StreamWorker};

@@ -9,14 +9,13 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
-use super::gate::CredentialGate;
-use crate::avro::RecordCodec;
+use super::StreamPlan;
 use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::{content_hash, fmt_wm};
 use crate::domain::window::chrono_duration;
 use crate::domain::{CommitError, OutRecord, Sink};
-use crate::domain::{Mode, Page, PageRequest, Source, SourceError};
+use crate::domain::{Mode, Page, PageRequest, SourceError};
 use crate::domain::{StreamId, Watermark, WatermarkState, Window};
 use crate::metrics::Metrics;
 
@@ -119,25 +118,17 @@ const NO_KEY: &str = "#nokey:";
 
 /// Everything one stream needs to run. Built by the pipeline from config.
 pub struct StreamWorker {
-    pub id: StreamId,
-    pub source_id: String,
-    pub source: Arc<dyn Source>,
-    pub gate: Arc<CredentialGate>,
-    pub codec: Arc<RecordCodec>,
+    /// The stream as configured: source, gate, codec, window settings.
+    pub plan: Arc<StreamPlan>,
     /// Where windows commit (the Kafka transactional sink in the worker).
     pub sink: Arc<dyn Sink>,
     pub metrics: Arc<Metrics>,
+    /// The plan's topic, shared by every record.
     pub topic: Arc<str>,
     pub watermark_topic: Arc<str>,
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
     pub watermark_max_bytes: usize,
     pub dead_letter_topic: Arc<str>,
-    pub params: std::collections::BTreeMap<String, String>,
-    pub lookback: Duration,
-    pub settle: Duration,
-    pub poll_interval: Duration,
-    pub max_span: Duration,
-    pub page_size: u32,
     pub state: WatermarkState,
     /// The stream-id header, then the schema-name header, of every data record; built once.
     pub headers: Vec<(&'static str, Arc<[u8]>)>,
@@ -147,7 +138,7 @@ impl StreamWorker {
     /// Runs until caught up (if asked), shut down, or stopped by an error.
     pub async fn run(mut self, until_caught_up: bool, mut shutdown: watch::Receiver<bool>) -> StreamReport {
         let mut report = StreamReport {
-            stream: self.id.clone(),
+            stream: self.plan.cfg.id.clone(),
             topic: self.topic.clone(),
             records: 0,
             unchanged: 0,
@@ -157,9 +148,9 @@ impl StreamWorker {
             watermark: self.state.watermark,
             outcome: StreamOutcome::ShutDown,
         };
-        self.metrics.set_watermark(&self.id, self.state.watermark);
-        self.metrics.init_stream(&self.id, &self.source_id);
-        info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), topic = %self.topic, "stream starting");
+        self.metrics.set_watermark(&self.plan.cfg.id, self.state.watermark);
+        self.metrics.init_stream(&self.plan.cfg.id, &self.plan.source_id);
+        info!(stream = %self.plan.cfg.id, watermark = %fmt_wm(self.state.watermark), topic = %self.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
         // The next window, fetched while the current one commits.
@@ -171,9 +162,9 @@ impl StreamWorker {
             let step = self.plan_step(Utc::now());
             let (label, result) = match step {
                 Step::CaughtUp { wait } => {
-                    self.metrics.set_stream_state(&self.id, "caught_up");
+                    self.metrics.set_stream_state(&self.plan.cfg.id, "caught_up");
                     if !was_caught_up {
-                        info!(stream = %self.id, watermark = %fmt_wm(self.state.watermark), "caught up");
+                        info!(stream = %self.plan.cfg.id, watermark = %fmt_wm(self.state.watermark), "caught up");
                         was_caught_up = true;
                     }
                     if until_caught_up {
@@ -185,7 +176,7 @@ impl StreamWorker {
                     continue;
                 }
                 Step::Window(w) => {
-                    self.metrics.set_stream_state(&self.id, "catching_up");
+                    self.metrics.set_stream_state(&self.plan.cfg.id, "catching_up");
                     let prepared = match ahead.take() {
                         Some((aw, r)) if aw == w => r,
                         _ => self.prepare_window(&w, &self.state, &mut shutdown).await,
@@ -215,20 +206,20 @@ impl StreamWorker {
                 }
                 Err(StepError::Retry(reason)) => {
                     failures += 1;
-                    self.metrics.step_retries.with_label_values(&[self.id.as_str()]).inc();
+                    self.metrics.step_retries.with_label_values(&[self.plan.cfg.id.as_str()]).inc();
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
-                    warn!(stream = %self.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
+                    warn!(stream = %self.plan.cfg.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
                     if !sleep_or_shutdown(wait, &shutdown).await {
                         break StreamOutcome::ShutDown;
                     }
                 }
                 Err(StepError::Stop(reason)) => {
-                    self.metrics.set_stream_state(&self.id, "stopped");
-                    error!(stream = %self.id, window = %label, error = %reason, "stream stopped");
+                    self.metrics.set_stream_state(&self.plan.cfg.id, "stopped");
+                    error!(stream = %self.plan.cfg.id, window = %label, error = %reason, "stream stopped");
                     break StreamOutcome::Stopped(reason);
                 }
                 Err(StepError::ProducerFailed(reason)) => {
-                    error!(stream = %self.id, window = %label, error = %reason, "producer failed");
+                    error!(stream = %self.plan.cfg.id, window = %label, error = %reason, "producer failed");
                     break StreamOutcome::ProducerFailed(reason);
                 }
                 Err(StepError::ShutDown) => break StreamOutcome::ShutDown,
@@ -238,14 +229,14 @@ impl StreamWorker {
     }
 
     fn plan_step(&self, now: DateTime<Utc>) -> Step {
-        match self.source.spec().mode {
+        match self.plan.source.spec().mode {
             Mode::Windowed => match self.next_window(self.state.watermark, now) {
                 Some(w) => Step::Window(w),
-                None => Step::CaughtUp { wait: self.poll_interval },
+                None => Step::CaughtUp { wait: self.plan.cfg.poll_interval },
             },
             Mode::Snapshot => {
                 // The watermark of a snapshot stream is when its last snapshot was taken.
-                let due = self.state.watermark + chrono_duration(self.poll_interval);
+                let due = self.state.watermark + chrono_duration(self.plan.cfg.poll_interval);
                 match (due - now).to_std() {
                     Ok(wait) if !wait.is_zero() => Step::CaughtUp { wait },
                     _ => Step::Snapshot,
@@ -258,12 +249,12 @@ impl StreamWorker {
     /// minus the settle lag) is less than `min(poll_interval, 5s)` past the watermark. Without
     /// that margin a stream would chase the moving horizon with windows of a second or two.
     fn next_window(&self, watermark: Watermark, now: DateTime<Utc>) -> Option<Window> {
-        let horizon = now - chrono_duration(self.settle);
-        let margin = chrono_duration(self.poll_interval.min(CAUGHT_UP_MARGIN));
+        let horizon = now - chrono_duration(self.plan.cfg.settle);
+        let margin = chrono_duration(self.plan.cfg.poll_interval.min(CAUGHT_UP_MARGIN));
         if horizon - watermark < margin {
             return None;
         }
-        Window::next(watermark, self.lookback, self.max_span, horizon)
+        Window::next(watermark, self.plan.cfg.lookback, self.plan.max_span, horizon)
     }
 
     /// Fetches, verifies and encodes one window against `state`, ready to commit.
@@ -299,7 +290,8 @@ impl StreamWorker {
                 }
             })
             .await?;
-        let next = state.advance(window.end, emitted, self.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
+        let next =
+            state.advance(window.end, emitted, self.plan.cfg.lookback).map_err(|e| StepError::Stop(e.to_string()))?;
         Ok(Prepared { window: *window, batch, next, pages, started })
     }
 
@@ -327,7 +319,7 @@ impl StreamWorker {
             Ok(c) => {
                 self.state = next;
                 info!(
-                    stream = %self.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
+                    stream = %self.plan.cfg.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
                     dead_letters = c.dead_letters, watermark = %fmt_wm(self.state.watermark),
                     elapsed_ms = started.elapsed().as_millis() as u64, "window committed"
                 );
@@ -376,7 +368,7 @@ impl StreamWorker {
         let done = self.commit(batch, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
-            stream = %self.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
+            stream = %self.plan.cfg.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
             tombstones = done.tombstones, dead_letters = done.dead_letters, watermark = %fmt_wm(self.state.watermark),
             elapsed_ms = started.elapsed().as_millis() as u64, "snapshot committed"
         );
@@ -385,13 +377,13 @@ impl StreamWorker {
 
     /// Whether records can be read again (lookback, or snapshots) and so need content hashes.
     fn needs_hashes(&self) -> bool {
-        self.source.spec().mode == Mode::Snapshot || !self.lookback.is_zero()
+        self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.lookback.is_zero()
     }
 
     /// Each record with its key and content hash. Hashes and dedup keys only matter for
     /// records that can be read again; otherwise they are left empty.
     fn keyed<'r>(&self, records: &'r [Value]) -> impl Iterator<Item = (RecordKey, u64, &'r Value)> + use<'r> {
-        let field = self.source.spec().key_field;
+        let field = self.plan.source.spec().key_field;
         let hashed = self.needs_hashes();
         records.iter().map(move |r| {
             let hash = if hashed { content_hash(r) } else { 0 };
@@ -410,29 +402,29 @@ impl StreamWorker {
     /// Encodes a record, keyed by its business id, into the batch, or dead-letters it with
     /// the reason.
     fn add_record(&self, batch: &mut Batch, business: Option<String>, rec: &Value, window: &str) {
-        let field = self.source.spec().key_field;
+        let field = self.plan.source.spec().key_field;
         let result = match business {
             None => Err((None, format!("record has no usable `{field}` (its business id)"))),
             Some(k) => {
                 let mut value = Vec::with_capacity(256);
-                match self.codec.encode(rec, &mut value) {
+                match self.plan.codec.encode(rec, &mut value) {
                     Ok(()) => Ok(OutRecord {
                         topic: self.topic.clone(),
                         key: k.into_bytes(),
                         value: Some(value),
                         headers: self.headers(),
                     }),
-                    Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.codec.full_name()))),
+                    Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.plan.codec.full_name()))),
                 }
             }
         };
         match result {
             Ok(r) => batch.out.push(r),
             Err((business, error)) => {
-                warn!(stream = %self.id, window, key = business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
+                warn!(stream = %self.plan.cfg.id, window, key = business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
                 let letter = serde_json::json!({
-                    "stream": self.id.as_str(),
-                    "kind": self.source.spec().kind,
+                    "stream": self.plan.cfg.id.as_str(),
+                    "kind": self.plan.source.spec().kind,
                     "window": window,
                     "key": business,
                     "error": error,
@@ -441,7 +433,7 @@ impl StreamWorker {
                 batch.dead_letters += 1;
                 batch.out.push(OutRecord {
                     topic: self.dead_letter_topic.clone(),
-                    key: business.unwrap_or_else(|| self.id.as_str().to_owned()).into_bytes(),
+                    key: business.unwrap_or_else(|| self.plan.cfg.id.as_str().to_owned()).into_bytes(),
                     value: Some(letter.to_string().into_bytes()),
                     // Only the stream header: a dead letter is JSON, not the schema.
                     headers: self.headers[..1].to_vec(),
@@ -462,10 +454,13 @@ impl StreamWorker {
             next.to_bytes_within(self.watermark_max_bytes).map_err(|e| StepError::Stop(e.to_string()))?;
         if dropped > 0 {
             warn!(
-                stream = %self.id, dropped, kept = next.recent_len(), max_bytes = self.watermark_max_bytes,
+                stream = %self.plan.cfg.id, dropped, kept = next.recent_len(), max_bytes = self.watermark_max_bytes,
                 "watermark record would exceed kafka.watermark_max_bytes; forgot the oldest lookback hashes (their records are emitted again if re-read unchanged)"
             );
-            self.metrics.watermark_hashes_dropped.with_label_values(&[self.id.as_str()]).inc_by(dropped as u64);
+            self.metrics
+                .watermark_hashes_dropped
+                .with_label_values(&[self.plan.cfg.id.as_str()])
+                .inc_by(dropped as u64);
         }
         Ok(state_bytes)
     }
@@ -480,14 +475,17 @@ impl StreamWorker {
             out.iter().filter(|r| *r.topic == *self.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
-            key: self.id.as_str().as_bytes().to_vec(),
+            key: self.plan.cfg.id.as_str().as_bytes().to_vec(),
             value: Some(state_bytes),
             headers: Vec::new(),
         });
         match self.sink.commit(out).await {
             Ok(()) => {
                 self.metrics.transactions.with_label_values(&["committed"]).inc();
-                self.metrics.watermark_record_bytes.with_label_values(&[self.id.as_str()]).set(state_len as i64);
+                self.metrics
+                    .watermark_record_bytes
+                    .with_label_values(&[self.plan.cfg.id.as_str()])
+                    .set(state_len as i64);
             }
             Err(CommitError::Aborted(why)) => {
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
@@ -498,8 +496,8 @@ impl StreamWorker {
                 return Err(StepError::ProducerFailed(why));
             }
         }
-        let id = self.id.as_str();
-        self.metrics.set_watermark(&self.id, watermark);
+        let id = self.plan.cfg.id.as_str();
+        self.metrics.set_watermark(&self.plan.cfg.id, watermark);
         self.metrics.records.with_label_values(&[id]).inc_by(written);
         self.metrics.bytes.with_label_values(&[id]).inc_by(bytes as u64);
         self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);
@@ -518,7 +516,7 @@ impl StreamWorker {
         shutdown: &mut watch::Receiver<bool>,
         consume: &mut (dyn FnMut(Records) + Send),
     ) -> Result<u32, StepError> {
-        let spec = self.source.spec();
+        let spec = self.plan.source.spec();
         let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
@@ -557,8 +555,8 @@ impl StreamWorker {
                 });
                 page = next?;
             };
-            self.metrics.pageset_refetches.with_label_values(&[self.id.as_str()]).inc();
-            warn!(stream = %self.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
+            self.metrics.pageset_refetches.with_label_values(&[self.plan.cfg.id.as_str()]).inc();
+            warn!(stream = %self.plan.cfg.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
             last_problem = Some(problem);
         }
         Err(StepError::Retry(format!(
@@ -575,24 +573,24 @@ impl StreamWorker {
         page_index: u32,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<Page, StepError> {
-        let req = PageRequest { window, page_index, page_size: self.page_size, params: &self.params };
+        let req = PageRequest { window, page_index, page_size: self.plan.page_size, params: &self.plan.cfg.params };
         let mut attempt = 0u32;
         loop {
             tokio::select! {
-                _ = self.gate.acquire() => {}
+                _ = self.plan.gate.acquire() => {}
                 _ = shutdown.changed() => return Err(StepError::ShutDown),
             }
             let t0 = Instant::now();
             // A request in flight is dropped on shutdown: nothing of the step is committed.
             let res = tokio::select! {
-                res = self.source.fetch_page(req) => res,
+                res = self.plan.source.fetch_page(req) => res,
                 _ = shutdown.changed() => return Err(StepError::ShutDown),
             };
-            self.metrics.api_duration.with_label_values(&[&self.source_id]).observe(t0.elapsed().as_secs_f64());
+            self.metrics.api_duration.with_label_values(&[&self.plan.source_id]).observe(t0.elapsed().as_secs_f64());
             let err = match res {
                 Ok(page) => {
-                    self.metrics.api_requests.with_label_values(&[&self.source_id, "ok"]).inc();
-                    debug!(stream = %self.id, window = %label, page = page_index, records = page.records.len(), "page fetched");
+                    self.metrics.api_requests.with_label_values(&[&self.plan.source_id, "ok"]).inc();
+                    debug!(stream = %self.plan.cfg.id, window = %label, page = page_index, records = page.records.len(), "page fetched");
                     return Ok(page);
                 }
                 Err(e) => e,
@@ -602,19 +600,22 @@ impl StreamWorker {
                 SourceError::Throttled { .. } => "throttled",
                 SourceError::Fatal { .. } => "fatal",
             };
-            self.metrics.api_requests.with_label_values(&[&self.source_id, outcome]).inc();
-            self.metrics.api_errors.with_label_values(&[&self.source_id, err.code()]).inc();
+            self.metrics.api_requests.with_label_values(&[&self.plan.source_id, outcome]).inc();
+            self.metrics.api_errors.with_label_values(&[&self.plan.source_id, err.code()]).inc();
             let wait = match &err {
                 SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
                 SourceError::Throttled { after, .. } => {
                     // The ban is on the credential: every stream using it waits it out.
-                    self.gate.pause(*after);
-                    self.metrics.throttled_seconds.with_label_values(&[&self.source_id]).inc_by(after.as_secs_f64());
+                    self.plan.gate.pause(*after);
+                    self.metrics
+                        .throttled_seconds
+                        .with_label_values(&[&self.plan.source_id])
+                        .inc_by(after.as_secs_f64());
                     *after
                 }
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
-                    self.metrics.request_retries.with_label_values(&[&self.source_id]).inc();
+                    self.metrics.request_retries.with_label_values(&[&self.plan.source_id]).inc();
                     if attempt >= REQUEST_ATTEMPTS {
                         return Err(StepError::Retry(format!("page {page_index} failed {attempt} times, last: {err}")));
                     }
@@ -622,7 +623,7 @@ impl StreamWorker {
                         .unwrap_or_else(|| backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10)))
                 }
             };
-            warn!(stream = %self.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
+            warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
             // A throttle's wait happens in the gate, shared with the credential's other streams.
             if !matches!(err, SourceError::Throttled { .. }) && !sleep_or_shutdown(wait, shutdown).await {
                 return Err(StepError::ShutDown);
