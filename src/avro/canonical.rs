@@ -49,6 +49,23 @@ pub fn fingerprint(avsc: &str) -> Result<u64, CanonicalError> {
     parsing_canonical_form(avsc).map(|pcf| crc64_avro(pcf.as_bytes()))
 }
 
+/// Writes `items` as a JSON array, each by `each` (given its index).
+fn write_list<T>(
+    out: &mut String,
+    items: &[T],
+    mut each: impl FnMut(&mut String, usize, &T) -> Result<(), CanonicalError>,
+) -> Result<(), CanonicalError> {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        each(out, i, item)?;
+    }
+    out.push(']');
+    Ok(())
+}
+
 fn bad(path: &str, reason: impl Into<String>) -> CanonicalError {
     CanonicalError::Schema { path: path.to_owned(), reason: reason.into() }
 }
@@ -80,15 +97,7 @@ fn write(
     match schema {
         Value::String(name) => write_name(name, enclosing, defined, out, path),
         Value::Array(branches) => {
-            out.push('[');
-            for (i, b) in branches.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(b, enclosing, defined, out, &format!("{path}[{i}]"))?;
-            }
-            out.push(']');
-            Ok(())
+            write_list(out, branches, |out, i, b| write(b, enclosing, defined, out, &format!("{path}[{i}]")))
         }
         Value::Object(obj) => write_object(obj, enclosing, defined, out, path),
         other => Err(bad(path, format!("expected a type name, array or object, found {other}"))),
@@ -166,15 +175,11 @@ fn write_object(
                         .get("symbols")
                         .and_then(Value::as_array)
                         .ok_or_else(|| bad(path, "enum without `symbols`"))?;
-                    out.push_str(r#","symbols":["#);
-                    for (i, s) in symbols.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
-                        let s = s.as_str().ok_or_else(|| bad(path, "enum symbols must be strings"))?;
-                        out.push_str(&quoted(s));
-                    }
-                    out.push(']');
+                    out.push_str(r#","symbols":"#);
+                    write_list(out, symbols, |out, _, s| {
+                        out.push_str(&quoted(s.as_str().ok_or_else(|| bad(path, "enum symbols must be strings"))?));
+                        Ok(())
+                    })?;
                 }
                 "fixed" => {
                     // [INTEGERS]: no quotes, no leading zeros.
@@ -187,11 +192,8 @@ fn write_object(
                         .get("fields")
                         .and_then(Value::as_array)
                         .ok_or_else(|| bad(path, "record without `fields`"))?;
-                    out.push_str(r#","fields":["#);
-                    for (i, f) in fields.iter().enumerate() {
-                        if i > 0 {
-                            out.push(',');
-                        }
+                    out.push_str(r#","fields":"#);
+                    write_list(out, fields, |out, _, f| {
                         let fname =
                             f.get("name").and_then(Value::as_str).ok_or_else(|| bad(path, "field without `name`"))?;
                         let fpath = format!("{path}.{fname}");
@@ -201,8 +203,8 @@ fn write_object(
                         out.push_str(r#","type":"#);
                         write(fty, ns.as_deref(), defined, out, &fpath)?;
                         out.push('}');
-                    }
-                    out.push(']');
+                        Ok(())
+                    })?;
                 }
             }
             out.push('}');
