@@ -266,6 +266,11 @@ mod tests {
             -4824392279771201922,
         ),
         (
+            r#"{"fields":[], "type":"record", "name":"foo", "doc":"foo", "aliases":["foo","bar"]}"#,
+            r#"{"name":"foo","type":"record","fields":[]}"#,
+            -4824392279771201922,
+        ),
+        (
             r#"{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}"#,
             r#"{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}"#,
             7843277075252814651,
