@@ -2,8 +2,7 @@
 //! its TopicNameStrategy subject (`<topic>-value`), checks compatibility, and looks schemas up
 //! by id for readers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -43,7 +42,6 @@ pub struct Registry {
     username: Option<String>,
     password: Option<Secret>,
     retry_for: Duration,
-    by_id: Mutex<HashMap<u32, String>>,
 }
 
 /// What a compatibility check found.
@@ -76,7 +74,6 @@ impl Registry {
             username: cfg.username.clone(),
             password: cfg.password.clone(),
             retry_for: cfg.retry_for,
-            by_id: Mutex::new(HashMap::new()),
         })
     }
 
@@ -97,7 +94,6 @@ impl Registry {
         }
         let body = success(status, body, &what)?;
         let id = id_of(&body, &what)?;
-        self.by_id.lock().expect("registry cache").insert(id, avsc.to_owned());
         Ok(id)
     }
 
@@ -160,11 +156,8 @@ impl Registry {
         success(status, body, &what).map(drop)
     }
 
-    /// The schema text registered as `id` (cached: ids never change their schema).
+    /// The schema text registered as `id` (readers cache it: ids never change their schema).
     pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        if let Some(s) = self.by_id.lock().expect("registry cache").get(&id) {
-            return Ok(s.clone());
-        }
         let what = format!("schema id {id}");
         let (status, body) = self.call(Method::GET, &format!("/schemas/ids/{id}"), None, &what).await?;
         let body = success(status, body, &what)?;
@@ -173,7 +166,6 @@ impl Registry {
             .and_then(Value::as_str)
             .ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })?
             .to_owned();
-        self.by_id.lock().expect("registry cache").insert(id, schema.clone());
         Ok(schema)
     }
 

@@ -14,9 +14,9 @@ use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::{content_hash, fmt_wm};
 use crate::domain::window::chrono_duration;
-use crate::domain::{CommitError, OutRecord, Sink};
-use crate::domain::{Mode, Page, PageRequest, SourceError};
-use crate::domain::{StreamId, Watermark, WatermarkState, Window};
+use crate::domain::{
+    CommitError, Mode, OutRecord, Page, PageRequest, Sink, SourceError, StreamId, Watermark, WatermarkState, Window,
+};
 use crate::metrics::Metrics;
 
 /// A request is retried this many times before the step is given up and retried later.
