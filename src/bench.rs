@@ -14,11 +14,11 @@ use futures_util::future::join_all;
 
 use crate::config::Config;
 use crate::domain::pageset::{PageSet, Progress, record_key};
-use crate::domain::window::chrono_duration;
-use crate::domain::{WatermarkState, Window};
-use crate::kafka::{OutRecord, TxnSink};
-use crate::pipeline::{self, StreamPlan};
-use crate::sources::{PageRequest, SourceError};
+use crate::domain::{OutRecord, PageRequest, Sink, SourceError, WatermarkState, Window};
+use crate::kafka::TxnSink;
+use crate::pipeline;
+use crate::simulate::{SIM_KINDS, SimPair, sim_kind};
+use crate::worker::StreamPlan;
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -64,26 +64,12 @@ pub struct IdleResult {
     pub cpu_seconds_per_minute: f64,
 }
 
-/// For a shape: its simulator section, its worker source settings (without `base_url`), and
-/// the stream parameter that splits it.
-fn shape(kind: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    match kind {
-        "wdt.account_check" => Some((
-            "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",
-            "kind = \"wdt.account_check\"\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"",
-            "shop_no",
-        )),
-        "qimen.stockin_refund" => Some((
-            "[qimen]\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"\n[qimen.stockin_refund]",
-            "kind = \"qimen.stockin_refund\"\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"",
-            "shop_no",
-        )),
-        _ => None,
-    }
-}
-
-fn path_suffix(kind: &str) -> &'static str {
-    if kind.starts_with("qimen.") { "/router/qm" } else { "" }
+/// A shape's simulator side and worker side, from the kind registry.
+fn pair(kind: &str) -> Result<&'static SimPair, BenchError> {
+    sim_kind(kind).and_then(|k| k.pair.as_ref()).ok_or_else(|| {
+        let known: Vec<&str> = SIM_KINDS.iter().filter(|k| k.pair.is_some()).map(|k| k.spec.kind).collect();
+        err(format!("unknown shape {kind:?} (known: {})", known.join(", ")))
+    })
 }
 
 /// A running simulator child, killed on drop.
@@ -148,31 +134,24 @@ fn wait_with_usage(child: &mut Child) -> Result<(bool, f64, f64), BenchError> {
 }
 
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
-    let (_, source, param) = shape(kind).expect("known shape");
+    let pair = pair(kind).expect("checked shape");
     let mut s = format!(
-        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\n{source}\nbase_url = \"{base}{}\"\nrequests_per_second = 100000\n",
-        opts.bootstrap,
-        path_suffix(kind)
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = 100000\n",
+        opts.bootstrap, pair.source, pair.path
     );
     for g in streams {
         let _ = write!(
             s,
-            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"6h\"\n{extra}\n[streams.params]\n{param} = \"{g}\"\n"
+            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"6h\"\n{extra}\n[streams.params]\n{} = \"{g}\"\n",
+            pair.group_param
         );
     }
     s
 }
 
-/// Every window of a stream from its start to now minus its settle lag.
+/// Every window of a stream from its start to now, as the worker plans them.
 fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
-    let mut wm = crate::domain::time::truncate_to_second(plan.cfg.start.resolve(now));
-    let horizon = now - chrono_duration(plan.cfg.settle);
-    let mut out = Vec::new();
-    while let Some(w) = Window::next(wm, plan.cfg.lookback, plan.max_span, horizon) {
-        wm = w.end;
-        out.push(w);
-    }
-    out
+    plan.windows_from(crate::domain::time::truncate_to_second(plan.cfg.start.resolve(now)), now)
 }
 
 /// All records of one window, read page by page through the same page-set check as the worker.
@@ -225,7 +204,7 @@ async fn produce_only(
 ) -> Result<(u64, Duration), BenchError> {
     let mut kafka = config.kafka.clone();
     kafka.transactional_id = format!("bench-{run}-produce");
-    let sink = TxnSink::connect(&kafka, None).await.map_err(err)?;
+    let sink: Arc<dyn Sink> = Arc::new(TxnSink::connect(&kafka, None).await.map_err(err)?);
     let topic: Arc<str> = Arc::from(format!("bench-{run}.produce"));
     let wm_topic: Arc<str> = Arc::from(kafka.watermark_topic.as_str());
     crate::kafka::topics::ensure(
@@ -293,8 +272,7 @@ fn end_to_end(dir: &Path, toml: &str) -> Result<(Duration, f64, f64), BenchError
 
 /// Measures one shape: its ceilings and the real worker on the same data set.
 pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult, BenchError> {
-    let (section, _, _) =
-        shape(kind).ok_or_else(|| err(format!("unknown shape {kind:?} (wdt.account_check, qimen.stockin_refund)")))?;
+    let section = pair(kind)?.simulator;
     let dir = opts.work_dir.join(kind);
     std::fs::create_dir_all(&dir).map_err(err)?;
     let groups: Vec<String> = (1..=opts.streams).map(|i| format!("g{i:02}")).collect();
@@ -363,7 +341,7 @@ pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
     let kind = "wdt.account_check";
     let dir = opts.work_dir.join("idle");
     std::fs::create_dir_all(&dir).map_err(err)?;
-    let (section, _, _) = shape(kind).expect("known shape");
+    let section = pair(kind)?.simulator;
     let sim = start_simulator(
         &dir,
         &format!("listen = \"127.0.0.1:0\"\n{section}\nrecords = 0\nfrom = \"2d\"\nuntil = \"1d\"\n"),

@@ -77,7 +77,8 @@ enum Command {
         /// Records per shape.
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
-        /// Shapes to measure.
+        /// Shapes to measure: any windowed kind (wdt.account_check, qimen.stockin_refund,
+        /// top.finance_order, finance.transactions).
         #[arg(long, value_delimiter = ',', default_value = "wdt.account_check,qimen.stockin_refund")]
         shapes: Vec<String>,
         /// Streams per shape (the data is split between them).

@@ -75,6 +75,21 @@ pub struct SimKind {
     records: fn(&SimState) -> Option<Vec<Value>>,
     count: fn(&SimState) -> Option<usize>,
     windowed: fn(&SimState) -> Option<&RwLock<DataSet>>,
+    /// How a worker reads it from a simulator built for the purpose (`tidemark bench`).
+    pub pair: Option<SimPair>,
+}
+
+/// A simulator section serving a kind, and the worker source settings that read it: both
+/// sides of one credential, so a benchmark can stand up any windowed kind.
+pub struct SimPair {
+    /// The vendor section with its credential, then the data set's table header.
+    pub simulator: &'static str,
+    /// The worker's source settings for that credential (without `kind` and `base_url`).
+    pub source: &'static str,
+    /// Appended to the simulator's base URL to make the source's `base_url`.
+    pub path: &'static str,
+    /// The stream parameter that selects one group (`shops`) of the data set.
+    pub group_param: &'static str,
 }
 
 /// Every simulated kind, keyed by the spec the worker reads it by (`sources::KINDS`).
@@ -84,34 +99,60 @@ pub static SIM_KINDS: &[SimKind] = &[
         records: |s| s.wdt.as_ref().map(|w| w.account_checks()),
         count: |s| s.wdt.as_ref().map(|w| w.data().read().expect("data lock").len()),
         windowed: |s| s.wdt.as_ref().map(|w| w.data()),
+        pair: Some(SimPair {
+            simulator: "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",
+            source: "sid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"",
+            path: "",
+            group_param: "shop_no",
+        }),
     },
     SimKind {
         spec: &sources::qimen::STOCKIN_REFUND,
         records: |s| s.qimen.as_ref().map(|q| q.stockin_refunds()),
         count: |s| s.qimen.as_ref().map(|q| q.data().read().expect("data lock").len()),
         windowed: |s| s.qimen.as_ref().map(|q| q.data()),
+        pair: Some(SimPair {
+            simulator: "[qimen]\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"\n[qimen.stockin_refund]",
+            source: "app_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"",
+            path: "/router/qm",
+            group_param: "shop_no",
+        }),
     },
     SimKind {
         spec: &sources::top::FINANCE_ORDER,
         records: |s| s.top.as_ref().map(|t| t.finance_orders()),
         count: |s| s.top.as_ref().map(|t| t.data().read().expect("data lock").len()),
         windowed: |s| s.top.as_ref().map(|t| t.data()),
+        pair: Some(SimPair {
+            simulator: "[top]\napp_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"\n[top.finance_order]",
+            source: "app_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"",
+            path: "/router/rest",
+            group_param: "shop_codes",
+        }),
     },
     SimKind {
         spec: &sources::finance::TRANSACTIONS,
         records: |s| s.finance.as_ref().map(|f| f.transactions()),
         count: |s| s.finance.as_ref().map(|f| f.data().read().expect("data lock").len()),
         windowed: |s| s.finance.as_ref().map(|f| f.data()),
+        pair: Some(SimPair {
+            simulator: "[finance]\nflag = \"bench\"\napp_secret = \"bench\"\n[finance.transactions]",
+            source: "flag = \"bench\"\napp_secret = \"bench\"",
+            path: "/api",
+            group_param: "account_id",
+        }),
     },
     SimKind {
         spec: &sources::finance::BALANCES,
         records: |s| s.finance.as_ref().map(|f| f.balances()),
         count: |s| s.finance.as_ref().map(|f| f.balances().len()),
         windowed: |_| None,
+        pair: None,
     },
 ];
 
-fn sim_kind(kind: &str) -> Option<&'static SimKind> {
+/// The simulator's side of a kind, by the name the worker knows it by.
+pub fn sim_kind(kind: &str) -> Option<&'static SimKind> {
     SIM_KINDS.iter().find(|k| k.spec.kind == kind)
 }
 

@@ -4,10 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::gate::CredentialGate;
 use crate::avro::RecordCodec;
 use crate::config::StreamConfig;
-use crate::domain::Source;
+use crate::domain::window::chrono_duration;
+use crate::domain::{Source, Watermark, Window};
+
+/// How close to the horizon counts as caught up (or the poll interval, if shorter).
+const CAUGHT_UP_MARGIN: Duration = Duration::from_secs(5);
 
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
 pub struct StreamPlan {
@@ -21,4 +27,23 @@ pub struct StreamPlan {
     pub compacted: bool,
     pub max_span: Duration,
     pub page_size: u32,
+}
+
+impl StreamPlan {
+    /// The window after `watermark`, or `None` when the stream is caught up: the horizon (now
+    /// minus the settle lag) is less than `min(poll_interval, 5s)` past the watermark. Without
+    /// that margin a stream would chase the moving horizon with windows of a second or two.
+    pub fn next_window(&self, watermark: Watermark, now: DateTime<Utc>) -> Option<Window> {
+        let horizon = now - chrono_duration(self.cfg.settle);
+        let margin = chrono_duration(self.cfg.poll_interval.min(CAUGHT_UP_MARGIN));
+        if horizon - watermark < margin {
+            return None;
+        }
+        Window::next(watermark, self.cfg.lookback, self.max_span, horizon)
+    }
+
+    /// Every window from `watermark` up to the horizon at `now`, as the worker would plan them.
+    pub fn windows_from(&self, watermark: Watermark, now: DateTime<Utc>) -> Vec<Window> {
+        std::iter::successors(self.next_window(watermark, now), |w| self.next_window(w.end, now)).collect()
+    }
 }

@@ -23,8 +23,6 @@ use crate::metrics::Metrics;
 const REQUEST_ATTEMPTS: u32 = 5;
 /// A page set that does not add up is fetched again this many times before backing off.
 const PAGESET_ATTEMPTS: u32 = 3;
-/// How close to the horizon counts as caught up (or the poll interval, if shorter).
-const CAUGHT_UP_MARGIN: Duration = Duration::from_secs(5);
 /// Guards against a vendor that never stops paging.
 const MAX_PAGES: u32 = 100_000;
 
@@ -230,7 +228,7 @@ impl StreamWorker {
 
     fn plan_step(&self, now: DateTime<Utc>) -> Step {
         match self.plan.source.spec().mode {
-            Mode::Windowed => match self.next_window(self.state.watermark, now) {
+            Mode::Windowed => match self.plan.next_window(self.state.watermark, now) {
                 Some(w) => Step::Window(w),
                 None => Step::CaughtUp { wait: self.plan.cfg.poll_interval },
             },
@@ -243,18 +241,6 @@ impl StreamWorker {
                 }
             }
         }
-    }
-
-    /// The window after `watermark`, or `None` when the stream is caught up: the horizon (now
-    /// minus the settle lag) is less than `min(poll_interval, 5s)` past the watermark. Without
-    /// that margin a stream would chase the moving horizon with windows of a second or two.
-    fn next_window(&self, watermark: Watermark, now: DateTime<Utc>) -> Option<Window> {
-        let horizon = now - chrono_duration(self.plan.cfg.settle);
-        let margin = chrono_duration(self.plan.cfg.poll_interval.min(CAUGHT_UP_MARGIN));
-        if horizon - watermark < margin {
-            return None;
-        }
-        Window::next(watermark, self.plan.cfg.lookback, self.plan.max_span, horizon)
     }
 
     /// Fetches, verifies and encodes one window against `state`, ready to commit.
@@ -303,7 +289,7 @@ impl StreamWorker {
         shutdown: &watch::Receiver<bool>,
     ) -> (Result<Committed, StepError>, Option<(Window, Result<Prepared, StepError>)>) {
         let Prepared { window, batch, mut next, pages, started } = p;
-        let following = self.next_window(next.watermark, Utc::now());
+        let following = self.plan.next_window(next.watermark, Utc::now());
         let mut rx = shutdown.clone();
         let state_bytes = match self.encode_state(&mut next) {
             Ok(b) => b,
