@@ -35,48 +35,21 @@ shops = ["shop-01", "shop-02"]
     )
 }
 
-/// A worker config: one 旺店通 source and one stream per shop, plus `extra` sources/streams.
-fn worker_toml(
-    sim: &Simulator,
-    topic: &str,
-    shops: &[&str],
-    max_span: &str,
-    source_extra: &str,
-    stream_extra: &str,
-    extra: &str,
-) -> String {
-    let mut s = format!(
-        r#"
-[kafka]
-bootstrap = "{kafka}"
-transactional_id = "{txn}"
-watermark_topic = "{topic}.wm"
-dead_letter_topic = "{topic}.dlq"
-watermark_partitions = 2
-topic_partitions = 2
-transaction_timeout = "10s"
-
-[sources.wdt]
-kind = "wdt.account_check"
-base_url = "{base}"
-sid = "test-sid"
-appkey = "test-appkey"
-appsecret = "test-secret"
-request_timeout = "1s"
-requests_per_second = 500
-{source_extra}
-"#,
-        kafka = kafka(),
-        txn = unique("txn"),
-        base = sim.base_url(),
-    );
-    for shop in shops {
-        s.push_str(&format!(
-            "\n[[streams]]\nid = \"wdt.account_check/{shop}\"\nsource = \"wdt\"\ntopic = \"{topic}\"\nstart = \"49h\"\nlookback = \"10m\"\nsettle = \"1m\"\nmax_span = \"{max_span}\"\npage_size = 50\n{stream_extra}\n[streams.params]\nshop_no = \"{shop}\"\n"
-        ));
-    }
-    s.push_str(extra);
-    s
+/// The worker config of these tests: one stream per shop over the 旺店通 source, with short
+/// request and transaction timeouts, 50-record pages and a dead-letter topic.
+fn worker_toml(sim: &Simulator, topic: &str, shops: &[&str], max_span: &str) -> WorkerToml {
+    let b = WorkerToml::new(&sim.base_url(), topic)
+        .transactional_id(&unique("txn"))
+        .watermark_topic(&format!("{topic}.wm"))
+        .dead_letter_topic(&format!("{topic}.dlq"))
+        .partitions(2)
+        .transaction_timeout("10s")
+        .request_timeout("1s")
+        .requests_per_second(500)
+        .start("49h")
+        .max_span(max_span)
+        .page_size(50);
+    shops.iter().fold(b, |b, shop| b.stream(&format!("{WDT}/{shop}"), shop))
 }
 
 /// Runs a worker to completion and returns (exit status, stdout, stderr).
@@ -92,8 +65,7 @@ async fn fault_alone(faults: &str, expect_in_log: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), &sim_toml(1200, faults, ""));
     let topic = unique("fault");
-    let (status, stdout, stderr) =
-        run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h", "", "", ""));
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h").build());
     assert!(status.success(), "[{faults}] worker failed:\n{stdout}\n{stderr}");
     assert!(stderr.contains(expect_in_log), "[{faults}] log should show {expect_in_log:?}:\n{stderr}");
     assert_exactly(&consume_committed(&topic), &sim.records(WDT).await, "wdt.account_check.avsc", "account_check_no");
@@ -149,7 +121,8 @@ shops = ["2313"]
         sim.base_url()
     );
     let started = Instant::now();
-    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &unique("unused"), &[], "6h", "", "", &extra));
+    let (status, stdout, stderr) =
+        run(dir.path(), &worker_toml(&sim, &unique("unused"), &[], "6h").extra(&extra).build());
     let elapsed = started.elapsed();
     assert!(status.success(), "{stdout}\n{stderr}");
     let log: Value =
@@ -172,7 +145,7 @@ async fn http_429_with_retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), &sim_toml(300, "throttle_rate = 0.1\nban = \"1s\"", ""));
     let topic = unique("retry-after");
-    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01"], "1h", "", "", ""));
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01"], "1h").build());
     assert!(status.success(), "{stdout}\n{stderr}");
     let log: Value =
         reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
@@ -192,8 +165,7 @@ async fn two_streams_sharing_an_appkey_stay_within_its_quota_together() {
         "\n[sources.wdt_again]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"\nsid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"test-secret\"\nrequests_per_second = 8\n\n[[streams]]\nid = \"wdt.account_check/shop-02\"\nsource = \"wdt_again\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\n[streams.params]\nshop_no = \"shop-02\"\n",
         sim.base_url()
     );
-    let toml = worker_toml(&sim, &topic, &["shop-01"], "2h", "", "", &second)
-        .replace("requests_per_second = 500", "requests_per_second = 8");
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "2h").requests_per_second(8).extra(&second).build();
     let (status, stdout, stderr) = run(dir.path(), &toml);
     assert!(status.success(), "{stdout}\n{stderr}");
     let log: Value =
@@ -227,8 +199,7 @@ async fn a_record_that_does_not_fit_its_schema_is_dead_lettered_and_the_window_c
         .unwrap();
     assert!(resp.status().is_success());
     let topic = unique("dlq");
-    let (status, stdout, stderr) =
-        run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h", "", "", ""));
+    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h").build());
     assert!(status.success(), "{stdout}\n{stderr}");
     good.retain(|r| r["account_check_no"] != "AC-BROKEN-1");
     assert_exactly(&consume_committed(&topic), &good, "wdt.account_check.avsc", "account_check_no");
@@ -250,7 +221,7 @@ async fn a_late_record_inside_the_lookback_is_emitted_once() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), &sim_toml(200, "", ""));
     let topic = unique("late");
-    let toml = worker_toml(&sim, &topic, &["shop-01"], "6h", "", "poll_interval = \"1s\"", "");
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "6h").stream_extra("poll_interval = \"1s\"").build();
     let cfg = write(dir.path(), "worker.toml", &toml);
     let mut worker = spawn_worker(&cfg, &[]);
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stderr.take().unwrap()));
@@ -294,7 +265,8 @@ async fn revoked_credentials_stop_their_stream_while_others_go_on() {
         "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{top_topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\n[streams.params]\nshop_codes = \"2313\"\n",
         sim.base_url()
     );
-    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &wdt_topic, &["shop-01"], "1h", "", "", &extra));
+    let (status, stdout, stderr) =
+        run(dir.path(), &worker_toml(&sim, &wdt_topic, &["shop-01"], "1h").extra(&extra).build());
     assert_eq!(status.code(), Some(1), "a stopped stream fails the run:\n{stdout}\n{stderr}");
     let wdt_line = stdout.lines().find(|l| l.starts_with("wdt.account_check/shop-01")).unwrap();
     assert!(wdt_line.contains("STOPPED") && wdt_line.contains("appkey"), "{wdt_line}");
@@ -328,8 +300,10 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
             base = sim.base_url(),
             t = unique("secrets")
         );
-        let mut toml = worker_toml(&sim, &unique("secrets-wdt"), &["shop-01"], "6h", "", "", &worker_extra);
-        toml = toml.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
+        let toml = worker_toml(&sim, &unique("secrets-wdt"), &["shop-01"], "6h")
+            .extra("[metrics]\nlisten = \"127.0.0.1:0\"\n")
+            .extra(&worker_extra)
+            .build();
         let cfg = write(dir.path(), "worker.toml", &toml);
         let mut worker = Command::new(BIN)
             .args(["run", "--log-format", format, "--config"])

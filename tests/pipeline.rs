@@ -81,7 +81,11 @@ async fn every_simulated_record_arrives_once_with_exact_values() {
     let cfg = write(
         dir.path(),
         "worker.toml",
-        &worker_config(&sim, &topic, &wm_topic, &unique("e2e-txn"), "test-secret", "24h", STREAMS),
+        &WorkerToml::new(&sim.base_url(), &topic)
+            .watermark_topic(&wm_topic)
+            .transactional_id(&unique("e2e-txn"))
+            .streams(STREAMS)
+            .build(),
     );
     let started = Utc::now();
     let out = run_until_caught_up(&cfg);
@@ -118,7 +122,12 @@ async fn a_worker_killed_mid_backfill_resumes_without_loss_or_duplicates() {
     let cfg = write(
         dir.path(),
         "worker.toml",
-        &worker_config(&sim, &topic, &wm_topic, &unique("kill-txn"), "test-secret", "2h", STREAMS),
+        &WorkerToml::new(&sim.base_url(), &topic)
+            .watermark_topic(&wm_topic)
+            .transactional_id(&unique("kill-txn"))
+            .max_span("2h")
+            .streams(STREAMS)
+            .build(),
     );
     let mut committed_after_kills = Vec::new();
     for kill in 0..3 {
@@ -161,7 +170,12 @@ async fn a_wrong_appsecret_stops_the_stream_and_commits_nothing() {
     let cfg = write(
         dir.path(),
         "worker.toml",
-        &worker_config(&sim, &topic, &wm_topic, &unique("badsig-txn"), secret, "24h", streams),
+        &WorkerToml::new(&sim.base_url(), &topic)
+            .watermark_topic(&wm_topic)
+            .transactional_id(&unique("badsig-txn"))
+            .appsecret(secret)
+            .streams(streams)
+            .build(),
     );
     let out = run_until_caught_up(&cfg);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -196,8 +210,12 @@ async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
     let expected = sim.records(KIND).await;
     let (topic, wm_topic) = (unique("metrics-data"), unique("metrics-wm"));
     let streams = &[("wdt.account_check/shop-01", "shop-01")];
-    let mut cfg_text = worker_config(&sim, &topic, &wm_topic, &unique("metrics-txn"), "test-secret", "24h", streams);
-    cfg_text = cfg_text.replacen("[sources.wdt]", "[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]", 1);
+    let cfg_text = WorkerToml::new(&sim.base_url(), &topic)
+        .watermark_topic(&wm_topic)
+        .transactional_id(&unique("metrics-txn"))
+        .streams(streams)
+        .extra("[metrics]\nlisten = \"127.0.0.1:0\"\n")
+        .build();
     let cfg = write(dir.path(), "worker.toml", &cfg_text);
     // Without --until-caught-up the worker keeps polling until told to stop.
     let mut worker = spawn_worker(&cfg, &[]);
@@ -249,14 +267,16 @@ async fn a_long_lookback_on_a_busy_stream_fits_its_watermark_in_one_message() {
     let streams = &[("wdt.account_check/shop-01", "shop-01")];
     let run = |limit: Option<usize>| {
         let (topic, wm_topic) = (unique("busy-data"), unique("busy-wm"));
-        let mut text = worker_config(&sim, &topic, &wm_topic, &unique("busy-txn"), "test-secret", "24h", streams)
-            .replace("lookback = \"10m\"", "lookback = \"12h\"")
-            .replace("start = \"6d\"", "start = \"3d\"");
+        let mut b = WorkerToml::new(&sim.base_url(), &topic)
+            .watermark_topic(&wm_topic)
+            .transactional_id(&unique("busy-txn"))
+            .start("3d")
+            .lookback("12h")
+            .streams(streams);
         if let Some(limit) = limit {
-            text =
-                text.replace("topic_partitions = 3", &format!("topic_partitions = 3\nwatermark_max_bytes = {limit}"));
+            b = b.kafka_extra(&format!("watermark_max_bytes = {limit}"));
         }
-        let out = run_until_caught_up(&write(dir.path(), "busy.toml", &text));
+        let out = run_until_caught_up(&write(dir.path(), "busy.toml", &b.build()));
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{stderr}");
         (topic, wm_topic, stderr)

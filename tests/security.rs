@@ -14,15 +14,15 @@ const STREAMS: &[(&str, &str)] = &[("wdt.account_check/shop-01", "shop-01"), ("w
 /// A worker config against the secure broker; the password comes from `KAFKA_PASSWORD`.
 fn secure_config(dir: &Path, sim: &Simulator, topic: &str, protocol: &str, ca: &str) -> std::path::PathBuf {
     let k = secure_kafka();
-    let text = worker_config(sim, topic, &format!("{topic}-wm"), &format!("{topic}-txn"), "test-secret", "24h", STREAMS)
-        .replace(&format!("bootstrap = \"{}\"", kafka()), &format!("bootstrap = \"{}\"\nstartup_timeout = \"8s\"", k.bootstrap))
-        .replace(
-            "\n[sources.wdt]",
-            &format!(
-                "\n[kafka.properties]\n\"security.protocol\" = \"{protocol}\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{}\"\n\"sasl.password\" = \"${{KAFKA_PASSWORD}}\"\n\"ssl.ca.location\" = \"{ca}\"\n\n[sources.wdt]",
-                k.username
-            ),
-        );
+    let text = WorkerToml::new(&sim.base_url(), topic)
+        .bootstrap(&k.bootstrap)
+        .kafka_extra("startup_timeout = \"8s\"")
+        .streams(STREAMS)
+        .extra(&format!(
+            "[kafka.properties]\n\"security.protocol\" = \"{protocol}\"\n\"sasl.mechanisms\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"{}\"\n\"sasl.password\" = \"${{KAFKA_PASSWORD}}\"\n\"ssl.ca.location\" = \"{ca}\"\n",
+            k.username
+        ))
+        .build();
     write(dir, "secure.toml", &text)
 }
 

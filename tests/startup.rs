@@ -12,19 +12,11 @@ use common::*;
 /// A worker config whose Kafka is `bootstrap`, waiting at most `startup_timeout` for it.
 fn config_for(dir: &std::path::Path, sim: &Simulator, bootstrap: &str, startup_timeout: &str) -> std::path::PathBuf {
     let topic = unique("startup");
-    let text = worker_config(
-        sim,
-        &topic,
-        &format!("{topic}-wm"),
-        &format!("{topic}-txn"),
-        "test-secret",
-        "24h",
-        &[("wdt.account_check/shop-01", "shop-01")],
-    )
-    .replace(
-        &format!("bootstrap = \"{}\"", kafka()),
-        &format!("bootstrap = \"{bootstrap}\"\nstartup_timeout = \"{startup_timeout}\""),
-    );
+    let text = WorkerToml::new(&sim.base_url(), &topic)
+        .bootstrap(bootstrap)
+        .kafka_extra(&format!("startup_timeout = \"{startup_timeout}\""))
+        .stream("wdt.account_check/shop-01", "shop-01")
+        .build();
     write(dir, "worker.toml", &text)
 }
 

@@ -17,8 +17,8 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
-use super::top::{check_system, default_skew, error};
-use crate::config::{ConfigError, expand_env, parse_duration};
+use super::top::{Credential, default_skew, error};
+use crate::config::{ConfigError, expand_env};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
 use crate::sources::qimen::STOCKIN_REFUND;
 
@@ -40,11 +40,9 @@ fn failure(code: &str, message: &str) -> Value {
 
 /// The running 奇门 simulator.
 pub struct QimenSim {
-    app_key: String,
-    app_secret: String,
+    credential: Credential,
     target_app_key: String,
     sid: String,
-    max_skew: i64,
     stockins: RwLock<DataSet>,
 }
 
@@ -75,11 +73,9 @@ impl QimenSim {
             )?,
         };
         Ok(QimenSim {
-            app_key: expand_env("qimen.app_key", &cfg.app_key)?,
-            app_secret: expand_env("qimen.app_secret", &cfg.app_secret)?,
+            credential: Credential::new("qimen", &cfg.app_key, &cfg.app_secret, &cfg.max_skew)?,
             target_app_key: expand_env("qimen.target_app_key", &cfg.target_app_key)?,
             sid: expand_env("qimen.sid", &cfg.sid)?,
-            max_skew: parse_duration("qimen.max_skew", &cfg.max_skew)?.as_secs() as i64,
             stockins: RwLock::new(stockins),
         })
     }
@@ -100,10 +96,11 @@ impl QimenSim {
         now: DateTime<Utc>,
         faults: Option<&Faults>,
     ) -> Result<Value, Value> {
-        if p.get("app_key") != Some(&self.app_key) {
+        // Kept out of `Credential`: 奇门 answers a missing app key as invalid (29), TOP as missing (28).
+        if p.get("app_key") != Some(&self.credential.app_key) {
             return Err(error(29, "Invalid App Key", "", ""));
         }
-        check_system(p, &self.app_secret, self.max_skew, now).map_err(|e| {
+        self.credential.check_system(p, now).map_err(|e| {
             // Qimen reports a bad signature inside its own envelope.
             if e["error_response"]["code"] == 25 { failure("sign-check-failure", "Illegal request") } else { e }
         })?;

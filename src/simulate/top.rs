@@ -17,11 +17,14 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
-use crate::config::{ConfigError, expand_env, parse_duration};
+use crate::config::{ConfigError, Secret, expand_env, parse_duration};
 use crate::domain::time::{format_beijing, parse_beijing};
 use crate::sources::top::FINANCE_ORDER;
 use crate::sources::top_sign::{SignMethod, sign};
 
+// The credential keys (`app_key`, `app_secret`, `max_skew`) are declared here and in
+// `QimenSimConfig` rather than in one `#[serde(flatten)]`ed struct: flatten would report a
+// typo or a wrong type at the section header, without the list of known keys.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopSimConfig {
@@ -48,44 +51,56 @@ pub fn error(code: u32, msg: &str, sub_code: &str, sub_msg: &str) -> Value {
     json!({ "error_response": e })
 }
 
-/// Checks the TOP-family system parameters shared by TOP and 奇门: method present, a known
-/// `sign_method`, a timestamp within `max_skew`, and the signature.
-pub fn check_system(
-    p: &BTreeMap<String, String>,
-    secret: &str,
+/// One app's credentials as a TOP-family simulator checks them, `${ENV}` expanded.
+pub struct Credential {
+    pub app_key: String,
+    app_secret: Secret,
     max_skew: i64,
-    now: DateTime<Utc>,
-) -> Result<(), Value> {
-    if p.get("method").is_none_or(|m| m.is_empty()) {
-        return Err(error(21, "Missing Method", "", ""));
+}
+
+impl Credential {
+    /// Resolves `[section]`'s `app_key`, `app_secret` and `max_skew`; errors name `section.key`.
+    pub fn new(section: &str, app_key: &str, app_secret: &str, max_skew: &str) -> Result<Self, ConfigError> {
+        Ok(Credential {
+            app_key: expand_env(&format!("{section}.app_key"), app_key)?,
+            app_secret: Secret::new(expand_env(&format!("{section}.app_secret"), app_secret)?),
+            max_skew: parse_duration(&format!("{section}.max_skew"), max_skew)?.as_secs() as i64,
+        })
     }
-    let Some(ts) = p.get("timestamp").filter(|t| !t.is_empty()) else {
-        return Err(error(30, "Missing Timestamp", "", ""));
-    };
-    let ts = parse_beijing(ts).ok_or_else(|| error(31, "Invalid Timestamp", "isv.invalid-timestamp", "bad format"))?;
-    if (now - ts).num_seconds().abs() > max_skew {
-        return Err(error(31, "Invalid Timestamp", "isv.invalid-timestamp", "timestamp out of range"));
+
+    /// Checks the TOP-family system parameters shared by TOP and 奇门: method present, a known
+    /// `sign_method`, a timestamp within `max_skew`, and the signature.
+    pub fn check_system(&self, p: &BTreeMap<String, String>, now: DateTime<Utc>) -> Result<(), Value> {
+        if p.get("method").is_none_or(|m| m.is_empty()) {
+            return Err(error(21, "Missing Method", "", ""));
+        }
+        let Some(ts) = p.get("timestamp").filter(|t| !t.is_empty()) else {
+            return Err(error(30, "Missing Timestamp", "", ""));
+        };
+        let ts =
+            parse_beijing(ts).ok_or_else(|| error(31, "Invalid Timestamp", "isv.invalid-timestamp", "bad format"))?;
+        if (now - ts).num_seconds().abs() > self.max_skew {
+            return Err(error(31, "Invalid Timestamp", "isv.invalid-timestamp", "timestamp out of range"));
+        }
+        let method = match p.get("sign_method").map(String::as_str) {
+            None | Some("") => SignMethod::Md5,
+            Some(m) => SignMethod::parse(m)
+                .ok_or_else(|| error(41, "Invalid Arguments", "isv.invalid-parameter:sign_method", m))?,
+        };
+        let Some(given) = p.get("sign").filter(|s| !s.is_empty()) else {
+            return Err(error(24, "Missing Signature", "", ""));
+        };
+        if sign(p, None, self.app_secret.expose(), method) != *given {
+            return Err(error(25, "Invalid signature", "isv.invalid-signature", "Invalid signature"));
+        }
+        Ok(())
     }
-    let method = match p.get("sign_method").map(String::as_str) {
-        None | Some("") => SignMethod::Md5,
-        Some(m) => SignMethod::parse(m)
-            .ok_or_else(|| error(41, "Invalid Arguments", "isv.invalid-parameter:sign_method", m))?,
-    };
-    let Some(given) = p.get("sign").filter(|s| !s.is_empty()) else {
-        return Err(error(24, "Missing Signature", "", ""));
-    };
-    if sign(p, None, secret, method) != *given {
-        return Err(error(25, "Invalid signature", "isv.invalid-signature", "Invalid signature"));
-    }
-    Ok(())
 }
 
 /// The running TOP simulator.
 pub struct TopSim {
-    app_key: String,
-    app_secret: String,
+    credential: Credential,
     session: String,
-    max_skew: i64,
     orders: RwLock<DataSet>,
 }
 
@@ -115,10 +130,8 @@ impl TopSim {
             )?,
         };
         Ok(TopSim {
-            app_key: expand_env("top.app_key", &cfg.app_key)?,
-            app_secret: expand_env("top.app_secret", &cfg.app_secret)?,
+            credential: Credential::new("top", &cfg.app_key, &cfg.app_secret, &cfg.max_skew)?,
             session: expand_env("top.session", &cfg.session)?,
-            max_skew: parse_duration("top.max_skew", &cfg.max_skew)?.as_secs() as i64,
             orders: RwLock::new(orders),
         })
     }
@@ -142,10 +155,10 @@ impl TopSim {
     ) -> Result<Value, Value> {
         match p.get("app_key").map(String::as_str) {
             None | Some("") => return Err(error(28, "Missing App Key", "", "")),
-            Some(k) if k != self.app_key => return Err(error(29, "Invalid App Key", "", "")),
+            Some(k) if k != self.credential.app_key => return Err(error(29, "Invalid App Key", "", "")),
             _ => {}
         }
-        check_system(p, &self.app_secret, self.max_skew, now)?;
+        self.credential.check_system(p, now)?;
         if p.get("method").map(String::as_str) != Some(FINANCE_ORDER.method) {
             return Err(error(22, "Invalid Method", "", ""));
         }
@@ -247,5 +260,19 @@ async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTre
     match &state.top {
         Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
         None => Json(error(22, "Invalid Method", "", "top simulator not configured")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SimConfig;
+
+    #[test]
+    fn a_typo_in_a_credential_section_names_the_key_and_the_known_ones() {
+        for (section, rest) in [("qimen", "target_app_key = \"t\"\nsid = \"s\""), ("top", "session = \"s\"")] {
+            let text = format!("[{section}]\napp_key = \"k\"\napp_secret = \"x\"\n{rest}\nmax_skw = \"1m\"\n");
+            let e = toml::from_str::<SimConfig>(&text).unwrap_err().to_string();
+            assert!(e.contains("max_skw = ") && e.contains("expected one of `app_key`"), "{e}");
+        }
     }
 }

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::envelope::{as_text, json_body, preview, records, total};
-use super::top::{classify as top_classify, sign_method};
-use super::top_sign::{SignMethod, sign};
+use super::top::classify as top_classify;
+use super::top_sign::TopCredential;
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-use crate::config::{ConfigError, Secret, SourceConfig};
+use crate::config::{ConfigError, SourceConfig};
 use crate::domain::time::{DATETIME, format_beijing};
 
 /// 查询退货入库单 (refund stock-ins), seed `001_…`.
@@ -81,11 +81,9 @@ pub struct QimenSource {
     spec: &'static ApiSpec,
     http: reqwest::Client,
     url: String,
-    app_key: String,
-    app_secret: Secret,
+    credential: TopCredential,
     target_app_key: String,
     sid: String,
-    sign_method: SignMethod,
     timeout: Duration,
 }
 
@@ -97,11 +95,9 @@ impl QimenSource {
             spec,
             http,
             url: cfg.base_url.clone(),
-            app_key: s.string("app_key")?,
-            app_secret: s.secret("app_secret")?,
+            credential: TopCredential::from_settings(s, &cfg.id)?,
             target_app_key: s.string("target_app_key")?,
             sid: s.string("sid")?,
-            sign_method: sign_method(s, &cfg.id)?,
             timeout: cfg.request_timeout,
         })
     }
@@ -114,14 +110,8 @@ impl QimenSource {
         let window = req.window.ok_or_else(|| SourceError::no_window(self.spec.kind))?;
         let mut p: BTreeMap<String, String> = req.params.clone();
         for (k, v) in [
-            ("method", self.spec.method.to_owned()),
-            ("app_key", self.app_key.clone()),
             ("target_app_key", self.target_app_key.clone()),
             ("sid", self.sid.clone()),
-            ("timestamp", format_beijing(now, DATETIME)),
-            ("format", "json".to_owned()),
-            ("v", "2.0".to_owned()),
-            ("sign_method", self.sign_method.as_str().to_owned()),
             ("start_time", format_beijing(window.start, DATETIME)),
             // Closed interval, as 旺店通's own APIs.
             ("end_time", format_beijing(window.last_second(), DATETIME)),
@@ -130,9 +120,7 @@ impl QimenSource {
         ] {
             p.insert(k.to_owned(), v);
         }
-        let sig = sign(&p, None, self.app_secret.expose(), self.sign_method);
-        p.insert("sign".to_owned(), sig);
-        Ok(p)
+        Ok(self.credential.signed(self.spec.method, p, now))
     }
 }
 
@@ -142,7 +130,7 @@ impl Source for QimenSource {
     }
 
     fn quota_key(&self) -> String {
-        format!("qimen:{}:{}", self.app_key, self.sid)
+        format!("qimen:{}:{}", self.credential.app_key, self.sid)
     }
 
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::envelope::{as_text, json_body, preview, records, total};
-use super::top_sign::{SignMethod, sign};
+use super::top_sign::TopCredential;
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{DATETIME, format_beijing};
@@ -133,10 +133,8 @@ pub struct TopSource {
     spec: &'static ApiSpec,
     http: reqwest::Client,
     url: String,
-    app_key: String,
-    app_secret: Secret,
+    credential: TopCredential,
     session: Secret,
-    sign_method: SignMethod,
     simplify: bool,
     timeout: Duration,
 }
@@ -149,10 +147,8 @@ impl TopSource {
             spec,
             http,
             url: cfg.base_url.clone(),
-            app_key: s.string("app_key")?,
-            app_secret: s.secret("app_secret")?,
+            credential: TopCredential::from_settings(s, &cfg.id)?,
             session: s.secret("session")?,
-            sign_method: sign_method(s, &cfg.id)?,
             simplify: match s.optional_string("simplify")?.as_deref() {
                 None | Some("false") => false,
                 Some("true") => true,
@@ -193,33 +189,12 @@ impl TopSource {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<BTreeMap<String, String>, SourceError> {
         let mut p = BTreeMap::new();
-        p.insert("method".to_owned(), self.spec.method.to_owned());
-        p.insert("app_key".to_owned(), self.app_key.clone());
         p.insert("session".to_owned(), self.session.expose().to_owned());
-        p.insert("timestamp".to_owned(), format_beijing(now, DATETIME));
-        p.insert("v".to_owned(), "2.0".to_owned());
-        p.insert("sign_method".to_owned(), self.sign_method.as_str().to_owned());
-        p.insert("format".to_owned(), "json".to_owned());
         if self.simplify {
             p.insert("simplify".to_owned(), "true".to_owned());
         }
         p.insert(REQUEST_PARAM.to_owned(), self.request_object(req)?);
-        let sig = sign(&p, None, self.app_secret.expose(), self.sign_method);
-        p.insert("sign".to_owned(), sig);
-        Ok(p)
-    }
-}
-
-/// The configured `sign_method` (default `md5`), shared by the TOP-family sources.
-pub fn sign_method(s: &crate::config::SourceSettings, source_id: &str) -> Result<SignMethod, ConfigError> {
-    match s.optional_string("sign_method")? {
-        None => Ok(SignMethod::Md5),
-        Some(m) => SignMethod::parse(&m).ok_or_else(|| {
-            ConfigError::invalid(
-                format!("sources.{source_id}.sign_method"),
-                format!("{m:?} is not one of md5, hmac, hmac-sha256"),
-            )
-        }),
+        Ok(self.credential.signed(self.spec.method, p, now))
     }
 }
 
@@ -229,7 +204,7 @@ impl Source for TopSource {
     }
 
     fn quota_key(&self) -> String {
-        format!("top:{}", self.app_key)
+        format!("top:{}", self.credential.app_key)
     }
 
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {

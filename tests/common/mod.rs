@@ -20,6 +20,10 @@ use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
+mod worker_toml;
+#[allow(unused_imports)] // `dead_code` above does not cover re-exports some test binaries leave unused.
+pub use worker_toml::WorkerToml;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_tidemark");
 
 /// The broker for this test run: `KAFKA_BOOTSTRAP`, or one started by `dev/kafka` (once).
@@ -127,55 +131,6 @@ pub fn spawn_worker(config: &Path, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn worker")
-}
-
-/// A worker config for one simulated source and the given streams (`(id, shop)` pairs).
-pub fn worker_config(
-    sim: &Simulator,
-    topic: &str,
-    wm_topic: &str,
-    txn_id: &str,
-    appsecret: &str,
-    max_span: &str,
-    streams: &[(&str, &str)],
-) -> String {
-    let mut s = format!(
-        r#"
-[kafka]
-bootstrap = "{kafka}"
-transactional_id = "{txn_id}"
-watermark_topic = "{wm_topic}"
-watermark_partitions = 3
-topic_partitions = 3
-
-[sources.wdt]
-kind = "wdt.account_check"
-base_url = "{base}"
-sid = "test-sid"
-appkey = "test-appkey"
-appsecret = "{appsecret}"
-requests_per_second = 200
-"#,
-        kafka = kafka(),
-        base = sim.base_url()
-    );
-    for (id, shop) in streams {
-        s.push_str(&format!(
-            r#"
-[[streams]]
-id = "{id}"
-source = "wdt"
-topic = "{topic}"
-start = "6d"
-lookback = "10m"
-settle = "1m"
-max_span = "{max_span}"
-[streams.params]
-shop_no = "{shop}"
-"#
-        ));
-    }
-    s
 }
 
 pub fn simulator_config(records: usize, latency: &str) -> String {
