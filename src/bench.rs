@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::future::join_all;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::config::Config;
-use crate::domain::pageset::{PageSet, Progress, record_key};
-use crate::domain::{OutRecord, PageRequest, Sink, SourceError, WatermarkState, Window};
+use crate::domain::{OutRecord, Sink, WatermarkState, Window};
 use crate::kafka::TxnSink;
+use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::simulate::{SIM_KINDS, SimPair, sim_kind};
-use crate::worker::StreamPlan;
+use crate::worker::read::Fetched;
+use crate::worker::{Reader, StreamPlan};
 
 /// Why a benchmark could not run.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,14 @@ pub struct BenchOptions {
     pub idle_seconds: u64,
     pub bootstrap: String,
     pub work_dir: PathBuf,
+    /// Added by the simulator to every vendor response (what a real vendor takes).
+    pub latency: Duration,
+    /// The credential's quota, shared by all streams of a shape.
+    pub requests_per_second: u32,
+    /// The credential's ceiling of requests in flight (`max_in_flight`).
+    pub max_in_flight: u32,
+    /// Each stream's largest window (`max_span`).
+    pub max_span: Duration,
 }
 
 /// One shape's figures.
@@ -51,6 +61,11 @@ pub struct ShapeResult {
     pub fetch_only_rps: f64,
     pub produce_only_rps: f64,
     pub end_to_end_rps: f64,
+    /// `page_size × requests_per_second`: no worker can beat the quota.
+    pub quota_ceiling_rps: f64,
+    /// `max_in_flight × page_size / latency`: what the in-flight ceiling allows at this
+    /// latency (none without latency).
+    pub latency_ceiling_rps: Option<f64>,
     pub cpu_seconds_per_million: f64,
     pub peak_rss_mib: f64,
 }
@@ -136,13 +151,14 @@ fn wait_with_usage(child: &mut Child) -> Result<(bool, f64, f64), BenchError> {
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
     let pair = pair(kind).expect("checked shape");
     let mut s = format!(
-        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = 100000\n",
-        opts.bootstrap, pair.source, pair.path
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = {}\nmax_in_flight = {}\n",
+        opts.bootstrap, pair.source, pair.path, opts.requests_per_second, opts.max_in_flight
     );
     for g in streams {
         let _ = write!(
             s,
-            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"6h\"\n{extra}\n[streams.params]\n{} = \"{g}\"\n",
+            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"{}s\"\n{extra}\n[streams.params]\n{} = \"{g}\"\n",
+            opts.max_span.as_secs(),
             pair.group_param
         );
     }
@@ -154,51 +170,50 @@ fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
     plan.windows_from(crate::domain::time::truncate_to_second(plan.cfg.start.resolve(now)), now)
 }
 
-/// All records of one window, read page by page through the same page-set check as the worker.
-/// `keep: false` drops each page's records once checked (as the worker does once it has
-/// encoded them) and returns none.
-async fn fetch_window(plan: &StreamPlan, w: &Window, keep: bool) -> Result<(u64, Vec<serde_json::Value>), BenchError> {
-    let spec = plan.source.spec();
-    let mut set = PageSet::new(spec.key_field, spec.total_on_every_page);
-    for page_index in 0.. {
-        let req = PageRequest { window: Some(w), page_index, page_size: plan.page_size, params: &plan.cfg.params };
-        let page = loop {
-            match plan.source.fetch_page(req).await {
-                Ok(p) => break p,
-                Err(SourceError::Fatal { reason, .. }) => return Err(err(reason)),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
-        let progress = set.add(page).map_err(err)?;
-        if !keep {
-            drop(set.take_new());
-        }
-        if progress == Progress::Complete {
-            break;
-        }
-    }
-    Ok((set.count(), set.into_records()))
+/// How the worker reads a stream, without a worker: the fetch-only ceiling and the records
+/// the produce-only ceiling writes come from the same reads, concurrency included.
+fn reader(plan: StreamPlan, dead_letter_topic: &str) -> Arc<Reader> {
+    Arc::new(Reader {
+        metrics: Metrics::new(),
+        topic: Arc::from(plan.topic.as_str()),
+        dead_letter_topic: Arc::from(dead_letter_topic),
+        headers: vec![
+            (crate::kafka::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
+            (crate::kafka::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
+        ],
+        plan: Arc::new(plan),
+    })
 }
 
-async fn fetch_only(plans: &[StreamPlan], now: chrono::DateTime<Utc>) -> Result<(u64, Duration), BenchError> {
+/// Every window of a stream, read with as many windows in flight as the worker would.
+async fn read_all(reader: &Reader, now: chrono::DateTime<Utc>) -> Result<Vec<Fetched>, BenchError> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let rx = &rx;
+    let ahead = reader.plan.cfg.windows_in_flight as usize + 1;
+    futures_util::stream::iter(windows(&reader.plan, now))
+        .map(|w| async move { reader.read(Some(&w), rx).await.map(|f| (w, f)) })
+        .buffered(ahead)
+        .map(|r| r.map(|(_, f)| f).map_err(err))
+        .try_collect()
+        .await
+}
+
+async fn fetch_only(readers: &[Arc<Reader>], now: chrono::DateTime<Utc>) -> Result<(u64, Duration), BenchError> {
     let started = Instant::now();
-    let counts = join_all(plans.iter().map(|p| async move {
-        let mut n = 0u64;
-        for w in windows(p, now) {
-            n += fetch_window(p, &w, false).await?.0;
-        }
-        Ok::<u64, BenchError>(n)
+    let counts = join_all(readers.iter().map(|r| async move {
+        let fetched = read_all(r, now).await?;
+        Ok::<u64, BenchError>(fetched.iter().map(|f| f.candidates.len() as u64).sum())
     }))
     .await;
     let total = counts.into_iter().collect::<Result<Vec<_>, _>>()?.into_iter().sum();
     Ok((total, started.elapsed()))
 }
 
-/// Produces the same records, Avro-encoded beforehand, one transaction per window with its
-/// watermark record, as the worker does; only the producing is timed.
+/// Produces the same records, read and encoded beforehand, one transaction per window with
+/// its watermark record, as the worker does; only the producing is timed.
 async fn produce_only(
     config: &Config,
-    plans: &[StreamPlan],
+    readers: &[Arc<Reader>],
     now: chrono::DateTime<Utc>,
     run: &str,
 ) -> Result<(u64, Duration), BenchError> {
@@ -215,27 +230,13 @@ async fn produce_only(
     .map_err(err)?;
     let mut timed = Duration::ZERO;
     let mut total = 0u64;
-    for p in plans {
-        let key_field = p.source.spec().key_field;
+    for r in readers {
+        let p = &r.plan;
         let mut state = WatermarkState::new(p.cfg.id.clone(), p.cfg.start.resolve(now));
-        let headers: Vec<(&'static str, Arc<[u8]>)> = vec![
-            (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
-            (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
-        ];
-        for w in windows(p, now) {
-            let (_, records) = fetch_window(p, &w, true).await?;
-            let mut out = Vec::with_capacity(records.len() + 1);
-            for r in &records {
-                let mut value = Vec::with_capacity(512);
-                p.codec.encode(r, &mut value).map_err(err)?;
-                out.push(OutRecord {
-                    topic: topic.clone(),
-                    key: record_key(r, key_field).unwrap_or_default().into_bytes(),
-                    value: Some(value),
-                    headers: headers.clone(),
-                });
-            }
-            total += records.len() as u64;
+        for (w, fetched) in windows(p, now).into_iter().zip(read_all(r, now).await?) {
+            let mut out: Vec<OutRecord> =
+                fetched.candidates.into_iter().map(|c| OutRecord { topic: topic.clone(), ..c.out }).collect();
+            total += out.len() as u64;
             state = state.advance(w.end, Vec::new(), Duration::ZERO).map_err(err)?;
             out.push(OutRecord {
                 topic: wm_topic.clone(),
@@ -280,14 +281,16 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let sim = start_simulator(
         &dir,
         &format!(
-            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n",
+            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n\n[faults]\nlatency = \"{}ms\"\n",
             opts.records,
-            quoted.join(", ")
+            quoted.join(", "),
+            opts.latency.as_millis()
         ),
     )?;
     let run = format!("{}-{}", kind.replace('.', "-"), Utc::now().format("%H%M%S"));
     let config = Config::parse(&worker_toml(opts, kind, &sim.base, &run, &groups, "")).map_err(err)?;
-    let plans = pipeline::plan(&config).map_err(err)?;
+    let readers: Vec<Arc<Reader>> =
+        pipeline::plan(&config).map_err(err)?.into_iter().map(|p| reader(p, &config.kafka.dead_letter_topic)).collect();
     let now = Utc::now();
 
     let mut fetch = (0u64, Duration::MAX);
@@ -295,7 +298,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let mut topics = vec![format!("bench-{run}.produce"), format!("bench-{run}.wm")];
     for attempt in 1..=opts.repeat {
         eprintln!("[{kind}] fetch-only ceiling ({attempt}/{})…", opts.repeat);
-        let (fetched, took) = fetch_only(&plans, now).await?;
+        let (fetched, took) = fetch_only(&readers, now).await?;
         if took < fetch.1 {
             fetch = (fetched, took);
         }
@@ -308,7 +311,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         }
     }
     eprintln!("[{kind}] produce-only ceiling…");
-    let (produced, produce_time) = produce_only(&config, &plans, now, &run).await?;
+    let (produced, produce_time) = produce_only(&config, &readers, now, &run).await?;
     // The runs' topics are dropped so repeated benches do not load the broker with old data.
     if let Err(e) = delete_topics(&config.kafka, &topics).await {
         eprintln!("[{kind}] could not delete the bench topics: {e}");
@@ -316,12 +319,16 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let (fetched, fetch_time) = fetch;
     let (e2e_time, cpu, rss) = e2e.expect("at least one run");
     let rps = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
+    let page_size = f64::from(readers[0].plan.page_size);
     Ok(ShapeResult {
         kind: kind.to_owned(),
         records: fetched,
         fetch_only_rps: rps(fetched, fetch_time),
         produce_only_rps: rps(produced, produce_time),
         end_to_end_rps: rps(fetched, e2e_time),
+        quota_ceiling_rps: page_size * f64::from(opts.requests_per_second),
+        latency_ceiling_rps: (!opts.latency.is_zero())
+            .then(|| f64::from(opts.max_in_flight) * page_size / opts.latency.as_secs_f64()),
         cpu_seconds_per_million: cpu / (fetched as f64 / 1e6),
         peak_rss_mib: rss,
     })

@@ -270,6 +270,8 @@ struct FileSource {
     requests_per_second: u32,
     #[serde(default = "default_request_timeout")]
     request_timeout: String,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: u32,
     /// An `.avsc` file to use instead of the kind's built-in schema.
     schema: Option<String>,
     /// Vendor-specific keys (credentials and the like), checked by the vendor module.
@@ -279,6 +281,14 @@ struct FileSource {
 
 fn default_rps() -> u32 {
     5
+}
+/// Enough for a quota of 50 requests/s at 300 ms a request; the adaptive limit starts lower.
+fn default_max_in_flight() -> u32 {
+    16
+}
+/// Enough windows to keep a credential's slots busy while one of them commits.
+fn default_windows_in_flight() -> u32 {
+    8
 }
 fn default_request_timeout() -> String {
     "30s".into()
@@ -300,8 +310,22 @@ struct FileStream {
     poll_interval: String,
     max_span: Option<String>,
     page_size: Option<u32>,
+    #[serde(default = "default_windows_in_flight")]
+    windows_in_flight: u32,
     #[serde(default)]
     params: BTreeMap<String, String>,
+}
+
+/// Ceilings that catch a typo (16000 for 16) before it reaches a vendor.
+const MAX_IN_FLIGHT: u32 = 256;
+const MAX_WINDOWS_IN_FLIGHT: u32 = 64;
+
+fn check_range(key: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> Result<(), ConfigError> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, format!("must be within {}..={}, got {v}", range.start(), range.end())))
+    }
 }
 
 fn default_start() -> String {
@@ -390,6 +414,9 @@ pub struct SourceConfig {
     pub base_url: String,
     pub requests_per_second: u32,
     pub request_timeout: Duration,
+    /// The most requests out at once on this source's credential; the adaptive limit moves
+    /// below it.
+    pub max_in_flight: u32,
     /// An `.avsc` file replacing the kind's built-in schema (e.g. to add a field the vendor
     /// started sending); the file's text, read at load.
     pub schema: Option<String>,
@@ -463,6 +490,8 @@ pub struct StreamConfig {
     pub poll_interval: Duration,
     pub max_span: Option<Duration>,
     pub page_size: Option<u32>,
+    /// Windows fetched at once while catching up; they still commit strictly in order.
+    pub windows_in_flight: u32,
     pub params: BTreeMap<String, String>,
 }
 
@@ -603,6 +632,7 @@ fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<Stri
         if request_timeout.is_zero() {
             return Err(ConfigError::invalid(format!("{prefix}.request_timeout"), "must be positive"));
         }
+        check_range(&format!("{prefix}.max_in_flight"), s.max_in_flight, 1..=MAX_IN_FLIGHT)?;
         let schema = match &s.schema {
             None => None,
             Some(path) => {
@@ -621,6 +651,7 @@ fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<Stri
                 base_url: base_url.trim_end_matches('/').to_owned(),
                 requests_per_second: s.requests_per_second,
                 request_timeout,
+                max_in_flight: s.max_in_flight,
                 schema,
                 settings: SourceSettings::new(prefix, s.settings),
             },
@@ -680,6 +711,7 @@ fn validate_streams(
                 ));
             }
         }
+        check_range(&key("windows_in_flight"), s.windows_in_flight, 1..=MAX_WINDOWS_IN_FLIGHT)?;
         if s.page_size == Some(0) {
             return Err(ConfigError::invalid(key("page_size"), "must be at least 1"));
         }
@@ -699,6 +731,7 @@ fn validate_streams(
             poll_interval,
             max_span,
             page_size: s.page_size,
+            windows_in_flight: s.windows_in_flight,
             params,
         });
     }

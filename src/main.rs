@@ -97,6 +97,19 @@ enum Command {
         /// Where configs and logs of the runs go.
         #[arg(long, default_value = "target/bench")]
         work_dir: PathBuf,
+        /// Vendor latency the simulator adds to every response, e.g. 150ms (real vendors take
+        /// 100-500 ms).
+        #[arg(long, default_value = "0ms", value_parser = parse_bench_duration)]
+        latency: std::time::Duration,
+        /// The credential's quota (requests_per_second), shared by a shape's streams.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+        requests_per_second: u32,
+        /// The credential's ceiling of requests in flight (max_in_flight).
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+        max_in_flight: u32,
+        /// Each stream's window span (max_span); the vendors allow up to 1d.
+        #[arg(long, default_value = "6h", value_parser = parse_bench_duration)]
+        max_span: std::time::Duration,
     },
     /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
     Inspect {
@@ -224,7 +237,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config, offline } => validate_command(&config, offline).await,
-        Command::Bench { kafka, records, shapes, streams, repeat, idle_streams, idle_seconds, work_dir } => {
+        Command::Bench {
+            kafka,
+            records,
+            shapes,
+            streams,
+            repeat,
+            idle_streams,
+            idle_seconds,
+            work_dir,
+            latency,
+            requests_per_second,
+            max_in_flight,
+            max_span,
+        } => {
             let opts = tidemark::bench::BenchOptions {
                 records,
                 shapes,
@@ -234,6 +260,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 idle_seconds,
                 bootstrap: kafka,
                 work_dir,
+                latency,
+                requests_per_second,
+                max_in_flight,
+                max_span,
             };
             bench_command(opts).await
         }
@@ -294,13 +324,20 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+fn parse_bench_duration(text: &str) -> Result<std::time::Duration, String> {
+    tidemark::config::parse_duration("duration", text).map_err(|e| e.to_string())
+}
+
 /// `bench`: the shapes' throughput against their ceilings, then idle scale.
 async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<ExitCode> {
     use tidemark::bench;
     println!(
-        "tidemark bench: {} records per shape, {} streams each, on {}",
+        "tidemark bench: {} records per shape, {} streams each, vendor latency {:?}, quota {} requests/s, max_in_flight {}, on {}",
         opts.records,
         opts.streams,
+        opts.latency,
+        opts.requests_per_second,
+        opts.max_in_flight,
         bench::machine()
     );
     let mut rows = Vec::new();
@@ -315,6 +352,9 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             format!("{:.0}", r.produce_only_rps),
             format!("{:.0}", r.end_to_end_rps),
             format!("{:.2}", r.end_to_end_rps / ceiling),
+            format!("{:.0}", r.quota_ceiling_rps),
+            r.latency_ceiling_rps.map_or("-".into(), |c| format!("{c:.0}")),
+            format!("{:.2}", r.end_to_end_rps / r.quota_ceiling_rps.min(r.latency_ceiling_rps.unwrap_or(f64::MAX))),
             format!("{:.1}", r.cpu_seconds_per_million),
             format!("{:.0}", r.peak_rss_mib),
         ]);
@@ -327,11 +367,14 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             "produce-only rec/s",
             "end-to-end rec/s",
             "e2e / min(ceilings)",
+            "quota ceiling rec/s",
+            "latency ceiling rec/s",
+            "e2e / vendor ceiling",
             "worker CPU s / M rec",
             "worker peak RSS MiB",
         ],
         &rows,
-        &[1, 2, 3, 4, 5, 6, 7],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
     if opts.idle_streams > 0 {
         let idle = bench::idle_bench(&opts).await?;

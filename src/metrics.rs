@@ -40,6 +40,13 @@ pub struct Metrics {
     pub api_errors: IntCounterVec,
     pub api_duration: HistogramVec,
     pub throttled_seconds: prometheus::CounterVec,
+    /// Per credential (its sources' ids joined by commas): requests sent, the adaptive
+    /// in-flight limit, requests out now, and the configured ceilings.
+    pub credential_requests: IntCounterVec,
+    pub credential_in_flight_limit: prometheus::IntGaugeVec,
+    pub credential_in_flight: prometheus::IntGaugeVec,
+    pub credential_max_in_flight: prometheus::IntGaugeVec,
+    pub credential_quota: prometheus::IntGaugeVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     pub hanging_transactions: IntCounterVec,
@@ -183,6 +190,32 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(throttled_seconds.clone())).expect("unique metric");
+        let credential_requests = counter(
+            "tidemark_credential_requests_total",
+            "Vendor API requests sent on a credential (the quota's numerator).",
+            &["credential"],
+        );
+        let gauge = |name: &str, help: &str| {
+            let g = prometheus::IntGaugeVec::new(Opts::new(name, help), &["credential"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let credential_in_flight_limit = gauge(
+            "tidemark_credential_in_flight_limit",
+            "The adaptive limit on requests in flight on a credential (grows while the vendor answers well, halves on throttles, timeouts and 5xx).",
+        );
+        let credential_in_flight = gauge(
+            "tidemark_credential_in_flight",
+            "Vendor API requests in flight (or waiting for the rate limit) on a credential.",
+        );
+        let credential_max_in_flight = gauge(
+            "tidemark_credential_max_in_flight",
+            "The configured ceiling of the in-flight limit (max_in_flight).",
+        );
+        let credential_quota = gauge(
+            "tidemark_credential_quota_requests_per_second",
+            "The configured request quota of a credential (requests_per_second).",
+        );
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -205,6 +238,11 @@ impl Metrics {
             api_errors,
             api_duration,
             throttled_seconds,
+            credential_requests,
+            credential_in_flight_limit,
+            credential_in_flight,
+            credential_max_in_flight,
+            credential_quota,
             pageset_refetches,
             transactions,
             hanging_transactions,
@@ -246,6 +284,15 @@ impl Metrics {
         for outcome in ["committed", "aborted", "fatal"] {
             self.transactions.with_label_values(&[outcome]).inc_by(0);
         }
+    }
+
+    /// Sets a credential's gauges: limit, in flight, and the configured ceilings.
+    pub fn set_credential(&self, credential: &str, limit: u32, in_flight: u32, max_in_flight: u32, quota: u32) {
+        let c = [credential];
+        self.credential_in_flight_limit.with_label_values(&c).set(i64::from(limit));
+        self.credential_in_flight.with_label_values(&c).set(i64::from(in_flight));
+        self.credential_max_in_flight.with_label_values(&c).set(i64::from(max_in_flight));
+        self.credential_quota.with_label_values(&c).set(i64::from(quota));
     }
 
     /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.

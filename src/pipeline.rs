@@ -31,15 +31,20 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
         clients.insert(id, sources::build(s, http.clone())?);
     }
     // Sources that share a credential share its quota (and its throttle pauses): one gate
-    // per quota key, at the lowest rate any of them configured.
-    let mut rates: HashMap<String, u32> = HashMap::new();
+    // per quota key, at the lowest rate and in-flight ceiling any of them configured, named
+    // for metrics by the sources sharing it.
+    let mut shared: BTreeMap<String, (Vec<&str>, u32, u32)> = BTreeMap::new();
     for (id, c) in &clients {
-        let rps = config.sources[*id].requests_per_second;
-        rates.entry(c.quota_key()).and_modify(|r| *r = (*r).min(rps)).or_insert(rps);
+        let s = &config.sources[*id];
+        let e = shared.entry(c.quota_key()).or_insert((Vec::new(), u32::MAX, u32::MAX));
+        e.0.push(id);
+        e.1 = e.1.min(s.requests_per_second);
+        e.2 = e.2.min(s.max_in_flight);
     }
-    let gates: HashMap<String, Arc<CredentialGate>> = rates
+    let positive = |n: u32| NonZeroU32::new(n).expect("validated positive");
+    let gates: HashMap<String, Arc<CredentialGate>> = shared
         .into_iter()
-        .map(|(k, rps)| (k, Arc::new(CredentialGate::new(NonZeroU32::new(rps).expect("validated positive")))))
+        .map(|(k, (ids, rps, max))| (k, Arc::new(CredentialGate::new(ids.join(","), positive(rps), positive(max)))))
         .collect();
     let mut codecs: HashMap<&str, Arc<RecordCodec>> = HashMap::new();
     let mut plans = Vec::new();

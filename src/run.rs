@@ -21,7 +21,7 @@ use crate::kafka::{CommitError, TxnSink};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, StreamPlan};
 use crate::worker::stream::sleep_or_shutdown;
-use crate::worker::{StreamOutcome, StreamReport, StreamWorker};
+use crate::worker::{Reader, StreamOutcome, StreamReport, StreamWorker};
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -277,18 +277,21 @@ fn worker(
     state: WatermarkState,
 ) -> StreamWorker {
     StreamWorker {
-        plan: p.clone(),
+        reader: Arc::new(Reader {
+            plan: p.clone(),
+            metrics: metrics.clone(),
+            topic: Arc::from(p.topic.as_str()),
+            dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
+            headers: vec![
+                (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
+                (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
+            ],
+        }),
         sink,
         metrics,
-        topic: Arc::from(p.topic.as_str()),
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
         watermark_max_bytes: config.kafka.watermark_max_bytes,
-        dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
         state,
-        headers: vec![
-            (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
-            (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
-        ],
     }
 }
 

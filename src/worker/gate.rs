@@ -1,29 +1,142 @@
-//! The request gate of one vendor credential: its rate limit, shared by every stream that
-//! uses the credential, and the pause a vendor throttle imposes on all of them.
+//! The request gate of one vendor credential, shared by every stream that uses it: its rate
+//! limit, the pause a vendor throttle imposes, and the adaptive limit on requests in flight.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Rate limit and throttle pause for one credential.
+/// The in-flight limit a credential starts with (or its `max_in_flight`, if lower): modest,
+/// so a vendor that is already struggling is not hit with the full ceiling at once.
+pub const INITIAL_IN_FLIGHT: u32 = 4;
+/// What the limit is multiplied by on a throttle, timeout or server error.
+const DECREASE: f64 = 0.5;
+/// Latency above this multiple of the best seen recently counts as the vendor queueing: the
+/// limit stops growing.
+const LATENCY_TOLERANCE: f64 = 2.0;
+/// Headroom over what the quota can use at the current latency (Little's law): more slots
+/// than that would only wait for the rate limit.
+const QUOTA_HEADROOM: f64 = 1.5;
+
+/// How a request ended, as far as the vendor's health is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The vendor answered (data or a business error) in this time.
+    Healthy(Duration),
+    /// A throttle, a timeout, a 5xx or a dropped connection: the vendor has had enough.
+    Overloaded,
+    /// Nothing learned (the request was cancelled, or failed on our side).
+    Neutral,
+}
+
+/// What the gate knows right now, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GateStats {
+    pub limit: u32,
+    pub in_flight: u32,
+    pub max_in_flight: u32,
+    pub requests_per_second: u32,
+}
+
+/// Additive increase, multiplicative decrease of the in-flight limit.
+#[derive(Debug)]
+struct Aimd {
+    limit: f64,
+    in_flight: u32,
+    /// The lowest healthy latency seen, slowly forgotten so a vendor that got faster or
+    /// slower for good is re-learned.
+    best_latency: Option<Duration>,
+    /// Recent healthy latency, in seconds (exponentially weighted).
+    latency: f64,
+    /// Below it the limit grows by one per healthy answer (doubling each round trip, as TCP's
+    /// slow start); above it by one per round trip. An overload sets it to the halved limit.
+    threshold: f64,
+    /// No second decrease until the requests in flight at the first one have come back.
+    last_decrease: Option<Instant>,
+}
+
+/// Rate limit, throttle pause and in-flight limit for one credential.
 pub struct CredentialGate {
+    name: String,
     limiter: DefaultDirectRateLimiter,
+    per_second: NonZeroU32,
+    max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
+    aimd: Mutex<Aimd>,
+    freed: Notify,
+}
+
+/// A slot in the credential's in-flight limit, held while a request is out. Report how the
+/// request went with [`Permit::done`]; dropping it unreported counts as [`Answer::Neutral`].
+pub struct Permit<'g> {
+    gate: &'g CredentialGate,
+    sent: Instant,
+    reported: bool,
 }
 
 impl CredentialGate {
     /// At most `per_second` requests a second, evenly spaced (no bursts: vendors count calls
-    /// in any second, and a burst at a second's edge would double the rate they see).
-    pub fn new(per_second: NonZeroU32) -> Self {
+    /// in any second, and a burst at a second's edge would double the rate they see), and at
+    /// most `max_in_flight` at once. `name` labels its metrics.
+    pub fn new(name: impl Into<String>, per_second: NonZeroU32, max_in_flight: NonZeroU32) -> Self {
         let quota = Quota::per_second(per_second).allow_burst(NonZeroU32::MIN);
-        CredentialGate { limiter: RateLimiter::direct(quota), paused_until: Mutex::new(None) }
+        let max = max_in_flight.get();
+        CredentialGate {
+            name: name.into(),
+            limiter: RateLimiter::direct(quota),
+            per_second,
+            max_in_flight: max,
+            paused_until: Mutex::new(None),
+            aimd: Mutex::new(Aimd {
+                limit: f64::from(INITIAL_IN_FLIGHT.min(max)),
+                in_flight: 0,
+                best_latency: None,
+                latency: 0.0,
+                threshold: f64::from(max),
+                last_decrease: None,
+            }),
+            freed: Notify::new(),
+        }
     }
 
-    /// Waits until a request may be sent: after any throttle pause, within the rate limit.
-    pub async fn acquire(&self) {
+    /// The sources sharing this credential, for metric labels.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    pub fn stats(&self) -> GateStats {
+        let a = self.aimd.lock().expect("gate lock");
+        GateStats {
+            limit: a.limit as u32,
+            in_flight: a.in_flight,
+            max_in_flight: self.max_in_flight,
+            requests_per_second: self.per_second.get(),
+        }
+    }
+
+    /// Waits until a request may be sent: a free slot in the in-flight limit, then past any
+    /// throttle pause, then within the rate limit. The slot is taken first so that requests
+    /// held back by the limit do not bank rate tokens and then leave in a burst.
+    pub async fn acquire(&self) -> Permit<'_> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut a = self.aimd.lock().expect("gate lock");
+                if f64::from(a.in_flight) < a.limit.floor().max(1.0) {
+                    a.in_flight += 1;
+                    break;
+                }
+            }
+            freed.await;
+        }
+        let mut permit = Permit { gate: self, sent: Instant::now(), reported: false };
         loop {
             let until = *self.paused_until.lock().expect("gate lock");
             match until {
@@ -32,14 +145,80 @@ impl CredentialGate {
             }
         }
         self.limiter.until_ready().await;
+        permit.sent = Instant::now();
+        permit
     }
 
-    /// Pauses every request on this credential for `d` (a vendor throttle's ban).
-    pub fn pause(&self, d: Duration) {
-        let until = Instant::now() + d;
+    /// Pauses every request on this credential for `d` (a vendor throttle's ban). Returns how
+    /// much later the pause now ends than before: requests in flight when the ban began all
+    /// come back throttled, and the ban counts once, not once per answer.
+    pub fn pause(&self, d: Duration) -> Duration {
+        let now = Instant::now();
+        let until = now + d;
         let mut p = self.paused_until.lock().expect("gate lock");
-        if p.is_none_or(|cur| cur < until) {
+        let current = p.filter(|cur| *cur > now).unwrap_or(now);
+        if until > current {
             *p = Some(until);
+            until - current
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    fn release(&self, answer: Answer) {
+        let mut a = self.aimd.lock().expect("gate lock");
+        // Growth only helps if the limit is being used: at least half of it out (as in
+        // Netflix's concurrency-limits AIMD).
+        let saturated = f64::from(a.in_flight) * 2.0 >= a.limit;
+        a.in_flight -= 1;
+        let max = f64::from(self.max_in_flight);
+        match answer {
+            Answer::Healthy(latency) => {
+                // Forget the best latency slowly (0.1 % a request), so it follows a vendor
+                // that became slower for good.
+                let best = a.best_latency.map_or(latency, |b| b.mul_f64(1.001).min(latency));
+                a.best_latency = Some(best);
+                let secs = latency.as_secs_f64();
+                a.latency = if a.latency == 0.0 { secs } else { 0.9 * a.latency + 0.1 * secs };
+                let queueing = secs > best.as_secs_f64() * LATENCY_TOLERANCE;
+                let useful = f64::from(self.per_second.get()) * a.latency * QUOTA_HEADROOM + 1.0;
+                if saturated && !queueing && a.limit < useful.min(max) {
+                    let step = if a.limit < a.threshold { 1.0 } else { 1.0 / a.limit };
+                    a.limit = (a.limit + step).min(max);
+                }
+            }
+            Answer::Overloaded => {
+                let now = Instant::now();
+                let recent = a.best_latency.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(100));
+                if a.last_decrease.is_none_or(|t| now - t > recent) {
+                    a.limit = (a.limit * DECREASE).max(1.0);
+                    a.threshold = a.limit;
+                    a.last_decrease = Some(now);
+                }
+            }
+            Answer::Neutral => {}
+        }
+        drop(a);
+        self.freed.notify_waiters();
+    }
+}
+
+impl Permit<'_> {
+    /// Reports how the request went and frees its slot.
+    pub fn done(mut self, answer: Answer) {
+        self.reported = true;
+        let answer = match answer {
+            Answer::Healthy(_) => Answer::Healthy(self.sent.elapsed()),
+            other => other,
+        };
+        self.gate.release(answer);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.gate.release(Answer::Neutral);
         }
     }
 }
@@ -47,29 +226,123 @@ impl CredentialGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn gate(rps: u32, max: u32) -> CredentialGate {
+        CredentialGate::new("test", NonZeroU32::new(rps).unwrap(), NonZeroU32::new(max).unwrap())
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_pause_holds_every_caller_until_it_ends() {
-        let gate = std::sync::Arc::new(CredentialGate::new(NonZeroU32::new(1000).unwrap()));
+        let gate = Arc::new(gate(1000, 8));
         gate.pause(Duration::from_secs(12));
         let start = Instant::now();
         let g2 = gate.clone();
         let other = tokio::spawn(async move {
-            g2.acquire().await;
+            let _p = g2.acquire().await;
             Instant::now()
         });
-        gate.acquire().await;
+        let _p = gate.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(12));
         assert!(other.await.unwrap() - start >= Duration::from_secs(12), "the other stream waits too");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_shorter_pause_does_not_cut_a_longer_one() {
-        let gate = CredentialGate::new(NonZeroU32::new(1000).unwrap());
+        let gate = gate(1000, 8);
         gate.pause(Duration::from_secs(10));
         gate.pause(Duration::from_secs(2));
         let start = Instant::now();
-        gate.acquire().await;
+        let _p = gate.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ban_answered_by_every_request_in_flight_counts_once() {
+        let gate = gate(1000, 8);
+        assert_eq!(gate.pause(Duration::from_secs(5)), Duration::from_secs(5));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        // Four more answers of the same ban, 100 ms later: each extends it by 100 ms at most.
+        let extra: Duration = (0..4).map(|_| gate.pause(Duration::from_secs(5))).sum();
+        assert_eq!(extra, Duration::from_millis(100));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(gate.pause(Duration::from_secs(3)), Duration::from_secs(3), "a new ban after the old one ended");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_beyond_the_limit_wait_for_a_slot() {
+        let gate = Arc::new(gate(1000, 2));
+        let a = gate.acquire().await;
+        let _b = gate.acquire().await;
+        assert_eq!(gate.stats().in_flight, 2);
+        let g = gate.clone();
+        let third = tokio::spawn(async move {
+            let _c = g.acquire().await;
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!third.is_finished(), "a third request waits while two are out");
+        a.done(Answer::Healthy(Duration::ZERO));
+        third.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_grows_while_healthy_and_saturated_and_halves_on_overload() {
+        let gate = Arc::new(gate(100_000, 16));
+        assert_eq!(gate.stats().limit, INITIAL_IN_FLIGHT);
+        // Keep the limit full: every slot out, each answered healthily after 100 ms.
+        for _ in 0..40 {
+            let limit = gate.stats().limit;
+            let permits: Vec<_> = futures_util::future::join_all((0..limit).map(|_| gate.acquire())).await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            for p in permits {
+                p.done(Answer::Healthy(Duration::ZERO));
+            }
+        }
+        assert_eq!(gate.stats().limit, 16, "grows to the ceiling, never past it");
+        let p = gate.acquire().await;
+        p.done(Answer::Overloaded);
+        assert_eq!(gate.stats().limit, 8);
+        let p = gate.acquire().await;
+        p.done(Answer::Overloaded);
+        assert_eq!(gate.stats().limit, 8, "answers of the same overload episode halve it once");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let p = gate.acquire().await;
+        p.done(Answer::Overloaded);
+        assert_eq!(gate.stats().limit, 4, "a later overload halves it again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_does_not_grow_past_what_the_quota_can_use() {
+        // 10 requests/s at 100 ms each keep one request busy: 4 slots are already plenty.
+        let gate = Arc::new(gate(10, 16));
+        for _ in 0..20 {
+            let permits: Vec<_> = futures_util::future::join_all((0..4).map(|_| gate.acquire())).await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            for p in permits {
+                p.done(Answer::Healthy(Duration::ZERO));
+            }
+        }
+        assert_eq!(gate.stats().limit, INITIAL_IN_FLIGHT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_limit_does_not_grow_when_unsaturated_or_queueing() {
+        let gate = gate(100_000, 16);
+        // One request at a time: not even half the limit of 4 is used.
+        for _ in 0..50 {
+            let p = gate.acquire().await;
+            tokio::time::advance(Duration::from_millis(100)).await;
+            p.done(Answer::Healthy(Duration::ZERO));
+        }
+        assert_eq!(gate.stats().limit, INITIAL_IN_FLIGHT);
+        // Saturated, but latency tripled: the vendor is queueing, so no growth.
+        for _ in 0..20 {
+            let permits: Vec<_> = futures_util::future::join_all((0..4).map(|_| gate.acquire())).await;
+            tokio::time::advance(Duration::from_millis(300)).await;
+            for p in permits {
+                p.done(Answer::Healthy(Duration::ZERO));
+            }
+        }
+        assert_eq!(gate.stats().limit, INITIAL_IN_FLIGHT);
     }
 }

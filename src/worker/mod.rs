@@ -1,9 +1,11 @@
-//! The per-stream worker: plans windows, fetches and checks their pages, and commits records
-//! with the watermark; plus the credential gate it waits on.
+//! The per-stream worker: plans windows, reads and checks their pages (concurrently, through
+//! the credential gate), and commits records with the watermark, window by window in order.
 
 pub mod gate;
 pub mod plan;
+pub mod read;
 pub mod stream;
 
 pub use plan::StreamPlan;
+pub use read::Reader;
 pub use stream::{StreamOutcome, StreamReport, StreamWorker};

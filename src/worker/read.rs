@@ -1,0 +1,297 @@
+//! Reading one window (or a whole snapshot) from the vendor: its pages, fetched concurrently
+//! once the first page tells the total, checked as a set, each record keyed, hashed and encoded
+//! (or dead-lettered), ready for the stream to pick what changed and commit it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use super::StreamPlan;
+use super::gate::Answer;
+use crate::domain::backoff;
+use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
+use crate::domain::watermark::content_hash;
+use crate::domain::{Mode, OutRecord, Page, PageRequest, SourceError, Window};
+use crate::metrics::Metrics;
+
+/// A request is retried this many times before the step is given up and retried later.
+const REQUEST_ATTEMPTS: u32 = 5;
+/// A page set that does not add up is fetched again this many times before backing off.
+const PAGESET_ATTEMPTS: u32 = 3;
+/// Guards against a vendor that never stops paging.
+const MAX_PAGES: u32 = 100_000;
+/// Prefix of the dedup key of records that have no business id.
+pub const NO_KEY: &str = "#nokey:";
+
+/// Why a step did not commit, by what the stream loop must do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Try again after a backoff.
+    #[error("{0}")]
+    Retry(String),
+    #[error("{0}")]
+    Stop(String),
+    #[error("producer failed: {0}")]
+    ProducerFailed(String),
+    #[error("shut down")]
+    ShutDown,
+}
+
+/// A record ready to commit, unless the stream already emitted it unchanged.
+pub struct Candidate {
+    /// The key its content hash is remembered by; empty when the stream keeps no hashes.
+    pub dedup: String,
+    pub hash: u64,
+    pub out: OutRecord,
+    pub dead_letter: bool,
+}
+
+/// A window's (or snapshot's) records, complete and in the vendor's order.
+pub struct Fetched {
+    pub candidates: Vec<Candidate>,
+    pub pages: u32,
+    pub started: Instant,
+}
+
+/// Everything reading needs, shared by the stream loop and the window reads it runs ahead.
+pub struct Reader {
+    pub plan: Arc<StreamPlan>,
+    pub metrics: Arc<Metrics>,
+    /// The plan's topic, shared by every record.
+    pub topic: Arc<str>,
+    pub dead_letter_topic: Arc<str>,
+    /// The stream-id header, then the schema-name header, of every data record; built once.
+    pub headers: Vec<(&'static str, Arc<[u8]>)>,
+}
+
+impl Reader {
+    /// Whether records can be read again (lookback, or snapshots) and so need content hashes.
+    pub fn needs_hashes(&self) -> bool {
+        self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.lookback.is_zero()
+    }
+
+    /// Reads every page of a window (or of the whole set) until the page set is consistent.
+    pub async fn read(&self, window: Option<&Window>, shutdown: &watch::Receiver<bool>) -> Result<Fetched, StepError> {
+        let started = Instant::now();
+        let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
+        let mut last_problem = None;
+        for attempt in 1..=PAGESET_ATTEMPTS {
+            match self.read_once(window, &label, shutdown).await? {
+                Ok((candidates, pages)) => return Ok(Fetched { candidates, pages, started }),
+                Err(problem) => {
+                    self.metrics.pageset_refetches.with_label_values(&[self.plan.cfg.id.as_str()]).inc();
+                    warn!(stream = %self.plan.cfg.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
+                    last_problem = Some(problem);
+                }
+            }
+        }
+        Err(StepError::Retry(format!(
+            "pages still inconsistent after {PAGESET_ATTEMPTS} reads: {}",
+            last_problem.map(|p| p.to_string()).unwrap_or_default()
+        )))
+    }
+
+    /// One pass over the pages. The first page gives the total; the pages it implies are then
+    /// fetched concurrently (the credential's gate bounds how many are out) and added to the
+    /// set in order. Pages past those (a vendor that cut its pages short) follow one by one.
+    async fn read_once(
+        &self,
+        window: Option<&Window>,
+        label: &str,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Result<(Vec<Candidate>, u32), PageSetError>, StepError> {
+        let spec = self.plan.source.spec();
+        let mut set = if spec.paged {
+            PageSet::new(spec.key_field, spec.total_on_every_page)
+        } else {
+            PageSet::unpaged(spec.key_field)
+        };
+        let mut candidates = Vec::new();
+        let first = self.fetch_page(window, label, 0, shutdown).await?;
+        let planned = match (spec.paged, first.total) {
+            (true, Some(total)) => total.div_ceil(u64::from(self.plan.page_size)).min(u64::from(MAX_PAGES)) as u32,
+            _ => 1,
+        };
+        let mut pages = futures_util::stream::iter(1..planned)
+            .map(|i| self.fetch_page(window, label, i, shutdown))
+            .buffered(self.plan.gate.max_in_flight() as usize);
+        let mut next = Some(first);
+        let mut index = 0u32;
+        loop {
+            let page = match next.take() {
+                Some(p) => p,
+                None if index < planned => pages.next().await.expect("a planned page")?,
+                None if index >= MAX_PAGES => return Err(StepError::Stop(format!("more than {MAX_PAGES} pages"))),
+                None => self.fetch_page(window, label, index, shutdown).await?,
+            };
+            index += 1;
+            match set.add(page) {
+                Ok(progress) => {
+                    candidates.extend(self.candidates(set.take_new(), label));
+                    if progress == Progress::Complete {
+                        // Dropping `pages` cancels any page the total said would come.
+                        return Ok(Ok((candidates, set.pages())));
+                    }
+                }
+                Err(e @ PageSetError::MissingTotal) => return Err(StepError::Stop(format!("page {}: {e}", index - 1))),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+    }
+
+    /// Each record keyed, hashed (if the stream keeps hashes) and encoded or dead-lettered.
+    fn candidates<'a>(&'a self, records: Vec<Value>, label: &'a str) -> impl Iterator<Item = Candidate> + 'a {
+        let field = self.plan.source.spec().key_field;
+        let hashed = self.needs_hashes();
+        records.into_iter().map(move |r| {
+            let hash = if hashed { content_hash(&r) } else { 0 };
+            let business = record_key(&r, field);
+            // Keyless records are remembered by content, so an unchanged re-read is not
+            // dead-lettered twice.
+            let dedup = match (&business, hashed) {
+                (_, false) => String::new(),
+                (Some(b), true) => b.clone(),
+                (None, true) => format!("{NO_KEY}{hash:016x}"),
+            };
+            let (out, dead_letter) = self.encode(business, &r, label);
+            Candidate { dedup, hash, out, dead_letter }
+        })
+    }
+
+    /// A record encoded and keyed by its business id, or its dead letter with the reason.
+    fn encode(&self, business: Option<String>, rec: &Value, window: &str) -> (OutRecord, bool) {
+        let field = self.plan.source.spec().key_field;
+        let result = match business {
+            None => Err((None, format!("record has no usable `{field}` (its business id)"))),
+            Some(k) => {
+                let mut value = Vec::with_capacity(256);
+                match self.plan.codec.encode(rec, &mut value) {
+                    Ok(()) => Ok(OutRecord {
+                        topic: self.topic.clone(),
+                        key: k.into_bytes(),
+                        value: Some(value),
+                        headers: self.headers.clone(),
+                    }),
+                    Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.plan.codec.full_name()))),
+                }
+            }
+        };
+        match result {
+            Ok(r) => (r, false),
+            Err((business, error)) => {
+                warn!(stream = %self.plan.cfg.id, window, key = business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
+                let letter = serde_json::json!({
+                    "stream": self.plan.cfg.id.as_str(),
+                    "kind": self.plan.source.spec().kind,
+                    "window": window,
+                    "key": business,
+                    "error": error,
+                    "record": rec,
+                });
+                let out = OutRecord {
+                    topic: self.dead_letter_topic.clone(),
+                    key: business.unwrap_or_else(|| self.plan.cfg.id.as_str().to_owned()).into_bytes(),
+                    value: Some(letter.to_string().into_bytes()),
+                    // Only the stream header: a dead letter is JSON, not the schema.
+                    headers: self.headers[..1].to_vec(),
+                };
+                (out, true)
+            }
+        }
+    }
+
+    fn observe_gate(&self) {
+        let gate = &self.plan.gate;
+        let s = gate.stats();
+        self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
+    }
+
+    /// One page, through the credential's gate, with retries for transient errors and waits
+    /// for throttles.
+    async fn fetch_page(
+        &self,
+        window: Option<&Window>,
+        label: &str,
+        page_index: u32,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Page, StepError> {
+        let req = PageRequest { window, page_index, page_size: self.plan.page_size, params: &self.plan.cfg.params };
+        let source_id = self.plan.source_id.as_str();
+        let gate = &self.plan.gate;
+        let mut attempt = 0u32;
+        loop {
+            let permit = tokio::select! {
+                p = gate.acquire() => p,
+                _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
+            };
+            self.metrics.credential_requests.with_label_values(&[gate.name()]).inc();
+            self.observe_gate();
+            let t0 = Instant::now();
+            // A request in flight is dropped on shutdown: nothing of the step is committed.
+            let res = tokio::select! {
+                res = self.plan.source.fetch_page(req) => res,
+                _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
+            };
+            self.metrics.api_duration.with_label_values(&[source_id]).observe(t0.elapsed().as_secs_f64());
+            permit.done(match &res {
+                // A business error is an answer too: the vendor is keeping up.
+                Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
+                Err(SourceError::Throttled { .. } | SourceError::Retryable { .. }) => Answer::Overloaded,
+            });
+            self.observe_gate();
+            let err = match res {
+                Ok(page) => {
+                    self.metrics.api_requests.with_label_values(&[source_id, "ok"]).inc();
+                    debug!(stream = %self.plan.cfg.id, window = %label, page = page_index, records = page.records.len(), "page fetched");
+                    return Ok(page);
+                }
+                Err(e) => e,
+            };
+            let outcome = match &err {
+                SourceError::Retryable { .. } => "retryable",
+                SourceError::Throttled { .. } => "throttled",
+                SourceError::Fatal { .. } => "fatal",
+            };
+            self.metrics.api_requests.with_label_values(&[source_id, outcome]).inc();
+            self.metrics.api_errors.with_label_values(&[source_id, err.code()]).inc();
+            let wait = match &err {
+                SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
+                SourceError::Throttled { after, .. } => {
+                    // The ban is on the credential: every stream using it waits it out, and
+                    // it is counted once however many requests in flight come back throttled.
+                    let extended = gate.pause(*after);
+                    self.metrics.throttled_seconds.with_label_values(&[source_id]).inc_by(extended.as_secs_f64());
+                    *after
+                }
+                SourceError::Retryable { after, .. } => {
+                    attempt += 1;
+                    self.metrics.request_retries.with_label_values(&[source_id]).inc();
+                    if attempt >= REQUEST_ATTEMPTS {
+                        return Err(StepError::Retry(format!("page {page_index} failed {attempt} times, last: {err}")));
+                    }
+                    after
+                        .unwrap_or_else(|| backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10)))
+                }
+            };
+            warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
+            // A throttle's wait happens in the gate, shared with the credential's other streams.
+            if !matches!(err, SourceError::Throttled { .. }) && !super::stream::sleep_or_shutdown(wait, shutdown).await
+            {
+                return Err(StepError::ShutDown);
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (at once if it already was). A dropped sender is not
+/// a request: this then never resolves.
+pub async fn shutdown_requested(shutdown: &watch::Receiver<bool>) {
+    let mut rx = shutdown.clone();
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
