@@ -126,8 +126,25 @@ impl Vendor {
 pub struct VendorLog {
     pub requests: u64,
     pub arrivals_ms: Vec<u64>,
+    /// Arrived while banned: includes requests a concurrent client had already sent when the
+    /// ban began, which it cannot call back.
     pub during_ban: u64,
+    /// Arrived while banned, more than [`ANSWER_GRACE`] after the vendor had answered a request
+    /// with that ban: the client went on sending after it was told.
+    pub after_ban_answer: u64,
+    /// Bans begun.
     pub throttled: u64,
+}
+
+/// Time for a throttle answer to reach the client and for requests already on their way to
+/// arrive, on a loaded machine.
+pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
+/// A vendor's ban: until when, and when it was first answered to a client.
+#[derive(Debug, Clone, Copy)]
+struct Ban {
+    until: Instant,
+    answered: Option<Instant>,
 }
 
 /// The running fault injector.
@@ -140,7 +157,7 @@ pub struct Faults {
     rng: Mutex<SimRng>,
     started: Instant,
     vendor_requests: AtomicU64,
-    bans: Mutex<BTreeMap<Vendor, Instant>>,
+    bans: Mutex<BTreeMap<Vendor, Ban>>,
     log: Mutex<BTreeMap<Vendor, VendorLog>>,
 }
 
@@ -200,6 +217,14 @@ impl Faults {
         self.log.lock().expect("log").iter().map(|(v, l)| (v.name(), l.clone())).collect()
     }
 
+    /// The vendor's throttle answer, noting when its ban was first told to a client.
+    fn answer_ban(&self, vendor: Vendor) -> Response {
+        if let Some(b) = self.bans.lock().expect("bans").get_mut(&vendor) {
+            b.answered.get_or_insert_with(Instant::now);
+        }
+        vendor.throttled(self.ban)
+    }
+
     fn pick(&self) -> Option<Fault> {
         let c = &self.cfg;
         let mut rng = self.rng.lock().expect("rng");
@@ -228,21 +253,24 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
     let f = &state.faults;
     let n = f.vendor_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = Instant::now();
-    let banned = f.bans.lock().expect("bans").get(&vendor).is_some_and(|until| *until > now);
+    let ban = f.bans.lock().expect("bans").get(&vendor).copied().filter(|b| b.until > now);
     {
         let mut log = f.log.lock().expect("log");
         let l = log.entry(vendor).or_default();
         l.requests += 1;
         l.arrivals_ms.push(now.duration_since(f.started).as_millis() as u64);
-        if banned {
+        if let Some(b) = ban {
             l.during_ban += 1;
+            if b.answered.is_some_and(|a| now > a + ANSWER_GRACE) {
+                l.after_ban_answer += 1;
+            }
         }
     }
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
     }
-    if banned {
-        return vendor.throttled(f.ban);
+    if ban.is_some() {
+        return f.answer_ban(vendor);
     }
     if f.cfg.revoke_after.is_some_and(|after| n > after) && f.cfg.revoke_vendors.iter().any(|v| v == vendor.name()) {
         return axum::Json(vendor.revoked()).into_response();
@@ -281,9 +309,9 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
             Response::from_parts(parts, Body::from(cut))
         }
         Some(Fault::Throttle) => {
-            f.bans.lock().expect("bans").insert(vendor, Instant::now() + f.ban);
+            f.bans.lock().expect("bans").insert(vendor, Ban { until: Instant::now() + f.ban, answered: None });
             f.log.lock().expect("log").entry(vendor).or_default().throttled += 1;
-            vendor.throttled(f.ban)
+            f.answer_ban(vendor)
         }
     }
 }

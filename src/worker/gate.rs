@@ -141,12 +141,22 @@ impl CredentialGate {
             let until = *self.paused_until.lock().expect("gate lock");
             match until {
                 Some(u) if u > Instant::now() => tokio::time::sleep_until(u).await,
-                _ => break,
+                _ => {
+                    self.limiter.until_ready().await;
+                    // A ban that began while this request waited for the rate limit holds
+                    // it too: nothing is sent once the credential knows it is banned.
+                    if !self.paused() {
+                        break;
+                    }
+                }
             }
         }
-        self.limiter.until_ready().await;
         permit.sent = Instant::now();
         permit
+    }
+
+    fn paused(&self) -> bool {
+        self.paused_until.lock().expect("gate lock").is_some_and(|u| u > Instant::now())
     }
 
     /// Pauses every request on this credential for `d` (a vendor throttle's ban). Returns how

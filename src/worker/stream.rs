@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
 use crate::domain::backoff;
@@ -93,7 +93,14 @@ impl ReadAhead {
 
     fn spawn(&mut self, reader: &Arc<Reader>, w: Window, shutdown: &watch::Receiver<bool>) {
         let (reader, shutdown) = (reader.clone(), shutdown.clone());
-        self.queue.push_back((w, tokio::spawn(async move { reader.read(Some(&w), &shutdown).await })));
+        self.queue.push_back((
+            w,
+            tokio::spawn(async move {
+                let read = reader.read(Some(&w), &shutdown).await;
+                debug!(stream = %reader.plan.cfg.id, window = %w, ok = read.is_ok(), "window read");
+                read
+            }),
+        ));
     }
 
     /// Reads `w` and the windows after it, up to `ahead` besides `w`, as if each commits;
@@ -418,5 +425,147 @@ pub async fn sleep_or_shutdown(d: Duration, shutdown: &watch::Receiver<bool>) ->
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
         _ = rx.changed() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::num::NonZeroU32;
+    use std::sync::Mutex;
+
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::avro::RecordCodec;
+    use crate::config::{StartAt, StreamConfig};
+    use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError};
+    use crate::worker::StreamPlan;
+    use crate::worker::gate::CredentialGate;
+
+    static SPEC: ApiSpec = ApiSpec {
+        kind: "test.orders",
+        method: "orders",
+        list_field: "orders",
+        reserved_params: &["sign"],
+        schema: r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#,
+        key_field: "id",
+        default_topic: "orders",
+        max_span: Duration::from_secs(3600),
+        max_page_size: 10,
+        default_page_size: 10,
+        mode: Mode::Windowed,
+        paged: true,
+        total_on_every_page: false,
+    };
+    const WINDOWS: i64 = 10;
+    const PER_WINDOW: u64 = 25;
+
+    /// 25 records an hour; earlier hours answer more slowly, so reads run ahead finish
+    /// before the windows before them. Notes when each window's last page was served.
+    struct SlowFirst {
+        origin: DateTime<Utc>,
+        finished: Mutex<Vec<i64>>,
+    }
+
+    impl Source for SlowFirst {
+        fn spec(&self) -> &'static ApiSpec {
+            &SPEC
+        }
+        fn quota_key(&self) -> String {
+            "test".into()
+        }
+        fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            Box::pin(async move {
+                let w = req.window.expect("windowed");
+                let hour = (w.start - self.origin).num_hours();
+                tokio::time::sleep(Duration::from_millis(50 * (WINDOWS - hour).max(0) as u64)).await;
+                let from = u64::from(req.page_index * req.page_size);
+                let to = (from + u64::from(req.page_size)).min(PER_WINDOW);
+                if to == PER_WINDOW {
+                    self.finished.lock().unwrap().push(hour);
+                }
+                let records = (from..to).map(|i| json!({"id": format!("{hour}-{i}")})).collect();
+                Ok(Page { records, total: Some(PER_WINDOW) })
+            })
+        }
+    }
+
+    /// Keeps every commit, in order.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<Vec<OutRecord>>>);
+
+    impl Sink for Recorded {
+        fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
+            self.0.lock().unwrap().push(records);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_read_ahead_commit_strictly_in_order() {
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let source = Arc::new(SlowFirst { origin, finished: Mutex::new(Vec::new()) });
+        let id = StreamId::parse("test/orders").unwrap();
+        let plan = Arc::new(StreamPlan {
+            cfg: StreamConfig {
+                id: id.clone(),
+                source: "s".into(),
+                topic: None,
+                start: StartAt::parse("start", "2026-01-01 08:00:00").unwrap(),
+                lookback: Duration::ZERO,
+                settle: Duration::ZERO,
+                poll_interval: Duration::from_secs(60),
+                max_span: None,
+                page_size: None,
+                windows_in_flight: 8,
+                params: BTreeMap::new(),
+            },
+            source_id: "s".into(),
+            source: source.clone(),
+            gate: Arc::new(CredentialGate::new("s", NonZeroU32::new(10_000).unwrap(), NonZeroU32::new(64).unwrap())),
+            codec: Arc::new(RecordCodec::from_avsc(SPEC.schema).unwrap()),
+            topic: "orders".into(),
+            compacted: false,
+            max_span: SPEC.max_span,
+            page_size: 10,
+        });
+        let sink = Arc::new(Recorded::default());
+        let metrics = Metrics::new();
+        let worker = StreamWorker {
+            reader: Arc::new(Reader {
+                plan: plan.clone(),
+                metrics: metrics.clone(),
+                topic: Arc::from("orders"),
+                dead_letter_topic: Arc::from("dlq"),
+                headers: vec![("stream", Arc::from(&b"test/orders"[..]))],
+            }),
+            sink: sink.clone(),
+            metrics,
+            watermark_topic: Arc::from("wm"),
+            watermark_max_bytes: 1 << 20,
+            state: WatermarkState::new(id, origin),
+        };
+        // "Now" is real time, far past the windows: stop the stream after ten of them by
+        // looking only at what it committed.
+        let (_tx, rx) = watch::channel(false);
+        let run = tokio::spawn(worker.run(false, rx));
+        while sink.0.lock().unwrap().len() < WINDOWS as usize {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.abort();
+
+        let finished = source.finished.lock().unwrap()[..WINDOWS as usize].to_vec();
+        assert!(finished.windows(2).any(|p| p[0] > p[1]), "reads ran ahead and finished out of order: {finished:?}");
+        let commits = sink.0.lock().unwrap();
+        for (hour, commit) in commits.iter().take(WINDOWS as usize).enumerate() {
+            let (wm, data): (Vec<_>, Vec<_>) = commit.iter().partition(|r| &*r.topic == "wm");
+            let state = WatermarkState::from_bytes("test/orders", wm[0].value.as_ref().unwrap()).unwrap();
+            assert_eq!(state.watermark, origin + chrono::Duration::hours(hour as i64 + 1), "commit {hour}");
+            assert_eq!(data.len() as u64, PER_WINDOW, "commit {hour} holds its window's records");
+            let prefix = format!("{hour}-");
+            assert!(data.iter().all(|r| r.key.starts_with(prefix.as_bytes())), "commit {hour} holds only its window");
+        }
     }
 }
