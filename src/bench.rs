@@ -13,7 +13,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_MAX_IN_FLIGHT};
 use crate::domain::{OutRecord, Sink, WatermarkState, Window};
 use crate::kafka::TxnSink;
 use crate::metrics::Metrics;
@@ -51,6 +51,25 @@ pub struct BenchOptions {
     pub max_in_flight: u32,
     /// Each stream's largest window (`max_span`).
     pub max_span: Duration,
+    /// Windows each stream reads ahead (`windows_in_flight`); the worker's default if unset.
+    pub windows_in_flight: Option<u32>,
+    /// The worker binary measured end to end (another build, for before/after); this one if unset.
+    pub worker_binary: Option<PathBuf>,
+    /// The chance per request that the vendor throttles and bans the credential for `ban`.
+    pub throttle_rate: f64,
+    pub ban: Duration,
+}
+
+/// The vendor's bans during the end-to-end run, from the simulator's request log.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BanStats {
+    pub bans: u64,
+    /// Requests that arrived while banned (a concurrent client's requests already on their way).
+    pub during_ban: u64,
+    /// Requests sent after the ban had been answered: must be 0.
+    pub after_ban_answer: u64,
+    /// The share of the run the credential was banned: what the ban pattern takes away.
+    pub banned_fraction: f64,
 }
 
 /// One shape's figures.
@@ -66,8 +85,17 @@ pub struct ShapeResult {
     /// `max_in_flight × page_size / latency`: what the in-flight ceiling allows at this
     /// latency (none without latency).
     pub latency_ceiling_rps: Option<f64>,
+    pub bans: BanStats,
     pub cpu_seconds_per_million: f64,
     pub peak_rss_mib: f64,
+}
+
+impl ShapeResult {
+    /// What the vendor allows: the lower of the quota and latency ceilings, less the time the
+    /// credential was banned.
+    pub fn vendor_ceiling_rps(&self) -> f64 {
+        self.quota_ceiling_rps.min(self.latency_ceiling_rps.unwrap_or(f64::MAX)) * (1.0 - self.bans.banned_fraction)
+    }
 }
 
 /// The idle-scale figures.
@@ -100,8 +128,11 @@ impl Drop for Sim {
     }
 }
 
-/// Writes `toml` to `dir/file` and starts this binary on it: `tidemark <args> --config <file>`.
+/// Writes `toml` to `dir/file` and starts `exe` (this binary unless given) on it:
+/// `tidemark <args> --config <file>`.
+#[allow(clippy::too_many_arguments)]
 fn spawn_with_config(
+    exe: Option<&Path>,
     dir: &Path,
     file: &str,
     toml: &str,
@@ -112,7 +143,10 @@ fn spawn_with_config(
 ) -> Result<Child, BenchError> {
     let cfg = dir.join(file);
     std::fs::write(&cfg, toml).map_err(err)?;
-    let exe = std::env::current_exe().map_err(err)?;
+    let exe = match exe {
+        Some(e) => e.to_owned(),
+        None => std::env::current_exe().map_err(err)?,
+    };
     Command::new(exe)
         .args(args)
         .arg("--config")
@@ -126,7 +160,7 @@ fn spawn_with_config(
 
 fn start_simulator(dir: &Path, toml: &str) -> Result<Sim, BenchError> {
     let mut child =
-        spawn_with_config(dir, "simulator.toml", toml, &["simulate"], "warn", Stdio::piped(), Stdio::null())?;
+        spawn_with_config(None, dir, "simulator.toml", toml, &["simulate"], "warn", Stdio::piped(), Stdio::null())?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).map_err(err)?;
     let addr = line.trim().strip_prefix("listening on ").ok_or_else(|| err(format!("simulator said {line:?}")))?;
@@ -151,14 +185,24 @@ fn wait_with_usage(child: &mut Child) -> Result<(bool, f64, f64), BenchError> {
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
     let pair = pair(kind).expect("checked shape");
     let mut s = format!(
-        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = {}\nmax_in_flight = {}\n",
-        opts.bootstrap, pair.source, pair.path, opts.requests_per_second, opts.max_in_flight
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = {}\n{}",
+        opts.bootstrap,
+        pair.source,
+        pair.path,
+        opts.requests_per_second,
+        // Only when not the default, so a build from before the setting can be measured too.
+        if opts.max_in_flight == DEFAULT_MAX_IN_FLIGHT {
+            String::new()
+        } else {
+            format!("max_in_flight = {}\n", opts.max_in_flight)
+        }
     );
     for g in streams {
         let _ = write!(
             s,
-            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"{}s\"\n{extra}\n[streams.params]\n{} = \"{g}\"\n",
+            "\n[[streams]]\nid = \"bench/{g}\"\nsource = \"s\"\ntopic = \"bench-{run}.data\"\nstart = \"21d\"\nsettle = \"1m\"\nmax_span = \"{}s\"\n{}{extra}\n[streams.params]\n{} = \"{g}\"\n",
             opts.max_span.as_secs(),
+            opts.windows_in_flight.map(|n| format!("windows_in_flight = {n}\n")).unwrap_or_default(),
             pair.group_param
         );
     }
@@ -253,9 +297,10 @@ async fn produce_only(
 }
 
 /// Runs the real worker binary to completion and measures it.
-fn end_to_end(dir: &Path, toml: &str) -> Result<(Duration, f64, f64), BenchError> {
+fn end_to_end(exe: Option<&Path>, dir: &Path, toml: &str) -> Result<(Duration, f64, f64), BenchError> {
     let started = Instant::now();
     let mut child = spawn_with_config(
+        exe,
         dir,
         "worker.toml",
         toml,
@@ -281,10 +326,12 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let sim = start_simulator(
         &dir,
         &format!(
-            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n\n[faults]\nlatency = \"{}ms\"\n",
+            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n\n[faults]\nlatency = \"{}ms\"\nthrottle_rate = {}\nban = \"{}ms\"\n",
             opts.records,
             quoted.join(", "),
-            opts.latency.as_millis()
+            opts.latency.as_millis(),
+            opts.throttle_rate,
+            opts.ban.as_millis()
         ),
     )?;
     let run = format!("{}-{}", kind.replace('.', "-"), Utc::now().format("%H%M%S"));
@@ -294,7 +341,8 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let now = Utc::now();
 
     let mut fetch = (0u64, Duration::MAX);
-    let mut e2e: Option<(Duration, f64, f64)> = None;
+    let mut e2e: Option<(Duration, f64, f64, BanStats)> = None;
+    let vendor = kind.split('.').next().unwrap_or(kind);
     let mut topics = vec![format!("bench-{run}.produce"), format!("bench-{run}.wm")];
     for attempt in 1..=opts.repeat {
         eprintln!("[{kind}] fetch-only ceiling ({attempt}/{})…", opts.repeat);
@@ -305,7 +353,21 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         eprintln!("[{kind}] end to end, the worker binary ({attempt}/{})…", opts.repeat);
         let e2e_run = format!("{run}-e2e{attempt}");
         topics.extend(["data", "wm", "dlq"].map(|t| format!("bench-{e2e_run}.{t}")));
-        let measured = end_to_end(&dir, &worker_toml(opts, kind, &sim.base, &e2e_run, &groups, ""))?;
+        let before = vendor_log(&sim.base, vendor).await?;
+        let (took, cpu, rss) = end_to_end(
+            opts.worker_binary.as_deref(),
+            &dir,
+            &worker_toml(opts, kind, &sim.base, &e2e_run, &groups, ""),
+        )?;
+        let after = vendor_log(&sim.base, vendor).await?;
+        let delta = |field: &str| after[field].as_u64().unwrap_or(0) - before[field].as_u64().unwrap_or(0);
+        let bans = BanStats {
+            bans: delta("throttled"),
+            during_ban: delta("during_ban"),
+            after_ban_answer: delta("after_ban_answer"),
+            banned_fraction: (delta("throttled") as f64 * opts.ban.as_secs_f64() / took.as_secs_f64()).min(1.0),
+        };
+        let measured = (took, cpu, rss, bans);
         if e2e.is_none_or(|best| measured.0 < best.0) {
             e2e = Some(measured);
         }
@@ -317,7 +379,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         eprintln!("[{kind}] could not delete the bench topics: {e}");
     }
     let (fetched, fetch_time) = fetch;
-    let (e2e_time, cpu, rss) = e2e.expect("at least one run");
+    let (e2e_time, cpu, rss, bans) = e2e.expect("at least one run");
     let rps = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     let page_size = f64::from(readers[0].plan.page_size);
     Ok(ShapeResult {
@@ -329,9 +391,17 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         quota_ceiling_rps: page_size * f64::from(opts.requests_per_second),
         latency_ceiling_rps: (!opts.latency.is_zero())
             .then(|| f64::from(opts.max_in_flight) * page_size / opts.latency.as_secs_f64()),
+        bans,
         cpu_seconds_per_million: cpu / (fetched as f64 / 1e6),
         peak_rss_mib: rss,
     })
+}
+
+/// The simulator's request log for one vendor (`/_simulator/requests`).
+async fn vendor_log(base: &str, vendor: &str) -> Result<serde_json::Value, BenchError> {
+    let log: serde_json::Value =
+        reqwest::get(format!("{base}/_simulator/requests")).await.map_err(err)?.json().await.map_err(err)?;
+    Ok(log.get(vendor).cloned().unwrap_or_default())
 }
 
 async fn delete_topics(kafka: &crate::config::KafkaConfig, topics: &[String]) -> Result<(), BenchError> {
@@ -357,7 +427,16 @@ pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
     let run = format!("idle-{}", Utc::now().format("%H%M%S"));
     let toml = worker_toml(opts, kind, &sim.base, &run, &groups, "poll_interval = \"30s\"")
         .replace("start = \"21d\"", "start = \"3m\"");
-    let mut child = spawn_with_config(&dir, "worker.toml", &toml, &["run"], "info", Stdio::null(), Stdio::piped())?;
+    let mut child = spawn_with_config(
+        opts.worker_binary.as_deref(),
+        &dir,
+        "worker.toml",
+        &toml,
+        &["run"],
+        "info",
+        Stdio::null(),
+        Stdio::piped(),
+    )?;
     let pid = child.id();
     let stderr = child.stderr.take().expect("piped");
     let caught_up = tokio::task::spawn_blocking(move || {

@@ -283,8 +283,10 @@ fn default_rps() -> u32 {
     5
 }
 /// Enough for a quota of 50 requests/s at 300 ms a request; the adaptive limit starts lower.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
+
 fn default_max_in_flight() -> u32 {
-    16
+    DEFAULT_MAX_IN_FLIGHT
 }
 /// Enough windows to keep a credential's slots busy while one of them commits.
 fn default_windows_in_flight() -> u32 {

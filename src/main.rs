@@ -105,11 +105,24 @@ enum Command {
         #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
         requests_per_second: u32,
         /// The credential's ceiling of requests in flight (max_in_flight).
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=256))]
+        #[arg(long, default_value_t = tidemark::config::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..=256))]
         max_in_flight: u32,
         /// Each stream's window span (max_span); the vendors allow up to 1d.
         #[arg(long, default_value = "6h", value_parser = parse_bench_duration)]
         max_span: std::time::Duration,
+        /// The chance per request that the simulated vendor throttles (TOP/奇门 code 7, HTTP
+        /// 429) and bans the credential for --ban.
+        #[arg(long, default_value_t = 0.0)]
+        throttle_rate: f64,
+        #[arg(long, default_value = "1s", value_parser = parse_bench_duration)]
+        ban: std::time::Duration,
+        /// Windows each stream reads ahead (windows_in_flight); the worker's default if unset.
+        #[arg(long)]
+        windows_in_flight: Option<u32>,
+        /// Measure this worker binary end to end instead of this one (another build, for a
+        /// before/after under the same conditions).
+        #[arg(long)]
+        worker_binary: Option<PathBuf>,
     },
     /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
     Inspect {
@@ -250,6 +263,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             requests_per_second,
             max_in_flight,
             max_span,
+            throttle_rate,
+            ban,
+            worker_binary,
+            windows_in_flight,
         } => {
             let opts = tidemark::bench::BenchOptions {
                 records,
@@ -264,6 +281,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 requests_per_second,
                 max_in_flight,
                 max_span,
+                throttle_rate,
+                ban,
+                worker_binary,
+                windows_in_flight,
             };
             bench_command(opts).await
         }
@@ -341,9 +362,11 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
         bench::machine()
     );
     let mut rows = Vec::new();
+    let mut results = Vec::new();
     for kind in opts.shapes.iter().filter(|k| !k.is_empty()) {
         let r = bench::shape_bench(&opts, kind).await?;
         eprintln!("{r:?}");
+        results.push(r.clone());
         let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
         rows.push(vec![
             r.kind.clone(),
@@ -354,7 +377,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             format!("{:.2}", r.end_to_end_rps / ceiling),
             format!("{:.0}", r.quota_ceiling_rps),
             r.latency_ceiling_rps.map_or("-".into(), |c| format!("{c:.0}")),
-            format!("{:.2}", r.end_to_end_rps / r.quota_ceiling_rps.min(r.latency_ceiling_rps.unwrap_or(f64::MAX))),
+            format!("{:.2}", r.end_to_end_rps / r.vendor_ceiling_rps()),
             format!("{:.1}", r.cpu_seconds_per_million),
             format!("{:.0}", r.peak_rss_mib),
         ]);
@@ -369,13 +392,27 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             "e2e / min(ceilings)",
             "quota ceiling rec/s",
             "latency ceiling rec/s",
-            "e2e / vendor ceiling",
+            "e2e / vendor ceiling (less bans)",
             "worker CPU s / M rec",
             "worker peak RSS MiB",
         ],
         &rows,
         &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
     );
+    if opts.throttle_rate > 0.0 {
+        for r in &results {
+            let b = r.bans;
+            println!(
+                "{}: {} bans of {:?} took {:.0} % of the run; {} requests arrived during a ban (already on their way), {} were sent after a ban was answered",
+                r.kind,
+                b.bans,
+                opts.ban,
+                b.banned_fraction * 100.0,
+                b.during_ban,
+                b.after_ban_answer
+            );
+        }
+    }
     if opts.idle_streams > 0 {
         let idle = bench::idle_bench(&opts).await?;
         println!(

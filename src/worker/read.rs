@@ -47,7 +47,8 @@ pub struct Candidate {
     pub dedup: String,
     pub hash: u64,
     pub out: OutRecord,
-    pub dead_letter: bool,
+    /// Why it is a dead letter, if it is one (logged when it is committed, not on re-reads).
+    pub dead_letter: Option<String>,
 }
 
 /// A window's (or snapshot's) records, complete and in the vendor's order.
@@ -163,7 +164,7 @@ impl Reader {
     }
 
     /// A record encoded and keyed by its business id, or its dead letter with the reason.
-    fn encode(&self, business: Option<String>, rec: &Value, window: &str) -> (OutRecord, bool) {
+    fn encode(&self, business: Option<String>, rec: &Value, window: &str) -> (OutRecord, Option<String>) {
         let field = self.plan.source.spec().key_field;
         let result = match business {
             None => Err((None, format!("record has no usable `{field}` (its business id)"))),
@@ -181,9 +182,8 @@ impl Reader {
             }
         };
         match result {
-            Ok(r) => (r, false),
+            Ok(r) => (r, None),
             Err((business, error)) => {
-                warn!(stream = %self.plan.cfg.id, window, key = business.as_deref().unwrap_or(""), error = %error, "dead-lettering record");
                 let letter = serde_json::json!({
                     "stream": self.plan.cfg.id.as_str(),
                     "kind": self.plan.source.spec().kind,
@@ -199,13 +199,15 @@ impl Reader {
                     // Only the stream header: a dead letter is JSON, not the schema.
                     headers: self.headers[..1].to_vec(),
                 };
-                (out, true)
+                (out, Some(error))
             }
         }
     }
 
-    fn observe_gate(&self) {
+    /// Sets the credential's gauges from its gate (and creates its request counter at zero).
+    pub fn observe_gate(&self) {
         let gate = &self.plan.gate;
+        self.metrics.credential_requests.with_label_values(&[gate.name()]).inc_by(0);
         let s = gate.stats();
         self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
     }

@@ -70,9 +70,13 @@ struct Batch {
 }
 
 impl Batch {
-    /// Adds a record (or its dead letter) to the transaction.
-    fn push(&mut self, out: OutRecord, dead_letter: bool) {
-        self.dead_letters += u64::from(dead_letter);
+    /// Adds a record (or its dead letter, saying why) to the transaction.
+    fn push(&mut self, out: OutRecord, dead_letter: Option<String>, stream: &StreamId, window: &str) {
+        if let Some(error) = dead_letter {
+            let key = String::from_utf8_lossy(&out.key);
+            warn!(stream = %stream, window, key = %key, error = %error, "dead-lettering record");
+            self.dead_letters += 1;
+        }
         self.out.push(out);
     }
 }
@@ -174,6 +178,7 @@ impl StreamWorker {
         };
         self.metrics.set_watermark(&self.plan().cfg.id, self.state.watermark);
         self.metrics.init_stream(&self.plan().cfg.id, &self.plan().source_id);
+        self.reader.observe_gate();
         info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), topic = %self.reader.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
@@ -261,6 +266,7 @@ impl StreamWorker {
     /// that follows it. Runs in window order, against the state the previous window left.
     fn select_window(&self, window: &Window, fetched: Fetched) -> Result<(Batch, WatermarkState), StepError> {
         let hashed = self.reader.needs_hashes();
+        let label = window.to_string();
         let mut batch = Batch::default();
         let mut emitted = Vec::new();
         for Candidate { dedup, hash, out, dead_letter } in fetched.candidates {
@@ -272,7 +278,7 @@ impl StreamWorker {
             if hashed {
                 emitted.push((dedup, hash));
             }
-            batch.push(out, dead_letter);
+            batch.push(out, dead_letter, &self.plan().cfg.id, &label);
         }
         let next = self
             .state
@@ -328,7 +334,7 @@ impl StreamWorker {
             if self.state.is_unchanged(&dedup, hash) {
                 batch.unchanged += 1;
             } else {
-                batch.push(out, dead_letter);
+                batch.push(out, dead_letter, &self.plan().cfg.id, "snapshot");
             }
             current.push((dedup, hash));
         }
