@@ -19,4 +19,5 @@ pub mod registry;
 pub mod run;
 pub mod simulate;
 pub mod sources;
+pub mod targets;
 pub mod worker;
