@@ -169,6 +169,40 @@ struct FileConfig {
     sources: BTreeMap<String, FileSource>,
     #[serde(default)]
     streams: Vec<FileStream>,
+    #[serde(default)]
+    writers: BTreeMap<String, FileWriter>,
+}
+
+/// `[writers.<id>]`: a consumer of a stream's topic delivering records to a target API.
+#[derive(Debug, Deserialize)]
+struct FileWriter {
+    kind: String,
+    base_url: String,
+    topic: Option<String>,
+    group: Option<String>,
+    #[serde(default = "default_writer_dead_letter_topic")]
+    dead_letter_topic: String,
+    #[serde(default = "default_batch_size")]
+    batch_size: u32,
+    #[serde(default = "default_batch_linger")]
+    batch_linger: String,
+    #[serde(default = "default_rps")]
+    requests_per_second: u32,
+    #[serde(default = "default_request_timeout")]
+    request_timeout: String,
+    /// Target-specific keys (credentials, organisations, mapping tables), read by its module.
+    #[serde(flatten)]
+    settings: BTreeMap<String, toml::Value>,
+}
+
+fn default_writer_dead_letter_topic() -> String {
+    "tidemark.writer.rejected".into()
+}
+fn default_batch_size() -> u32 {
+    50
+}
+fn default_batch_linger() -> String {
+    "2s".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +388,28 @@ pub struct Config {
     pub schema_registry: Option<RegistryConfig>,
     pub sources: BTreeMap<String, SourceConfig>,
     pub streams: Vec<StreamConfig>,
+    pub writers: BTreeMap<String, WriterConfig>,
+}
+
+/// A writer: a consumer group on `topic` delivering each record to a target API.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub id: String,
+    pub kind: String,
+    pub base_url: String,
+    /// The topic to read; the target's input kind's default topic if unset.
+    pub topic: Option<String>,
+    /// The consumer group; `tidemark-writer-<id>` if unset.
+    pub group: String,
+    /// Where records the target rejects (or that cannot be read or mapped) go, with why.
+    pub dead_letter_topic: String,
+    /// Records per target call.
+    pub batch_size: u32,
+    /// How long a batch waits to fill once its first record arrived.
+    pub batch_linger: Duration,
+    pub requests_per_second: u32,
+    pub request_timeout: Duration,
+    pub settings: SourceSettings,
 }
 
 /// Broker connection and topic settings.
@@ -468,12 +524,56 @@ impl SourceSettings {
         self.string(name).map(Secret)
     }
 
+    /// An optional boolean.
+    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(other) => {
+                Err(ConfigError::invalid(self.key(name), format!("expected true or false, found {}", other.type_str())))
+            }
+        }
+    }
+
+    /// An optional integer.
+    pub fn optional_u32(&self, name: &str) -> Result<Option<u32>, ConfigError> {
+        match self.values.get(name) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) => u32::try_from(*n)
+                .map(Some)
+                .map_err(|_| ConfigError::invalid(self.key(name), format!("must be a non-negative integer, got {n}"))),
+            Some(other) => {
+                Err(ConfigError::invalid(self.key(name), format!("expected an integer, found {}", other.type_str())))
+            }
+        }
+    }
+
+    /// An optional table of text to text (a mapping), with `${ENV}` expanded in values.
+    pub fn table(&self, name: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+        match self.values.get(name) {
+            None => Ok(BTreeMap::new()),
+            Some(toml::Value::Table(t)) => t
+                .iter()
+                .map(|(k, v)| match v {
+                    toml::Value::String(s) => Ok((k.clone(), expand_env(&self.key(&format!("{name}.{k}")), s)?)),
+                    other => Err(ConfigError::invalid(
+                        self.key(&format!("{name}.{k}")),
+                        format!("expected a string, found {}", other.type_str()),
+                    )),
+                })
+                .collect(),
+            Some(other) => {
+                Err(ConfigError::invalid(self.key(name), format!("expected a table, found {}", other.type_str())))
+            }
+        }
+    }
+
     /// Fails on keys the vendor module does not know, so typos are caught at start.
     pub fn deny_unknown(&self, known: &[&str]) -> Result<(), ConfigError> {
         match self.values.keys().find(|k| !known.contains(&k.as_str())) {
             Some(k) => Err(ConfigError::invalid(
                 self.key(k),
-                format!("unknown key for this source kind (known: {})", known.join(", ")),
+                format!("unknown key for this kind (known: {})", known.join(", ")),
             )),
             None => Ok(()),
         }
@@ -538,8 +638,58 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     }
     let sources = validate_sources(file.sources)?;
     let streams = validate_streams(file.streams, &sources)?;
+    let writers = validate_writers(file.writers)?;
     let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
-    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams })
+    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams, writers })
+}
+
+/// `[writers.<id>]`: the generic settings; the target module checks its own keys.
+fn validate_writers(files: BTreeMap<String, FileWriter>) -> Result<BTreeMap<String, WriterConfig>, ConfigError> {
+    let mut writers = BTreeMap::new();
+    for (id, w) in files {
+        let prefix = format!("writers.{id}");
+        let key = |name: &str| format!("{prefix}.{name}");
+        let base_url = expand_env(&key("base_url"), &w.base_url)?;
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                key("base_url"),
+                format!("must start with http:// or https://, got {base_url:?}"),
+            ));
+        }
+        if let Some(t) = &w.topic {
+            check_topic_name(&key("topic"), t)?;
+        }
+        check_topic_name(&key("dead_letter_topic"), &w.dead_letter_topic)?;
+        check_range(&key("batch_size"), w.batch_size, 1..=1000)?;
+        if w.requests_per_second == 0 {
+            return Err(ConfigError::invalid(key("requests_per_second"), "must be at least 1"));
+        }
+        let request_timeout = parse_duration(&key("request_timeout"), &w.request_timeout)?;
+        if request_timeout.is_zero() {
+            return Err(ConfigError::invalid(key("request_timeout"), "must be positive"));
+        }
+        let group = match w.group {
+            Some(g) => expand_env(&key("group"), &g)?,
+            None => format!("tidemark-writer-{id}"),
+        };
+        writers.insert(
+            id.clone(),
+            WriterConfig {
+                id: id.clone(),
+                kind: w.kind,
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                topic: w.topic,
+                group,
+                dead_letter_topic: w.dead_letter_topic,
+                batch_size: w.batch_size,
+                batch_linger: parse_duration(&key("batch_linger"), &w.batch_linger)?,
+                requests_per_second: w.requests_per_second,
+                request_timeout,
+                settings: SourceSettings::new(prefix, w.settings),
+            },
+        );
+    }
+    Ok(writers)
 }
 
 /// `[kafka]`: the brokers, topics, transactions and value format.

@@ -21,3 +21,4 @@ pub mod simulate;
 pub mod sources;
 pub mod targets;
 pub mod worker;
+pub mod writer;

@@ -54,6 +54,16 @@ enum Command {
         #[arg(long)]
         until_caught_up: bool,
     },
+    /// Deliver records from Kafka to the configured [writers.<id>] targets (e.g. refund
+    /// stock-ins as 金蝶云星空 销售退货单), each as a consumer group, exactly once per record.
+    Write {
+        #[arg(long, short, env = "TIDEMARK_CONFIG")]
+        config: PathBuf,
+        /// Exit once every writer's group has read its topic to the end (exit 1 if a writer
+        /// stopped on an error).
+        #[arg(long)]
+        until_idle: bool,
+    },
     /// Serve local simulators of the vendor APIs (for tests, demos and benchmarks).
     Simulate {
         /// Simulator config file (TOML).
@@ -249,6 +259,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             tidemark::simulate::serve(cfg).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Write { config, until_idle } => write_command(&config, until_idle).await,
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Bench {
             kafka,
@@ -310,6 +321,41 @@ async fn run_command(config: &std::path::Path, until_caught_up: bool) -> anyhow:
     } else {
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `write`: every configured writer until shutdown (or idle), then a summary per writer.
+async fn write_command(config: &std::path::Path, until_idle: bool) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    if cfg.writers.is_empty() {
+        anyhow::bail!("{}: no [writers.<id>] configured", config.display());
+    }
+    let metrics = Metrics::new();
+    if let Some(listen) = &cfg.metrics_listen {
+        let addr = metrics.serve(listen).await?;
+        tracing::info!(%addr, "metrics listening");
+    }
+    let shutdown = shutdown_on_signals();
+    let runs =
+        cfg.writers.values().map(|w| tidemark::writer::run(&cfg, w, until_idle, shutdown.clone(), metrics.clone()));
+    let mut failed = false;
+    for (w, result) in cfg.writers.keys().zip(futures_util::future::join_all(runs).await) {
+        match result {
+            Ok(r) => {
+                let counts: Vec<String> = r.records.iter().map(|(k, n)| format!("{k} {n}")).collect();
+                println!(
+                    "writer {w}: topic {} in {} batches: {}",
+                    r.topic,
+                    r.batches,
+                    if counts.is_empty() { "nothing".into() } else { counts.join(", ") }
+                );
+            }
+            Err(e) => {
+                failed = true;
+                println!("writer {w}: stopped: {e}");
+            }
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 /// `validate`: the config, each vendor's limits, and (unless offline) the registry's verdict.

@@ -47,6 +47,10 @@ pub struct Metrics {
     pub credential_in_flight: prometheus::IntGaugeVec,
     pub credential_max_in_flight: prometheus::IntGaugeVec,
     pub credential_quota: prometheus::IntGaugeVec,
+    /// A writer's records by outcome: `saved`, `existing`, `rejected`, `unreadable`,
+    /// `superseded`, `skipped`.
+    pub writer_records: IntCounterVec,
+    pub writer_batch_duration: HistogramVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     pub hanging_transactions: IntCounterVec,
@@ -216,6 +220,21 @@ impl Metrics {
             "tidemark_credential_quota_requests_per_second",
             "The configured request quota of a credential (requests_per_second).",
         );
+        let writer_records = counter(
+            "tidemark_writer_records_total",
+            "Records a writer delivered, by outcome (saved, existing, rejected, unreadable, superseded, skipped).",
+            &["writer", "outcome"],
+        );
+        let writer_batch_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tidemark_writer_batch_duration_seconds",
+                "A writer's batch, from first record to committed offsets.",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            &["writer"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(writer_batch_duration.clone())).expect("unique metric");
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -243,6 +262,8 @@ impl Metrics {
             credential_in_flight,
             credential_max_in_flight,
             credential_quota,
+            writer_records,
+            writer_batch_duration,
             pageset_refetches,
             transactions,
             hanging_transactions,

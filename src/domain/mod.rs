@@ -1,12 +1,14 @@
 //! The vocabulary every other module speaks, at the bottom of the crate: stream ids, windows,
 //! watermarks, page sets, vendor time, the `Source` trait with its spec, requests, pages and
-//! errors, and the `Sink` that commits a stream's output. It imports nothing else of the crate; vendors, Kafka, config, metrics and the
+//! errors, the `Sink` that commits a stream's output, and the `Target` a writer delivers
+//! records to. It imports nothing else of the crate; vendors, Kafka, config, metrics and the
 //! worker all depend downward on it.
 
 pub mod backoff;
 pub mod pageset;
 pub mod sink;
 pub mod source;
+pub mod target;
 pub mod time;
 pub mod watermark;
 pub mod window;
@@ -16,6 +18,7 @@ use std::fmt;
 pub use pageset::{PageSet, PageSetError};
 pub use sink::{CommitError, OutRecord, Sink};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
+pub use target::{Document, RowOutcome, Target};
 pub use watermark::{Watermark, WatermarkState};
 pub use window::Window;
 

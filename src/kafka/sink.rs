@@ -28,7 +28,7 @@ pub struct TxnSink {
 
 /// Key and header of the record that settles a hanging transaction (see `kafka::hanging`).
 pub const SETTLE_KEY: &str = "tidemark.settle";
-const HEADER_CONTROL: &str = "tidemark.control";
+pub const HEADER_CONTROL: &str = "tidemark.control";
 
 const COMMIT_ATTEMPTS: u32 = 3;
 

@@ -185,7 +185,7 @@ impl Source for FinanceSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let body = Value::Object(self.signed_body(&req, chrono::Utc::now())?);
-            let resp = http::post_json(&self.http, &self.url, &body, self.timeout).await?;
+            let resp = http::post_json(&self.http, &self.url, &body, &[], self.timeout).await?;
             parse_response(&resp, self.spec.list_field)
         })
     }

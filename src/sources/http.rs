@@ -20,15 +20,19 @@ pub async fn post_form(
     body_of(resp).await
 }
 
-/// POSTs a JSON body (the finance bill API style).
+/// POSTs a JSON body (the finance bill API style) with extra `headers` (K3Cloud's signature).
 pub async fn post_json(
     client: &reqwest::Client,
     url: &str,
     body: &serde_json::Value,
+    headers: &[(&str, String)],
     timeout: Duration,
 ) -> Result<bytes::Bytes, SourceError> {
-    let resp = client.post(url).json(body).timeout(timeout).send().await.map_err(transport_error)?;
-    body_of(resp).await
+    let mut req = client.post(url).json(body).timeout(timeout);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    body_of(req.send().await.map_err(transport_error)?).await
 }
 
 async fn body_of(resp: reqwest::Response) -> Result<bytes::Bytes, SourceError> {

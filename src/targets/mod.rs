@@ -2,3 +2,26 @@
 //! (signing, request and answer shapes, error classes), used by the writer.
 
 pub mod k3cloud;
+
+use std::sync::Arc;
+
+use crate::config::{ConfigError, WriterConfig};
+use crate::domain::Target;
+
+/// Builds a target's client from a writer's config.
+pub type TargetFn = fn(&WriterConfig, reqwest::Client) -> Result<Arc<dyn Target>, ConfigError>;
+
+/// Every writer kind tidemark knows: adding a target is a module and a line here.
+pub static TARGETS: &[(&str, TargetFn)] = &[(k3cloud::KIND, k3cloud::ReturnStockTarget::from_config)];
+
+/// Builds the target of a configured writer.
+pub fn build(cfg: &WriterConfig, http: reqwest::Client) -> Result<Arc<dyn Target>, ConfigError> {
+    let (_, build) = TARGETS.iter().find(|(k, _)| *k == cfg.kind).ok_or_else(|| {
+        let known: Vec<&str> = TARGETS.iter().map(|(k, _)| *k).collect();
+        ConfigError::invalid(
+            format!("writers.{}.kind", cfg.id),
+            format!("unknown writer kind {:?} (known: {})", cfg.kind, known.join(", ")),
+        )
+    })?;
+    build(cfg, http)
+}

@@ -1,0 +1,424 @@
+//! The writer: a consumer group on a stream's topic delivering each record to a target API
+//! exactly once. A batch's offsets are committed only when every record in it is saved, found
+//! already there, or dead-lettered; after a crash the batch is read again and what the target
+//! already holds is recognised by its key, not saved twice.
+
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError, WriterConfig};
+use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
+use crate::kafka::sink::HEADER_CONTROL;
+use crate::metrics::Metrics;
+use crate::worker::gate::{Answer, CredentialGate};
+use crate::worker::read::shutdown_requested;
+use values::Values;
+
+/// How many keys one existence query asks about (its filter stays a sensible length).
+const QUERY_CHUNK: usize = 100;
+/// With `--until-idle`, how long nothing new must arrive before the writer checks it is at
+/// the end of its partitions.
+const IDLE_AFTER: Duration = Duration::from_secs(3);
+
+/// Why a writer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The target refused in a way retrying cannot fix (credentials, a form it does not know).
+    #[error("writer {writer}: {error}")]
+    Target { writer: String, error: SourceError },
+}
+
+/// What a writer did during this run.
+#[derive(Debug, Clone, Default)]
+pub struct WriterReport {
+    pub writer: String,
+    pub topic: String,
+    pub batches: u64,
+    /// Outcome → records: saved, existing, rejected, unreadable, superseded, skipped.
+    pub records: BTreeMap<&'static str, u64>,
+}
+
+/// One consumed record on its way to the target.
+struct Item {
+    partition: i32,
+    offset: i64,
+    kafka_key: String,
+    record: Value,
+    doc: Document,
+}
+
+/// A dead letter: what could not be delivered, and why.
+struct Letter {
+    key: String,
+    body: Value,
+}
+
+/// Runs one writer until shutdown (or, with `until_idle`, until its group has read everything).
+pub async fn run(
+    config: &Config,
+    w: &WriterConfig,
+    until_idle: bool,
+    shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) -> Result<WriterReport, WriterError> {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), format!("cannot build http client: {e}")))?;
+    let target = crate::targets::build(w, http)?;
+    let spec = crate::sources::kind_of(target.input_kind()).expect("a target reads a known kind").spec;
+    let topic = w.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned());
+    let mut values = Values::new(spec.schema, config.schema_registry.as_ref())?;
+    // Requests to the target go one at a time through a gate like a source's: its rate limit
+    // and any throttle pause.
+    let rps = NonZeroU32::new(w.requests_per_second).expect("validated positive");
+    let gate = CredentialGate::new(w.id.clone(), rps, NonZeroU32::MIN);
+    crate::kafka::topics::ensure(
+        &config.kafka,
+        &[crate::kafka::topics::DataTopic { name: w.dead_letter_topic.clone(), compacted: false }],
+    )
+    .await
+    .map_err(|e| WriterError::Kafka(e.to_string()))?;
+    let consumer: StreamConsumer = crate::kafka::client_config(&config.kafka)
+        .set("group.id", &w.group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", if until_idle { "true" } else { "false" })
+        .create()
+        .map_err(|e| WriterError::Kafka(format!("consumer: {e}")))?;
+    consumer.subscribe(&[&topic]).map_err(|e| WriterError::Kafka(format!("subscribe to {topic}: {e}")))?;
+    let producer: FutureProducer = crate::kafka::client_config(&config.kafka)
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| WriterError::Kafka(format!("dead-letter producer: {e}")))?;
+    info!(writer = %w.id, topic = %topic, group = %w.group, kind = %w.kind, "writer starting");
+    let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
+    let writer = Writer { w, target: target.as_ref(), gate: &gate, shutdown: &shutdown, at_eof: Default::default() };
+    loop {
+        let Some(batch) = writer.next_batch(&consumer, &topic, until_idle).await? else { break };
+        let started = Instant::now();
+        let (items, mut letters, mut counts) = writer.prepare(&batch, &mut values).await;
+        if !writer.deliver(items, &mut letters, &mut counts).await? {
+            break;
+        }
+        writer.dead_letter(&producer, letters).await?;
+        commit(&consumer, &topic, &batch)?;
+        for (outcome, n) in &counts {
+            metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(*n);
+            *report.records.entry(outcome).or_default() += n;
+        }
+        metrics.writer_batch_duration.with_label_values(&[w.id.as_str()]).observe(started.elapsed().as_secs_f64());
+        report.batches += 1;
+        info!(writer = %w.id, records = batch.len(), saved = counts.get("saved").copied().unwrap_or(0),
+            existing = counts.get("existing").copied().unwrap_or(0), rejected = counts.get("rejected").copied().unwrap_or(0),
+            elapsed_ms = started.elapsed().as_millis() as u64, "batch committed");
+    }
+    Ok(report)
+}
+
+/// A consumed record, owned (the batch outlives the consumer's borrow).
+struct Consumed {
+    partition: i32,
+    offset: i64,
+    key: String,
+    value: Option<Vec<u8>>,
+    control: bool,
+}
+
+impl Consumed {
+    fn of(m: &BorrowedMessage<'_>) -> Consumed {
+        let control = m.headers().is_some_and(|h| h.iter().any(|x| x.key == HEADER_CONTROL));
+        Consumed {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+            value: m.payload().map(<[u8]>::to_vec),
+            control,
+        }
+    }
+}
+
+/// One writer's parts, borrowed for a run.
+struct Writer<'a> {
+    w: &'a WriterConfig,
+    target: &'a dyn Target,
+    gate: &'a CredentialGate,
+    shutdown: &'a watch::Receiver<bool>,
+    /// Partitions read to their end (`enable.partition.eof`) since their last record.
+    at_eof: std::sync::Mutex<std::collections::HashSet<i32>>,
+}
+
+impl Writer<'_> {
+    /// Up to `batch_size` records, waiting at most `batch_linger` once the first arrived.
+    /// `None` on shutdown, or (with `until_idle`) when the group has read everything.
+    async fn next_batch(
+        &self,
+        consumer: &StreamConsumer,
+        topic: &str,
+        until_idle: bool,
+    ) -> Result<Option<Vec<Consumed>>, WriterError> {
+        let first = loop {
+            tokio::select! {
+                m = tokio::time::timeout(IDLE_AFTER, consumer.recv()) => match m {
+                    Ok(m) => if let Some(c) = self.received(m) { break c },
+                    Err(_) if until_idle && self.at_end(consumer)? => return Ok(None),
+                    Err(_) => {}
+                },
+                _ = shutdown_requested(self.shutdown) => return Ok(None),
+            }
+        };
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + self.w.batch_linger;
+        while batch.len() < self.w.batch_size as usize {
+            match tokio::time::timeout_at(deadline, consumer.recv()).await {
+                Ok(m) => batch.extend(self.received(m)),
+                Err(_) => break,
+            }
+        }
+        let _ = topic;
+        Ok(Some(batch))
+    }
+
+    /// A message, or the end of a partition noted, or an error logged.
+    fn received(&self, m: Result<BorrowedMessage<'_>, KafkaError>) -> Option<Consumed> {
+        let mut eof = self.at_eof.lock().expect("eof lock");
+        match m {
+            Ok(m) => {
+                eof.remove(&m.partition());
+                Some(Consumed::of(&m))
+            }
+            Err(KafkaError::PartitionEOF(p)) => {
+                eof.insert(p);
+                None
+            }
+            Err(e) => {
+                warn!(writer = %self.w.id, error = %e, "consumer error");
+                None
+            }
+        }
+    }
+
+    /// Whether every assigned partition has been read to its end.
+    fn at_end(&self, consumer: &StreamConsumer) -> Result<bool, WriterError> {
+        let assignment = consumer.assignment().map_err(|e| WriterError::Kafka(e.to_string()))?;
+        let eof = self.at_eof.lock().expect("eof lock");
+        Ok(assignment.count() > 0 && assignment.elements().iter().all(|e| eof.contains(&e.partition())))
+    }
+
+    /// Decodes and maps each record; what cannot be read or mapped is dead-lettered. Of two
+    /// records with the same key in a batch, the later (newer) one is delivered.
+    async fn prepare(
+        &self,
+        batch: &[Consumed],
+        values: &mut Values,
+    ) -> (Vec<Item>, Vec<Letter>, BTreeMap<&'static str, u64>) {
+        let mut counts = BTreeMap::new();
+        let mut letters = Vec::new();
+        let mut items: Vec<Item> = Vec::new();
+        let mut by_key: HashMap<String, usize> = HashMap::new();
+        for c in batch {
+            let Some(value) = c.value.as_deref().filter(|_| !c.control) else {
+                *counts.entry("skipped").or_default() += 1;
+                continue;
+            };
+            let record = match values.decode(value).await {
+                Ok(r) => r,
+                Err(e) => {
+                    *counts.entry("unreadable").or_default() += 1;
+                    letters.push(self.letter(c, &c.key, "", &format!("cannot read the value: {e}"), Value::Null, None));
+                    continue;
+                }
+            };
+            let doc = match self.target.document(&record) {
+                Ok(d) => d,
+                Err(e) => {
+                    *counts.entry("unreadable").or_default() += 1;
+                    letters.push(self.letter(c, &c.key, "", &e, record, None));
+                    continue;
+                }
+            };
+            let item = Item { partition: c.partition, offset: c.offset, kafka_key: c.key.clone(), record, doc };
+            match by_key.get(&item.doc.key) {
+                Some(&i) => {
+                    *counts.entry("superseded").or_default() += 1;
+                    items[i] = item;
+                }
+                None => {
+                    by_key.insert(item.doc.key.clone(), items.len());
+                    items.push(item);
+                }
+            }
+        }
+        (items, letters, counts)
+    }
+
+    /// Saves what the target does not hold yet, until every item is saved, existing or
+    /// rejected. Transient errors and throttles are waited out; false on shutdown.
+    async fn deliver(
+        &self,
+        mut pending: Vec<Item>,
+        letters: &mut Vec<Letter>,
+        counts: &mut BTreeMap<&'static str, u64>,
+    ) -> Result<bool, WriterError> {
+        let mut failures = 0u32;
+        while !pending.is_empty() {
+            match self.round(&mut pending, letters, counts).await {
+                Ok(()) => failures = 0,
+                Err(e @ SourceError::Fatal { .. }) => {
+                    return Err(WriterError::Target { writer: self.w.id.clone(), error: e });
+                }
+                Err(e) => {
+                    failures += 1;
+                    let wait = match &e {
+                        SourceError::Throttled { after, .. } => *after,
+                        _ => backoff::delay(failures, Duration::from_millis(500), Duration::from_secs(60)),
+                    };
+                    warn!(writer = %self.w.id, error = %e, retry_in = ?wait, pending = pending.len(), "target call failed; retrying the batch");
+                    if !crate::worker::stream::sleep_or_shutdown(wait, self.shutdown).await {
+                        return Ok(false);
+                    }
+                }
+            }
+            if !pending.is_empty() && failures == 0 {
+                // The answer named some documents neither saved nor rejected: ask again.
+                let wait = backoff::delay(1, Duration::from_millis(500), Duration::from_secs(5));
+                if !crate::worker::stream::sleep_or_shutdown(wait, self.shutdown).await {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// One existence check and one save of what is left; outcomes settle items out of `pending`.
+    async fn round(
+        &self,
+        pending: &mut Vec<Item>,
+        letters: &mut Vec<Letter>,
+        counts: &mut BTreeMap<&'static str, u64>,
+    ) -> Result<(), SourceError> {
+        let keys: Vec<String> = pending.iter().map(|i| i.doc.key.clone()).collect();
+        let mut existing = std::collections::HashSet::new();
+        for chunk in keys.chunks(QUERY_CHUNK) {
+            existing.extend(self.call(self.target.existing(chunk)).await?);
+        }
+        let before = pending.len();
+        pending.retain(|i| !existing.contains(&i.doc.key));
+        *counts.entry("existing").or_default() += (before - pending.len()) as u64;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let docs: Vec<Value> = pending.iter().map(|i| i.doc.body.clone()).collect();
+        let outcomes = self.call(self.target.save(&docs)).await?;
+        let mut left = Vec::new();
+        for (item, outcome) in std::mem::take(pending).into_iter().zip(outcomes) {
+            match outcome {
+                RowOutcome::Saved { .. } => *counts.entry("saved").or_default() += 1,
+                RowOutcome::Rejected { field, message } => {
+                    *counts.entry("rejected").or_default() += 1;
+                    warn!(writer = %self.w.id, key = %item.doc.key, field = %field, error = %message, "target rejected a record; dead-lettering it");
+                    let c = Consumed {
+                        partition: item.partition,
+                        offset: item.offset,
+                        key: item.kafka_key.clone(),
+                        value: None,
+                        control: false,
+                    };
+                    letters.push(self.letter(&c, &item.doc.key, &field, &message, item.record, Some(item.doc.body)));
+                }
+                RowOutcome::Unknown => left.push(item),
+            }
+        }
+        *pending = left;
+        Ok(())
+    }
+
+    /// One target call through the gate: its rate limit, throttle pauses and in-flight slot.
+    async fn call<T>(&self, fut: impl std::future::Future<Output = Result<T, SourceError>>) -> Result<T, SourceError> {
+        let permit = self.gate.acquire().await;
+        let res = fut.await;
+        permit.done(match &res {
+            Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
+            Err(_) => Answer::Overloaded,
+        });
+        if let Err(SourceError::Throttled { after, .. }) = &res {
+            self.gate.pause(*after);
+        }
+        res
+    }
+
+    fn letter(
+        &self,
+        c: &Consumed,
+        key: &str,
+        field: &str,
+        error: &str,
+        record: Value,
+        document: Option<Value>,
+    ) -> Letter {
+        Letter {
+            key: if key.is_empty() { format!("{}/{}", c.partition, c.offset) } else { key.to_owned() },
+            body: json!({
+                "writer": self.w.id,
+                "kind": self.w.kind,
+                "partition": c.partition,
+                "offset": c.offset,
+                "key": key,
+                "field": field,
+                "error": error,
+                "record": record,
+                "document": document,
+            }),
+        }
+    }
+
+    /// Writes the batch's dead letters and waits until Kafka has them all.
+    async fn dead_letter(&self, producer: &FutureProducer, letters: Vec<Letter>) -> Result<(), WriterError> {
+        let topic = self.w.dead_letter_topic.as_str();
+        let payloads: Vec<String> = letters.iter().map(|l| l.body.to_string()).collect();
+        let sends: Vec<_> = letters
+            .iter()
+            .zip(&payloads)
+            .map(|(l, payload)| {
+                let record = FutureRecord::to(topic).key(l.key.as_str()).payload(payload);
+                producer.send(record, Duration::from_secs(30))
+            })
+            .collect();
+        for s in futures_util::future::join_all(sends).await {
+            s.map_err(|(e, _)| WriterError::Kafka(format!("dead letter to {topic}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Commits the offsets after the batch's last record of each partition.
+fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for c in batch {
+        let n = next.entry(c.partition).or_insert(0);
+        *n = (*n).max(c.offset + 1);
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (p, o) in next {
+        tpl.add_partition_offset(topic, p, Offset::Offset(o)).map_err(|e| WriterError::Kafka(e.to_string()))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| WriterError::Kafka(format!("commit offsets of {topic}: {e}")))
+}

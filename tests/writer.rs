@@ -1,0 +1,197 @@
+//! Seed 001 end to end against the real broker: 奇门 refund stock-ins → tidemark → Kafka →
+//! the writer → the K3Cloud simulator, which must hold exactly one 销售退货单 per stock-in
+//! (lines and amounts exact) after SIGKILLs of the writer, with every stock-in it rejected
+//! in the dead-letter topic and nothing else lost.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::*;
+use serde_json::Value;
+
+const APP_ID: &str = "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA";
+
+fn simulator_toml() -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+[qimen]
+app_key = "qk"
+app_secret = "qs"
+target_app_key = "wdt-target"
+sid = "seller"
+[qimen.stockin_refund]
+seed = 21
+records = 300
+from = "2d"
+until = "1h"
+shops = ["shop-01"]
+[k3cloud]
+app_id = "{APP_ID}"
+app_secret = "k3-secret"
+acct_id = "6420e0b2c6d3f2"
+user_name = "Administrator"
+orgs = ["100"]
+"#
+    )
+}
+
+fn config(sim: &Simulator, topic: &str, dlq: &str, group: &str) -> String {
+    format!(
+        r#"
+[kafka]
+bootstrap = "{kafka}"
+transactional_id = "{txn}"
+watermark_topic = "{topic}.wm"
+topic_partitions = 3
+
+[sources.qm]
+kind = "qimen.stockin_refund"
+base_url = "{base}/router/qm"
+app_key = "qk"
+app_secret = "qs"
+target_app_key = "wdt-target"
+sid = "seller"
+requests_per_second = 200
+
+[[streams]]
+id = "qimen.stockin_refund/shop-01"
+source = "qm"
+topic = "{topic}"
+start = "49h"
+settle = "1m"
+[streams.params]
+shop_no = "shop-01"
+
+[writers.k3]
+kind = "k3cloud.sal_returnstock"
+base_url = "{base}"
+topic = "{topic}"
+group = "{group}"
+dead_letter_topic = "{dlq}"
+batch_size = 20
+batch_linger = "200ms"
+requests_per_second = 200
+app_id = "{APP_ID}"
+app_secret = "k3-secret"
+acct_id = "6420e0b2c6d3f2"
+user_name = "Administrator"
+stock_org = "100"
+default_customer = "RETAIL"
+"#,
+        kafka = kafka(),
+        txn = unique("writer-txn"),
+        base = sim.base_url()
+    )
+}
+
+fn write_until_idle(cfg: &std::path::Path) -> std::process::Output {
+    Command::new(BIN).args(["write", "--until-idle", "--config"]).arg(cfg).env("RUST_LOG", "info").output().unwrap()
+}
+
+/// Starts the writer and SIGKILLs it once it has committed `batches` batches.
+fn kill_writer_after(cfg: &std::path::Path, batches: usize) {
+    let mut child = Command::new(BIN)
+        .args(["write", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = 0;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.contains("batch committed") {
+            seen += 1;
+            if seen == batches {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(seen, batches, "the writer committed {batches} batches before the kill");
+}
+
+async fn bills(sim: &Simulator) -> Vec<Value> {
+    reqwest::get(format!("{}/_simulator/k3cloud/bills", sim.base_url())).await.unwrap().json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml());
+    let (topic, dlq) = (unique("k3-refunds"), unique("k3-rejected"));
+    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3-group")));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stockins = sim.records("qimen.stockin_refund").await;
+    assert_eq!(consume_committed(&topic).len(), stockins.len(), "every stock-in is in Kafka first");
+
+    kill_writer_after(&cfg, 3);
+    let saved_after_kill = bills(&sim).await.len();
+    kill_writer_after(&cfg, 2);
+    let out = write_until_idle(&cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+
+    let bills = bills(&sim).await;
+    assert!(0 < saved_after_kill && saved_after_kill < bills.len(), "the kills landed part-way");
+    let mut by_no: BTreeMap<String, &Value> = BTreeMap::new();
+    for b in &bills {
+        let no = b["FBillNo"].as_str().unwrap().to_owned();
+        assert!(by_no.insert(no.clone(), b).is_none(), "bill {no} saved twice");
+    }
+    let mut letters: BTreeMap<String, Value> = BTreeMap::new();
+    for c in consume_committed(&dlq) {
+        let v: Value = serde_json::from_slice(c.value.as_ref().unwrap()).unwrap();
+        letters.insert(v["key"].as_str().unwrap_or_default().to_owned(), v);
+    }
+    let mut rejected_by_k3 = 0;
+    for s in &stockins {
+        let no = s["order_no"].as_str().unwrap();
+        match (by_no.get(no), letters.get(no)) {
+            (Some(bill), None) => assert_bill_matches(bill, s),
+            (None, Some(letter)) => {
+                assert!(!letter["error"].as_str().unwrap().is_empty(), "{letter}");
+                if !letter["field"].as_str().unwrap().is_empty() {
+                    rejected_by_k3 += 1;
+                }
+            }
+            (Some(_), Some(_)) => panic!("{no} is both a bill and a dead letter"),
+            (None, None) => panic!("{no} was lost: neither a bill nor a dead letter"),
+        }
+    }
+    let known: BTreeSet<&str> = stockins.iter().map(|s| s["order_no"].as_str().unwrap()).collect();
+    assert!(by_no.keys().all(|k| known.contains(k.as_str())), "no bill without a stock-in");
+    assert!(rejected_by_k3 > 0, "some stock-ins were rejected by K3Cloud itself (with its FieldName)");
+    assert!(bills.len() > stockins.len() / 3, "most stock-ins became bills: {} of {}", bills.len(), stockins.len());
+}
+
+/// The bill holds the stock-in's number, customer, warehouse and lines exactly.
+fn assert_bill_matches(bill: &Value, s: &Value) {
+    let no = s["order_no"].as_str().unwrap();
+    let lines = bill["FEntity"].as_array().unwrap();
+    let details = s["details_list"].as_array().unwrap();
+    assert_eq!(lines.len(), details.len(), "{no}: one line per detail");
+    for (l, d) in lines.iter().zip(details) {
+        assert_eq!(l["FMaterialId"]["FNumber"], d["spec_no"], "{no}");
+        assert_eq!(decimal(&l["FRealQty"]), decimal(&d["num"]), "{no}: quantity");
+        if !d["tax_price"].as_str().unwrap_or("").is_empty() {
+            assert_eq!(decimal(&l["FTaxPrice"]), decimal(&d["tax_price"]), "{no}: price");
+        }
+    }
+    let customer = s["customer_no"].as_str().filter(|c| !c.is_empty()).unwrap_or("RETAIL");
+    assert_eq!(bill["FRetcustId"]["FNumber"], customer, "{no}");
+}
+
+/// Decimal text compared by value: `2.0000` and `2` are the same amount.
+fn decimal(v: &Value) -> String {
+    let t = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+    let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_owned() } else { t };
+    if t == "-0" || t.is_empty() { "0".into() } else { t }
+}
