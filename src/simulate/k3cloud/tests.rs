@@ -359,3 +359,21 @@ fn the_config_section_rejects_unknown_keys_and_bad_app_ids() {
         (2052, "10m", vec!["100".into()], vec!["XSTHD01_SYS".into()])
     );
 }
+
+#[test]
+fn the_example_config_holds_exactly_the_base_data_generated_stock_ins_name() {
+    use crate::simulate::qimen::{CUSTOMERS, SPECS, WAREHOUSES};
+    let text = include_str!("../../../examples/simulator.toml").replace("${K3CLOUD_APP_SECRET}", "example");
+    let cfg: crate::simulate::SimConfig = toml::from_str(&text).unwrap();
+    let k = cfg.k3cloud.unwrap();
+    let sorted = |v: Vec<String>| {
+        let mut v = v;
+        v.sort();
+        v
+    };
+    let owned = |l: &[&str]| sorted(l.iter().map(|s| s.to_string()).collect());
+    assert_eq!(sorted(k.materials.clone()), owned(SPECS));
+    assert_eq!(sorted(k.customers.clone()), owned(CUSTOMERS));
+    assert_eq!(sorted(k.warehouses.clone()), owned(WAREHOUSES));
+    K3cloudSim::new(&k).unwrap();
+}
