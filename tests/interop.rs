@@ -21,12 +21,13 @@ const TOPICS: [(&str, &str, &str, &str); 5] = [
     ("finance.balances", "finance.balances", "finance.account_balance.avsc", "account_id"),
 ];
 
-const SECRETS: [(&str, &str); 5] = [
+const SECRETS: [(&str, &str); 6] = [
     ("WDT_APPSECRET", "wdt-secret"),
     ("QIMEN_APP_SECRET", "qimen-secret"),
     ("TOP_APP_SECRET", "top-secret"),
     ("TOP_SESSION", "top-session"),
     ("FINANCE_APP_SECRET", "finance-secret"),
+    ("K3CLOUD_APP_SECRET", "k3cloud-secret"),
 ];
 
 fn example(name: &str) -> String {

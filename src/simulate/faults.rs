@@ -66,6 +66,7 @@ pub enum Vendor {
     Qimen,
     Top,
     Finance,
+    K3cloud,
 }
 
 impl Vendor {
@@ -75,6 +76,7 @@ impl Vendor {
             "/router/qm" => Some(Vendor::Qimen),
             "/router/rest" => Some(Vendor::Top),
             "/api" => Some(Vendor::Finance),
+            p if p.starts_with("/k3cloud/") => Some(Vendor::K3cloud),
             _ => None,
         }
     }
@@ -85,12 +87,13 @@ impl Vendor {
             Vendor::Qimen => "qimen",
             Vendor::Top => "top",
             Vendor::Finance => "finance",
+            Vendor::K3cloud => "k3cloud",
         }
     }
 
     /// The vendor's throttle answer. TOP and Qimen: code 7 with the ban in the message. The
-    /// 旺店通 and finance docs name no throttle code: their simulators answer HTTP 429 with
-    /// `Retry-After`, which is what an HTTP gateway in front of them would do.
+    /// 旺店通, finance and K3Cloud docs name no throttle code: their simulators answer HTTP 429
+    /// with `Retry-After`, which is what an HTTP gateway in front of them would do.
     fn throttled(self, ban: Duration) -> Response {
         let secs = ban.as_secs().max(1);
         let msg = format!("This ban will last {secs} more seconds");
@@ -101,14 +104,14 @@ impl Vendor {
             Vendor::Qimen => axum::Json(json!({"response": {"flag": "failure", "code": "7",
                 "sub_code": "accesscontrol.limited-by-api-access-count", "message": format!("App Call Limited, {msg}")}}))
             .into_response(),
-            Vendor::Wdt | Vendor::Finance => {
+            Vendor::Wdt | Vendor::Finance | Vendor::K3cloud => {
                 (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "too many requests\n").into_response()
             }
         }
     }
 
-    /// The vendor's answer once the credentials were revoked.
-    fn revoked(self) -> Value {
+    /// The vendor's answer to a request for `path` once the credentials were revoked.
+    fn revoked(self, path: &str) -> Value {
         match self {
             Vendor::Wdt => json!({"code": 100, "message": "appkey 不存在或已停用"}),
             Vendor::Qimen => json!({"error_response": {"code": 29, "msg": "Invalid app Key"}}),
@@ -116,6 +119,7 @@ impl Vendor {
                 json!({"error_response": {"code": 27, "msg": "Invalid session", "sub_code": "invalid-sessionkey"}})
             }
             Vendor::Finance => json!({"code": 1001, "message": "非法的flag"}),
+            Vendor::K3cloud => super::k3cloud::auth_failure(path, &super::k3cloud::auth::AuthFailure::Revoked),
         }
     }
 }
@@ -273,7 +277,7 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
         return f.answer_ban(vendor);
     }
     if f.cfg.revoke_after.is_some_and(|after| n > after) && f.cfg.revoke_vendors.iter().any(|v| v == vendor.name()) {
-        return axum::Json(vendor.revoked()).into_response();
+        return axum::Json(vendor.revoked(req.uri().path())).into_response();
     }
     match f.pick() {
         None => next.run(req).await,

@@ -4,6 +4,7 @@ pub mod dataset;
 pub mod faults;
 pub mod finance;
 pub mod generate;
+pub mod k3cloud;
 pub mod qimen;
 pub mod rng;
 pub mod top;
@@ -38,6 +39,7 @@ pub struct SimConfig {
     pub qimen: Option<qimen::QimenSimConfig>,
     pub top: Option<top::TopSimConfig>,
     pub finance: Option<finance::FinanceSimConfig>,
+    pub k3cloud: Option<k3cloud::K3cloudSimConfig>,
     #[serde(default)]
     pub faults: faults::FaultConfig,
 }
@@ -66,6 +68,7 @@ pub struct SimState {
     pub qimen: Option<qimen::QimenSim>,
     pub top: Option<top::TopSim>,
     pub finance: Option<finance::FinanceSim>,
+    pub k3cloud: Option<k3cloud::K3cloudSim>,
 }
 
 /// How the simulators serve one kind's data set: listing it, counting it without generating
@@ -176,17 +179,20 @@ pub fn build(cfg: SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, Config
         qimen: cfg.qimen.as_ref().map(|c| qimen::QimenSim::new(c, now)).transpose()?,
         top: cfg.top.as_ref().map(|c| top::TopSim::new(c, now)).transpose()?,
         finance: cfg.finance.as_ref().map(|c| finance::FinanceSim::new(c, now)).transpose()?,
+        k3cloud: cfg.k3cloud.as_ref().map(k3cloud::K3cloudSim::new).transpose()?,
     }))
 }
 
-/// The vendor routes (`/openapi2/*.php`, `/router/qm`, `/router/rest`, `/api`), plus
-/// `/_simulator/records/{kind}` listing a data set in served order and `/_simulator/stats`.
+/// The vendor routes (`/openapi2/*.php`, `/router/qm`, `/router/rest`, `/api`, `/k3cloud/*`),
+/// plus `/_simulator/records/{kind}` listing a data set in served order, `/_simulator/stats`,
+/// and what the K3Cloud simulator saved (`/_simulator/k3cloud/bills`).
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .merge(wdt::routes())
         .merge(qimen::routes())
         .merge(top::routes())
         .merge(finance::routes())
+        .merge(k3cloud::routes())
         .route("/_simulator/records/{kind}", get(records).post(insert_record))
         .route("/_simulator/stats", get(stats))
         .route("/_simulator/requests", get(requests))

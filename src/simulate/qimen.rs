@@ -1,6 +1,7 @@
 //! Simulated 奇门 gateway for 旺店通: TOP-style checks (app key, target app key, sid,
 //! timestamp, signature) and `wdt.stockin.order.query.refund` with 0-based pages, a 24 h
-//! closed window and a refund stock-in data set with nested detail lines.
+//! closed window and a refund stock-in data set with nested detail lines, whose warehouses,
+//! customers and goods come from fixed lists (the base data a K3Cloud account would hold).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -17,6 +18,7 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
+use super::rng::SimRng;
 use super::top::{Credential, default_skew, error};
 use crate::config::{ConfigError, expand_env};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
@@ -32,6 +34,21 @@ pub struct QimenSimConfig {
     #[serde(default = "default_skew")]
     pub max_skew: String,
     pub stockin_refund: Option<DataSetConfig>,
+}
+
+/// The warehouses, customers and goods (`spec_no`) generated stock-ins name, drawn from small
+/// lists rather than made up per record, so a K3Cloud account that holds them (the
+/// `[k3cloud]` base data in examples/simulator.toml) knows every one a writer sends it.
+pub const WAREHOUSES: &[&str] = &["CK001", "CK002"];
+pub const CUSTOMERS: &[&str] = &["KH0001", "KH0002", "KH0003"];
+pub const SPECS: &[&str] = &["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005", "SKU-1006"];
+
+/// Replaces a generated number with one from `list`; an empty value (the generator leaves
+/// optional fields empty now and then, as vendors do) stays empty.
+fn pick_known(rng: &mut SimRng, v: &mut Value, list: &[&str]) {
+    if v.as_str().is_some_and(|s| !s.is_empty()) {
+        *v = json!(rng.pick(list));
+    }
 }
 
 fn failure(code: &str, message: &str) -> Value {
@@ -68,6 +85,13 @@ impl QimenSim {
                     // The window filters on the stock-in's update time.
                     r["stockin_time"] = json!(format_beijing(at, DATETIME));
                     r["shop_no"] = json!(shop);
+                    pick_known(rng, &mut r["warehouse_no"], WAREHOUSES);
+                    pick_known(rng, &mut r["customer_no"], CUSTOMERS);
+                    if let Some(lines) = r["details_list"].as_array_mut() {
+                        for line in lines {
+                            pick_known(rng, &mut line["spec_no"], SPECS);
+                        }
+                    }
                     r
                 }),
             )?,
@@ -167,5 +191,30 @@ async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeM
     match &state.qimen {
         Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
         None => Json(failure("invalid-method", "qimen simulator not configured")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stock_ins_name_only_the_listed_base_data() {
+        let cfg: super::super::SimConfig = toml::from_str(
+            "[qimen]\napp_key = \"k\"\napp_secret = \"s\"\ntarget_app_key = \"t\"\nsid = \"x\"\n\
+             [qimen.stockin_refund]\nrecords = 500\nfrom = \"2d\"\nuntil = \"1h\"\n",
+        )
+        .unwrap();
+        let sim = QimenSim::new(cfg.qimen.as_ref().unwrap(), Utc::now()).unwrap();
+        let known = |v: &Value, list: &[&str]| v == "" || list.iter().any(|k| v == *k);
+        let mut lines = 0;
+        for r in sim.stockin_refunds() {
+            assert!(known(&r["warehouse_no"], WAREHOUSES) && known(&r["customer_no"], CUSTOMERS), "{r}");
+            for line in r["details_list"].as_array().unwrap() {
+                assert!(known(&line["spec_no"], SPECS), "{line}");
+                lines += 1;
+            }
+        }
+        assert!(lines > 500, "{lines}");
     }
 }

@@ -56,10 +56,10 @@ impl Identity {
     /// `/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave.common.kdsvc`)
     /// at `timestamp` (Unix seconds, also used as the nonce, as the Python SDK does).
     pub fn headers(&self, path: &str, timestamp: i64) -> Result<Vec<(&'static str, String)>, SignError> {
-        let (client_id, client_secret) = self.client()?;
+        let (client_id, _) = self.client()?;
         let ts = timestamp.to_string();
         let nonce = ts.clone();
-        let to_sign = format!("POST\n{}\n\nx-api-nonce:{nonce}\nx-api-timestamp:{ts}\n", encode_path(path));
+        let signature = self.api_signature(path, &nonce, &ts)?;
         let app_data = format!("{},{},{},{}", self.acct_id, self.user_name, self.lcid, self.org_num);
         Ok(vec![
             ("X-Api-ClientID", client_id.to_owned()),
@@ -67,11 +67,24 @@ impl Identity {
             ("x-api-timestamp", ts),
             ("x-api-nonce", nonce),
             ("x-api-signheaders", "x-api-timestamp,x-api-nonce".to_owned()),
-            ("X-Api-Signature", kd_hmac(&to_sign, &client_secret)),
+            ("X-Api-Signature", signature),
             ("X-Kd-Appkey", self.app_id.clone()),
             ("X-Kd-Appdata", BASE64.encode(app_data.as_bytes())),
-            ("X-Kd-Signature", kd_hmac(&format!("{}{app_data}", self.app_id), self.app_secret.expose())),
+            ("X-Kd-Signature", self.app_signature(&app_data)),
         ])
+    }
+
+    /// `X-Api-Signature` over the nonce and timestamp as sent: the Python SDK reuses the
+    /// timestamp as the nonce, but a server (the simulator) must check what the client chose.
+    pub fn api_signature(&self, path: &str, nonce: &str, timestamp: &str) -> Result<String, SignError> {
+        let (_, client_secret) = self.client()?;
+        let to_sign = format!("POST\n{}\n\nx-api-nonce:{nonce}\nx-api-timestamp:{timestamp}\n", encode_path(path));
+        Ok(kd_hmac(&to_sign, &client_secret))
+    }
+
+    /// `X-Kd-Signature` over the app data text (`acct,user,lcid,org`, before base64).
+    pub fn app_signature(&self, app_data: &str) -> String {
+        kd_hmac(&format!("{}{app_data}", self.app_id), self.app_secret.expose())
     }
 }
 
@@ -172,6 +185,26 @@ mod tests {
         assert_eq!(
             header(&h, "X-Kd-Signature"),
             "ZmE3YjZhN2ZjNGE2MjcwYTIwMDFiOGE1MTJlYTRkNGQwYTU1ZTljODkzODkwMTk3ZjRhNWE5ZTU5MmQyYzZlMQ=="
+        );
+    }
+
+    #[test]
+    fn the_api_signature_covers_the_nonce_as_sent() {
+        let id = Identity {
+            app_id: "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ".into(),
+            app_secret: Secret::new("fb7d46647ac346dbb5fcd45b65512a45"),
+            acct_id: "5db25ac8d2b819".into(),
+            user_name: "webapi".into(),
+            lcid: 2052,
+            org_num: "100".into(),
+        };
+        // The SDK's own vector (its nonce is its timestamp), then another nonce.
+        let sdk = id.api_signature(BATCH_SAVE, "1764201600", "1764201600").unwrap();
+        assert_eq!(sdk, "MzNiM2M0MzNjNzIzNjA2MjY4Nzc5NThkZDhjMDkyMjM5ODNmMTczOTM2MzE3OTA5ZWMyZTRjNjI2OGQyNmU3Yg==");
+        assert_ne!(id.api_signature(BATCH_SAVE, "8f3a", "1764201600").unwrap(), sdk);
+        assert_eq!(
+            id.app_signature("5db25ac8d2b819,webapi,2052,100"),
+            "MTc3OGY2ZTRjYzI3ZmNmNmU3NzYxMGYyNzBlMjFmYmQ5YTRmZGEyNWQ5YzZiNzNkMDBiMmY1MGNiMTcwNGJlZQ=="
         );
     }
 
