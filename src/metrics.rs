@@ -48,7 +48,7 @@ pub struct Metrics {
     pub credential_max_in_flight: prometheus::IntGaugeVec,
     pub credential_quota: prometheus::IntGaugeVec,
     /// A writer's records by outcome: `saved`, `existing`, `rejected`, `unreadable`,
-    /// `superseded`, `skipped`.
+    /// `unmappable`, `superseded`, `skipped`.
     pub writer_records: IntCounterVec,
     pub writer_batch_duration: HistogramVec,
     pub pageset_refetches: IntCounterVec,
@@ -222,7 +222,7 @@ impl Metrics {
         );
         let writer_records = counter(
             "tidemark_writer_records_total",
-            "Records a writer delivered, by outcome (saved, existing, rejected, unreadable, superseded, skipped).",
+            "Records a writer delivered, by outcome (saved, existing, rejected, unreadable, unmappable, superseded, skipped).",
             &["writer", "outcome"],
         );
         let writer_batch_duration = HistogramVec::new(

@@ -42,6 +42,8 @@ pub struct QimenSimConfig {
 pub const WAREHOUSES: &[&str] = &["CK001", "CK002"];
 pub const CUSTOMERS: &[&str] = &["KH0001", "KH0002", "KH0003"];
 pub const SPECS: &[&str] = &["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005", "SKU-1006"];
+/// 增值税 rates as 旺店通 writes `tax` (a fraction, scale 6).
+pub const TAX_RATES: &[&str] = &["0.000000", "0.060000", "0.090000", "0.130000"];
 
 /// Replaces a generated number with one from `list`; an empty value (the generator leaves
 /// optional fields empty now and then, as vendors do) stays empty.
@@ -90,6 +92,12 @@ impl QimenSim {
                     if let Some(lines) = r["details_list"].as_array_mut() {
                         for line in lines {
                             pick_known(rng, &mut line["spec_no"], SPECS);
+                            // Goods come back in whole units at the usual VAT rates; one line
+                            // in ten keeps the generator's awkward quantity (0, negative).
+                            if !rng.chance(0.1) {
+                                line["num"] = json!(format!("{}.0000", 1 + rng.below(5)));
+                            }
+                            pick_known(rng, &mut line["tax"], TAX_RATES);
                         }
                     }
                     r

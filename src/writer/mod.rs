@@ -51,7 +51,9 @@ pub struct WriterReport {
     pub writer: String,
     pub topic: String,
     pub batches: u64,
-    /// Outcome → records: saved, existing, rejected, unreadable, superseded, skipped.
+    /// Outcome → records: saved, existing, rejected (by the target), unreadable (the value),
+    /// unmappable (no document can be made of it), superseded (by a newer one in its batch),
+    /// skipped (tombstones, control records).
     pub records: BTreeMap<&'static str, u64>,
 }
 
@@ -102,6 +104,10 @@ pub async fn run(
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", if until_idle { "true" } else { "false" })
+        // A writer that died holds its partitions until its session times out: 10 s, not
+        // Kafka's 45 s, so a restarted or surviving writer takes over soon.
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "3000")
         .create()
         .map_err(|e| WriterError::Kafka(format!("consumer: {e}")))?;
     consumer.subscribe(&[&topic]).map_err(|e| WriterError::Kafka(format!("subscribe to {topic}: {e}")))?;
@@ -250,7 +256,7 @@ impl Writer<'_> {
             let doc = match self.target.document(&record) {
                 Ok(d) => d,
                 Err(e) => {
-                    *counts.entry("unreadable").or_default() += 1;
+                    *counts.entry("unmappable").or_default() += 1;
                     letters.push(self.letter(c, &c.key, "", &e, record, None));
                     continue;
                 }
