@@ -10,7 +10,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Headers;
 use serde_json::Value;
 
-use crate::avro::{Framing, RecordCodec, decode};
+use crate::avro::RecordCodec;
+use crate::avro::framed::FramedReader;
 use crate::config::{Config, ConfigError, KafkaConfig};
 use crate::domain::Watermark;
 use crate::kafka::ends::EndsReader;
@@ -85,7 +86,7 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
         let mut out = Vec::new();
         for (topic, codec) in topics {
             let mut values =
-                ValueReader { codec: &codec, registry: registry.as_ref(), runtime: &runtime, by_id: HashMap::new() };
+                ValueReader { codec: &codec, framed: FramedReader::new(&codec, registry.as_ref()), runtime: &runtime };
             out.push(scan_topic(&kafka, &topic, &mut values, samples, &mut summaries)?);
         }
         Ok((summaries.into_values().collect(), out))
@@ -94,42 +95,17 @@ pub async fn inspect(config: &Config, samples: usize) -> Result<(Vec<StreamSumma
     .map_err(|e| InspectError::Read { topic: String::new(), reason: e.to_string() })?
 }
 
-/// Decodes a topic's values whatever their framing: single objects with the configured schema,
-/// Confluent-framed ones with the schema the registry holds for their id.
+/// A sample of a topic: its values decoded (blocking: the scan runs on a blocking thread).
 struct ValueReader<'a> {
     codec: &'a RecordCodec,
-    registry: Option<&'a Registry>,
+    framed: FramedReader<'a>,
     runtime: &'a tokio::runtime::Handle,
-    /// Writer schemas by registry id, or why the id could not be resolved: asked once, so a
-    /// registry that is down costs one retry budget, not one per sample.
-    by_id: HashMap<u32, Result<apache_avro::Schema, String>>,
 }
 
 impl ValueReader<'_> {
     fn decode(&mut self, value: &[u8]) -> Sample {
-        let Some((framing, datum)) = Framing::split(value) else {
-            return Sample { value: undecodable("neither single-object nor Confluent framing"), framing: None };
-        };
-        let decoded = match framing {
-            Framing::SingleObject { fingerprint } if fingerprint == self.codec.fingerprint() => {
-                decode::decode_datum(self.codec.schema(), datum)
-            }
-            Framing::SingleObject { .. } => Err(format!("{framing} is not {}'s", self.codec.full_name())),
-            Framing::Confluent { schema_id } => match self.writer_schema(schema_id) {
-                Ok(schema) => decode::decode_datum(schema, datum),
-                Err(e) => Err(e.clone()),
-            },
-        };
-        Sample { value: decoded.unwrap_or_else(|e| undecodable(&e)), framing: Some(framing.to_string()) }
-    }
-
-    fn writer_schema(&mut self, id: u32) -> &Result<apache_avro::Schema, String> {
-        let (registry, runtime) = (self.registry, self.runtime);
-        self.by_id.entry(id).or_insert_with(|| {
-            let registry = registry.ok_or("a Confluent-framed value, but no [schema_registry] is configured")?;
-            let text = runtime.block_on(registry.schema_by_id(id)).map_err(|e| e.to_string())?;
-            apache_avro::Schema::parse_str(&text).map_err(|e| format!("schema id {id}: {e}"))
-        })
+        let (framing, decoded) = self.runtime.block_on(self.framed.decode(value));
+        Sample { value: decoded.unwrap_or_else(|e| undecodable(&e)), framing: framing.map(|f| f.to_string()) }
     }
 }
 

@@ -51,6 +51,9 @@ pub struct Metrics {
     /// `unmappable`, `superseded`, `skipped`.
     pub writer_records: IntCounterVec,
     pub writer_batch_duration: HistogramVec,
+    /// Records (and transaction markers) between a writer group's position and each
+    /// partition's end, summed over the partitions it holds.
+    pub writer_lag: prometheus::IntGaugeVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     pub hanging_transactions: IntCounterVec,
@@ -235,6 +238,15 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(writer_batch_duration.clone())).expect("unique metric");
+        let writer_lag = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "tidemark_writer_lag_records",
+                "Records (and transaction markers) a writer's group has yet to read on the partitions it holds.",
+            ),
+            &["writer"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(writer_lag.clone())).expect("unique metric");
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -264,6 +276,7 @@ impl Metrics {
             credential_quota,
             writer_records,
             writer_batch_duration,
+            writer_lag,
             pageset_refetches,
             transactions,
             hanging_transactions,

@@ -82,6 +82,7 @@ fn run_example(dir: &Path, sim: &Simulator, config: &str) -> Output {
         .env("QIMEN_URL", format!("{base}/router/qm"))
         .env("TOP_URL", format!("{base}/router/rest"))
         .env("FINANCE_URL", format!("{base}/api"))
+        .env("K3CLOUD_URL", &base)
         .output()
         .expect("run worker")
 }

@@ -5,6 +5,7 @@ pub mod canonical;
 pub mod decimal;
 pub mod decode;
 pub mod encode;
+pub mod framed;
 
 use std::sync::Arc;
 

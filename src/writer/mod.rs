@@ -3,8 +3,6 @@
 //! already there, or dead-lettered; after a crash the batch is read again and what the target
 //! already holds is recognised by its key, not saved twice.
 
-mod values;
-
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -19,13 +17,13 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::avro::framed::FramedReader;
 use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
 use crate::kafka::sink::HEADER_CONTROL;
 use crate::metrics::Metrics;
 use crate::worker::gate::{Answer, CredentialGate};
 use crate::worker::read::shutdown_requested;
-use values::Values;
 
 /// How many keys one existence query asks about (its filter stays a sensible length).
 const QUERY_CHUNK: usize = 100;
@@ -87,7 +85,15 @@ pub async fn run(
     let target = crate::targets::build(w, http)?;
     let spec = crate::sources::kind_of(target.input_kind()).expect("a target reads a known kind").spec;
     let topic = w.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned());
-    let mut values = Values::new(spec.schema, config.schema_registry.as_ref())?;
+    let codec = crate::avro::RecordCodec::from_avsc(spec.schema)
+        .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), e.to_string()))?;
+    let registry = config
+        .schema_registry
+        .as_ref()
+        .map(crate::registry::Registry::new)
+        .transpose()
+        .map_err(|e| ConfigError::invalid("schema_registry", e.to_string()))?;
+    let mut values = FramedReader::new(&codec, registry.as_ref());
     // Requests to the target go one at a time through a gate like a source's: its rate limit
     // and any throttle pause.
     let rps = NonZeroU32::new(w.requests_per_second).expect("validated positive");
@@ -132,6 +138,9 @@ pub async fn run(
             *report.records.entry(outcome).or_default() += n;
         }
         metrics.writer_batch_duration.with_label_values(&[w.id.as_str()]).observe(started.elapsed().as_secs_f64());
+        if let Some(lag) = tokio::task::block_in_place(|| lag(&consumer, &topic)) {
+            metrics.writer_lag.with_label_values(&[w.id.as_str()]).set(lag);
+        }
         report.batches += 1;
         info!(writer = %w.id, records = batch.len(), saved = counts.get("saved").copied().unwrap_or(0),
             existing = counts.get("existing").copied().unwrap_or(0), rejected = counts.get("rejected").copied().unwrap_or(0),
@@ -234,7 +243,7 @@ impl Writer<'_> {
     async fn prepare(
         &self,
         batch: &[Consumed],
-        values: &mut Values,
+        values: &mut FramedReader<'_>,
     ) -> (Vec<Item>, Vec<Letter>, BTreeMap<&'static str, u64>) {
         let mut counts = BTreeMap::new();
         let mut letters = Vec::new();
@@ -245,7 +254,7 @@ impl Writer<'_> {
                 *counts.entry("skipped").or_default() += 1;
                 continue;
             };
-            let record = match values.decode(value).await {
+            let record = match values.decode(value).await.1 {
                 Ok(r) => r,
                 Err(e) => {
                     *counts.entry("unreadable").or_default() += 1;
@@ -427,4 +436,18 @@ fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<
         tpl.add_partition_offset(topic, p, Offset::Offset(o)).map_err(|e| WriterError::Kafka(e.to_string()))?;
     }
     consumer.commit(&tpl, CommitMode::Sync).map_err(|e| WriterError::Kafka(format!("commit offsets of {topic}: {e}")))
+}
+
+/// How far the group's position is behind the end of the partitions it holds (a blocking
+/// query of each partition's end; `None` if the broker did not answer in time).
+fn lag(consumer: &StreamConsumer, topic: &str) -> Option<i64> {
+    let positions = consumer.position().ok()?;
+    let mut total = 0;
+    for e in positions.elements_for_topic(topic) {
+        let (_, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(2)).ok()?;
+        if let Offset::Offset(at) = e.offset() {
+            total += (high - at).max(0);
+        }
+    }
+    Some(total)
 }
