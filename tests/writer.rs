@@ -14,7 +14,7 @@ use serde_json::Value;
 
 const APP_ID: &str = "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA";
 
-fn simulator_toml() -> String {
+fn simulator_toml(extra: &str) -> String {
     format!(
         r#"
 listen = "127.0.0.1:0"
@@ -37,11 +37,12 @@ user_name = "Administrator"
 orgs = ["100"]
 # SKU-1006 is missing: its lines are refused as unknown base data, the way Kingdee does.
 materials = ["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005"]
+{extra}
 "#
     )
 }
 
-fn config(sim: &Simulator, topic: &str, dlq: &str, group: &str) -> String {
+fn config(sim: &Simulator, topic: &str, dlq: &str, group: &str, writer_extra: &str) -> String {
     format!(
         r#"
 [kafka]
@@ -83,6 +84,7 @@ acct_id = "6420e0b2c6d3f2"
 user_name = "Administrator"
 stock_org = "100"
 default_customer = "RETAIL"
+{writer_extra}
 "#,
         kafka = kafka(),
         txn = unique("writer-txn"),
@@ -126,9 +128,9 @@ async fn bills(sim: &Simulator) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_kills() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &simulator_toml());
+    let sim = Simulator::start(dir.path(), &simulator_toml(""));
     let (topic, dlq) = (unique("k3-refunds"), unique("k3-rejected"));
-    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3-group")));
+    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3-group"), ""));
     let out = run_until_caught_up(&cfg);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stockins = sim.records("qimen.stockin_refund").await;
@@ -143,18 +145,24 @@ async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_ki
 
     let bills = bills(&sim).await;
     assert!(0 < saved_after_kill && saved_after_kill < bills.len(), "the kills landed part-way");
+    assert_each_stockin_once(&stockins, &bills, &dlq);
+}
+
+/// Every stock-in is exactly one bill (lines exact) or one dead letter, never both, never
+/// lost; some were refused by K3Cloud itself and many saved.
+fn assert_each_stockin_once(stockins: &[Value], bills: &[Value], dlq: &str) {
     let mut by_no: BTreeMap<String, &Value> = BTreeMap::new();
     for b in bills.iter().map(|b| &b["Model"]) {
         let no = b["FBillNo"].as_str().unwrap().to_owned();
         assert!(by_no.insert(no.clone(), b).is_none(), "bill {no} saved twice");
     }
     let mut letters: BTreeMap<String, Value> = BTreeMap::new();
-    for c in consume_committed(&dlq) {
+    for c in consume_committed(dlq) {
         let v: Value = serde_json::from_slice(c.value.as_ref().unwrap()).unwrap();
         letters.insert(v["key"].as_str().unwrap_or_default().to_owned(), v);
     }
     let mut rejected_by_k3 = 0;
-    for s in &stockins {
+    for s in stockins {
         let no = s["order_no"].as_str().unwrap();
         match (by_no.get(no), letters.get(no)) {
             (Some(bill), None) => assert_bill_matches(bill, s),
@@ -172,6 +180,27 @@ async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_ki
     assert!(by_no.keys().all(|k| known.contains(k.as_str())), "no bill without a stock-in");
     assert!(rejected_by_k3 > 0, "some stock-ins were rejected by K3Cloud itself (with its FieldName)");
     assert!(bills.len() > 20, "many stock-ins became bills: {} of {}", bills.len(), stockins.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_writer_logs_in_again_when_its_session_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    // The server drops each session after 7 requests, as a restart would.
+    let sim = Simulator::start(dir.path(), &simulator_toml("session_max_requests = 7"));
+    let (topic, dlq) = (unique("k3s-refunds"), unique("k3s-rejected"));
+    let extra = "auth = \"session\"\n";
+    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3s-group"), extra));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = write_until_idle(&cfg);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("k3cloud session lost; logging in again"), "{stderr}");
+    let stats: Value =
+        reqwest::get(format!("{}/_simulator/k3cloud/stats", sim.base_url())).await.unwrap().json().await.unwrap();
+    assert!(stats["logins"].as_u64().unwrap() >= 2 && stats["sessions_lost"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["auth_failures"], 0, "no request went without its session: {stats}");
+    assert_each_stockin_once(&sim.records("qimen.stockin_refund").await, &bills(&sim).await, &dlq);
 }
 
 /// The bill holds the stock-in's number, customer, warehouse and lines exactly.

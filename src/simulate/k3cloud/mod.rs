@@ -33,6 +33,11 @@ pub const FORM_ID: &str = "SAL_RETURNSTOCK";
 pub const BATCH_SAVE: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave.common.kdsvc";
 pub const SAVE: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.Save.common.kdsvc";
 pub const QUERY: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc";
+/// Session login with the app's secret, as the Java SDK's `AuthService.LoginByAppSecret`.
+pub const LOGIN: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginByAppSecret.common.kdsvc";
+
+/// The header (and cookie) a session travels in.
+pub const SESSION_HEADER: &str = "kdservice-sessionid";
 
 /// The first `Id` a saved bill gets, as K3Cloud's internal ids look.
 const FIRST_ID: u64 = 100_001;
@@ -66,6 +71,18 @@ pub struct K3cloudSimConfig {
     /// 单据类型 numbers (`FBillTypeID`).
     #[serde(default = "default_bill_types")]
     pub bill_types: Vec<String>,
+    /// How long a session from `LoginByAppSecret` lives without use (K3Cloud's default is
+    /// 20 minutes); a short one makes clients log in again.
+    #[serde(default = "default_session_ttl")]
+    pub session_ttl: String,
+    /// Drops a session after this many requests (0: never), as a server restart would: the
+    /// client must notice (`MsgCode` 1) and log in again.
+    #[serde(default)]
+    pub session_max_requests: u64,
+}
+
+fn default_session_ttl() -> String {
+    "20m".into()
 }
 
 fn default_lcid() -> u32 {
@@ -101,6 +118,9 @@ pub struct Counts {
     pub bills_saved: u64,
     pub bills_rejected: u64,
     pub queries: u64,
+    pub logins: u64,
+    /// Requests that named a session which had expired (or never existed).
+    pub sessions_lost: u64,
 }
 
 #[derive(Default)]
@@ -116,6 +136,10 @@ pub struct K3cloudSim {
     base: BaseData,
     store: Mutex<Store>,
     counts: Mutex<Counts>,
+    session_ttl: chrono::Duration,
+    session_max_requests: u64,
+    /// Session id → last use and requests served.
+    sessions: Mutex<std::collections::HashMap<String, (DateTime<Utc>, u64)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +264,12 @@ impl K3cloudSim {
             },
             store: Mutex::new(Store::default()),
             counts: Mutex::new(Counts::default()),
+            session_ttl: crate::domain::window::chrono_duration(parse_duration(
+                "k3cloud.session_ttl",
+                &cfg.session_ttl,
+            )?),
+            session_max_requests: cfg.session_max_requests,
+            sessions: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -271,7 +301,14 @@ impl K3cloudSim {
             self.count(|c| c.request_errors += 1);
             return failure(&format!("接口 {path} 不存在 (unknown service)"), 0);
         };
-        if let Err(why) = auth::check(&self.identity, self.max_skew, path, headers, now) {
+        // A request carrying a session is judged by it; one without, by its signed headers.
+        let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+        if let Some(id) = session {
+            if !self.touch_session(id, now) {
+                self.count(|c| c.sessions_lost += 1);
+                return refuse(path, "会话信息已丢失，请重新登录 (session lost or expired: log in again)", 1);
+            }
+        } else if let Err(why) = auth::check(&self.identity, self.max_skew, path, headers, now) {
             self.count(|c| c.auth_failures += 1);
             return auth_failure(path, &why);
         }
@@ -293,6 +330,67 @@ impl K3cloudSim {
             self.count(|c| c.request_errors += 1);
             refuse(path, &message, 0)
         })
+    }
+
+    /// Whether `id` is a live session, renewing it if so.
+    fn touch_session(&self, id: &str, now: DateTime<Utc>) -> bool {
+        let mut sessions = self.sessions.lock().expect("sessions");
+        let max = self.session_max_requests;
+        match sessions.get_mut(id) {
+            Some((last, uses)) if now - *last <= self.session_ttl && (max == 0 || *uses < max) => {
+                *last = now;
+                *uses += 1;
+                true
+            }
+            Some(_) => {
+                sessions.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// `LoginByAppSecret`: `{"parameters": [acct_id, user_name, app_id, app_secret, lcid]}`;
+    /// a session id in `KDSVCSessionId` (and the `kdservice-sessionid` cookie) on success,
+    /// `LoginResultType` 0 with the reason otherwise.
+    pub fn login(&self, body: &[u8], now: DateTime<Utc>) -> (Value, Option<String>) {
+        self.count(|c| c.requests += 1);
+        let params: Vec<String> = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|b| b.get("parameters").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.as_str().map(str::to_owned).unwrap_or_else(|| p.to_string()))
+            .collect();
+        let refused = |why: &str| json!({"LoginResultType": 0, "Message": format!("登录失败: {why}"), "KDSVCSessionId": null, "IsSuccessByAPI": false});
+        let [acct, user, app_id, secret, _lcid] = &params[..] else {
+            self.count(|c| c.auth_failures += 1);
+            return (refused("parameters must be [acct_id, user_name, app_id, app_secret, lcid]"), None);
+        };
+        let id = &self.identity;
+        let why = if acct != &id.acct_id {
+            Some("数据中心不存在 (unknown acct id)")
+        } else if user != &id.user_name {
+            Some("用户不存在 (unknown user)")
+        } else if app_id != &id.app_id || secret != id.app_secret.expose() {
+            Some("应用ID或密钥错误 (wrong app id or secret)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            self.count(|c| c.auth_failures += 1);
+            return (refused(why), None);
+        }
+        let mut n = 0;
+        self.count(|c| {
+            c.logins += 1;
+            n = c.logins;
+        });
+        let sid = format!("sim-session-{n:06}");
+        self.sessions.lock().expect("sessions").insert(sid.clone(), (now, 0));
+        let answer = json!({"Message": null, "MessageCode": "CheckPasswordPolicy", "LoginResultType": 1,
+            "KDSVCSessionId": sid, "IsSuccessByAPI": true, "Lcid": id.lcid});
+        (answer, Some(sid))
     }
 
     /// `Save` (one `Model` object) or `BatchSave` (a list): each model is checked and saved on
@@ -401,6 +499,7 @@ pub fn routes() -> Router<Arc<SimState>> {
         .route(BATCH_SAVE, post(service))
         .route(SAVE, post(service))
         .route(QUERY, post(service))
+        .route(LOGIN, post(login))
         // A batch of a few hundred bills is well past axum's 2 MB default.
         .layer(DefaultBodyLimit::max(64 << 20))
         .route("/_simulator/k3cloud/bills", get(bills))
@@ -411,6 +510,21 @@ async fn service(State(state): State<Arc<SimState>>, uri: Uri, headers: HeaderMa
     match &state.k3cloud {
         Some(sim) => Json(sim.answer(uri.path(), &headers, &body, Utc::now())).into_response(),
         None => Json(refuse(uri.path(), "k3cloud simulator not configured", 0)).into_response(),
+    }
+}
+
+async fn login(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
+    match &state.k3cloud {
+        Some(sim) => {
+            let (answer, sid) = sim.login(&body, Utc::now());
+            let mut resp = Json(answer).into_response();
+            if let Some(sid) = sid {
+                let cookie = format!("{SESSION_HEADER}={sid}; path=/");
+                resp.headers_mut().insert(header::SET_COOKIE, cookie.parse().expect("cookie header"));
+            }
+            resp
+        }
+        None => (StatusCode::NOT_FOUND, "k3cloud simulator not configured\n").into_response(),
     }
 }
 

@@ -24,29 +24,91 @@ pub struct SaveFlags {
     pub is_verify_base_data_field: bool,
 }
 
-/// A signed client of one K3Cloud server and account.
+/// Session login with the app's secret (the Java SDK's `AuthService.LoginByAppSecret`).
+pub const LOGIN_PATH: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.AuthService.LoginByAppSecret.common.kdsvc";
+/// The header (and cookie) a session travels in.
+const SESSION_HEADER: &str = "kdservice-sessionid";
+
+/// How requests prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Every request carries 第三方系统登录授权's signed headers (the SDKs' default).
+    Signed,
+    /// One `LoginByAppSecret`, then the session id on every request; logged in again when
+    /// K3Cloud answers `MsgCode` 1 (the session expired or was dropped).
+    Session,
+}
+
+/// A client of one K3Cloud server and account.
 pub struct K3Client {
     http: reqwest::Client,
     /// `https://host` (the `/k3cloud/...` path is appended).
     base: String,
     identity: Identity,
+    mode: AuthMode,
+    session: tokio::sync::Mutex<Option<String>>,
     timeout: Duration,
 }
 
 impl K3Client {
-    pub fn new(base: &str, identity: Identity, timeout: Duration, http: reqwest::Client) -> Result<Self, SignError> {
-        identity.check()?;
-        Ok(K3Client { http, base: base.trim_end_matches('/').to_owned(), identity, timeout })
+    pub fn new(
+        base: &str,
+        identity: Identity,
+        mode: AuthMode,
+        timeout: Duration,
+        http: reqwest::Client,
+    ) -> Result<Self, SignError> {
+        if mode == AuthMode::Signed {
+            identity.check()?;
+        }
+        let session = tokio::sync::Mutex::new(None);
+        Ok(K3Client { http, base: base.trim_end_matches('/').to_owned(), identity, mode, session, timeout })
     }
 
-    async fn call(&self, service: &str, body: &Value) -> Result<Vec<u8>, SourceError> {
+    /// One call, its answer parsed. In session mode a lost session is logged into again and
+    /// the call sent once more.
+    async fn call(&self, service: &str, body: &Value) -> Result<Value, SourceError> {
         let path = format!("{SERVICE_PREFIX}{service}.common.kdsvc");
-        let headers = self
-            .identity
-            .headers(&path, chrono::Utc::now().timestamp())
-            .map_err(|e| SourceError::Fatal { code: "config".into(), reason: e.to_string() })?;
-        let body = http::post_json(&self.http, &format!("{}{path}", self.base), body, &headers, self.timeout).await?;
-        Ok(body.to_vec())
+        let url = format!("{}{path}", self.base);
+        if self.mode == AuthMode::Signed {
+            let headers = self
+                .identity
+                .headers(&path, chrono::Utc::now().timestamp())
+                .map_err(|e| SourceError::Fatal { code: "config".into(), reason: e.to_string() })?;
+            return envelope::json_body(&http::post_json(&self.http, &url, body, &headers, self.timeout).await?);
+        }
+        let mut session = self.session.lock().await;
+        for attempt in 0..2 {
+            let sid = match session.as_ref() {
+                Some(s) => s.clone(),
+                None => session.insert(self.login().await?).clone(),
+            };
+            let headers = [(SESSION_HEADER, sid.clone()), ("Cookie", format!("{SESSION_HEADER}={sid}"))];
+            let answer = envelope::json_body(&http::post_json(&self.http, &url, body, &headers, self.timeout).await?)?;
+            if attempt == 0 && msg_code(&answer) == Some(MSG_CODE_NOT_LOGGED_IN) {
+                tracing::info!(service, "k3cloud session lost; logging in again");
+                *session = None;
+                continue;
+            }
+            return Ok(answer);
+        }
+        unreachable!("the second attempt returns")
+    }
+
+    /// `LoginByAppSecret`: the session id, or why K3Cloud refused the credentials.
+    async fn login(&self) -> Result<String, SourceError> {
+        let id = &self.identity;
+        let body = json!({"parameters": [id.acct_id, id.user_name, id.app_id, id.app_secret.expose(), id.lcid]});
+        let answer = envelope::json_body(
+            &http::post_json(&self.http, &format!("{}{LOGIN_PATH}", self.base), &body, &[], self.timeout).await?,
+        )?;
+        match (envelope::as_i64(&answer["LoginResultType"]), answer["KDSVCSessionId"].as_str()) {
+            (Some(1), Some(sid)) if !sid.is_empty() => Ok(sid.to_owned()),
+            _ => Err(SourceError::Fatal {
+                code: "login_refused".into(),
+                reason: format!("k3cloud refused the login: {}", envelope::as_text(answer.get("Message"))),
+            }),
+        }
     }
 
     /// Saves `models` of `form_id` in one call; one outcome per model, in order.
@@ -64,7 +126,7 @@ impl K3Client {
             "ValidateRepeatJson": false,
             "IsDeleteEntry": true,
         }});
-        parse_save(&envelope::json_body(&self.call("BatchSave", &body).await?)?, models.len())
+        parse_save(&self.call("BatchSave", &body).await?, models.len())
     }
 
     /// Which of `bill_nos` already exist as `form_id` bills.
@@ -82,9 +144,18 @@ impl K3Client {
             "StartRow": 0,
             "Limit": bill_nos.len(),
         }});
-        let rows = parse_query(&envelope::json_body(&self.call("ExecuteBillQuery", &body).await?)?)?;
+        let rows = parse_query(&self.call("ExecuteBillQuery", &body).await?)?;
         Ok(rows.iter().filter_map(|r| r.first()).map(|v| envelope::as_text(Some(v))).collect())
     }
+}
+
+/// The `MsgCode` of an answer, in a save's envelope or a query's error form.
+fn msg_code(v: &Value) -> Option<i64> {
+    let status = match v {
+        Value::Array(rows) => &rows.first()?.get(0)?.get("Result")?["ResponseStatus"],
+        _ => &v.get("Result")?["ResponseStatus"],
+    };
+    envelope::as_i64(status.get("MsgCode")?)
 }
 
 /// A failed answer's `ResponseStatus` as an error: not logged in (a rejected signature) and

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, WriterConfig};
 use crate::domain::{BoxFuture, Document, RowOutcome, SourceError, Target};
-use api::{K3Client, SaveFlags};
+use api::{AuthMode, K3Client, SaveFlags};
 use bill::{FORM_ID, ReturnStockMapping, TaxRate};
 use sign::Identity;
 
@@ -44,6 +44,7 @@ const KEYS: &[&str] = &[
     "warehouses",
     "customers",
     "materials",
+    "auth",
 ];
 
 impl ReturnStockTarget {
@@ -84,7 +85,19 @@ impl ReturnStockTarget {
             is_auto_submit_and_audit: s.optional_bool("is_auto_submit_and_audit")?.unwrap_or(false),
             is_verify_base_data_field: s.optional_bool("is_verify_base_data_field")?.unwrap_or(true),
         };
-        let client = K3Client::new(&cfg.base_url, identity, cfg.request_timeout, http)
+        let mode = match s.optional_string("auth")?.as_deref() {
+            None | Some("signed") => AuthMode::Signed,
+            Some("session") => AuthMode::Session,
+            Some(other) => {
+                return Err(ConfigError::invalid(
+                    format!("writers.{}.auth", cfg.id),
+                    format!(
+                        "must be \"signed\" (第三方系统登录授权 headers) or \"session\" (LoginByAppSecret), got {other:?}"
+                    ),
+                ));
+            }
+        };
+        let client = K3Client::new(&cfg.base_url, identity, mode, cfg.request_timeout, http)
             .map_err(|e| ConfigError::invalid(format!("writers.{}.app_id", cfg.id), e.to_string()))?;
         Ok(Arc::new(ReturnStockTarget { client, mapping, flags }))
     }
