@@ -217,23 +217,14 @@ fn windows(plan: &StreamPlan, now: chrono::DateTime<Utc>) -> Vec<Window> {
 /// How the worker reads a stream, without a worker: the fetch-only ceiling and the records
 /// the produce-only ceiling writes come from the same reads, concurrency included.
 fn reader(plan: StreamPlan, dead_letter_topic: &str) -> Arc<Reader> {
-    Arc::new(Reader {
-        metrics: Metrics::new(),
-        topic: Arc::from(plan.topic.as_str()),
-        dead_letter_topic: Arc::from(dead_letter_topic),
-        headers: vec![
-            (crate::kafka::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
-            (crate::kafka::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
-        ],
-        plan: Arc::new(plan),
-    })
+    Arc::new(Reader::new(Arc::new(plan), Metrics::new(), dead_letter_topic))
 }
 
 /// Every window of a stream, read with as many windows in flight as the worker would.
 async fn read_all(reader: &Reader, now: chrono::DateTime<Utc>) -> Result<Vec<Fetched>, BenchError> {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let rx = &rx;
-    let ahead = reader.plan.cfg.windows_in_flight as usize + 1;
+    let ahead = reader.plan.cfg.windows_in_flight as usize;
     futures_util::stream::iter(windows(&reader.plan, now))
         .map(|w| async move { reader.read(Some(&w), rx).await.map(|f| (w, f)) })
         .buffered(ahead)

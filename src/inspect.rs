@@ -105,7 +105,10 @@ struct ValueReader<'a> {
 impl ValueReader<'_> {
     fn decode(&mut self, value: &[u8]) -> Sample {
         let (framing, decoded) = self.runtime.block_on(self.framed.decode(value));
-        Sample { value: decoded.unwrap_or_else(|e| undecodable(&e)), framing: framing.map(|f| f.to_string()) }
+        Sample {
+            value: decoded.unwrap_or_else(|e| undecodable(&e.to_string())),
+            framing: framing.map(|f| f.to_string()),
+        }
     }
 }
 

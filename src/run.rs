@@ -277,16 +277,7 @@ fn worker(
     state: WatermarkState,
 ) -> StreamWorker {
     StreamWorker {
-        reader: Arc::new(Reader {
-            plan: p.clone(),
-            metrics: metrics.clone(),
-            topic: Arc::from(p.topic.as_str()),
-            dead_letter_topic: Arc::from(config.kafka.dead_letter_topic.as_str()),
-            headers: vec![
-                (crate::kafka::HEADER_STREAM, Arc::from(p.cfg.id.as_str().as_bytes())),
-                (crate::kafka::HEADER_SCHEMA, Arc::from(p.codec.full_name().as_bytes())),
-            ],
-        }),
+        reader: Arc::new(Reader::new(p.clone(), metrics.clone(), &config.kafka.dead_letter_topic)),
         sink,
         metrics,
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),

@@ -54,7 +54,7 @@ struct Aimd {
     /// Below it the limit grows by one per healthy answer (doubling each round trip, as TCP's
     /// slow start); above it by one per round trip. An overload sets it to the halved limit.
     threshold: f64,
-    /// No second decrease until the requests in flight at the first one have come back.
+    /// No second decrease for requests sent before the first one.
     last_decrease: Option<Instant>,
 }
 
@@ -175,7 +175,7 @@ impl CredentialGate {
         }
     }
 
-    fn release(&self, answer: Answer) {
+    fn release(&self, sent: Instant, answer: Answer) {
         let mut a = self.aimd.lock().expect("gate lock");
         // Growth only helps if the limit is being used: at least half of it out (as in
         // Netflix's concurrency-limits AIMD).
@@ -198,9 +198,9 @@ impl CredentialGate {
                 }
             }
             Answer::Overloaded => {
-                let now = Instant::now();
-                let recent = a.best_latency.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(100));
-                if a.last_decrease.is_none_or(|t| now - t > recent) {
+                // Requests sent before the last decrease answer for the load that caused it.
+                if a.last_decrease.is_none_or(|t| sent > t) {
+                    let now = Instant::now();
                     a.limit = (a.limit * DECREASE).max(1.0);
                     a.threshold = a.limit;
                     a.last_decrease = Some(now);
@@ -221,14 +221,14 @@ impl Permit<'_> {
             Answer::Healthy(_) => Answer::Healthy(self.sent.elapsed()),
             other => other,
         };
-        self.gate.release(answer);
+        self.gate.release(self.sent, answer);
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.reported {
-            self.gate.release(Answer::Neutral);
+            self.gate.release(self.sent, Answer::Neutral);
         }
     }
 }
@@ -309,16 +309,17 @@ mod tests {
             }
         }
         assert_eq!(gate.stats().limit, 16, "grows to the ceiling, never past it");
-        let p = gate.acquire().await;
-        p.done(Answer::Overloaded);
+        // Two requests out when the vendor overloads: both come back failed.
+        let (p1, p2) = (gate.acquire().await, gate.acquire().await);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        p1.done(Answer::Overloaded);
         assert_eq!(gate.stats().limit, 8);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        p2.done(Answer::Overloaded);
+        assert_eq!(gate.stats().limit, 8, "a request sent before the decrease (even a slow timeout) halves it once");
         let p = gate.acquire().await;
         p.done(Answer::Overloaded);
-        assert_eq!(gate.stats().limit, 8, "answers of the same overload episode halve it once");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        let p = gate.acquire().await;
-        p.done(Answer::Overloaded);
-        assert_eq!(gate.stats().limit, 4, "a later overload halves it again");
+        assert_eq!(gate.stats().limit, 4, "one sent after it halves it again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,21 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// The reader of a planned stream, its records bound for the plan's topic (dead letters
+    /// for `dead_letter_topic`) with the stream-id and schema-name headers.
+    pub fn new(plan: Arc<StreamPlan>, metrics: Arc<Metrics>, dead_letter_topic: &str) -> Reader {
+        Reader {
+            topic: Arc::from(plan.topic.as_str()),
+            dead_letter_topic: Arc::from(dead_letter_topic),
+            headers: vec![
+                (crate::kafka::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
+                (crate::kafka::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
+            ],
+            plan,
+            metrics,
+        }
+    }
+
     /// Whether records can be read again (lookback, or snapshots) and so need content hashes.
     pub fn needs_hashes(&self) -> bool {
         self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.lookback.is_zero()
@@ -239,6 +254,12 @@ impl Reader {
                 _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
             };
             self.metrics.api_duration.with_label_values(&[source_id]).observe(t0.elapsed().as_secs_f64());
+            // A ban pauses the credential before this slot is freed: a request waiting for the
+            // slot must not slip out first. (Counted below, once.)
+            let extended = match &res {
+                Err(SourceError::Throttled { after, .. }) => gate.pause(*after),
+                _ => Duration::ZERO,
+            };
             permit.done(match &res {
                 // A business error is an answer too: the vendor is keeping up.
                 Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
@@ -265,7 +286,6 @@ impl Reader {
                 SourceError::Throttled { after, .. } => {
                     // The ban is on the credential: every stream using it waits it out, and
                     // it is counted once however many requests in flight come back throttled.
-                    let extended = gate.pause(*after);
                     self.metrics.throttled_seconds.with_label_values(&[source_id]).inc_by(extended.as_secs_f64());
                     *after
                 }

@@ -86,6 +86,8 @@ impl Batch {
 #[derive(Default)]
 struct ReadAhead {
     queue: VecDeque<(Window, JoinHandle<Result<Fetched, StepError>>)>,
+    /// Resolves when the newest queued read is done (streams with lookback only).
+    last_read: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl ReadAhead {
@@ -93,21 +95,39 @@ impl ReadAhead {
         for (_, task) in self.queue.drain(..) {
             task.abort();
         }
+        self.last_read = None;
     }
 
     fn spawn(&mut self, reader: &Arc<Reader>, w: Window, shutdown: &watch::Receiver<bool>) {
         let (reader, shutdown) = (reader.clone(), shutdown.clone());
+        // With lookback, windows overlap: the later window's read of the overlap must come
+        // after the earlier one's, or a record changed in between could be emitted new, then
+        // old. Such reads run one after another (still ahead of the commits).
+        let (done, after) = if reader.plan.cfg.lookback.is_zero() {
+            (None, None)
+        } else {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            (Some(tx), self.last_read.replace(rx))
+        };
         self.queue.push_back((
             w,
             tokio::spawn(async move {
+                if let Some(previous) = after {
+                    // An error means the earlier read ended without success; its queue is
+                    // being dropped, and this read with it.
+                    let _ = previous.await;
+                }
                 let read = reader.read(Some(&w), &shutdown).await;
                 debug!(stream = %reader.plan.cfg.id, window = %w, ok = read.is_ok(), "window read");
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
                 read
             }),
         ));
     }
 
-    /// Reads `w` and the windows after it, up to `ahead` besides `w`, as if each commits;
+    /// Reads `w` and the windows after it, `ahead` in all, as if each commits;
     /// a queue that does not start at `w` (a failed commit, a horizon that moved) is dropped.
     fn fill(
         &mut self,
@@ -123,7 +143,7 @@ impl ReadAhead {
         if self.queue.is_empty() {
             self.spawn(reader, w, shutdown);
         }
-        while self.queue.len() <= ahead {
+        while self.queue.len() < ahead {
             let last = self.queue.back().expect("not empty").0;
             match reader.plan.next_window(last.end, now) {
                 Some(next) => self.spawn(reader, next, shutdown),
@@ -424,13 +444,12 @@ impl StreamWorker {
 /// Sleeps for `d`; false if shutdown was requested first (or already had been). The one
 /// shutdown-aware sleep of the stream loops and the supervisor.
 pub async fn sleep_or_shutdown(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
-    let mut rx = shutdown.clone();
-    if *rx.borrow_and_update() {
+    if *shutdown.borrow() {
         return false;
     }
     tokio::select! {
         _ = tokio::time::sleep(d) => true,
-        _ = rx.changed() => false,
+        _ = super::read::shutdown_requested(shutdown) => false,
     }
 }
 
@@ -509,8 +528,9 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn windows_read_ahead_commit_strictly_in_order() {
+    /// Runs a stream over `SlowFirst` until it committed ten windows: which windows' reads
+    /// finished in what order, and the commits.
+    async fn slow_first(lookback: Duration) -> (Vec<i64>, Vec<Vec<OutRecord>>) {
         let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let source = Arc::new(SlowFirst { origin, finished: Mutex::new(Vec::new()) });
         let id = StreamId::parse("test/orders").unwrap();
@@ -520,7 +540,7 @@ mod tests {
                 source: "s".into(),
                 topic: None,
                 start: StartAt::parse("start", "2026-01-01 08:00:00").unwrap(),
-                lookback: Duration::ZERO,
+                lookback,
                 settle: Duration::ZERO,
                 poll_interval: Duration::from_secs(60),
                 max_span: None,
@@ -561,10 +581,16 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         run.abort();
-
         let finished = source.finished.lock().unwrap()[..WINDOWS as usize].to_vec();
+        let commits = sink.0.lock().unwrap().clone();
+        (finished, commits)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_read_ahead_commit_strictly_in_order() {
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let (finished, commits) = slow_first(Duration::ZERO).await;
         assert!(finished.windows(2).any(|p| p[0] > p[1]), "reads ran ahead and finished out of order: {finished:?}");
-        let commits = sink.0.lock().unwrap();
         for (hour, commit) in commits.iter().take(WINDOWS as usize).enumerate() {
             let (wm, data): (Vec<_>, Vec<_>) = commit.iter().partition(|r| &*r.topic == "wm");
             let state = WatermarkState::from_bytes("test/orders", wm[0].value.as_ref().unwrap()).unwrap();
@@ -573,5 +599,13 @@ mod tests {
             let prefix = format!("{hour}-");
             assert!(data.iter().all(|r| r.key.starts_with(prefix.as_bytes())), "commit {hour} holds only its window");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_lookback_overlapping_reads_run_in_window_order() {
+        // Overlapping windows: a later read of the overlap must not finish before the earlier.
+        let (finished, commits) = slow_first(Duration::from_secs(600)).await;
+        assert!(finished.windows(2).all(|p| p[0] <= p[1]), "reads finished in window order: {finished:?}");
+        assert!(commits.len() >= WINDOWS as usize);
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::avro::framed::FramedReader;
+use crate::avro::framed::{FramedReader, ReadError};
 use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
 use crate::kafka::sink::HEADER_CONTROL;
@@ -27,6 +27,8 @@ use crate::worker::read::shutdown_requested;
 
 /// How many keys one existence query asks about (its filter stays a sensible length).
 const QUERY_CHUNK: usize = 100;
+/// Rounds a document may stay neither saved nor rejected before the writer stops and says so.
+const UNANSWERED_ROUNDS: u32 = 10;
 /// With `--until-idle`, how long nothing new must arrive before the writer checks it is at
 /// the end of its partitions.
 const IDLE_AFTER: Duration = Duration::from_secs(3);
@@ -59,7 +61,6 @@ pub struct WriterReport {
 struct Item {
     partition: i32,
     offset: i64,
-    kafka_key: String,
     record: Value,
     doc: Document,
 }
@@ -125,14 +126,31 @@ pub async fn run(
     let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
     let writer = Writer { w, target: target.as_ref(), gate: &gate, shutdown: &shutdown, at_eof: Default::default() };
     loop {
-        let Some(batch) = writer.next_batch(&consumer, &topic, until_idle).await? else { break };
+        let Some(batch) = writer.next_batch(&consumer, until_idle).await? else { break };
         let started = Instant::now();
-        let (items, mut letters, mut counts) = writer.prepare(&batch, &mut values).await;
+        let mut failures = 0;
+        let (items, mut letters, mut counts) = loop {
+            match writer.prepare(&batch, &mut values).await {
+                Ok(prepared) => break prepared,
+                Err(why) => {
+                    failures += 1;
+                    let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
+                    warn!(writer = %w.id, error = %why, retry_in = ?wait, "schema registry unavailable; reading the batch again");
+                    if !crate::worker::stream::sleep_or_shutdown(wait, &shutdown).await {
+                        return Ok(report);
+                    }
+                }
+            }
+        };
         if !writer.deliver(items, &mut letters, &mut counts).await? {
             break;
         }
         writer.dead_letter(&producer, letters).await?;
-        commit(&consumer, &topic, &batch)?;
+        // A commit refused in a rebalance is not fatal: whoever reads the batch again finds
+        // its bills already saved.
+        if let Err(e) = tokio::task::block_in_place(|| commit(&consumer, &topic, &batch)) {
+            warn!(writer = %w.id, error = %e, "offsets not committed; the batch will be read again");
+        }
         for (outcome, n) in &counts {
             metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(*n);
             *report.records.entry(outcome).or_default() += n;
@@ -187,7 +205,6 @@ impl Writer<'_> {
     async fn next_batch(
         &self,
         consumer: &StreamConsumer,
-        topic: &str,
         until_idle: bool,
     ) -> Result<Option<Vec<Consumed>>, WriterError> {
         let first = loop {
@@ -208,7 +225,6 @@ impl Writer<'_> {
                 Err(_) => break,
             }
         }
-        let _ = topic;
         Ok(Some(batch))
     }
 
@@ -244,7 +260,7 @@ impl Writer<'_> {
         &self,
         batch: &[Consumed],
         values: &mut FramedReader<'_>,
-    ) -> (Vec<Item>, Vec<Letter>, BTreeMap<&'static str, u64>) {
+    ) -> Result<(Vec<Item>, Vec<Letter>, BTreeMap<&'static str, u64>), String> {
         let mut counts = BTreeMap::new();
         let mut letters = Vec::new();
         let mut items: Vec<Item> = Vec::new();
@@ -256,9 +272,18 @@ impl Writer<'_> {
             };
             let record = match values.decode(value).await.1 {
                 Ok(r) => r,
+                // The registry, not the record: read the batch again later, dead-letter nothing.
+                Err(ReadError::Registry(why)) => return Err(why),
                 Err(e) => {
                     *counts.entry("unreadable").or_default() += 1;
-                    letters.push(self.letter(c, &c.key, "", &format!("cannot read the value: {e}"), Value::Null, None));
+                    letters.push(self.letter(
+                        (c.partition, c.offset),
+                        &c.key,
+                        "",
+                        &format!("cannot read the value: {e}"),
+                        Value::Null,
+                        None,
+                    ));
                     continue;
                 }
             };
@@ -266,11 +291,11 @@ impl Writer<'_> {
                 Ok(d) => d,
                 Err(e) => {
                     *counts.entry("unmappable").or_default() += 1;
-                    letters.push(self.letter(c, &c.key, "", &e, record, None));
+                    letters.push(self.letter((c.partition, c.offset), &c.key, "", &e, record, None));
                     continue;
                 }
             };
-            let item = Item { partition: c.partition, offset: c.offset, kafka_key: c.key.clone(), record, doc };
+            let item = Item { partition: c.partition, offset: c.offset, record, doc };
             match by_key.get(&item.doc.key) {
                 Some(&i) => {
                     *counts.entry("superseded").or_default() += 1;
@@ -282,7 +307,7 @@ impl Writer<'_> {
                 }
             }
         }
-        (items, letters, counts)
+        Ok((items, letters, counts))
     }
 
     /// Saves what the target does not hold yet, until every item is saved, existing or
@@ -294,6 +319,7 @@ impl Writer<'_> {
         counts: &mut BTreeMap<&'static str, u64>,
     ) -> Result<bool, WriterError> {
         let mut failures = 0u32;
+        let mut unanswered = 0u32;
         while !pending.is_empty() {
             match self.round(&mut pending, letters, counts).await {
                 Ok(()) => failures = 0,
@@ -313,6 +339,20 @@ impl Writer<'_> {
                 }
             }
             if !pending.is_empty() && failures == 0 {
+                unanswered += 1;
+                if unanswered > UNANSWERED_ROUNDS {
+                    let keys: Vec<&str> = pending.iter().map(|i| i.doc.key.as_str()).collect();
+                    return Err(WriterError::Target {
+                        writer: self.w.id.clone(),
+                        error: SourceError::Fatal {
+                            code: "unanswered".into(),
+                            reason: format!(
+                                "the target said neither saved nor rejected for {} after {UNANSWERED_ROUNDS} rounds",
+                                keys.join(", ")
+                            ),
+                        },
+                    });
+                }
                 // The answer named some documents neither saved nor rejected: ask again.
                 let wait = backoff::delay(1, Duration::from_millis(500), Duration::from_secs(5));
                 if !crate::worker::stream::sleep_or_shutdown(wait, self.shutdown).await {
@@ -350,14 +390,8 @@ impl Writer<'_> {
                 RowOutcome::Rejected { field, message } => {
                     *counts.entry("rejected").or_default() += 1;
                     warn!(writer = %self.w.id, key = %item.doc.key, field = %field, error = %message, "target rejected a record; dead-lettering it");
-                    let c = Consumed {
-                        partition: item.partition,
-                        offset: item.offset,
-                        key: item.kafka_key.clone(),
-                        value: None,
-                        control: false,
-                    };
-                    letters.push(self.letter(&c, &item.doc.key, &field, &message, item.record, Some(item.doc.body)));
+                    let at = (item.partition, item.offset);
+                    letters.push(self.letter(at, &item.doc.key, &field, &message, item.record, Some(item.doc.body)));
                 }
                 RowOutcome::Unknown => left.push(item),
             }
@@ -370,19 +404,20 @@ impl Writer<'_> {
     async fn call<T>(&self, fut: impl std::future::Future<Output = Result<T, SourceError>>) -> Result<T, SourceError> {
         let permit = self.gate.acquire().await;
         let res = fut.await;
+        // The pause first: a request waiting for this slot must not slip out before it.
+        if let Err(SourceError::Throttled { after, .. }) = &res {
+            self.gate.pause(*after);
+        }
         permit.done(match &res {
             Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
             Err(_) => Answer::Overloaded,
         });
-        if let Err(SourceError::Throttled { after, .. }) = &res {
-            self.gate.pause(*after);
-        }
         res
     }
 
     fn letter(
         &self,
-        c: &Consumed,
+        (partition, offset): (i32, i64),
         key: &str,
         field: &str,
         error: &str,
@@ -390,12 +425,12 @@ impl Writer<'_> {
         document: Option<Value>,
     ) -> Letter {
         Letter {
-            key: if key.is_empty() { format!("{}/{}", c.partition, c.offset) } else { key.to_owned() },
+            key: if key.is_empty() { format!("{partition}/{offset}") } else { key.to_owned() },
             body: json!({
                 "writer": self.w.id,
                 "kind": self.w.kind,
-                "partition": c.partition,
-                "offset": c.offset,
+                "partition": partition,
+                "offset": offset,
                 "key": key,
                 "field": field,
                 "error": error,

@@ -117,6 +117,19 @@ impl Target for ReturnStockTarget {
     }
 
     fn save<'a>(&'a self, docs: &'a [Value]) -> BoxFuture<'a, Result<Vec<RowOutcome>, SourceError>> {
-        Box::pin(self.client.batch_save(FORM_ID, docs, self.flags))
+        Box::pin(async move {
+            let outcomes = self.client.batch_save(FORM_ID, docs, self.flags).await?;
+            // "Already exists" on the bill number: an earlier save (one that timed out on our
+            // side) landed after all. The next existence query settles it; it is no rejection.
+            Ok(outcomes
+                .into_iter()
+                .map(|o| match o {
+                    RowOutcome::Rejected { field, message } if field == "FBillNo" && message.contains("已经存在") => {
+                        RowOutcome::Unknown
+                    }
+                    other => other,
+                })
+                .collect())
+        })
     }
 }
