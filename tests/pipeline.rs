@@ -318,6 +318,8 @@ async fn windows_read_concurrently_commit_in_window_order() {
             .watermark_topic(&wm_topic)
             .transactional_id(&unique("order-txn"))
             .requests_per_second(1000)
+            // Without lookback windows do not overlap, so their reads run concurrently.
+            .lookback("0s")
             .max_span("3h")
             .page_size(20)
             .stream_extra("windows_in_flight = 8")
