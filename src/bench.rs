@@ -31,33 +31,65 @@ fn err(e: impl std::fmt::Display) -> BenchError {
     BenchError(e.to_string())
 }
 
-/// What to measure.
-#[derive(Debug, Clone)]
+/// What to measure: the `bench` command's arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct BenchOptions {
-    pub records: usize,
-    pub shapes: Vec<String>,
-    pub streams: usize,
-    /// Runs of fetch-only and of end to end; the best of each counts.
-    pub repeat: u32,
-    pub idle_streams: usize,
-    pub idle_seconds: u64,
+    /// Kafka to produce to.
+    #[arg(long = "kafka", value_name = "KAFKA", env = "KAFKA_BOOTSTRAP")]
     pub bootstrap: String,
+    /// Records per shape.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub records: usize,
+    /// Shapes to measure: any windowed kind (wdt.account_check, qimen.stockin_refund,
+    /// top.finance_order, finance.transactions).
+    #[arg(long, value_delimiter = ',', default_value = "wdt.account_check,qimen.stockin_refund")]
+    pub shapes: Vec<String>,
+    /// Streams per shape (the data is split between them).
+    #[arg(long, default_value_t = 2)]
+    pub streams: usize,
+    /// Runs of the fetch-only ceiling and of the end-to-end worker per shape; the best of
+    /// each counts (two cores shared with the broker and simulator make single runs noisy).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+    /// Streams in the idle-scale run (0 skips it).
+    #[arg(long, default_value_t = 500)]
+    pub idle_streams: usize,
+    /// How long the idle-scale run is measured.
+    #[arg(long, default_value_t = 60)]
+    pub idle_seconds: u64,
+    /// Where configs and logs of the runs go.
+    #[arg(long, default_value = "target/bench")]
     pub work_dir: PathBuf,
-    /// Added by the simulator to every vendor response (what a real vendor takes).
+    /// Vendor latency the simulator adds to every response, e.g. 150ms (real vendors take
+    /// 100-500 ms).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration_arg)]
     pub latency: Duration,
-    /// The credential's quota, shared by all streams of a shape.
+    /// The credential's quota (requests_per_second), shared by a shape's streams.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub requests_per_second: u32,
-    /// The credential's ceiling of requests in flight (`max_in_flight`).
+    /// The credential's ceiling of requests in flight (max_in_flight).
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub max_in_flight: u32,
-    /// Each stream's largest window (`max_span`).
+    /// Each stream's window span (max_span); the vendors allow up to 1d.
+    #[arg(long, default_value = "6h", value_parser = parse_duration_arg)]
     pub max_span: Duration,
-    /// Windows each stream reads ahead (`windows_in_flight`); the worker's default if unset.
-    pub windows_in_flight: Option<u32>,
-    /// The worker binary measured end to end (another build, for before/after); this one if unset.
-    pub worker_binary: Option<PathBuf>,
-    /// The chance per request that the vendor throttles and bans the credential for `ban`.
+    /// The chance per request that the simulated vendor throttles (TOP/奇门 code 7, HTTP
+    /// 429) and bans the credential for --ban.
+    #[arg(long, default_value_t = 0.0)]
     pub throttle_rate: f64,
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg)]
     pub ban: Duration,
+    /// Windows each stream reads ahead (windows_in_flight); the worker's default if unset.
+    #[arg(long)]
+    pub windows_in_flight: Option<u32>,
+    /// Measure this worker binary end to end instead of this one (another build, for a
+    /// before/after under the same conditions).
+    #[arg(long)]
+    pub worker_binary: Option<PathBuf>,
+}
+
+fn parse_duration_arg(text: &str) -> Result<Duration, String> {
+    crate::config::parse_duration("duration", text).map_err(|e| e.to_string())
 }
 
 /// The vendor's bans during the end-to-end run, from the simulator's request log.

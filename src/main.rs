@@ -80,60 +80,7 @@ enum Command {
         offline: bool,
     },
     /// Measure throughput, its ceilings, CPU and memory, and idle scale (see BENCHMARKS.md).
-    Bench {
-        /// Kafka to produce to.
-        #[arg(long, env = "KAFKA_BOOTSTRAP")]
-        kafka: String,
-        /// Records per shape.
-        #[arg(long, default_value_t = 1_000_000)]
-        records: usize,
-        /// Shapes to measure: any windowed kind (wdt.account_check, qimen.stockin_refund,
-        /// top.finance_order, finance.transactions).
-        #[arg(long, value_delimiter = ',', default_value = "wdt.account_check,qimen.stockin_refund")]
-        shapes: Vec<String>,
-        /// Streams per shape (the data is split between them).
-        #[arg(long, default_value_t = 2)]
-        streams: usize,
-        /// Runs of the fetch-only ceiling and of the end-to-end worker per shape; the best of
-        /// each counts (two cores shared with the broker and simulator make single runs noisy).
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
-        repeat: u32,
-        /// Streams in the idle-scale run (0 skips it).
-        #[arg(long, default_value_t = 500)]
-        idle_streams: usize,
-        /// How long the idle-scale run is measured.
-        #[arg(long, default_value_t = 60)]
-        idle_seconds: u64,
-        /// Where configs and logs of the runs go.
-        #[arg(long, default_value = "target/bench")]
-        work_dir: PathBuf,
-        /// Vendor latency the simulator adds to every response, e.g. 150ms (real vendors take
-        /// 100-500 ms).
-        #[arg(long, default_value = "0ms", value_parser = parse_bench_duration)]
-        latency: std::time::Duration,
-        /// The credential's quota (requests_per_second), shared by a shape's streams.
-        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
-        requests_per_second: u32,
-        /// The credential's ceiling of requests in flight (max_in_flight).
-        #[arg(long, default_value_t = tidemark::config::DEFAULT_MAX_IN_FLIGHT, value_parser = clap::value_parser!(u32).range(1..=256))]
-        max_in_flight: u32,
-        /// Each stream's window span (max_span); the vendors allow up to 1d.
-        #[arg(long, default_value = "6h", value_parser = parse_bench_duration)]
-        max_span: std::time::Duration,
-        /// The chance per request that the simulated vendor throttles (TOP/奇门 code 7, HTTP
-        /// 429) and bans the credential for --ban.
-        #[arg(long, default_value_t = 0.0)]
-        throttle_rate: f64,
-        #[arg(long, default_value = "1s", value_parser = parse_bench_duration)]
-        ban: std::time::Duration,
-        /// Windows each stream reads ahead (windows_in_flight); the worker's default if unset.
-        #[arg(long)]
-        windows_in_flight: Option<u32>,
-        /// Measure this worker binary end to end instead of this one (another build, for a
-        /// before/after under the same conditions).
-        #[arg(long)]
-        worker_binary: Option<PathBuf>,
-    },
+    Bench(tidemark::bench::BenchOptions),
     /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
     Inspect {
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
@@ -261,44 +208,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Write { config, until_idle } => write_command(&config, until_idle).await,
         Command::Validate { config, offline } => validate_command(&config, offline).await,
-        Command::Bench {
-            kafka,
-            records,
-            shapes,
-            streams,
-            repeat,
-            idle_streams,
-            idle_seconds,
-            work_dir,
-            latency,
-            requests_per_second,
-            max_in_flight,
-            max_span,
-            throttle_rate,
-            ban,
-            worker_binary,
-            windows_in_flight,
-        } => {
-            let opts = tidemark::bench::BenchOptions {
-                records,
-                shapes,
-                streams,
-                repeat,
-                idle_streams,
-                idle_seconds,
-                bootstrap: kafka,
-                work_dir,
-                latency,
-                requests_per_second,
-                max_in_flight,
-                max_span,
-                throttle_rate,
-                ban,
-                worker_binary,
-                windows_in_flight,
-            };
-            bench_command(opts).await
-        }
+        Command::Bench(opts) => bench_command(opts).await,
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
     }
 }
@@ -389,10 +299,6 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
     }
     println!("{} stream(s) valid", plans.len());
     Ok(ExitCode::SUCCESS)
-}
-
-fn parse_bench_duration(text: &str) -> Result<std::time::Duration, String> {
-    tidemark::config::parse_duration("duration", text).map_err(|e| e.to_string())
 }
 
 /// `bench`: the shapes' throughput against their ceilings, then idle scale.

@@ -127,19 +127,24 @@ mod tests {
         &h.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no {name}")).1
     }
 
-    /// The credentials of the official SDK's own `sample.py`; the expected headers were
-    /// produced by `kingdee-cdp-webapi-sdk` 8.2.0's `WebApiClient.BuildHeader` itself (with
-    /// `time.time` fixed at 1764201600), not by re-deriving the algorithm.
-    #[test]
-    fn headers_match_the_official_python_sdk() {
-        let id = Identity {
+    /// The credentials of the official SDK's own `sample.py`.
+    fn sdk_sample() -> Identity {
+        Identity {
             app_id: "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ".into(),
             app_secret: Secret::new("fb7d46647ac346dbb5fcd45b65512a45"),
             acct_id: "5db25ac8d2b819".into(),
             user_name: "webapi".into(),
             lcid: 2052,
             org_num: "100".into(),
-        };
+        }
+    }
+
+    /// The SDK sample's credentials; the expected headers were
+    /// produced by `kingdee-cdp-webapi-sdk` 8.2.0's `WebApiClient.BuildHeader` itself (with
+    /// `time.time` fixed at 1764201600), not by re-deriving the algorithm.
+    #[test]
+    fn headers_match_the_official_python_sdk() {
+        let id = sdk_sample();
         let h = id.headers(BATCH_SAVE, 1_764_201_600).unwrap();
         assert_eq!(header(&h, "X-Api-ClientID"), "204399");
         assert_eq!(header(&h, "X-Api-Auth-Version"), "2.0");
@@ -190,14 +195,7 @@ mod tests {
 
     #[test]
     fn the_api_signature_covers_the_nonce_as_sent() {
-        let id = Identity {
-            app_id: "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ".into(),
-            app_secret: Secret::new("fb7d46647ac346dbb5fcd45b65512a45"),
-            acct_id: "5db25ac8d2b819".into(),
-            user_name: "webapi".into(),
-            lcid: 2052,
-            org_num: "100".into(),
-        };
+        let id = sdk_sample();
         // The SDK's own vector (its nonce is its timestamp), then another nonce.
         let sdk = id.api_signature(BATCH_SAVE, "1764201600", "1764201600").unwrap();
         assert_eq!(sdk, "MzNiM2M0MzNjNzIzNjA2MjY4Nzc5NThkZDhjMDkyMjM5ODNmMTczOTM2MzE3OTA5ZWMyZTRjNjI2OGQyNmU3Yg==");
