@@ -242,7 +242,7 @@ async fn write_command(config: &std::path::Path, until_idle: bool) -> anyhow::Re
     let metrics = Metrics::new();
     if let Some(listen) = &cfg.metrics_listen {
         let addr = metrics.serve(listen).await?;
-        tracing::info!(%addr, "metrics listening");
+        tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     }
     let shutdown = shutdown_on_signals();
     let runs =

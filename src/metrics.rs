@@ -50,9 +50,12 @@ pub struct Metrics {
     /// A writer's records by outcome: `saved`, `existing`, `rejected`, `unreadable`,
     /// `unmappable`, `superseded`, `skipped`.
     pub writer_records: IntCounterVec,
+    /// Records the target refused, by the target's field name: one of the fields the writer
+    /// sent (a bounded set), `other` for a name it did not send, `none` when it named none.
+    pub writer_rejections: IntCounterVec,
     pub writer_batch_duration: HistogramVec,
-    /// Records (and transaction markers) between a writer group's position and each
-    /// partition's end, summed over the partitions it holds.
+    /// Records (and transaction markers) between a writer group's committed offsets and each
+    /// partition's end, summed over the partitions it holds (a batch in delivery counts).
     pub writer_lag: prometheus::IntGaugeVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
@@ -228,6 +231,11 @@ impl Metrics {
             "Records a writer delivered, by outcome (saved, existing, rejected, unreadable, unmappable, superseded, skipped).",
             &["writer", "outcome"],
         );
+        let writer_rejections = counter(
+            "tidemark_writer_rejections_total",
+            "Records the target refused, by the field it named (a field the writer sent, other, or none).",
+            &["writer", "field"],
+        );
         let writer_batch_duration = HistogramVec::new(
             HistogramOpts::new(
                 "tidemark_writer_batch_duration_seconds",
@@ -241,7 +249,7 @@ impl Metrics {
         let writer_lag = prometheus::IntGaugeVec::new(
             Opts::new(
                 "tidemark_writer_lag_records",
-                "Records (and transaction markers) a writer's group has yet to read on the partitions it holds.",
+                "Records (and transaction markers) after a writer group's committed offsets on the partitions it holds.",
             ),
             &["writer"],
         )
@@ -275,6 +283,7 @@ impl Metrics {
             credential_max_in_flight,
             credential_quota,
             writer_records,
+            writer_rejections,
             writer_batch_duration,
             writer_lag,
             pageset_refetches,

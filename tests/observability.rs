@@ -1,6 +1,6 @@
-//! What ops see, checked with real tools: a real Prometheus scrapes a worker run, and every
+//! What ops see, checked with real tools: a real Prometheus scrapes a worker and a writer, and every
 //! PromQL expression of the shipped dashboard and alert rules is valid and returns series;
-//! promtool accepts the shipped config and rules; `/readyz` follows Kafka.
+//! promtool accepts the shipped config and rules and passes their unit tests; `/readyz` follows Kafka.
 
 mod common;
 
@@ -53,6 +53,26 @@ fn signal(expr: &str) -> String {
     expr[..cut].to_owned()
 }
 
+/// A child's stderr lines, read on a thread.
+fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// The address in a "serving /metrics" log line.
+fn metrics_addr(line: &str) -> Option<String> {
+    if !line.contains("serving /metrics") {
+        return None;
+    }
+    line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned())
+}
+
 async fn query(prom: &str, expr: &str) -> Value {
     reqwest::Client::new()
         .get(format!("{prom}/api/v1/query"))
@@ -79,13 +99,35 @@ fn promtool_accepts_the_shipped_config_and_rules() {
     }
 }
 
+/// Each alert rule's behaviour on synthetic series (fires on its failure, silent when
+/// healthy, resolves), as `grafana/tests/*.test.yml` states it.
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    need("promtool");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo("grafana/tests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".test.yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "grafana/tests holds the rules' unit tests");
+    let out = Command::new("promtool").args(["test", "rules"]).args(&files).output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_scrapes_a_run_and_every_dashboard_and_alert_query_returns_series() {
     need("prometheus");
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(
         dir.path(),
-        r#"
+        &format!(
+            r#"
 listen = "127.0.0.1:0"
 [faults]
 seed = 3
@@ -102,7 +144,9 @@ appsecret = "ws"
 records = 1500
 from = "2d"
 until = "1h"
-"#,
+{}"#,
+            refund_simulator_sections("")
+        ),
     );
     // A record that does not fit the schema, for the dead-letter series.
     let mut bad = sim.records("wdt.account_check").await[0].clone();
@@ -136,29 +180,46 @@ until = "1h"
             "\n[[streams]]\nid = \"wdt.account_check/{id}\"\nsource = \"{source}\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\npoll_interval = \"1s\"\n[streams.params]\nshop_no = \"{shop}\"\n"
         ));
     }
+    // Seed 001's stream and its writer into the K3Cloud simulator, for the writer's series
+    // (the simulator lacks one material, so some bills are refused).
+    let refunds = format!("{topic}.refunds");
+    cfg.push_str(&refund_pipeline_sections(
+        &sim.base_url(),
+        &refunds,
+        &unique("obs-writer"),
+        &format!("{topic}.refunds.dlq"),
+        "",
+    ));
     let cfg = write(dir.path(), "worker.toml", &cfg);
     let mut worker = spawn_worker(&cfg, &[]);
-    let lines = BufReader::new(worker.stderr.take().unwrap()).lines();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
+    let rx = stderr_lines(&mut worker);
     let mut addr = None;
     let mut caught_up = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while caught_up < 2 || addr.is_none() {
+    while caught_up < 3 || addr.is_none() {
         assert!(Instant::now() < deadline, "worker did not catch up");
         let Ok(line) = rx.recv_timeout(Duration::from_secs(1)) else { continue };
-        if line.contains("serving /metrics") {
-            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
-        }
+        addr = addr.or_else(|| metrics_addr(&line));
         if line.contains("caught up") {
             caught_up += 1;
         }
     }
     let addr = addr.unwrap();
+    let mut writer = Command::new(BIN)
+        .args(["write", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer_lines = stderr_lines(&mut writer);
+    let writer_addr = loop {
+        let line = writer_lines.recv_timeout(Duration::from_secs(30)).expect("the writer serves its metrics");
+        if let Some(a) = metrics_addr(&line) {
+            break a;
+        }
+    };
 
     let rules = dir.path().join("alerts.yml");
     std::fs::copy(repo("grafana/alerts.yml"), &rules).unwrap();
@@ -166,7 +227,7 @@ until = "1h"
     std::fs::write(
         dir.path().join("prometheus.yml"),
         format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tidemark\n    static_configs:\n      - targets: [\"{addr}\"]\n",
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: tidemark\n    static_configs:\n      - targets: [\"{addr}\", \"{writer_addr}\"]\n",
             rules.display()
         ),
     )
@@ -188,13 +249,20 @@ until = "1h"
     }
     let up_deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let up = query(&prom, "up{job=\"tidemark\"}").await;
+        let up = query(&prom, "min(up{job=\"tidemark\"}) and count(up{job=\"tidemark\"}) == 2").await;
         let rtt = query(&prom, "tidemark_kafka_broker_rtt_seconds").await;
         let n = |v: &Value| v["data"]["result"].as_array().map_or(0, Vec::len);
         if n(&up) > 0 && up["data"]["result"][0]["value"][1] == "1" && n(&rtt) > 0 {
             break;
         }
-        assert!(Instant::now() < up_deadline, "prometheus never saw the worker's metrics: {up} {rtt}");
+        assert!(Instant::now() < up_deadline, "prometheus never saw the worker's and the writer's metrics: {up} {rtt}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The writer's rejections, once it has met a refused bill.
+    let refused_deadline = Instant::now() + Duration::from_secs(60);
+    while query(&prom, "tidemark_writer_rejections_total").await["data"]["result"].as_array().is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < refused_deadline, "the writer never reported a rejection");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -221,8 +289,10 @@ until = "1h"
     assert_eq!(stopped["data"]["result"][0]["metric"]["stream"], "wdt.account_check/broken", "{stopped}");
     let _ = prometheus.kill();
     let _ = prometheus.wait();
-    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
-    worker.wait().unwrap();
+    for child in [&mut worker, &mut writer] {
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap();
+    }
     assert!(problems.is_empty(), "queries without series:\n{}", problems.join("\n"));
     assert!(dashboard_exprs().len() >= 15, "the dashboard has its panels");
 }

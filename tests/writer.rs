@@ -12,83 +12,16 @@ use std::process::{Command, Stdio};
 use common::*;
 use serde_json::Value;
 
-const APP_ID: &str = "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA";
-
 fn simulator_toml(extra: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:0"
-[qimen]
-app_key = "qk"
-app_secret = "qs"
-target_app_key = "wdt-target"
-sid = "seller"
-[qimen.stockin_refund]
-seed = 21
-records = 300
-from = "2d"
-until = "1h"
-shops = ["shop-01"]
-[k3cloud]
-app_id = "{APP_ID}"
-app_secret = "k3-secret"
-acct_id = "6420e0b2c6d3f2"
-user_name = "Administrator"
-orgs = ["100"]
-# SKU-1006 is missing: its lines are refused as unknown base data, the way Kingdee does.
-materials = ["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005"]
-{extra}
-"#
-    )
+    format!("listen = \"127.0.0.1:0\"\n{}", refund_simulator_sections(extra))
 }
 
 fn config(sim: &Simulator, topic: &str, dlq: &str, group: &str, writer_extra: &str) -> String {
     format!(
-        r#"
-[kafka]
-bootstrap = "{kafka}"
-transactional_id = "{txn}"
-watermark_topic = "{topic}.wm"
-topic_partitions = 3
-
-[sources.qm]
-kind = "qimen.stockin_refund"
-base_url = "{base}/router/qm"
-app_key = "qk"
-app_secret = "qs"
-target_app_key = "wdt-target"
-sid = "seller"
-requests_per_second = 200
-
-[[streams]]
-id = "qimen.stockin_refund/shop-01"
-source = "qm"
-topic = "{topic}"
-start = "49h"
-settle = "1m"
-[streams.params]
-shop_no = "shop-01"
-
-[writers.k3]
-kind = "k3cloud.sal_returnstock"
-base_url = "{base}"
-topic = "{topic}"
-group = "{group}"
-dead_letter_topic = "{dlq}"
-batch_size = 20
-batch_linger = "200ms"
-requests_per_second = 200
-app_id = "{APP_ID}"
-app_secret = "k3-secret"
-acct_id = "6420e0b2c6d3f2"
-user_name = "Administrator"
-stock_org = "100"
-default_customer = "RETAIL"
-{writer_extra}
-"#,
-        kafka = kafka(),
-        txn = unique("writer-txn"),
-        base = sim.base_url()
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{}\"\nwatermark_topic = \"{topic}.wm\"\ntopic_partitions = 3\n{}",
+        kafka(),
+        unique("writer-txn"),
+        refund_pipeline_sections(&sim.base_url(), topic, group, dlq, writer_extra)
     )
 }
 

@@ -124,10 +124,23 @@ pub async fn run(
         .map_err(|e| WriterError::Kafka(format!("dead-letter producer: {e}")))?;
     info!(writer = %w.id, topic = %topic, group = %w.group, kind = %w.kind, "writer starting");
     let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
-    let writer = Writer { w, target: target.as_ref(), gate: &gate, shutdown: &shutdown, at_eof: Default::default() };
+    // The outcome series exist from the start, so "settled nothing" is a 0, not no data.
+    for outcome in ["saved", "existing", "rejected"] {
+        metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(0);
+    }
+    metrics.set_ready(true);
+    let writer = Writer {
+        w,
+        target: target.as_ref(),
+        gate: &gate,
+        shutdown: &shutdown,
+        metrics: &metrics,
+        at_eof: Default::default(),
+    };
     loop {
         let Some(batch) = writer.next_batch(&consumer, until_idle).await? else { break };
         let started = Instant::now();
+        writer.report_lag(&consumer, &topic);
         let mut failures = 0;
         let (items, mut letters, mut counts) = loop {
             match writer.prepare(&batch, &mut values).await {
@@ -156,9 +169,7 @@ pub async fn run(
             *report.records.entry(outcome).or_default() += n;
         }
         metrics.writer_batch_duration.with_label_values(&[w.id.as_str()]).observe(started.elapsed().as_secs_f64());
-        if let Some(lag) = tokio::task::block_in_place(|| lag(&consumer, &topic)) {
-            metrics.writer_lag.with_label_values(&[w.id.as_str()]).set(lag);
-        }
+        writer.report_lag(&consumer, &topic);
         report.batches += 1;
         info!(writer = %w.id, records = batch.len(), saved = counts.get("saved").copied().unwrap_or(0),
             existing = counts.get("existing").copied().unwrap_or(0), rejected = counts.get("rejected").copied().unwrap_or(0),
@@ -195,6 +206,7 @@ struct Writer<'a> {
     target: &'a dyn Target,
     gate: &'a CredentialGate,
     shutdown: &'a watch::Receiver<bool>,
+    metrics: &'a Metrics,
     /// Partitions read to their end (`enable.partition.eof`) since their last record.
     at_eof: std::sync::Mutex<std::collections::HashSet<i32>>,
 }
@@ -244,6 +256,13 @@ impl Writer<'_> {
                 warn!(writer = %self.w.id, error = %e, "consumer error");
                 None
             }
+        }
+    }
+
+    /// Sets the lag gauge (left as it was if the broker does not answer).
+    fn report_lag(&self, consumer: &StreamConsumer, topic: &str) {
+        if let Some(n) = tokio::task::block_in_place(|| lag(consumer, topic)) {
+            self.metrics.writer_lag.with_label_values(&[self.w.id.as_str()]).set(n);
         }
     }
 
@@ -389,6 +408,8 @@ impl Writer<'_> {
                 RowOutcome::Saved { .. } => *counts.entry("saved").or_default() += 1,
                 RowOutcome::Rejected { field, message } => {
                     *counts.entry("rejected").or_default() += 1;
+                    let label = rejection_label(&field, &item.doc.body);
+                    self.metrics.writer_rejections.with_label_values(&[self.w.id.as_str(), label]).inc();
                     warn!(writer = %self.w.id, key = %item.doc.key, field = %field, error = %message, "target rejected a record; dead-lettering it");
                     let at = (item.partition, item.offset);
                     letters.push(self.letter(at, &item.doc.key, &field, &message, item.record, Some(item.doc.body)));
@@ -459,6 +480,25 @@ impl Writer<'_> {
     }
 }
 
+/// The metric label for a rejection: the first field the target named if the document has
+/// it (so the label set is bounded by what the writer sends, whatever the target answers),
+/// `other` if not, `none` if it named no field.
+fn rejection_label<'a>(field: &'a str, doc: &Value) -> &'a str {
+    fn has_key(v: &Value, key: &str) -> bool {
+        match v {
+            Value::Object(m) => m.iter().any(|(k, v)| k == key || has_key(v, key)),
+            Value::Array(a) => a.iter().any(|v| has_key(v, key)),
+            _ => false,
+        }
+    }
+    let first = field.split("; ").next().unwrap_or("").trim();
+    match first {
+        "" => "none",
+        f if has_key(doc, f) => f,
+        _ => "other",
+    }
+}
+
 /// Commits the offsets after the batch's last record of each partition.
 fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
@@ -473,16 +513,36 @@ fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<
     consumer.commit(&tpl, CommitMode::Sync).map_err(|e| WriterError::Kafka(format!("commit offsets of {topic}: {e}")))
 }
 
-/// How far the group's position is behind the end of the partitions it holds (a blocking
-/// query of each partition's end; `None` if the broker did not answer in time).
+/// How far the group's committed offsets are behind the end of the partitions it holds, as
+/// `kafka-consumer-groups` counts lag: a batch being delivered still counts, so a writer stuck
+/// on its target shows lag. Blocking broker queries; `None` if the broker did not answer.
 fn lag(consumer: &StreamConsumer, topic: &str) -> Option<i64> {
-    let positions = consumer.position().ok()?;
+    let committed = consumer.committed(Duration::from_secs(2)).ok()?;
     let mut total = 0;
-    for e in positions.elements_for_topic(topic) {
-        let (_, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(2)).ok()?;
-        if let Offset::Offset(at) = e.offset() {
-            total += (high - at).max(0);
-        }
+    for e in committed.elements_for_topic(topic) {
+        let (low, high) = consumer.fetch_watermarks(topic, e.partition(), Duration::from_secs(2)).ok()?;
+        let at = match e.offset() {
+            Offset::Offset(at) => at,
+            _ => low,
+        };
+        total += (high - at).max(0);
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rejection_label;
+    use serde_json::json;
+
+    #[test]
+    fn a_rejection_is_labelled_by_a_field_the_document_has_and_nothing_else() {
+        let doc = json!({"FBillNo": "R1", "FEntity": [{"FMaterialId": {"FNumber": "SKU-1"}}]});
+        assert_eq!(rejection_label("FMaterialId", &doc), "FMaterialId", "a line field");
+        assert_eq!(rejection_label("FBillNo; FMaterialId", &doc), "FBillNo", "the first of several");
+        assert_eq!(rejection_label("FNumber", &doc), "FNumber", "a nested key is a field sent");
+        // Whatever the target answers, the label stays in the set of fields sent.
+        assert_eq!(rejection_label("期间已关账 2026-11", &doc), "other");
+        assert_eq!(rejection_label("", &doc), "none");
+    }
 }

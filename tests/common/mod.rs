@@ -20,7 +20,10 @@ use rdkafka::message::Headers;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
+mod seed001;
 mod worker_toml;
+#[allow(unused_imports)]
+pub use seed001::{K3_APP_ID, refund_pipeline_sections, refund_simulator_sections};
 #[allow(unused_imports)] // `dead_code` above does not cover re-exports some test binaries leave unused.
 pub use worker_toml::WorkerToml;
 
