@@ -482,10 +482,17 @@ pub struct SourceConfig {
 }
 
 /// A source's vendor-specific keys, read by its vendor module with errors naming the key.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SourceSettings {
     prefix: String,
     values: BTreeMap<String, toml::Value>,
+}
+
+/// Keys only: the values include secrets (`app_secret`, `session` ...).
+impl std::fmt::Debug for SourceSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSettings").field("prefix", &self.prefix).field("keys", &self.values.keys()).finish()
+    }
 }
 
 impl SourceSettings {
@@ -1058,6 +1065,17 @@ pub fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_settings_debug_names_the_keys_but_never_a_value() {
+        let values = BTreeMap::from([
+            ("app_key".to_owned(), toml::Value::String("ak-123".into())),
+            ("app_secret".to_owned(), toml::Value::String("s3cr3t-value".into())),
+        ]);
+        let shown = format!("{:?}", SourceSettings::new("sources.qm", values));
+        assert!(shown.contains("app_secret") && shown.contains("sources.qm"), "{shown}");
+        assert!(!shown.contains("s3cr3t-value") && !shown.contains("ak-123"), "{shown}");
+    }
 
     const GOOD: &str = r#"
         [kafka]
