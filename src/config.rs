@@ -171,6 +171,22 @@ struct FileConfig {
     streams: Vec<FileStream>,
     #[serde(default)]
     writers: BTreeMap<String, FileWriter>,
+    cluster: Option<FileCluster>,
+}
+
+/// `[cluster]`: replicas sharing the streams through a Kafka consumer group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    group: String,
+    instance_id: Option<String>,
+    #[serde(default = "default_session_timeout")]
+    session_timeout: String,
+    coordination_topic: Option<String>,
+}
+
+fn default_session_timeout() -> String {
+    "10s".into()
 }
 
 /// `[writers.<id>]`: a consumer of a stream's topic delivering records to a target API.
@@ -389,6 +405,22 @@ pub struct Config {
     pub sources: BTreeMap<String, SourceConfig>,
     pub streams: Vec<StreamConfig>,
     pub writers: BTreeMap<String, WriterConfig>,
+    /// Set when several replicas share the streams (see `cluster`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// `[cluster]`: this replica's place in a group of replicas that share the streams.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The consumer group the replicas join; also the prefix of each stream's transactional id.
+    pub group: String,
+    /// Static membership (`group.instance.id`): a replica restarted within the session
+    /// timeout gets its streams back without a rebalance.
+    pub instance_id: String,
+    /// How long a silent replica keeps its streams before the group gives them to others.
+    pub session_timeout: Duration,
+    /// One partition per stream slot; the group assigns them.
+    pub coordination_topic: String,
 }
 
 /// A writer: a consumer group on `topic` delivering each record to a target API.
@@ -647,7 +679,48 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     let streams = validate_streams(file.streams, &sources)?;
     let writers = validate_writers(file.writers)?;
     let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
-    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams, writers })
+    let cluster = file.cluster.as_ref().map(validate_cluster).transpose()?;
+    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams, writers, cluster })
+}
+
+/// `[cluster]`: a group name fit for ids and topic names, an instance id (default: the host
+/// name), a session timeout Kafka accepts.
+fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
+    let group = expand_env("cluster.group", &c.group)?;
+    let fit = |v: &str| !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+    if !fit(&group) {
+        return Err(ConfigError::invalid(
+            "cluster.group",
+            format!("must be letters, digits, '.', '_' or '-' (it names a topic and ids), got {group:?}"),
+        ));
+    }
+    let instance_id = match &c.instance_id {
+        Some(id) => expand_env("cluster.instance_id", id)?,
+        None => hostname(),
+    };
+    if instance_id.is_empty() {
+        return Err(ConfigError::invalid("cluster.instance_id", "must not be empty"));
+    }
+    let session_timeout = parse_duration("cluster.session_timeout", &c.session_timeout)?;
+    // The broker's defaults: group.min.session.timeout.ms 6 s, group.max.session.timeout.ms 30 min.
+    if session_timeout < Duration::from_secs(6) || session_timeout > Duration::from_secs(1800) {
+        return Err(ConfigError::invalid(
+            "cluster.session_timeout",
+            format!("must be between 6s and 30m (the broker's limits), got {session_timeout:?}"),
+        ));
+    }
+    let coordination_topic = c.coordination_topic.clone().unwrap_or_else(|| format!("tidemark.{group}.streams"));
+    check_topic_name("cluster.coordination_topic", &coordination_topic)?;
+    Ok(ClusterConfig { group, instance_id, session_timeout, coordination_topic })
+}
+
+/// The machine's name (`HOSTNAME`, else /etc/hostname): a stable default instance id.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// `[writers.<id>]`: the generic settings; the target module checks its own keys.

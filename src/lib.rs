@@ -5,10 +5,13 @@
 //! thin module per vendor protocol; `avro` maps JSON to the schemas in `schemas/`; `kafka` is
 //! the transactional sink, topic bootstrap and watermark store; `registry` the schema
 //! registry client; `worker` the per-stream loop (windows, pages, completeness, commits);
-//! `pipeline` and `run` assemble and supervise it; `simulate` serves the vendor simulators.
+//! `pipeline` and `run` assemble and supervise it; `cluster` shares the streams among
+//! replicas through a Kafka consumer group; `writer` delivers a topic to a target API
+//! (`targets`); `simulate` serves the vendor simulators.
 
 pub mod avro;
 pub mod bench;
+pub mod cluster;
 pub mod config;
 pub mod domain;
 pub mod inspect;

@@ -135,6 +135,7 @@ fn print_summary(reports: &[tidemark::worker::StreamReport]) {
                 StreamOutcome::CaughtUp => "caught up".to_owned(),
                 StreamOutcome::ShutDown => "shut down".to_owned(),
                 StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => format!("STOPPED: {why}"),
+                StreamOutcome::Fenced(_) => "handed over (another replica owns it)".to_owned(),
             };
             vec![
                 r.stream.to_string(),

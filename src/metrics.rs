@@ -57,6 +57,12 @@ pub struct Metrics {
     /// Records (and transaction markers) between a writer group's committed offsets and each
     /// partition's end, summed over the partitions it holds (a batch in delivery counts).
     pub writer_lag: prometheus::IntGaugeVec,
+    /// Streams this replica owns in its cluster group (0 outside a cluster).
+    pub cluster_streams_owned: prometheus::IntGauge,
+    /// Group membership changes: `assigned`, `revoked`, `lost` (taken while unresponsive).
+    pub cluster_rebalances: IntCounterVec,
+    /// Streams this replica stopped because a newer owner's producer fenced it.
+    pub cluster_fenced: IntCounterVec,
     pub pageset_refetches: IntCounterVec,
     pub transactions: IntCounterVec,
     pub hanging_transactions: IntCounterVec,
@@ -255,6 +261,25 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(writer_lag.clone())).expect("unique metric");
+        let cluster_streams_owned = prometheus::IntGauge::new(
+            "tidemark_cluster_streams_owned",
+            "Streams this replica owns in its cluster group.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(cluster_streams_owned.clone())).expect("unique metric");
+        let cluster_rebalances = counter(
+            "tidemark_cluster_rebalances_total",
+            "Group membership changes of this replica: assigned, revoked, lost (taken while it was unresponsive).",
+            &["event"],
+        );
+        for event in ["assigned", "revoked", "lost"] {
+            cluster_rebalances.with_label_values(&[event]).inc_by(0);
+        }
+        let cluster_fenced = counter(
+            "tidemark_cluster_fenced_total",
+            "Streams this replica stopped because a newer owner's producer fenced it.",
+            &["stream"],
+        );
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -286,6 +311,9 @@ impl Metrics {
             writer_rejections,
             writer_batch_duration,
             writer_lag,
+            cluster_streams_owned,
+            cluster_rebalances,
+            cluster_fenced,
             pageset_refetches,
             transactions,
             hanging_transactions,
@@ -339,6 +367,14 @@ impl Metrics {
     }
 
     /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.
+    /// Drops a stream's state and lag series: another replica owns it now and reports them.
+    pub fn forget_stream(&self, stream: &StreamId) {
+        for s in STREAM_STATES {
+            let _ = self.stream_state.remove_label_values(&[stream.as_str(), s]);
+        }
+        self.watermarks.lock().expect("metrics lock").remove(stream);
+    }
+
     pub fn set_stream_state(&self, stream: &StreamId, state: &str) {
         for s in STREAM_STATES {
             self.stream_state.with_label_values(&[stream.as_str(), s]).set((*s == state) as i64);

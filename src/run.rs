@@ -48,6 +48,8 @@ pub enum RunError {
     KafkaRejected { bootstrap: String, cause: BrokerCause },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics { addr: String, source: std::io::Error },
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +65,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<StreamReport>, RunError> {
+    if config.cluster.is_some() && opts.until_caught_up {
+        return Err(RunError::Cluster(
+            "--until-caught-up needs every stream in one process; a [cluster] replica runs only the streams the group gives it (run it without --until-caught-up, or without [cluster])".into(),
+        ));
+    }
     let mut plans = pipeline::plan(&config)?;
     // Schemas are registered before anything is produced, and their ids kept for the run:
     // a registry outage later cannot lose or double a record.
@@ -72,6 +79,10 @@ pub async fn run(
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
     let Some(topics) = bootstrap_topics(&config, &plans, &shutdown).await? else { return Ok(Vec::new()) };
+    if let Some(cluster) = &config.cluster {
+        let reports = crate::cluster::run(&config, cluster, plans, metrics, shutdown).await?;
+        return Ok(merge_reports(reports));
+    }
 
     let first_start = Utc::now();
     let mut plans: Vec<Option<Arc<StreamPlan>>> = plans.into_iter().map(|p| Some(Arc::new(p))).collect();
@@ -108,7 +119,7 @@ pub async fn run(
 /// Creates the topics the streams write, waiting for brokers that are not up yet (and not
 /// ready meanwhile) up to kafka.startup_timeout; a rejected credential or certificate fails
 /// at once. `None` if shutdown came first.
-async fn bootstrap_topics(
+pub(crate) async fn bootstrap_topics(
     config: &Config,
     plans: &[StreamPlan],
     shutdown: &watch::Receiver<bool>,
@@ -215,7 +226,9 @@ impl Pass<'_> {
                     continue;
                 }
             };
-            if let StreamOutcome::ProducerFailed(why) = &report.outcome {
+            // One producer for every stream: fenced (another process took the transactional
+            // id) is a producer failure here, and the next pass fences it back.
+            if let StreamOutcome::ProducerFailed(why) | StreamOutcome::Fenced(why) = &report.outcome {
                 if !producer_failed {
                     error!(error = %why, "shared producer failed; restarting every stream from its committed watermark");
                 }
@@ -223,8 +236,11 @@ impl Pass<'_> {
                 let _ = stop_tx.send(true);
             }
             // Streams interrupted by the producer failure run again in the next pass.
-            let again =
-                producer_failed && matches!(report.outcome, StreamOutcome::ProducerFailed(_) | StreamOutcome::ShutDown);
+            let again = producer_failed
+                && matches!(
+                    report.outcome,
+                    StreamOutcome::ProducerFailed(_) | StreamOutcome::Fenced(_) | StreamOutcome::ShutDown
+                );
             if !again {
                 plans[index] = None;
             }
@@ -265,11 +281,12 @@ async fn resume(
 }
 
 /// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
-async fn retire(sink: TxnSink) {
+pub(crate) async fn retire(sink: TxnSink) {
     let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
 }
 
-fn worker(
+/// A stream's worker on `sink`, from its committed `state`.
+pub(crate) fn worker(
     config: &Config,
     p: &Arc<StreamPlan>,
     sink: Arc<TxnSink>,
@@ -283,6 +300,7 @@ fn worker(
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
         watermark_max_bytes: config.kafka.watermark_max_bytes,
         state,
+        owner: config.cluster.as_ref().map(|c| Arc::from(c.instance_id.as_bytes())),
     }
 }
 

@@ -201,7 +201,14 @@ async fn assert_all_exact(sim: &Simulator, prefix: &str) {
     let live: Vec<Consumed> = latest_by_key(&balances)
         .into_iter()
         .filter_map(|(key, v)| {
-            v.map(|v| Consumed { partition: 0, offset: 0, key, value: Some(v), headers: Default::default() })
+            v.map(|v| Consumed {
+                partition: 0,
+                offset: 0,
+                key,
+                value: Some(v),
+                headers: Default::default(),
+                timestamp: 0,
+            })
         })
         .collect();
     assert_exactly(&live, &sim.records("finance.balances").await, "finance.account_balance.avsc", "account_id");

@@ -228,7 +228,14 @@ async fn balance_snapshots_emit_only_changes_and_tombstone_closed_accounts() {
     let live: Vec<Consumed> = latest_by_key(&all)
         .into_iter()
         .filter_map(|(key, value)| {
-            value.map(|v| Consumed { partition: 0, offset: 0, key, value: Some(v), headers: Default::default() })
+            value.map(|v| Consumed {
+                partition: 0,
+                offset: 0,
+                key,
+                value: Some(v),
+                headers: Default::default(),
+                timestamp: 0,
+            })
         })
         .collect();
     assert_exactly(&live, &now, "finance.account_balance.avsc", "account_id");

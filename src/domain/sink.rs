@@ -25,6 +25,10 @@ pub enum CommitError {
     /// the worker must stop and resume from the watermark topic.
     #[error("producer failed fatally: {0}")]
     Fatal(String),
+    /// Another producer with the stream's transactional id took over (a replica that now owns
+    /// the stream): this one must stop the stream, not retry it.
+    #[error("fenced by a newer producer: {0}")]
+    Fenced(String),
 }
 
 /// Commits a batch of records (a window's data and the stream's watermark) all or nothing.

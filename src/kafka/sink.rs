@@ -116,11 +116,25 @@ impl TxnSink {
         let result = tokio::task::spawn_blocking(move || txn(&producer, timeout))
             .await
             .unwrap_or_else(|e| Err(CommitError::Fatal(format!("transaction task failed: {e}"))));
-        if matches!(result, Err(CommitError::Fatal(_))) {
-            self.failed.store(true, Ordering::Release);
+        match result {
+            Err(CommitError::Fatal(why)) => {
+                self.failed.store(true, Ordering::Release);
+                // librdkafka keeps the error that made the producer fatal: fencing by a newer
+                // instance of the transactional id means "no longer mine", not a crash.
+                match self.producer.client().fatal_error() {
+                    Some((code, reason)) if is_fencing(code) => Err(CommitError::Fenced(format!("{reason} ({why})"))),
+                    _ => Err(CommitError::Fatal(why)),
+                }
+            }
+            other => other,
         }
-        result
     }
+}
+
+/// The codes with which a broker refuses a producer that a newer one with the same
+/// transactional id has replaced.
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
 }
 
 fn commit_blocking(

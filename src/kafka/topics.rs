@@ -93,3 +93,33 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
     }
     Ok(())
 }
+
+/// Makes `topic` exist with at least `partitions` partitions (the cluster's coordination
+/// topic: one partition per stream slot), adding partitions when streams were added.
+pub async fn ensure_partitions(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), TopicError> {
+    let failed = |e: KafkaError| TopicError::Create { topic: topic.to_owned(), reason: e.to_string() };
+    let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create().map_err(failed)?;
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(30)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(cfg.replication_factor));
+    match admin.create_topics([&new], &opts).await.map_err(failed)?.pop() {
+        Some(Ok(_)) => {
+            tracing::info!(topic, partitions, "created topic");
+            return Ok(());
+        }
+        Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => {}
+        Some(Err((topic, code))) => return Err(TopicError::Create { topic, reason: code.to_string() }),
+    }
+    let md = tokio::task::block_in_place(|| admin.inner().fetch_metadata(Some(topic), Duration::from_secs(10)))
+        .map_err(failed)?;
+    let existing = md.topics().first().map_or(0, |m| m.partitions().len() as i32);
+    if existing < partitions {
+        let grow = rdkafka::admin::NewPartitions::new(topic, partitions as usize);
+        match admin.create_partitions([&grow], &opts).await.map_err(failed)?.pop() {
+            Some(Ok(_)) | None => tracing::info!(topic, from = existing, to = partitions, "added partitions"),
+            Some(Err((topic, code))) => return Err(TopicError::Create { topic, reason: code.to_string() }),
+        }
+    }
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //! limit, the pause a vendor throttle imposes, and the adaptive limit on requests in flight.
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -61,8 +61,11 @@ struct Aimd {
 /// Rate limit, throttle pause and in-flight limit for one credential.
 pub struct CredentialGate {
     name: String,
-    limiter: DefaultDirectRateLimiter,
+    /// Replaced when this replica's share of the quota changes (see [`Self::set_share`]).
+    limiter: Mutex<Arc<DefaultDirectRateLimiter>>,
     per_second: NonZeroU32,
+    /// The requests per second this process may send: `per_second` times its share.
+    rate: Mutex<f64>,
     max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
     aimd: Mutex<Aimd>,
@@ -86,8 +89,9 @@ impl CredentialGate {
         let max = max_in_flight.get();
         CredentialGate {
             name: name.into(),
-            limiter: RateLimiter::direct(quota),
+            limiter: Mutex::new(Arc::new(RateLimiter::direct(quota))),
             per_second,
+            rate: Mutex::new(f64::from(per_second.get())),
             max_in_flight: max,
             paused_until: Mutex::new(None),
             aimd: Mutex::new(Aimd {
@@ -100,6 +104,27 @@ impl CredentialGate {
             }),
             freed: Notify::new(),
         }
+    }
+
+    /// Limits this process to `fraction` (0 to 1) of the credential's quota: replicas that
+    /// share a credential each take the share of its streams they own, so together they stay
+    /// within the quota. Requests waiting on the old limiter finish on it.
+    pub fn set_share(&self, fraction: f64) {
+        let fraction = fraction.clamp(0.0, 1.0);
+        if fraction == 0.0 {
+            return; // owns none of the credential's streams: nothing will ask
+        }
+        let rate = f64::from(self.per_second.get()) * fraction;
+        let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
+            .expect("a positive period")
+            .allow_burst(NonZeroU32::MIN);
+        *self.limiter.lock().expect("gate lock") = Arc::new(RateLimiter::direct(quota));
+        *self.rate.lock().expect("gate lock") = rate;
+    }
+
+    /// The requests per second this process may send now (the quota times its share).
+    pub fn rate(&self) -> f64 {
+        *self.rate.lock().expect("gate lock")
     }
 
     /// The sources sharing this credential, for metric labels.
@@ -142,7 +167,8 @@ impl CredentialGate {
             match until {
                 Some(u) if u > Instant::now() => tokio::time::sleep_until(u).await,
                 _ => {
-                    self.limiter.until_ready().await;
+                    let limiter = self.limiter.lock().expect("gate lock").clone();
+                    limiter.until_ready().await;
                     // A ban that began while this request waited for the rate limit holds
                     // it too: nothing is sent once the credential knows it is banned.
                     if !self.paused() {
@@ -191,7 +217,7 @@ impl CredentialGate {
                 let secs = latency.as_secs_f64();
                 a.latency = if a.latency == 0.0 { secs } else { 0.9 * a.latency + 0.1 * secs };
                 let queueing = secs > best.as_secs_f64() * LATENCY_TOLERANCE;
-                let useful = f64::from(self.per_second.get()) * a.latency * QUOTA_HEADROOM + 1.0;
+                let useful = *self.rate.lock().expect("gate lock") * a.latency * QUOTA_HEADROOM + 1.0;
                 if saturated && !queueing && a.limit < useful.min(max) {
                     let step = if a.limit < a.threshold { 1.0 } else { 1.0 / a.limit };
                     a.limit = (a.limit + step).min(max);
@@ -240,6 +266,23 @@ mod tests {
 
     fn gate(rps: u32, max: u32) -> CredentialGate {
         CredentialGate::new("test", NonZeroU32::new(rps).unwrap(), NonZeroU32::new(max).unwrap())
+    }
+
+    /// governor keeps its own clock, so this runs in real time: 5 requests at a quarter of
+    /// 20/s (5/s, evenly spaced) cannot take less than 0.8 s; at the full quota they take 0.2 s.
+    #[tokio::test]
+    async fn a_replica_with_a_share_sends_at_that_share_of_the_quota() {
+        let gate = gate(20, 16);
+        gate.set_share(0.25);
+        assert_eq!(gate.rate(), 5.0);
+        let started = std::time::Instant::now();
+        for _ in 0..5 {
+            gate.acquire().await.done(Answer::Healthy(Duration::from_millis(1)));
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(780), "5 requests at 5/s took {took:?}");
+        gate.set_share(0.0);
+        assert_eq!(gate.rate(), 5.0, "a zero share (no streams owned) leaves the limiter alone");
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,6 +37,8 @@ pub enum StepError {
     Stop(String),
     #[error("producer failed: {0}")]
     ProducerFailed(String),
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error("shut down")]
     ShutDown,
 }

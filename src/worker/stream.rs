@@ -29,6 +29,9 @@ pub enum StreamOutcome {
     Stopped(String),
     /// The shared producer failed; the whole worker must restart from the watermark topic.
     ProducerFailed(String),
+    /// A newer producer with the same transactional id took over: the stream is no longer
+    /// this worker's (another replica owns it).
+    Fenced(String),
 }
 
 /// What a stream did during this run.
@@ -43,6 +46,23 @@ pub struct StreamReport {
     pub windows: u64,
     pub watermark: Watermark,
     pub outcome: StreamOutcome,
+}
+
+impl StreamReport {
+    /// The report of a stream that ended before its worker ran.
+    pub fn idle(plan: &super::StreamPlan, outcome: StreamOutcome) -> StreamReport {
+        StreamReport {
+            stream: plan.cfg.id.clone(),
+            topic: Arc::from(plan.topic.as_str()),
+            records: 0,
+            unchanged: 0,
+            tombstones: 0,
+            dead_letters: 0,
+            windows: 0,
+            watermark: plan.cfg.start.resolve(Utc::now()),
+            outcome,
+        }
+    }
 }
 
 /// What the loop does next.
@@ -176,7 +196,13 @@ pub struct StreamWorker {
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
     pub watermark_max_bytes: usize,
     pub state: WatermarkState,
+    /// The replica running the stream (`cluster.instance_id`), written as the watermark
+    /// record's `tidemark.owner` header so ops can see who committed each window.
+    pub owner: Option<Arc<[u8]>>,
 }
+
+/// Header naming the replica that committed a watermark record.
+pub const HEADER_OWNER: &str = "tidemark.owner";
 
 impl StreamWorker {
     fn plan(&self) -> &super::StreamPlan {
@@ -258,6 +284,10 @@ impl StreamWorker {
                 Err(StepError::ProducerFailed(reason)) => {
                     error!(stream = %self.plan().cfg.id, window = %label, error = %reason, "producer failed");
                     break StreamOutcome::ProducerFailed(reason);
+                }
+                Err(StepError::Fenced(reason)) => {
+                    warn!(stream = %self.plan().cfg.id, window = %label, error = %reason, "fenced by a newer owner; the stream is no longer this worker's");
+                    break StreamOutcome::Fenced(reason);
                 }
                 Err(StepError::ShutDown) => break StreamOutcome::ShutDown,
             }
@@ -410,7 +440,7 @@ impl StreamWorker {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
             value: Some(state_bytes),
-            headers: Vec::new(),
+            headers: self.owner.iter().map(|o| (HEADER_OWNER, o.clone())).collect(),
         });
         match self.sink.commit(out).await {
             Ok(()) => {
@@ -427,6 +457,10 @@ impl StreamWorker {
             Err(CommitError::Fatal(why)) => {
                 self.metrics.transactions.with_label_values(&["fatal"]).inc();
                 return Err(StepError::ProducerFailed(why));
+            }
+            Err(CommitError::Fenced(why)) => {
+                self.metrics.transactions.with_label_values(&["fenced"]).inc();
+                return Err(StepError::Fenced(why));
             }
         }
         let id = self.plan().cfg.id.as_str();
@@ -572,6 +606,7 @@ mod tests {
             watermark_topic: Arc::from("wm"),
             watermark_max_bytes: 1 << 20,
             state: WatermarkState::new(id, origin),
+            owner: None,
         };
         // "Now" is real time, far past the windows: stop the stream after ten of them by
         // looking only at what it committed.

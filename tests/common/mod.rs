@@ -164,6 +164,8 @@ pub struct Consumed {
     pub key: String,
     pub value: Option<Vec<u8>>,
     pub headers: BTreeMap<String, String>,
+    /// The record's timestamp (ms since the epoch): when its transaction produced it.
+    pub timestamp: i64,
 }
 
 /// Everything committed to `topic`, read from the beginning with `read_committed`.
@@ -240,6 +242,7 @@ pub fn consume_with(properties: &[(&str, &str)], topic: &str) -> Vec<Consumed> {
                     key: String::from_utf8(m.key().unwrap_or_default().to_vec()).unwrap(),
                     value: m.payload().map(|p| p.to_vec()),
                     headers,
+                    timestamp: m.timestamp().to_millis().unwrap_or_default(),
                 });
             }
         }

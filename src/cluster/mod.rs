@@ -1,0 +1,275 @@
+//! Replicas that share the streams on Kafka alone: each stream is a slot (a partition of the
+//! coordination topic), a consumer group gives each slot to one live replica, and the owner
+//! runs the stream on a producer whose transactional id (group and stream) fences every
+//! earlier owner, so a replica that lost a stream can never commit for it again.
+
+mod membership;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::{ClusterConfig, Config, KafkaConfig};
+use crate::domain::WatermarkState;
+use crate::kafka::TxnSink;
+use crate::kafka::watermarks;
+use crate::metrics::Metrics;
+use crate::run::RunError;
+use crate::worker::read::shutdown_requested;
+use crate::worker::stream::sleep_or_shutdown;
+use crate::worker::{StreamOutcome, StreamPlan, StreamReport};
+use membership::{Change, Membership};
+
+/// The transactional id of a stream's producer in a cluster: the same on every replica, so
+/// a new owner's `init_transactions` fences the previous one.
+pub fn transactional_id(cluster: &ClusterConfig, stream: &str) -> String {
+    format!("{}.{stream}", cluster.group)
+}
+
+/// Runs this replica until shutdown: the streams of the slots the group gives it, each on
+/// its own producer. Returns one report per stream it ran.
+pub async fn run(
+    config: &Config,
+    cluster: &ClusterConfig,
+    mut plans: Vec<StreamPlan>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<StreamReport>, RunError> {
+    // Slot i is the i-th stream by id: every replica with the same config agrees.
+    plans.sort_by(|a, b| a.cfg.id.cmp(&b.cfg.id));
+    let plans: Vec<Arc<StreamPlan>> = plans.into_iter().map(Arc::new).collect();
+    let slots = i32::try_from(plans.len().max(1)).expect("fewer streams than i32::MAX");
+    crate::kafka::topics::ensure_partitions(&config.kafka, &cluster.coordination_topic, slots).await?;
+    let (tx, mut changes) = mpsc::unbounded_channel();
+    let membership = Membership::join(&config.kafka, cluster, tx)
+        .map_err(|e| RunError::Cluster(format!("cannot join group {}: {e}", cluster.group)))?;
+    metrics.set_ready(true);
+    metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
+    let mut owner =
+        Owner { config, cluster, plans, metrics: metrics.clone(), shutdown: shutdown.clone(), owned: BTreeMap::new() };
+    let mut reports = Vec::new();
+    while !*shutdown.borrow() {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(Change::Assigned(slots)) => owner.take(&slots).await,
+                Some(Change::Revoked { slots, lost, done }) => {
+                    reports.extend(owner.release(&slots, lost).await);
+                    let _ = done.send(());
+                }
+                None => break,
+            },
+            _ = shutdown_requested(&shutdown) => break,
+        }
+    }
+    let all: Vec<i32> = owner.owned.keys().copied().collect();
+    reports.extend(owner.release(&all, false).await);
+    metrics.set_ready(false);
+    // Leaving: a revocation the consumer's close asks for finds no one listening and goes on.
+    drop(changes);
+    let _ = tokio::task::spawn_blocking(move || drop(membership)).await;
+    Ok(reports)
+}
+
+/// The streams this replica runs, by slot.
+struct Owner<'a> {
+    config: &'a Config,
+    cluster: &'a ClusterConfig,
+    plans: Vec<Arc<StreamPlan>>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    owned: BTreeMap<i32, Running>,
+}
+
+/// One owned stream's task and the switch that stops it.
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<StreamReport>,
+}
+
+impl Owner<'_> {
+    /// Starts the streams of newly assigned slots, each on a task that fences the stream's
+    /// previous owner before it reads the stream's watermark (see [`own`]).
+    async fn take(&mut self, slots: &[i32]) {
+        self.metrics.cluster_rebalances.with_label_values(&["assigned"]).inc();
+        let new: Vec<Arc<StreamPlan>> = slots
+            .iter()
+            .filter(|s| !self.owned.contains_key(s))
+            .filter_map(|&s| self.plans.get(s as usize).cloned())
+            .collect();
+        info!(slots = ?slots, streams = ?new.iter().map(|p| p.cfg.id.as_str()).collect::<Vec<_>>(), "assigned");
+        // The quota share first: the streams start under it.
+        let mut would_own: Vec<Arc<StreamPlan>> = self.owned.keys().map(|s| self.plans[*s as usize].clone()).collect();
+        would_own.extend(new.iter().cloned());
+        self.share_quota(&would_own);
+        for &slot in slots {
+            let Some(plan) = self.plans.get(slot as usize).cloned() else { continue };
+            if self.owned.contains_key(&slot) {
+                continue;
+            }
+            let (stop, stop_rx) = watch::channel(false);
+            let task = tokio::spawn(own(
+                self.config.clone(),
+                self.cluster.clone(),
+                plan,
+                self.metrics.clone(),
+                self.shutdown.clone(),
+                stop_rx,
+            ));
+            self.owned.insert(slot, Running { stop, task });
+        }
+        self.metrics.cluster_streams_owned.set(self.owned.len() as i64);
+    }
+
+    /// Stops the streams of revoked slots and waits for them: a window being committed
+    /// finishes (or aborts) before the slot is let go.
+    async fn release(&mut self, slots: &[i32], lost: bool) -> Vec<StreamReport> {
+        if slots.is_empty() {
+            return Vec::new();
+        }
+        self.metrics.cluster_rebalances.with_label_values(&[if lost { "lost" } else { "revoked" }]).inc();
+        let mut stopping = Vec::new();
+        for slot in slots {
+            if let Some(r) = self.owned.remove(slot) {
+                let _ = r.stop.send(true);
+                stopping.push(r.task);
+            }
+        }
+        let mut reports = Vec::new();
+        for task in stopping {
+            match task.await {
+                Ok(report) => {
+                    self.metrics.forget_stream(&report.stream);
+                    reports.push(report);
+                }
+                Err(e) => warn!(error = %e, "stream task failed"),
+            }
+        }
+        info!(?slots, lost, "released");
+        let owned: Vec<Arc<StreamPlan>> = self.owned.keys().map(|s| self.plans[*s as usize].clone()).collect();
+        self.share_quota(&owned);
+        self.metrics.cluster_streams_owned.set(self.owned.len() as i64);
+        reports
+    }
+
+    /// Gives each credential's gate the share of its streams this replica owns, so that the
+    /// replicas together stay within the credential's quota.
+    fn share_quota(&self, owned: &[Arc<StreamPlan>]) {
+        let mut total: HashMap<*const crate::worker::gate::CredentialGate, (usize, usize)> = HashMap::new();
+        for p in &self.plans {
+            total.entry(Arc::as_ptr(&p.gate)).or_default().0 += 1;
+        }
+        for p in owned {
+            total.entry(Arc::as_ptr(&p.gate)).or_default().1 += 1;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.plans {
+            if let Some((all, mine)) = total.get(&Arc::as_ptr(&p.gate)).copied()
+                && seen.insert(Arc::as_ptr(&p.gate))
+            {
+                p.gate.set_share(mine as f64 / all as f64);
+                if mine > 0 {
+                    info!(credential = %p.gate.name(), streams = mine, of = all, requests_per_second = p.gate.rate(), "quota share");
+                }
+            }
+        }
+    }
+}
+
+/// Runs one owned stream until it is revoked or shutdown: a producer of its own (fencing any
+/// earlier owner), its committed watermark, then the stream's worker. A producer failure
+/// starts over from the watermark topic; being fenced ends it (another replica owns it now).
+async fn own(
+    config: Config,
+    cluster: ClusterConfig,
+    plan: Arc<StreamPlan>,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+) -> StreamReport {
+    let id = plan.cfg.id.clone();
+    let mut kafka = config.kafka.clone();
+    kafka.transactional_id = transactional_id(&cluster, id.as_str());
+    let stopped = |outcome| StreamReport::idle(&plan, outcome);
+    let mut attempt = 0u32;
+    let mut last = None;
+    loop {
+        if *stop.borrow() || *shutdown.borrow() {
+            return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
+        }
+        let (sink, state) = match prepare(&kafka, &plan, &metrics).await {
+            Ok(ready) => ready,
+            Err(e) => {
+                attempt += 1;
+                let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
+                warn!(stream = %id, error = %e, retry_in = ?wait, "cannot take over the stream yet; retrying");
+                if !sleep_or_shutdown(wait, &stop).await {
+                    return stopped(StreamOutcome::ShutDown);
+                }
+                continue;
+            }
+        };
+        let sink = Arc::new(sink);
+        let worker = crate::run::worker(&config, &plan, sink.clone(), metrics.clone(), state);
+        // Either switch stops the stream: the slot's revocation or the process's shutdown.
+        let (either, either_rx) = watch::channel(false);
+        let relay = {
+            let (stop, shutdown) = (stop.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown_requested(&stop) => {}
+                    _ = shutdown_requested(&shutdown) => {}
+                }
+                let _ = either.send(true);
+            })
+        };
+        let report = worker.run(false, either_rx).await;
+        relay.abort();
+        if let Some(sink) = Arc::into_inner(sink) {
+            crate::run::retire(sink).await;
+        }
+        match &report.outcome {
+            StreamOutcome::ProducerFailed(why) => {
+                attempt += 1;
+                let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
+                warn!(stream = %id, error = %why, retry_in = ?wait, "stream producer failed; resuming from its committed watermark");
+                last = Some(report);
+                if !sleep_or_shutdown(wait, &stop).await {
+                    return last.expect("set above");
+                }
+            }
+            StreamOutcome::Fenced(_) => {
+                metrics.cluster_fenced.with_label_values(&[id.as_str()]).inc();
+                metrics.forget_stream(&id);
+                return report;
+            }
+            _ => return report,
+        }
+    }
+}
+
+/// The stream's producer (initialized: earlier owners fenced) and its committed state.
+async fn prepare(
+    kafka: &KafkaConfig,
+    plan: &StreamPlan,
+    metrics: &Arc<Metrics>,
+) -> Result<(TxnSink, WatermarkState), RunError> {
+    let sink = TxnSink::connect(kafka, Some(metrics.clone())).await?;
+    let state = match watermarks::load(kafka, Duration::from_secs(60)).await {
+        Ok(mut all) => all.remove(plan.cfg.id.as_str()),
+        Err(e) => {
+            crate::run::retire(sink).await;
+            return Err(e.into());
+        }
+    };
+    let state = state.unwrap_or_else(|| {
+        WatermarkState::new(
+            plan.cfg.id.clone(),
+            crate::domain::time::truncate_to_second(plan.cfg.start.resolve(chrono::Utc::now())),
+        )
+    });
+    Ok((sink, state))
+}
