@@ -683,6 +683,24 @@ fn validate(file: FileConfig) -> Result<Config, ConfigError> {
     Ok(Config { kafka, metrics_listen, schema_registry, sources, streams, writers, cluster })
 }
 
+impl Config {
+    /// Makes this process a replica of `group` (the command line's `--cluster-group`): as a
+    /// `[cluster]` section would, keeping that section's other settings if there is one.
+    pub fn join_cluster(&mut self, group: &str, instance_id: Option<&str>) -> Result<(), ConfigError> {
+        let old = self.cluster.take();
+        let file = FileCluster {
+            group: group.to_owned(),
+            instance_id: instance_id.map(str::to_owned).or_else(|| old.as_ref().map(|c| c.instance_id.clone())),
+            session_timeout: old
+                .as_ref()
+                .map_or_else(default_session_timeout, |c| format!("{}ms", c.session_timeout.as_millis())),
+            coordination_topic: old.filter(|c| c.group == group).map(|c| c.coordination_topic),
+        };
+        self.cluster = Some(validate_cluster(&file)?);
+        Ok(())
+    }
+}
+
 /// `[cluster]`: a group name fit for ids and topic names, an instance id (default: the host
 /// name), a session timeout Kafka accepts.
 fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
@@ -1180,6 +1198,38 @@ mod tests {
         assert_eq!(s.settle, Duration::from_secs(120));
         assert_eq!(s.params["shop_no"], "shop-01");
         assert_eq!(s.start, StartAt::Ago(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn a_cluster_section_gets_defaults_and_refuses_bad_values_by_name() {
+        let c = Config::parse(&format!("{GOOD}\n[cluster]\ngroup = \"prod\"\ninstance_id = \"node-1\"\n")).unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.coordination_topic, "tidemark.prod.streams");
+        assert_eq!(cl.session_timeout, Duration::from_secs(10));
+        assert_eq!(cl.instance_id, "node-1");
+        let e = err(&format!("{GOOD}\n[cluster]\ngroup = \"a b\"\n"));
+        assert!(e.contains("cluster.group") && e.contains("\"a b\""), "{e}");
+        let e = err(&format!("{GOOD}\n[cluster]\ngroup = \"g\"\nsession_timeout = \"2s\"\n"));
+        assert!(e.contains("cluster.session_timeout") && e.contains("between 6s and 30m"), "{e}");
+        let e = err(&format!("{GOOD}\n[cluster]\ngroup = \"g\"\nsesion_timeout = \"10s\"\n"));
+        assert!(e.contains("sesion_timeout"), "a misspelt key is named: {e}");
+    }
+
+    #[test]
+    fn the_command_line_group_makes_a_replica_and_keeps_the_sections_settings() {
+        let mut c = Config::parse(GOOD).unwrap();
+        c.join_cluster("shops", Some("node-2")).unwrap();
+        let cl = c.cluster.clone().unwrap();
+        assert_eq!((cl.group.as_str(), cl.instance_id.as_str()), ("shops", "node-2"));
+        let mut c = Config::parse(&format!(
+            "{GOOD}\n[cluster]\ngroup = \"g\"\ninstance_id = \"n1\"\nsession_timeout = \"30s\"\ncoordination_topic = \"slots\"\n"
+        ))
+        .unwrap();
+        c.join_cluster("g", None).unwrap();
+        let cl = c.cluster.clone().unwrap();
+        assert_eq!(cl.session_timeout, Duration::from_secs(30));
+        assert_eq!((cl.instance_id.as_str(), cl.coordination_topic.as_str()), ("n1", "slots"));
+        assert!(c.join_cluster("bad group", None).unwrap_err().to_string().contains("cluster.group"));
     }
 
     #[test]

@@ -53,6 +53,14 @@ enum Command {
         /// a stream stopped on an error, 3 if a signal came first).
         #[arg(long)]
         until_caught_up: bool,
+        /// Run as a replica of this group, sharing the streams with the group's other replicas
+        /// (as `[cluster] group = ...`; overrides it). See the README's "Scaling out".
+        #[arg(long, env = "TIDEMARK_CLUSTER_GROUP")]
+        cluster_group: Option<String>,
+        /// This replica's id in the group: unique per replica, stable across its restarts
+        /// (default: `[cluster] instance_id`, else the host name).
+        #[arg(long, env = "TIDEMARK_INSTANCE_ID")]
+        instance_id: Option<String>,
     },
     /// Deliver records from Kafka to the configured [writers.<id>] targets (e.g. refund
     /// stock-ins as 金蝶云星空 销售退货单), each as a consumer group, exactly once per record.
@@ -201,7 +209,18 @@ async fn main() -> ExitCode {
 /// One function per command; `anyhow` only here, at the binary's edge.
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { config, until_caught_up } => run_command(&config, until_caught_up).await,
+        Command::Run { config, until_caught_up, cluster_group, instance_id } => {
+            let mut cfg = Config::load(&config)?;
+            let group = cluster_group.or_else(|| cfg.cluster.as_ref().map(|c| c.group.clone()));
+            match (group, &instance_id) {
+                (Some(group), _) => cfg.join_cluster(&group, instance_id.as_deref())?,
+                (None, Some(_)) => {
+                    anyhow::bail!("--instance-id (TIDEMARK_INSTANCE_ID) needs a group: --cluster-group or [cluster]")
+                }
+                (None, None) => {}
+            }
+            run_command(cfg, until_caught_up).await
+        }
         Command::Simulate { config } => {
             let cfg = tidemark::simulate::SimConfig::load(&config)?;
             tidemark::simulate::serve(cfg).await?;
@@ -215,8 +234,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 /// `run`: exit 1 if a stream stopped on an error, 3 if `--until-caught-up` was interrupted.
-async fn run_command(config: &std::path::Path, until_caught_up: bool) -> anyhow::Result<ExitCode> {
-    let cfg = Config::load(config)?;
+async fn run_command(cfg: Config, until_caught_up: bool) -> anyhow::Result<ExitCode> {
     let streams = cfg.streams.len();
     let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
     print_summary(&reports);
