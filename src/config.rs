@@ -414,9 +414,14 @@ pub struct Config {
 pub struct ClusterConfig {
     /// The consumer group the replicas join; also the prefix of each stream's transactional id.
     pub group: String,
-    /// Static membership (`group.instance.id`): a replica restarted within the session
-    /// timeout gets its streams back without a rebalance.
-    pub instance_id: String,
+    /// Static membership (`group.instance.id`), when set: a replica restarted within the
+    /// session timeout gets its streams back without a rebalance, but one that stops keeps
+    /// them until then. Unset, a replica leaves the group when it stops (its streams move at
+    /// once) and a restart is a new member.
+    pub instance_id: Option<String>,
+    /// How this replica names itself in logs and in the watermark records' `tidemark.owner`
+    /// header: the instance id, else host name and process id.
+    pub member: String,
     /// How long a silent replica keeps its streams before the group gives them to others.
     pub session_timeout: Duration,
     /// One partition per stream slot; the group assigns them.
@@ -690,7 +695,7 @@ impl Config {
         let old = self.cluster.take();
         let file = FileCluster {
             group: group.to_owned(),
-            instance_id: instance_id.map(str::to_owned).or_else(|| old.as_ref().map(|c| c.instance_id.clone())),
+            instance_id: instance_id.map(str::to_owned).or_else(|| old.as_ref().and_then(|c| c.instance_id.clone())),
             session_timeout: old
                 .as_ref()
                 .map_or_else(default_session_timeout, |c| format!("{}ms", c.session_timeout.as_millis())),
@@ -701,8 +706,8 @@ impl Config {
     }
 }
 
-/// `[cluster]`: a group name fit for ids and topic names, an instance id (default: the host
-/// name), a session timeout Kafka accepts.
+/// `[cluster]`: a group name fit for ids and topic names, an optional instance id, a session
+/// timeout Kafka accepts.
 fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
     let group = expand_env("cluster.group", &c.group)?;
     let fit = |v: &str| !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
@@ -712,13 +717,14 @@ fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
             format!("must be letters, digits, '.', '_' or '-' (it names a topic and ids), got {group:?}"),
         ));
     }
-    let instance_id = match &c.instance_id {
-        Some(id) => expand_env("cluster.instance_id", id)?,
-        None => hostname(),
-    };
-    if instance_id.is_empty() {
-        return Err(ConfigError::invalid("cluster.instance_id", "must not be empty"));
+    let instance_id = c.instance_id.as_deref().map(|id| expand_env("cluster.instance_id", id)).transpose()?;
+    if instance_id.as_deref().is_some_and(|id| !fit(id)) {
+        return Err(ConfigError::invalid(
+            "cluster.instance_id",
+            format!("must be letters, digits, '.', '_' or '-', got {:?}", instance_id.unwrap_or_default()),
+        ));
     }
+    let member = instance_id.clone().unwrap_or_else(|| format!("{}/{}", hostname(), std::process::id()));
     let session_timeout = parse_duration("cluster.session_timeout", &c.session_timeout)?;
     // The broker's defaults: group.min.session.timeout.ms 6 s, group.max.session.timeout.ms 30 min.
     if session_timeout < Duration::from_secs(6) || session_timeout > Duration::from_secs(1800) {
@@ -729,10 +735,10 @@ fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
     }
     let coordination_topic = c.coordination_topic.clone().unwrap_or_else(|| format!("tidemark.{group}.streams"));
     check_topic_name("cluster.coordination_topic", &coordination_topic)?;
-    Ok(ClusterConfig { group, instance_id, session_timeout, coordination_topic })
+    Ok(ClusterConfig { group, instance_id, member, session_timeout, coordination_topic })
 }
 
-/// The machine's name (`HOSTNAME`, else /etc/hostname): a stable default instance id.
+/// The machine's name (`HOSTNAME`, else /etc/hostname), to name a replica without an id.
 fn hostname() -> String {
     std::env::var("HOSTNAME")
         .ok()
@@ -1206,7 +1212,11 @@ mod tests {
         let cl = c.cluster.unwrap();
         assert_eq!(cl.coordination_topic, "tidemark.prod.streams");
         assert_eq!(cl.session_timeout, Duration::from_secs(10));
-        assert_eq!(cl.instance_id, "node-1");
+        assert_eq!(cl.instance_id.as_deref(), Some("node-1"));
+        let c = Config::parse(&format!("{GOOD}\n[cluster]\ngroup = \"prod\"\n")).unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!(cl.instance_id, None, "no instance id: dynamic membership");
+        assert!(cl.member.ends_with(&format!("/{}", std::process::id())), "{}", cl.member);
         let e = err(&format!("{GOOD}\n[cluster]\ngroup = \"a b\"\n"));
         assert!(e.contains("cluster.group") && e.contains("\"a b\""), "{e}");
         let e = err(&format!("{GOOD}\n[cluster]\ngroup = \"g\"\nsession_timeout = \"2s\"\n"));
@@ -1220,7 +1230,7 @@ mod tests {
         let mut c = Config::parse(GOOD).unwrap();
         c.join_cluster("shops", Some("node-2")).unwrap();
         let cl = c.cluster.clone().unwrap();
-        assert_eq!((cl.group.as_str(), cl.instance_id.as_str()), ("shops", "node-2"));
+        assert_eq!((cl.group.as_str(), cl.instance_id.as_deref()), ("shops", Some("node-2")));
         let mut c = Config::parse(&format!(
             "{GOOD}\n[cluster]\ngroup = \"g\"\ninstance_id = \"n1\"\nsession_timeout = \"30s\"\ncoordination_topic = \"slots\"\n"
         ))
@@ -1228,7 +1238,7 @@ mod tests {
         c.join_cluster("g", None).unwrap();
         let cl = c.cluster.clone().unwrap();
         assert_eq!(cl.session_timeout, Duration::from_secs(30));
-        assert_eq!((cl.instance_id.as_str(), cl.coordination_topic.as_str()), ("n1", "slots"));
+        assert_eq!((cl.member.as_str(), cl.coordination_topic.as_str()), ("n1", "slots"));
         assert!(c.join_cluster("bad group", None).unwrap_err().to_string().contains("cluster.group"));
     }
 

@@ -352,7 +352,7 @@ impl Metrics {
         for outcome in ["ok", "retryable", "throttled", "fatal"] {
             self.api_requests.with_label_values(&[source, outcome]).inc_by(0);
         }
-        for outcome in ["committed", "aborted", "fatal"] {
+        for outcome in ["committed", "aborted", "fatal", "fenced"] {
             self.transactions.with_label_values(&[outcome]).inc_by(0);
         }
     }
@@ -366,15 +366,17 @@ impl Metrics {
         self.credential_quota.with_label_values(&c).set(i64::from(quota));
     }
 
-    /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.
-    /// Drops a stream's state and lag series: another replica owns it now and reports them.
+    /// Drops a stream's state, lag and watermark-size series: another replica owns it now
+    /// and reports them.
     pub fn forget_stream(&self, stream: &StreamId) {
         for s in STREAM_STATES {
             let _ = self.stream_state.remove_label_values(&[stream.as_str(), s]);
         }
+        let _ = self.watermark_record_bytes.remove_label_values(&[stream.as_str()]);
         self.watermarks.lock().expect("metrics lock").remove(stream);
     }
 
+    /// Sets a stream's state: `catching_up`, `caught_up` or `stopped`.
     pub fn set_stream_state(&self, stream: &StreamId, state: &str) {
         for s in STREAM_STATES {
             self.stream_state.with_label_values(&[stream.as_str(), s]).set((*s == state) as i64);

@@ -300,7 +300,7 @@ pub(crate) fn worker(
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
         watermark_max_bytes: config.kafka.watermark_max_bytes,
         state,
-        owner: config.cluster.as_ref().map(|c| Arc::from(c.instance_id.as_bytes())),
+        owner: config.cluster.as_ref().map(|c| Arc::from(c.member.as_bytes())),
     }
 }
 

@@ -27,6 +27,9 @@ pub enum Change {
         lost: bool,
         done: mpsc::Sender<()>,
     },
+    /// The group consumer failed for good (e.g. another live replica has the same instance
+    /// id): this replica can no longer know what it owns.
+    Failed(String),
 }
 
 /// The group member; dropping it leaves the polling thread to end.
@@ -83,9 +86,12 @@ impl Membership {
         changes: UnboundedSender<Change>,
     ) -> Result<Membership, rdkafka::error::KafkaError> {
         let session_ms = cluster.session_timeout.as_millis();
-        let consumer: BaseConsumer<Context> = crate::kafka::client_config(kafka)
+        let mut cc = crate::kafka::client_config(kafka);
+        if let Some(id) = &cluster.instance_id {
+            cc.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<Context> = cc
             .set("group.id", &cluster.group)
-            .set("group.instance.id", &cluster.instance_id)
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", session_ms.to_string())
             .set("heartbeat.interval.ms", (session_ms / 4).max(500).to_string())
@@ -94,9 +100,9 @@ impl Membership {
             .set("max.poll.interval.ms", (session_ms * 3).max(30_000).to_string())
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
-            .create_with_context(Context { changes, stop_wait: cluster.session_timeout })?;
+            .create_with_context(Context { changes: changes.clone(), stop_wait: cluster.session_timeout })?;
         consumer.subscribe(&[&cluster.coordination_topic])?;
-        info!(group = %cluster.group, instance = %cluster.instance_id, topic = %cluster.coordination_topic, "joined the cluster group");
+        info!(group = %cluster.group, member = %cluster.member, static_member = cluster.instance_id.is_some(), topic = %cluster.coordination_topic, "joined the cluster group");
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = stop.clone();
@@ -108,9 +114,13 @@ impl Membership {
                         if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
                             warn!(error = %e, "group membership");
                         }
+                        if let Some((code, reason)) = consumer.client().fatal_error() {
+                            let _ = changes.send(Change::Failed(format!("{reason} ({code:?})")));
+                            break;
+                        }
                     }
-                    // A static member does not leave the group on close: its slots stay
-                    // with it for the session timeout, in case it comes back.
+                    // A dynamic member leaves the group on close (its slots move at once); a
+                    // static one keeps them for the session timeout, in case it comes back.
                     drop(consumer);
                 })
                 .expect("spawn the membership thread")

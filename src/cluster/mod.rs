@@ -25,9 +25,10 @@ use crate::worker::{StreamOutcome, StreamPlan, StreamReport};
 use membership::{Change, Membership};
 
 /// The transactional id of a stream's producer in a cluster: the same on every replica, so
-/// a new owner's `init_transactions` fences the previous one.
+/// a new owner's `init_transactions` fences the previous one. Group names have no ':', so no
+/// two (group, stream) pairs share an id.
 pub fn transactional_id(cluster: &ClusterConfig, stream: &str) -> String {
-    format!("{}.{stream}", cluster.group)
+    format!("{}:{stream}", cluster.group)
 }
 
 /// Runs this replica until shutdown: the streams of the slots the group gives it, each on
@@ -49,9 +50,20 @@ pub async fn run(
         .map_err(|e| RunError::Cluster(format!("cannot join group {}: {e}", cluster.group)))?;
     metrics.set_ready(true);
     metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
-    let mut owner =
-        Owner { config, cluster, plans, metrics: metrics.clone(), shutdown: shutdown.clone(), owned: BTreeMap::new() };
+    // Where streams without a watermark begin, fixed once: a stream handed over before its
+    // first commit must not begin later on its next owner.
+    let first_start = chrono::Utc::now();
+    let mut owner = Owner {
+        config,
+        cluster,
+        plans,
+        metrics: metrics.clone(),
+        shutdown: shutdown.clone(),
+        owned: BTreeMap::new(),
+        first_start,
+    };
     let mut reports = Vec::new();
+    let mut failed = None;
     while !*shutdown.borrow() {
         tokio::select! {
             change = changes.recv() => match change {
@@ -59,6 +71,10 @@ pub async fn run(
                 Some(Change::Revoked { slots, lost, done }) => {
                     reports.extend(owner.release(&slots, lost).await);
                     let _ = done.send(());
+                }
+                Some(Change::Failed(why)) => {
+                    failed = Some(why);
+                    break;
                 }
                 None => break,
             },
@@ -71,7 +87,10 @@ pub async fn run(
     // Leaving: a revocation the consumer's close asks for finds no one listening and goes on.
     drop(changes);
     let _ = tokio::task::spawn_blocking(move || drop(membership)).await;
-    Ok(reports)
+    match failed {
+        Some(why) => Err(RunError::Cluster(format!("left group {} on a fatal error: {why}", cluster.group))),
+        None => Ok(reports),
+    }
 }
 
 /// The streams this replica runs, by slot.
@@ -82,6 +101,7 @@ struct Owner<'a> {
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
     owned: BTreeMap<i32, Running>,
+    first_start: chrono::DateTime<chrono::Utc>,
 }
 
 /// One owned stream's task and the switch that stops it.
@@ -116,8 +136,8 @@ impl Owner<'_> {
                 self.cluster.clone(),
                 plan,
                 self.metrics.clone(),
-                self.shutdown.clone(),
-                stop_rx,
+                Switches { shutdown: self.shutdown.clone(), stop: stop_rx },
+                self.first_start,
             ));
             self.owned.insert(slot, Running { stop, task });
         }
@@ -179,17 +199,40 @@ impl Owner<'_> {
     }
 }
 
+/// What ends an owned stream: the process's shutdown or the slot's revocation.
+struct Switches {
+    shutdown: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Switches {
+    fn off(&self) -> bool {
+        *self.stop.borrow() || *self.shutdown.borrow()
+    }
+
+    /// Sleeps for `d`; false if either switch went off first.
+    async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            on = sleep_or_shutdown(d, &self.stop) => on && !self.off(),
+            _ = shutdown_requested(&self.shutdown) => false,
+        }
+    }
+}
+
 /// Runs one owned stream until it is revoked or shutdown: a producer of its own (fencing any
 /// earlier owner), its committed watermark, then the stream's worker. A producer failure
-/// starts over from the watermark topic; being fenced ends it (another replica owns it now).
+/// starts over from the watermark topic. Fenced while the group still says the stream is
+/// ours (a previous owner's late start, or replicas that disagree on the streams), it waits
+/// a session timeout for the revocation and, if none comes, takes the stream back.
 async fn own(
     config: Config,
     cluster: ClusterConfig,
     plan: Arc<StreamPlan>,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
-    stop: watch::Receiver<bool>,
+    switches: Switches,
+    first_start: chrono::DateTime<chrono::Utc>,
 ) -> StreamReport {
+    let Switches { shutdown, stop } = &switches;
     let id = plan.cfg.id.clone();
     let mut kafka = config.kafka.clone();
     kafka.transactional_id = transactional_id(&cluster, id.as_str());
@@ -197,25 +240,30 @@ async fn own(
     let mut attempt = 0u32;
     let mut last = None;
     loop {
-        if *stop.borrow() || *shutdown.borrow() {
+        if switches.off() {
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
-        let (sink, state) = match prepare(&kafka, &plan, &metrics).await {
+        let (sink, state) = match prepare(&kafka, &plan, &metrics, first_start).await {
             Ok(ready) => ready,
             Err(e) => {
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %e, retry_in = ?wait, "cannot take over the stream yet; retrying");
-                if !sleep_or_shutdown(wait, &stop).await {
+                if !switches.sleep(wait).await {
                     return stopped(StreamOutcome::ShutDown);
                 }
                 continue;
             }
         };
+        // Revoked while the producer started: let go without reading a window.
+        if switches.off() {
+            crate::run::retire(sink).await;
+            return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
+        }
         let sink = Arc::new(sink);
         let worker = crate::run::worker(&config, &plan, sink.clone(), metrics.clone(), state);
         // Either switch stops the stream: the slot's revocation or the process's shutdown.
-        let (either, either_rx) = watch::channel(false);
+        let (either, either_rx) = watch::channel(switches.off());
         let relay = {
             let (stop, shutdown) = (stop.clone(), shutdown.clone());
             tokio::spawn(async move {
@@ -237,14 +285,18 @@ async fn own(
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %why, retry_in = ?wait, "stream producer failed; resuming from its committed watermark");
                 last = Some(report);
-                if !sleep_or_shutdown(wait, &stop).await {
+                if !switches.sleep(wait).await {
                     return last.expect("set above");
                 }
             }
             StreamOutcome::Fenced(_) => {
                 metrics.cluster_fenced.with_label_values(&[id.as_str()]).inc();
                 metrics.forget_stream(&id);
-                return report;
+                last = Some(report);
+                if !switches.sleep(cluster.session_timeout).await {
+                    return last.expect("set above");
+                }
+                warn!(stream = %id, "fenced, but the group still gives this replica the stream; taking it back");
             }
             _ => return report,
         }
@@ -256,6 +308,7 @@ async fn prepare(
     kafka: &KafkaConfig,
     plan: &StreamPlan,
     metrics: &Arc<Metrics>,
+    first_start: chrono::DateTime<chrono::Utc>,
 ) -> Result<(TxnSink, WatermarkState), RunError> {
     let sink = TxnSink::connect(kafka, Some(metrics.clone())).await?;
     let state = match watermarks::load(kafka, Duration::from_secs(60)).await {
@@ -268,7 +321,7 @@ async fn prepare(
     let state = state.unwrap_or_else(|| {
         WatermarkState::new(
             plan.cfg.id.clone(),
-            crate::domain::time::truncate_to_second(plan.cfg.start.resolve(chrono::Utc::now())),
+            crate::domain::time::truncate_to_second(plan.cfg.start.resolve(first_start)),
         )
     });
     Ok((sink, state))
