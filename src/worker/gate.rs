@@ -61,8 +61,9 @@ struct Aimd {
 /// Rate limit, throttle pause and in-flight limit for one credential.
 pub struct CredentialGate {
     name: String,
-    /// Replaced when this replica's share of the quota changes (see [`Self::set_share`]).
-    limiter: Mutex<Arc<DefaultDirectRateLimiter>>,
+    /// Replaced when this replica's share of the quota changes (see [`Self::set_share`]),
+    /// with a generation number so that waiters on a replaced one queue again.
+    limiter: Mutex<(u64, Arc<DefaultDirectRateLimiter>)>,
     per_second: NonZeroU32,
     /// The requests per second this process may send: `per_second` times its share.
     rate: Mutex<f64>,
@@ -89,7 +90,7 @@ impl CredentialGate {
         let max = max_in_flight.get();
         CredentialGate {
             name: name.into(),
-            limiter: Mutex::new(Arc::new(RateLimiter::direct(quota))),
+            limiter: Mutex::new((0, Arc::new(RateLimiter::direct(quota)))),
             per_second,
             rate: Mutex::new(f64::from(per_second.get())),
             max_in_flight: max,
@@ -108,7 +109,8 @@ impl CredentialGate {
 
     /// Limits this process to `fraction` (0 to 1) of the credential's quota: replicas that
     /// share a credential each take the share of its streams they own, so together they stay
-    /// within the quota. Requests waiting on the old limiter finish on it.
+    /// within the quota. Requests waiting on the old limiter queue again on the new one, which
+    /// starts empty: a change of share never adds the old rate to the new, nor a burst.
     pub fn set_share(&self, fraction: f64) {
         let fraction = fraction.clamp(0.0, 1.0);
         if fraction == 0.0 {
@@ -118,7 +120,10 @@ impl CredentialGate {
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
             .expect("a positive period")
             .allow_burst(NonZeroU32::MIN);
-        *self.limiter.lock().expect("gate lock") = Arc::new(RateLimiter::direct(quota));
+        let limiter = RateLimiter::direct(quota);
+        let _ = limiter.check(); // the one cell a new limiter starts with
+        let mut current = self.limiter.lock().expect("gate lock");
+        *current = (current.0 + 1, Arc::new(limiter));
         *self.rate.lock().expect("gate lock") = rate;
     }
 
@@ -167,8 +172,11 @@ impl CredentialGate {
             match until {
                 Some(u) if u > Instant::now() => tokio::time::sleep_until(u).await,
                 _ => {
-                    let limiter = self.limiter.lock().expect("gate lock").clone();
+                    let (generation, limiter) = self.limiter.lock().expect("gate lock").clone();
                     limiter.until_ready().await;
+                    if self.limiter.lock().expect("gate lock").0 != generation {
+                        continue; // the share changed while this waited: queue at the new rate
+                    }
                     // A ban that began while this request waited for the rate limit holds
                     // it too: nothing is sent once the credential knows it is banned.
                     if !self.paused() {
@@ -283,6 +291,28 @@ mod tests {
         assert!(took >= Duration::from_millis(780), "5 requests at 5/s took {took:?}");
         gate.set_share(0.0);
         assert_eq!(gate.rate(), 5.0, "a zero share (no streams owned) leaves the limiter alone");
+    }
+
+    /// Requests already waiting when the share drops go at the new rate, not the old: 10 at
+    /// 20/s would take 0.45 s; at a quarter (5/s, the new limiter starting empty) at least 1.8 s.
+    #[tokio::test]
+    async fn waiters_queue_again_at_the_new_rate_when_the_share_changes() {
+        let gate = Arc::new(gate(20, 16));
+        gate.set_share(1.0);
+        let started = std::time::Instant::now();
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let g = gate.clone();
+                tokio::spawn(async move { g.acquire().await.done(Answer::Healthy(Duration::from_millis(1))) })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        gate.set_share(0.25);
+        for w in waiting {
+            w.await.unwrap();
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(1700), "10 requests after the share fell to 5/s took {took:?}");
     }
 
     #[tokio::test(start_paused = true)]
