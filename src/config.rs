@@ -229,6 +229,7 @@ struct FileKafka {
     transactional_id: String,
     #[serde(default = "default_watermark_topic")]
     watermark_topic: String,
+    control_topic: Option<String>,
     #[serde(default = "default_watermark_partitions")]
     watermark_partitions: i32,
     #[serde(default = "default_dead_letter_topic")]
@@ -356,6 +357,7 @@ struct FileStream {
     start: String,
     #[serde(default = "default_lookback")]
     lookback: String,
+    dedup_span: Option<String>,
     #[serde(default = "default_settle")]
     settle: String,
     #[serde(default = "default_poll_interval")]
@@ -455,6 +457,8 @@ pub struct KafkaConfig {
     pub bootstrap: String,
     pub transactional_id: String,
     pub watermark_topic: String,
+    /// Operators' stop/resume flags per stream (compacted; `<watermark_topic>.control`).
+    pub control_topic: String,
     pub watermark_partitions: i32,
     /// Where records that cannot be mapped to their schema go, with the error.
     pub dead_letter_topic: String,
@@ -632,6 +636,9 @@ pub struct StreamConfig {
     pub topic: Option<String>,
     pub start: StartAt,
     pub lookback: Duration,
+    /// How far behind the watermark content hashes are kept (at least the lookback): a
+    /// re-read within it (`watermarks set` back) emits only records that changed.
+    pub dedup_span: Duration,
     pub settle: Duration,
     pub poll_interval: Duration,
     pub max_span: Option<Duration>,
@@ -803,6 +810,9 @@ fn validate_kafka(k: &FileKafka) -> Result<KafkaConfig, ConfigError> {
         return Err(ConfigError::invalid("kafka.bootstrap", "is empty"));
     }
     check_topic_name("kafka.watermark_topic", &k.watermark_topic)?;
+    if let Some(t) = &k.control_topic {
+        check_topic_name("kafka.control_topic", t)?;
+    }
     check_topic_name("kafka.dead_letter_topic", &k.dead_letter_topic)?;
     if k.watermark_partitions < 1 {
         return Err(ConfigError::invalid(
@@ -846,6 +856,7 @@ fn validate_kafka(k: &FileKafka) -> Result<KafkaConfig, ConfigError> {
         bootstrap,
         transactional_id,
         watermark_topic: k.watermark_topic.clone(),
+        control_topic: k.control_topic.clone().unwrap_or_else(|| format!("{}.control", k.watermark_topic)),
         watermark_partitions: k.watermark_partitions,
         dead_letter_topic: k.dead_letter_topic.clone(),
         topic_partitions: k.topic_partitions,
@@ -977,12 +988,17 @@ fn validate_streams(
             let v = expand_env(&key(&format!("params.{name}")), &v)?;
             params.insert(name, v);
         }
+        let dedup_span = match &s.dedup_span {
+            Some(t) => parse_duration(&key("dedup_span"), t)?.max(lookback),
+            None => lookback,
+        };
         streams.push(StreamConfig {
             id,
             source: s.source,
             topic: s.topic,
             start,
             lookback,
+            dedup_span,
             settle,
             poll_interval,
             max_span,

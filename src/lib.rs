@@ -17,6 +17,7 @@ pub mod domain;
 pub mod inspect;
 pub mod kafka;
 pub mod metrics;
+pub mod ops;
 pub mod pipeline;
 pub mod registry;
 pub mod run;

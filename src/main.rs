@@ -100,6 +100,96 @@ enum Command {
         #[arg(long)]
         compact: bool,
     },
+    /// See and steer the streams: list them, stop and resume them.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+    },
+    /// Move a stream's watermark (re-read from a time, or start over).
+    Watermarks {
+        #[command(subcommand)]
+        command: WatermarksCommand,
+    },
+}
+
+/// Options every operations command takes.
+#[derive(clap::Args, Debug)]
+struct OpsOptions {
+    #[arg(long, short, env = "TIDEMARK_CONFIG")]
+    config: PathBuf,
+    /// `text` (a table) or `json` (for scripts).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum StreamsCommand {
+    /// Every stream in the config and in the watermark topic: watermark, lag, state
+    /// (running: committed within two polls; stopped: by an operator; unknown), last owner.
+    List {
+        #[command(flatten)]
+        ops: OpsOptions,
+    },
+    /// Stop streams: running workers stop reading and committing them within one poll, and
+    /// a stopped stream stays stopped across restarts until resumed.
+    Stop {
+        #[command(flatten)]
+        ops: OpsOptions,
+        /// Stream ids, as in the config.
+        #[arg(required = true)]
+        streams: Vec<String>,
+        /// Why, kept with the flag and shown by `streams list`.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Say what would be written; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Resume stopped streams from their watermarks.
+    Resume {
+        #[command(flatten)]
+        ops: OpsOptions,
+        #[arg(required = true)]
+        streams: Vec<String>,
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum WatermarksCommand {
+    /// Set a stream's watermark, back (re-read from there; unchanged records are not emitted
+    /// again) or forward (skip), in a transaction that fences the stream's current owner.
+    Set {
+        #[command(flatten)]
+        ops: OpsOptions,
+        stream: String,
+        /// Beijing time `yyyy-MM-dd HH:mm:ss`, or a duration back from now (`1d`, `6h`).
+        #[arg(long)]
+        to: String,
+        /// Also when the stream is running (its owner is fenced and resumes from the new
+        /// watermark, losing nothing).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Forget a stream's watermark: it starts again from its configured `start`.
+    Reset {
+        #[command(flatten)]
+        ops: OpsOptions,
+        stream: String,
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn init_logs(format: LogFormat) {
@@ -144,6 +234,7 @@ fn print_summary(reports: &[tidemark::worker::StreamReport]) {
                 StreamOutcome::ShutDown => "shut down".to_owned(),
                 StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => format!("STOPPED: {why}"),
                 StreamOutcome::Fenced(_) => "handed over (another replica owns it)".to_owned(),
+                StreamOutcome::Paused => "stopped by an operator".to_owned(),
             };
             vec![
                 r.stream.to_string(),
@@ -230,6 +321,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Bench(opts) => bench_command(opts).await,
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
+        Command::Streams { command } => streams_command(command).await,
+        Command::Watermarks { command } => watermarks_command(command).await,
     }
 }
 
@@ -241,7 +334,9 @@ async fn run_command(cfg: Config, until_caught_up: bool) -> anyhow::Result<ExitC
     let failed =
         reports.iter().any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));
     // A scheduler running --until-caught-up must not read a shutdown as success.
-    let caught_up = reports.iter().filter(|r| r.outcome == StreamOutcome::CaughtUp).count();
+    // Streams an operator stopped are not waited for.
+    let caught_up =
+        reports.iter().filter(|r| matches!(r.outcome, StreamOutcome::CaughtUp | StreamOutcome::Paused)).count();
     if failed {
         Ok(ExitCode::from(1))
     } else if until_caught_up && caught_up < streams {
@@ -250,6 +345,80 @@ async fn run_command(cfg: Config, until_caught_up: bool) -> anyhow::Result<ExitC
     } else {
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `streams list|stop|resume`.
+async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        StreamsCommand::List { ops } => {
+            let rows = tidemark::ops::list(&Config::load(&ops.config)?).await?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+                    vec![
+                        r.stream.clone(),
+                        o(&r.watermark),
+                        r.lag_seconds.map_or("—".into(), |s| format!("{s}s")),
+                        r.state.to_owned(),
+                        o(&r.owner),
+                        o(&r.last_commit),
+                        if r.configured { String::new() } else { "not in the config".into() },
+                    ]
+                })
+                .collect();
+            let header = ["stream", "watermark (Beijing)", "lag", "state", "owner", "last commit", "note"];
+            emit(ops.output, &rows, || print_table(&header, &table, &[2]))
+        }
+        StreamsCommand::Stop { ops, streams, reason, dry_run } => {
+            let changes =
+                tidemark::ops::set_stopped(&Config::load(&ops.config)?, &streams, true, reason, dry_run).await?;
+            emit(ops.output, &changes, || {
+                for c in &changes {
+                    let verb = if c.written { "stopped" } else { "would stop (dry run)" };
+                    println!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
+                }
+            })
+        }
+        StreamsCommand::Resume { ops, streams, dry_run } => {
+            let changes =
+                tidemark::ops::set_stopped(&Config::load(&ops.config)?, &streams, false, None, dry_run).await?;
+            emit(ops.output, &changes, || {
+                for c in &changes {
+                    let verb = if c.written { "resumed" } else { "would resume (dry run)" };
+                    println!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
+                }
+            })
+        }
+    }
+}
+
+/// `watermarks set|reset`.
+async fn watermarks_command(command: WatermarksCommand) -> anyhow::Result<ExitCode> {
+    let (ops, stream, to, force, dry_run) = match command {
+        WatermarksCommand::Set { ops, stream, to, force, dry_run } => {
+            let at = tidemark::ops::parse_time(&to, chrono::Utc::now())?;
+            (ops, stream, Some(at), force, dry_run)
+        }
+        WatermarksCommand::Reset { ops, stream, force, dry_run } => (ops, stream, None, force, dry_run),
+    };
+    let change = tidemark::ops::set_watermark(&Config::load(&ops.config)?, &stream, to, force, dry_run).await?;
+    emit(ops.output, &change, || {
+        let to = change.to.clone().unwrap_or_else(|| "its configured start (reset)".into());
+        let from = change.from.clone().unwrap_or_else(|| "none".into());
+        let verb = if change.written { "set" } else { "would be set (dry run)" };
+        let forced = if change.forced { "; its running owner was fenced" } else { "" };
+        println!("{}: watermark {verb} from {from} to {to} by {}{forced}", change.stream, change.by);
+    })
+}
+
+/// Prints `value` as JSON, or runs `text`.
+fn emit<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce()) -> anyhow::Result<ExitCode> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Text => text(),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `write`: every configured writer until shutdown (or idle), then a summary per writer.

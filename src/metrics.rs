@@ -17,7 +17,7 @@ use prometheus::{Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, 
 use crate::domain::{StreamId, Watermark};
 
 /// The values of `tidemark_stream_state`'s `state` label.
-pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped"];
+pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped", "paused"];
 
 /// Every metric the worker exports.
 pub struct Metrics {

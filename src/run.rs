@@ -2,6 +2,7 @@
 //! supervises the stream loops until they are caught up or shut down, rebuilding the
 //! producer and resuming from Kafka if it fails.
 
+use crate::kafka::control::Board;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub enum RunError {
     Metrics { addr: String, source: std::io::Error },
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error(transparent)]
+    Control(#[from] crate::kafka::control::ControlError),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +82,10 @@ pub async fn run(
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
     let Some(topics) = bootstrap_topics(&config, &plans, &shutdown).await? else { return Ok(Vec::new()) };
+    let ids: Vec<String> = plans.iter().map(|p| p.cfg.id.to_string()).collect();
+    let control = Board::watch(&config.kafka, &ids).await?;
     if let Some(cluster) = &config.cluster {
-        let reports = crate::cluster::run(&config, cluster, plans, metrics, shutdown).await?;
+        let reports = crate::cluster::run(&config, cluster, plans, metrics, shutdown, &control).await?;
         return Ok(merge_reports(reports));
     }
 
@@ -107,7 +112,8 @@ pub async fn run(
             }
         };
         info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
-        let pass = Pass { config: &config, opts, metrics: &metrics, shutdown: &shutdown, first_start };
+        let pass =
+            Pass { config: &config, opts, metrics: &metrics, shutdown: &shutdown, first_start, control: &control };
         let producer_failed = pass.run(sink, stored, &mut plans, &mut reports).await;
         if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
             break;
@@ -166,6 +172,8 @@ struct Pass<'a> {
     shutdown: &'a watch::Receiver<bool>,
     /// When the worker first started: where streams without a watermark begin.
     first_start: chrono::DateTime<Utc>,
+    /// The operators' stop flags.
+    control: &'a Board,
 }
 
 impl Pass<'_> {
@@ -212,7 +220,7 @@ impl Pass<'_> {
                     crate::domain::time::truncate_to_second(p.cfg.start.resolve(self.first_start)),
                 )
             });
-            let worker = worker(config, p, sink.clone(), metrics.clone(), state);
+            let worker = worker(config, p, sink.clone(), metrics.clone(), state, self.control.flag(p.cfg.id.as_str()));
             let rx = stop_rx.clone();
             let until_caught_up = self.opts.until_caught_up;
             tasks.spawn(async move { (index, worker.run(until_caught_up, rx).await) });
@@ -292,6 +300,7 @@ pub(crate) fn worker(
     sink: Arc<TxnSink>,
     metrics: Arc<Metrics>,
     state: WatermarkState,
+    paused: Option<watch::Receiver<bool>>,
 ) -> StreamWorker {
     StreamWorker {
         reader: Arc::new(Reader::new(p.clone(), metrics.clone(), &config.kafka.dead_letter_topic)),
@@ -300,7 +309,10 @@ pub(crate) fn worker(
         watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
         watermark_max_bytes: config.kafka.watermark_max_bytes,
         state,
-        owner: config.cluster.as_ref().map(|c| Arc::from(c.member.as_bytes())),
+        owner: Some(Arc::from(
+            config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str()).as_bytes(),
+        )),
+        paused,
     }
 }
 

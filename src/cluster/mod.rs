@@ -39,6 +39,7 @@ pub async fn run(
     mut plans: Vec<StreamPlan>,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
+    control: &crate::kafka::control::Board,
 ) -> Result<Vec<StreamReport>, RunError> {
     // Slot i is the i-th stream by id: every replica with the same config agrees.
     plans.sort_by(|a, b| a.cfg.id.cmp(&b.cfg.id));
@@ -61,6 +62,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         owned: BTreeMap::new(),
         first_start,
+        control,
     };
     let mut reports = Vec::new();
     let mut failed = None;
@@ -102,6 +104,7 @@ struct Owner<'a> {
     shutdown: watch::Receiver<bool>,
     owned: BTreeMap<i32, Running>,
     first_start: chrono::DateTime<chrono::Utc>,
+    control: &'a crate::kafka::control::Board,
 }
 
 /// One owned stream's task and the switch that stops it.
@@ -138,6 +141,7 @@ impl Owner<'_> {
                 self.metrics.clone(),
                 Switches { shutdown: self.shutdown.clone(), stop: stop_rx },
                 self.first_start,
+                self.control.flag(plan_id(&self.plans, slot)),
             ));
             self.owned.insert(slot, Running { stop, task });
         }
@@ -199,6 +203,10 @@ impl Owner<'_> {
     }
 }
 
+fn plan_id(plans: &[Arc<StreamPlan>], slot: i32) -> &str {
+    plans[slot as usize].cfg.id.as_str()
+}
+
 /// What ends an owned stream: the process's shutdown or the slot's revocation.
 struct Switches {
     shutdown: watch::Receiver<bool>,
@@ -231,6 +239,7 @@ async fn own(
     metrics: Arc<Metrics>,
     switches: Switches,
     first_start: chrono::DateTime<chrono::Utc>,
+    paused: Option<watch::Receiver<bool>>,
 ) -> StreamReport {
     let Switches { shutdown, stop } = &switches;
     let id = plan.cfg.id.clone();
@@ -261,7 +270,7 @@ async fn own(
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
         let sink = Arc::new(sink);
-        let worker = crate::run::worker(&config, &plan, sink.clone(), metrics.clone(), state);
+        let worker = crate::run::worker(&config, &plan, sink.clone(), metrics.clone(), state, paused.clone());
         // Either switch stops the stream: the slot's revocation or the process's shutdown.
         let (either, either_rx) = watch::channel(switches.off());
         let relay = {

@@ -1,4 +1,5 @@
-//! Topic bootstrap: data topics and the compacted watermark topic exist before any stream runs.
+//! Topic bootstrap: data topics and the compacted watermark and control topics exist before
+//! any stream runs.
 
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             .set("cleanup.policy", "compact")
             .set("min.compaction.lag.ms", "0"),
     );
+    // One partition: the watcher follows it in order.
+    new.push(NewTopic::new(&cfg.control_topic, 1, repl()).set("cleanup.policy", "compact"));
     let results = admin.create_topics(new.iter(), &opts).await.map_err(unreachable)?;
     for r in results {
         match r {

@@ -87,9 +87,10 @@ impl Reader {
         }
     }
 
-    /// Whether records can be read again (lookback, or snapshots) and so need content hashes.
+    /// Whether records can be read again (lookback, a dedup span, or snapshots) and so need
+    /// content hashes.
     pub fn needs_hashes(&self) -> bool {
-        self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.lookback.is_zero()
+        self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.dedup_span.is_zero()
     }
 
     /// Reads every page of a window (or of the whole set) until the page set is consistent.

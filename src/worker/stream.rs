@@ -32,6 +32,9 @@ pub enum StreamOutcome {
     /// A newer producer with the same transactional id took over: the stream is no longer
     /// this worker's (another replica owns it).
     Fenced(String),
+    /// Stopped by an operator (`tidemark streams stop`); with `--until-caught-up` the run
+    /// does not wait for it.
+    Paused,
 }
 
 /// What a stream did during this run.
@@ -196,9 +199,11 @@ pub struct StreamWorker {
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
     pub watermark_max_bytes: usize,
     pub state: WatermarkState,
-    /// The replica running the stream (`cluster.instance_id`), written as the watermark
-    /// record's `tidemark.owner` header so ops can see who committed each window.
+    /// Who runs the stream (a replica's name, else the worker's transactional id), written as
+    /// the watermark record's `tidemark.owner` header so ops can see who committed each window.
     pub owner: Option<Arc<[u8]>>,
+    /// The operators' stop flag for this stream (see `kafka::control`), if followed.
+    pub paused: Option<watch::Receiver<bool>>,
 }
 
 /// Header naming the replica that committed a watermark record.
@@ -233,6 +238,25 @@ impl StreamWorker {
         report.outcome = loop {
             if *shutdown.borrow() {
                 break StreamOutcome::ShutDown;
+            }
+            if let Some(mut flag) = self.paused.clone()
+                && *flag.borrow_and_update()
+            {
+                // Stopped by an operator: no reads, no commits (windows read ahead are
+                // dropped) until resumed.
+                ahead.clear();
+                self.metrics.set_stream_state(&self.plan().cfg.id, "paused");
+                info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), "stopped by an operator; waiting to be resumed");
+                if until_caught_up {
+                    break StreamOutcome::Paused;
+                }
+                tokio::select! {
+                    _ = flag.wait_for(|stopped| !*stopped) => {}
+                    _ = super::read::shutdown_requested(&shutdown) => break StreamOutcome::ShutDown,
+                }
+                info!(stream = %self.plan().cfg.id, "resumed by an operator");
+                was_caught_up = false;
+                continue;
             }
             let step = self.plan_step(Utc::now());
             let (label, result) = match step {
@@ -332,7 +356,7 @@ impl StreamWorker {
         }
         let next = self
             .state
-            .advance(window.end, emitted, self.plan().cfg.lookback)
+            .advance(window.end, emitted, self.plan().cfg.dedup_span)
             .map_err(|e| StepError::Stop(e.to_string()))?;
         Ok((batch, next))
     }
@@ -575,6 +599,7 @@ mod tests {
                 topic: None,
                 start: StartAt::parse("start", "2026-01-01 08:00:00").unwrap(),
                 lookback,
+                dedup_span: lookback,
                 settle: Duration::ZERO,
                 poll_interval: Duration::from_secs(60),
                 max_span: None,
@@ -607,6 +632,7 @@ mod tests {
             watermark_max_bytes: 1 << 20,
             state: WatermarkState::new(id, origin),
             owner: None,
+            paused: None,
         };
         // "Now" is real time, far past the windows: stop the stream after ten of them by
         // looking only at what it committed.

@@ -1,0 +1,192 @@
+//! Operators' stop/resume flags, one compacted record per stream in the control topic, and
+//! the watcher that hands each running stream its flag as it changes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::scan::{self, ScanError};
+use crate::config::KafkaConfig;
+
+/// What an operator last said about a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamControl {
+    pub stopped: bool,
+    /// Who said it (the operator's user name) and when.
+    pub by: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// Why the control topic could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control topic {topic}: {reason}")]
+    Kafka { topic: String, reason: String },
+    #[error("control topic {topic}: record for {key:?} is not a stream control record: {reason}")]
+    Corrupt { topic: String, key: String, reason: String },
+}
+
+/// Every stream's latest control record (read to the end, `read_committed`).
+pub async fn load(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, ControlError> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || load_blocking(&cfg))
+        .await
+        .map_err(|e| ControlError::Kafka { topic: String::new(), reason: e.to_string() })?
+}
+
+fn load_blocking(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, ControlError> {
+    let topic = cfg.control_topic.as_str();
+    let kerr = |e: rdkafka::error::KafkaError| ControlError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
+    let consumer = scan::committed_reader(cfg, &format!("{}-control-reader", cfg.transactional_id)).map_err(kerr)?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kerr)?;
+    let mut partitions = Vec::new();
+    for t in md.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(kerr)?;
+            if high > low {
+                partitions.push(p.id());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    let scanned = scan::read_to_end(&consumer, topic, &partitions, Duration::from_secs(60), |m| {
+        apply(topic, &mut out, m.key(), m.payload())
+    });
+    super::close_in_background(consumer);
+    match scanned {
+        Ok(()) => Ok(out),
+        Err(ScanError::Handler(e)) => Err(e),
+        Err(ScanError::Kafka(e)) => Err(kerr(e)),
+        Err(ScanError::Timeout(t)) => {
+            Err(ControlError::Kafka { topic: topic.to_owned(), reason: format!("not read to its end in {t:?}") })
+        }
+    }
+}
+
+/// Folds one control record into `into` (a tombstone forgets the stream's flag).
+fn apply(
+    topic: &str,
+    into: &mut BTreeMap<String, StreamControl>,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<(), ControlError> {
+    let Some(key) = key.map(|k| String::from_utf8_lossy(k).into_owned()) else { return Ok(()) };
+    match value {
+        None => {
+            into.remove(&key);
+        }
+        Some(bytes) => {
+            let c: StreamControl = serde_json::from_slice(bytes).map_err(|e| ControlError::Corrupt {
+                topic: topic.to_owned(),
+                key: key.clone(),
+                reason: e.to_string(),
+            })?;
+            into.insert(key, c);
+        }
+    }
+    Ok(())
+}
+
+/// Writes `stream`'s control record and waits until Kafka has it.
+pub async fn write(cfg: &KafkaConfig, stream: &str, control: &StreamControl) -> Result<(), ControlError> {
+    let topic = cfg.control_topic.as_str();
+    let kerr = |reason: String| ControlError::Kafka { topic: topic.to_owned(), reason };
+    let producer: FutureProducer =
+        super::client_config(cfg).set("enable.idempotence", "true").create().map_err(|e| kerr(e.to_string()))?;
+    let body = serde_json::to_vec(control).expect("control records serialize");
+    producer
+        .send(FutureRecord::to(topic).key(stream).payload(&body), Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| kerr(e.to_string()))?;
+    Ok(())
+}
+
+/// Each known stream's stopped flag, kept current by a thread tailing the control topic.
+pub struct Board {
+    flags: BTreeMap<String, watch::Sender<bool>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Board {
+    /// Starts tailing the control topic for `streams`. The first read reaches the topic's
+    /// end before this returns, so a stream stopped earlier is stopped from its first step.
+    pub async fn watch(cfg: &KafkaConfig, streams: &[String]) -> Result<Board, ControlError> {
+        let initial = load(cfg).await?;
+        let flags: BTreeMap<String, watch::Sender<bool>> = streams
+            .iter()
+            .map(|s| (s.clone(), watch::Sender::new(initial.get(s).is_some_and(|c| c.stopped))))
+            .collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = Board { flags, stop: stop.clone() };
+        let senders: BTreeMap<String, watch::Sender<bool>> =
+            board.flags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name("tidemark-control".into())
+            .spawn(move || tail(&cfg, &senders, &stop))
+            .expect("spawn the control watcher");
+        Ok(board)
+    }
+
+    /// The flag of `stream` (true: stopped by an operator).
+    pub fn flag(&self, stream: &str) -> Option<watch::Receiver<bool>> {
+        self.flags.get(stream).map(watch::Sender::subscribe)
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Follows the control topic from its beginning until `stop`, setting the flags it names.
+fn tail(cfg: &KafkaConfig, flags: &BTreeMap<String, watch::Sender<bool>>, stop: &AtomicBool) {
+    let topic = cfg.control_topic.as_str();
+    let consumer: BaseConsumer = match super::client_config(cfg)
+        .set("group.id", format!("{}-control-watcher", cfg.transactional_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(topic, error = %e, "cannot watch the control topic; stop/resume is not followed");
+            return;
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    let _ = tpl.add_partition_offset(topic, 0, Offset::Beginning);
+    if let Err(e) = consumer.assign(&tpl) {
+        tracing::error!(topic, error = %e, "cannot watch the control topic; stop/resume is not followed");
+        return;
+    }
+    let mut seen = BTreeMap::new();
+    while !stop.load(Ordering::Acquire) {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => tracing::warn!(topic, error = %e, "control topic"),
+            Some(Ok(m)) => match apply(topic, &mut seen, m.key(), m.payload()) {
+                Ok(()) => {
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                    if let Some(flag) = flags.get(&key) {
+                        let stopped = seen.get(&key).is_some_and(|c| c.stopped);
+                        flag.send_if_modified(|v| std::mem::replace(v, stopped) != stopped);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "ignoring a control record"),
+            },
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Operations on the streams' positions and states, for ops people: list them, stop and resume
+//! them (the control topic), set or reset their watermarks (a transaction that fences the
+//! stream's current owner).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, StartAt};
+use crate::domain::time::{DATETIME, format_beijing, truncate_to_second};
+use crate::domain::{OutRecord, StreamId, WatermarkState};
+use crate::kafka::control::{self, ControlError, StreamControl};
+use crate::kafka::watermarks::{self, LoadError};
+use crate::kafka::{CommitError, TxnSink};
+
+/// Headers of a watermark record an operator wrote.
+pub const HEADER_SET_BY: &str = "tidemark.set-by";
+pub const HEADER_SET_FROM: &str = "tidemark.set-from";
+
+/// Why an operation was refused or failed, naming what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("unknown stream {stream:?} (configured: {known})")]
+    UnknownStream { stream: String, known: String },
+    #[error(
+        "stream {stream:?} is running (not stopped by `tidemark streams stop`): stop it first, or pass --force to fence its owner"
+    )]
+    Running { stream: String },
+    #[error("--to {to} is in the future (now {now}); a watermark can only be set to a time that has passed")]
+    FutureTime { to: String, now: String },
+    #[error("--to {text:?}: {reason}")]
+    BadTime { text: String, reason: String },
+    #[error(transparent)]
+    Watermarks(#[from] LoadError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("cannot write the watermark of {stream}: {error}")]
+    Commit { stream: String, error: CommitError },
+}
+
+/// One stream as `tidemark streams list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamRow {
+    pub stream: String,
+    /// In the config (else only in the watermark topic: a stream removed from the config).
+    pub configured: bool,
+    /// Beijing time; `None` before the first commit or after a reset.
+    pub watermark: Option<String>,
+    pub lag_seconds: Option<i64>,
+    /// `running` (committed within two polls), `stopped` (by an operator), `unknown`.
+    pub state: &'static str,
+    /// Who committed the last watermark record: a replica, a worker's transactional id, or
+    /// `ops:<user>`.
+    pub owner: Option<String>,
+    pub last_commit: Option<String>,
+    pub stopped_by: Option<String>,
+    pub stopped_at: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// Every stream in the config or the watermark topic, with its position and state.
+pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
+    prepare_topics(config).await?;
+    let stored = watermarks::load_stored(&config.kafka, Duration::from_secs(60)).await?;
+    let controls = control::load(&config.kafka).await?;
+    let now = Utc::now();
+    let configured: BTreeSet<&str> = config.streams.iter().map(|s| s.id.as_str()).collect();
+    let ids: BTreeSet<&str> = configured.iter().copied().chain(stored.keys().map(String::as_str)).collect();
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let s = stored.get(id);
+            let c = controls.get(id).filter(|c| c.stopped);
+            let poll = config.streams.iter().find(|x| x.id.as_str() == id).map(|x| x.poll_interval);
+            let wm = s.and_then(|s| s.state.as_ref()).map(|st| st.watermark);
+            let last = s.and_then(|s| s.committed_at);
+            let fresh = match (poll, last) {
+                (Some(poll), Some(at)) => (now - at).to_std().unwrap_or_default() <= poll * 2 + Duration::from_secs(30),
+                _ => false,
+            };
+            StreamRow {
+                stream: id.to_owned(),
+                configured: configured.contains(id),
+                watermark: wm.map(|w| format_beijing(w, DATETIME)),
+                lag_seconds: wm.map(|w| (now - w).num_seconds()),
+                state: if c.is_some() {
+                    "stopped"
+                } else if fresh {
+                    "running"
+                } else {
+                    "unknown"
+                },
+                owner: s.and_then(|s| s.owner.clone()),
+                last_commit: last.map(|t| format_beijing(t, DATETIME)),
+                stopped_by: c.map(|c| c.by.clone()),
+                stopped_at: c.map(|c| format_beijing(c.at, DATETIME)),
+                reason: c.and_then(|c| c.reason.clone()),
+            }
+        })
+        .collect())
+}
+
+/// What `streams stop|resume` wrote (or, in a dry run, would write).
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlChange {
+    pub stream: String,
+    pub stopped: bool,
+    pub by: String,
+    pub at: String,
+    pub reason: Option<String>,
+    pub written: bool,
+}
+
+/// Stops (or resumes) `streams`: running workers follow the flag within one poll.
+pub async fn set_stopped(
+    config: &Config,
+    streams: &[String],
+    stopped: bool,
+    reason: Option<String>,
+    dry_run: bool,
+) -> Result<Vec<ControlChange>, OpsError> {
+    for s in streams {
+        known(config, s)?;
+    }
+    prepare_topics(config).await?;
+    let mut out = Vec::new();
+    for s in streams {
+        let c = StreamControl { stopped, by: operator(), at: Utc::now(), reason: reason.clone() };
+        if !dry_run {
+            control::write(&config.kafka, s, &c).await?;
+            tracing::info!(stream = %s, stopped, by = %c.by, "stream control written");
+        }
+        out.push(ControlChange {
+            stream: s.clone(),
+            stopped,
+            by: c.by,
+            at: format_beijing(c.at, DATETIME),
+            reason: c.reason,
+            written: !dry_run,
+        });
+    }
+    Ok(out)
+}
+
+/// What `watermarks set|reset` wrote (or would write).
+#[derive(Debug, Clone, Serialize)]
+pub struct WatermarkChange {
+    pub stream: String,
+    pub from: Option<String>,
+    /// `None`: reset (the stream starts again from its configured `start`).
+    pub to: Option<String>,
+    pub by: String,
+    pub forced: bool,
+    pub written: bool,
+}
+
+/// Sets `stream`'s watermark to `to` (or, with `None`, resets it), in a transaction whose
+/// transactional id fences the stream's current owner: a worker still running it can commit
+/// nothing more and resumes from the new watermark. Refused unless the stream is stopped or
+/// `force`. Content hashes are kept, so re-read records that did not change are not emitted
+/// again.
+pub async fn set_watermark(
+    config: &Config,
+    stream: &str,
+    to: Option<DateTime<Utc>>,
+    force: bool,
+    dry_run: bool,
+) -> Result<WatermarkChange, OpsError> {
+    let id = known(config, stream)?;
+    let now = Utc::now();
+    if let Some(t) = to
+        && t > now
+    {
+        return Err(OpsError::FutureTime { to: format_beijing(t, DATETIME), now: format_beijing(now, DATETIME) });
+    }
+    prepare_topics(config).await?;
+    let stopped = control::load(&config.kafka).await?.get(stream).is_some_and(|c| c.stopped);
+    if !stopped && !force {
+        return Err(OpsError::Running { stream: stream.to_owned() });
+    }
+    let current = watermarks::load(&config.kafka, Duration::from_secs(60)).await?.remove(stream);
+    let by = operator();
+    let change = WatermarkChange {
+        stream: stream.to_owned(),
+        from: current.as_ref().map(|s| format_beijing(s.watermark, DATETIME)),
+        to: to.map(|t| format_beijing(truncate_to_second(t), DATETIME)),
+        by: by.clone(),
+        forced: force && !stopped,
+        written: !dry_run,
+    };
+    if dry_run {
+        return Ok(change);
+    }
+    let value = to.map(|t| {
+        let mut state = current.clone().unwrap_or_else(|| WatermarkState::new(id.clone(), truncate_to_second(t)));
+        state.watermark = truncate_to_second(t);
+        state.to_bytes()
+    });
+    let mut kafka = config.kafka.clone();
+    kafka.transactional_id = match &config.cluster {
+        Some(c) => crate::cluster::transactional_id(c, stream),
+        None => config.kafka.transactional_id.clone(),
+    };
+    let commit = |error| OpsError::Commit { stream: stream.to_owned(), error };
+    // Its initialization fences the owner's producer and aborts the window it had open.
+    let sink = TxnSink::connect(&kafka, None).await.map_err(commit)?;
+    let owner: Arc<[u8]> = Arc::from(format!("ops:{by}").as_bytes());
+    let record = OutRecord {
+        topic: Arc::from(config.kafka.watermark_topic.as_str()),
+        key: stream.as_bytes().to_vec(),
+        value,
+        headers: vec![
+            (crate::worker::stream::HEADER_OWNER, owner),
+            (HEADER_SET_BY, Arc::from(by.as_bytes())),
+            (HEADER_SET_FROM, Arc::from(change.from.clone().unwrap_or_default().as_bytes())),
+        ],
+    };
+    let result = sink.commit(vec![record]).await.map_err(commit);
+    let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+    result?;
+    tracing::info!(stream, from = ?change.from, to = ?change.to, by = %by, forced = change.forced, "watermark written");
+    Ok(change)
+}
+
+/// Parses `--to`: a Beijing time `yyyy-MM-dd HH:mm:ss`, or a duration back from now (`1d`).
+pub fn parse_time(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, OpsError> {
+    StartAt::parse("--to", text)
+        .map(|s| s.resolve(now))
+        .map_err(|e| OpsError::BadTime { text: text.to_owned(), reason: e.to_string() })
+}
+
+/// The watermark and control topics, created if this is the first thing ever run (as a
+/// worker's start would).
+async fn prepare_topics(config: &Config) -> Result<(), OpsError> {
+    crate::kafka::topics::ensure(&config.kafka, &[]).await.map_err(|e| {
+        OpsError::Control(ControlError::Kafka { topic: config.kafka.watermark_topic.clone(), reason: e.to_string() })
+    })
+}
+
+fn known(config: &Config, stream: &str) -> Result<StreamId, OpsError> {
+    config.streams.iter().find(|s| s.id.as_str() == stream).map(|s| s.id.clone()).ok_or_else(|| {
+        OpsError::UnknownStream {
+            stream: stream.to_owned(),
+            known: config.streams.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
+        }
+    })
+}
+
+/// Who runs the command: `USER` (or `LOGNAME`), for the record of who changed what.
+fn operator() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+}

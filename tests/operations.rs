@@ -1,0 +1,214 @@
+//! What ops do the day after go-live, against the real broker: stop a stream, set its
+//! watermark back, resume it, and it re-reads that span emitting only what changed; a
+//! running worker fenced by `watermarks set --force` loses nothing; `streams list` says what
+//! Kafka holds; bad requests are refused with the reason.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const STREAM: &str = "wdt.account_check/shop-01";
+
+fn simulator_toml(latency: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\n[faults]\nlatency = \"{latency}\"\n[wdt]\nsid = \"sid\"\nappkey = \"wk\"\nappsecret = \"ws\"\n[wdt.account_check]\nseed = 9\nrecords = 300\nfrom = \"3d\"\nuntil = \"1h\"\nshops = [\"shop-01\"]\n"
+    )
+}
+
+/// One stream; `extra` goes into its `[[streams]]` entry.
+fn worker_toml(sim: &Simulator, prefix: &str, extra: &str) -> String {
+    format!(
+        "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{prefix}-txn\"\nwatermark_topic = \"{prefix}.wm\"\ndead_letter_topic = \"{prefix}.dlq\"\n\n[sources.wdt]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"\nsid = \"sid\"\nappkey = \"wk\"\nappsecret = \"ws\"\nrequests_per_second = 100\n\n[[streams]]\nid = \"{STREAM}\"\nsource = \"wdt\"\ntopic = \"{prefix}\"\nstart = \"73h\"\npoll_interval = \"1s\"\n{extra}\n[streams.params]\nshop_no = \"shop-01\"\n",
+        kafka(),
+        sim.base_url()
+    )
+}
+
+fn tidemark(args: &[&str], cfg: &Path) -> Output {
+    Command::new(BIN).args(args).arg("--config").arg(cfg).env("USER", "ops-test").output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
+}
+
+fn refused(out: Output) -> String {
+    assert_eq!(out.status.code(), Some(2), "refused with exit 2: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A worker's stderr lines, read on a thread.
+fn lines(worker: &mut Child) -> Receiver<String> {
+    let stderr = std::io::BufReader::new(worker.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in std::io::BufRead::lines(stderr).map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
+/// Waits for a log line containing `what`.
+fn wait_for(rx: &Receiver<String>, what: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if rx.recv_timeout(Duration::from_millis(200)).is_ok_and(|l| l.contains(what)) {
+            return;
+        }
+    }
+    panic!("no log line with {what:?} within {within:?}");
+}
+
+fn stop_worker(mut worker: Child) {
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    worker.wait().unwrap();
+}
+
+/// Waits until `topic` holds `n` committed records.
+fn wait_for_records(topic: &str, n: usize) -> Vec<Consumed> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = consume_committed(topic);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{} of {n} records in {topic}", got.len());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_set_back_and_resume_rereads_the_span_and_emits_only_the_changed_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops");
+    // Content hashes are kept for the dedup span: a re-read within it emits only changes.
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, "dedup_span = \"2d\"\nmax_span = \"1d\""));
+    let records = sim.records("wdt.account_check").await;
+    let mut worker = spawn_worker(&cfg, &[]);
+    let log = lines(&mut worker);
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    let before = consume_committed(&prefix);
+    assert_eq!(before.len(), records.len(), "the backfill emitted every record once");
+
+    let stdout = ok(tidemark(&["streams", "stop", STREAM, "--reason", "vendor corrects data"], &cfg));
+    assert!(stdout.contains("stopped by ops-test"), "{stdout}");
+    wait_for(&log, "stopped by an operator", Duration::from_secs(10));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["state"], "stopped", "{listed}");
+    assert_eq!(listed[0]["reason"], "vendor corrects data", "{listed}");
+
+    // The vendor corrects three old records: new versions, served 3 hours ago.
+    let at = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::hours(3),
+        tidemark::domain::time::DATETIME,
+    );
+    let mut changed = BTreeMap::new();
+    for r in records.iter().take(3) {
+        let mut v = r.clone();
+        v["send_amount"] = json!("12345.67");
+        changed.insert(v["account_check_no"].as_str().unwrap().to_owned(), v.clone());
+        let body = json!({"at": at, "group": "shop-01", "record": v});
+        let url = format!("{}/_simulator/records/wdt.account_check", sim.base_url());
+        assert!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().is_success());
+    }
+
+    // Dry run first: nothing moves.
+    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "20h", "--dry-run"], &cfg));
+    assert!(stdout.contains("would be set (dry run)"), "{stdout}");
+    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "20h"], &cfg));
+    assert!(stdout.contains("watermark set from") && stdout.contains("by ops-test"), "{stdout}");
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["owner"], "ops:ops-test", "the operator's record is the latest: {listed}");
+    ok(tidemark(&["streams", "resume", STREAM], &cfg));
+
+    // The stream re-reads the last 20 hours: the three new versions, nothing else.
+    let after = wait_for_records(&prefix, records.len() + 3);
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let after_more = consume_committed(&prefix);
+    stop_worker(worker);
+    assert_eq!(after_more.len(), after.len(), "only the changed records were emitted again");
+    let schema = schema("wdt.account_check.avsc");
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &after_more[before.len()..] {
+        *seen.entry(c.key.clone()).or_default() += 1;
+        let v = read_single_object(&schema, c.value.as_ref().unwrap());
+        check_value(&v, changed.get(&c.key), &schema, &c.key);
+    }
+    assert_eq!(seen.keys().collect::<Vec<_>>(), changed.keys().collect::<Vec<_>>(), "{seen:?}");
+    assert!(seen.values().all(|n| *n == 1), "{seen:?}");
+
+    // `list` says what the watermark topic holds.
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    let last = consume_committed(&format!("{prefix}.wm")).into_iter().rfind(|c| c.key == STREAM).unwrap();
+    let state = tidemark::domain::WatermarkState::from_bytes(STREAM, last.value.as_ref().unwrap()).unwrap();
+    let wm = tidemark::domain::time::format_beijing(state.watermark, tidemark::domain::time::DATETIME);
+    assert_eq!(listed[0]["watermark"], wm, "{listed}");
+    assert_eq!(listed[0]["owner"], last.headers["tidemark.owner"], "{listed}");
+    assert_eq!(listed[0]["owner"], format!("{prefix}-txn"), "the worker committed last: {listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_force_fences_a_running_worker_which_resumes_from_the_new_watermark_losing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("150ms"));
+    let prefix = unique("ops-force");
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, "max_span = \"2h\"\nwindows_in_flight = 1"));
+    let records = sim.records("wdt.account_check").await;
+    let mut worker = spawn_worker(&cfg, &[]);
+    let log = lines(&mut worker);
+    // Mid-backfill: four windows of 2 h in, 65 h behind.
+    for _ in 0..4 {
+        wait_for(&log, "window committed", Duration::from_secs(60));
+    }
+    let err = refused(tidemark(&["watermarks", "set", STREAM, "--to", "72h"], &cfg));
+    assert!(err.contains("is running") && err.contains(STREAM) && err.contains("--force"), "{err}");
+    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "72h", "--force"], &cfg));
+    assert!(stdout.contains("its running owner was fenced"), "{stdout}");
+    // The worker's next commit is refused; it starts over from the watermark topic.
+    wait_for(&log, "restarting every stream from its committed watermark", Duration::from_secs(30));
+    wait_for(&log, "caught up", Duration::from_secs(120));
+    stop_worker(worker);
+    // After the operator's record, the worker went on from 72 h back (one window of at most
+    // 2 h), not from where it had been.
+    let wm = consume_committed(&format!("{prefix}.wm"));
+    let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test")).unwrap();
+    let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
+    let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
+    assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
+    assert!(state(&wm[ops_at - 1]).watermark > set_to + chrono::Duration::hours(2), "the worker had been further");
+    let got = consume_committed(&prefix);
+    let keys: std::collections::BTreeSet<&str> = got.iter().map(|c| c.key.as_str()).collect();
+    for r in &records {
+        assert!(keys.contains(r["account_check_no"].as_str().unwrap()), "{} lost", r["account_check_no"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_are_refused_naming_what_was_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-bad");
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, ""));
+    let err = refused(tidemark(&["streams", "stop", "wdt.account_check/shop-99"], &cfg));
+    assert!(err.contains("unknown stream \"wdt.account_check/shop-99\"") && err.contains(STREAM), "{err}");
+    let err = refused(tidemark(&["watermarks", "set", STREAM, "--to", "2099-01-01 00:00:00", "--force"], &cfg));
+    assert!(err.contains("in the future"), "{err}");
+    let err = refused(tidemark(&["watermarks", "set", STREAM, "--to", "yesterday"], &cfg));
+    assert!(err.contains("--to \"yesterday\""), "{err}");
+    // A dry run writes nothing.
+    ok(tidemark(&["streams", "stop", STREAM, "--dry-run"], &cfg));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["state"], "unknown", "never run, not stopped: {listed}");
+}
