@@ -111,6 +111,7 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
             compacted: spec.mode == Mode::Snapshot,
             max_span,
             page_size,
+            until: None,
         });
     }
     // A topic is either an event log or a compacted table, never both.

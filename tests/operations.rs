@@ -212,3 +212,72 @@ async fn bad_requests_are_refused_naming_what_was_wrong() {
     let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
     assert_eq!(listed[0]["state"], "unknown", "never run, not stopped: {listed}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_killed_midway_resumes_emits_only_what_changed_and_leaves_the_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("100ms"));
+    let prefix = unique("ops-backfill");
+    let extra = "dedup_span = \"4d\"\nmax_span = \"2h\"\nwindows_in_flight = 1";
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, extra));
+    let records = sim.records("wdt.account_check").await;
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let before = consume_committed(&prefix);
+    assert_eq!(before.len(), records.len());
+    let live = |wm: &[Consumed]| wm.iter().rfind(|c| c.key == STREAM).map(|c| (c.partition, c.offset)).unwrap();
+    let live_before = live(&consume_committed(&format!("{prefix}.wm")));
+
+    // The vendor corrects two old records: new versions, served 40 hours ago.
+    let beijing = |h: i64| {
+        tidemark::domain::time::format_beijing(
+            chrono::Utc::now() - chrono::Duration::hours(h),
+            tidemark::domain::time::DATETIME,
+        )
+    };
+    let mut changed = BTreeMap::new();
+    for r in records.iter().take(2) {
+        let mut v = r.clone();
+        v["send_amount"] = json!("777.77");
+        changed.insert(v["account_check_no"].as_str().unwrap().to_owned(), v.clone());
+        let body = json!({"at": beijing(40), "group": "shop-01", "record": v});
+        let url = format!("{}/_simulator/records/wdt.account_check", sim.base_url());
+        assert!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().is_success());
+    }
+
+    // Fixed times: the same range, so the second run resumes the first.
+    let (from, to) = (beijing(70), beijing(10));
+    let args = ["backfill", STREAM, "--from", &from, "--to", &to];
+    let mut first = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines(&mut first);
+    for _ in 0..5 {
+        wait_for(&log, "window committed", Duration::from_secs(60));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let report: Value =
+        serde_json::from_str(&ok(tidemark(&[&args[..], &["--output", "json"]].concat(), &cfg))).unwrap();
+    assert_eq!(report["done"], true, "{report}");
+    assert_ne!(report["resumed_at"], report["from"], "the second run resumed where the first stopped: {report}");
+    // Unchanged records were not emitted again, before the kill or after it.
+    let after = consume_committed(&prefix);
+    let schema = schema("wdt.account_check.avsc");
+    let added: Vec<&Consumed> = after[before.len()..].iter().collect();
+    assert_eq!(added.len(), changed.len(), "only the corrected records were emitted");
+    for c in added {
+        check_value(&read_single_object(&schema, c.value.as_ref().unwrap()), changed.get(&c.key), &schema, &c.key);
+        assert_eq!(c.headers["tidemark.stream"], STREAM, "backfilled records name their stream");
+    }
+    assert_eq!(live(&consume_committed(&format!("{prefix}.wm"))), live_before, "the live watermark did not move");
+    // Done is done: running it again reads nothing.
+    let again: Value = serde_json::from_str(&ok(tidemark(&[&args[..], &["--output", "json"]].concat(), &cfg))).unwrap();
+    assert_eq!((again["done"].clone(), again["windows"].clone()), (json!(true), json!(0)), "{again}");
+}

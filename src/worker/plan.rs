@@ -27,6 +27,8 @@ pub struct StreamPlan {
     pub compacted: bool,
     pub max_span: Duration,
     pub page_size: u32,
+    /// Where the stream ends (a backfill's `--to`); live streams run on with the horizon.
+    pub until: Option<Watermark>,
 }
 
 impl StreamPlan {
@@ -36,7 +38,12 @@ impl StreamPlan {
     pub fn next_window(&self, watermark: Watermark, now: DateTime<Utc>) -> Option<Window> {
         let horizon = now - chrono_duration(self.cfg.settle);
         let margin = chrono_duration(self.cfg.poll_interval.min(CAUGHT_UP_MARGIN));
-        if horizon - watermark < margin {
+        // A fixed end is read up to exactly, with no margin.
+        let (horizon, margin) = match self.until {
+            Some(end) if end <= horizon => (end, chrono::Duration::zero()),
+            _ => (horizon, margin),
+        };
+        if horizon <= watermark || horizon - watermark < margin {
             return None;
         }
         Window::next(watermark, self.cfg.lookback, self.max_span, horizon)

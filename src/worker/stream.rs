@@ -615,6 +615,7 @@ mod tests {
             compacted: false,
             max_span: SPEC.max_span,
             page_size: 10,
+            until: None,
         });
         let sink = Arc::new(Recorded::default());
         let metrics = Metrics::new();
