@@ -399,11 +399,15 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
                         r.state.to_owned(),
                         o(&r.owner),
                         o(&r.last_commit),
-                        if r.configured { String::new() } else { "not in the config".into() },
+                        match (&r.last_error, r.configured) {
+                            (Some(e), _) => e.clone(),
+                            (None, false) => "not in the config".into(),
+                            (None, true) => String::new(),
+                        },
                     ]
                 })
                 .collect();
-            let header = ["stream", "watermark (Beijing)", "lag", "state", "owner", "last commit", "note"];
+            let header = ["stream", "watermark (Beijing)", "lag", "state", "owner", "last commit", "last error / note"];
             emit(ops.output, &rows, || print_table(&header, &table, &[2]))
         }
         StreamsCommand::Stop { ops, streams, reason, dry_run } => {

@@ -52,12 +52,16 @@ pub struct StreamRow {
     /// Beijing time; `None` before the first commit or after a reset.
     pub watermark: Option<String>,
     pub lag_seconds: Option<i64>,
-    /// `running` (committed within two polls), `stopped` (by an operator), `unknown`.
+    /// `running` (committed within two polls), `stopped` (by an operator), `failed` (stopped
+    /// on an error retrying cannot fix), `unknown`.
     pub state: &'static str,
     /// Who committed the last watermark record: a replica, a worker's transactional id, or
     /// `ops:<user>`.
     pub owner: Option<String>,
     pub last_commit: Option<String>,
+    /// The error that stopped the stream, as its worker published it (if it has not
+    /// committed since).
+    pub last_error: Option<String>,
     pub stopped_by: Option<String>,
     pub stopped_at: Option<String>,
     pub reason: Option<String>,
@@ -75,10 +79,12 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
         .into_iter()
         .map(|id| {
             let s = stored.get(id);
-            let c = controls.get(id).filter(|c| c.stopped);
+            let c = controls.flags.get(id).filter(|c| c.stopped);
             let poll = config.streams.iter().find(|x| x.id.as_str() == id).map(|x| x.poll_interval);
             let wm = s.and_then(|s| s.state.as_ref()).map(|st| st.watermark);
             let last = s.and_then(|s| s.committed_at);
+            // The error that stopped the stream, unless it committed since.
+            let failure = controls.failures.get(id).filter(|f| last.is_none_or(|at| f.at > at));
             let fresh = match (poll, last) {
                 (Some(poll), Some(at)) => (now - at).to_std().unwrap_or_default() <= poll * 2 + Duration::from_secs(30),
                 _ => false,
@@ -90,6 +96,8 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
                 lag_seconds: wm.map(|w| (now - w).num_seconds()),
                 state: if c.is_some() {
                     "stopped"
+                } else if failure.is_some() {
+                    "failed"
                 } else if fresh {
                     "running"
                 } else {
@@ -97,6 +105,8 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
                 },
                 owner: s.and_then(|s| s.owner.clone()),
                 last_commit: last.map(|t| format_beijing(t, DATETIME)),
+                last_error: failure
+                    .map(|f| format!("{} (window {}, {})", f.error, f.window, format_beijing(f.at, DATETIME))),
                 stopped_by: c.map(|c| c.by.clone()),
                 stopped_at: c.map(|c| format_beijing(c.at, DATETIME)),
                 reason: c.and_then(|c| c.reason.clone()),
@@ -179,7 +189,7 @@ pub async fn set_watermark(
         return Err(OpsError::FutureTime { to: format_beijing(t, DATETIME), now: format_beijing(now, DATETIME) });
     }
     prepare_topics(config).await?;
-    let stopped = control::load(&config.kafka).await?.get(stream).is_some_and(|c| c.stopped);
+    let stopped = control::load(&config.kafka).await?.flags.get(stream).is_some_and(|c| c.stopped);
     if !stopped && !force {
         return Err(OpsError::Running { stream: stream.to_owned() });
     }

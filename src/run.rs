@@ -313,6 +313,7 @@ pub(crate) fn worker(
             config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str()).as_bytes(),
         )),
         paused,
+        failures_to: Some(Arc::new(config.kafka.clone())),
     }
 }
 

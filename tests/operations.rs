@@ -124,15 +124,15 @@ async fn stop_set_back_and_resume_rereads_the_span_and_emits_only_the_changed_re
     }
 
     // Dry run first: nothing moves.
-    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "20h", "--dry-run"], &cfg));
+    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "1d", "--dry-run"], &cfg));
     assert!(stdout.contains("would be set (dry run)"), "{stdout}");
-    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "20h"], &cfg));
+    let stdout = ok(tidemark(&["watermarks", "set", STREAM, "--to", "1d"], &cfg));
     assert!(stdout.contains("watermark set from") && stdout.contains("by ops-test"), "{stdout}");
     let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
     assert_eq!(listed[0]["owner"], "ops:ops-test", "the operator's record is the latest: {listed}");
     ok(tidemark(&["streams", "resume", STREAM], &cfg));
 
-    // The stream re-reads the last 20 hours: the three new versions, nothing else.
+    // The stream re-reads the last day: the three new versions, nothing else.
     let after = wait_for_records(&prefix, records.len() + 3);
     wait_for(&log, "caught up", Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
@@ -280,4 +280,24 @@ async fn a_backfill_killed_midway_resumes_emits_only_what_changed_and_leaves_the
     // Done is done: running it again reads nothing.
     let again: Value = serde_json::from_str(&ok(tidemark(&[&args[..], &["--output", "json"]].concat(), &cfg))).unwrap();
     assert_eq!((again["done"].clone(), again["windows"].clone()), (json!(true), json!(0)), "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_shows_a_stream_that_stopped_on_an_error_with_the_vendors_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-failed");
+    let cfg = write(
+        dir.path(),
+        "w.toml",
+        &worker_toml(&sim, &prefix, "").replace("appsecret = \"ws\"", "appsecret = \"wrong\""),
+    );
+    let out = run_until_caught_up(&cfg);
+    assert_eq!(out.status.code(), Some(1), "the stream stops on the refused signature");
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["state"], "failed", "{listed}");
+    let error = listed[0]["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("sign"), "the vendor's reason (a signature error) is shown: {listed}");
+    let table = ok(tidemark(&["streams", "list"], &cfg));
+    assert!(table.contains("failed") && table.contains(STREAM), "{table}");
 }

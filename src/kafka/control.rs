@@ -28,6 +28,24 @@ pub struct StreamControl {
     pub reason: Option<String>,
 }
 
+/// The error that stopped a stream, published by its worker under `error:<stream>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFailure {
+    pub error: String,
+    pub window: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Key prefix of the workers' failure records.
+const ERROR_PREFIX: &str = "error:";
+
+/// Everything the control topic says: operators' flags and workers' failures, by stream.
+#[derive(Debug, Default)]
+pub struct Controls {
+    pub flags: BTreeMap<String, StreamControl>,
+    pub failures: BTreeMap<String, StreamFailure>,
+}
+
 /// Why the control topic could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -38,14 +56,14 @@ pub enum ControlError {
 }
 
 /// Every stream's latest control record (read to the end, `read_committed`).
-pub async fn load(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, ControlError> {
+pub async fn load(cfg: &KafkaConfig) -> Result<Controls, ControlError> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || load_blocking(&cfg))
         .await
         .map_err(|e| ControlError::Kafka { topic: String::new(), reason: e.to_string() })?
 }
 
-fn load_blocking(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, ControlError> {
+fn load_blocking(cfg: &KafkaConfig) -> Result<Controls, ControlError> {
     let topic = cfg.control_topic.as_str();
     let kerr = |e: rdkafka::error::KafkaError| ControlError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
     let consumer = scan::committed_reader(cfg, &format!("{}-control-reader", cfg.transactional_id)).map_err(kerr)?;
@@ -59,7 +77,7 @@ fn load_blocking(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, C
             }
         }
     }
-    let mut out = BTreeMap::new();
+    let mut out = Controls::default();
     let scanned = scan::read_to_end(&consumer, topic, &partitions, Duration::from_secs(60), |m| {
         apply(topic, &mut out, m.key(), m.payload())
     });
@@ -74,39 +92,48 @@ fn load_blocking(cfg: &KafkaConfig) -> Result<BTreeMap<String, StreamControl>, C
     }
 }
 
-/// Folds one control record into `into` (a tombstone forgets the stream's flag).
-fn apply(
-    topic: &str,
-    into: &mut BTreeMap<String, StreamControl>,
-    key: Option<&[u8]>,
-    value: Option<&[u8]>,
-) -> Result<(), ControlError> {
+/// Folds one control record into `into` (a tombstone forgets it).
+fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), ControlError> {
     let Some(key) = key.map(|k| String::from_utf8_lossy(k).into_owned()) else { return Ok(()) };
-    match value {
-        None => {
-            into.remove(&key);
+    let corrupt = |e: serde_json::Error| ControlError::Corrupt {
+        topic: topic.to_owned(),
+        key: key.clone(),
+        reason: e.to_string(),
+    };
+    match (key.strip_prefix(ERROR_PREFIX), value) {
+        (Some(stream), None) => {
+            into.failures.remove(stream);
         }
-        Some(bytes) => {
-            let c: StreamControl = serde_json::from_slice(bytes).map_err(|e| ControlError::Corrupt {
-                topic: topic.to_owned(),
-                key: key.clone(),
-                reason: e.to_string(),
-            })?;
-            into.insert(key, c);
+        (Some(stream), Some(bytes)) => {
+            into.failures.insert(stream.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?);
+        }
+        (None, None) => {
+            into.flags.remove(&key);
+        }
+        (None, Some(bytes)) => {
+            into.flags.insert(key.clone(), serde_json::from_slice(bytes).map_err(corrupt)?);
         }
     }
     Ok(())
 }
 
+/// Publishes the error that stopped `stream`, for `tidemark streams list`.
+pub async fn write_failure(cfg: &KafkaConfig, stream: &str, failure: &StreamFailure) -> Result<(), ControlError> {
+    send(cfg, &format!("{ERROR_PREFIX}{stream}"), &serde_json::to_vec(failure).expect("failures serialize")).await
+}
+
 /// Writes `stream`'s control record and waits until Kafka has it.
 pub async fn write(cfg: &KafkaConfig, stream: &str, control: &StreamControl) -> Result<(), ControlError> {
+    send(cfg, stream, &serde_json::to_vec(control).expect("control records serialize")).await
+}
+
+async fn send(cfg: &KafkaConfig, key: &str, body: &[u8]) -> Result<(), ControlError> {
     let topic = cfg.control_topic.as_str();
     let kerr = |reason: String| ControlError::Kafka { topic: topic.to_owned(), reason };
     let producer: FutureProducer =
         super::client_config(cfg).set("enable.idempotence", "true").create().map_err(|e| kerr(e.to_string()))?;
-    let body = serde_json::to_vec(control).expect("control records serialize");
     producer
-        .send(FutureRecord::to(topic).key(stream).payload(&body), Duration::from_secs(30))
+        .send(FutureRecord::to(topic).key(key).payload(body), Duration::from_secs(30))
         .await
         .map_err(|(e, _)| kerr(e.to_string()))?;
     Ok(())
@@ -125,7 +152,7 @@ impl Board {
         let initial = load(cfg).await?;
         let flags: BTreeMap<String, watch::Sender<bool>> = streams
             .iter()
-            .map(|s| (s.clone(), watch::Sender::new(initial.get(s).is_some_and(|c| c.stopped))))
+            .map(|s| (s.clone(), watch::Sender::new(initial.flags.get(s).is_some_and(|c| c.stopped))))
             .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let board = Board { flags, stop: stop.clone() };
@@ -172,7 +199,7 @@ fn tail(cfg: &KafkaConfig, flags: &BTreeMap<String, watch::Sender<bool>>, stop: 
         tracing::error!(topic, error = %e, "cannot watch the control topic; stop/resume is not followed");
         return;
     }
-    let mut seen = BTreeMap::new();
+    let mut seen = Controls::default();
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
@@ -181,7 +208,7 @@ fn tail(cfg: &KafkaConfig, flags: &BTreeMap<String, watch::Sender<bool>>, stop: 
                 Ok(()) => {
                     let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
                     if let Some(flag) = flags.get(&key) {
-                        let stopped = seen.get(&key).is_some_and(|c| c.stopped);
+                        let stopped = seen.flags.get(&key).is_some_and(|c| c.stopped);
                         flag.send_if_modified(|v| std::mem::replace(v, stopped) != stopped);
                     }
                 }

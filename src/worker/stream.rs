@@ -204,6 +204,8 @@ pub struct StreamWorker {
     pub owner: Option<Arc<[u8]>>,
     /// The operators' stop flag for this stream (see `kafka::control`), if followed.
     pub paused: Option<watch::Receiver<bool>>,
+    /// Where to publish the error that stops the stream (the control topic), if anywhere.
+    pub failures_to: Option<Arc<crate::config::KafkaConfig>>,
 }
 
 /// Header naming the replica that committed a watermark record.
@@ -303,6 +305,18 @@ impl StreamWorker {
                 Err(StepError::Stop(reason)) => {
                     self.metrics.set_stream_state(&self.plan().cfg.id, "stopped");
                     error!(stream = %self.plan().cfg.id, window = %label, error = %reason, "stream stopped");
+                    if let Some(kafka) = &self.failures_to {
+                        let failure = crate::kafka::control::StreamFailure {
+                            error: reason.clone(),
+                            window: label.clone(),
+                            at: Utc::now(),
+                        };
+                        if let Err(e) =
+                            crate::kafka::control::write_failure(kafka, self.plan().cfg.id.as_str(), &failure).await
+                        {
+                            warn!(stream = %self.plan().cfg.id, error = %e, "could not publish why the stream stopped");
+                        }
+                    }
                     break StreamOutcome::Stopped(reason);
                 }
                 Err(StepError::ProducerFailed(reason)) => {
@@ -634,6 +648,7 @@ mod tests {
             state: WatermarkState::new(id, origin),
             owner: None,
             paused: None,
+            failures_to: None,
         };
         // "Now" is real time, far past the windows: stop the stream after ten of them by
         // looking only at what it committed.
