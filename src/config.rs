@@ -940,6 +940,13 @@ fn validate_streams(
     for (i, s) in files.into_iter().enumerate() {
         let key = |name: &str| format!("streams[{i}].{name}");
         let id = StreamId::parse(&s.id).map_err(|why| ConfigError::invalid(key("id"), why))?;
+        // Keys tidemark writes beside the streams' own (see `ops` and `kafka::control`).
+        if let Some(p) = ["backfill:", "error:"].iter().find(|p| s.id.starts_with(**p)) {
+            return Err(ConfigError::invalid(
+                key("id"),
+                format!("{:?} starts with {p:?}, which tidemark reserves", s.id),
+            ));
+        }
         if !seen.insert(id.clone()) {
             return Err(ConfigError::invalid(key("id"), format!("duplicate stream id {:?}", s.id)));
         }

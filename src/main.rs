@@ -117,6 +117,10 @@ enum Command {
         /// The range's end (not past the stream's watermark).
         #[arg(long)]
         to: String,
+        /// The share of the credential's `requests_per_second` the backfill may use (the live
+        /// workers use the same credential).
+        #[arg(long, default_value_t = 0.5, value_parser = share)]
+        quota_share: f64,
         #[arg(long)]
         dry_run: bool,
     },
@@ -135,6 +139,20 @@ struct OpsOptions {
     /// `text` (a table) or `json` (for scripts).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// The replicas' group, when they run with `--cluster-group` (each stream's transactional
+    /// id, which fences its owner, depends on it); `[cluster] group` otherwise.
+    #[arg(long, env = "TIDEMARK_CLUSTER_GROUP")]
+    cluster_group: Option<String>,
+}
+
+impl OpsOptions {
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut cfg = Config::load(&self.config)?;
+        if let Some(group) = &self.cluster_group {
+            cfg.join_cluster(group, None)?;
+        }
+        Ok(cfg)
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -250,6 +268,7 @@ fn print_summary(reports: &[tidemark::worker::StreamReport]) {
                 StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => format!("STOPPED: {why}"),
                 StreamOutcome::Fenced(_) => "handed over (another replica owns it)".to_owned(),
                 StreamOutcome::Paused => "stopped by an operator".to_owned(),
+                StreamOutcome::Resumed => "resumed by an operator".to_owned(),
             };
             vec![
                 r.stream.to_string(),
@@ -338,11 +357,12 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
         Command::Streams { command } => streams_command(command).await,
         Command::Watermarks { command } => watermarks_command(command).await,
-        Command::Backfill { ops, stream, from, to, dry_run } => {
+        Command::Backfill { ops, stream, from, to, quota_share, dry_run } => {
             let now = chrono::Utc::now();
             let (from, to) = (tidemark::ops::parse_time(&from, now)?, tidemark::ops::parse_time(&to, now)?);
-            let config = Config::load(&ops.config)?;
-            let r = tidemark::ops::backfill(&config, &stream, from, to, dry_run, shutdown_on_signals()).await?;
+            let config = ops.load()?;
+            let r = tidemark::ops::backfill(&config, &stream, from, to, quota_share, dry_run, shutdown_on_signals())
+                .await?;
             let code = if r.done || !r.written { ExitCode::SUCCESS } else { ExitCode::from(3) };
             emit(ops.output, &r, || {
                 let what = if !r.written {
@@ -387,7 +407,7 @@ async fn run_command(cfg: Config, until_caught_up: bool) -> anyhow::Result<ExitC
 async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
     match command {
         StreamsCommand::List { ops } => {
-            let rows = tidemark::ops::list(&Config::load(&ops.config)?).await?;
+            let rows = tidemark::ops::list(&ops.load()?).await?;
             let table: Vec<Vec<String>> = rows
                 .iter()
                 .map(|r| {
@@ -401,6 +421,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
                         o(&r.last_commit),
                         match (&r.last_error, r.configured) {
                             (Some(e), _) => e.clone(),
+                            (None, false) if r.stream.starts_with("backfill:") => "a backfill's progress".into(),
                             (None, false) => "not in the config".into(),
                             (None, true) => String::new(),
                         },
@@ -411,8 +432,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
             emit(ops.output, &rows, || print_table(&header, &table, &[2]))
         }
         StreamsCommand::Stop { ops, streams, reason, dry_run } => {
-            let changes =
-                tidemark::ops::set_stopped(&Config::load(&ops.config)?, &streams, true, reason, dry_run).await?;
+            let changes = tidemark::ops::set_stopped(&ops.load()?, &streams, true, reason, dry_run).await?;
             emit(ops.output, &changes, || {
                 for c in &changes {
                     let verb = if c.written { "stopped" } else { "would stop (dry run)" };
@@ -421,8 +441,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
             })
         }
         StreamsCommand::Resume { ops, streams, dry_run } => {
-            let changes =
-                tidemark::ops::set_stopped(&Config::load(&ops.config)?, &streams, false, None, dry_run).await?;
+            let changes = tidemark::ops::set_stopped(&ops.load()?, &streams, false, None, dry_run).await?;
             emit(ops.output, &changes, || {
                 for c in &changes {
                     let verb = if c.written { "resumed" } else { "would resume (dry run)" };
@@ -442,7 +461,7 @@ async fn watermarks_command(command: WatermarksCommand) -> anyhow::Result<ExitCo
         }
         WatermarksCommand::Reset { ops, stream, force, dry_run } => (ops, stream, None, force, dry_run),
     };
-    let change = tidemark::ops::set_watermark(&Config::load(&ops.config)?, &stream, to, force, dry_run).await?;
+    let change = tidemark::ops::set_watermark(&ops.load()?, &stream, to, force, dry_run).await?;
     emit(ops.output, &change, || {
         let to = change.to.clone().unwrap_or_else(|| "its configured start (reset)".into());
         let from = change.from.clone().unwrap_or_else(|| "none".into());
@@ -450,6 +469,14 @@ async fn watermarks_command(command: WatermarksCommand) -> anyhow::Result<ExitCo
         let forced = if change.forced { "; its running owner was fenced" } else { "" };
         println!("{}: watermark {verb} from {from} to {to} by {}{forced}", change.stream, change.by);
     })
+}
+
+/// `--quota-share`: a fraction above 0, at most 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("must be a fraction above 0 and at most 1, got {text:?}")),
+    }
 }
 
 /// Prints `value` as JSON, or runs `text`.

@@ -47,7 +47,8 @@ pub enum OpsError {
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamRow {
     pub stream: String,
-    /// In the config (else only in the watermark topic: a stream removed from the config).
+    /// In the config (else only in the watermark topic: a stream removed from the config, or
+    /// a backfill's progress, `backfill:<from>:<to>:<stream>`).
     pub configured: bool,
     /// Beijing time; `None` before the first commit or after a reset.
     pub watermark: Option<String>,
@@ -74,7 +75,12 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
     let controls = control::load(&config.kafka).await?;
     let now = Utc::now();
     let configured: BTreeSet<&str> = config.streams.iter().map(|s| s.id.as_str()).collect();
-    let ids: BTreeSet<&str> = configured.iter().copied().chain(stored.keys().map(String::as_str)).collect();
+    // Settle records (see `kafka::hanging`) share the topic but are no stream.
+    let ids: BTreeSet<&str> = configured
+        .iter()
+        .copied()
+        .chain(stored.keys().map(String::as_str).filter(|k| *k != crate::kafka::sink::SETTLE_KEY))
+        .collect();
     Ok(ids
         .into_iter()
         .map(|id| {
@@ -193,32 +199,64 @@ pub async fn set_watermark(
     if !stopped && !force {
         return Err(OpsError::Running { stream: stream.to_owned() });
     }
-    let current = watermarks::load(&config.kafka, Duration::from_secs(60)).await?.remove(stream);
+    let mut kafka = config.kafka.clone();
+    kafka.transactional_id = match &config.cluster {
+        Some(c) => crate::cluster::transactional_id(c, stream),
+        None => config.kafka.transactional_id.clone(),
+    };
+    let forced = force && !stopped;
+    // A fenced owner starts again with a new producer, which fences this one in turn if it
+    // comes before the commit: then fence it again (it reads the new watermark once it can).
+    for attempt in 1.. {
+        match write_watermark(config, &kafka, &id, to, forced, dry_run).await {
+            Err(OpsError::Commit { error: CommitError::Fenced(why), .. }) if attempt < 5 => {
+                tracing::warn!(stream, attempt, error = %why, "the owner started again first; writing the watermark again");
+                tokio::time::sleep(Duration::from_millis(300 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// One attempt of [`set_watermark`]: fence the owner, read the state, commit the new one.
+async fn write_watermark(
+    config: &Config,
+    kafka: &crate::config::KafkaConfig,
+    id: &StreamId,
+    to: Option<DateTime<Utc>>,
+    forced: bool,
+    dry_run: bool,
+) -> Result<WatermarkChange, OpsError> {
+    let stream = id.as_str();
+    let commit = |error| OpsError::Commit { stream: stream.to_owned(), error };
+    // Fence first: the producer's initialization ends the owner's producer and aborts the
+    // window it had open, so the state read next is final.
+    let sink = if dry_run { None } else { Some(TxnSink::connect(kafka, None).await.map_err(commit)?) };
+    let current = match watermarks::load(&config.kafka, Duration::from_secs(60)).await {
+        Ok(mut all) => all.remove(stream),
+        Err(e) => {
+            if let Some(sink) = sink {
+                let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+            }
+            return Err(e.into());
+        }
+    };
     let by = operator();
     let change = WatermarkChange {
         stream: stream.to_owned(),
         from: current.as_ref().map(|s| format_beijing(s.watermark, DATETIME)),
         to: to.map(|t| format_beijing(truncate_to_second(t), DATETIME)),
         by: by.clone(),
-        forced: force && !stopped,
+        forced,
         written: !dry_run,
     };
-    if dry_run {
-        return Ok(change);
-    }
+    let Some(sink) = sink else { return Ok(change) };
     let value = to.map(|t| {
         let mut state = current.clone().unwrap_or_else(|| WatermarkState::new(id.clone(), truncate_to_second(t)));
         state.watermark = truncate_to_second(t);
         state.to_bytes()
     });
-    let mut kafka = config.kafka.clone();
-    kafka.transactional_id = match &config.cluster {
-        Some(c) => crate::cluster::transactional_id(c, stream),
-        None => config.kafka.transactional_id.clone(),
-    };
-    let commit = |error| OpsError::Commit { stream: stream.to_owned(), error };
-    // Its initialization fences the owner's producer and aborts the window it had open.
-    let sink = TxnSink::connect(&kafka, None).await.map_err(commit)?;
     let owner: Arc<[u8]> = Arc::from(format!("ops:{by}").as_bytes());
     let record = OutRecord {
         topic: Arc::from(config.kafka.watermark_topic.as_str()),
@@ -287,12 +325,15 @@ pub struct BackfillReport {
 /// watermark. The backfill keeps its own progress (a `backfill:<from>:<to>:<stream>` record in
 /// the watermark topic, committed with each window), so running it again after a crash
 /// resumes where it stopped. It starts from the live stream's content hashes: records the
-/// stream emitted within its `dedup_span` are emitted again only if they changed.
+/// stream emitted within its `dedup_span` are emitted again only if they changed. It sends
+/// at most `quota_share` of the credential's `requests_per_second`, leaving the rest to the
+/// live workers.
 pub async fn backfill(
     config: &Config,
     stream: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    quota_share: f64,
     dry_run: bool,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<BackfillReport, OpsError> {
@@ -318,6 +359,8 @@ pub async fn backfill(
     crate::pipeline::register_schemas(config, &mut plans).await.map_err(|e| OpsError::Setup(e.to_string()))?;
     prepare_topics(config).await?;
     let live = plans.swap_remove(index);
+    // The live workers use the credential too: the backfill takes only its share.
+    live.gate.set_share(quota_share);
     let key = StreamId::parse(&format!("backfill:{}:{}:{stream}", from.timestamp(), to.timestamp()))
         .map_err(|e| OpsError::Setup(e.to_string()))?;
     let mut cfg = live.cfg.clone();
@@ -388,7 +431,7 @@ pub async fn backfill(
         crate::worker::StreamOutcome::Fenced(_) => {
             return Err(OpsError::Setup(format!("backfill of {stream}: another run of the same backfill took over")));
         }
-        crate::worker::StreamOutcome::Paused => {}
+        crate::worker::StreamOutcome::Paused | crate::worker::StreamOutcome::Resumed => {}
     }
     Ok(report)
 }

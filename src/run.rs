@@ -61,6 +61,9 @@ pub struct RunOptions {
     pub until_caught_up: bool,
 }
 
+/// How long a fenced worker waits before it takes its transactional id back.
+const FENCED_PAUSE: Duration = Duration::from_secs(3);
+
 /// Runs every configured stream; returns one report per stream when all loops have ended.
 pub async fn run(
     config: Config,
@@ -114,9 +117,16 @@ pub async fn run(
         info!(pass, streams = plans.iter().flatten().count(), resumed = stored.len(), "kafka ready; watermarks loaded");
         let pass =
             Pass { config: &config, opts, metrics: &metrics, shutdown: &shutdown, first_start, control: &control };
+        let seen = reports.len();
         let producer_failed = pass.run(sink, stored, &mut plans, &mut reports).await;
         if !producer_failed || *shutdown.borrow() || plans.iter().all(Option::is_none) {
             break;
+        }
+        // Fenced: someone else took the transactional id, most likely `tidemark watermarks
+        // set`, which commits right after. Fencing it back at once could keep it from ever
+        // committing: give it a moment.
+        if reports[seen..].iter().any(|r| matches!(r.outcome, StreamOutcome::Fenced(_))) {
+            sleep_or_shutdown(FENCED_PAUSE, &shutdown).await;
         }
     }
     Ok(merge_reports(reports))
@@ -243,11 +253,22 @@ impl Pass<'_> {
                 producer_failed = true;
                 let _ = stop_tx.send(true);
             }
+            // A resumed stream starts again from Kafka on a new producer: so does this pass.
+            if report.outcome == StreamOutcome::Resumed {
+                if !producer_failed {
+                    info!(stream = %report.stream, "a stream was resumed; restarting every stream from its committed watermark on a new producer");
+                }
+                producer_failed = true;
+                let _ = stop_tx.send(true);
+            }
             // Streams interrupted by the producer failure run again in the next pass.
             let again = producer_failed
                 && matches!(
                     report.outcome,
-                    StreamOutcome::ProducerFailed(_) | StreamOutcome::Fenced(_) | StreamOutcome::ShutDown
+                    StreamOutcome::ProducerFailed(_)
+                        | StreamOutcome::Fenced(_)
+                        | StreamOutcome::Resumed
+                        | StreamOutcome::ShutDown
                 );
             if !again {
                 plans[index] = None;

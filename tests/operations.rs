@@ -178,16 +178,24 @@ async fn set_force_fences_a_running_worker_which_resumes_from_the_new_watermark_
     assert!(stdout.contains("its running owner was fenced"), "{stdout}");
     // The worker's next commit is refused; it starts over from the watermark topic.
     wait_for(&log, "restarting every stream from its committed watermark", Duration::from_secs(30));
-    wait_for(&log, "caught up", Duration::from_secs(120));
-    stop_worker(worker);
     // After the operator's record, the worker went on from 72 h back (one window of at most
     // 2 h), not from where it had been.
-    let wm = consume_committed(&format!("{prefix}.wm"));
-    let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (wm, ops_at) = loop {
+        let wm = consume_committed(&format!("{prefix}.wm"));
+        let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test"));
+        if let Some(at) = ops_at.filter(|at| at + 1 < wm.len()) {
+            break (wm, at);
+        }
+        assert!(Instant::now() < deadline, "no commit after the operator's: {ops_at:?} of {}", wm.len());
+        std::thread::sleep(Duration::from_millis(300));
+    };
     let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
     let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
     assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
     assert!(state(&wm[ops_at - 1]).watermark > set_to + chrono::Duration::hours(2), "the worker had been further");
+    wait_for(&log, "caught up", Duration::from_secs(120));
+    stop_worker(worker);
     let got = consume_committed(&prefix);
     let keys: std::collections::BTreeSet<&str> = got.iter().map(|c| c.key.as_str()).collect();
     for r in &records {

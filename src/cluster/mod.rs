@@ -298,6 +298,8 @@ async fn own(
                     return last.expect("set above");
                 }
             }
+            // Resumed by an operator: again from Kafka, on a new producer, at once.
+            StreamOutcome::Resumed => last = Some(report),
             StreamOutcome::Fenced(_) => {
                 metrics.cluster_fenced.with_label_values(&[id.as_str()]).inc();
                 metrics.forget_stream(&id);

@@ -138,13 +138,17 @@ impl WatermarkState {
             hashed.entry(*seen).or_default().insert(fp, content_check(fp, *hash));
         }
         if end_s > keep_after {
-            let window = hashed.entry(end_s).or_default();
+            // After the watermark was set back, windows newer than this one still hold hashes:
+            // what was emitted now must be what the newest window says, or an older content
+            // there would shadow it.
+            let bucket = hashed.keys().next_back().copied().map_or(end_s, |newest| newest.max(end_s));
+            let window = hashed.entry(bucket).or_default();
             for (key, hash) in emitted {
                 let fp = key_fingerprint(&key);
                 window.insert(fp, content_check(fp, hash));
             }
             if window.is_empty() {
-                hashed.remove(&end_s);
+                hashed.remove(&bucket);
             }
         }
         Ok(WatermarkState { stream: self.stream.clone(), watermark: end, keyed: BTreeMap::new(), hashed })
@@ -399,6 +403,18 @@ mod tests {
         assert_eq!(s.recent_len(), 1);
         let none = s.advance(at(3), vec![("c".into(), 3)], Duration::ZERO).unwrap();
         assert_eq!(none.recent_len(), 0, "no lookback, nothing to remember");
+    }
+
+    /// After an operator sets the watermark back, the windows read again end before the
+    /// newest remembered one: what they emit must still be what a later lookup finds.
+    #[test]
+    fn after_a_set_back_a_re_emitted_change_is_what_is_remembered() {
+        let s = WatermarkState::new(id(), at(0)).advance(at(10), vec![("a".into(), 1)], 24 * HOUR).unwrap();
+        let mut back = s.clone();
+        back.watermark = at(2);
+        let s = back.advance(at(4), vec![("a".into(), 2)], 24 * HOUR).unwrap();
+        assert!(s.is_unchanged("a", 2), "the new content is remembered");
+        assert!(!s.is_unchanged("a", 1), "the old content is not: if the vendor changes it back, it is emitted");
     }
 
     #[test]

@@ -158,10 +158,18 @@ impl Board {
         let board = Board { flags, stop: stop.clone() };
         let senders: BTreeMap<String, watch::Sender<bool>> =
             board.flags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        // Made here, so that a control topic this process cannot follow fails the start
+        // instead of leaving stop flags unheard.
+        let consumer = {
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || follower(&cfg))
+                .await
+                .map_err(|e| ControlError::Kafka { topic: String::new(), reason: e.to_string() })??
+        };
         let cfg = cfg.clone();
         std::thread::Builder::new()
             .name("tidemark-control".into())
-            .spawn(move || tail(&cfg, &senders, &stop))
+            .spawn(move || tail(&cfg, consumer, &senders, &stop))
             .expect("spawn the control watcher");
         Ok(board)
     }
@@ -178,27 +186,29 @@ impl Drop for Board {
     }
 }
 
-/// Follows the control topic from its beginning until `stop`, setting the flags it names.
-fn tail(cfg: &KafkaConfig, flags: &BTreeMap<String, watch::Sender<bool>>, stop: &AtomicBool) {
+/// A consumer of every partition of the control topic, from its beginning.
+fn follower(cfg: &KafkaConfig) -> Result<BaseConsumer, ControlError> {
     let topic = cfg.control_topic.as_str();
-    let consumer: BaseConsumer = match super::client_config(cfg)
+    let kerr = |e: rdkafka::error::KafkaError| ControlError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
+    let consumer: BaseConsumer = super::client_config(cfg)
         .set("group.id", format!("{}-control-watcher", cfg.transactional_id))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
         .create()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(topic, error = %e, "cannot watch the control topic; stop/resume is not followed");
-            return;
-        }
-    };
+        .map_err(kerr)?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kerr)?;
     let mut tpl = TopicPartitionList::new();
-    let _ = tpl.add_partition_offset(topic, 0, Offset::Beginning);
-    if let Err(e) = consumer.assign(&tpl) {
-        tracing::error!(topic, error = %e, "cannot watch the control topic; stop/resume is not followed");
-        return;
+    for t in md.topics().iter().filter(|t| t.name() == topic) {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning).map_err(kerr)?;
+        }
     }
+    consumer.assign(&tpl).map_err(kerr)?;
+    Ok(consumer)
+}
+
+/// Follows the control topic until `stop`, setting the flags it names.
+fn tail(cfg: &KafkaConfig, consumer: BaseConsumer, flags: &BTreeMap<String, watch::Sender<bool>>, stop: &AtomicBool) {
+    let topic = cfg.control_topic.as_str();
     let mut seen = Controls::default();
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(200)) {

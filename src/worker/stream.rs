@@ -35,6 +35,9 @@ pub enum StreamOutcome {
     /// Stopped by an operator (`tidemark streams stop`); with `--until-caught-up` the run
     /// does not wait for it.
     Paused,
+    /// Resumed by an operator: to be run again from the committed watermark (which may have
+    /// been set meanwhile), on a new producer.
+    Resumed,
 }
 
 /// What a stream did during this run.
@@ -256,9 +259,10 @@ impl StreamWorker {
                     _ = flag.wait_for(|stopped| !*stopped) => {}
                     _ = super::read::shutdown_requested(&shutdown) => break StreamOutcome::ShutDown,
                 }
-                info!(stream = %self.plan().cfg.id, "resumed by an operator");
-                was_caught_up = false;
-                continue;
+                // The watermark may have been set meanwhile (fencing this worker's producer):
+                // the stream starts again from what Kafka holds.
+                info!(stream = %self.plan().cfg.id, "resumed by an operator; starting again from the committed watermark");
+                break StreamOutcome::Resumed;
             }
             let step = self.plan_step(Utc::now());
             let (label, result) = match step {
