@@ -309,3 +309,61 @@ async fn list_shows_a_stream_that_stopped_on_an_error_with_the_vendors_reason() 
     let table = ok(tidemark(&["streams", "list"], &cfg));
     assert!(table.contains("failed") && table.contains(STREAM), "{table}");
 }
+
+/// Under replicas (`--cluster-group`), the same commands reach the stream's owner: a stop is
+/// followed, and `set --force` fences the owning replica's producer for that stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn under_replicas_stop_is_followed_and_set_force_fences_the_owning_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("150ms"));
+    let prefix = unique("ops-cluster");
+    let toml = worker_toml(&sim, &prefix, "max_span = \"2h\"\nwindows_in_flight = 1")
+        .replace("[sources.wdt]", "[cluster]\ngroup = \"PLACEHOLDER\"\nsession_timeout = \"6s\"\n\n[sources.wdt]");
+    // The group comes from the environment, as docker-compose sets it; the file's is overridden.
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let group = format!("{prefix}-group");
+    let mut replica = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("TIDEMARK_CLUSTER_GROUP", &group)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = lines(&mut replica);
+    for _ in 0..4 {
+        wait_for(&log, "window committed", Duration::from_secs(60));
+    }
+    let ops = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .env("USER", "ops-test")
+            .env("TIDEMARK_CLUSTER_GROUP", &group)
+            .output()
+            .unwrap()
+    };
+    let stdout = ok(ops(&["watermarks", "set", STREAM, "--to", "72h", "--force"]));
+    assert!(stdout.contains("its running owner was fenced"), "{stdout}");
+    // The replica's producer for the stream was fenced; the stream is still its own, so it
+    // takes it back after a session timeout and goes on from the new watermark.
+    wait_for(&log, "fenced by a newer owner", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (wm, ops_at) = loop {
+        let wm = consume_committed(&format!("{prefix}.wm"));
+        let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test"));
+        if let Some(at) = ops_at.filter(|at| at + 1 < wm.len()) {
+            break (wm, at);
+        }
+        assert!(Instant::now() < deadline, "no commit after the operator's: {ops_at:?} of {}", wm.len());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
+    let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
+    assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
+    // A stop reaches the replica too.
+    ok(ops(&["streams", "stop", STREAM]));
+    wait_for(&log, "stopped by an operator", Duration::from_secs(20));
+    stop_worker(replica);
+}
