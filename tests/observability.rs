@@ -53,18 +53,6 @@ fn signal(expr: &str) -> String {
     expr[..cut].to_owned()
 }
 
-/// A child's stderr lines, read on a thread.
-fn stderr_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
-    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
 /// The address in a "serving /metrics" log line.
 fn metrics_addr(line: &str) -> Option<String> {
     if !line.contains("serving /metrics") {

@@ -46,18 +46,6 @@ fn refused(out: Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// A worker's stderr lines, read on a thread.
-fn lines(worker: &mut Child) -> Receiver<String> {
-    let stderr = std::io::BufReader::new(worker.stderr.take().unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in std::io::BufRead::lines(stderr).map_while(Result::ok) {
-            let _ = tx.send(l);
-        }
-    });
-    rx
-}
-
 /// Waits for a log line containing `what`.
 fn wait_for(rx: &Receiver<String>, what: &str, within: Duration) {
     let deadline = Instant::now() + within;
@@ -87,6 +75,25 @@ fn wait_for_records(topic: &str, n: usize) -> Vec<Consumed> {
     }
 }
 
+/// Waits for the owner's first commit after the operator's watermark record and checks it
+/// went on from there (one window of at most 2 h); returns the records and the operator's.
+fn went_on_from_the_operators_watermark(prefix: &str) -> (Vec<Consumed>, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (wm, ops_at) = loop {
+        let wm = consume_committed(&format!("{prefix}.wm"));
+        let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test"));
+        if let Some(at) = ops_at.filter(|at| at + 1 < wm.len()) {
+            break (wm, at);
+        }
+        assert!(Instant::now() < deadline, "no commit after the operator's: {ops_at:?} of {}", wm.len());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
+    let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
+    assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
+    (wm, ops_at)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn stop_set_back_and_resume_rereads_the_span_and_emits_only_the_changed_records() {
     let dir = tempfile::tempdir().unwrap();
@@ -96,7 +103,7 @@ async fn stop_set_back_and_resume_rereads_the_span_and_emits_only_the_changed_re
     let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, "dedup_span = \"2d\"\nmax_span = \"1d\""));
     let records = sim.records("wdt.account_check").await;
     let mut worker = spawn_worker(&cfg, &[]);
-    let log = lines(&mut worker);
+    let log = stderr_lines(&mut worker);
     wait_for(&log, "caught up", Duration::from_secs(60));
     let before = consume_committed(&prefix);
     assert_eq!(before.len(), records.len(), "the backfill emitted every record once");
@@ -167,7 +174,7 @@ async fn set_force_fences_a_running_worker_which_resumes_from_the_new_watermark_
     let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, "max_span = \"2h\"\nwindows_in_flight = 1"));
     let records = sim.records("wdt.account_check").await;
     let mut worker = spawn_worker(&cfg, &[]);
-    let log = lines(&mut worker);
+    let log = stderr_lines(&mut worker);
     // Mid-backfill: four windows of 2 h in, 65 h behind.
     for _ in 0..4 {
         wait_for(&log, "window committed", Duration::from_secs(60));
@@ -180,20 +187,10 @@ async fn set_force_fences_a_running_worker_which_resumes_from_the_new_watermark_
     wait_for(&log, "restarting every stream from its committed watermark", Duration::from_secs(30));
     // After the operator's record, the worker went on from 72 h back (one window of at most
     // 2 h), not from where it had been.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (wm, ops_at) = loop {
-        let wm = consume_committed(&format!("{prefix}.wm"));
-        let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test"));
-        if let Some(at) = ops_at.filter(|at| at + 1 < wm.len()) {
-            break (wm, at);
-        }
-        assert!(Instant::now() < deadline, "no commit after the operator's: {ops_at:?} of {}", wm.len());
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
-    let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
-    assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
-    assert!(state(&wm[ops_at - 1]).watermark > set_to + chrono::Duration::hours(2), "the worker had been further");
+    let (wm, ops_at) = went_on_from_the_operators_watermark(&prefix);
+    let before = tidemark::domain::WatermarkState::from_bytes(STREAM, wm[ops_at - 1].value.as_ref().unwrap()).unwrap();
+    let set_to = tidemark::domain::WatermarkState::from_bytes(STREAM, wm[ops_at].value.as_ref().unwrap()).unwrap();
+    assert!(before.watermark > set_to.watermark + chrono::Duration::hours(2), "the worker had been further");
     wait_for(&log, "caught up", Duration::from_secs(120));
     stop_worker(worker);
     let got = consume_committed(&prefix);
@@ -264,7 +261,7 @@ async fn a_backfill_killed_midway_resumes_emits_only_what_changed_and_leaves_the
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let log = lines(&mut first);
+    let log = stderr_lines(&mut first);
     for _ in 0..5 {
         wait_for(&log, "window committed", Duration::from_secs(60));
     }
@@ -330,7 +327,7 @@ async fn under_replicas_stop_is_followed_and_set_force_fences_the_owning_replica
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let log = lines(&mut replica);
+    let log = stderr_lines(&mut replica);
     for _ in 0..4 {
         wait_for(&log, "window committed", Duration::from_secs(60));
     }
@@ -349,19 +346,7 @@ async fn under_replicas_stop_is_followed_and_set_force_fences_the_owning_replica
     // The replica's producer for the stream was fenced; the stream is still its own, so it
     // takes it back after a session timeout and goes on from the new watermark.
     wait_for(&log, "fenced by a newer owner", Duration::from_secs(30));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let (wm, ops_at) = loop {
-        let wm = consume_committed(&format!("{prefix}.wm"));
-        let ops_at = wm.iter().position(|c| c.headers.get("tidemark.owner").is_some_and(|o| o == "ops:ops-test"));
-        if let Some(at) = ops_at.filter(|at| at + 1 < wm.len()) {
-            break (wm, at);
-        }
-        assert!(Instant::now() < deadline, "no commit after the operator's: {ops_at:?} of {}", wm.len());
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    let state = |c: &Consumed| tidemark::domain::WatermarkState::from_bytes(STREAM, c.value.as_ref().unwrap()).unwrap();
-    let (set_to, next) = (state(&wm[ops_at]).watermark, state(&wm[ops_at + 1]).watermark);
-    assert!(next > set_to && next - set_to <= chrono::Duration::hours(2), "set to {set_to}, then {next}");
+    went_on_from_the_operators_watermark(&prefix);
     // A stop reaches the replica too.
     ok(ops(&["streams", "stop", STREAM]));
     wait_for(&log, "stopped by an operator", Duration::from_secs(20));

@@ -123,6 +123,19 @@ pub fn run_until_caught_up(config: &Path) -> Output {
         .expect("run worker")
 }
 
+/// A child's stderr lines, read on a thread (the child must have been spawned with stderr
+/// piped).
+pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().expect("stderr piped")));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    rx
+}
+
 /// Starts `tidemark run` with stderr piped, for tests that watch or kill it.
 pub fn spawn_worker(config: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
