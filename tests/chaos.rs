@@ -318,7 +318,11 @@ async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
     }
     let cfg = write(dir.path(), "worker.toml", &cfg_text);
     let w = Watched::start(&cfg, false);
-    assert!(w.wait_for("window committed", 10, Duration::from_secs(60)), "backfill started");
+    assert!(
+        w.wait_for("window committed", 10, Duration::from_secs(60)),
+        "backfill started:\n{}",
+        w.log.lock().unwrap().join("\n")
+    );
     broker.stop();
     let down_at = w.count(" committed");
     std::thread::sleep(Duration::from_secs(3));

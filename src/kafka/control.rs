@@ -67,16 +67,12 @@ fn load_blocking(cfg: &KafkaConfig) -> Result<Controls, ControlError> {
     let topic = cfg.control_topic.as_str();
     let kerr = |e: rdkafka::error::KafkaError| ControlError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
     let consumer = scan::committed_reader(cfg, &format!("{}-control-reader", cfg.transactional_id)).map_err(kerr)?;
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kerr)?;
-    let mut partitions = Vec::new();
-    for t in md.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).map_err(kerr)?;
-            if high > low {
-                partitions.push(p.id());
-            }
-        }
-    }
+    // A topic created a moment ago may have no leader yet: wait for one, as the watermark
+    // loader does.
+    let ends = super::ends::EndsReader::new(cfg)
+        .and_then(|r| r.topic_when_led(topic, std::time::Instant::now() + Duration::from_secs(60)))
+        .map_err(kerr)?;
+    let partitions: Vec<i32> = ends.iter().filter(|e| e.written > e.low).map(|e| e.partition).collect();
     let mut out = Controls::default();
     let scanned = scan::read_to_end(&consumer, topic, &partitions, Duration::from_secs(60), |m| {
         apply(topic, &mut out, m.key(), m.payload())
