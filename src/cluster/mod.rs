@@ -5,7 +5,7 @@
 
 mod membership;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -118,21 +118,16 @@ impl Owner<'_> {
     /// previous owner before it reads the stream's watermark (see [`own`]).
     async fn take(&mut self, slots: &[i32]) {
         self.metrics.cluster_rebalances.with_label_values(&["assigned"]).inc();
-        let new: Vec<Arc<StreamPlan>> = slots
-            .iter()
-            .filter(|s| !self.owned.contains_key(s))
-            .filter_map(|&s| self.plans.get(s as usize).cloned())
-            .collect();
-        info!(slots = ?slots, streams = ?new.iter().map(|p| p.cfg.id.as_str()).collect::<Vec<_>>(), "assigned");
+        // Slots past the streams (the topic kept partitions of removed streams) hold nothing.
+        let new: Vec<i32> =
+            slots.iter().copied().filter(|s| !self.owned.contains_key(s) && (*s as usize) < self.plans.len()).collect();
+        let ids: Vec<&str> = new.iter().map(|&s| self.plans[s as usize].cfg.id.as_str()).collect();
+        info!(slots = ?slots, streams = ?ids, "assigned");
         // The quota share first: the streams start under it.
-        let mut would_own: Vec<Arc<StreamPlan>> = self.owned.keys().map(|s| self.plans[*s as usize].clone()).collect();
-        would_own.extend(new.iter().cloned());
-        self.share_quota(&would_own);
-        for &slot in slots {
-            let Some(plan) = self.plans.get(slot as usize).cloned() else { continue };
-            if self.owned.contains_key(&slot) {
-                continue;
-            }
+        self.share_quota(self.owned.keys().copied().chain(new.iter().copied()));
+        for slot in new {
+            let plan = self.plans[slot as usize].clone();
+            let paused = self.control.flag(plan.cfg.id.as_str());
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(own(
                 self.config.clone(),
@@ -141,7 +136,7 @@ impl Owner<'_> {
                 self.metrics.clone(),
                 Switches { shutdown: self.shutdown.clone(), stop: stop_rx },
                 self.first_start,
-                self.control.flag(plan_id(&self.plans, slot)),
+                paused,
             ));
             self.owned.insert(slot, Running { stop, task });
         }
@@ -173,38 +168,29 @@ impl Owner<'_> {
             }
         }
         info!(?slots, lost, "released");
-        let owned: Vec<Arc<StreamPlan>> = self.owned.keys().map(|s| self.plans[*s as usize].clone()).collect();
-        self.share_quota(&owned);
+        self.share_quota(self.owned.keys().copied());
         self.metrics.cluster_streams_owned.set(self.owned.len() as i64);
         reports
     }
 
     /// Gives each credential's gate the share of its streams this replica owns, so that the
     /// replicas together stay within the credential's quota.
-    fn share_quota(&self, owned: &[Arc<StreamPlan>]) {
-        let mut total: HashMap<*const crate::worker::gate::CredentialGate, (usize, usize)> = HashMap::new();
+    fn share_quota(&self, owned: impl Iterator<Item = i32>) {
+        // Per gate (named for the sources sharing it): its streams, and those owned here.
+        let mut gates: BTreeMap<&str, (&crate::worker::gate::CredentialGate, usize, usize)> = BTreeMap::new();
         for p in &self.plans {
-            total.entry(Arc::as_ptr(&p.gate)).or_default().0 += 1;
+            gates.entry(p.gate.name()).or_insert((&p.gate, 0, 0)).1 += 1;
         }
-        for p in owned {
-            total.entry(Arc::as_ptr(&p.gate)).or_default().1 += 1;
+        for slot in owned {
+            gates.get_mut(self.plans[slot as usize].gate.name()).expect("every plan's gate is counted").2 += 1;
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.plans {
-            if let Some((all, mine)) = total.get(&Arc::as_ptr(&p.gate)).copied()
-                && seen.insert(Arc::as_ptr(&p.gate))
-            {
-                p.gate.set_share(mine as f64 / all as f64);
-                if mine > 0 {
-                    info!(credential = %p.gate.name(), streams = mine, of = all, requests_per_second = p.gate.rate(), "quota share");
-                }
+        for (name, (gate, all, mine)) in gates {
+            gate.set_share(mine as f64 / all as f64);
+            if mine > 0 {
+                info!(credential = %name, streams = mine, of = all, requests_per_second = gate.rate(), "quota share");
             }
         }
     }
-}
-
-fn plan_id(plans: &[Arc<StreamPlan>], slot: i32) -> &str {
-    plans[slot as usize].cfg.id.as_str()
 }
 
 /// What ends an owned stream: the process's shutdown or the slot's revocation.
