@@ -1,13 +1,15 @@
 //! tidemark: turns paged, time-windowed vendor HTTP APIs into Kafka event streams, exactly once.
 //!
-//! Layout, from the bottom up: `domain` is the vocabulary (stream ids, windows, watermarks,
-//! page sets, the `Source` and `Sink` traits) and imports nothing else; `sources` holds one
-//! thin module per vendor protocol; `avro` maps JSON to the schemas in `schemas/`; `kafka` is
-//! the transactional sink, topic bootstrap and watermark store; `registry` the schema
-//! registry client; `worker` the per-stream loop (windows, pages, completeness, commits);
-//! `pipeline` and `run` assemble and supervise it; `cluster` shares the streams among
-//! replicas through a Kafka consumer group; `writer` delivers a topic to a target API
-//! (`targets`); `simulate` serves the vendor simulators.
+//! Layout, from the bottom up (each imports only what is below it): `domain` is the
+//! vocabulary (stream ids, windows, watermarks, page sets, the `Source`, `Sink` and
+//! `FailureLog` traits) and imports nothing else; `config` and `metrics`; `sources` holds one
+//! thin module per vendor protocol; `registry` the schema registry client; `avro` maps JSON
+//! to the schemas in `schemas/`; `kafka` is the transactional sink, topic bootstrap, watermark
+//! store and control topic; `worker` the per-stream loop (windows, pages, completeness,
+//! commits); `pipeline` assembles the streams and `run` runs them in one process; `cluster`
+//! shares them among replicas through a Kafka consumer group; `ops` and `inspect` are the
+//! operators' commands; `writer` delivers a topic to a target API (`targets`); `simulate`
+//! serves the vendor simulators; `bench` measures the worker.
 
 pub mod avro;
 pub mod bench;

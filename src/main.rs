@@ -1,6 +1,6 @@
 //! The `tidemark` command line: run the worker, serve simulators, validate and inspect.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -335,22 +335,9 @@ async fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run { config, until_caught_up, cluster_group, instance_id } => {
-            let mut cfg = Config::load(&config)?;
-            let group = cluster_group.or_else(|| cfg.cluster.as_ref().map(|c| c.group.clone()));
-            match (group, &instance_id) {
-                (Some(group), _) => cfg.join_cluster(&group, instance_id.as_deref())?,
-                (None, Some(_)) => {
-                    anyhow::bail!("--instance-id (TIDEMARK_INSTANCE_ID) needs a group: --cluster-group or [cluster]")
-                }
-                (None, None) => {}
-            }
-            run_command(cfg, until_caught_up).await
+            run_command(&config, until_caught_up, cluster_group, instance_id).await
         }
-        Command::Simulate { config } => {
-            let cfg = tidemark::simulate::SimConfig::load(&config)?;
-            tidemark::simulate::serve(cfg).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Simulate { config } => simulate_command(&config).await,
         Command::Write { config, until_idle } => write_command(&config, until_idle).await,
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Bench(opts) => bench_command(opts).await,
@@ -358,34 +345,72 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Streams { command } => streams_command(command).await,
         Command::Watermarks { command } => watermarks_command(command).await,
         Command::Backfill { ops, stream, from, to, quota_share, dry_run } => {
-            let now = chrono::Utc::now();
-            let (from, to) = (tidemark::ops::parse_time(&from, now)?, tidemark::ops::parse_time(&to, now)?);
-            let config = ops.load()?;
-            let r = tidemark::ops::backfill(&config, &stream, from, to, quota_share, dry_run, shutdown_on_signals())
-                .await?;
-            let code = if r.done || !r.written { ExitCode::SUCCESS } else { ExitCode::from(3) };
-            emit(ops.output, &r, || {
-                let what = if !r.written {
-                    "would re-read (dry run)"
-                } else if r.done {
-                    "re-read"
-                } else {
-                    "interrupted; run it again to resume"
-                };
-                println!(
-                    "backfill {} {} .. {}: {what}; began at {}, {} records emitted, {} unchanged, {} windows",
-                    r.stream, r.from, r.to, r.resumed_at, r.records, r.unchanged, r.windows
-                );
-            })?;
-            Ok(code)
+            backfill_command(ops, &stream, &from, &to, quota_share, dry_run).await
         }
     }
 }
 
+/// `simulate`: serves the vendor simulators until the process ends.
+async fn simulate_command(config: &Path) -> anyhow::Result<ExitCode> {
+    let cfg = tidemark::simulate::SimConfig::load(config)?;
+    tidemark::simulate::serve(cfg).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `backfill`: re-reads `[from, to)` of a stream beside its live run; exit 3 if interrupted.
+async fn backfill_command(
+    ops: OpsOptions,
+    stream: &str,
+    from: &str,
+    to: &str,
+    quota_share: f64,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let (from, to) = (tidemark::ops::parse_time(from, now)?, tidemark::ops::parse_time(to, now)?);
+    let config = ops.load()?;
+    let r = tidemark::ops::backfill(&config, stream, from, to, quota_share, dry_run, shutdown_on_signals()).await?;
+    let code = if r.done || !r.written { ExitCode::SUCCESS } else { ExitCode::from(3) };
+    emit(ops.output, &r, || {
+        let what = if !r.written {
+            "would re-read (dry run)"
+        } else if r.done {
+            "re-read"
+        } else {
+            "interrupted; run it again to resume"
+        };
+        println!(
+            "backfill {} {} .. {}: {what}; began at {}, {} records emitted, {} unchanged, {} windows",
+            r.stream, r.from, r.to, r.resumed_at, r.records, r.unchanged, r.windows
+        );
+    })?;
+    Ok(code)
+}
+
 /// `run`: exit 1 if a stream stopped on an error, 3 if `--until-caught-up` was interrupted.
-async fn run_command(cfg: Config, until_caught_up: bool) -> anyhow::Result<ExitCode> {
+/// A `[cluster]` group (or `--cluster-group`) makes this process one replica of it.
+async fn run_command(
+    config: &Path,
+    until_caught_up: bool,
+    cluster_group: Option<String>,
+    instance_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut cfg = Config::load(config)?;
+    let group = cluster_group.or_else(|| cfg.cluster.as_ref().map(|c| c.group.clone()));
+    match (group, &instance_id) {
+        (Some(group), _) => cfg.join_cluster(&group, instance_id.as_deref())?,
+        (None, Some(_)) => {
+            anyhow::bail!("--instance-id (TIDEMARK_INSTANCE_ID) needs a group: --cluster-group or [cluster]")
+        }
+        (None, None) => {}
+    }
     let streams = cfg.streams.len();
-    let reports = run(cfg, RunOptions { until_caught_up }, Metrics::new(), shutdown_on_signals()).await?;
+    let (metrics, shutdown) = (Metrics::new(), shutdown_on_signals());
+    let reports = if cfg.cluster.is_some() {
+        tidemark::cluster::run(cfg, until_caught_up, metrics, shutdown).await?
+    } else {
+        run(cfg, RunOptions { until_caught_up }, metrics, shutdown).await?
+    };
     print_summary(&reports);
     let failed =
         reports.iter().any(|r| matches!(r.outcome, StreamOutcome::Stopped(_) | StreamOutcome::ProducerFailed(_)));

@@ -15,6 +15,7 @@ use crate::domain::{OutRecord, StreamId, WatermarkState};
 use crate::kafka::control::{self, ControlError, StreamControl};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
+use crate::worker::StreamWorker;
 
 /// Headers of a watermark record an operator wrote.
 pub const HEADER_SET_BY: &str = "tidemark.set-by";
@@ -263,7 +264,7 @@ async fn write_watermark(
         key: stream.as_bytes().to_vec(),
         value,
         headers: vec![
-            (crate::worker::stream::HEADER_OWNER, owner),
+            (crate::kafka::HEADER_OWNER, owner),
             (HEADER_SET_BY, Arc::from(by.as_bytes())),
             (HEADER_SET_FROM, Arc::from(change.from.clone().unwrap_or_default().as_bytes())),
         ],
@@ -410,14 +411,16 @@ pub async fn backfill(
     // Fences an earlier run of this backfill that was killed, and aborts what it left open.
     let sink = Arc::new(TxnSink::connect(&kafka, None).await.map_err(commit)?);
     let metrics = crate::metrics::Metrics::new();
-    let mut worker = crate::run::worker(config, &plan, sink.clone(), metrics, state, None);
+    let failures: Arc<dyn crate::domain::FailureLog> =
+        Arc::new(crate::kafka::control::ControlLog(config.kafka.clone()));
+    let mut worker = StreamWorker::new(config, &plan, sink.clone(), metrics, state, None, Some(failures));
     // Its records say which live stream they belong to, like the stream's own.
     let reader = Arc::get_mut(&mut worker.reader).expect("a new reader");
     reader.headers[0] = (crate::kafka::HEADER_STREAM, Arc::from(stream.as_bytes()));
     tracing::info!(stream, from = %report.from, to = %report.to, resumed_at = %report.resumed_at, "backfill starting");
     let result = worker.run(true, shutdown).await;
     if let Some(sink) = Arc::into_inner(sink) {
-        crate::run::retire(sink).await;
+        crate::kafka::sink::retire(sink).await;
     }
     report.records = result.records;
     report.unchanged = result.unchanged;

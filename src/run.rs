@@ -2,7 +2,6 @@
 //! supervises the stream loops until they are caught up or shut down, rebuilding the
 //! producer and resuming from Kafka if it fails.
 
-use crate::kafka::control::Board;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,16 +12,19 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
+use crate::domain::FailureLog;
 use crate::domain::WatermarkState;
+use crate::kafka::control::{Board, ControlLog};
 use crate::kafka::hanging;
 use crate::kafka::reach::BrokerCause;
+use crate::kafka::sink::retire;
 use crate::kafka::topics::{self, DataTopic, TopicError};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
 use crate::metrics::Metrics;
 use crate::pipeline::{self, StreamPlan};
 use crate::worker::stream::sleep_or_shutdown;
-use crate::worker::{Reader, StreamOutcome, StreamReport, StreamWorker};
+use crate::worker::{StreamOutcome, StreamReport, StreamWorker};
 
 /// Why the worker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,34 +66,45 @@ pub struct RunOptions {
 /// How long a fenced worker waits before it takes its transactional id back.
 const FENCED_PAUSE: Duration = Duration::from_secs(3);
 
-/// Runs every configured stream; returns one report per stream when all loops have ended.
+/// What a started worker has, single or replica: its streams planned with their schemas
+/// registered, metrics served, topics created, and the operators' stop flags followed.
+pub struct Started {
+    pub plans: Vec<StreamPlan>,
+    pub topics: Vec<DataTopic>,
+    pub control: Board,
+}
+
+/// Prepares a worker to run its streams; `None` if shutdown came first.
+pub async fn start(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    shutdown: &watch::Receiver<bool>,
+) -> Result<Option<Started>, RunError> {
+    let mut plans = pipeline::plan(config)?;
+    // Schemas are registered before anything is produced, and their ids kept for the run:
+    // a registry outage later cannot lose or double a record.
+    pipeline::register_schemas(config, &mut plans).await?;
+    if let Some(addr) = &config.metrics_listen {
+        let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
+        info!(addr = %bound, "serving /metrics, /healthz, /readyz");
+    }
+    let Some(topics) = bootstrap_topics(config, &plans, shutdown).await? else { return Ok(None) };
+    let ids: Vec<String> = plans.iter().map(|p| p.cfg.id.to_string()).collect();
+    let control = Board::watch(&config.kafka, &ids).await?;
+    Ok(Some(Started { plans, topics, control }))
+}
+
+/// Runs every configured stream in this process (a `[cluster]` replica runs in
+/// `cluster::run`); returns one report per stream when all loops have ended.
 pub async fn run(
     config: Config,
     opts: RunOptions,
     metrics: Arc<Metrics>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<StreamReport>, RunError> {
-    if config.cluster.is_some() && opts.until_caught_up {
-        return Err(RunError::Cluster(
-            "--until-caught-up needs every stream in one process; a [cluster] replica runs only the streams the group gives it (run it without --until-caught-up, or without [cluster])".into(),
-        ));
-    }
-    let mut plans = pipeline::plan(&config)?;
-    // Schemas are registered before anything is produced, and their ids kept for the run:
-    // a registry outage later cannot lose or double a record.
-    pipeline::register_schemas(&config, &mut plans).await?;
-    if let Some(addr) = &config.metrics_listen {
-        let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
-        info!(addr = %bound, "serving /metrics, /healthz, /readyz");
-    }
-    let Some(topics) = bootstrap_topics(&config, &plans, &shutdown).await? else { return Ok(Vec::new()) };
-    let ids: Vec<String> = plans.iter().map(|p| p.cfg.id.to_string()).collect();
-    let control = Board::watch(&config.kafka, &ids).await?;
-    if let Some(cluster) = &config.cluster {
-        let reports = crate::cluster::run(&config, cluster, plans, metrics, shutdown, &control).await?;
-        return Ok(merge_reports(reports));
-    }
-
+    let Some(Started { plans, topics, control }) = start(&config, &metrics, &shutdown).await? else {
+        return Ok(Vec::new());
+    };
     let first_start = Utc::now();
     let mut plans: Vec<Option<Arc<StreamPlan>>> = plans.into_iter().map(|p| Some(Arc::new(p))).collect();
     let mut reports = Vec::new();
@@ -221,6 +234,7 @@ impl Pass<'_> {
                 }
             })
         };
+        let failures: Arc<dyn FailureLog> = Arc::new(ControlLog(config.kafka.clone()));
         let mut tasks = JoinSet::new();
         for (index, p) in plans.iter().enumerate() {
             let Some(p) = p else { continue };
@@ -230,7 +244,15 @@ impl Pass<'_> {
                     crate::domain::time::truncate_to_second(p.cfg.start.resolve(self.first_start)),
                 )
             });
-            let worker = worker(config, p, sink.clone(), metrics.clone(), state, self.control.flag(p.cfg.id.as_str()));
+            let worker = StreamWorker::new(
+                config,
+                p,
+                sink.clone(),
+                metrics.clone(),
+                state,
+                self.control.flag(p.cfg.id.as_str()),
+                Some(failures.clone()),
+            );
             let rx = stop_rx.clone();
             let until_caught_up = self.opts.until_caught_up;
             tasks.spawn(async move { (index, worker.run(until_caught_up, rx).await) });
@@ -309,35 +331,6 @@ async fn resume(
     Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
 }
 
-/// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
-pub(crate) async fn retire(sink: TxnSink) {
-    let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
-}
-
-/// A stream's worker on `sink`, from its committed `state`.
-pub(crate) fn worker(
-    config: &Config,
-    p: &Arc<StreamPlan>,
-    sink: Arc<TxnSink>,
-    metrics: Arc<Metrics>,
-    state: WatermarkState,
-    paused: Option<watch::Receiver<bool>>,
-) -> StreamWorker {
-    StreamWorker {
-        reader: Arc::new(Reader::new(p.clone(), metrics.clone(), &config.kafka.dead_letter_topic)),
-        sink,
-        metrics,
-        watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
-        watermark_max_bytes: config.kafka.watermark_max_bytes,
-        state,
-        owner: Some(Arc::from(
-            config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str()).as_bytes(),
-        )),
-        paused,
-        failures_to: Some(Arc::new(config.kafka.clone())),
-    }
-}
-
 /// The producer for one pass. The first pass fails after a few tries (a wrong config should
 /// say so); later passes wait for Kafka to come back. `None` if shutdown came first.
 async fn connect(
@@ -365,7 +358,7 @@ async fn connect(
 }
 
 /// One report per stream, adding up what each pass did.
-fn merge_reports(reports: Vec<StreamReport>) -> Vec<StreamReport> {
+pub fn merge_reports(reports: Vec<StreamReport>) -> Vec<StreamReport> {
     let mut merged: BTreeMap<String, StreamReport> = BTreeMap::new();
     for r in reports {
         match merged.get_mut(r.stream.as_str()) {

@@ -18,10 +18,10 @@ use crate::domain::WatermarkState;
 use crate::kafka::TxnSink;
 use crate::kafka::watermarks;
 use crate::metrics::Metrics;
-use crate::run::RunError;
+use crate::run::{RunError, Started};
 use crate::worker::read::shutdown_requested;
 use crate::worker::stream::sleep_or_shutdown;
-use crate::worker::{StreamOutcome, StreamPlan, StreamReport};
+use crate::worker::{StreamOutcome, StreamPlan, StreamReport, StreamWorker};
 use membership::{Change, Membership};
 
 /// The transactional id of a stream's producer in a cluster: the same on every replica, so
@@ -34,6 +34,28 @@ pub fn transactional_id(cluster: &ClusterConfig, stream: &str) -> String {
 /// Runs this replica until shutdown: the streams of the slots the group gives it, each on
 /// its own producer. Returns one report per stream it ran.
 pub async fn run(
+    config: Config,
+    until_caught_up: bool,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Vec<StreamReport>, RunError> {
+    let Some(cluster) = config.cluster.clone() else {
+        return Err(RunError::Cluster("a replica needs a [cluster] group".into()));
+    };
+    if until_caught_up {
+        return Err(RunError::Cluster(
+            "--until-caught-up needs every stream in one process; a [cluster] replica runs only the streams the group gives it (run it without --until-caught-up, or without [cluster])".into(),
+        ));
+    }
+    let Some(Started { plans, control, .. }) = crate::run::start(&config, &metrics, &shutdown).await? else {
+        return Ok(Vec::new());
+    };
+    let reports = replicate(&config, &cluster, plans, metrics, shutdown, &control).await?;
+    Ok(crate::run::merge_reports(reports))
+}
+
+/// The replica's life in its group: takes and releases slots as the group assigns them.
+async fn replicate(
     config: &Config,
     cluster: &ClusterConfig,
     mut plans: Vec<StreamPlan>,
@@ -252,11 +274,14 @@ async fn own(
         };
         // Revoked while the producer started: let go without reading a window.
         if switches.off() {
-            crate::run::retire(sink).await;
+            crate::kafka::sink::retire(sink).await;
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
         let sink = Arc::new(sink);
-        let worker = crate::run::worker(&config, &plan, sink.clone(), metrics.clone(), state, paused.clone());
+        let failures: Arc<dyn crate::domain::FailureLog> =
+            Arc::new(crate::kafka::control::ControlLog(config.kafka.clone()));
+        let worker =
+            StreamWorker::new(&config, &plan, sink.clone(), metrics.clone(), state, paused.clone(), Some(failures));
         // Either switch stops the stream: the slot's revocation or the process's shutdown.
         let (either, either_rx) = watch::channel(switches.off());
         let relay = {
@@ -272,7 +297,7 @@ async fn own(
         let report = worker.run(false, either_rx).await;
         relay.abort();
         if let Some(sink) = Arc::into_inner(sink) {
-            crate::run::retire(sink).await;
+            crate::kafka::sink::retire(sink).await;
         }
         match &report.outcome {
             StreamOutcome::ProducerFailed(why) => {
@@ -311,7 +336,7 @@ async fn prepare(
     let state = match watermarks::load(kafka, Duration::from_secs(60)).await {
         Ok(mut all) => all.remove(plan.cfg.id.as_str()),
         Err(e) => {
-            crate::run::retire(sink).await;
+            crate::kafka::sink::retire(sink).await;
             return Err(e.into());
         }
     };

@@ -16,7 +16,7 @@ pub mod window;
 use std::fmt;
 
 pub use pageset::{PageSet, PageSetError};
-pub use sink::{CommitError, OutRecord, Sink};
+pub use sink::{CommitError, FailureLog, OutRecord, Sink};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 pub use target::{Document, RowOutcome, Target};
 pub use watermark::{Watermark, WatermarkState};

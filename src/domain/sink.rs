@@ -31,6 +31,19 @@ pub enum CommitError {
     Fenced(String),
 }
 
+/// Header carrying the stream id on every data record.
+pub const HEADER_STREAM: &str = "tidemark.stream";
+/// Header carrying the Avro record's full name on every data record.
+pub const HEADER_SCHEMA: &str = "tidemark.schema";
+/// Header naming who committed a watermark record (a replica, or the transactional id).
+pub const HEADER_OWNER: &str = "tidemark.owner";
+
+/// Where the error that stopped a stream is published for operators (`streams list`).
+pub trait FailureLog: Send + Sync {
+    /// Records that `stream` stopped on `error` while reading `window`.
+    fn publish<'a>(&'a self, stream: &'a str, window: &'a str, error: &'a str) -> BoxFuture<'a, Result<(), String>>;
+}
+
 /// Commits a batch of records (a window's data and the stream's watermark) all or nothing.
 pub trait Sink: Send + Sync {
     /// Writes `records` so that readers see all of them or none.

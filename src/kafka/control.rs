@@ -118,6 +118,23 @@ pub async fn write_failure(cfg: &KafkaConfig, stream: &str, failure: &StreamFail
     send(cfg, &format!("{ERROR_PREFIX}{stream}"), &serde_json::to_vec(failure).expect("failures serialize")).await
 }
 
+/// Publishes the error that stopped a stream to the control topic of the Kafka it holds.
+pub struct ControlLog(pub KafkaConfig);
+
+impl crate::domain::FailureLog for ControlLog {
+    fn publish<'a>(
+        &'a self,
+        stream: &'a str,
+        window: &'a str,
+        error: &'a str,
+    ) -> crate::domain::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let failure = StreamFailure { error: error.to_owned(), window: window.to_owned(), at: Utc::now() };
+            write_failure(&self.0, stream, &failure).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Writes `stream`'s control record and waits until Kafka has it.
 pub async fn write(cfg: &KafkaConfig, stream: &str, control: &StreamControl) -> Result<(), ControlError> {
     send(cfg, stream, &serde_json::to_vec(control).expect("control records serialize")).await

@@ -17,10 +17,7 @@ use crate::config::KafkaConfig;
 pub use crate::domain::{CommitError, OutRecord};
 pub use sink::TxnSink;
 
-/// Header carrying the stream id on every data record.
-pub const HEADER_STREAM: &str = "tidemark.stream";
-/// Header carrying the Avro record's full name on every data record.
-pub const HEADER_SCHEMA: &str = "tidemark.schema";
+pub use crate::domain::sink::{HEADER_OWNER, HEADER_SCHEMA, HEADER_STREAM};
 
 /// Context for consumers that read to a partition's end: end of partition is what they wait
 /// for, not an error to log.

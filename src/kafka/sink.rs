@@ -263,6 +263,11 @@ fn abort_before_commit(producer: &BaseProducer<StatsContext>, reason: String, ti
     }
 }
 
+/// Drops a producer off the runtime: dropping purges its queue and waits up to 500 ms.
+pub async fn retire(sink: TxnSink) {
+    let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+}
+
 impl Sink for TxnSink {
     fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
         Box::pin(TxnSink::commit(self, records))

@@ -76,7 +76,7 @@ pub async fn load_stored(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMa
             let state = msg.payload().map(|b| WatermarkState::from_bytes(key, b)).transpose()?;
             let owner = msg.headers().and_then(|h| {
                 h.iter()
-                    .find(|x| x.key == crate::worker::stream::HEADER_OWNER)
+                    .find(|x| x.key == super::HEADER_OWNER)
                     .and_then(|x| x.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             });

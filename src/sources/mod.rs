@@ -14,7 +14,12 @@
 //!    fields as `["null", T]` (the transcoder maps the vendor's JSON by these names and types).
 //! 3. **One line** in [`KINDS`]: `Kind { spec: &wdt::NEW, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) }`.
 //! 4. **Its simulator**: a data set in the vendor's simulator and one `SimKind` line in
-//!    `simulate::SIM_KINDS` (a unit test holds the two tables to the same kinds).
+//!    `simulate::SIM_KINDS` (a unit test holds the two tables to the same kinds). The 旺店通
+//!    simulator serves one script today (`simulate/wdt.rs`: its config section, its data set
+//!    and the `method` it answers), so the first second script also gives it a config
+//!    section and data set per script and a dispatch on the requested `method`, the way
+//!    `simulate/finance.rs` serves its two APIs; a vendor whose simulator already serves
+//!    several does not need that.
 //!
 //! A stream then names it in config: `[sources.x] kind = "wdt.<name>"`. A new vendor protocol
 //! is one module here (signing, envelope, error classes behind [`Source`]) plus the above.

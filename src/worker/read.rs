@@ -79,8 +79,8 @@ impl Reader {
             topic: Arc::from(plan.topic.as_str()),
             dead_letter_topic: Arc::from(dead_letter_topic),
             headers: vec![
-                (crate::kafka::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
-                (crate::kafka::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
+                (crate::domain::sink::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
+                (crate::domain::sink::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
             ],
             plan,
             metrics,

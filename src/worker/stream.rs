@@ -14,7 +14,7 @@ use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
 use crate::domain::backoff;
 use crate::domain::watermark::fmt_wm;
 use crate::domain::window::chrono_duration;
-use crate::domain::{CommitError, Mode, OutRecord, Sink, StreamId, Watermark, WatermarkState, Window};
+use crate::domain::{CommitError, FailureLog, Mode, OutRecord, Sink, StreamId, Watermark, WatermarkState, Window};
 use crate::metrics::Metrics;
 
 /// How the stream's loop ended.
@@ -208,13 +208,35 @@ pub struct StreamWorker {
     /// The operators' stop flag for this stream (see `kafka::control`), if followed.
     pub paused: Option<watch::Receiver<bool>>,
     /// Where to publish the error that stops the stream (the control topic), if anywhere.
-    pub failures_to: Option<Arc<crate::config::KafkaConfig>>,
+    pub failures_to: Option<Arc<dyn FailureLog>>,
 }
 
-/// Header naming the replica that committed a watermark record.
-pub const HEADER_OWNER: &str = "tidemark.owner";
-
 impl StreamWorker {
+    /// The worker of stream `plan` on `sink`, going on from its committed `state`; its
+    /// watermark records name this process (its replica, else its transactional id).
+    pub fn new(
+        config: &crate::config::Config,
+        plan: &Arc<super::StreamPlan>,
+        sink: Arc<dyn Sink>,
+        metrics: Arc<Metrics>,
+        state: WatermarkState,
+        paused: Option<watch::Receiver<bool>>,
+        failures_to: Option<Arc<dyn FailureLog>>,
+    ) -> StreamWorker {
+        let owner = config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str());
+        StreamWorker {
+            reader: Arc::new(Reader::new(plan.clone(), metrics.clone(), &config.kafka.dead_letter_topic)),
+            sink,
+            metrics,
+            watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
+            watermark_max_bytes: config.kafka.watermark_max_bytes,
+            state,
+            owner: Some(Arc::from(owner.as_bytes())),
+            paused,
+            failures_to,
+        }
+    }
+
     fn plan(&self) -> &super::StreamPlan {
         &self.reader.plan
     }
@@ -309,17 +331,10 @@ impl StreamWorker {
                 Err(StepError::Stop(reason)) => {
                     self.metrics.set_stream_state(&self.plan().cfg.id, "stopped");
                     error!(stream = %self.plan().cfg.id, window = %label, error = %reason, "stream stopped");
-                    if let Some(kafka) = &self.failures_to {
-                        let failure = crate::kafka::control::StreamFailure {
-                            error: reason.clone(),
-                            window: label.clone(),
-                            at: Utc::now(),
-                        };
-                        if let Err(e) =
-                            crate::kafka::control::write_failure(kafka, self.plan().cfg.id.as_str(), &failure).await
-                        {
-                            warn!(stream = %self.plan().cfg.id, error = %e, "could not publish why the stream stopped");
-                        }
+                    if let Some(log) = &self.failures_to
+                        && let Err(e) = log.publish(self.plan().cfg.id.as_str(), &label, &reason).await
+                    {
+                        warn!(stream = %self.plan().cfg.id, error = %e, "could not publish why the stream stopped");
                     }
                     break StreamOutcome::Stopped(reason);
                 }
@@ -482,7 +497,7 @@ impl StreamWorker {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
             value: Some(state_bytes),
-            headers: self.owner.iter().map(|o| (HEADER_OWNER, o.clone())).collect(),
+            headers: self.owner.iter().map(|o| (crate::domain::sink::HEADER_OWNER, o.clone())).collect(),
         });
         match self.sink.commit(out).await {
             Ok(()) => {
