@@ -39,7 +39,18 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     pub api_errors: IntCounterVec,
     pub api_duration: HistogramVec,
+    /// Seconds each credential was banned by its vendor, counted once per credential however
+    /// many requests or streams met the ban.
     pub throttled_seconds: prometheus::CounterVec,
+    /// The most lag a healthy caught-up stream shows (settle + poll interval + a minute to
+    /// read and commit): alerts compare the lag with it.
+    stream_lag_bound: GaugeVec,
+    /// When each stream last met an error, labelled with its code (one series per stream).
+    stream_last_error: GaugeVec,
+    /// 1 while the worker is connected to Kafka and running its streams (as `/readyz`).
+    ready_gauge: prometheus::IntGauge,
+    /// Producers thrown away after a failure and made again (Kafka unreachable, fatal errors).
+    pub producer_rebuilds: prometheus::IntCounter,
     /// Per credential (its sources' ids joined by commas): requests sent, the adaptive
     /// in-flight limit, requests out now, and the configured ceilings.
     pub credential_requests: IntCounterVec,
@@ -201,8 +212,11 @@ impl Metrics {
         .expect("valid metric");
         registry.register(Box::new(api_duration.clone())).expect("unique metric");
         let throttled_seconds = prometheus::CounterVec::new(
-            Opts::new("tidemark_throttled_seconds_total", "Seconds a credential was paused by vendor throttling."),
-            &["source"],
+            Opts::new(
+                "tidemark_throttled_seconds_total",
+                "Seconds a credential was paused by vendor throttling (each ban counted once per credential).",
+            ),
+            &["credential"],
         )
         .expect("valid metric");
         registry.register(Box::new(throttled_seconds.clone())).expect("unique metric");
@@ -280,6 +294,43 @@ impl Metrics {
             "Streams this replica stopped because a newer owner's producer fenced it.",
             &["stream"],
         );
+        let stream_lag_bound = GaugeVec::new(
+            Opts::new(
+                "tidemark_stream_lag_bound_seconds",
+                "The most watermark lag a healthy caught-up stream shows: settle + poll_interval + 60 s to read and commit (a snapshot stream: poll_interval + 60 s).",
+            ),
+            &["stream"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(stream_lag_bound.clone())).expect("unique metric");
+        let stream_last_error = GaugeVec::new(
+            Opts::new(
+                "tidemark_stream_last_error_timestamp_seconds",
+                "When the stream last met an error (a vendor or transport code, or kafka), by that error's code; one series per stream.",
+            ),
+            &["stream", "code"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(stream_last_error.clone())).expect("unique metric");
+        let ready_gauge = prometheus::IntGauge::new(
+            "tidemark_ready",
+            "1 while the process is connected to Kafka and running (what /readyz answers), else 0.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(ready_gauge.clone())).expect("unique metric");
+        let producer_rebuilds = prometheus::IntCounter::new(
+            "tidemark_producer_rebuilds_total",
+            "Kafka producers thrown away after a failure (Kafka unreachable, a fatal error) and made again.",
+        )
+        .expect("valid metric");
+        registry.register(Box::new(producer_rebuilds.clone())).expect("unique metric");
+        let start_time = prometheus::Gauge::new(
+            "tidemark_process_start_time_seconds",
+            "When this process started, as a unix time (a crash loop shows as changes).",
+        )
+        .expect("valid metric");
+        start_time.set(Utc::now().timestamp() as f64);
+        registry.register(Box::new(start_time)).expect("unique metric");
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         registry.register(Box::new(LagCollector::new(watermarks.clone()))).expect("unique metric");
         Arc::new(Metrics {
@@ -302,6 +353,10 @@ impl Metrics {
             api_errors,
             api_duration,
             throttled_seconds,
+            stream_lag_bound,
+            stream_last_error,
+            ready_gauge,
+            producer_rebuilds,
             credential_requests,
             credential_in_flight_limit,
             credential_in_flight,
@@ -332,7 +387,7 @@ impl Metrics {
 
     /// Creates a stream's and its source's series at zero, so dashboards and alerts see them
     /// before the first event (Prometheus cannot `rate()` a series that does not exist yet).
-    pub fn init_stream(&self, stream: &StreamId, source: &str) {
+    pub fn init_stream(&self, stream: &StreamId, source: &str, lag_bound: std::time::Duration) {
         let s = [stream.as_str()];
         for c in [
             &self.records,
@@ -348,7 +403,7 @@ impl Metrics {
             c.with_label_values(&s).inc_by(0);
         }
         self.request_retries.with_label_values(&[source]).inc_by(0);
-        self.throttled_seconds.with_label_values(&[source]).inc_by(0.0);
+        self.stream_lag_bound.with_label_values(&s).set(lag_bound.as_secs_f64());
         for outcome in ["ok", "retryable", "throttled", "fatal"] {
             self.api_requests.with_label_values(&[source, outcome]).inc_by(0);
         }
@@ -364,6 +419,7 @@ impl Metrics {
         self.credential_in_flight.with_label_values(&c).set(i64::from(in_flight));
         self.credential_max_in_flight.with_label_values(&c).set(i64::from(max_in_flight));
         self.credential_quota.with_label_values(&c).set(i64::from(quota));
+        self.throttled_seconds.with_label_values(&c).inc_by(0.0);
     }
 
     /// Drops a stream's state, lag and watermark-size series: another replica owns it now
@@ -373,6 +429,8 @@ impl Metrics {
             let _ = self.stream_state.remove_label_values(&[stream.as_str(), s]);
         }
         let _ = self.watermark_record_bytes.remove_label_values(&[stream.as_str()]);
+        let _ = self.stream_lag_bound.remove_label_values(&[stream.as_str()]);
+        self.forget_error(stream);
         self.watermarks.lock().expect("metrics lock").remove(stream);
     }
 
@@ -383,9 +441,31 @@ impl Metrics {
         }
     }
 
+    /// Notes that `stream` just met an error with `code` (a vendor or transport code, or
+    /// `kafka`); the stream's previous code's series goes, so each stream has one.
+    pub fn stream_error(&self, stream: &StreamId, code: &str) {
+        self.forget_error(stream);
+        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
+        self.stream_last_error.with_label_values(&[stream.as_str(), code]).set(now);
+    }
+
+    fn forget_error(&self, stream: &StreamId) {
+        for family in self.stream_last_error.collect() {
+            for m in family.get_metric() {
+                let labels: BTreeMap<&str, &str> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
+                if labels.get("stream") == Some(&stream.as_str())
+                    && let Some(code) = labels.get("code")
+                {
+                    let _ = self.stream_last_error.remove_label_values(&[stream.as_str(), code]);
+                }
+            }
+        }
+    }
+
     /// Marks the worker ready: connected to Kafka and watermarks loaded.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
+        self.ready_gauge.set(i64::from(ready));
     }
 
     pub fn is_ready(&self) -> bool {
@@ -473,6 +553,31 @@ impl Collector for LagCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_has_one_last_error_series_the_latest_code() {
+        let m = Metrics::new();
+        let (a, b) = (StreamId::parse("s/a").unwrap(), StreamId::parse("s/b").unwrap());
+        m.stream_error(&a, "wdt:-1");
+        m.stream_error(&b, "http_503");
+        m.stream_error(&a, "kafka");
+        let text = m.render();
+        let lines: Vec<&str> =
+            text.lines().filter(|l| l.starts_with("tidemark_stream_last_error_timestamp_seconds{")).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains(r#"code="kafka",stream="s/a""#)), "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains(r#"code="http_503",stream="s/b""#)), "{lines:?}");
+        m.forget_stream(&a);
+        assert!(!m.render().contains(r#"stream="s/a""#));
+    }
+
+    #[test]
+    fn ready_is_a_series_as_well_as_the_endpoint() {
+        let m = Metrics::new();
+        assert!(m.render().lines().any(|l| l == "tidemark_ready 0"));
+        m.set_ready(true);
+        assert!(m.render().lines().any(|l| l == "tidemark_ready 1"));
+    }
 
     #[test]
     fn lag_is_computed_at_scrape_time() {

@@ -122,6 +122,7 @@ pub async fn run(
             Err(e) => {
                 // The broker went away again: start the pass over with a new producer.
                 warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
+                metrics.producer_rebuilds.inc();
                 retire(sink).await;
                 sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
                 continue;
@@ -271,6 +272,7 @@ impl Pass<'_> {
             if let StreamOutcome::ProducerFailed(why) | StreamOutcome::Fenced(why) = &report.outcome {
                 if !producer_failed {
                     error!(error = %why, "shared producer failed; restarting every stream from its committed watermark");
+                    metrics.producer_rebuilds.inc();
                 }
                 producer_failed = true;
                 let _ = stop_tx.send(true);
@@ -317,6 +319,10 @@ async fn resume(
     topics: &[String],
 ) -> Result<BTreeMap<String, WatermarkState>, RunError> {
     let open = hanging::find(&config.kafka, topics.to_vec()).await.map_err(RunError::Hanging)?;
+    for topic in topics {
+        // At zero from the start, so "none settled" is a 0 rather than no data.
+        metrics.hanging_transactions.with_label_values(&[topic]).inc_by(0);
+    }
     if !open.is_empty() {
         for (topic, partition) in &open {
             warn!(

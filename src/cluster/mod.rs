@@ -266,6 +266,7 @@ async fn own(
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %e, retry_in = ?wait, "cannot take over the stream yet; retrying");
+                metrics.producer_rebuilds.inc();
                 if !switches.sleep(wait).await {
                     return stopped(StreamOutcome::ShutDown);
                 }
@@ -304,6 +305,7 @@ async fn own(
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %why, retry_in = ?wait, "stream producer failed; resuming from its committed watermark");
+                metrics.producer_rebuilds.inc();
                 last = Some(report);
                 if !switches.sleep(wait).await {
                     return last.expect("set above");

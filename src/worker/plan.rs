@@ -15,6 +15,9 @@ use crate::domain::{Source, Watermark, Window};
 /// How close to the horizon counts as caught up (or the poll interval, if shorter).
 const CAUGHT_UP_MARGIN: Duration = Duration::from_secs(5);
 
+/// Time a caught-up stream may take to read and commit what is due (see `lag_bound`).
+const READ_ALLOWANCE: Duration = Duration::from_secs(60);
+
 /// One stream, ready to run once Kafka is prepared and its watermark is known.
 pub struct StreamPlan {
     pub cfg: StreamConfig,
@@ -47,6 +50,17 @@ impl StreamPlan {
             return None;
         }
         Window::next(watermark, self.cfg.lookback, self.max_span, horizon)
+    }
+
+    /// The most watermark lag this stream shows while healthy and caught up: a windowed stream
+    /// reads up to now minus `settle` every `poll_interval`, a snapshot stream snapshots every
+    /// `poll_interval`; either then takes up to `READ_ALLOWANCE` to read and commit.
+    pub fn lag_bound(&self) -> Duration {
+        let settle = match self.source.spec().mode {
+            crate::domain::Mode::Windowed => self.cfg.settle,
+            crate::domain::Mode::Snapshot => Duration::ZERO,
+        };
+        settle + self.cfg.poll_interval + READ_ALLOWANCE
     }
 
     /// Every window from `watermark` up to the horizon at `now`, as the worker would plan them.

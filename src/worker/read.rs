@@ -284,12 +284,13 @@ impl Reader {
             };
             self.metrics.api_requests.with_label_values(&[source_id, outcome]).inc();
             self.metrics.api_errors.with_label_values(&[source_id, err.code()]).inc();
+            self.metrics.stream_error(&self.plan.cfg.id, err.code());
             let wait = match &err {
                 SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
                 SourceError::Throttled { after, .. } => {
                     // The ban is on the credential: every stream using it waits it out, and
                     // it is counted once however many requests in flight come back throttled.
-                    self.metrics.throttled_seconds.with_label_values(&[source_id]).inc_by(extended.as_secs_f64());
+                    self.metrics.throttled_seconds.with_label_values(&[gate.name()]).inc_by(extended.as_secs_f64());
                     *after
                 }
                 SourceError::Retryable { after, .. } => {

@@ -255,7 +255,7 @@ impl StreamWorker {
             outcome: StreamOutcome::ShutDown,
         };
         self.metrics.set_watermark(&self.plan().cfg.id, self.state.watermark);
-        self.metrics.init_stream(&self.plan().cfg.id, &self.plan().source_id);
+        self.metrics.init_stream(&self.plan().cfg.id, &self.plan().source_id, self.plan().lag_bound());
         self.reader.observe_gate();
         info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), topic = %self.reader.topic, "stream starting");
         let mut failures = 0u32;
@@ -306,7 +306,12 @@ impl StreamWorker {
                     self.metrics.set_stream_state(&self.plan().cfg.id, "catching_up");
                     (w.to_string(), self.process_window(w, &mut ahead, &shutdown).await)
                 }
-                Step::Snapshot => ("snapshot".to_owned(), self.process_snapshot(&shutdown).await),
+                Step::Snapshot => {
+                    // A snapshot is due (or the last one failed): its data is older than the
+                    // poll interval promises until this one commits.
+                    self.metrics.set_stream_state(&self.plan().cfg.id, "catching_up");
+                    ("snapshot".to_owned(), self.process_snapshot(&shutdown).await)
+                }
             };
             was_caught_up = false;
             match result {
@@ -509,10 +514,12 @@ impl StreamWorker {
             }
             Err(CommitError::Aborted(why)) => {
                 self.metrics.transactions.with_label_values(&["aborted"]).inc();
+                self.metrics.stream_error(&self.plan().cfg.id, "kafka");
                 return Err(StepError::Retry(format!("kafka transaction aborted: {why}")));
             }
             Err(CommitError::Fatal(why)) => {
                 self.metrics.transactions.with_label_values(&["fatal"]).inc();
+                self.metrics.stream_error(&self.plan().cfg.id, "kafka");
                 return Err(StepError::ProducerFailed(why));
             }
             Err(CommitError::Fenced(why)) => {
