@@ -1,5 +1,5 @@
-//! The TOP-style request signature shared by 奇门, 淘宝开放平台 and (by assumption) the finance
-//! bill API, and the app credentials 奇门 and TOP sign their system parameters with.
+//! The TOP-style request signature shared by 奇门 and 淘宝开放平台, and the app credentials
+//! 奇门 and TOP sign their system parameters with.
 
 use std::collections::BTreeMap;
 
