@@ -49,11 +49,109 @@ pub mod finance {
     pub const VENDOR_NESTED: &str = r#"{"flag":"tidemark","method":"finance.getTransactionList","ver":1,"charset":"utf-8","type":"json","timestamp":"20240101080000","page_no":2,"trans_type":null,"debug":true,"filter":{"shops":["SHOP001","SHOP002"],"all":false}}"#;
     pub const VENDOR_NESTED_SIGN: &str = "81A889F39B9FE6422A26D6A58AC65376";
 
+    /// A list of eleven: PHP sorts its index keys as text too ("10" before "2").
+    pub const VENDOR_LONG_LIST: &str = r#"{"flag":"tidemark","method":"m.x","timestamp":"20240101080000","list":["a","b","c","d","e","f","g","h","i","j","k"]}"#;
+    pub const VENDOR_LONG_LIST_SIGN: &str = "E934534492ACE1358251B280B482D805";
+
     pub fn text_body(pairs: &[(&str, &str)]) -> Map<String, Value> {
         pairs.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect()
     }
 
-    pub fn nested_body() -> Map<String, Value> {
-        serde_json::from_str(VENDOR_NESTED).expect("vector is json")
+    pub fn object(text: &str) -> Map<String, Value> {
+        serde_json::from_str(text).expect("vector is json")
     }
+}
+
+/// 旺店通 openapi2. Produced by the `packData`/`makeSign` of 旺店通's PHP SDK `WdtClient.php`
+/// (the file the seed's PHP example requires; a copy is in repository fangsinan/nlsg,
+/// Libraries/erp-php-sdk/WdtClient.php), run with PHP 8.2 (`iconv_strlen`) on these inputs.
+pub mod wdt {
+    pub const SECRET: &str = "secret123";
+
+    /// The vector DESIGN.md quotes.
+    pub const SDK_ACCOUNT_CHECK: &[(&str, &str)] = &[
+        ("sid", "apidevnew2"),
+        ("appkey", "testkey"),
+        ("timestamp", "1700000000"),
+        ("page_no", "0"),
+        ("page_size", "40"),
+        ("start_time", "2024-01-01 00:00:00"),
+        ("end_time", "2024-01-01 23:59:59"),
+    ];
+    pub const SDK_ACCOUNT_CHECK_SIGN: &str = "924831606570d34da1b87b7432f33bdf";
+
+    /// Chinese values: lengths count characters, not bytes.
+    pub const SDK_CHINESE: &[(&str, &str)] =
+        &[("sid", "测试卖家"), ("appkey", "testkey"), ("timestamp", "1700000000"), ("shop_no", "旺店-01")];
+    pub const SDK_CHINESE_SIGN: &str = "efb84fe7fb55eae066951355b922a60c";
+}
+
+/// 淘宝开放平台 TOP and 奇门. `DOC` is the worked example of TOP's "API调用方法详解"
+/// (open.taobao.com/doc.htm?docId=101617&docType=1), whose md5 result the page prints; every
+/// other value was produced by `TaobaoUtils.signTopRequest` of TOP's Java SDK (a copy is in
+/// repository opendingtalk/alibaba-dingtalk-service-sdk,
+/// src/main/java/com/taobao/api/internal/util/TaobaoUtils.java), run with Java 17 on these
+/// inputs; it also reproduces the page's md5.
+pub mod top {
+    pub const SECRET: &str = "helloworld";
+
+    pub const DOC: &[(&str, &str)] = &[
+        ("method", "taobao.item.seller.get"),
+        ("app_key", "12345678"),
+        ("session", "test"),
+        ("timestamp", "2016-01-01 12:00:00"),
+        ("format", "json"),
+        ("v", "2.0"),
+        ("sign_method", "md5"),
+        ("fields", "num_iid,title,nick,price,num"),
+        ("num_iid", "11223344"),
+    ];
+    /// `(sign method, sign)` over `DOC` as it stands (its `sign_method` stays `md5`); the page
+    /// prints the md5 one.
+    pub const DOC_SIGNS: &[(&str, &str)] = &[
+        ("md5", "66987CB115214E59E6EC978214934FB8"),
+        ("hmac", "B4DDA503460D60A86B16E950E5D303E9"),
+        ("hmac-sha256", "6B7EB7E1C35D068D69538D80282A37DFBF29B4DB11B451881AF51890626138B3"),
+    ];
+
+    /// The backflow request tidemark sends, with an empty `simplify` (left out of the text).
+    /// `sign_method` is set to the method in each `(sign_method, sign)` pair.
+    pub const BACKFLOW: &[(&str, &str)] = &[
+        ("method", "alibaba.wdk.finance.order.backflow"),
+        ("app_key", "12345678"),
+        ("session", "sess-abc"),
+        ("timestamp", "2024-01-01 08:00:00"),
+        ("v", "2.0"),
+        ("format", "json"),
+        ("simplify", ""),
+        (
+            "finance_order_detail_request",
+            r#"{"current_page":1,"page_size":100,"start_time":"2019-01-11 00:00:01","end_time":"2019-01-11 23:59:00"}"#,
+        ),
+    ];
+    pub const BACKFLOW_SIGNS: &[(&str, &str)] = &[
+        ("md5", "9C3FB30F3818B98448E1310CA3E183D7"),
+        ("hmac", "15B430DF5A06758D052A2D538B9BF3BD"),
+        ("hmac-sha256", "940218B1F8C54662DB0E1919817238610A3CE2D1D18F3F62F85333C0A52C0E86"),
+    ];
+
+    /// A 奇门 request with a raw (XML) body, which is appended to the text.
+    pub const QIMEN_WITH_BODY: &[(&str, &str)] = &[
+        ("method", "wdt.stockin.order.query.refund"),
+        ("app_key", "qm-key"),
+        ("target_app_key", "wdt-target"),
+        ("sid", "测试卖家"),
+        ("timestamp", "2024-01-01 08:00:00"),
+        ("format", "xml"),
+        ("v", "2.0"),
+        ("sign_method", "md5"),
+        ("customerId", "c1"),
+    ];
+    pub const QIMEN_BODY: &str = "<request><shop_no>旺店-01</shop_no></request>";
+    pub const QIMEN_WITH_BODY_SIGN: &str = "E7C6C68EA929443002C9BA9125F75B43";
+}
+
+/// Pairs as owned parameters.
+pub fn params(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }

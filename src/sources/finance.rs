@@ -264,7 +264,8 @@ mod tests {
     fn sign_matches_the_vendors_gen_sign() {
         assert_eq!(sign(&text_body(VENDOR_TRANSACTIONS), VENDOR_TOKEN), VENDOR_TRANSACTIONS_SIGN);
         assert_eq!(sign(&text_body(VENDOR_BALANCES), VENDOR_TOKEN), VENDOR_BALANCES_SIGN);
-        assert_eq!(sign(&nested_body(), VENDOR_TOKEN), VENDOR_NESTED_SIGN);
+        assert_eq!(sign(&object(VENDOR_NESTED), VENDOR_TOKEN), VENDOR_NESTED_SIGN);
+        assert_eq!(sign(&object(VENDOR_LONG_LIST), VENDOR_TOKEN), VENDOR_LONG_LIST_SIGN);
         // `sign` itself is not signed.
         let mut b = text_body(VENDOR_TRANSACTIONS);
         b.insert("sign".into(), Value::from("X"));
