@@ -155,3 +155,65 @@ pub mod top {
 pub fn params(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
+
+/// 金蝶云星空 第三方系统登录授权 headers. Produced by the official Python SDK
+/// `kingdee-cdp-webapi-sdk` 8.2.0 itself (`WebApiClient.BuildHeader`, with `time.time` fixed),
+/// not by re-deriving its algorithm.
+pub mod k3cloud {
+    pub const BATCH_SAVE: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave.common.kdsvc";
+    pub const QUERY: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc";
+
+    /// One credential and what the SDK sends with it at `timestamp` (also its nonce).
+    pub struct SdkCase {
+        pub app_id: &'static str,
+        pub app_secret: &'static str,
+        pub acct_id: &'static str,
+        pub user_name: &'static str,
+        pub lcid: u32,
+        pub org_num: &'static str,
+        pub timestamp: i64,
+        /// The app id's key half decoded (the gateway secret).
+        pub client_secret: Option<&'static str>,
+        /// `(path, X-Api-Signature)`.
+        pub api_signatures: &'static [(&'static str, &'static str)],
+        /// `X-Kd-Appdata` (base64 of `acct,user,lcid,org`) and `X-Kd-Signature`.
+        pub app_data: &'static str,
+        pub app_signature: &'static str,
+    }
+
+    /// The credentials of the SDK's own `sample.py`.
+    pub const SDK_SAMPLE: SdkCase = SdkCase {
+        app_id: "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ",
+        app_secret: "fb7d46647ac346dbb5fcd45b65512a45",
+        acct_id: "5db25ac8d2b819",
+        user_name: "webapi",
+        lcid: 2052,
+        org_num: "100",
+        timestamp: 1_764_201_600,
+        client_secret: Some("31ecfd13effe724e7e78fc17f8f94b66"),
+        api_signatures: &[
+            (BATCH_SAVE, "MzNiM2M0MzNjNzIzNjA2MjY4Nzc5NThkZDhjMDkyMjM5ODNmMTczOTM2MzE3OTA5ZWMyZTRjNjI2OGQyNmU3Yg=="),
+            (QUERY, "YTgyMGY1ZmI3YTBkZDhlNTJjNjAzNWZmMTg0NzMwNjljNTRjMjZhYTljMmJmY2RiMDUxYWY1Y2JhMmUyMmM5OA=="),
+        ],
+        app_data: "NWRiMjVhYzhkMmI4MTksd2ViYXBpLDIwNTIsMTAw",
+        app_signature: "MTc3OGY2ZTRjYzI3ZmNmNmU3NzYxMGYyNzBlMjFmYmQ5YTRmZGEyNWQ5YzZiNzNkMDBiMmY1MGNiMTcwNGJlZQ==",
+    };
+
+    /// A second credential with another secret, account and org (0).
+    pub const SDK_SECOND: SdkCase = SdkCase {
+        app_id: "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA",
+        app_secret: "d6a3b94c5e2c4c6f8a1b2c3d4e5f6a7b",
+        acct_id: "6420e0b2c6d3f2",
+        user_name: "Administrator",
+        lcid: 2052,
+        org_num: "0",
+        timestamp: 1_700_000_000,
+        client_secret: None,
+        api_signatures: &[(
+            BATCH_SAVE,
+            "M2Q2NDhjYTUxOGFhYWE3MDY5NDc3OGFhNzZmODA4NzI0ZDBlNmUyYTI1Y2YzNTYzYjdiM2JmNWFiMTZmZGJiNQ==",
+        )],
+        app_data: "NjQyMGUwYjJjNmQzZjIsQWRtaW5pc3RyYXRvciwyMDUyLDA=",
+        app_signature: "ZmE3YjZhN2ZjNGE2MjcwYTIwMDFiOGE1MTJlYTRkNGQwYTU1ZTljODkzODkwMTk3ZjRhNWE5ZTU5MmQyYzZlMQ==",
+    };
+}
