@@ -138,4 +138,26 @@ mod tests {
         assert_ne!(finance_sign(&b, VENDOR_TOKEN), VENDOR_BALANCES_SIGN);
         assert_ne!(finance_sign(&text_body(VENDOR_BALANCES), "other"), VENDOR_BALANCES_SIGN);
     }
+
+    /// Issue 17: the simulators verify with their own code, not the clients'.
+    #[test]
+    fn no_simulator_uses_a_clients_signing_code() {
+        let files = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("wdt.rs", include_str!("wdt.rs")),
+            ("top.rs", include_str!("top.rs")),
+            ("qimen.rs", include_str!("qimen.rs")),
+            ("finance.rs", include_str!("finance.rs")),
+            ("k3cloud/mod.rs", include_str!("k3cloud/mod.rs")),
+            ("k3cloud/auth.rs", include_str!("k3cloud/auth.rs")),
+            ("k3cloud/bill.rs", include_str!("k3cloud/bill.rs")),
+            ("k3cloud/query.rs", include_str!("k3cloud/query.rs")),
+        ];
+        for (name, text) in files {
+            for line in text.lines().map(str::trim).filter(|l| !l.starts_with("//")) {
+                let client = line.contains("sources::") || line.contains("targets::");
+                assert!(!(client && line.to_lowercase().contains("sign")), "{name}: {line}");
+            }
+        }
+    }
 }
