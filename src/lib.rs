@@ -23,6 +23,8 @@ pub mod ops;
 pub mod pipeline;
 pub mod registry;
 pub mod run;
+#[cfg(test)]
+pub(crate) mod sign_vectors;
 pub mod simulate;
 pub mod sources;
 pub mod targets;

@@ -19,9 +19,10 @@ use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style, decimal_text};
 use super::rng::SimRng;
+use super::verify::finance_sign;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, beijing, format_beijing, parse_beijing};
-use crate::sources::finance::{BALANCES, TRANSACTIONS, signature_matches};
+use crate::sources::finance::{BALANCES, TRANSACTIONS};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,7 +163,7 @@ impl FinanceSim {
         if (now - ts.with_timezone(&Utc)).num_seconds().abs() > self.max_skew {
             return Err(error(1002, "请求已过期"));
         }
-        if !signature_matches(b, &self.app_secret) {
+        if text("sign").as_deref() != Some(finance_sign(b, &self.app_secret).as_str()) {
             return Err(error(1003, "签名错误"));
         }
         if text("ver").as_deref() != Some("1") || text("charset").as_deref() != Some("utf-8") {

@@ -8,6 +8,7 @@ pub mod k3cloud;
 pub mod qimen;
 pub mod rng;
 pub mod top;
+pub mod verify;
 pub mod wdt;
 
 use std::net::SocketAddr;

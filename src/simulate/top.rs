@@ -17,10 +17,10 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
+use super::verify::top_sign;
 use crate::config::{ConfigError, Secret, expand_env, parse_duration};
 use crate::domain::time::{format_beijing, parse_beijing};
 use crate::sources::top::FINANCE_ORDER;
-use crate::sources::top_sign::{SignMethod, sign};
 
 // The credential keys (`app_key`, `app_secret`, `max_skew`) are declared here and in
 // `QimenSimConfig` rather than in one `#[serde(flatten)]`ed struct: flatten would report a
@@ -82,15 +82,14 @@ impl Credential {
         if (now - ts).num_seconds().abs() > self.max_skew {
             return Err(error(31, "Invalid Timestamp", "isv.invalid-timestamp", "timestamp out of range"));
         }
-        let method = match p.get("sign_method").map(String::as_str) {
-            None | Some("") => SignMethod::Md5,
-            Some(m) => SignMethod::parse(m)
-                .ok_or_else(|| error(41, "Invalid Arguments", "isv.invalid-parameter:sign_method", m))?,
+        let method = p.get("sign_method").map_or("", String::as_str);
+        let Some(expected) = top_sign(p, None, self.app_secret.expose(), method) else {
+            return Err(error(41, "Invalid Arguments", "isv.invalid-parameter:sign_method", method));
         };
         let Some(given) = p.get("sign").filter(|s| !s.is_empty()) else {
             return Err(error(24, "Missing Signature", "", ""));
         };
-        if sign(p, None, self.app_secret.expose(), method) != *given {
+        if expected != *given {
             return Err(error(25, "Invalid signature", "isv.invalid-signature", "Invalid signature"));
         }
         Ok(())

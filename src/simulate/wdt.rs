@@ -17,9 +17,10 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
 use super::rng::SimRng;
+use super::verify::wdt_sign;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
-use crate::sources::wdt::{ACCOUNT_CHECK, sign};
+use crate::sources::wdt::ACCOUNT_CHECK;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +99,7 @@ impl WdtSim {
         if (now.timestamp() - ts).abs() > self.max_skew {
             return Err(error(100, "timestamp 与服务器时间相差超过5分钟"));
         }
-        if sign(p, &self.appsecret) != p["sign"] {
+        if wdt_sign(p, &self.appsecret) != p["sign"] {
             return Err(error(100, "签名错误"));
         }
         let start = required_time(p, "start_time", "开始时间")?;
@@ -278,7 +279,7 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         p.insert("timestamp".into(), now.timestamp().to_string());
-        let s = sign(&p, secret);
+        let s = wdt_sign(&p, secret);
         p.insert("sign".into(), s);
         p
     }
@@ -348,7 +349,7 @@ mod tests {
         assert_eq!(code(&big_page), 2);
         let mut no_end = request(now, &[], "secret1");
         no_end.remove("end_time");
-        let s2 = sign(&no_end, "secret1");
+        let s2 = wdt_sign(&no_end, "secret1");
         no_end.insert("sign".into(), s2);
         let e = s.answer(m, &no_end, now, None).unwrap_err();
         assert_eq!(e["message"], "结束时间 end_time 为空");

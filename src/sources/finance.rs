@@ -1,18 +1,18 @@
 //! 财务账单 API: JSON POST with system parameters (`flag`, `method`, `ver`, `charset`, `type`,
 //! `timestamp`, `sign`), its `{code, message, count, <list>}` envelope and error codes.
 //!
-//! The seed does not give the signing algorithm; we use the TOP md5 scheme over every
-//! parameter's text (`sign` excluded), uppercase hex. Error codes are the seed's table:
+//! The seed points to the OMS OpenAPI document for the signature: `sign` is the vendor's
+//! `gen_sign` (see [`sign`]), pinned to vectors produced by the vendor's own PHP code.
+//! Error codes are the seed's table:
 //! 500 is retried; everything else it lists (parameters, auth, forbidden, expired request,
 //! bad type, unknown method) stops the stream.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use super::envelope::{as_i64, as_text, json_body, preview, records, total};
-use super::top_sign::{SignMethod, sign};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{COMPACT_DATETIME, DATETIME, format_beijing};
@@ -103,21 +103,57 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     Ok(Page { records: records(v.get_mut(list), list)?, total })
 }
 
-/// The parameters' text for signing: strings as they are, numbers as written.
-fn sign_text(body: &Map<String, Value>) -> BTreeMap<String, String> {
-    body.iter().filter(|(k, _)| k.as_str() != "sign").map(|(k, v)| (k.clone(), as_text(Some(v)))).collect()
+/// The OMS OpenAPI signature, as the vendor documents it (doc.shopex.cn
+/// `oms/oms-apis/openapi/openapi.html` §3, the page the seed's examples refer to) and checks
+/// it (`openapi_entrance::gen_sign`): every parameter but `sign`, sorted by key (PHP
+/// `ksort(…, SORT_STRING)`, byte order), written as key then value (objects and lists the same
+/// way, recursively; `null` left out; `true`/`false` as `1`/`0`; empty strings kept); md5 of that
+/// as uppercase hex, the token (接口密钥) appended, md5 again, uppercase hex.
+///
+/// Numbers are written as sent: integers as PHP writes them; a float may differ from PHP's
+/// text, and tidemark sends none.
+pub fn sign(body: &Map<String, Value>, token: &str) -> String {
+    let mut text = String::with_capacity(256);
+    assemble(body.iter().filter(|(k, _)| k.as_str() != "sign").map(|(k, v)| (k.clone(), v)).collect(), &mut text);
+    let inner = hex::encode_upper(Md5::digest(text.as_bytes()));
+    hex::encode_upper(Md5::digest(format!("{inner}{token}").as_bytes()))
+}
+
+/// `assemble`: the entries sorted by key, each `key` + value text.
+fn assemble(mut entries: Vec<(String, &Value)>, out: &mut String) {
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (k, v) in entries {
+        match v {
+            Value::Null => continue,
+            Value::Bool(b) => {
+                out.push_str(&k);
+                out.push(if *b { '1' } else { '0' });
+            }
+            Value::String(s) => {
+                out.push_str(&k);
+                out.push_str(s);
+            }
+            Value::Number(n) => {
+                out.push_str(&k);
+                out.push_str(&n.to_string());
+            }
+            // PHP arrays: a list's keys are its indexes, sorted as text too ("10" < "2").
+            Value::Array(items) => {
+                out.push_str(&k);
+                assemble(items.iter().enumerate().map(|(i, v)| (i.to_string(), v)).collect(), out);
+            }
+            Value::Object(m) => {
+                out.push_str(&k);
+                assemble(m.iter().map(|(k, v)| (k.clone(), v)).collect(), out);
+            }
+        }
+    }
 }
 
 /// Signs a finance request body in place.
-pub fn sign_body(body: &mut Map<String, Value>, secret: &str) {
-    let sig = sign(&sign_text(body), None, secret, SignMethod::Md5);
+pub fn sign_body(body: &mut Map<String, Value>, token: &str) {
+    let sig = sign(body, token);
     body.insert("sign".into(), Value::from(sig));
-}
-
-/// Checks a finance request body's signature (for the simulator).
-pub fn signature_matches(body: &Map<String, Value>, secret: &str) -> bool {
-    let given = as_text(body.get("sign"));
-    sign(&sign_text(body), None, secret, SignMethod::Md5) == given
 }
 
 /// A finance bill API with one app's credentials.
@@ -221,16 +257,54 @@ mod tests {
         assert!(e.to_string().contains("no `lists`"), "{e}");
     }
 
+    use crate::sign_vectors::finance::*;
+    use std::collections::BTreeMap;
+
     #[test]
-    fn signatures_verify_and_detect_tampering() {
-        let mut b = Map::new();
-        b.insert("flag".into(), Value::from("f1"));
-        b.insert("page_no".into(), Value::from(2));
-        b.insert("start_time".into(), Value::from("2024-01-01 00:00:00"));
-        sign_body(&mut b, "s3cret");
-        assert!(signature_matches(&b, "s3cret"));
-        assert!(!signature_matches(&b, "other"));
-        b.insert("page_no".into(), Value::from(3));
-        assert!(!signature_matches(&b, "s3cret"));
+    fn sign_matches_the_vendors_gen_sign() {
+        assert_eq!(sign(&text_body(VENDOR_TRANSACTIONS), VENDOR_TOKEN), VENDOR_TRANSACTIONS_SIGN);
+        assert_eq!(sign(&text_body(VENDOR_BALANCES), VENDOR_TOKEN), VENDOR_BALANCES_SIGN);
+        assert_eq!(sign(&object(VENDOR_NESTED), VENDOR_TOKEN), VENDOR_NESTED_SIGN);
+        assert_eq!(sign(&object(VENDOR_LONG_LIST), VENDOR_TOKEN), VENDOR_LONG_LIST_SIGN);
+        // `sign` itself is not signed.
+        let mut b = text_body(VENDOR_TRANSACTIONS);
+        b.insert("sign".into(), Value::from("X"));
+        assert_eq!(sign(&b, VENDOR_TOKEN), VENDOR_TRANSACTIONS_SIGN);
+    }
+
+    #[test]
+    fn the_client_signs_its_request_as_the_vendor_does() {
+        let cfg = crate::config::Config::parse(&format!(
+            "[kafka]\nbootstrap = \"x:1\"\n[sources.s]\nkind = \"finance.transactions\"\nbase_url = \"http://127.0.0.1:1/api\"\nflag = \"tidemark\"\napp_secret = \"{VENDOR_TOKEN}\"\n[[streams]]\nid = \"s/1\"\nsource = \"s\"\n"
+        ))
+        .unwrap()
+        .sources
+        .remove("s")
+        .unwrap();
+        let src = FinanceSource::new(&TRANSACTIONS, &cfg, reqwest::Client::new()).unwrap();
+        // 2024-01-01 00:00 to 2024-01-02 00:00 Beijing; the request is made at 08:00 Beijing.
+        let w = crate::domain::Window {
+            start: "2023-12-31T16:00:00Z".parse().unwrap(),
+            end: "2024-01-01T16:00:00Z".parse().unwrap(),
+        };
+        let params = [("account_id".to_string(), "ACC001".to_string())].into_iter().collect();
+        let req = PageRequest { window: Some(&w), page_index: 0, page_size: 100, params: &params };
+        let body = src.signed_body(&req, "2024-01-01T00:00:00Z".parse().unwrap()).unwrap();
+        let text: BTreeMap<&str, String> =
+            body.iter().filter(|(k, _)| k.as_str() != "sign").map(|(k, v)| (k.as_str(), as_text(Some(v)))).collect();
+        let want: BTreeMap<&str, String> = VENDOR_TRANSACTIONS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        assert_eq!(text, want);
+        assert_eq!(body["sign"], VENDOR_TRANSACTIONS_SIGN);
+    }
+
+    #[test]
+    fn any_changed_parameter_changes_the_signature() {
+        let b = text_body(VENDOR_TRANSACTIONS);
+        for (k, _) in VENDOR_TRANSACTIONS {
+            let mut t = b.clone();
+            t.insert(k.to_string(), Value::from("x"));
+            assert_ne!(sign(&t, VENDOR_TOKEN), VENDOR_TRANSACTIONS_SIGN, "{k}");
+        }
+        assert_ne!(sign(&b, "other"), VENDOR_TRANSACTIONS_SIGN);
     }
 }

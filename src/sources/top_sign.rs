@@ -1,5 +1,5 @@
-//! The TOP-style request signature shared by 奇门, 淘宝开放平台 and (by assumption) the finance
-//! bill API, and the app credentials 奇门 and TOP sign their system parameters with.
+//! The TOP-style request signature shared by 奇门 and 淘宝开放平台, and the app credentials
+//! 奇门 and TOP sign their system parameters with.
 
 use std::collections::BTreeMap;
 
@@ -129,60 +129,33 @@ impl TopCredential {
 mod tests {
     use super::*;
 
-    // Vectors computed independently (Python hashlib/hmac) from the TOP SDK's algorithm.
-    fn top_params(method: &str) -> BTreeMap<String, String> {
-        [
-            ("method", "alibaba.wdk.finance.order.backflow"),
-            ("app_key", "12345678"),
-            ("session", "sess-abc"),
-            ("timestamp", "2024-01-01 08:00:00"),
-            ("v", "2.0"),
-            ("sign_method", method),
-            ("format", "json"),
-            ("simplify", ""),
-            (
-                "finance_order_detail_request",
-                r#"{"current_page":1,"page_size":100,"start_time":"2019-01-11 00:00:01","end_time":"2019-01-11 23:59:00"}"#,
-            ),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    use crate::sign_vectors::{params, top::*};
+
+    fn with_method(pairs: &[(&str, &str)], method: &str) -> BTreeMap<String, String> {
+        let mut p = params(pairs);
+        p.insert("sign_method".into(), method.into());
+        p
     }
 
     #[test]
-    fn md5_hmac_and_hmac_sha256_match_independent_vectors() {
-        assert_eq!(sign(&top_params("md5"), None, "helloworld", SignMethod::Md5), "9C3FB30F3818B98448E1310CA3E183D7");
-        assert_eq!(
-            sign(&top_params("hmac"), None, "helloworld", SignMethod::HmacMd5),
-            "15B430DF5A06758D052A2D538B9BF3BD"
-        );
-        assert_eq!(
-            sign(&top_params("hmac-sha256"), None, "helloworld", SignMethod::HmacSha256),
-            "940218B1F8C54662DB0E1919817238610A3CE2D1D18F3F62F85333C0A52C0E86"
-        );
+    fn the_documented_example_and_the_sdk_vectors_match() {
+        for (method, want) in DOC_SIGNS {
+            // Over the page's parameters as they stand (their `sign_method` stays `md5`).
+            let m = SignMethod::parse(method).unwrap();
+            assert_eq!(sign(&params(DOC), None, SECRET, m), *want, "{method}");
+        }
+        for (method, want) in BACKFLOW_SIGNS {
+            let m = SignMethod::parse(method).unwrap();
+            assert_eq!(sign(&with_method(BACKFLOW, method), None, SECRET, m), *want, "{method}");
+        }
     }
 
     #[test]
     fn a_raw_body_is_appended_and_sign_itself_is_ignored() {
-        let mut p: BTreeMap<String, String> = [
-            ("method", "wdt.stockin.order.query.refund"),
-            ("app_key", "qm-key"),
-            ("target_app_key", "wdt-target"),
-            ("sid", "测试卖家"),
-            ("timestamp", "2024-01-01 08:00:00"),
-            ("format", "xml"),
-            ("v", "2.0"),
-            ("sign_method", "md5"),
-            ("customerId", "c1"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        let body = "<request><shop_no>旺店-01</shop_no></request>";
-        assert_eq!(sign(&p, Some(body), "helloworld", SignMethod::Md5), "E7C6C68EA929443002C9BA9125F75B43");
+        let mut p = params(QIMEN_WITH_BODY);
+        assert_eq!(sign(&p, Some(QIMEN_BODY), SECRET, SignMethod::Md5), QIMEN_WITH_BODY_SIGN);
         p.insert("sign".into(), "X".into());
-        assert_eq!(sign(&p, Some(body), "helloworld", SignMethod::Md5), "E7C6C68EA929443002C9BA9125F75B43");
+        assert_eq!(sign(&p, Some(QIMEN_BODY), SECRET, SignMethod::Md5), QIMEN_WITH_BODY_SIGN);
     }
 
     fn settings(pairs: &[(&str, &str)]) -> SourceSettings {
@@ -193,25 +166,21 @@ mod tests {
     }
 
     fn credential(method: &str) -> TopCredential {
-        let s = settings(&[("app_key", "12345678"), ("app_secret", "helloworld"), ("sign_method", method)]);
+        let s = settings(&[("app_key", "12345678"), ("app_secret", SECRET), ("sign_method", method)]);
         TopCredential::from_settings(&s, "t").unwrap()
     }
 
     #[test]
-    fn credential_signed_system_parameters_match_the_independent_vectors() {
+    fn credential_signed_system_parameters_match_the_sdk_vectors() {
         // 2024-01-01 08:00:00 in Beijing, the vectors' timestamp.
         let now = "2024-01-01T00:00:00Z".parse().unwrap();
-        for (method, want) in [
-            ("md5", "9C3FB30F3818B98448E1310CA3E183D7"),
-            ("hmac", "15B430DF5A06758D052A2D538B9BF3BD"),
-            ("hmac-sha256", "940218B1F8C54662DB0E1919817238610A3CE2D1D18F3F62F85333C0A52C0E86"),
-        ] {
-            let mut expected = top_params(method);
+        for (method, want) in BACKFLOW_SIGNS {
+            let mut expected = with_method(BACKFLOW, method);
             let own = ["session", "simplify", "finance_order_detail_request"]
                 .iter()
                 .map(|k| (k.to_string(), expected[*k].clone()))
                 .collect();
-            expected.insert("sign".into(), want.into());
+            expected.insert("sign".into(), want.to_string());
             assert_eq!(credential(method).signed("alibaba.wdk.finance.order.backflow", own, now), expected, "{method}");
         }
     }

@@ -149,32 +149,16 @@ impl Source for WdtSource {
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use crate::sign_vectors::{params, wdt::*};
 
     #[test]
-    fn sign_matches_the_design_vector() {
-        let p = params(&[
-            ("sid", "apidevnew2"),
-            ("appkey", "testkey"),
-            ("timestamp", "1700000000"),
-            ("page_no", "0"),
-            ("page_size", "40"),
-            ("start_time", "2024-01-01 00:00:00"),
-            ("end_time", "2024-01-01 23:59:59"),
-        ]);
-        assert_eq!(sign(&p, "secret123"), "924831606570d34da1b87b7432f33bdf");
-    }
-
-    #[test]
-    fn sign_counts_characters_not_bytes_and_ignores_sign() {
-        // Computed independently from the vendor's PHP client algorithm (iconv_strlen).
-        let mut p =
-            params(&[("sid", "测试卖家"), ("appkey", "testkey"), ("timestamp", "1700000000"), ("shop_no", "旺店-01")]);
-        assert_eq!(sign(&p, "secret123"), "efb84fe7fb55eae066951355b922a60c");
+    fn sign_matches_the_vendor_sdk() {
+        assert_eq!(sign(&params(SDK_ACCOUNT_CHECK), SECRET), SDK_ACCOUNT_CHECK_SIGN);
+        // Lengths count characters, not bytes; `sign` itself is not signed.
+        let mut p = params(SDK_CHINESE);
+        assert_eq!(sign(&p, SECRET), SDK_CHINESE_SIGN);
         p.insert("sign".into(), "whatever".into());
-        assert_eq!(sign(&p, "secret123"), "efb84fe7fb55eae066951355b922a60c");
+        assert_eq!(sign(&p, SECRET), SDK_CHINESE_SIGN);
     }
 
     #[test]

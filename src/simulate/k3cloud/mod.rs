@@ -22,10 +22,9 @@ use serde_json::{Value, json};
 
 use super::SimState;
 use super::top::default_skew;
-use crate::config::{ConfigError, Secret, expand_env, parse_duration};
+use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, format_beijing};
-use crate::targets::k3cloud::sign::Identity;
-use auth::AuthFailure;
+use auth::{Account, AuthFailure};
 use bill::BaseData;
 
 /// The one form the simulator knows: 销售退货单.
@@ -131,7 +130,7 @@ struct Store {
 
 /// The running K3Cloud simulator.
 pub struct K3cloudSim {
-    identity: Identity,
+    account: Account,
     max_skew: i64,
     base: BaseData,
     store: Mutex<Store>,
@@ -242,18 +241,17 @@ fn flag(v: Option<&Value>) -> bool {
 
 impl K3cloudSim {
     pub fn new(cfg: &K3cloudSimConfig) -> Result<Self, ConfigError> {
-        let identity = Identity {
-            app_id: expand_env("k3cloud.app_id", &cfg.app_id)?,
-            app_secret: Secret::new(expand_env("k3cloud.app_secret", &cfg.app_secret)?),
-            acct_id: expand_env("k3cloud.acct_id", &cfg.acct_id)?,
-            user_name: expand_env("k3cloud.user_name", &cfg.user_name)?,
-            lcid: cfg.lcid,
-            org_num: String::new(),
-        };
-        identity.check().map_err(|e| ConfigError::invalid("k3cloud.app_id", e.to_string()))?;
+        let account = Account::new(
+            expand_env("k3cloud.app_id", &cfg.app_id)?,
+            expand_env("k3cloud.app_secret", &cfg.app_secret)?,
+            expand_env("k3cloud.acct_id", &cfg.acct_id)?,
+            expand_env("k3cloud.user_name", &cfg.user_name)?,
+            cfg.lcid,
+        )
+        .map_err(|why| ConfigError::invalid("k3cloud.app_id", why))?;
         let set = |list: &[String]| list.iter().cloned().collect();
         Ok(K3cloudSim {
-            identity,
+            account,
             max_skew: parse_duration("k3cloud.max_skew", &cfg.max_skew)?.as_secs() as i64,
             base: BaseData {
                 materials: set(&cfg.materials),
@@ -308,7 +306,7 @@ impl K3cloudSim {
                 self.count(|c| c.sessions_lost += 1);
                 return refuse(path, "会话信息已丢失，请重新登录 (session lost or expired: log in again)", 1);
             }
-        } else if let Err(why) = auth::check(&self.identity, self.max_skew, path, headers, now) {
+        } else if let Err(why) = auth::check(&self.account, self.max_skew, path, headers, now) {
             self.count(|c| c.auth_failures += 1);
             return auth_failure(path, &why);
         }
@@ -367,7 +365,7 @@ impl K3cloudSim {
             self.count(|c| c.auth_failures += 1);
             return (refused("parameters must be [acct_id, user_name, app_id, app_secret, lcid]"), None);
         };
-        let id = &self.identity;
+        let id = &self.account;
         let why = if acct != &id.acct_id {
             Some("数据中心不存在 (unknown acct id)")
         } else if user != &id.user_name {

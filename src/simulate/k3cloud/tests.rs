@@ -1,5 +1,6 @@
-//! The K3Cloud simulator against headers built by tidemark's own signer: what it accepts,
-//! what it refuses and why, partial batch saves, and queries over what was saved.
+//! The K3Cloud simulator against headers built by tidemark's own signer (the writer's, on
+//! purpose: the simulator checks them with its own code): what it accepts, what it refuses and
+//! why, partial batch saves, and queries over what was saved.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use chrono::{DateTime, Utc};
@@ -7,6 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::Secret;
+use crate::targets::k3cloud::sign::Identity;
 
 const SECTION: &str = r#"
 [k3cloud]

@@ -119,97 +119,60 @@ pub fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const BATCH_SAVE: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.BatchSave.common.kdsvc";
-    const QUERY: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.DynamicFormService.ExecuteBillQuery.common.kdsvc";
+    use crate::sign_vectors::k3cloud::{BATCH_SAVE, SDK_SAMPLE, SDK_SECOND, SdkCase};
 
     fn header<'a>(h: &'a [(&'static str, String)], name: &str) -> &'a str {
         &h.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no {name}")).1
     }
 
-    /// The credentials of the official SDK's own `sample.py`.
-    fn sdk_sample() -> Identity {
+    fn identity(c: &SdkCase) -> Identity {
         Identity {
-            app_id: "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ".into(),
-            app_secret: Secret::new("fb7d46647ac346dbb5fcd45b65512a45"),
-            acct_id: "5db25ac8d2b819".into(),
-            user_name: "webapi".into(),
-            lcid: 2052,
-            org_num: "100".into(),
+            app_id: c.app_id.into(),
+            app_secret: Secret::new(c.app_secret),
+            acct_id: c.acct_id.into(),
+            user_name: c.user_name.into(),
+            lcid: c.lcid,
+            org_num: c.org_num.into(),
         }
     }
 
-    /// The SDK sample's credentials; the expected headers were
-    /// produced by `kingdee-cdp-webapi-sdk` 8.2.0's `WebApiClient.BuildHeader` itself (with
-    /// `time.time` fixed at 1764201600), not by re-deriving the algorithm.
+    /// The headers the official Python SDK produced for the same credential, time and path.
     #[test]
     fn headers_match_the_official_python_sdk() {
-        let id = sdk_sample();
-        let h = id.headers(BATCH_SAVE, 1_764_201_600).unwrap();
-        assert_eq!(header(&h, "X-Api-ClientID"), "204399");
-        assert_eq!(header(&h, "X-Api-Auth-Version"), "2.0");
-        assert_eq!(header(&h, "x-api-timestamp"), "1764201600");
-        assert_eq!(header(&h, "x-api-nonce"), "1764201600");
-        assert_eq!(header(&h, "x-api-signheaders"), "x-api-timestamp,x-api-nonce");
-        assert_eq!(
-            header(&h, "X-Api-Signature"),
-            "MzNiM2M0MzNjNzIzNjA2MjY4Nzc5NThkZDhjMDkyMjM5ODNmMTczOTM2MzE3OTA5ZWMyZTRjNjI2OGQyNmU3Yg=="
-        );
-        assert_eq!(header(&h, "X-Kd-Appkey"), "204399_72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ");
-        assert_eq!(header(&h, "X-Kd-Appdata"), "NWRiMjVhYzhkMmI4MTksd2ViYXBpLDIwNTIsMTAw");
-        assert_eq!(
-            header(&h, "X-Kd-Signature"),
-            "MTc3OGY2ZTRjYzI3ZmNmNmU3NzYxMGYyNzBlMjFmYmQ5YTRmZGEyNWQ5YzZiNzNkMDBiMmY1MGNiMTcwNGJlZQ=="
-        );
-        let q = id.headers(QUERY, 1_764_201_600).unwrap();
-        assert_eq!(
-            header(&q, "X-Api-Signature"),
-            "YTgyMGY1ZmI3YTBkZDhlNTJjNjAzNWZmMTg0NzMwNjljNTRjMjZhYTljMmJmY2RiMDUxYWY1Y2JhMmUyMmM5OA==",
-            "the signature covers the path"
-        );
-        assert_eq!(header(&q, "X-Kd-Signature"), header(&h, "X-Kd-Signature"), "the app signature does not");
-    }
-
-    /// A second vector from the same SDK, with another secret, account and org (0).
-    #[test]
-    fn a_second_credential_matches_the_sdk_too() {
-        let id = Identity {
-            app_id: "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA".into(),
-            app_secret: Secret::new("d6a3b94c5e2c4c6f8a1b2c3d4e5f6a7b"),
-            acct_id: "6420e0b2c6d3f2".into(),
-            user_name: "Administrator".into(),
-            lcid: 2052,
-            org_num: "0".into(),
-        };
-        let h = id.headers(BATCH_SAVE, 1_700_000_000).unwrap();
-        assert_eq!(
-            header(&h, "X-Api-Signature"),
-            "M2Q2NDhjYTUxOGFhYWE3MDY5NDc3OGFhNzZmODA4NzI0ZDBlNmUyYTI1Y2YzNTYzYjdiM2JmNWFiMTZmZGJiNQ=="
-        );
-        assert_eq!(header(&h, "X-Kd-Appdata"), "NjQyMGUwYjJjNmQzZjIsQWRtaW5pc3RyYXRvciwyMDUyLDA=");
-        assert_eq!(
-            header(&h, "X-Kd-Signature"),
-            "ZmE3YjZhN2ZjNGE2MjcwYTIwMDFiOGE1MTJlYTRkNGQwYTU1ZTljODkzODkwMTk3ZjRhNWE5ZTU5MmQyYzZlMQ=="
-        );
+        for c in [&SDK_SAMPLE, &SDK_SECOND] {
+            let id = identity(c);
+            let ts = c.timestamp.to_string();
+            for (path, want) in c.api_signatures {
+                let h = id.headers(path, c.timestamp).unwrap();
+                assert_eq!(header(&h, "X-Api-ClientID"), c.app_id.split('_').next().unwrap());
+                assert_eq!(header(&h, "X-Api-Auth-Version"), "2.0");
+                assert_eq!(header(&h, "x-api-timestamp"), ts);
+                assert_eq!(header(&h, "x-api-nonce"), ts);
+                assert_eq!(header(&h, "x-api-signheaders"), "x-api-timestamp,x-api-nonce");
+                assert_eq!(header(&h, "X-Api-Signature"), *want, "{path}: the signature covers the path");
+                assert_eq!(header(&h, "X-Kd-Appkey"), c.app_id);
+                assert_eq!(header(&h, "X-Kd-Appdata"), c.app_data);
+                assert_eq!(header(&h, "X-Kd-Signature"), c.app_signature, "the app signature does not");
+            }
+        }
     }
 
     #[test]
     fn the_api_signature_covers_the_nonce_as_sent() {
-        let id = sdk_sample();
+        let id = identity(&SDK_SAMPLE);
         // The SDK's own vector (its nonce is its timestamp), then another nonce.
-        let sdk = id.api_signature(BATCH_SAVE, "1764201600", "1764201600").unwrap();
-        assert_eq!(sdk, "MzNiM2M0MzNjNzIzNjA2MjY4Nzc5NThkZDhjMDkyMjM5ODNmMTczOTM2MzE3OTA5ZWMyZTRjNjI2OGQyNmU3Yg==");
-        assert_ne!(id.api_signature(BATCH_SAVE, "8f3a", "1764201600").unwrap(), sdk);
-        assert_eq!(
-            id.app_signature("5db25ac8d2b819,webapi,2052,100"),
-            "MTc3OGY2ZTRjYzI3ZmNmNmU3NzYxMGYyNzBlMjFmYmQ5YTRmZGEyNWQ5YzZiNzNkMDBiMmY1MGNiMTcwNGJlZQ=="
-        );
+        let ts = SDK_SAMPLE.timestamp.to_string();
+        let sdk = id.api_signature(BATCH_SAVE, &ts, &ts).unwrap();
+        assert_eq!(sdk, SDK_SAMPLE.api_signatures[0].1);
+        assert_ne!(id.api_signature(BATCH_SAVE, "8f3a", &ts).unwrap(), sdk);
+        assert_eq!(id.app_signature("5db25ac8d2b819,webapi,2052,100"), SDK_SAMPLE.app_signature);
     }
 
     #[test]
     fn the_app_id_key_decodes_as_the_sdk_decodes_it() {
         // The official sample's app id decodes to a 32-hex-digit gateway secret.
-        assert_eq!(decode_app_secret("72epSbtEQMC92Vwt2d3LRa9LRqSc1tqJ").unwrap(), "31ecfd13effe724e7e78fc17f8f94b66");
+        let key = SDK_SAMPLE.app_id.split_once('_').unwrap().1;
+        assert_eq!(decode_app_secret(key).as_deref(), SDK_SAMPLE.client_secret);
         assert_eq!(encode_path(BATCH_SAVE), BATCH_SAVE.replace('/', "%2F"));
         assert_eq!(encode_path("/a b*~"), "%2Fa%20b%2A~");
     }
