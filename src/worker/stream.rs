@@ -704,6 +704,95 @@ mod tests {
         }
     }
 
+    static SNAPSHOT_SPEC: ApiSpec = ApiSpec { kind: "test.balances", mode: Mode::Snapshot, paged: false, ..SPEC };
+
+    /// A snapshot API whose every request fails with a 503.
+    struct Failing(std::sync::atomic::AtomicU32);
+
+    impl Source for Failing {
+        fn spec(&self) -> &'static ApiSpec {
+            &SNAPSHOT_SPEC
+        }
+        fn quota_key(&self) -> String {
+            "test".into()
+        }
+        fn fetch_page<'a>(&'a self, _req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                Err(SourceError::Retryable { code: "http_503".into(), reason: "unavailable".into(), after: None })
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snapshot_stream_whose_snapshots_fail_reports_catching_up_and_the_error_code() {
+        // Without this a snapshot stream had no state before its first snapshot, so the
+        // no-progress alert could not see it failing.
+        let source = Arc::new(Failing(Default::default()));
+        let id = StreamId::parse("test/balances").unwrap();
+        let plan = Arc::new(StreamPlan {
+            cfg: StreamConfig {
+                id: id.clone(),
+                source: "s".into(),
+                topic: None,
+                start: StartAt::parse("start", "1d").unwrap(),
+                lookback: Duration::ZERO,
+                dedup_span: Duration::ZERO,
+                settle: Duration::ZERO,
+                poll_interval: Duration::from_secs(600),
+                max_span: None,
+                page_size: None,
+                windows_in_flight: 8,
+                params: BTreeMap::new(),
+            },
+            source_id: "s".into(),
+            source: source.clone(),
+            gate: Arc::new(CredentialGate::new("s", NonZeroU32::new(10_000).unwrap(), NonZeroU32::new(64).unwrap())),
+            codec: Arc::new(RecordCodec::from_avsc(SNAPSHOT_SPEC.schema).unwrap()),
+            topic: "balances".into(),
+            compacted: true,
+            max_span: SNAPSHOT_SPEC.max_span,
+            page_size: 10,
+            until: None,
+        });
+        let metrics = Metrics::new();
+        let worker = StreamWorker {
+            reader: Arc::new(Reader {
+                plan: plan.clone(),
+                metrics: metrics.clone(),
+                topic: Arc::from("balances"),
+                dead_letter_topic: Arc::from("dlq"),
+                headers: vec![("stream", Arc::from(&b"test/balances"[..]))],
+            }),
+            sink: Arc::new(Recorded::default()),
+            metrics: metrics.clone(),
+            watermark_topic: Arc::from("wm"),
+            watermark_max_bytes: 1 << 20,
+            // The last snapshot was a day ago: one is due.
+            state: WatermarkState::new(id, Utc::now() - chrono::Duration::days(1)),
+            owner: None,
+            paused: None,
+            failures_to: None,
+        };
+        let (_tx, rx) = watch::channel(false);
+        let run = tokio::spawn(worker.run(false, rx));
+        while source.0.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let text = metrics.render();
+        run.abort();
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(has(r#"tidemark_stream_state{state="catching_up",stream="test/balances"} 1"#), "{text}");
+        assert!(has(r#"tidemark_stream_state{state="caught_up",stream="test/balances"} 0"#), "{text}");
+        assert!(has(r#"tidemark_stream_lag_bound_seconds{stream="test/balances"} 660"#), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with(
+                r#"tidemark_stream_last_error_timestamp_seconds{code="http_503",stream="test/balances"}"#
+            )),
+            "{text}"
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn with_lookback_overlapping_reads_run_in_window_order() {
         // Overlapping windows: a later read of the overlap must not finish before the earlier.
