@@ -178,6 +178,10 @@ impl Watched {
         self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
 
+    fn dump(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
     fn wait_for(&self, needle: &str, times: usize, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         while Instant::now() < until {
@@ -276,8 +280,9 @@ async fn a_backfill_killed_at_random_moments_ends_with_every_record_exactly_once
     let (mut mid_backfill, mut most_at_once) = (0, 0);
     for kill in 0..26 {
         let w = Watched::start(&cfg, true);
-        // Wait until the worker is running (or has finished), then a random 0–700 ms more.
-        w.wait_for("kafka ready", 1, Duration::from_secs(30));
+        // Wait until the worker is running (it logs this before it reads or finishes), then a
+        // random 0–700 ms more.
+        assert!(w.wait_for("kafka ready", 1, Duration::from_secs(30)), "worker {kill} got ready:\n{}", w.dump());
         std::thread::sleep(Duration::from_millis(next() % 700));
         let (committed, caught_up) = (w.count(" committed"), w.count("caught up"));
         let mut child = w.child;
@@ -303,6 +308,30 @@ async fn a_backfill_killed_at_random_moments_ends_with_every_record_exactly_once
     assert_all_exact(&sim, &prefix).await;
 }
 
+/// A port `p` such that nothing listens on `p` or `p + 1` (dev/kafka's controller port), picked
+/// at random below the kernel's ephemeral range: the broker is stopped and started again on it
+/// mid-test, and while it is down an outgoing connection could be given an ephemeral port.
+fn free_port_pair() -> u16 {
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 60_000);
+    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        ^ u64::from(std::process::id()) << 32;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 10_000 + (x % u64::from(ephemeral_from - 10_002)) as u16;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
+            return port;
+        }
+    }
+    panic!("no free pair of ports below {ephemeral_from}");
+}
+
 /// A private broker for the restart test, stopped when the test ends.
 struct PrivateBroker {
     home: std::path::PathBuf,
@@ -322,12 +351,23 @@ impl PrivateBroker {
             .unwrap()
     }
 
-    fn start(home: &Path, port: u16) -> PrivateBroker {
-        let out = Self::command(home, port, "start");
-        assert!(out.status.success(), "private broker did not start");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let bootstrap = stdout.lines().last().unwrap().strip_prefix("KAFKA_BOOTSTRAP=").unwrap().to_owned();
-        PrivateBroker { home: home.to_owned(), port, bootstrap }
+    /// Starts a broker under `dir` on ports nothing listens on. Another process can take them
+    /// between the check and the broker's start: then it tries once more on other ports.
+    fn start(dir: &Path) -> PrivateBroker {
+        for attempt in 1..=2 {
+            let port = free_port_pair();
+            // A fresh state dir per attempt: dev/kafka formats its data for one port.
+            let home = dir.join(format!("kafka-{attempt}"));
+            let out = Self::command(&home, port, "start");
+            if out.status.success() {
+                let stdout = String::from_utf8(out.stdout).unwrap();
+                let bootstrap = stdout.lines().last().unwrap().strip_prefix("KAFKA_BOOTSTRAP=").unwrap().to_owned();
+                return PrivateBroker { home, port, bootstrap };
+            }
+            eprintln!("private broker did not start on port {port} (attempt {attempt})");
+            let _ = Self::command(&home, port, "stop");
+        }
+        panic!("private broker did not start");
     }
 
     fn stop(&self) {
@@ -351,7 +391,7 @@ impl Drop for PrivateBroker {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = PrivateBroker::start(&dir.path().join("kafka"), 39192);
+    let broker = PrivateBroker::start(dir.path());
     let sim = Simulator::start(
         dir.path(),
         "listen = \"127.0.0.1:0\"\n[faults]\nlatency = \"15ms\"\n[wdt]\nsid = \"s\"\nappkey = \"k\"\nappsecret = \"ws\"\n[wdt.account_check]\nrecords = 2000\nfrom = \"2d\"\nuntil = \"1h\"\n",
