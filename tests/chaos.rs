@@ -67,7 +67,9 @@ seed = 5
 accounts = 12
 "#;
 
-/// The worker config for every source, two streams each (one for balances).
+/// The worker config for every source, two streams each (one for balances). The first of each
+/// pair has a lookback, so its windows overlap and are read one after another; the second has
+/// none, so up to `windows_in_flight` (8 by default) of its windows are read at once.
 fn worker_config(sim: &Simulator, prefix: &str) -> String {
     let base = sim.base_url();
     let mut s = format!(
@@ -122,18 +124,18 @@ app_secret = "fs"
         kafka = kafka()
     );
     let streams = [
-        ("wdt", "wdt.account_check/shop-01", "shop_no = \"shop-01\""),
-        ("wdt", "wdt.account_check/shop-02", "shop_no = \"shop-02\""),
-        ("qimen", "qimen.stockin_refund/shop-01", "shop_no = \"shop-01\""),
-        ("qimen", "qimen.stockin_refund/shop-02", "shop_no = \"shop-02\""),
-        ("top", "top.finance_order/2313", "shop_codes = \"2313\""),
-        ("top", "top.finance_order/1313", "shop_codes = \"1313\""),
-        ("fin", "finance.transactions/ACC001", "account_id = \"ACC001\""),
-        ("fin", "finance.transactions/ACC002", "account_id = \"ACC002\""),
+        ("wdt", "wdt.account_check/shop-01", "5m", "shop_no = \"shop-01\""),
+        ("wdt", "wdt.account_check/shop-02", "0s", "shop_no = \"shop-02\""),
+        ("qimen", "qimen.stockin_refund/shop-01", "5m", "shop_no = \"shop-01\""),
+        ("qimen", "qimen.stockin_refund/shop-02", "0s", "shop_no = \"shop-02\""),
+        ("top", "top.finance_order/2313", "5m", "shop_codes = \"2313\""),
+        ("top", "top.finance_order/1313", "0s", "shop_codes = \"1313\""),
+        ("fin", "finance.transactions/ACC001", "5m", "account_id = \"ACC001\""),
+        ("fin", "finance.transactions/ACC002", "0s", "account_id = \"ACC002\""),
     ];
-    for (source, id, param) in streams {
+    for (source, id, lookback, param) in streams {
         s.push_str(&format!(
-            "\n[[streams]]\nid = \"{id}\"\nsource = \"{source}\"\ntopic = \"{prefix}.{source}\"\nstart = \"49h\"\nlookback = \"5m\"\nsettle = \"1m\"\nmax_span = \"30m\"\npage_size = 10\n[streams.params]\n{param}\n"
+            "\n[[streams]]\nid = \"{id}\"\nsource = \"{source}\"\ntopic = \"{prefix}.{source}\"\nstart = \"49h\"\nlookback = \"{lookback}\"\nsettle = \"1m\"\nmax_span = \"30m\"\npage_size = 10\n[streams.params]\n{param}\n"
         ));
     }
     s.push_str(&format!("\n[[streams]]\nid = \"finance.balances/all\"\nsource = \"bal\"\ntopic = \"{prefix}.bal\"\npoll_interval = \"1h\"\n"));
@@ -156,7 +158,8 @@ impl Watched {
             .args(&args)
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info")
+            // Debug for the stream module: its "window read starting"/"window read" lines.
+            .env("RUST_LOG", "info,tidemark::worker::stream=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -175,6 +178,10 @@ impl Watched {
         self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
     }
 
+    fn dump(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
     fn wait_for(&self, needle: &str, times: usize, limit: Duration) -> bool {
         let until = Instant::now() + limit;
         while Instant::now() < until {
@@ -185,6 +192,48 @@ impl Watched {
         }
         false
     }
+}
+
+/// The most windows of one stream being read at once, by the order of the "window read
+/// starting" and "window read" (done) lines: at each start, the windows of that stream that
+/// started before it and are seen done after it were in flight with it. A read that never logs
+/// its end (aborted, or the worker killed) is not counted, so the figure is a lower bound.
+fn most_windows_read_at_once(log: &[String]) -> usize {
+    // (stream, window) of each line, in log order, and whether it is a start.
+    let events: Vec<(&str, &str, bool)> = log
+        .iter()
+        .filter_map(|l| {
+            let start = l.contains("window read starting ");
+            if !start && !l.contains("window read stream=") {
+                return None;
+            }
+            let stream = l.split(" stream=").nth(1)?.split_whitespace().next()?;
+            let window = l.split(" window=").nth(1)?;
+            Some((stream, &window[..=window.find(')')?], start))
+        })
+        .collect();
+    let mut most = 0;
+    for (i, &(stream, window, start)) in events.iter().enumerate() {
+        if !start {
+            continue;
+        }
+        // Windows of the stream started before line i whose next line after it is their end.
+        let mut open = std::collections::HashSet::new();
+        for &(s, w, st) in &events[..i] {
+            if s == stream && w != window {
+                if st {
+                    open.insert(w);
+                } else {
+                    open.remove(w);
+                }
+            }
+        }
+        let done_later =
+            |w: &str| events[i + 1..].iter().find(|&&(s, x, _)| s == stream && x == w).is_some_and(|e| !e.2);
+        let running = open.into_iter().filter(|w| done_later(w)).count();
+        most = most.max(running + 1);
+    }
+    most
 }
 
 /// Checks every topic of the chaos config against the simulator.
@@ -228,11 +277,12 @@ async fn a_backfill_killed_at_random_moments_ends_with_every_record_exactly_once
         x ^= x << 17;
         x
     };
-    let mut mid_backfill = 0;
+    let (mut mid_backfill, mut most_at_once) = (0, 0);
     for kill in 0..26 {
         let w = Watched::start(&cfg, true);
-        // Wait until the worker is running (or has finished), then a random 0–700 ms more.
-        w.wait_for("kafka ready", 1, Duration::from_secs(30));
+        // Wait until the worker is running (it logs this before it reads or finishes), then a
+        // random 0–700 ms more.
+        assert!(w.wait_for("kafka ready", 1, Duration::from_secs(30)), "worker {kill} got ready:\n{}", w.dump());
         std::thread::sleep(Duration::from_millis(next() % 700));
         let (committed, caught_up) = (w.count(" committed"), w.count("caught up"));
         let mut child = w.child;
@@ -241,15 +291,45 @@ async fn a_backfill_killed_at_random_moments_ends_with_every_record_exactly_once
         if committed > 0 && caught_up < 9 {
             mid_backfill += 1;
         }
-        eprintln!("kill {kill}: {committed} commits, {caught_up}/9 streams caught up");
+        let at_once = most_windows_read_at_once(&w.log.lock().unwrap());
+        most_at_once = most_at_once.max(at_once);
+        eprintln!(
+            "kill {kill}: {committed} commits, {caught_up}/9 streams caught up, up to {at_once} windows read at once"
+        );
     }
     assert!(mid_backfill >= 20, "only {mid_backfill} kills landed in the middle of the backfill");
+    // The lookback-free streams read windows ahead concurrently, and the killed workers did.
+    assert!(most_at_once >= 2, "the killed workers never read two windows of a stream at once");
     let w = Watched::start(&cfg, true);
     let mut child = w.child;
     let status = child.wait().unwrap();
     assert!(status.success(), "final run failed:\n{}", w.log.lock().unwrap().join("\n"));
     assert!(w.log.lock().unwrap().iter().any(|l| l.contains("retryable error")), "faults were injected");
     assert_all_exact(&sim, &prefix).await;
+}
+
+/// A port `p` such that nothing listens on `p` or `p + 1` (dev/kafka's controller port), picked
+/// at random below the kernel's ephemeral range: the broker is stopped and started again on it
+/// mid-test, and while it is down an outgoing connection could be given an ephemeral port.
+fn free_port_pair() -> u16 {
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 60_000);
+    let mut x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        ^ u64::from(std::process::id()) << 32;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 10_000 + (x % u64::from(ephemeral_from - 10_002)) as u16;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
+            return port;
+        }
+    }
+    panic!("no free pair of ports below {ephemeral_from}");
 }
 
 /// A private broker for the restart test, stopped when the test ends.
@@ -271,12 +351,23 @@ impl PrivateBroker {
             .unwrap()
     }
 
-    fn start(home: &Path, port: u16) -> PrivateBroker {
-        let out = Self::command(home, port, "start");
-        assert!(out.status.success(), "private broker did not start");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let bootstrap = stdout.lines().last().unwrap().strip_prefix("KAFKA_BOOTSTRAP=").unwrap().to_owned();
-        PrivateBroker { home: home.to_owned(), port, bootstrap }
+    /// Starts a broker under `dir` on ports nothing listens on. Another process can take them
+    /// between the check and the broker's start: then it tries once more on other ports.
+    fn start(dir: &Path) -> PrivateBroker {
+        for attempt in 1..=2 {
+            let port = free_port_pair();
+            // A fresh state dir per attempt: dev/kafka formats its data for one port.
+            let home = dir.join(format!("kafka-{attempt}"));
+            let out = Self::command(&home, port, "start");
+            if out.status.success() {
+                let stdout = String::from_utf8(out.stdout).unwrap();
+                let bootstrap = stdout.lines().last().unwrap().strip_prefix("KAFKA_BOOTSTRAP=").unwrap().to_owned();
+                return PrivateBroker { home, port, bootstrap };
+            }
+            eprintln!("private broker did not start on port {port} (attempt {attempt})");
+            let _ = Self::command(&home, port, "stop");
+        }
+        panic!("private broker did not start");
     }
 
     fn stop(&self) {
@@ -300,7 +391,7 @@ impl Drop for PrivateBroker {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = PrivateBroker::start(&dir.path().join("kafka"), 39192);
+    let broker = PrivateBroker::start(dir.path());
     let sim = Simulator::start(
         dir.path(),
         "listen = \"127.0.0.1:0\"\n[faults]\nlatency = \"15ms\"\n[wdt]\nsid = \"s\"\nappkey = \"k\"\nappsecret = \"ws\"\n[wdt.account_check]\nrecords = 2000\nfrom = \"2d\"\nuntil = \"1h\"\n",

@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{Value, json};
@@ -100,8 +99,19 @@ async fn records_inserted_while_paging_make_the_window_be_read_again() {
     assert!(stderr.contains("appears twice"), "the shifted record is detected as a duplicate across pages");
 }
 
+/// Pages and windows are fetched concurrently: requests already out when a ban is answered
+/// arrive during it, the others in flight at most. A client that went on sending once told,
+/// or sent again before the ban ended, would send more (each window read ahead has its own
+/// pages to fetch). Judged by the order of events at the simulator, not by how long anything took.
+fn assert_each_ban_was_waited_out(bans: &[Value], max_in_flight: u64, log: &Value) {
+    for (i, ban) in bans.iter().enumerate() {
+        let after = ban["arrived_after_answer"].as_u64().unwrap();
+        assert!(after < max_in_flight, "ban {i}: {after} requests arrived after it was answered: {log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_vendor_throttle_pauses_the_credential_for_exactly_its_ban() {
+async fn a_vendor_throttle_pauses_the_credential_while_its_ban_lasts() {
     let dir = tempfile::tempdir().unwrap();
     // TOP's code 7 with "ban will last 2 more seconds"; the simulator refuses (and counts)
     // every request that arrives during a ban.
@@ -118,23 +128,19 @@ shops = ["2313"]
 "#;
     let sim = Simulator::start(dir.path(), &sim_toml(10, "throttle_rate = 0.12\nban = \"2s\"", top));
     let topic = unique("throttle");
+    // At most four requests in flight: when a ban is answered, at most three others are out.
     let extra = format!(
-        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 500\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\n[streams.params]\nshop_codes = \"2313\"\n",
+        "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 500\nmax_in_flight = 4\n\n[[streams]]\nid = \"top.finance_order/2313\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 20\n[streams.params]\nshop_codes = \"2313\"\n",
         sim.base_url()
     );
-    let started = Instant::now();
     let (status, stdout, stderr) =
         run(dir.path(), &worker_toml(&sim, &unique("unused"), &[], "6h").extra(&extra).build());
-    let elapsed = started.elapsed();
     assert!(status.success(), "{stdout}\n{stderr}");
     let log: Value =
         reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
-    let throttled = log["top"]["throttled"].as_u64().unwrap();
-    assert!(throttled >= 2, "the run met several throttles: {log}");
-    // Pages and windows are fetched concurrently: requests already sent when a ban began
-    // arrive during it, but none is sent once the first throttle answer is back.
-    assert_eq!(log["top"]["after_ban_answer"], 0, "no request was sent after the ban was answered: {log}");
-    assert!(elapsed >= Duration::from_secs(2 * throttled), "each ban was waited out");
+    let bans = log["top"]["bans"].as_array().unwrap();
+    assert!(bans.len() >= 2, "the run met several throttles: {log}");
+    assert_each_ban_was_waited_out(bans, 4, &log);
     assert!(stderr.contains("throttled (7)"), "{stderr}");
     assert_exactly(
         &consume_committed(&topic),
@@ -149,12 +155,15 @@ async fn http_429_with_retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), &sim_toml(300, "throttle_rate = 0.1\nban = \"1s\"", ""));
     let topic = unique("retry-after");
-    let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01"], "1h").build());
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "1h").max_in_flight(4).build();
+    let (status, stdout, stderr) = run(dir.path(), &toml);
     assert!(status.success(), "{stdout}\n{stderr}");
     let log: Value =
         reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
-    assert!(log["wdt"]["throttled"].as_u64().unwrap() >= 1, "{log}");
-    assert_eq!(log["wdt"]["after_ban_answer"], 0, "Retry-After was honoured: {log}");
+    let bans = log["wdt"]["bans"].as_array().unwrap();
+    assert!(!bans.is_empty(), "{log}");
+    // Retry-After was honoured.
+    assert_each_ban_was_waited_out(bans, 4, &log);
     let shop01: Vec<Value> = sim.records(WDT).await.into_iter().filter(|r| r["shop_no"] == "shop-01").collect();
     assert_exactly(&consume_committed(&topic), &shop01, "wdt.account_check.avsc", "account_check_no");
 }
@@ -177,11 +186,23 @@ async fn two_streams_sharing_an_appkey_stay_within_its_quota_together() {
     let arrivals: Vec<u64> =
         log["wdt"]["arrivals_ms"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     assert!(arrivals.len() >= 40, "enough requests to measure: {}", arrivals.len());
-    // In any one-second span at most 8 requests, plus one for the span's boundary.
-    let worst = arrivals.iter().map(|&t| arrivals.iter().filter(|&&u| u >= t && u < t + 1000).count()).max().unwrap();
-    assert!(worst <= 9, "{worst} requests within one second at a quota of 8/s");
-    let span_s = (arrivals.last().unwrap() - arrivals[0]) as f64 / 1000.0;
-    assert!(arrivals.len() as f64 <= 8.0 * span_s + 2.0, "{} requests in {span_s}s", arrivals.len());
+    // The gate spaces requests at least 1/8 s apart (no bursts), so n of them are sent over at
+    // least (n - 1)/8 s. They reach the simulator after delays that vary with the machine's
+    // load, one by up to DELIVERY_SLACK_MS more than another sent after it: so n requests that
+    // arrive within x ms (the simulator's clock) were sent within x + slack, and n <= 8(x +
+    // slack)/1000 + 1. Two quotas of 8/s (one per source) would break it over the whole run.
+    const DELIVERY_SLACK_MS: u64 = 1000;
+    let mut sorted = arrivals.clone();
+    sorted.sort_unstable();
+    for (i, &first) in sorted.iter().enumerate() {
+        for (j, &last) in sorted.iter().enumerate().skip(i + 1) {
+            let (n, within) = ((j - i + 1) as u64, last - first);
+            assert!(
+                n <= 8 * (within + DELIVERY_SLACK_MS) / 1000 + 1,
+                "{n} requests arrived within {within} ms at a quota of 8/s: {sorted:?}"
+            );
+        }
+    }
     assert_exactly(&consume_committed(&topic), &sim.records(WDT).await, "wdt.account_check.avsc", "account_check_no");
 }
 

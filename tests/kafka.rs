@@ -50,6 +50,27 @@ fn state(at_hour: u32) -> WatermarkState {
     WatermarkState::new(StreamId::parse("s/1").unwrap(), Utc.with_ymd_and_hms(2026, 11, 20, at_hour, 0, 0).unwrap())
 }
 
+/// The tests' reader must not let an absent or unreachable topic pass for an empty one, or
+/// their "nothing was committed" checks would hold without reading anything.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_test_reader_tells_an_absent_or_unreadable_topic_from_an_empty_one() {
+    let cfg = fresh_kafka().await;
+    assert!(topic_exists(&cfg.dead_letter_topic));
+    assert!(consume_committed(&cfg.dead_letter_topic).is_empty(), "an empty topic reads as empty");
+    let absent = unique("absent");
+    assert!(!topic_exists(&absent));
+    assert!(consume_if_exists(&absent).is_none());
+    let panic = |read: &dyn Fn() -> Vec<Consumed>| -> String {
+        let e = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).expect_err("reading must fail");
+        e.downcast_ref::<String>().cloned().unwrap_or_default()
+    };
+    let msg = panic(&|| consume_committed(&absent));
+    assert!(msg.contains(&absent) && msg.contains("does not exist"), "{msg}");
+    assert!(!topic_exists(&absent), "reading did not create it");
+    let msg = panic(&|| consume_from("127.0.0.1:1", &cfg.dead_letter_topic));
+    assert!(msg.contains(&cfg.dead_letter_topic) && msg.contains("metadata"), "{msg}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_watermark_loader_waits_for_a_transaction_still_open_before_reading() {
     let cfg = fresh_kafka().await;

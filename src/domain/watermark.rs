@@ -443,13 +443,23 @@ mod tests {
     #[test]
     fn content_hash_is_fnv1a_of_the_canonical_text() {
         // Stored hashes outlive the process: the value for a known record must never change.
-        let v = json!({"b": 1, "a": "x"});
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in v.to_string().bytes() {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        assert_eq!(content_hash(&v), h);
+        // The literals were computed outside this crate, as FNV-1a of the canonical text in
+        // the comment, so a change to the serializer or the hash breaks the test.
+        // `{"a":"x","b":1}`
+        assert_eq!(content_hash(&json!({"b": 1, "a": "x"})), 0x1fc4_6df9_4e7a_e50d);
+        // `{"a":"x","c":{"y":["店",null,"\""],"z":1.5}}`: nested keys sorted, non-ASCII as
+        // UTF-8, quotes escaped, floats as their shortest text.
+        let nested = json!({"c": {"z": 1.5, "y": ["店", null, "\""]}, "a": "x"});
+        assert_eq!(content_hash(&nested), 0x4de0_7ab7_776f_2fe9);
+    }
+
+    #[test]
+    fn stored_key_fingerprints_and_content_checks_never_change() {
+        // Version 2 records store these, so they are pinned like the content hash: splitmix64's
+        // finalizer of FNV-1a of `AC00000001`, and the check of the hash above under that key.
+        let fp = key_fingerprint("AC00000001");
+        assert_eq!(fp, 0xf678_59cf_c9af_9085);
+        assert_eq!(content_check(fp, 0x1fc4_6df9_4e7a_e50d), 0x5ef0_ef46);
     }
 
     #[test]

@@ -138,17 +138,31 @@ pub struct VendorLog {
     pub after_ban_answer: u64,
     /// Bans begun.
     pub throttled: u64,
+    /// Each ban, in the order begun.
+    pub bans: Vec<BanLog>,
+}
+
+/// One ban, for tests that check it by the order of events rather than by time.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct BanLog {
+    pub began_ms: u64,
+    /// Requests that arrived while the ban was in force, after the vendor had first answered
+    /// with it. A client that stops sending once told sends none of these: they were all out
+    /// already, so there are fewer than its requests in flight.
+    pub arrived_after_answer: u64,
 }
 
 /// Time for a throttle answer to reach the client and for requests already on their way to
 /// arrive, on a loaded machine.
 pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
-/// A vendor's ban: until when, and when it was first answered to a client.
+/// A vendor's ban: until when, when it was first answered to a client, and its place in the
+/// vendor's [`VendorLog::bans`].
 #[derive(Debug, Clone, Copy)]
 struct Ban {
     until: Instant,
     answered: Option<Instant>,
+    index: usize,
 }
 
 /// The running fault injector.
@@ -268,6 +282,9 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
             if b.answered.is_some_and(|a| now > a + ANSWER_GRACE) {
                 l.after_ban_answer += 1;
             }
+            if b.answered.is_some() {
+                l.bans[b.index].arrived_after_answer += 1;
+            }
         }
     }
     if !f.latency.is_zero() {
@@ -313,8 +330,16 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
             Response::from_parts(parts, Body::from(cut))
         }
         Some(Fault::Throttle) => {
-            f.bans.lock().expect("bans").insert(vendor, Ban { until: Instant::now() + f.ban, answered: None });
-            f.log.lock().expect("log").entry(vendor).or_default().throttled += 1;
+            let began = Instant::now();
+            let index = {
+                let mut log = f.log.lock().expect("log");
+                let l = log.entry(vendor).or_default();
+                l.throttled += 1;
+                l.bans
+                    .push(BanLog { began_ms: began.duration_since(f.started).as_millis() as u64, ..BanLog::default() });
+                l.bans.len() - 1
+            };
+            f.bans.lock().expect("bans").insert(vendor, Ban { until: began + f.ban, answered: None, index });
             f.answer_ban(vendor)
         }
     }

@@ -228,7 +228,7 @@ async fn insert_record(
     }
 }
 
-/// Per vendor: requests, their arrival times (ms since start), requests during a ban.
+/// Per vendor: requests, their arrival times (ms since start), requests during a ban, bans.
 async fn requests(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(serde_json::to_value(state.faults.log()).expect("log serializes"))
 }

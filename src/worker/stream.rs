@@ -143,6 +143,8 @@ impl ReadAhead {
                     // being dropped, and this read with it.
                     let _ = previous.await;
                 }
+                // With "window read" below, shows how many windows were read at once.
+                debug!(stream = %reader.plan.cfg.id, window = %w, "window read starting");
                 let read = reader.read(Some(&w), &shutdown).await;
                 debug!(stream = %reader.plan.cfg.id, window = %w, ok = read.is_ok(), "window read");
                 if let Some(done) = done {

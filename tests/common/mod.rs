@@ -15,8 +15,9 @@ use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::types::Value as Avro;
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Headers;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
 
@@ -181,7 +182,9 @@ pub struct Consumed {
     pub timestamp: i64,
 }
 
-/// Everything committed to `topic`, read from the beginning with `read_committed`.
+/// Everything committed to `topic`, read from the beginning with `read_committed`. Panics if
+/// the topic does not exist or any step of reading it fails, so an empty answer means: the
+/// topic exists and every partition was read to its committed end without finding a record.
 pub fn consume_committed(topic: &str) -> Vec<Consumed> {
     consume_from(kafka(), topic)
 }
@@ -193,37 +196,81 @@ pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
 
 /// Like [`consume_committed`], with these client properties (bootstrap, TLS, SASL).
 pub fn consume_with(properties: &[(&str, &str)], topic: &str) -> Vec<Consumed> {
+    consume_if_exists_with(properties, topic).unwrap_or_else(|| panic!("topic {topic} does not exist"))
+}
+
+/// Like [`consume_committed`], but `None` if the topic does not exist (yet): for callers that
+/// poll while a worker may still be creating it.
+pub fn consume_if_exists(topic: &str) -> Option<Vec<Consumed>> {
+    consume_if_exists_with(&[("bootstrap.servers", kafka())], topic)
+}
+
+/// Whether `topic` exists on the test broker; panics if the broker cannot say.
+pub fn topic_exists(topic: &str) -> bool {
+    topic_exists_with(&[("bootstrap.servers", kafka())], topic)
+}
+
+/// Like [`topic_exists`], with these client properties (bootstrap, TLS, SASL).
+pub fn topic_exists_with(properties: &[(&str, &str)], topic: &str) -> bool {
+    partitions(&reader(properties), topic).is_some()
+}
+
+/// A `read_committed` consumer in a group of its own that reports each partition's end.
+fn reader(properties: &[(&str, &str)]) -> BaseConsumer {
     let mut config = ClientConfig::new();
     for (k, v) in properties {
         config.set(*k, *v);
     }
-    let consumer: BaseConsumer = config
+    config
         .set("group.id", unique("test-reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "true")
+        // Reading must never create the topic it checks for.
+        .set("allow.auto.create.topics", "false")
         .create()
-        .unwrap();
-    let md = match consumer.fetch_metadata(Some(topic), Duration::from_secs(10)) {
-        Ok(md) => md,
-        Err(_) => return Vec::new(),
-    };
+        .unwrap_or_else(|e| panic!("create a reader: {e}"))
+}
+
+/// The partition ids of `topic`, `None` if the broker says it does not exist; panics on any
+/// other answer than a clean one.
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Option<Vec<i32>> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("metadata of topic {topic}: {e}"));
+    let t = md.topics().iter().find(|t| t.name() == topic).unwrap_or_else(|| panic!("metadata omits topic {topic}"));
+    match t.error() {
+        None => {}
+        Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) => return None,
+        Some(e) => panic!("metadata of topic {topic}: {}", RDKafkaErrorCode::from(e)),
+    }
+    assert!(!t.partitions().is_empty(), "topic {topic} has no partitions");
+    // A partition-level error (no leader yet, say) is left to the offset query below, which
+    // waits for a leader and fails loudly if none comes.
+    Some(t.partitions().iter().map(|p| p.id()).collect())
+}
+
+fn consume_if_exists_with(properties: &[(&str, &str)], topic: &str) -> Option<Vec<Consumed>> {
+    let consumer = reader(properties);
+    let ids = partitions(&consumer, topic)?;
     let mut tpl = TopicPartitionList::new();
     let mut pending = std::collections::HashSet::new();
-    for t in md.topics().iter().filter(|t| t.name() == topic) {
-        for p in t.partitions() {
-            let (lo, hi) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).unwrap_or((0, 0));
-            if hi > lo {
-                tpl.add_partition_offset(topic, p.id(), Offset::Beginning).unwrap();
-                pending.insert(p.id());
-            }
+    for id in ids {
+        let (lo, hi) = consumer
+            .fetch_watermarks(topic, id, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("offsets of {topic} partition {id}: {e}"));
+        // An empty partition (nothing ever written, or all of it deleted) has nothing to read;
+        // any other is read until the consumer reports its committed end.
+        if hi > lo {
+            tpl.add_partition_offset(topic, id, Offset::Beginning).unwrap();
+            pending.insert(id);
         }
     }
     let mut out = Vec::new();
     if pending.is_empty() {
-        return out;
+        return Some(out);
     }
-    consumer.assign(&tpl).unwrap();
+    consumer.assign(&tpl).unwrap_or_else(|e| panic!("assign {topic}: {e}"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while !pending.is_empty() {
         assert!(Instant::now() < deadline, "timed out reading {topic}");
@@ -260,7 +307,7 @@ pub fn consume_with(properties: &[(&str, &str)], topic: &str) -> Vec<Consumed> {
             }
         }
     }
-    out
+    Some(out)
 }
 
 /// A schema from `schemas/`, read from disk as a consumer would.

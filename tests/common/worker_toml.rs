@@ -21,6 +21,7 @@ pub struct WorkerToml {
     appsecret: String,
     request_timeout: Option<String>,
     requests_per_second: u32,
+    max_in_flight: Option<u32>,
     streams: Vec<(String, String)>,
     start: String,
     lookback: String,
@@ -47,6 +48,7 @@ impl WorkerToml {
             appsecret: "test-secret".to_owned(),
             request_timeout: None,
             requests_per_second: 200,
+            max_in_flight: None,
             streams: Vec::new(),
             start: "6d".to_owned(),
             lookback: "10m".to_owned(),
@@ -107,6 +109,11 @@ impl WorkerToml {
 
     pub fn requests_per_second(mut self, n: u32) -> Self {
         self.requests_per_second = n;
+        self
+    }
+
+    pub fn max_in_flight(mut self, n: u32) -> Self {
+        self.max_in_flight = Some(n);
         self
     }
 
@@ -176,6 +183,9 @@ impl WorkerToml {
             writeln!(s, "request_timeout = \"{t}\"").unwrap();
         }
         writeln!(s, "requests_per_second = {}", self.requests_per_second).unwrap();
+        if let Some(n) = self.max_in_flight {
+            writeln!(s, "max_in_flight = {n}").unwrap();
+        }
         for (id, shop) in &self.streams {
             writeln!(s, "\n[[streams]]\nid = \"{id}\"\nsource = \"wdt\"\ntopic = \"{}\"", self.topic).unwrap();
             writeln!(s, "start = \"{}\"\nlookback = \"{}\"\nsettle = \"1m\"", self.start, self.lookback).unwrap();
