@@ -65,6 +65,8 @@ pub struct Metrics {
     /// sent (a bounded set), `other` for a name it did not send, `none` when it named none.
     pub writer_rejections: IntCounterVec,
     pub writer_batch_duration: HistogramVec,
+    /// Batches a writer read again because the schema registry did not answer.
+    pub writer_registry_errors: IntCounterVec,
     /// Records (and transaction markers) between a writer group's committed offsets and each
     /// partition's end, summed over the partitions it holds (a batch in delivery counts).
     pub writer_lag: prometheus::IntGaugeVec,
@@ -256,6 +258,11 @@ impl Metrics {
             "Records the target refused, by the field it named (a field the writer sent, other, or none).",
             &["writer", "field"],
         );
+        let writer_registry_errors = counter(
+            "tidemark_writer_registry_errors_total",
+            "Batches a writer read again because the schema registry did not give a record's schema.",
+            &["writer"],
+        );
         let writer_batch_duration = HistogramVec::new(
             HistogramOpts::new(
                 "tidemark_writer_batch_duration_seconds",
@@ -365,6 +372,7 @@ impl Metrics {
             writer_records,
             writer_rejections,
             writer_batch_duration,
+            writer_registry_errors,
             writer_lag,
             cluster_streams_owned,
             cluster_rebalances,

@@ -159,3 +159,71 @@ fn decimal(v: &Value) -> String {
     let t = if t.contains('.') { t.trim_end_matches('0').trim_end_matches('.').to_owned() } else { t };
     if t == "-0" || t.is_empty() { "0".into() } else { t }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_whose_registry_is_down_reads_the_batch_again_and_dead_letters_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml(""));
+    let (topic, dlq, group) = (unique("k3-framed"), unique("k3-framed-dlq"), unique("k3-framed-group"));
+    let with_registry = |url: &str| {
+        format!(
+            "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{}\"\nwatermark_topic = \"{topic}.wm\"\nvalue_format = \"confluent\"\n\n[schema_registry]\nurl = \"{url}\"\nretry_for = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n{}",
+            kafka(),
+            unique("framed-txn"),
+            refund_pipeline_sections(&sim.base_url(), &topic, &group, &dlq, "")
+        )
+    };
+    // The worker registers the schema and writes Confluent-framed values.
+    let good = write(dir.path(), "good.toml", &with_registry(registry()));
+    let out = run_until_caught_up(&good);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stockins = sim.records("qimen.stockin_refund").await;
+
+    // The writer's registry is a port nothing listens on: it cannot learn any value's schema.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let down = write(dir.path(), "down.toml", &with_registry(&format!("http://{dead}")));
+    let mut writer = Command::new(BIN)
+        .args(["write", "--config"])
+        .arg(&down)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = stderr_lines(&mut writer);
+    let (mut addr, mut retries) = (None, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while retries < 2 {
+        assert!(std::time::Instant::now() < deadline, "the writer never met the registry outage");
+        let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(1)) else { continue };
+        if line.contains("serving /metrics") {
+            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
+        }
+        if line.contains("schema registry unavailable; reading the batch again") {
+            retries += 1;
+        }
+    }
+    let metrics = reqwest::get(format!("http://{}/metrics", addr.expect("the writer serves metrics")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tidemark_writer_registry_errors_total{writer=\"k3\"} "))
+        .expect("the registry error series")
+        .parse()
+        .unwrap();
+    assert!(counted >= 2.0, "{metrics}");
+    writer.kill().unwrap();
+    writer.wait().unwrap();
+    assert!(bills(&sim).await.is_empty(), "nothing is delivered without the schema");
+    assert!(consume_if_exists(&dlq).unwrap_or_default().is_empty(), "a registry outage dead-letters nothing");
+
+    // With the registry back, the same group delivers every stock-in (or dead-letters it).
+    let out = write_until_idle(&good);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let delivered = bills(&sim).await.len() + consume_committed(&dlq).len();
+    assert_eq!(delivered, stockins.len(), "every stock-in became a bill or a dead letter");
+}

@@ -128,6 +128,7 @@ pub async fn run(
     for outcome in ["saved", "existing", "rejected"] {
         metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(0);
     }
+    metrics.writer_registry_errors.with_label_values(&[w.id.as_str()]).inc_by(0);
     metrics.set_ready(true);
     let writer = Writer {
         w,
@@ -149,6 +150,7 @@ pub async fn run(
                     failures += 1;
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(writer = %w.id, error = %why, retry_in = ?wait, "schema registry unavailable; reading the batch again");
+                    metrics.writer_registry_errors.with_label_values(&[w.id.as_str()]).inc();
                     if !crate::worker::stream::sleep_or_shutdown(wait, &shutdown).await {
                         return Ok(report);
                     }
