@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::State;
@@ -39,9 +40,8 @@ pub struct Metrics {
     pub api_requests: IntCounterVec,
     pub api_errors: IntCounterVec,
     pub api_duration: HistogramVec,
-    /// Seconds each credential was banned by its vendor, counted once per credential however
-    /// many requests or streams met the ban.
-    pub throttled_seconds: prometheus::CounterVec,
+    /// Each credential's vendor bans, for `tidemark_throttled_seconds_total`.
+    bans: Arc<Mutex<BTreeMap<String, BanClock>>>,
     /// The most lag a healthy caught-up stream shows (settle + poll interval + a minute to
     /// read and commit): alerts compare the lag with it.
     stream_lag_bound: GaugeVec,
@@ -85,6 +85,9 @@ pub struct Metrics {
     pub watermark_hashes_dropped: IntCounterVec,
     watermarks: Arc<Mutex<BTreeMap<StreamId, Watermark>>>,
     ready: AtomicBool,
+    /// Streams whose producer cannot be made or failed (replicas): the process is not
+    /// connected to Kafka for them.
+    kafka_failing: Mutex<std::collections::BTreeSet<StreamId>>,
 }
 
 impl Metrics {
@@ -213,15 +216,8 @@ impl Metrics {
         )
         .expect("valid metric");
         registry.register(Box::new(api_duration.clone())).expect("unique metric");
-        let throttled_seconds = prometheus::CounterVec::new(
-            Opts::new(
-                "tidemark_throttled_seconds_total",
-                "Seconds a credential was paused by vendor throttling (each ban counted once per credential).",
-            ),
-            &["credential"],
-        )
-        .expect("valid metric");
-        registry.register(Box::new(throttled_seconds.clone())).expect("unique metric");
+        let bans = Arc::new(Mutex::new(BTreeMap::new()));
+        registry.register(Box::new(BanCollector::new(bans.clone()))).expect("unique metric");
         let credential_requests = counter(
             "tidemark_credential_requests_total",
             "Vendor API requests sent on a credential (the quota's numerator).",
@@ -359,7 +355,7 @@ impl Metrics {
             api_requests,
             api_errors,
             api_duration,
-            throttled_seconds,
+            bans,
             stream_lag_bound,
             stream_last_error,
             ready_gauge,
@@ -385,6 +381,7 @@ impl Metrics {
             watermark_hashes_dropped,
             watermarks,
             ready: AtomicBool::new(false),
+            kafka_failing: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
 
@@ -427,7 +424,23 @@ impl Metrics {
         self.credential_in_flight.with_label_values(&c).set(i64::from(in_flight));
         self.credential_max_in_flight.with_label_values(&c).set(i64::from(max_in_flight));
         self.credential_quota.with_label_values(&c).set(i64::from(quota));
-        self.throttled_seconds.with_label_values(&c).inc_by(0.0);
+        self.bans.lock().expect("metrics lock").entry(credential.to_owned()).or_default();
+    }
+
+    /// Notes that `credential` is banned until `until` (a ban that ends later than the one
+    /// running, if any): the time counts as it passes, once however many requests met it.
+    pub fn banned_until(&self, credential: &str, until: Instant) {
+        let now = Instant::now();
+        let mut bans = self.bans.lock().expect("metrics lock");
+        let clock = bans.entry(credential.to_owned()).or_default();
+        match clock.current {
+            Some((start, end)) if end > now => clock.current = Some((start, end.max(until))),
+            Some((start, end)) => {
+                clock.done += (end - start).as_secs_f64();
+                clock.current = Some((now, until));
+            }
+            None => clock.current = Some((now, until)),
+        }
     }
 
     /// Drops a stream's state, lag and watermark-size series: another replica owns it now
@@ -439,6 +452,7 @@ impl Metrics {
         let _ = self.watermark_record_bytes.remove_label_values(&[stream.as_str()]);
         let _ = self.stream_lag_bound.remove_label_values(&[stream.as_str()]);
         self.forget_error(stream);
+        self.set_kafka_failing(stream, false);
         self.watermarks.lock().expect("metrics lock").remove(stream);
     }
 
@@ -473,11 +487,29 @@ impl Metrics {
     /// Marks the worker ready: connected to Kafka and watermarks loaded.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
-        self.ready_gauge.set(i64::from(ready));
+        self.ready_gauge.set(i64::from(self.is_ready()));
     }
 
+    /// Ready, and no stream is waiting for its producer.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && self.kafka_failing.lock().expect("metrics lock").is_empty()
+    }
+
+    /// Notes whether `stream`'s producer (a replica's, one per stream) is failing. While any
+    /// is, the process is not ready; the first failure after none counts one rebuild, so a
+    /// Kafka outage counts once however many streams it interrupts.
+    pub fn set_kafka_failing(&self, stream: &StreamId, failing: bool) {
+        let mut set = self.kafka_failing.lock().expect("metrics lock");
+        if failing {
+            if set.is_empty() {
+                self.producer_rebuilds.inc();
+            }
+            set.insert(stream.clone());
+        } else {
+            set.remove(stream);
+        }
+        drop(set);
+        self.ready_gauge.set(i64::from(self.is_ready()));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -547,6 +579,10 @@ impl Collector for LagCollector {
 
     fn collect(&self) -> Vec<MetricFamily> {
         let now = Utc::now();
+        // Only the streams this process runs now: one handed to another replica must not
+        // leave a frozen lag behind.
+        self.lag.reset();
+        self.ts.reset();
         for (stream, wm) in self.watermarks.lock().expect("metrics lock").iter() {
             let lag = (now - *wm).num_milliseconds() as f64 / 1000.0;
             self.lag.with_label_values(&[stream.as_str()]).set(lag.max(0.0));
@@ -555,6 +591,59 @@ impl Collector for LagCollector {
         let mut out = self.lag.collect();
         out.extend(self.ts.collect());
         out
+    }
+}
+
+/// A credential's banned time: bans that ended, and the one running (start, end).
+#[derive(Default)]
+struct BanClock {
+    done: f64,
+    current: Option<(Instant, Instant)>,
+}
+
+impl BanClock {
+    fn seconds(&self, now: Instant) -> f64 {
+        self.done
+            + self.current.map_or(0.0, |(start, end)| (end.min(now).saturating_duration_since(start)).as_secs_f64())
+    }
+}
+
+/// `tidemark_throttled_seconds_total{credential}`: banned seconds up to the scrape, so a rate
+/// is the share of time banned and never above 1.
+struct BanCollector {
+    bans: Arc<Mutex<BTreeMap<String, BanClock>>>,
+    template: prometheus::CounterVec,
+}
+
+impl BanCollector {
+    fn new(bans: Arc<Mutex<BTreeMap<String, BanClock>>>) -> Self {
+        BanCollector { bans, template: Self::family() }
+    }
+
+    fn family() -> prometheus::CounterVec {
+        prometheus::CounterVec::new(
+            Opts::new(
+                "tidemark_throttled_seconds_total",
+                "Seconds a credential was banned by its vendor, counted as they pass and once however many requests met the ban.",
+            ),
+            &["credential"],
+        )
+        .expect("valid metric")
+    }
+}
+
+impl Collector for BanCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.template.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let now = Instant::now();
+        let out = Self::family();
+        for (credential, clock) in self.bans.lock().expect("metrics lock").iter() {
+            out.with_label_values(&[credential.as_str()]).inc_by(clock.seconds(now));
+        }
+        out.collect()
     }
 }
 
@@ -585,6 +674,60 @@ mod tests {
         assert!(m.render().lines().any(|l| l == "tidemark_ready 0"));
         m.set_ready(true);
         assert!(m.render().lines().any(|l| l == "tidemark_ready 1"));
+    }
+
+    fn value(text: &str, prefix: &str) -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn banned_time_counts_as_it_passes_and_overlapping_bans_once() {
+        let m = Metrics::new();
+        let now = Instant::now();
+        m.banned_until("c", now + std::time::Duration::from_secs(3600));
+        // A shorter ban met by another request while the long one runs adds nothing.
+        m.banned_until("c", now + std::time::Duration::from_secs(60));
+        let seen = value(&m.render(), "tidemark_throttled_seconds_total{credential=\"c\"} ");
+        // Not the hour at once: only what has passed (a scrape can never show over 100 %).
+        assert!((0.0..1.0).contains(&seen), "{seen}");
+        let clock = &m.bans.lock().unwrap()["c"];
+        let later = now + std::time::Duration::from_secs(600);
+        assert!((clock.seconds(later) - 600.0).abs() < 1.0, "{}", clock.seconds(later));
+        let after = now + std::time::Duration::from_secs(7200);
+        assert!((clock.seconds(after) - 3600.0).abs() < 1.0, "{}", clock.seconds(after));
+    }
+
+    #[test]
+    fn a_stream_handed_over_leaves_no_frozen_lag() {
+        let m = Metrics::new();
+        let id = StreamId::parse("s/1").unwrap();
+        m.set_watermark(&id, Utc::now() - chrono::Duration::seconds(120));
+        assert!(m.render().contains("tidemark_watermark_lag_seconds{stream=\"s/1\"}"));
+        m.forget_stream(&id);
+        let text = m.render();
+        assert!(!text.contains("stream=\"s/1\""), "{text}");
+    }
+
+    #[test]
+    fn a_kafka_outage_over_several_streams_is_one_rebuild_and_not_ready_until_all_are_back() {
+        let m = Metrics::new();
+        m.set_ready(true);
+        let (a, b) = (StreamId::parse("s/a").unwrap(), StreamId::parse("s/b").unwrap());
+        m.set_kafka_failing(&a, true);
+        m.set_kafka_failing(&b, true);
+        m.set_kafka_failing(&a, true);
+        assert_eq!(m.producer_rebuilds.get(), 1);
+        assert!(!m.is_ready());
+        m.set_kafka_failing(&a, false);
+        assert!(m.render().lines().any(|l| l == "tidemark_ready 0"), "b is still failing");
+        m.set_kafka_failing(&b, false);
+        assert!(m.is_ready() && m.render().lines().any(|l| l == "tidemark_ready 1"));
+        m.set_kafka_failing(&b, true);
+        assert_eq!(m.producer_rebuilds.get(), 2, "a new outage counts again");
     }
 
     #[test]

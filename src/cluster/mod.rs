@@ -266,7 +266,7 @@ async fn own(
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %e, retry_in = ?wait, "cannot take over the stream yet; retrying");
-                metrics.producer_rebuilds.inc();
+                metrics.set_kafka_failing(&id, true);
                 if !switches.sleep(wait).await {
                     return stopped(StreamOutcome::ShutDown);
                 }
@@ -278,6 +278,7 @@ async fn own(
             crate::kafka::sink::retire(sink).await;
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
+        metrics.set_kafka_failing(&id, false);
         let sink = Arc::new(sink);
         let failures: Arc<dyn crate::domain::FailureLog> =
             Arc::new(crate::kafka::control::ControlLog(config.kafka.clone()));
@@ -305,7 +306,7 @@ async fn own(
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %why, retry_in = ?wait, "stream producer failed; resuming from its committed watermark");
-                metrics.producer_rebuilds.inc();
+                metrics.set_kafka_failing(&id, true);
                 last = Some(report);
                 if !switches.sleep(wait).await {
                     return last.expect("set above");

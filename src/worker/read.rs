@@ -290,7 +290,9 @@ impl Reader {
                 SourceError::Throttled { after, .. } => {
                     // The ban is on the credential: every stream using it waits it out, and
                     // it is counted once however many requests in flight come back throttled.
-                    self.metrics.throttled_seconds.with_label_values(&[gate.name()]).inc_by(extended.as_secs_f64());
+                    if !extended.is_zero() {
+                        self.metrics.banned_until(gate.name(), std::time::Instant::now() + *after);
+                    }
                     *after
                 }
                 SourceError::Retryable { after, .. } => {

@@ -114,6 +114,18 @@ impl Drop for Simulator {
     }
 }
 
+/// Kills the processes it names when dropped, so a failed assertion leaves none behind.
+pub struct KillOnDrop(pub Vec<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            // Those already ended (the normal path) just make `kill` fail.
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
 /// Runs `tidemark run --until-caught-up` to completion.
 pub fn run_until_caught_up(config: &Path) -> Output {
     Command::new(BIN)
