@@ -247,19 +247,7 @@ async fn assert_all_exact(sim: &Simulator, prefix: &str) {
         assert_exactly(&consume_committed(&format!("{prefix}.{source}")), &sim.records(kind).await, schema, key);
     }
     let balances = consume_committed(&format!("{prefix}.bal"));
-    let live: Vec<Consumed> = latest_by_key(&balances)
-        .into_iter()
-        .filter_map(|(key, v)| {
-            v.map(|v| Consumed {
-                partition: 0,
-                offset: 0,
-                key,
-                value: Some(v),
-                headers: Default::default(),
-                timestamp: 0,
-            })
-        })
-        .collect();
+    let live = live_records(&balances);
     assert_exactly(&live, &sim.records("finance.balances").await, "finance.account_balance.avsc", "account_id");
 }
 

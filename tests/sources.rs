@@ -225,19 +225,7 @@ async fn balance_snapshots_emit_only_changes_and_tombstone_closed_accounts() {
     assert_eq!(keys, vec![("ACC002", true), ("ACC003", false), ("ACC099", true)], "only the changes, and a tombstone");
     // The compacted view equals the simulator's accounts now.
     let now = sim.records("finance.balances").await;
-    let live: Vec<Consumed> = latest_by_key(&all)
-        .into_iter()
-        .filter_map(|(key, value)| {
-            value.map(|v| Consumed {
-                partition: 0,
-                offset: 0,
-                key,
-                value: Some(v),
-                headers: Default::default(),
-                timestamp: 0,
-            })
-        })
-        .collect();
+    let live = live_records(&all);
     assert_exactly(&live, &now, "finance.account_balance.avsc", "account_id");
 
     let admin: AdminClient<DefaultClientContext> =

@@ -628,56 +628,78 @@ mod tests {
         }
     }
 
-    /// Runs a stream over `SlowFirst` until it committed ten windows: which windows' reads
-    /// finished in what order, and the commits.
-    async fn slow_first(lookback: Duration) -> (Vec<i64>, Vec<Vec<OutRecord>>) {
-        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let source = Arc::new(SlowFirst { origin, finished: Mutex::new(Vec::new()) });
-        let id = StreamId::parse("test/orders").unwrap();
-        let plan = Arc::new(StreamPlan {
+    /// Stream `test/<spec's name>` of `spec` on `source`, with settle 0 and 8 windows ahead.
+    fn plan(
+        source: Arc<dyn Source>,
+        spec: &'static ApiSpec,
+        start: &str,
+        lookback: Duration,
+        poll_interval: Duration,
+    ) -> Arc<StreamPlan> {
+        let name = spec.kind.trim_start_matches("test.");
+        Arc::new(StreamPlan {
             cfg: StreamConfig {
-                id: id.clone(),
+                id: StreamId::parse(&format!("test/{name}")).unwrap(),
                 source: "s".into(),
                 topic: None,
-                start: StartAt::parse("start", "2026-01-01 08:00:00").unwrap(),
+                start: StartAt::parse("start", start).unwrap(),
                 lookback,
                 dedup_span: lookback,
                 settle: Duration::ZERO,
-                poll_interval: Duration::from_secs(60),
+                poll_interval,
                 max_span: None,
                 page_size: None,
                 windows_in_flight: 8,
                 params: BTreeMap::new(),
             },
             source_id: "s".into(),
-            source: source.clone(),
+            source,
             gate: Arc::new(CredentialGate::new("s", NonZeroU32::new(10_000).unwrap(), NonZeroU32::new(64).unwrap())),
-            codec: Arc::new(RecordCodec::from_avsc(SPEC.schema).unwrap()),
-            topic: "orders".into(),
-            compacted: false,
-            max_span: SPEC.max_span,
+            codec: Arc::new(RecordCodec::from_avsc(spec.schema).unwrap()),
+            topic: name.into(),
+            compacted: spec.mode == Mode::Snapshot,
+            max_span: spec.max_span,
             page_size: 10,
             until: None,
-        });
-        let sink = Arc::new(Recorded::default());
-        let metrics = Metrics::new();
-        let worker = StreamWorker {
+        })
+    }
+
+    /// The worker of `plan` on `sink` from `state`, its records headed with the stream id.
+    fn worker(
+        plan: Arc<StreamPlan>,
+        sink: Arc<dyn Sink>,
+        metrics: Arc<Metrics>,
+        state: WatermarkState,
+    ) -> StreamWorker {
+        let id = plan.cfg.id.as_str().as_bytes();
+        StreamWorker {
             reader: Arc::new(Reader {
                 plan: plan.clone(),
                 metrics: metrics.clone(),
-                topic: Arc::from("orders"),
+                topic: Arc::from(plan.topic.as_str()),
                 dead_letter_topic: Arc::from("dlq"),
-                headers: vec![("stream", Arc::from(&b"test/orders"[..]))],
+                headers: vec![("stream", Arc::from(id))],
             }),
-            sink: sink.clone(),
+            sink,
             metrics,
             watermark_topic: Arc::from("wm"),
             watermark_max_bytes: 1 << 20,
-            state: WatermarkState::new(id, origin),
+            state,
             owner: None,
             paused: None,
             failures_to: None,
-        };
+        }
+    }
+
+    /// Runs a stream over `SlowFirst` until it committed ten windows: which windows' reads
+    /// finished in what order, and the commits.
+    async fn slow_first(lookback: Duration) -> (Vec<i64>, Vec<Vec<OutRecord>>) {
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let source = Arc::new(SlowFirst { origin, finished: Mutex::new(Vec::new()) });
+        let id = StreamId::parse("test/orders").unwrap();
+        let plan = plan(source.clone(), &SPEC, "2026-01-01 08:00:00", lookback, Duration::from_secs(60));
+        let sink = Arc::new(Recorded::default());
+        let worker = worker(plan, sink.clone(), Metrics::new(), WatermarkState::new(id, origin));
         // "Now" is real time, far past the windows: stop the stream after ten of them by
         // looking only at what it committed.
         let (_tx, rx) = watch::channel(false);
@@ -732,50 +754,11 @@ mod tests {
         // no-progress alert could not see it failing.
         let source = Arc::new(Failing(Default::default()));
         let id = StreamId::parse("test/balances").unwrap();
-        let plan = Arc::new(StreamPlan {
-            cfg: StreamConfig {
-                id: id.clone(),
-                source: "s".into(),
-                topic: None,
-                start: StartAt::parse("start", "1d").unwrap(),
-                lookback: Duration::ZERO,
-                dedup_span: Duration::ZERO,
-                settle: Duration::ZERO,
-                poll_interval: Duration::from_secs(600),
-                max_span: None,
-                page_size: None,
-                windows_in_flight: 8,
-                params: BTreeMap::new(),
-            },
-            source_id: "s".into(),
-            source: source.clone(),
-            gate: Arc::new(CredentialGate::new("s", NonZeroU32::new(10_000).unwrap(), NonZeroU32::new(64).unwrap())),
-            codec: Arc::new(RecordCodec::from_avsc(SNAPSHOT_SPEC.schema).unwrap()),
-            topic: "balances".into(),
-            compacted: true,
-            max_span: SNAPSHOT_SPEC.max_span,
-            page_size: 10,
-            until: None,
-        });
+        let plan = plan(source.clone(), &SNAPSHOT_SPEC, "1d", Duration::ZERO, Duration::from_secs(600));
         let metrics = Metrics::new();
-        let worker = StreamWorker {
-            reader: Arc::new(Reader {
-                plan: plan.clone(),
-                metrics: metrics.clone(),
-                topic: Arc::from("balances"),
-                dead_letter_topic: Arc::from("dlq"),
-                headers: vec![("stream", Arc::from(&b"test/balances"[..]))],
-            }),
-            sink: Arc::new(Recorded::default()),
-            metrics: metrics.clone(),
-            watermark_topic: Arc::from("wm"),
-            watermark_max_bytes: 1 << 20,
-            // The last snapshot was a day ago: one is due.
-            state: WatermarkState::new(id, Utc::now() - chrono::Duration::days(1)),
-            owner: None,
-            paused: None,
-            failures_to: None,
-        };
+        // The last snapshot was a day ago: one is due.
+        let state = WatermarkState::new(id, Utc::now() - chrono::Duration::days(1));
+        let worker = worker(plan, Arc::new(Recorded::default()), metrics.clone(), state);
         let (_tx, rx) = watch::channel(false);
         let run = tokio::spawn(worker.run(false, rx));
         while source.0.load(std::sync::atomic::Ordering::SeqCst) < 10 {

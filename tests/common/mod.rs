@@ -499,6 +499,24 @@ pub fn latest_by_key(consumed: &[Consumed]) -> BTreeMap<String, Option<Vec<u8>>>
     consumed.iter().map(|c| (c.key.clone(), c.value.clone())).collect()
 }
 
+/// What a compacted topic holds once compacted: each key's last value, without tombstones
+/// (as records with their key and value only).
+pub fn live_records(consumed: &[Consumed]) -> Vec<Consumed> {
+    latest_by_key(consumed)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            value.map(|v| Consumed {
+                partition: 0,
+                offset: 0,
+                key,
+                value: Some(v),
+                headers: Default::default(),
+                timestamp: 0,
+            })
+        })
+        .collect()
+}
+
 /// The schema registry for this test run: `SCHEMA_REGISTRY_URL`, or the Apicurio Registry
 /// that `dev/registry` starts (once).
 pub fn registry() -> &'static str {
