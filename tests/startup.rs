@@ -63,3 +63,32 @@ fn a_signal_before_every_stream_caught_up_is_not_success_with_until_caught_up() 
         rest.join("\n")
     );
 }
+
+#[test]
+fn sigterm_stops_a_worker_whose_log_pipe_is_gone() {
+    // A worker whose stderr reader died (a supervisor or a test that went away): a log line
+    // that cannot be written must not take the signal handler down with it.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(10, "0ms"));
+    let cfg = config_for(dir.path(), &sim, "127.0.0.1:1", "10m");
+    let mut worker = spawn_worker(&cfg, &[]);
+    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("kafka not reachable yet") {
+            break;
+        }
+    }
+    drop(lines);
+    let _reaper = KillOnDrop(vec![worker.id()]);
+    // The handler logs "shutdown requested" into the closed pipe.
+    assert!(Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = worker.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(std::time::Instant::now() < deadline, "SIGTERM did not stop the worker within a minute");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(exit.code(), Some(0), "a requested shutdown: {exit:?}");
+}
