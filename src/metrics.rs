@@ -47,6 +47,8 @@ pub struct Metrics {
     stream_lag_bound: GaugeVec,
     /// When each stream last met an error, labelled with its code (one series per stream).
     stream_last_error: GaugeVec,
+    /// The code each stream's last-error series carries, so the next error replaces it.
+    last_error_codes: Mutex<BTreeMap<StreamId, String>>,
     /// 1 while the worker is connected to Kafka and running its streams (as `/readyz`).
     ready_gauge: prometheus::IntGauge,
     /// Producers thrown away after a failure and made again (Kafka unreachable, fatal errors).
@@ -358,6 +360,7 @@ impl Metrics {
             bans,
             stream_lag_bound,
             stream_last_error,
+            last_error_codes: Mutex::new(BTreeMap::new()),
             ready_gauge,
             producer_rebuilds,
             credential_requests,
@@ -466,21 +469,17 @@ impl Metrics {
     /// Notes that `stream` just met an error with `code` (a vendor or transport code, or
     /// `kafka`); the stream's previous code's series goes, so each stream has one.
     pub fn stream_error(&self, stream: &StreamId, code: &str) {
-        self.forget_error(stream);
+        let mut codes = self.last_error_codes.lock().expect("metrics lock");
+        if let Some(previous) = codes.insert(stream.clone(), code.to_owned()) {
+            let _ = self.stream_last_error.remove_label_values(&[stream.as_str(), &previous]);
+        }
         let now = Utc::now().timestamp_millis() as f64 / 1000.0;
         self.stream_last_error.with_label_values(&[stream.as_str(), code]).set(now);
     }
 
     fn forget_error(&self, stream: &StreamId) {
-        for family in self.stream_last_error.collect() {
-            for m in family.get_metric() {
-                let labels: BTreeMap<&str, &str> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
-                if labels.get("stream") == Some(&stream.as_str())
-                    && let Some(code) = labels.get("code")
-                {
-                    let _ = self.stream_last_error.remove_label_values(&[stream.as_str(), code]);
-                }
-            }
+        if let Some(previous) = self.last_error_codes.lock().expect("metrics lock").remove(stream) {
+            let _ = self.stream_last_error.remove_label_values(&[stream.as_str(), &previous]);
         }
     }
 

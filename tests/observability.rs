@@ -68,14 +68,6 @@ fn series(v: &Value) -> &[Value] {
     v["data"]["result"].as_array().map_or(&[], Vec::as_slice)
 }
 
-/// The address in a "serving /metrics" log line.
-fn metrics_addr(line: &str) -> Option<String> {
-    if !line.contains("serving /metrics") {
-        return None;
-    }
-    line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned())
-}
-
 async fn query(prom: &str, expr: &str) -> Value {
     reqwest::Client::new()
         .get(format!("{prom}/api/v1/query"))
@@ -209,14 +201,7 @@ until = "1h"
         }
     }
     let addr = addr.unwrap();
-    let mut writer = Command::new(BIN)
-        .args(["write", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = spawn_writer(&cfg);
     reaper.0.push(writer.id());
     let writer_lines = stderr_lines(&mut writer);
     let writer_addr = loop {
@@ -367,9 +352,7 @@ async fn readyz_is_not_ready_until_kafka_is_reachable() {
     let mut addr = None;
     for line in lines.by_ref() {
         let line = line.unwrap();
-        if line.contains("serving /metrics") {
-            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
-        }
+        addr = addr.or_else(|| metrics_addr(&line));
         if line.contains("kafka not reachable yet") {
             break;
         }

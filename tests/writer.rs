@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -31,14 +31,7 @@ fn write_until_idle(cfg: &std::path::Path) -> std::process::Output {
 
 /// Starts the writer and SIGKILLs it once it has committed `batches` batches.
 fn kill_writer_after(cfg: &std::path::Path, batches: usize) {
-    let mut child = Command::new(BIN)
-        .args(["write", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_writer(cfg);
     let stderr = child.stderr.take().unwrap();
     let mut seen = 0;
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -182,23 +175,14 @@ async fn a_writer_whose_registry_is_down_reads_the_batch_again_and_dead_letters_
     // The writer's registry is a port nothing listens on: it cannot learn any value's schema.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let down = write(dir.path(), "down.toml", &with_registry(&format!("http://{dead}")));
-    let mut writer = Command::new(BIN)
-        .args(["write", "--config"])
-        .arg(&down)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut writer = spawn_writer(&down);
     let lines = stderr_lines(&mut writer);
     let (mut addr, mut retries) = (None, 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while retries < 2 {
         assert!(std::time::Instant::now() < deadline, "the writer never met the registry outage");
         let Ok(line) = lines.recv_timeout(std::time::Duration::from_secs(1)) else { continue };
-        if line.contains("serving /metrics") {
-            addr = line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned());
-        }
+        addr = addr.or_else(|| metrics_addr(&line));
         if line.contains("schema registry unavailable; reading the batch again") {
             retries += 1;
         }

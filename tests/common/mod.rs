@@ -162,6 +162,26 @@ pub fn spawn_worker(config: &Path, extra: &[&str]) -> Child {
         .expect("spawn worker")
 }
 
+/// Starts `tidemark write` on `config`, its stderr piped (read it with [`stderr_lines`]).
+pub fn spawn_writer(config: &Path) -> Child {
+    Command::new(BIN)
+        .args(["write", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn writer")
+}
+
+/// The address in a process's "serving /metrics" log line.
+pub fn metrics_addr(line: &str) -> Option<String> {
+    if !line.contains("serving /metrics") {
+        return None;
+    }
+    line.split("addr=").nth(1).map(|a| a.split_whitespace().next().unwrap().to_owned())
+}
+
 pub fn simulator_config(records: usize, latency: &str) -> String {
     format!(
         r#"
