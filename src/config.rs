@@ -323,6 +323,9 @@ struct FileSource {
     request_timeout: String,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: u32,
+    /// When the vendor's daily quota resets, Beijing time of day (`HH:MM:SS`).
+    #[serde(default = "default_daily_quota_reset")]
+    daily_quota_reset: String,
     /// An `.avsc` file to use instead of the kind's built-in schema.
     schema: Option<String>,
     /// Vendor-specific keys (credentials and the like), checked by the vendor module.
@@ -332,6 +335,10 @@ struct FileSource {
 
 fn default_rps() -> u32 {
     5
+}
+/// TOP's daily app quota counts calls per day, Beijing time.
+fn default_daily_quota_reset() -> String {
+    "00:00:00".into()
 }
 /// Enough for a quota of 50 requests/s at 300 ms a request; the adaptive limit starts lower.
 pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
@@ -516,6 +523,9 @@ pub struct SourceConfig {
     /// The most requests out at once on this source's credential; the adaptive limit moves
     /// below it.
     pub max_in_flight: u32,
+    /// When the vendor's daily call quota resets (Beijing time of day), for a used-up quota
+    /// whose answer names no time.
+    pub daily_quota_reset: chrono::NaiveTime,
     /// An `.avsc` file replacing the kind's built-in schema (e.g. to add a field the vendor
     /// started sending); the file's text, read at load.
     pub schema: Option<String>,
@@ -900,6 +910,12 @@ fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<Stri
             return Err(ConfigError::invalid(format!("{prefix}.request_timeout"), "must be positive"));
         }
         check_range(&format!("{prefix}.max_in_flight"), s.max_in_flight, 1..=MAX_IN_FLIGHT)?;
+        let daily_quota_reset = chrono::NaiveTime::parse_from_str(&s.daily_quota_reset, "%H:%M:%S").map_err(|_| {
+            ConfigError::invalid(
+                format!("{prefix}.daily_quota_reset"),
+                format!("must be a Beijing time of day HH:MM:SS, got {:?}", s.daily_quota_reset),
+            )
+        })?;
         let schema = match &s.schema {
             None => None,
             Some(path) => {
@@ -919,6 +935,7 @@ fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<Stri
                 requests_per_second: s.requests_per_second,
                 request_timeout,
                 max_in_flight: s.max_in_flight,
+                daily_quota_reset,
                 schema,
                 settings: SourceSettings::new(prefix, s.settings),
             },

@@ -448,7 +448,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
                         r.stream.clone(),
                         o(&r.watermark),
                         r.lag_seconds.map_or("—".into(), |s| format!("{s}s")),
-                        r.state.to_owned(),
+                        r.state.clone(),
                         o(&r.owner),
                         o(&r.last_commit),
                         match (&r.last_error, r.configured) {

@@ -60,6 +60,9 @@ pub struct Metrics {
     pub credential_in_flight: prometheus::IntGaugeVec,
     pub credential_max_in_flight: prometheus::IntGaugeVec,
     pub credential_quota: prometheus::IntGaugeVec,
+    /// Per credential: the learned request rate, and when a used-up daily quota resets.
+    pub credential_rate: prometheus::GaugeVec,
+    pub credential_quota_exhausted_until: prometheus::GaugeVec,
     /// A writer's records by outcome: `saved`, `existing`, `rejected`, `unreadable`,
     /// `unmappable`, `superseded`, `skipped`.
     pub writer_records: IntCounterVec,
@@ -246,6 +249,19 @@ impl Metrics {
             "tidemark_credential_quota_requests_per_second",
             "The configured request quota of a credential (requests_per_second).",
         );
+        let fgauge = |name: &str, help: &str| {
+            let g = prometheus::GaugeVec::new(Opts::new(name, help), &["credential"]).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let credential_rate = fgauge(
+            "tidemark_credential_rate_requests_per_second",
+            "The request rate a credential may send at now: its quota (times this replica's share), lowered to what the vendor accepted when it throttled, recovering gradually.",
+        );
+        let credential_quota_exhausted_until = fgauge(
+            "tidemark_credential_quota_exhausted_until_timestamp_seconds",
+            "When the credential's used-up daily quota resets (Unix seconds); in the past once it has. Compare with time().",
+        );
         let writer_records = counter(
             "tidemark_writer_records_total",
             "Records a writer delivered, by outcome (saved, existing, rejected, unreadable, unmappable, superseded, skipped).",
@@ -368,6 +384,8 @@ impl Metrics {
             credential_in_flight,
             credential_max_in_flight,
             credential_quota,
+            credential_rate,
+            credential_quota_exhausted_until,
             writer_records,
             writer_rejections,
             writer_batch_duration,
@@ -412,7 +430,7 @@ impl Metrics {
         }
         self.request_retries.with_label_values(&[source]).inc_by(0);
         self.stream_lag_bound.with_label_values(&s).set(lag_bound.as_secs_f64());
-        for outcome in ["ok", "retryable", "throttled", "fatal"] {
+        for outcome in ["ok", "retryable", "throttled", "quota_exhausted", "fatal"] {
             self.api_requests.with_label_values(&[source, outcome]).inc_by(0);
         }
         for outcome in ["committed", "aborted", "fatal", "fenced"] {
@@ -432,6 +450,11 @@ impl Metrics {
 
     /// Notes that `credential` is banned until `until` (a ban that ends later than the one
     /// running, if any): the time counts as it passes, once however many requests met it.
+    /// Notes that `credential`'s daily quota is used up until `until`.
+    pub fn quota_exhausted_until(&self, credential: &str, until: chrono::DateTime<chrono::Utc>) {
+        self.credential_quota_exhausted_until.with_label_values(&[credential]).set(until.timestamp() as f64);
+    }
+
     pub fn banned_until(&self, credential: &str, until: Instant) {
         let now = Instant::now();
         let mut bans = self.bans.lock().expect("metrics lock");

@@ -55,8 +55,11 @@ pub struct StreamRow {
     pub watermark: Option<String>,
     pub lag_seconds: Option<i64>,
     /// `running` (committed within two polls), `stopped` (by an operator), `failed` (stopped
-    /// on an error retrying cannot fix), `unknown`.
-    pub state: &'static str,
+    /// on an error retrying cannot fix), `quota exhausted until <time> +08:00` (its
+    /// credential's daily quota is used up; it goes on once it resets), `unknown`.
+    pub state: String,
+    /// When its credential's used-up daily quota resets (Beijing time), while it is used up.
+    pub quota_exhausted_until: Option<String>,
     /// Who committed the last watermark record: a replica, a worker's transactional id, or
     /// `ops:<user>`.
     pub owner: Option<String>,
@@ -92,6 +95,8 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
             let last = s.and_then(|s| s.committed_at);
             // The error that stopped the stream, unless it committed since.
             let failure = controls.failures.get(id).filter(|f| last.is_none_or(|at| f.at > at));
+            let source = config.streams.iter().find(|x| x.id.as_str() == id).map(|x| x.source.as_str());
+            let quota = source.and_then(|src| controls.exhausted_quota(src, now));
             let fresh = match (poll, last) {
                 (Some(poll), Some(at)) => (now - at).to_std().unwrap_or_default() <= poll * 2 + Duration::from_secs(30),
                 _ => false,
@@ -102,14 +107,17 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
                 watermark: wm.map(|w| format_beijing(w, DATETIME)),
                 lag_seconds: wm.map(|w| (now - w).num_seconds()),
                 state: if c.is_some() {
-                    "stopped"
+                    "stopped".into()
                 } else if failure.is_some() {
-                    "failed"
+                    "failed".into()
+                } else if let Some(q) = quota {
+                    format!("quota exhausted until {}", format_beijing(q.until, "%H:%M:%S +08:00"))
                 } else if fresh {
-                    "running"
+                    "running".into()
                 } else {
-                    "unknown"
+                    "unknown".into()
                 },
+                quota_exhausted_until: quota.map(|q| format_beijing(q.until, DATETIME)),
                 owner: s.and_then(|s| s.owner.clone()),
                 last_commit: last.map(|t| format_beijing(t, DATETIME)),
                 last_error: failure

@@ -33,10 +33,11 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
     // Sources that share a credential share its quota (and its throttle pauses): one gate
     // per quota key, at the lowest rate and in-flight ceiling any of them configured, named
     // for metrics by the sources sharing it.
-    let mut shared: BTreeMap<String, (Vec<&str>, u32, u32)> = BTreeMap::new();
+    // The daily quota resets at the first source's configured time.
+    let mut shared: BTreeMap<String, (Vec<&str>, u32, u32, chrono::NaiveTime)> = BTreeMap::new();
     for (id, c) in &clients {
         let s = &config.sources[*id];
-        let e = shared.entry(c.quota_key()).or_insert((Vec::new(), u32::MAX, u32::MAX));
+        let e = shared.entry(c.quota_key()).or_insert((Vec::new(), u32::MAX, u32::MAX, s.daily_quota_reset));
         e.0.push(id);
         e.1 = e.1.min(s.requests_per_second);
         e.2 = e.2.min(s.max_in_flight);
@@ -44,7 +45,10 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
     let positive = |n: u32| NonZeroU32::new(n).expect("validated positive");
     let gates: HashMap<String, Arc<CredentialGate>> = shared
         .into_iter()
-        .map(|(k, (ids, rps, max))| (k, Arc::new(CredentialGate::new(ids.join(","), positive(rps), positive(max)))))
+        .map(|(k, (ids, rps, max, reset))| {
+            let gate = CredentialGate::new(ids.join(","), positive(rps), positive(max)).with_quota_reset(reset);
+            (k, Arc::new(gate))
+        })
         .collect();
     let mut codecs: HashMap<&str, Arc<RecordCodec>> = HashMap::new();
     let mut plans = Vec::new();

@@ -42,6 +42,15 @@ pub const HEADER_OWNER: &str = "tidemark.owner";
 pub trait FailureLog: Send + Sync {
     /// Records that `stream` stopped on `error` while reading `window`.
     fn publish<'a>(&'a self, stream: &'a str, window: &'a str, error: &'a str) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Records that the daily quota of `credential` (the sources sharing it, comma-joined) is
+    /// used up until `until`, for `streams list`.
+    fn publish_quota<'a>(
+        &'a self,
+        credential: &'a str,
+        until: chrono::DateTime<chrono::Utc>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Commits a batch of records (a window's data and the stream's watermark) all or nothing.

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Window;
@@ -19,12 +20,27 @@ pub enum SourceError {
     /// Transient: retry with backoff (`after`, when the server said how long).
     #[error("retryable error {code}: {reason}")]
     Retryable { code: String, reason: String, after: Option<Duration> },
-    /// The vendor throttled us: wait exactly `after`, then retry.
-    #[error("throttled ({code}) for {after:?}: {reason}")]
-    Throttled { code: String, reason: String, after: Duration },
-    /// Retrying cannot help (credentials, clock, a request the vendor rejects): stop the stream.
+    /// The vendor said "slow down": pause the whole credential (for `after` when the vendor
+    /// said how long, else as long as the gate judges), lower its rate, and go on. Never
+    /// stops a stream.
+    #[error("throttled ({code}){}: {reason}", fmt_after(after))]
+    Throttled { code: String, reason: String, after: Option<Duration> },
+    /// The credential's daily call quota is used up: pause it until the quota resets (`after`
+    /// when the vendor said how long, else the source's configured reset time).
+    #[error("daily quota exhausted ({code}){}: {reason}", fmt_after(after))]
+    QuotaExhausted { code: String, reason: String, after: Option<Duration> },
+    /// The vendor refused the request's timestamp: the local clock is off. Stops the stream
+    /// (retrying with the same clock cannot help); the reason says by how much, when the
+    /// vendor's `Date` header told.
+    #[error("clock skew ({code}): {reason}")]
+    ClockSkew { code: String, reason: String },
+    /// Retrying cannot help (credentials, a request the vendor rejects): stop the stream.
     #[error("fatal error {code}: {reason}")]
     Fatal { code: String, reason: String },
+}
+
+fn fmt_after(after: &Option<Duration>) -> String {
+    after.map(|a| format!(" for {a:?}")).unwrap_or_default()
 }
 
 impl SourceError {
@@ -32,6 +48,8 @@ impl SourceError {
         match self {
             SourceError::Retryable { code, .. }
             | SourceError::Throttled { code, .. }
+            | SourceError::QuotaExhausted { code, .. }
+            | SourceError::ClockSkew { code, .. }
             | SourceError::Fatal { code, .. } => code,
         }
     }
@@ -43,6 +61,36 @@ impl SourceError {
 
     pub fn malformed(reason: impl Into<String>) -> Self {
         SourceError::Retryable { code: "malformed".into(), reason: reason.into(), after: None }
+    }
+
+    /// Whether the stream must stop: retrying cannot help.
+    pub fn stops_stream(&self) -> bool {
+        matches!(self, SourceError::Fatal { .. } | SourceError::ClockSkew { .. })
+    }
+
+    /// A clock-skew answer, told how far the local clock is from the vendor's: the vendor's
+    /// `Date` header (`server`) against the local time the answer came (`local`). Other
+    /// errors pass unchanged.
+    pub fn with_server_time(self, server: Option<DateTime<Utc>>, local: DateTime<Utc>) -> Self {
+        match self {
+            SourceError::ClockSkew { code, reason } => {
+                let how = match server {
+                    Some(server) => {
+                        let secs = (local - server).num_seconds();
+                        let side = if secs >= 0 { "ahead of" } else { "behind" };
+                        format!(
+                            "the local clock is {}s {side} the vendor's (its Date header); fix the clock (NTP)",
+                            secs.abs()
+                        )
+                    }
+                    None => {
+                        "the local clock is off (the vendor sent no Date header to tell by how much); check NTP".into()
+                    }
+                };
+                SourceError::ClockSkew { code, reason: format!("{reason}: {how}") }
+            }
+            other => other,
+        }
     }
 }
 

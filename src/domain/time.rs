@@ -1,6 +1,6 @@
 //! Vendor wall-clock time: Beijing time (UTC+8) text formats, parsing and rendering.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// Every vendor API in scope speaks Beijing time without an offset in its strings.
 pub fn beijing() -> FixedOffset {
@@ -76,9 +76,28 @@ pub fn truncate_to_second(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(t.timestamp(), 0).expect("whole seconds of a valid instant are valid")
 }
 
+/// The next instant after `now` whose Beijing wall clock reads `at` (a vendor's daily
+/// quota reset, midnight Beijing time for TOP).
+pub fn next_beijing_time_of_day(now: DateTime<Utc>, at: NaiveTime) -> DateTime<Utc> {
+    let local = now.with_timezone(&beijing());
+    let today = local.date_naive().and_time(at);
+    let next = if today > local.naive_local() { today } else { today + chrono::Duration::days(1) };
+    beijing().from_local_datetime(&next).single().expect("a fixed offset has one reading").with_timezone(&Utc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_reset_is_the_next_beijing_midnight() {
+        let at = |s: &str| parse_beijing(s).unwrap();
+        let midnight = NaiveTime::MIN;
+        assert_eq!(next_beijing_time_of_day(at("2026-12-02 23:59:59"), midnight), at("2026-12-03 00:00:00"));
+        assert_eq!(next_beijing_time_of_day(at("2026-12-03 00:00:00"), midnight), at("2026-12-04 00:00:00"));
+        let five_past = NaiveTime::from_hms_opt(0, 5, 0).unwrap();
+        assert_eq!(next_beijing_time_of_day(at("2026-12-03 00:01:00"), five_past), at("2026-12-03 00:05:00"));
+    }
 
     #[test]
     fn beijing_text_round_trips_through_utc() {

@@ -36,14 +36,37 @@ pub struct StreamFailure {
     pub at: DateTime<Utc>,
 }
 
+/// A credential whose daily quota a worker found used up, published under
+/// `quota:<credential>` (the sources sharing it, comma-joined).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaExhausted {
+    pub until: DateTime<Utc>,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Key prefix of the workers' failure records.
 const ERROR_PREFIX: &str = "error:";
+/// Key prefix of the workers' used-up quota records.
+const QUOTA_PREFIX: &str = "quota:";
 
-/// Everything the control topic says: operators' flags and workers' failures, by stream.
+/// Everything the control topic says: operators' flags, workers' failures by stream, and
+/// used-up daily quotas by credential.
 #[derive(Debug, Default)]
 pub struct Controls {
     pub flags: BTreeMap<String, StreamControl>,
     pub failures: BTreeMap<String, StreamFailure>,
+    pub quotas: BTreeMap<String, QuotaExhausted>,
+}
+
+impl Controls {
+    /// The used-up daily quota of `source`'s credential, if it is used up at `now`.
+    pub fn exhausted_quota(&self, source: &str, now: DateTime<Utc>) -> Option<&QuotaExhausted> {
+        self.quotas
+            .iter()
+            .find(|(credential, q)| q.until > now && credential.split(',').any(|s| s == source))
+            .map(|(_, q)| q)
+    }
 }
 
 /// Why the control topic could not be read or written.
@@ -96,6 +119,13 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         key: key.clone(),
         reason: e.to_string(),
     };
+    if let Some(credential) = key.strip_prefix(QUOTA_PREFIX) {
+        match value {
+            None => into.quotas.remove(credential),
+            Some(bytes) => into.quotas.insert(credential.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
+        };
+        return Ok(());
+    }
     match (key.strip_prefix(ERROR_PREFIX), value) {
         (Some(stream), None) => {
             into.failures.remove(stream);
@@ -131,6 +161,19 @@ impl crate::domain::FailureLog for ControlLog {
         Box::pin(async move {
             let failure = StreamFailure { error: error.to_owned(), window: window.to_owned(), at: Utc::now() };
             write_failure(&self.0, stream, &failure).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn publish_quota<'a>(
+        &'a self,
+        credential: &'a str,
+        until: DateTime<Utc>,
+        error: &'a str,
+    ) -> crate::domain::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let record = QuotaExhausted { until, error: error.to_owned(), at: Utc::now() };
+            let body = serde_json::to_vec(&record).expect("quota records serialize");
+            send(&self.0, &format!("{QUOTA_PREFIX}{credential}"), &body).await.map_err(|e| e.to_string())
         })
     }
 }

@@ -174,7 +174,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
     );
     let e = crate::sources::finance::parse_response(f.answer(&stale, Utc::now(), None).to_string().as_bytes(), "lists")
         .unwrap_err();
-    assert!(matches!(&e, SourceError::Fatal { code, .. } if code == "1002"), "{e:?}");
+    assert!(matches!(&e, SourceError::ClockSkew { code, .. } if code == "1002"), "{e:?}");
     let mut forged = src
         .signed_body(&PageRequest { window: Some(&w), page_index: 0, page_size: 10, params: &params }, Utc::now())
         .unwrap();

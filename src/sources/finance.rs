@@ -13,6 +13,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use super::envelope::{as_i64, as_text, json_body, preview, records, total};
+use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{COMPACT_DATETIME, DATETIME, format_beijing};
@@ -68,14 +69,32 @@ pub static BALANCES: ApiSpec = ApiSpec {
     total_on_every_page: false,
 };
 
-/// Maps a finance API error code to what the worker must do.
+/// The finance bill API's answers (the seed's error table) and what the engine does about
+/// each; `docs/vendors.md` cites it. The API documents no throttle code: an HTTP gateway's
+/// 429 is read as one (`sources::http`).
+pub static ERRORS: &[ErrorRule] = &[
+    ErrorRule::code("1003", Action::SignatureRejected, "签名错误"),
+    ErrorRule::code("1002", Action::ClockSkew, "请求已过期"),
+    ErrorRule::code("1", Action::Fatal, "参数错误"),
+    ErrorRule::code("400", Action::Fatal, "参数错误"),
+    ErrorRule::code("401", Action::Fatal, "未授权访问"),
+    ErrorRule::code("403", Action::Fatal, "禁止访问"),
+    ErrorRule::code("1001", Action::Fatal, "非法的flag"),
+    ErrorRule::code("1004", Action::Fatal, "不支持的type格式"),
+    ErrorRule::code("2001", Action::Fatal, "缺少必要的参数"),
+    ErrorRule::code("2002", Action::Fatal, "非法的请求参数"),
+    ErrorRule::code("2003", Action::Fatal, "接口不存在"),
+    ErrorRule::code("500", Action::Retry, "服务器内部错误"),
+];
+
+/// Maps a finance API error code to what the worker must do: the [`ERRORS`] row, else retry
+/// (an undocumented code is more likely the server's trouble than ours).
 pub fn classify(code: i64, message: &str) -> SourceError {
+    let label = code.to_string();
     let reason = format!("finance code {code}: {message}");
-    let fatal = |reason: String| SourceError::Fatal { code: code.to_string(), reason };
-    match code {
-        1003 => fatal(format!("signature rejected: {reason}")),
-        1 | 400 | 401 | 403 | 1001 | 1002 | 1004 | 2001 | 2002 | 2003 => fatal(reason),
-        _ => SourceError::Retryable { code: code.to_string(), reason, after: None },
+    match lookup(ERRORS, &label, "", message) {
+        Some(rule) => error(rule.action, &label, reason, None),
+        None => error(Action::Retry, &label, reason, None),
     }
 }
 
@@ -221,8 +240,8 @@ impl Source for FinanceSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let body = Value::Object(self.signed_body(&req, chrono::Utc::now())?);
-            let resp = http::post_json(&self.http, &self.url, &body, &[], self.timeout).await?;
-            parse_response(&resp, self.spec.list_field)
+            let reply = http::post_json(&self.http, &self.url, &body, &[], self.timeout).await?;
+            reply.read(|body| parse_response(body, self.spec.list_field))
         })
     }
 }
@@ -247,7 +266,9 @@ mod tests {
     fn error_codes_follow_the_seed_table() {
         let e = parse_response("{\"code\":1003,\"message\":\"签名错误\"}".as_bytes(), "lists").unwrap_err();
         assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
-        for code in [1, 400, 401, 403, 1001, 1002, 1004, 2001, 2002, 2003] {
+        let e = parse_response("{\"code\":1002,\"message\":\"请求已过期\"}".as_bytes(), "lists").unwrap_err();
+        assert!(matches!(e, SourceError::ClockSkew { .. }), "{e:?}");
+        for code in [1, 400, 401, 403, 1001, 1004, 2001, 2002, 2003] {
             let e = parse_response(format!(r#"{{"code":{code},"message":"x"}}"#).as_bytes(), "lists").unwrap_err();
             assert!(matches!(e, SourceError::Fatal { .. }), "{code}: {e:?}");
         }

@@ -25,6 +25,7 @@
 //! is one module here (signing, envelope, error classes behind [`Source`]) plus the above.
 
 pub mod envelope;
+pub mod errors;
 pub mod finance;
 pub mod http;
 pub mod qimen;

@@ -136,8 +136,8 @@ impl Source for QimenSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now())?;
-            let body = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            parse_response(&body, self.spec.list_field)
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(|body| parse_response(body, self.spec.list_field))
         })
     }
 }
@@ -170,7 +170,16 @@ mod tests {
         assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
         let e = parse(r#"{"response":{"flag":"failure","code":"7","message":"ban will last 4 more seconds"}}"#)
             .unwrap_err();
-        assert!(matches!(e, SourceError::Throttled { after, .. } if after == Duration::from_secs(4)), "{e:?}");
+        assert!(matches!(e, SourceError::Throttled { after: Some(a), .. } if a == Duration::from_secs(4)), "{e:?}");
+        let e =
+            parse(r#"{"response":{"flag":"failure","code":"100","message":"超过每分钟最大调用频率限制,请稍后重试"}}"#)
+                .unwrap_err();
+        assert!(
+            matches!(e, SourceError::Throttled { after: None, .. }),
+            "旺店通's per-minute limit through 奇门: {e:?}"
+        );
+        let e = parse(r#"{"response":{"flag":"failure","code":"4","message":"数据库错误"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e =
             parse(r#"{"response":{"flag":"failure","code":"15","sub_code":"isp.service-unavailable","message":"x"}}"#)
                 .unwrap_err();

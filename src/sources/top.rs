@@ -1,11 +1,6 @@
 //! 淘宝开放平台 (TOP): system parameters and signing, the `<method>_response` / `api_result`
-//! envelope in both wrapped and simplified forms, and `error_response` classification.
-//!
-//! Error codes (TOP's published platform codes): 7 call limited (wait the seconds the
-//! message names), 15 remote service error (retry), 25 invalid signature, 27 invalid session,
-//! 29 invalid app key, 31 invalid timestamp (fatal: credentials or clock), 40 missing
-//! argument, 41 invalid argument, 50 business error (fatal: the request is wrong). `isp.*`
-//! sub-codes are the platform's own faults and are retried.
+//! envelope in both wrapped and simplified forms, and the TOP family's error table
+//! ([`ERRORS`], shared with 奇门; sources in `docs/vendors.md`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +8,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::envelope::{as_text, json_body, preview, records, total};
+use super::errors::{Action, ErrorRule, ban_seconds, error, lookup};
 use super::top_sign::TopCredential;
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
@@ -55,41 +51,64 @@ const REQUEST_PARAM: &str = "finance_order_detail_request";
 /// The element tag TOP wraps list items in when the response is not simplified.
 const LIST_ITEM: &str = "finance_order_detail";
 
-/// Maps a TOP-family error (`code`, `sub_code`, message) to what the worker must do.
-/// Shared with 奇门, whose gateway speaks the same codes.
-pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
-    let reason = if sub_code.is_empty() {
-        format!("code {code}: {message}")
-    } else {
-        format!("code {code} ({sub_code}): {message}")
-    };
-    let code_label = if code.is_empty() { "unknown".to_owned() } else { code.to_owned() };
-    let fatal = |reason: String| SourceError::Fatal { code: code_label.clone(), reason };
-    let numeric = code.parse::<u32>().ok();
-    match numeric {
-        Some(7) => SourceError::Throttled {
-            code: code_label.clone(),
-            after: ban_seconds(message).or_else(|| ban_seconds(sub_code)).unwrap_or(Duration::from_secs(10)),
-            reason,
-        },
-        // 10 service currently unavailable, 15 remote service error.
-        Some(10 | 15) => SourceError::Retryable { code: code_label.clone(), reason, after: None },
-        Some(24 | 25) => fatal(format!("signature rejected: {reason}")),
-        // Every other platform code (missing or invalid method, session, app key, timestamp,
-        // version, arguments, permissions; 50 business error) needs a person to fix it.
-        Some(1..=99) => fatal(reason),
-        _ if sub_code.starts_with("isp.") => SourceError::Retryable { code: code_label.clone(), reason, after: None },
-        _ if sub_code.contains("sign") || code.contains("sign") => fatal(format!("signature rejected: {reason}")),
-        _ if sub_code.starts_with("isv.") => fatal(reason),
-        _ => SourceError::Retryable { code: code_label.clone(), reason, after: None },
-    }
+/// A row for a sub-code prefix, whatever the code.
+const fn sub(prefix: &'static str, action: Action, meaning: &'static str) -> ErrorRule {
+    ErrorRule { code: None, sub_code: Some(prefix), message: &[], action, meaning }
 }
 
-/// The ban length in "... ban will last 12 more seconds".
-pub fn ban_seconds(message: &str) -> Option<Duration> {
-    let rest = &message[message.find("last ")? + 5..];
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok().map(Duration::from_secs)
+/// The TOP family's answers (TOP and the 奇门 gateway) and what the engine does about each,
+/// first match wins (`docs/vendors.md` cites each row). Code 7 is three limits told apart by
+/// the sub-code: the app's daily quota, and two bans that say how many seconds they last.
+pub static ERRORS: &[ErrorRule] = &[
+    sub("accesscontrol.limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
+    sub("isv.access-limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
+    sub("accesscontrol.", Action::Throttle, "call frequency limit"),
+    sub("isv.access-limited", Action::Throttle, "call frequency limit"),
+    sub("isp.call-limited", Action::Throttle, "call frequency limit"),
+    ErrorRule::code("7", Action::Throttle, "app call limited"),
+    ErrorRule::code("4", Action::Throttle, "user call limited"),
+    ErrorRule::code("5", Action::Throttle, "session call limited"),
+    ErrorRule::code("6", Action::Throttle, "partner call limited"),
+    ErrorRule::code("8", Action::Throttle, "app call frequency limited"),
+    sub("isp.", Action::Retry, "the platform's own fault"),
+    ErrorRule::code("10", Action::Retry, "service currently unavailable"),
+    ErrorRule {
+        code: Some("15"),
+        sub_code: Some("isv."),
+        message: &[],
+        action: Action::Fatal,
+        meaning: "remote service refused the request",
+    },
+    ErrorRule::code("15", Action::Retry, "remote service error"),
+    ErrorRule::code("24", Action::SignatureRejected, "missing signature"),
+    ErrorRule::code("25", Action::SignatureRejected, "invalid signature"),
+    ErrorRule::code("31", Action::ClockSkew, "invalid timestamp"),
+    sub("sign-check-failure", Action::SignatureRejected, "invalid signature"),
+];
+
+/// Maps a TOP-family error (`code`, `sub_code`, message) to what the worker must do: the
+/// [`ERRORS`] row, else any other platform code 1–99 or `isv.*` sub-code as fatal (missing
+/// or invalid method, session, app key, version, arguments, permissions; 50 business error)
+/// and anything else as retryable. A ban's seconds are read from the message.
+pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
+    let label = if code.is_empty() { "unknown" } else { code };
+    let described = |meaning: &str| match (sub_code.is_empty(), meaning.is_empty()) {
+        (true, true) => format!("code {code}: {message}"),
+        (true, false) => format!("code {code} ({meaning}): {message}"),
+        (false, true) => format!("code {code} ({sub_code}): {message}"),
+        (false, false) => format!("code {code} ({sub_code}, {meaning}): {message}"),
+    };
+    let wait = ban_seconds(message);
+    if let Some(rule) = lookup(ERRORS, code, sub_code, message) {
+        return error(rule.action, label, described(rule.meaning), wait);
+    }
+    let action = match code.parse::<u32>() {
+        Ok(1..=99) => Action::Fatal,
+        _ if sub_code.contains("sign") || code.contains("sign") => Action::SignatureRejected,
+        _ if sub_code.starts_with("isv.") => Action::Fatal,
+        _ => Action::Retry,
+    };
+    error(action, label, described(""), wait)
 }
 
 /// Reads a TOP response for `method` into a page: the wrapped form
@@ -210,8 +229,8 @@ impl Source for TopSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now())?;
-            let body = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            parse_response(&body, self.spec.method, self.spec.list_field, LIST_ITEM)
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(|body| parse_response(body, self.spec.method, self.spec.list_field, LIST_ITEM))
         })
     }
 }
@@ -243,13 +262,13 @@ mod tests {
     #[test]
     fn error_responses_are_classified() {
         let e = parse(r#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-api-access-count","sub_msg":"This ban will last 12 more seconds"}}"#).unwrap_err();
-        assert!(matches!(e, SourceError::Throttled { after, .. } if after == Duration::from_secs(12)), "{e:?}");
+        assert!(matches!(e, SourceError::Throttled { after: Some(a), .. } if a == Duration::from_secs(12)), "{e:?}");
         let e = parse(r#"{"error_response":{"code":15,"msg":"Remote service error","sub_code":"isp.unknown-error"}}"#)
             .unwrap_err();
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e = parse(r#"{"error_response":{"code":25,"msg":"Invalid signature"}}"#).unwrap_err();
         assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
-        for code in [21, 22, 26, 27, 28, 29, 31, 33, 40, 41, 50] {
+        for code in [21, 22, 26, 27, 28, 29, 33, 40, 41, 50] {
             let e = parse(&format!(
                 r#"{{"error_response":{{"code":{code},"msg":"x","sub_code":"isv.invalid-parameter"}}}}"#
             ))
@@ -270,8 +289,26 @@ mod tests {
     }
 
     #[test]
-    fn ban_seconds_are_read_from_the_message() {
-        assert_eq!(ban_seconds("This ban will last 3 more seconds"), Some(Duration::from_secs(3)));
-        assert_eq!(ban_seconds("no number"), None);
+    fn code_7_is_told_apart_by_its_sub_code() {
+        let answer = |sub: &str, sub_msg: &str| {
+            parse(&format!(
+                r#"{{"error_response":{{"code":7,"msg":"App Call Limited","sub_code":"{sub}","sub_msg":"{sub_msg}"}}}}"#
+            ))
+            .unwrap_err()
+        };
+        let e = answer("accesscontrol.limited-by-app-access-count", "App Call Limited");
+        assert!(matches!(e, SourceError::QuotaExhausted { after: None, .. }), "{e:?}");
+        let e = answer("accesscontrol.limited-by-app-api-access-count", "This ban will last for 2 more seconds");
+        assert!(matches!(e, SourceError::Throttled { after: Some(a), .. } if a == Duration::from_secs(2)), "{e:?}");
+        let e = answer("accesscontrol.limited-by-api-access-count", "App Call Limited");
+        assert!(matches!(e, SourceError::Throttled { after: None, .. }), "a ban without a number: {e:?}");
+        let e = parse(r#"{"error_response":{"code":15,"msg":"Remote service error","sub_code":"isv.access-limited-by-api-access-count"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Throttled { .. }), "legacy isv.access-limited-*: {e:?}");
+        let e = parse(r#"{"error_response":{"code":31,"msg":"Invalid timestamp"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::ClockSkew { .. }), "{e:?}");
+        for code in [4, 5, 6, 8] {
+            let e = parse(&format!(r#"{{"error_response":{{"code":{code},"msg":"Call Limited"}}}}"#)).unwrap_err();
+            assert!(matches!(e, SourceError::Throttled { .. }), "{code}: {e:?}");
+        }
     }
 }

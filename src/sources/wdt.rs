@@ -1,9 +1,5 @@
-//! 旺店通 openapi2: request signing, the `{code, message, total_count, <list>}` envelope, error classification.
-//!
-//! Error codes: the vendor documents `code = 0` as success and shows `code = 2` for a missing
-//! parameter; `100` is what it answers for a bad `sid`, `appkey`, `sign` or `timestamp`. We
-//! classify 1–199 as the request or credentials being wrong (fatal: retrying cannot help)
-//! and anything else as a server-side problem worth retrying. This assumption lives here only.
+//! 旺店通 openapi2: request signing, the `{code, message, total_count, <list>}` envelope, and
+//! its error table ([`ERRORS`], sources in `docs/vendors.md`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +8,7 @@ use md5::{Digest, Md5};
 use serde_json::Value;
 
 use super::envelope::{as_i64, json_body, preview, records, total};
+use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{DATETIME, format_beijing};
@@ -69,18 +66,50 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
     Ok(Page { records: records(v.get_mut(list), list)?, total })
 }
 
-/// Maps a non-zero openapi2 `code` to what the worker must do.
+/// The per-minute limits' wording (the vendor writes the comma full- or half-width).
+const PER_MINUTE_LIMITS: &[&str] = &["超过每分钟最大调用频率限制", "超过每分钟最大并发次数限制"];
+
+/// 旺店通's answers and what the engine does about each, first match wins (`docs/vendors.md`
+/// cites each row). Code 100 is the vendor's catch-all: only its message tells a per-minute
+/// limit from a real failure.
+pub static ERRORS: &[ErrorRule] = &[
+    ErrorRule {
+        code: Some("100"),
+        sub_code: None,
+        message: PER_MINUTE_LIMITS,
+        action: Action::Throttle,
+        meaning: "per-minute call or concurrency limit",
+    },
+    ErrorRule {
+        code: Some("100"),
+        sub_code: None,
+        message: &["签名", "sign"],
+        action: Action::SignatureRejected,
+        meaning: "signature",
+    },
+    ErrorRule {
+        code: Some("100"),
+        sub_code: None,
+        message: &["timestamp", "时间戳"],
+        action: Action::ClockSkew,
+        meaning: "timestamp",
+    },
+    ErrorRule::code("1", Action::Fatal, "authentication failed (appkey, appsecret or sid)"),
+    ErrorRule::code("4", Action::Retry, "database error"),
+    ErrorRule::code("5", Action::Retry, "database error"),
+    ErrorRule::code("6", Action::Fatal, "ip not in the app's whitelist"),
+    ErrorRule::code("7", Action::ClockSkew, "timestamp error"),
+];
+
+/// Maps a non-zero openapi2 `code` to what the worker must do: the [`ERRORS`] row, else
+/// 1–199 as the request or the credentials being wrong (fatal) and anything else as a
+/// server-side problem worth retrying.
 pub fn classify(code: i64, message: &str) -> SourceError {
-    let reason = format!("wdt code {code}: {message}");
-    if (1..200).contains(&code) {
-        let reason = if code == 100 && (message.contains("签名") || message.contains("sign")) {
-            format!("signature rejected: {reason}")
-        } else {
-            reason
-        };
-        SourceError::Fatal { code: code.to_string(), reason }
-    } else {
-        SourceError::Retryable { code: code.to_string(), reason, after: None }
+    let label = code.to_string();
+    match lookup(ERRORS, &label, "", message) {
+        Some(rule) => error(rule.action, &label, format!("wdt code {code} ({}): {message}", rule.meaning), None),
+        None if (1..200).contains(&code) => error(Action::Fatal, &label, format!("wdt code {code}: {message}"), None),
+        None => error(Action::Retry, &label, format!("wdt code {code}: {message}"), None),
     }
 }
 
@@ -139,8 +168,8 @@ impl Source for WdtSource {
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
-            let body = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            parse_envelope(&body, self.spec.list_field)
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(|body| parse_envelope(body, self.spec.list_field))
         })
     }
 }
@@ -188,6 +217,37 @@ mod tests {
         assert!(e.to_string().contains("signature rejected"), "{e}");
         let e = parse_envelope(br#"{"code":500,"message":"busy"}"#, "account_list").unwrap_err();
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+    }
+
+    /// The vendor's own texts (its 错误码说明 table and an API page's 异常响应示例): code 100
+    /// is a throttle only by its message, with either comma; a real failure on 100 stays fatal.
+    #[test]
+    fn per_minute_limits_are_throttles_and_other_code_100s_are_not() {
+        for message in [
+            "超过每分钟最大调用频率限制，请稍后重试",
+            "超过每分钟最大调用频率限制,请稍后重试",
+            "超过每分钟最大并发次数限制，请稍后重试",
+        ] {
+            let e = classify(100, message);
+            assert!(matches!(e, SourceError::Throttled { after: None, .. }), "{message}: {e:?}");
+        }
+        for message in ["店铺编号不存在或已停用", "权限不足", "appkey 不存在或已停用"] {
+            assert!(matches!(classify(100, message), SourceError::Fatal { .. }), "{message}");
+        }
+        assert!(matches!(classify(4, "数据库错误"), SourceError::Retryable { .. }));
+        assert!(matches!(classify(5, "数据库错误"), SourceError::Retryable { .. }));
+        assert!(matches!(classify(6, "ip限制"), SourceError::Fatal { .. }));
+        assert!(matches!(classify(7, "时间戳错误"), SourceError::ClockSkew { .. }));
+        assert!(matches!(classify(100, "timestamp 与服务器时间相差超过5分钟"), SourceError::ClockSkew { .. }));
+    }
+
+    #[test]
+    fn a_clock_skew_answer_says_how_far_off_the_local_clock_is() {
+        let local = chrono::Utc::now();
+        let e = classify(7, "时间戳错误").with_server_time(Some(local - chrono::Duration::seconds(425)), local);
+        assert!(e.to_string().contains("the local clock is 425s ahead of the vendor's"), "{e}");
+        let e = classify(7, "时间戳错误").with_server_time(Some(local + chrono::Duration::seconds(90)), local);
+        assert!(e.to_string().contains("90s behind"), "{e}");
     }
 
     #[test]

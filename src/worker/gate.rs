@@ -1,13 +1,18 @@
 //! The request gate of one vendor credential, shared by every stream that uses it: its rate
-//! limit, the pause a vendor throttle imposes, and the adaptive limit on requests in flight.
+//! limit (learned from the vendor's throttles), the pause a throttle or a used-up daily quota
+//! imposes, and the adaptive limit on requests in flight.
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chrono::{DateTime, NaiveTime, Utc};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+use super::learned_rate::{LearnedRate, Throttle};
+use crate::domain::time::next_beijing_time_of_day;
 
 /// The in-flight limit a credential starts with (or its `max_in_flight`, if lower): modest,
 /// so a vendor that is already struggling is not hit with the full ceiling at once.
@@ -65,10 +70,16 @@ pub struct CredentialGate {
     /// with a generation number so that waiters on a replaced one queue again.
     limiter: Mutex<(u64, Arc<DefaultDirectRateLimiter>)>,
     per_second: NonZeroU32,
-    /// The requests per second this process may send: `per_second` times its share.
+    /// The requests per second the limiter now lets through: the learned rate, at most
+    /// `per_second` times this process's share.
     rate: Mutex<f64>,
+    learned: Mutex<LearnedRate>,
     max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
+    /// When the vendor's daily quota resets (Beijing time of day), if it names no time itself.
+    quota_reset: NaiveTime,
+    /// Until when the daily quota is used up, while it is.
+    exhausted_until: Mutex<Option<DateTime<Utc>>>,
     aimd: Mutex<Aimd>,
     freed: Notify,
 }
@@ -93,8 +104,11 @@ impl CredentialGate {
             limiter: Mutex::new((0, Arc::new(RateLimiter::direct(quota)))),
             per_second,
             rate: Mutex::new(f64::from(per_second.get())),
+            learned: Mutex::new(LearnedRate::new(f64::from(per_second.get()), Instant::now())),
             max_in_flight: max,
             paused_until: Mutex::new(None),
+            quota_reset: NaiveTime::MIN,
+            exhausted_until: Mutex::new(None),
             aimd: Mutex::new(Aimd {
                 limit: f64::from(INITIAL_IN_FLIGHT.min(max)),
                 in_flight: 0,
@@ -116,7 +130,24 @@ impl CredentialGate {
         if fraction == 0.0 {
             return; // owns none of the credential's streams: nothing will ask
         }
-        let rate = f64::from(self.per_second.get()) * fraction;
+        let ceiling = f64::from(self.per_second.get()) * fraction;
+        let rate = {
+            let mut learned = self.learned.lock().expect("gate lock");
+            learned.set_ceiling(ceiling);
+            learned.rate(Instant::now())
+        };
+        self.install_rate(rate);
+    }
+
+    /// When the vendor's daily quota resets, as a Beijing time of day (default midnight).
+    pub fn with_quota_reset(mut self, reset: NaiveTime) -> Self {
+        self.quota_reset = reset;
+        self
+    }
+
+    /// A limiter at `rate`: requests waiting on the old one queue again on it, and it starts
+    /// empty, so a change never adds the old rate to the new, nor a burst.
+    fn install_rate(&self, rate: f64) {
         let quota = Quota::with_period(Duration::from_secs_f64(1.0 / rate))
             .expect("a positive period")
             .allow_burst(NonZeroU32::MIN);
@@ -125,6 +156,15 @@ impl CredentialGate {
         let mut current = self.limiter.lock().expect("gate lock");
         *current = (current.0 + 1, Arc::new(limiter));
         *self.rate.lock().expect("gate lock") = rate;
+    }
+
+    /// Follows the learned rate as it recovers: a new limiter once it moved by more than 2 %.
+    fn follow_learned_rate(&self) {
+        let learned = self.learned.lock().expect("gate lock").rate(Instant::now());
+        let current = self.rate();
+        if (learned - current).abs() > current * 0.02 {
+            self.install_rate(learned);
+        }
     }
 
     /// The requests per second this process may send now (the quota times its share).
@@ -167,6 +207,7 @@ impl CredentialGate {
             freed.await;
         }
         let mut permit = Permit { gate: self, sent: Instant::now(), reported: false };
+        self.follow_learned_rate();
         loop {
             let until = *self.paused_until.lock().expect("gate lock");
             match until {
@@ -209,7 +250,51 @@ impl CredentialGate {
         }
     }
 
+    /// The vendor throttled a request sent at `sent`, naming how long or not (`stated`): a new
+    /// ban pauses the credential (for `stated`, else for a default that doubles while bans
+    /// follow each other) and lowers its learned rate. Returns the new ban's length, or `None`
+    /// when the request was out before the current ban began and answers for it.
+    pub fn throttled(&self, sent: Instant, stated: Option<Duration>) -> Option<Duration> {
+        let verdict = self.learned.lock().expect("gate lock").throttled(Instant::now(), sent, stated);
+        match verdict {
+            Throttle::Ban(ban) => {
+                self.pause(ban);
+                self.follow_learned_rate();
+                Some(ban)
+            }
+            Throttle::Same => None,
+        }
+    }
+
+    /// The credential's daily quota is used up: every request waits until it resets, `after`
+    /// from now when the vendor said so, else at the configured reset time. Returns when, if
+    /// this is news (not an answer for an exhaustion already known).
+    pub fn quota_exhausted(&self, after: Option<Duration>) -> Option<DateTime<Utc>> {
+        let now = Utc::now();
+        let until = match after {
+            Some(a) => now + chrono::Duration::from_std(a).unwrap_or(chrono::Duration::days(1)),
+            None => next_beijing_time_of_day(now, self.quota_reset),
+        };
+        {
+            let mut known = self.exhausted_until.lock().expect("gate lock");
+            if known.is_some_and(|k| k > now && k + chrono::Duration::seconds(1) >= until) {
+                return None;
+            }
+            *known = Some(until);
+        }
+        self.pause((until - now).to_std().unwrap_or_default());
+        Some(until)
+    }
+
+    /// Until when the daily quota is used up, while it is.
+    pub fn exhausted_until(&self) -> Option<DateTime<Utc>> {
+        self.exhausted_until.lock().expect("gate lock").filter(|u| *u > Utc::now())
+    }
+
     fn release(&self, sent: Instant, answer: Answer) {
+        if let Answer::Healthy(_) = answer {
+            self.learned.lock().expect("gate lock").accepted(Instant::now());
+        }
         let mut a = self.aimd.lock().expect("gate lock");
         // Growth only helps if the limit is being used: at least half of it out (as in
         // Netflix's concurrency-limits AIMD).
@@ -248,6 +333,11 @@ impl CredentialGate {
 }
 
 impl Permit<'_> {
+    /// When the request was sent (once the gate let it go).
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
+
     /// Reports how the request went and frees its slot.
     pub fn done(mut self, answer: Answer) {
         self.reported = true;

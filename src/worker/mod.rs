@@ -2,6 +2,7 @@
 //! the credential gate), and commits records with the watermark, window by window in order.
 
 pub mod gate;
+pub mod learned_rate;
 pub mod plan;
 pub mod read;
 pub mod stream;

@@ -15,7 +15,7 @@ use super::gate::Answer;
 use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::content_hash;
-use crate::domain::{Mode, OutRecord, Page, PageRequest, SourceError, Window};
+use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
 use crate::metrics::Metrics;
 
 /// A request is retried this many times before the step is given up and retried later.
@@ -69,6 +69,8 @@ pub struct Reader {
     pub dead_letter_topic: Arc<str>,
     /// The stream-id header, then the schema-name header, of every data record; built once.
     pub headers: Vec<(&'static str, Arc<[u8]>)>,
+    /// Where news for operators goes (a used-up daily quota), if anywhere.
+    pub notices: Option<Arc<dyn FailureLog>>,
 }
 
 impl Reader {
@@ -84,6 +86,7 @@ impl Reader {
             ],
             plan,
             metrics,
+            notices: None,
         }
     }
 
@@ -228,6 +231,7 @@ impl Reader {
         self.metrics.credential_requests.with_label_values(&[gate.name()]).inc_by(0);
         let s = gate.stats();
         self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
+        self.metrics.credential_rate.with_label_values(&[gate.name()]).set(gate.rate());
     }
 
     /// One page, through the credential's gate, with retries for transient errors and waits
@@ -258,15 +262,23 @@ impl Reader {
             };
             self.metrics.api_duration.with_label_values(&[source_id]).observe(t0.elapsed().as_secs_f64());
             // A ban pauses the credential before this slot is freed: a request waiting for the
-            // slot must not slip out first. (Counted below, once.)
-            let extended = match &res {
-                Err(SourceError::Throttled { after, .. }) => gate.pause(*after),
-                _ => Duration::ZERO,
+            // slot must not slip out first. Only news is logged and counted: every request in
+            // flight when a ban began comes back throttled, and answers for the same ban.
+            let ban = match &res {
+                Err(SourceError::Throttled { after, .. }) => gate.throttled(permit.sent(), *after),
+                _ => None,
+            };
+            let exhausted_until = match &res {
+                Err(SourceError::QuotaExhausted { after, .. }) => gate.quota_exhausted(*after),
+                _ => None,
             };
             permit.done(match &res {
                 // A business error is an answer too: the vendor is keeping up.
-                Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
+                Ok(_) | Err(SourceError::Fatal { .. } | SourceError::ClockSkew { .. }) => {
+                    Answer::Healthy(Duration::ZERO)
+                }
                 Err(SourceError::Throttled { .. } | SourceError::Retryable { .. }) => Answer::Overloaded,
+                Err(SourceError::QuotaExhausted { .. }) => Answer::Neutral,
             });
             self.observe_gate();
             let err = match res {
@@ -280,20 +292,28 @@ impl Reader {
             let outcome = match &err {
                 SourceError::Retryable { .. } => "retryable",
                 SourceError::Throttled { .. } => "throttled",
-                SourceError::Fatal { .. } => "fatal",
+                SourceError::QuotaExhausted { .. } => "quota_exhausted",
+                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => "fatal",
             };
             self.metrics.api_requests.with_label_values(&[source_id, outcome]).inc();
             self.metrics.api_errors.with_label_values(&[source_id, err.code()]).inc();
             self.metrics.stream_error(&self.plan.cfg.id, err.code());
             let wait = match &err {
-                SourceError::Fatal { .. } => return Err(StepError::Stop(err.to_string())),
-                SourceError::Throttled { after, .. } => {
-                    // The ban is on the credential: every stream using it waits it out, and
-                    // it is counted once however many requests in flight come back throttled.
-                    if !extended.is_zero() {
-                        self.metrics.banned_until(gate.name(), std::time::Instant::now() + *after);
+                e if e.stops_stream() => return Err(StepError::Stop(err.to_string())),
+                // Throttles and quotas wait in the gate, with every stream on the credential,
+                // for as long as it takes: they never stop a stream.
+                SourceError::Throttled { .. } => {
+                    if let Some(ban) = ban {
+                        self.metrics.banned_until(gate.name(), std::time::Instant::now() + ban);
+                        warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, credential = gate.name(), ban = ?ban, rate_per_second = format!("{:.2}", gate.rate()), error = %err, "vendor throttled the credential; pausing it and lowering its rate");
                     }
-                    *after
+                    continue;
+                }
+                SourceError::QuotaExhausted { .. } => {
+                    if let Some(until) = exhausted_until {
+                        self.note_quota_exhausted(until, &err);
+                    }
+                    continue;
                 }
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
@@ -304,13 +324,29 @@ impl Reader {
                     after
                         .unwrap_or_else(|| backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10)))
                 }
+                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => unreachable!("stops the stream above"),
             };
             warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
-            // A throttle's wait happens in the gate, shared with the credential's other streams.
-            if !matches!(err, SourceError::Throttled { .. }) && !super::stream::sleep_or_shutdown(wait, shutdown).await
-            {
+            if !super::stream::sleep_or_shutdown(wait, shutdown).await {
                 return Err(StepError::ShutDown);
             }
+        }
+    }
+
+    /// Says once that the credential's daily quota is used up, until when: in the log, in the
+    /// metrics, and in the control topic for `streams list`.
+    fn note_quota_exhausted(&self, until: chrono::DateTime<chrono::Utc>, err: &SourceError) {
+        let gate = &self.plan.gate;
+        let when = crate::domain::time::format_beijing(until, "%Y-%m-%d %H:%M:%S +08:00");
+        warn!(stream = %self.plan.cfg.id, credential = gate.name(), until = %when, error = %err, "daily quota exhausted; pausing the credential until it resets");
+        self.metrics.quota_exhausted_until(gate.name(), until);
+        if let Some(log) = self.notices.clone() {
+            let (credential, reason) = (gate.name().to_owned(), err.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = log.publish_quota(&credential, until, &reason).await {
+                    warn!(credential, error = %e, "could not publish the exhausted quota to the control topic");
+                }
+            });
         }
     }
 }

@@ -227,7 +227,10 @@ impl StreamWorker {
     ) -> StreamWorker {
         let owner = config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str());
         StreamWorker {
-            reader: Arc::new(Reader::new(plan.clone(), metrics.clone(), &config.kafka.dead_letter_topic)),
+            reader: Arc::new(Reader {
+                notices: failures_to.clone(),
+                ..Reader::new(plan.clone(), metrics.clone(), &config.kafka.dead_letter_topic)
+            }),
             sink,
             metrics,
             watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
@@ -679,6 +682,7 @@ mod tests {
                 topic: Arc::from(plan.topic.as_str()),
                 dead_letter_topic: Arc::from("dlq"),
                 headers: vec![("stream", Arc::from(id))],
+                notices: None,
             }),
             sink,
             metrics,

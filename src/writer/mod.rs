@@ -344,13 +344,14 @@ impl Writer<'_> {
         while !pending.is_empty() {
             match self.round(&mut pending, letters, counts).await {
                 Ok(()) => failures = 0,
-                Err(e @ SourceError::Fatal { .. }) => {
+                Err(e) if e.stops_stream() => {
                     return Err(WriterError::Target { writer: self.w.id.clone(), error: e });
                 }
                 Err(e) => {
                     failures += 1;
                     let wait = match &e {
-                        SourceError::Throttled { after, .. } => *after,
+                        // The gate holds the next call until the ban ends.
+                        SourceError::Throttled { .. } | SourceError::QuotaExhausted { .. } => Duration::ZERO,
                         _ => backoff::delay(failures, Duration::from_millis(500), Duration::from_secs(60)),
                     };
                     warn!(writer = %self.w.id, error = %e, retry_in = ?wait, pending = pending.len(), "target call failed; retrying the batch");
@@ -428,11 +429,17 @@ impl Writer<'_> {
         let permit = self.gate.acquire().await;
         let res = fut.await;
         // The pause first: a request waiting for this slot must not slip out before it.
-        if let Err(SourceError::Throttled { after, .. }) = &res {
-            self.gate.pause(*after);
+        match &res {
+            Err(SourceError::Throttled { after, .. }) => {
+                self.gate.throttled(permit.sent(), *after);
+            }
+            Err(SourceError::QuotaExhausted { after, .. }) => {
+                self.gate.quota_exhausted(*after);
+            }
+            _ => {}
         }
         permit.done(match &res {
-            Ok(_) | Err(SourceError::Fatal { .. }) => Answer::Healthy(Duration::ZERO),
+            Ok(_) | Err(SourceError::Fatal { .. } | SourceError::ClockSkew { .. }) => Answer::Healthy(Duration::ZERO),
             Err(_) => Answer::Overloaded,
         });
         res

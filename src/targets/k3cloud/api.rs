@@ -16,6 +16,9 @@ pub const SERVICE_PREFIX: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.Dynam
 
 /// K3Cloud's `MsgCode` for a request without a valid session or signature.
 const MSG_CODE_NOT_LOGGED_IN: i64 = 1;
+/// `MsgCode` 14, 调用限制 (call limited): K3Cloud's one throttle answer; the call is waited
+/// out and sent again (`docs/vendors.md`).
+const MSG_CODE_CALL_LIMITED: i64 = 14;
 
 /// The flags of a `BatchSave` a writer's config decides.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +78,7 @@ impl K3Client {
                 .identity
                 .headers(&path, chrono::Utc::now().timestamp())
                 .map_err(|e| SourceError::Fatal { code: "config".into(), reason: e.to_string() })?;
-            return envelope::json_body(&http::post_json(&self.http, &url, body, &headers, self.timeout).await?);
+            return http::post_json(&self.http, &url, body, &headers, self.timeout).await?.read(envelope::json_body);
         }
         let mut session = self.session.lock().await;
         for attempt in 0..2 {
@@ -84,7 +87,8 @@ impl K3Client {
                 None => session.insert(self.login().await?).clone(),
             };
             let headers = [(SESSION_HEADER, sid.clone()), ("Cookie", format!("{SESSION_HEADER}={sid}"))];
-            let answer = envelope::json_body(&http::post_json(&self.http, &url, body, &headers, self.timeout).await?)?;
+            let answer =
+                http::post_json(&self.http, &url, body, &headers, self.timeout).await?.read(envelope::json_body)?;
             if attempt == 0 && msg_code(&answer) == Some(MSG_CODE_NOT_LOGGED_IN) {
                 tracing::info!(service, "k3cloud session lost; logging in again");
                 *session = None;
@@ -99,9 +103,9 @@ impl K3Client {
     async fn login(&self) -> Result<String, SourceError> {
         let id = &self.identity;
         let body = json!({"parameters": [id.acct_id, id.user_name, id.app_id, id.app_secret.expose(), id.lcid]});
-        let answer = envelope::json_body(
-            &http::post_json(&self.http, &format!("{}{LOGIN_PATH}", self.base), &body, &[], self.timeout).await?,
-        )?;
+        let answer = http::post_json(&self.http, &format!("{}{LOGIN_PATH}", self.base), &body, &[], self.timeout)
+            .await?
+            .read(envelope::json_body)?;
         match (envelope::as_i64(&answer["LoginResultType"]), answer["KDSVCSessionId"].as_str()) {
             (Some(1), Some(sid)) if !sid.is_empty() => Ok(sid.to_owned()),
             _ => Err(SourceError::Fatal {
@@ -169,6 +173,13 @@ fn status_error(status: &Value) -> SourceError {
         .filter(|m| !m.is_empty())
         .collect();
     let reason = if messages.is_empty() { status.to_string() } else { messages.join("; ") };
+    if envelope::as_i64(&status["MsgCode"]) == Some(MSG_CODE_CALL_LIMITED) {
+        return SourceError::Throttled {
+            code: "call_limited".into(),
+            reason: format!("k3cloud call limit: {reason}"),
+            after: None,
+        };
+    }
     if envelope::as_i64(&status["MsgCode"]) == Some(MSG_CODE_NOT_LOGGED_IN) {
         SourceError::Fatal {
             code: "not_logged_in".into(),
