@@ -232,6 +232,8 @@ impl Reader {
         let s = gate.stats();
         self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
         self.metrics.credential_rate.with_label_values(&[gate.name()]).set(gate.rate());
+        // At 0 (the epoch) until a quota is used up, so the dashboard has a series from the start.
+        self.metrics.credential_quota_exhausted_until.with_label_values(&[gate.name()]);
     }
 
     /// One page, through the credential's gate, with retries for transient errors and waits

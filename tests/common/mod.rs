@@ -126,14 +126,50 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `tidemark run --until-caught-up` to completion.
+/// How long a `run --until-caught-up` may take before a test fails instead of hanging: a
+/// failing step is retried forever by design, so a regression would otherwise hang CI.
+pub const RUN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Runs `tidemark run --until-caught-up` to completion, within [`RUN_DEADLINE`].
 pub fn run_until_caught_up(config: &Path) -> Output {
-    Command::new(BIN)
+    run_until_caught_up_within(config, RUN_DEADLINE)
+}
+
+/// Runs `tidemark run --until-caught-up` to completion; past `deadline` it is killed and the
+/// test fails with the tail of its log.
+pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) -> Output {
+    let mut child = Command::new(BIN)
         .args(["run", "--until-caught-up", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
-        .output()
-        .expect("run worker")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run worker");
+    let read = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for worker") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+            panic!("the worker did not finish within {deadline:?}; the end of its log:\n{}", tail.join("\n"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
 
 /// A child's stderr lines, read on a thread (the child must have been spawned with stderr
