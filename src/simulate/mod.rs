@@ -7,6 +7,7 @@ pub mod generate;
 pub mod k3cloud;
 pub mod qimen;
 pub mod rng;
+pub mod throttles;
 pub mod top;
 pub mod verify;
 pub mod wdt;
