@@ -214,3 +214,19 @@ async fn over_http_the_daily_quota_refuses_top_and_qimen_and_db_errors_alternate
     assert_eq!(log["top"]["quota_exhausted_ms"].as_array().unwrap().len(), 1, "{log}");
     assert_eq!(log["top"]["throttled"], 0, "access-limited begins no ban: {log}");
 }
+
+#[test]
+fn the_example_throttles_block_parses_once_uncommented() {
+    let text = include_str!("../../examples/simulator.toml");
+    let block: String = text
+        .lines()
+        .skip_while(|l| *l != "# [faults]")
+        .skip(1)
+        .filter(|l| !l.starts_with("# #"))
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or_else(|| panic!("not commented out: {l:?}"))))
+        .collect();
+    let cfg: FaultConfig = toml::from_str(&block).unwrap();
+    assert_eq!((cfg.per_minute_limit, cfg.daily_quota), (60, 5000), "{block}");
+    let f = Faults::new(cfg).unwrap();
+    assert_eq!(f.skew, TimeDelta::minutes(-2));
+}
