@@ -1,7 +1,9 @@
 //! Injected misbehaviour for the simulators, seeded and rate-configured: latency, slow and
 //! hanging responses, HTTP 5xx, dropped connections, malformed JSON, each vendor's throttle
 //! answer (with a ban it enforces), credentials revoked mid-run, records inserted while a
-//! window is being paged. Also the request log tests read quotas and bans from.
+//! window is being paged; per-window limits, the daily app quota and other throttle answers
+//! as each vendor words them (counted in [`super::throttles`]); a skewed clock. Also the
+//! request log tests read quotas and bans from.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,12 +15,53 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::SimState;
 use super::rng::SimRng;
+use super::throttles::{Limits, Verdict};
 use crate::config::{ConfigError, parse_duration};
+
+/// 旺店通's own per-minute refusals (code 100), sent in turn: the call rate with a half-width
+/// comma, the same with a full-width comma, and the concurrency limit.
+pub const WDT_PER_MINUTE_TEXTS: [&str; 3] = [
+    "超过每分钟最大调用频率限制,请稍后重试",
+    "超过每分钟最大调用频率限制，请稍后重试",
+    "超过每分钟最大并发次数限制，请稍后重试",
+];
+/// 旺店通's own text for a database error (codes 4 and 5).
+pub const WDT_DB_ERROR: &str = "数据库错误";
+/// TOP's own `msg` for code 7.
+pub const TOP_APP_CALL_LIMITED: &str = "App Call Limited";
+/// TOP's own sub_code for the per-API call limit.
+pub const TOP_LIMITED_BY_API: &str = "accesscontrol.limited-by-api-access-count";
+/// TOP's own sub_code for the app's (daily) call quota.
+pub const TOP_LIMITED_BY_APP: &str = "accesscontrol.limited-by-app-access-count";
+/// TOP's own sub_code for the app's per-API limit, answered without a ban length.
+pub const TOP_LIMITED_BY_APP_API: &str = "accesscontrol.limited-by-app-api-access-count";
+/// TOP's own sub_msg for a ban; `{}` is the whole seconds left.
+pub const TOP_BAN_SUB_MSG: &str = "This ban will last {} more seconds";
+/// TOP's access-limited refusal (code 15) as tidemark's brief words it; not checked against TOP's docs.
+pub const TOP_ACCESS_LIMITED: (u32, &str, &str, &str) =
+    (15, "Remote service error", "isv.access-limited", "access limited");
+
+fn top_ban_sub_msg(secs: u64) -> String {
+    TOP_BAN_SUB_MSG.replace("{}", &secs.to_string())
+}
+
+/// TOP's code 7 `App Call Limited` with `sub_code` and `sub_msg`, as its gateway sends it.
+fn top_call_limited(sub_code: &str, sub_msg: &str) -> Response {
+    axum::Json(json!({"error_response": {"code": 7, "msg": TOP_APP_CALL_LIMITED,
+        "sub_code": sub_code, "sub_msg": sub_msg}}))
+    .into_response()
+}
+
+/// HTTP 429 with `Retry-After: secs`.
+fn too_many_requests(secs: u64) -> Response {
+    (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "too many requests\n").into_response()
+}
 
 /// The `[faults]` section: each rate is the chance per vendor request.
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +100,37 @@ pub struct FaultConfig {
     pub revoke_after: Option<u64>,
     #[serde(default)]
     pub revoke_vendors: Vec<String>,
+    /// Requests each vendor accepts per `limit_window` (0: no limit). Windows are fixed,
+    /// counted from the simulator's start; a request over the limit is refused (and does not
+    /// count) with the vendor's own answer: 旺店通 code 100 with its three per-minute texts in
+    /// turn, 奇门 the same inside its `response`, TOP code 7
+    /// `accesscontrol.limited-by-api-access-count` with the seconds left in the window, finance
+    /// and K3Cloud HTTP 429 with `Retry-After` (seconds left).
+    #[serde(default)]
+    pub per_minute_limit: u64,
+    /// The window of `per_minute_limit` (default 60s, at least 1s).
+    pub limit_window: Option<String>,
+    /// Requests TOP and 奇门 accept per day (their gateway's app quota; 0: none). Once spent,
+    /// both answer TOP's code 7 `accesscontrol.limited-by-app-access-count` with the seconds
+    /// until `daily_quota_reset`, when the count starts from zero.
+    #[serde(default)]
+    pub daily_quota: u64,
+    /// Beijing time of day the daily quota resets, `HH:MM:SS` on the simulator's (skewed)
+    /// clock (default 00:00:00).
+    pub daily_quota_reset: Option<String>,
+    /// TOP and 奇门: code 7 `accesscontrol.limited-by-app-api-access-count` with no ban length
+    /// in the message; the `ban` is still enforced, every request during it answered the same.
+    #[serde(default)]
+    pub ban_without_seconds_rate: f64,
+    /// TOP only: one code 15 `isv.access-limited` answer, with no ban.
+    #[serde(default)]
+    pub access_limited_rate: f64,
+    /// 旺店通 and 奇门: the database error, codes 4 and 5 in turn.
+    #[serde(default)]
+    pub db_error_rate: f64,
+    /// How far the simulators' clock runs from the real one, signed (e.g. `-7m`; default 0s):
+    /// their timestamp checks, data and `Date` headers use it.
+    pub clock_skew: Option<String>,
 }
 
 /// Which vendor a request is for, by its route.
@@ -96,17 +170,56 @@ impl Vendor {
     /// with `Retry-After`, which is what an HTTP gateway in front of them would do.
     fn throttled(self, ban: Duration) -> Response {
         let secs = ban.as_secs().max(1);
-        let msg = format!("This ban will last {secs} more seconds");
+        let msg = top_ban_sub_msg(secs);
         match self {
-            Vendor::Top => axum::Json(json!({"error_response": {"code": 7, "msg": "App Call Limited",
-                "sub_code": "accesscontrol.limited-by-api-access-count", "sub_msg": msg}}))
-            .into_response(),
+            Vendor::Top => top_call_limited(TOP_LIMITED_BY_API, &msg),
             Vendor::Qimen => axum::Json(json!({"response": {"flag": "failure", "code": "7",
-                "sub_code": "accesscontrol.limited-by-api-access-count", "message": format!("App Call Limited, {msg}")}}))
+                "sub_code": TOP_LIMITED_BY_API, "message": format!("{TOP_APP_CALL_LIMITED}, {msg}")}}))
             .into_response(),
-            Vendor::Wdt | Vendor::Finance | Vendor::K3cloud => {
-                (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "too many requests\n").into_response()
+            Vendor::Wdt | Vendor::Finance | Vendor::K3cloud => too_many_requests(secs),
+        }
+    }
+
+    /// The vendor's answer to a request over the per-window limit: `refusal` numbers the
+    /// vendor's refusals (旺店通's texts come in turn), `secs_left` is the rest of the window.
+    pub fn per_minute_refusal(self, refusal: u64, secs_left: u64) -> Response {
+        let text = WDT_PER_MINUTE_TEXTS[(refusal % 3) as usize];
+        match self {
+            Vendor::Wdt => axum::Json(json!({"code": 100, "message": text})).into_response(),
+            // 奇门 passes 旺店通's business answer through.
+            Vendor::Qimen => {
+                axum::Json(json!({"response": {"flag": "failure", "code": "100", "message": text}})).into_response()
             }
+            Vendor::Top => top_call_limited(TOP_LIMITED_BY_API, &top_ban_sub_msg(secs_left)),
+            Vendor::Finance | Vendor::K3cloud => too_many_requests(secs_left),
+        }
+    }
+
+    /// The gateway's answer once the daily app quota is spent (TOP and 奇门 alike).
+    pub fn daily_refusal(secs_left: u64) -> Response {
+        top_call_limited(TOP_LIMITED_BY_APP, &top_ban_sub_msg(secs_left))
+    }
+
+    /// The gateway's code 7 with no ban length (TOP and 奇门 alike).
+    pub fn limited_without_seconds() -> Response {
+        top_call_limited(TOP_LIMITED_BY_APP_API, TOP_APP_CALL_LIMITED)
+    }
+
+    /// TOP's access-limited answer.
+    pub fn access_limited() -> Response {
+        let (code, msg, sub_code, sub_msg) = TOP_ACCESS_LIMITED;
+        axum::Json(json!({"error_response": {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}}))
+            .into_response()
+    }
+
+    /// 旺店通's database error, `code` 4 or 5; 奇门 wraps it in its `response`.
+    pub fn db_error(self, code: u32) -> Response {
+        match self {
+            Vendor::Qimen => {
+                axum::Json(json!({"response": {"flag": "failure", "code": code.to_string(), "message": WDT_DB_ERROR}}))
+                    .into_response()
+            }
+            _ => axum::Json(json!({"code": code, "message": WDT_DB_ERROR})).into_response(),
         }
     }
 
@@ -140,6 +253,19 @@ pub struct VendorLog {
     pub throttled: u64,
     /// Each ban, in the order begun.
     pub bans: Vec<BanLog>,
+    /// Requests refused by `per_minute_limit`.
+    pub per_minute_refused: u64,
+    /// Requests refused by `daily_quota` (TOP and 奇门).
+    pub daily_refused: u64,
+    /// Each daily quota reset passed, in ms since the simulator started (on its clock); empty
+    /// for a vendor without a daily quota.
+    pub daily_resets_ms: Vec<u64>,
+    /// When the daily quota was first refused after each reset (or after the start), in ms
+    /// since the simulator started (on its clock).
+    pub quota_exhausted_ms: Vec<u64>,
+    /// With `per_minute_limit`: accepted requests in each window since the start (index k is
+    /// window k, up to the window of the latest request; the last may still be running).
+    pub window_accepted: Vec<u64>,
 }
 
 /// One ban, for tests that check it by the order of events rather than by time.
@@ -156,13 +282,14 @@ pub struct BanLog {
 /// arrive, on a loaded machine.
 pub const ANSWER_GRACE: Duration = Duration::from_millis(100);
 
-/// A vendor's ban: until when, when it was first answered to a client, and its place in the
-/// vendor's [`VendorLog::bans`].
+/// A vendor's ban: until when, when it was first answered to a client, its place in the
+/// vendor's [`VendorLog::bans`], and how it is answered.
 #[derive(Debug, Clone, Copy)]
 struct Ban {
     until: Instant,
     answered: Option<Instant>,
     index: usize,
+    without_seconds: bool,
 }
 
 /// The running fault injector.
@@ -177,6 +304,10 @@ pub struct Faults {
     vendor_requests: AtomicU64,
     bans: Mutex<BTreeMap<Vendor, Ban>>,
     log: Mutex<BTreeMap<Vendor, VendorLog>>,
+    limits: Limits,
+    skew: TimeDelta,
+    /// Database errors answered per vendor, for codes 4 and 5 in turn.
+    db_errors: Mutex<BTreeMap<Vendor, u64>>,
 }
 
 enum Fault {
@@ -186,6 +317,18 @@ enum Fault {
     Drop,
     Malformed,
     Throttle,
+    BanWithoutSeconds,
+    AccessLimited,
+    DbError,
+}
+
+/// A signed duration: `parse_duration`'s text with an optional leading `-`.
+fn parse_signed_duration(key: &str, text: &str) -> Result<TimeDelta, ConfigError> {
+    let t = text.trim();
+    let (sign, rest) = t.strip_prefix('-').map_or((1, t), |r| (-1, r));
+    let d = TimeDelta::from_std(parse_duration(key, rest)?)
+        .map_err(|_| ConfigError::invalid(key, format!("too large: {text:?}")))?;
+    Ok(d * sign)
 }
 
 impl Faults {
@@ -201,21 +344,43 @@ impl Faults {
             ("malformed_rate", cfg.malformed_rate),
             ("throttle_rate", cfg.throttle_rate),
             ("insert_while_paging_rate", cfg.insert_while_paging_rate),
+            ("ban_without_seconds_rate", cfg.ban_without_seconds_rate),
+            ("access_limited_rate", cfg.access_limited_rate),
+            ("db_error_rate", cfg.db_error_rate),
         ] {
             if !(0.0..=1.0).contains(&rate) {
                 return Err(ConfigError::invalid(format!("faults.{key}"), format!("must be within 0..1, got {rate}")));
             }
         }
+        let window = dur("limit_window", &cfg.limit_window, Duration::from_secs(60))?;
+        if window < Duration::from_secs(1) {
+            return Err(ConfigError::invalid("faults.limit_window", "must be at least 1s"));
+        }
+        let reset = match cfg.daily_quota_reset.as_deref() {
+            None => NaiveTime::MIN,
+            Some(t) => NaiveTime::parse_from_str(t.trim(), "%H:%M:%S").map_err(|_| {
+                ConfigError::invalid("faults.daily_quota_reset", format!("expected HH:MM:SS (Beijing time), got {t:?}"))
+            })?,
+        };
+        let skew = match cfg.clock_skew.as_deref() {
+            None => TimeDelta::zero(),
+            Some(t) => parse_signed_duration("faults.clock_skew", t)?,
+        };
+        let started = Instant::now();
+        let limits = Limits::new(cfg.per_minute_limit, window, cfg.daily_quota, reset, started, Utc::now() + skew);
         Ok(Faults {
             latency: dur("latency", &cfg.latency, Duration::ZERO)?,
             slow: dur("slow", &cfg.slow, Duration::from_millis(300))?,
             hang: dur("hang", &cfg.hang, Duration::from_secs(5))?,
             ban: dur("ban", &cfg.ban, Duration::from_secs(1))?,
             rng: Mutex::new(SimRng::new(cfg.seed)),
-            started: Instant::now(),
+            started,
             vendor_requests: AtomicU64::new(0),
             bans: Mutex::new(BTreeMap::new()),
             log: Mutex::new(BTreeMap::new()),
+            limits,
+            skew,
+            db_errors: Mutex::new(BTreeMap::new()),
             cfg,
         })
     }
@@ -230,25 +395,76 @@ impl Faults {
             && self.rng.lock().expect("rng").chance(self.cfg.insert_while_paging_rate)
     }
 
-    /// The request log, by vendor name.
-    pub fn log(&self) -> BTreeMap<&'static str, VendorLog> {
-        self.log.lock().expect("log").iter().map(|(v, l)| (v.name(), l.clone())).collect()
+    /// The simulators' clock: the real one moved by `clock_skew`.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.skewed(Utc::now())
     }
 
-    /// The vendor's throttle answer, noting when its ban was first told to a client.
+    /// `t` on the simulators' clock.
+    pub fn skewed(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        t + self.skew
+    }
+
+    /// The request log, by vendor name, with each vendor's limit counts.
+    pub fn log(&self) -> BTreeMap<&'static str, VendorLog> {
+        let now = self.now();
+        let log = self.log.lock().expect("log");
+        log.iter()
+            .map(|(v, l)| {
+                let mut l = l.clone();
+                let (c, resets) = self.limits.counts(*v, now);
+                l.per_minute_refused = c.per_minute_refused;
+                l.daily_refused = c.daily_refused;
+                l.daily_resets_ms = resets;
+                l.quota_exhausted_ms = c.quota_exhausted_ms;
+                l.window_accepted = c.window_accepted;
+                (v.name(), l)
+            })
+            .collect()
+    }
+
+    /// The vendor's answer to its ban, noting when the ban was first told to a client.
     fn answer_ban(&self, vendor: Vendor) -> Response {
+        let mut without_seconds = false;
         if let Some(b) = self.bans.lock().expect("bans").get_mut(&vendor) {
             b.answered.get_or_insert_with(Instant::now);
+            without_seconds = b.without_seconds;
         }
-        vendor.throttled(self.ban)
+        if without_seconds { Vendor::limited_without_seconds() } else { vendor.throttled(self.ban) }
     }
 
-    fn pick(&self) -> Option<Fault> {
+    /// Begins a ban for `vendor`, logs it, and answers it.
+    fn begin_ban(&self, vendor: Vendor, without_seconds: bool) -> Response {
+        let began = Instant::now();
+        let index = {
+            let mut log = self.log.lock().expect("log");
+            let l = log.entry(vendor).or_default();
+            l.throttled += 1;
+            l.bans
+                .push(BanLog { began_ms: began.duration_since(self.started).as_millis() as u64, ..BanLog::default() });
+            l.bans.len() - 1
+        };
+        self.bans
+            .lock()
+            .expect("bans")
+            .insert(vendor, Ban { until: began + self.ban, answered: None, index, without_seconds });
+        self.answer_ban(vendor)
+    }
+
+    /// A rate of 0 draws nothing, so a seed gives the same faults as before a rate was added.
+    fn pick(&self, vendor: Vendor) -> Option<Fault> {
         let c = &self.cfg;
+        let top_family = matches!(vendor, Vendor::Top | Vendor::Qimen);
         let mut rng = self.rng.lock().expect("rng");
         let mut roll = |rate: f64| rate > 0.0 && rng.chance(rate);
         if roll(c.throttle_rate) {
             Some(Fault::Throttle)
+        } else if top_family && roll(c.ban_without_seconds_rate) {
+            Some(Fault::BanWithoutSeconds)
+        } else if vendor == Vendor::Top && roll(c.access_limited_rate) {
+            Some(Fault::AccessLimited)
+        } else if matches!(vendor, Vendor::Wdt | Vendor::Qimen) && roll(c.db_error_rate) {
+            Some(Fault::DbError)
         } else if roll(c.server_error_rate) {
             Some(Fault::ServerError([500, 502, 503][(self.vendor_requests.load(Ordering::Relaxed) % 3) as usize]))
         } else if roll(c.drop_rate) {
@@ -265,12 +481,22 @@ impl Faults {
     }
 }
 
-/// Applies the faults to every vendor request (not to `/_simulator/*`).
+/// Applies the faults to every vendor request (not to `/_simulator/*`), and dates each answer
+/// by the simulators' clock (hyper keeps a `Date` header it is given).
 pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: Next) -> Response {
     let Some(vendor) = Vendor::of_path(req.uri().path()) else { return next.run(req).await };
-    let f = &state.faults;
+    let mut resp = answer(&state.faults, vendor, req, next).await;
+    let date = state.faults.now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    resp.headers_mut().insert(header::DATE, date.parse().expect("a date is a header value"));
+    resp
+}
+
+/// In order: a ban in force, the daily quota, the per-window limit, revoked credentials, then
+/// the random faults.
+async fn answer(f: &Faults, vendor: Vendor, req: Request, next: Next) -> Response {
     let n = f.vendor_requests.fetch_add(1, Ordering::SeqCst) + 1;
     let now = Instant::now();
+    let wall = f.now();
     let ban = f.bans.lock().expect("bans").get(&vendor).copied().filter(|b| b.until > now);
     {
         let mut log = f.log.lock().expect("log");
@@ -293,10 +519,15 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
     if ban.is_some() {
         return f.answer_ban(vendor);
     }
+    match f.limits.admit(vendor, now, wall) {
+        Verdict::Accepted => {}
+        Verdict::Daily { secs_left } => return Vendor::daily_refusal(secs_left),
+        Verdict::PerWindow { refusal, secs_left } => return vendor.per_minute_refusal(refusal, secs_left),
+    }
     if f.cfg.revoke_after.is_some_and(|after| n > after) && f.cfg.revoke_vendors.iter().any(|v| v == vendor.name()) {
         return axum::Json(vendor.revoked(req.uri().path())).into_response();
     }
-    match f.pick() {
+    match f.pick(vendor) {
         None => next.run(req).await,
         Some(Fault::Slow) => {
             tokio::time::sleep(f.slow).await;
@@ -329,18 +560,18 @@ pub async fn middleware(State(state): State<Arc<SimState>>, req: Request, next: 
             let cut = bytes.slice(..bytes.len() / 2);
             Response::from_parts(parts, Body::from(cut))
         }
-        Some(Fault::Throttle) => {
-            let began = Instant::now();
-            let index = {
-                let mut log = f.log.lock().expect("log");
-                let l = log.entry(vendor).or_default();
-                l.throttled += 1;
-                l.bans
-                    .push(BanLog { began_ms: began.duration_since(f.started).as_millis() as u64, ..BanLog::default() });
-                l.bans.len() - 1
-            };
-            f.bans.lock().expect("bans").insert(vendor, Ban { until: began + f.ban, answered: None, index });
-            f.answer_ban(vendor)
+        Some(Fault::Throttle) => f.begin_ban(vendor, false),
+        Some(Fault::BanWithoutSeconds) => f.begin_ban(vendor, true),
+        Some(Fault::AccessLimited) => Vendor::access_limited(),
+        Some(Fault::DbError) => {
+            let mut turns = f.db_errors.lock().expect("db errors");
+            let turn = turns.entry(vendor).or_default();
+            *turn += 1;
+            vendor.db_error(if *turn % 2 == 1 { 4 } else { 5 })
         }
     }
 }
+
+#[cfg(test)]
+#[path = "faults_tests.rs"]
+mod tests;

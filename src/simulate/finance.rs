@@ -250,7 +250,7 @@ async fn api(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Res
         return Json(error(2003, "finance simulator not configured")).into_response();
     };
     match serde_json::from_slice::<Value>(&body) {
-        Ok(v) => Json(sim.answer(&v, Utc::now(), Some(&state.faults))).into_response(),
+        Ok(v) => Json(sim.answer(&v, state.faults.now(), Some(&state.faults))).into_response(),
         Err(_) => Json(error(400, "参数错误: 请求体不是 JSON")).into_response(),
     }
 }

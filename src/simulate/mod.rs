@@ -7,6 +7,7 @@ pub mod generate;
 pub mod k3cloud;
 pub mod qimen;
 pub mod rng;
+pub mod throttles;
 pub mod top;
 pub mod verify;
 pub mod wdt;
@@ -172,10 +173,13 @@ impl SimState {
     }
 }
 
-/// Builds the simulators from config; data sets are generated here, once.
+/// Builds the simulators from config; data sets are generated here, once, relative to `now`
+/// on the simulators' clock (moved by `faults.clock_skew`).
 pub fn build(cfg: SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, ConfigError> {
+    let faults = faults::Faults::new(cfg.faults)?;
+    let now = faults.skewed(now);
     Ok(Arc::new(SimState {
-        faults: faults::Faults::new(cfg.faults)?,
+        faults,
         wdt: cfg.wdt.as_ref().map(|c| wdt::WdtSim::new(c, now)).transpose()?,
         qimen: cfg.qimen.as_ref().map(|c| qimen::QimenSim::new(c, now)).transpose()?,
         top: cfg.top.as_ref().map(|c| top::TopSim::new(c, now)).transpose()?,

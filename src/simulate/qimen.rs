@@ -197,7 +197,7 @@ pub fn routes() -> Router<Arc<SimState>> {
 
 async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
     match &state.qimen {
-        Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
+        Some(sim) => Json(sim.answer(&params, state.faults.now(), Some(&state.faults))).into_response(),
         None => Json(failure("invalid-method", "qimen simulator not configured")).into_response(),
     }
 }

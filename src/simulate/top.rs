@@ -257,7 +257,7 @@ pub fn routes() -> Router<Arc<SimState>> {
 
 async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
     match &state.top {
-        Some(sim) => Json(sim.answer(&params, Utc::now(), Some(&state.faults))).into_response(),
+        Some(sim) => Json(sim.answer(&params, state.faults.now(), Some(&state.faults))).into_response(),
         None => Json(error(22, "Invalid Method", "", "top simulator not configured")).into_response(),
     }
 }

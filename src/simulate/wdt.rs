@@ -196,7 +196,7 @@ async fn openapi2(
     let Some(sim) = &state.wdt else {
         return (StatusCode::NOT_FOUND, "wdt simulator not configured\n").into_response();
     };
-    match sim.answer(&script, &params, Utc::now(), Some(&state.faults)) {
+    match sim.answer(&script, &params, state.faults.now(), Some(&state.faults)) {
         Ok(v) | Err(v) => Json(v).into_response(),
     }
 }

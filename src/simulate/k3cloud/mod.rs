@@ -506,7 +506,7 @@ pub fn routes() -> Router<Arc<SimState>> {
 
 async fn service(State(state): State<Arc<SimState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     match &state.k3cloud {
-        Some(sim) => Json(sim.answer(uri.path(), &headers, &body, Utc::now())).into_response(),
+        Some(sim) => Json(sim.answer(uri.path(), &headers, &body, state.faults.now())).into_response(),
         None => Json(refuse(uri.path(), "k3cloud simulator not configured", 0)).into_response(),
     }
 }
@@ -514,7 +514,7 @@ async fn service(State(state): State<Arc<SimState>>, uri: Uri, headers: HeaderMa
 async fn login(State(state): State<Arc<SimState>>, body: Bytes) -> Response {
     match &state.k3cloud {
         Some(sim) => {
-            let (answer, sid) = sim.login(&body, Utc::now());
+            let (answer, sid) = sim.login(&body, state.faults.now());
             let mut resp = Json(answer).into_response();
             if let Some(sid) = sid {
                 let cookie = format!("{SESSION_HEADER}={sid}; path=/");
