@@ -164,7 +164,8 @@ enum Output {
 #[derive(Subcommand, Debug)]
 enum StreamsCommand {
     /// Every stream in the config and in the watermark topic: watermark, lag, state
-    /// (running: committed within two polls; stopped: by an operator; unknown), last owner.
+    /// (running: committed within two polls; stopped: by an operator; failed; quota
+    /// exhausted until <time>: its credential's daily quota is used up; unknown), last owner.
     List {
         #[command(flatten)]
         ops: OpsOptions,

@@ -42,7 +42,7 @@ pub const TOP_LIMITED_BY_APP: &str = "accesscontrol.limited-by-app-access-count"
 /// TOP's own sub_code for the app's per-API limit, answered without a ban length.
 pub const TOP_LIMITED_BY_APP_API: &str = "accesscontrol.limited-by-app-api-access-count";
 /// TOP's own sub_msg for a ban; `{}` is the whole seconds left.
-pub const TOP_BAN_SUB_MSG: &str = "This ban will last {} more seconds";
+pub const TOP_BAN_SUB_MSG: &str = "This ban will last for {} more seconds";
 /// TOP's access-limited refusal (code 15) as tidemark's brief words it; not checked against TOP's docs.
 pub const TOP_ACCESS_LIMITED: (u32, &str, &str, &str) =
     (15, "Remote service error", "isv.access-limited", "access limited");
@@ -255,6 +255,8 @@ pub struct VendorLog {
     pub bans: Vec<BanLog>,
     /// Requests refused by `per_minute_limit`.
     pub per_minute_refused: u64,
+    /// When each of them arrived, in ms since the simulator started.
+    pub per_minute_refused_ms: Vec<u64>,
     /// Requests refused by `daily_quota` (TOP and 奇门).
     pub daily_refused: u64,
     /// Each daily quota reset passed, in ms since the simulator started (on its clock); empty
@@ -414,6 +416,7 @@ impl Faults {
                 let mut l = l.clone();
                 let (c, resets) = self.limits.counts(*v, now);
                 l.per_minute_refused = c.per_minute_refused;
+                l.per_minute_refused_ms = c.per_minute_refused_ms;
                 l.daily_refused = c.daily_refused;
                 l.daily_resets_ms = resets;
                 l.quota_exhausted_ms = c.quota_exhausted_ms;

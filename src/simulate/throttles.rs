@@ -35,6 +35,8 @@ pub struct Counts {
     pub quota_exhausted_ms: Vec<u64>,
     /// Accepted requests per window, index k for window k, up to the latest request's window.
     pub window_accepted: Vec<u64>,
+    /// Ms since start of each request `per_minute_limit` refused.
+    pub per_minute_refused_ms: Vec<u64>,
     day_accepted: u64,
     exhausted_today: bool,
 }
@@ -140,6 +142,7 @@ impl Limits {
             if c.window_accepted[k] >= self.per_window {
                 let refusal = c.per_minute_refused;
                 c.per_minute_refused += 1;
+                c.per_minute_refused_ms.push(elapsed.as_millis() as u64);
                 let left = self.window * (k as u32 + 1) - elapsed;
                 return Verdict::PerWindow { refusal, secs_left: ceil_secs(left) };
             }

@@ -1,0 +1,194 @@
+//! Vendors that say "slow down", as they say it, against the real broker: 旺店通's per-minute
+//! limit (code 100 in the vendor's words) slows a backfill but never stops it, and TOP's
+//! daily app quota pauses the credential exactly until the reset, shows in `streams list`,
+//! and is said once.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const WDT: &str = "wdt.account_check";
+
+/// Requests already out when a ban began reach the simulator within this: the first request
+/// sent after the pause arrives later than that.
+const IN_FLIGHT_SLACK_MS: u64 = 1000;
+
+async fn request_log(sim: &Simulator) -> Value {
+    reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap()
+}
+
+fn ms_list(v: &Value) -> Vec<u64> {
+    let mut list: Vec<u64> = v.as_array().unwrap_or(&Vec::new()).iter().map(|x| x.as_u64().unwrap()).collect();
+    list.sort_unstable();
+    list
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_per_minute_limit_slows_a_backfill_but_never_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // 12 requests a 15 s window, then 旺店通's own refusal (code 100, its three texts in turn).
+    let sim = Simulator::start(
+        dir.path(),
+        r#"
+listen = "127.0.0.1:0"
+[faults]
+per_minute_limit = 12
+limit_window = "15s"
+[wdt]
+sid = "test-sid"
+appkey = "test-appkey"
+appsecret = "test-secret"
+[wdt.account_check]
+seed = 21
+records = 600
+from = "2d"
+until = "1h"
+shops = ["shop-01", "shop-02"]
+"#,
+    );
+    let topic = unique("per-minute");
+    let toml = WorkerToml::new(&sim.base_url(), &topic)
+        .transactional_id(&unique("txn"))
+        .watermark_topic(&format!("{topic}.wm"))
+        .request_timeout("2s")
+        .requests_per_second(500)
+        .max_in_flight(4)
+        .start("49h")
+        .max_span("6h")
+        .page_size(50)
+        .stream(&format!("{WDT}/shop-01"), "shop-01")
+        .stream(&format!("{WDT}/shop-02"), "shop-02")
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "a throttle never stops a stream:\n{stdout}\n{stderr}");
+    assert!(!stderr.contains("stream stopped"), "{stderr}");
+    assert!(
+        stderr.contains("vendor throttled the credential") && stderr.contains("超过每分钟最大"),
+        "the log names the vendor's answer:\n{stderr}"
+    );
+    let log = request_log(&sim).await;
+    let refused = ms_list(&log["wdt"]["per_minute_refused_ms"]);
+    let arrivals = ms_list(&log["wdt"]["arrivals_ms"]);
+    assert!(!refused.is_empty(), "the run met the limit: {log}");
+    // Each ban (refusals more than the in-flight slack apart begin a new one) is waited out:
+    // the first request after those in flight comes no sooner than the shortest pause (10 s)
+    // after the refusal. A worker that retried at once would send within milliseconds.
+    let mut ban_start = None;
+    for &r in &refused {
+        if ban_start.is_some_and(|b| r <= b + IN_FLIGHT_SLACK_MS) {
+            continue;
+        }
+        ban_start = Some(r);
+        if let Some(&next) = arrivals.iter().find(|&&a| a > r + IN_FLIGHT_SLACK_MS) {
+            assert!(next >= r + 9_500, "refused at {r} ms, next request at {next} ms: the pause was not kept: {log}");
+        }
+    }
+    assert_exactly(&consume_committed(&topic), &sim.records(WDT).await, "wdt.account_check.avsc", "account_check_no");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_daily_quota_pauses_the_credential_until_it_resets() {
+    let dir = tempfile::tempdir().unwrap();
+    // The app's quota: 16 requests, resetting 15 s from now (Beijing time); the backfill
+    // needs about 25, so it meets the quota once and finishes after the reset.
+    let reset = tidemark::domain::time::format_beijing(chrono::Utc::now() + chrono::Duration::seconds(15), "%H:%M:%S");
+    let sim = Simulator::start(
+        dir.path(),
+        &format!(
+            r#"
+listen = "127.0.0.1:0"
+[faults]
+daily_quota = 16
+daily_quota_reset = "{reset}"
+[top]
+app_key = "tk"
+app_secret = "ts"
+session = "sess"
+[top.finance_order]
+records = 100
+from = "2d"
+until = "1h"
+shops = ["2313"]
+"#
+        ),
+    );
+    let topic = unique("daily-quota");
+    let stream = "top.finance_order/2313";
+    let toml = WorkerToml::new(&sim.base_url(), &unique("unused"))
+        .transactional_id(&unique("txn"))
+        .watermark_topic(&format!("{topic}.wm"))
+        .extra(&format!(
+            "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 50\ndaily_quota_reset = \"{reset}\"\n\n[[streams]]\nid = \"{stream}\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 100\n[streams.params]\nshop_codes = \"2313\"\n",
+            sim.base_url()
+        ))
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    let mut worker = spawn_worker(&cfg, &["--until-caught-up"]);
+    let _reap = KillOnDrop(vec![worker.id()]);
+    let lines = stderr_lines(&mut worker);
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log.iter().any(|l: &String| l.contains("daily quota exhausted")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(l) => log.push(l),
+            Err(_) => panic!("no 'daily quota exhausted' within 60 s:\n{}", log.join("\n")),
+        }
+    }
+    // While the credential waits, `streams list` says so.
+    let listed =
+        Command::new(BIN).args(["streams", "list", "--output", "json", "--config"]).arg(&cfg).output().unwrap();
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let row = rows.as_array().unwrap().iter().find(|r| r["stream"] == stream).unwrap();
+    assert!(
+        row["state"].as_str().unwrap().starts_with("quota exhausted until ")
+            && row["state"].as_str().unwrap().ends_with("+08:00"),
+        "{row}"
+    );
+    assert!(row["quota_exhausted_until"].as_str().unwrap().ends_with(&reset), "{row} resets at {reset}");
+    // Then it goes on by itself once the quota resets.
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = worker.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the worker did not finish:\n{}", log.join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    log.extend(lines.try_iter());
+    let log = log.join("\n");
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        log.matches("daily quota exhausted; pausing").count(),
+        1,
+        "said once, however many requests met it:\n{log}"
+    );
+    let requests = request_log(&sim).await;
+    let exhausted = ms_list(&requests["top"]["quota_exhausted_ms"]);
+    let resets = ms_list(&requests["top"]["daily_resets_ms"]);
+    assert_eq!((exhausted.len(), resets.len()), (1, 1), "{requests}");
+    let (exhausted, reset_ms) = (exhausted[0], resets[0]);
+    // Nothing was sent between the refusal (and requests already out) and the reset; the run
+    // went on after it. The simulator's two clocks (arrivals and resets) differ by < 50 ms.
+    let arrivals = ms_list(&requests["top"]["arrivals_ms"]);
+    let early: Vec<u64> =
+        arrivals.iter().copied().filter(|&a| a > exhausted + IN_FLIGHT_SLACK_MS && a + 50 < reset_ms).collect();
+    assert!(
+        early.is_empty(),
+        "sent during the pause (quota used up at {exhausted} ms, reset at {reset_ms} ms): {early:?}"
+    );
+    assert!(arrivals.iter().any(|&a| a + 50 >= reset_ms), "resumed after the reset: {requests}");
+    assert_exactly(
+        &consume_committed(&topic),
+        &sim.records("top.finance_order").await,
+        "top.finance_order.avsc",
+        "biz_uk",
+    );
+}
