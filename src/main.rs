@@ -592,6 +592,36 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
 /// `bench`: the shapes' throughput against their ceilings, then idle scale.
 async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<ExitCode> {
     use tidemark::bench;
+    if opts.per_minute_limit > 0 {
+        println!(
+            "tidemark bench: a vendor accepting {} requests a minute (unpublished), quota {} requests/s, vendor latency {:?}, {} minutes, on {}",
+            opts.per_minute_limit,
+            opts.requests_per_second,
+            opts.latency,
+            opts.limit_minutes,
+            bench::machine()
+        );
+        let r = bench::limit::limit_bench(&opts).await?;
+        let total = r.accepted + r.refused;
+        println!("accepted per minute: {:?}", r.accepted_per_minute);
+        println!(
+            "steady (last {} minutes): {:.0} requests a minute = {:.2} of the limit; {} refused ({:.2} %)",
+            r.steady_minutes,
+            r.steady_per_minute,
+            r.steady_per_minute / r.limit_per_minute as f64,
+            r.steady_refused,
+            100.0 * r.steady_refused as f64
+                / (r.steady_per_minute * r.steady_minutes as f64 + r.steady_refused as f64).max(1.0)
+        );
+        println!(
+            "whole run: {} accepted, {} refused ({:.2} % of {} requests)",
+            r.accepted,
+            r.refused,
+            100.0 * r.refused as f64 / (total as f64).max(1.0),
+            total
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "tidemark bench: {} records per shape, {} streams each, vendor latency {:?}, quota {} requests/s, max_in_flight {}, on {}",
         opts.records,

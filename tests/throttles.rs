@@ -192,3 +192,47 @@ shops = ["2313"]
         "biz_uk",
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_clock_skew_answer_stops_the_stream_saying_how_far_off_the_clock_is() {
+    let dir = tempfile::tempdir().unwrap();
+    // The vendor's clock runs 7 minutes ahead: past its 5 minutes of tolerance.
+    let sim = Simulator::start(
+        dir.path(),
+        r#"
+listen = "127.0.0.1:0"
+[faults]
+clock_skew = "7m"
+[wdt]
+sid = "test-sid"
+appkey = "test-appkey"
+appsecret = "test-secret"
+[wdt.account_check]
+records = 50
+from = "2d"
+until = "1h"
+shops = ["shop-01"]
+"#,
+    );
+    let topic = unique("skew");
+    let toml = WorkerToml::new(&sim.base_url(), &topic)
+        .transactional_id(&unique("txn"))
+        .watermark_topic(&format!("{topic}.wm"))
+        .start("49h")
+        .stream(&format!("{WDT}/shop-01"), "shop-01")
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "a stopped stream fails the run:\n{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with(&format!("{WDT}/shop-01"))).unwrap();
+    assert!(line.contains("STOPPED") && line.contains("时间戳错误"), "the vendor's answer: {line}");
+    // 420 s, give or take the second the request took.
+    let behind = line
+        .split("the local clock is ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse::<i64>().ok())
+        .unwrap_or_else(|| panic!("says by how much: {line}"));
+    assert!((419..=421).contains(&behind) && line.contains("s behind the vendor's"), "{line}");
+}

@@ -1,6 +1,9 @@
 //! The bench command: backfill throughput end to end and against its two ceilings (fetch
 //! only, produce only) on the same data, CPU and peak memory per million records, and the
-//! cost of many idle streams, against the simulators and a real Kafka.
+//! cost of many idle streams, against the simulators and a real Kafka; and the rate the
+//! worker learns under a vendor's unpublished per-minute limit ([`limit`]).
+
+pub mod limit;
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -82,6 +85,13 @@ pub struct BenchOptions {
     /// Windows each stream reads ahead (windows_in_flight); the worker's default if unset.
     #[arg(long)]
     pub windows_in_flight: Option<u32>,
+    /// Instead of the shapes: run the worker against a simulated 旺店通 that accepts this many
+    /// requests a minute (unpublished, as on a real account) and report the rate it learns.
+    #[arg(long, default_value_t = 0)]
+    pub per_minute_limit: u32,
+    /// How long the per-minute-limit run lasts, in minutes (its last 3 count as steady).
+    #[arg(long, default_value_t = 8)]
+    pub limit_minutes: u64,
     /// Measure this worker binary end to end instead of this one (another build, for a
     /// before/after under the same conditions).
     #[arg(long)]
