@@ -84,13 +84,11 @@ pub async fn start(
     // Schemas are registered before anything is produced, and their ids kept for the run:
     // a registry outage later cannot lose or double a record.
     pipeline::register_schemas(config, &mut plans).await?;
-    if config.cluster.is_none() {
-        // Each topic the hanging-transaction check covers is at 0 before the first scrape,
-        // so a settle at this start shows as an increase.
-        let checked = plans.iter().map(|p| p.topic.as_str());
-        for topic in checked.chain([config.kafka.dead_letter_topic.as_str(), config.kafka.watermark_topic.as_str()]) {
-            metrics.hanging_transactions.with_label_values(&[topic]).inc_by(0);
-        }
+    // Each topic the hanging-transaction check covers is at 0 before the first scrape, so a
+    // settle at this start shows as an increase (replicas check them too, per stream).
+    let checked = plans.iter().map(|p| p.topic.as_str());
+    for topic in checked.chain([config.kafka.dead_letter_topic.as_str(), config.kafka.watermark_topic.as_str()]) {
+        metrics.hanging_transactions.with_label_values(&[topic]).inc_by(0);
     }
     if let Some(addr) = &config.metrics_listen {
         let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
@@ -326,7 +324,20 @@ async fn resume(
     metrics: &Metrics,
     topics: &[String],
 ) -> Result<BTreeMap<String, WatermarkState>, RunError> {
-    let open = hanging::find(&config.kafka, topics.to_vec()).await.map_err(RunError::Hanging)?;
+    settle_hanging(&config.kafka, sink, metrics, topics).await?;
+    Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
+}
+
+/// Settles, with `sink`'s producer (just initialized), the partitions of `topics` where a
+/// transaction stays open (see `kafka::hanging`): one warning and one count per partition.
+/// A single process and every replica's stream producer run it before they read watermarks.
+pub(crate) async fn settle_hanging(
+    kafka: &crate::config::KafkaConfig,
+    sink: &TxnSink,
+    metrics: &Metrics,
+    topics: &[String],
+) -> Result<(), RunError> {
+    let open = hanging::find(kafka, topics.to_vec()).await.map_err(RunError::Hanging)?;
     if !open.is_empty() {
         for (topic, partition) in &open {
             warn!(
@@ -338,7 +349,7 @@ async fn resume(
         sink.settle(open).await?;
     }
     tracing::debug!("hanging check done");
-    Ok(watermarks::load(&config.kafka, Duration::from_secs(60)).await?)
+    Ok(())
 }
 
 /// The producer for one pass. The first pass fails after a few tries (a wrong config should

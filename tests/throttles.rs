@@ -95,17 +95,16 @@ shops = ["shop-01", "shop-02"]
 #[tokio::test(flavor = "multi_thread")]
 async fn a_daily_quota_pauses_the_credential_until_it_resets() {
     let dir = tempfile::tempdir().unwrap();
-    // The app's quota: 16 requests, resetting 15 s from now (Beijing time); the backfill
-    // needs about 25, so it meets the quota once and finishes after the reset.
-    let reset = tidemark::domain::time::format_beijing(chrono::Utc::now() + chrono::Duration::seconds(15), "%H:%M:%S");
+    // The app's quota: 16 requests, reset 15 s after it is used up (TOP's answer says how many
+    // seconds are left; the worker waits that long); the backfill needs about 25, so it meets
+    // the quota once and finishes after the reset.
     let sim = Simulator::start(
         dir.path(),
-        &format!(
-            r#"
+        r#"
 listen = "127.0.0.1:0"
 [faults]
 daily_quota = 16
-daily_quota_reset = "{reset}"
+daily_quota_lasts = "15s"
 [top]
 app_key = "tk"
 app_secret = "ts"
@@ -115,8 +114,7 @@ records = 100
 from = "2d"
 until = "1h"
 shops = ["2313"]
-"#
-        ),
+"#,
     );
     let topic = unique("daily-quota");
     let stream = "top.finance_order/2313";
@@ -124,7 +122,7 @@ shops = ["2313"]
         .transactional_id(&unique("txn"))
         .watermark_topic(&format!("{topic}.wm"))
         .extra(&format!(
-            "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 50\ndaily_quota_reset = \"{reset}\"\n\n[[streams]]\nid = \"{stream}\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 100\n[streams.params]\nshop_codes = \"2313\"\n",
+            "\n[sources.top]\nkind = \"top.finance_order\"\nbase_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\nrequests_per_second = 50\n\n[[streams]]\nid = \"{stream}\"\nsource = \"top\"\ntopic = \"{topic}\"\nstart = \"49h\"\nmax_span = \"2h\"\npage_size = 100\n[streams.params]\nshop_codes = \"2313\"\n",
             sim.base_url()
         ))
         .build();
@@ -141,18 +139,27 @@ shops = ["2313"]
             Err(_) => panic!("no 'daily quota exhausted' within 60 s:\n{}", log.join("\n")),
         }
     }
-    // While the credential waits, `streams list` says so.
-    let listed =
-        Command::new(BIN).args(["streams", "list", "--output", "json", "--config"]).arg(&cfg).output().unwrap();
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
-    let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    let row = rows.as_array().unwrap().iter().find(|r| r["stream"] == stream).unwrap();
+    // While the credential waits, `streams list` says so (once the worker published it).
+    let list_deadline = Instant::now() + Duration::from_secs(15);
+    let row = loop {
+        let listed =
+            Command::new(BIN).args(["streams", "list", "--output", "json", "--config"]).arg(&cfg).output().unwrap();
+        assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+        let rows: Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let row = rows.as_array().unwrap().iter().find(|r| r["stream"] == stream).unwrap().clone();
+        if row["state"].as_str().unwrap().starts_with("quota exhausted until ") || Instant::now() > list_deadline {
+            break row;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert!(
         row["state"].as_str().unwrap().starts_with("quota exhausted until ")
             && row["state"].as_str().unwrap().ends_with("+08:00"),
         "{row}"
     );
-    assert!(row["quota_exhausted_until"].as_str().unwrap().ends_with(&reset), "{row} resets at {reset}");
+    let until = tidemark::domain::time::parse_beijing(row["quota_exhausted_until"].as_str().unwrap()).unwrap();
+    let left = (until - chrono::Utc::now()).num_seconds();
+    assert!((0..=16).contains(&left), "{row}: the reset is the vendor's, 15 s after the quota was used up");
     // Then it goes on by itself once the quota resets.
     let started = Instant::now();
     let status = loop {

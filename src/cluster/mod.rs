@@ -328,7 +328,10 @@ async fn own(
     }
 }
 
-/// The stream's producer (initialized: earlier owners fenced) and its committed state.
+/// The stream's producer (initialized: earlier owners fenced), with any transaction a broker
+/// left hanging in the stream's partitions settled (as a single process does at every start;
+/// otherwise a lost marker on the shared watermark topic keeps every stream from loading),
+/// and its committed state.
 async fn prepare(
     kafka: &KafkaConfig,
     plan: &StreamPlan,
@@ -336,11 +339,16 @@ async fn prepare(
     first_start: chrono::DateTime<chrono::Utc>,
 ) -> Result<(TxnSink, WatermarkState), RunError> {
     let sink = TxnSink::connect(kafka, Some(metrics.clone())).await?;
-    let state = match watermarks::load(kafka, Duration::from_secs(60)).await {
+    let topics = [plan.topic.clone(), kafka.watermark_topic.clone(), kafka.dead_letter_topic.clone()];
+    let loaded = match crate::run::settle_hanging(kafka, &sink, metrics, &topics).await {
+        Ok(()) => watermarks::load(kafka, Duration::from_secs(60)).await.map_err(RunError::from),
+        Err(e) => Err(e),
+    };
+    let state = match loaded {
         Ok(mut all) => all.remove(plan.cfg.id.as_str()),
         Err(e) => {
             crate::kafka::sink::retire(sink).await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     let state = state.unwrap_or_else(|| {

@@ -118,6 +118,9 @@ pub struct FaultConfig {
     /// Beijing time of day the daily quota resets, `HH:MM:SS` on the simulator's (skewed)
     /// clock (default 00:00:00).
     pub daily_quota_reset: Option<String>,
+    /// For tests: the quota resets this long after it was first used up that day, instead of
+    /// at `daily_quota_reset` (the answer's seconds say so, as TOP's do).
+    pub daily_quota_lasts: Option<String>,
     /// TOP and 奇门: code 7 `accesscontrol.limited-by-app-api-access-count` with no ban length
     /// in the message; the `ban` is still enforced, every request during it answered the same.
     #[serde(default)]
@@ -369,7 +372,10 @@ impl Faults {
             Some(t) => parse_signed_duration("faults.clock_skew", t)?,
         };
         let started = Instant::now();
-        let limits = Limits::new(cfg.per_minute_limit, window, cfg.daily_quota, reset, started, Utc::now() + skew);
+        let lasts =
+            cfg.daily_quota_lasts.as_deref().map(|t| parse_duration("faults.daily_quota_lasts", t)).transpose()?;
+        let limits = Limits::new(cfg.per_minute_limit, window, cfg.daily_quota, reset, started, Utc::now() + skew)
+            .with_quota_lasting(lasts);
         Ok(Faults {
             latency: dur("latency", &cfg.latency, Duration::ZERO)?,
             slow: dur("slow", &cfg.slow, Duration::from_millis(300))?,

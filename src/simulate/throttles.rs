@@ -47,6 +47,8 @@ pub struct Limits {
     window: Duration,
     daily_quota: u64,
     reset: NaiveTime,
+    /// The quota resets this long after it is used up, instead of at `reset`.
+    lasts: Option<Duration>,
     started: Instant,
     started_wall: DateTime<Utc>,
     state: Mutex<State>,
@@ -91,6 +93,7 @@ impl Limits {
             window,
             daily_quota,
             reset,
+            lasts: None,
             started,
             started_wall,
             state: Mutex::new(State {
@@ -99,6 +102,12 @@ impl Limits {
                 vendors: BTreeMap::new(),
             }),
         }
+    }
+
+    /// The quota resets `lasts` after it is first used up (tests), not at the time of day.
+    pub fn with_quota_lasting(mut self, lasts: Option<Duration>) -> Limits {
+        self.lasts = lasts;
+        self
     }
 
     fn has_quota(&self, vendor: Vendor) -> bool {
@@ -127,9 +136,14 @@ impl Limits {
         let has_quota = self.has_quota(vendor);
         if has_quota && c.day_accepted >= self.daily_quota {
             c.daily_refused += 1;
+            let mut next_reset = next_reset;
             if !c.exhausted_today {
                 c.exhausted_today = true;
                 c.quota_exhausted_ms.push(ms_between(self.started_wall, wall));
+                if let Some(lasts) = self.lasts {
+                    next_reset = wall + TimeDelta::from_std(lasts).unwrap_or(TimeDelta::days(1));
+                    s.next_reset = next_reset;
+                }
             }
             return Verdict::Daily { secs_left: ceil_secs((next_reset - wall).to_std().unwrap_or_default()) };
         }
@@ -238,5 +252,18 @@ mod tests {
         assert_eq!(l.admit(Vendor::Top, t0 + secs(10.0), wall), Verdict::Accepted);
         // A reset at the start's own time of day is a day later.
         assert_eq!(l.admit(Vendor::Top, t0 + secs(20.0), wall), Verdict::Daily { secs_left: 86_400 });
+    }
+
+    #[test]
+    fn a_quota_lasting_a_while_resets_that_long_after_it_was_used_up() {
+        let t0 = Instant::now();
+        let start = parse_beijing("2024-03-01 12:00:00").unwrap();
+        let l = Limits::new(0, secs(60.0), 1, MIDNIGHT, t0, start).with_quota_lasting(Some(secs(20.0)));
+        let admit = |at: f64| l.admit(Vendor::Top, t0, start + TimeDelta::from_std(secs(at)).unwrap());
+        assert_eq!(admit(1.0), Verdict::Accepted);
+        assert_eq!(admit(5.0), Verdict::Daily { secs_left: 20 });
+        assert_eq!(admit(15.0), Verdict::Daily { secs_left: 10 });
+        assert_eq!(admit(25.5), Verdict::Accepted, "reset 20 s after it was used up");
+        assert_eq!(admit(26.0), Verdict::Daily { secs_left: 20 }, "and again when used up again");
     }
 }

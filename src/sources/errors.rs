@@ -23,6 +23,9 @@ pub enum Action {
     Fatal,
 }
 
+/// A used-up quota the vendor says lifts sooner than this is handled as a throttle.
+pub const SHORT_QUOTA: Duration = Duration::from_secs(10);
+
 /// One row of a vendor's error table. A row matches when every field it sets matches.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorRule {
@@ -65,6 +68,11 @@ pub fn error(action: Action, label: &str, reason: String, wait: Option<Duration>
     match action {
         Action::Retry => SourceError::Retryable { code, reason, after: wait },
         Action::Throttle => SourceError::Throttled { code, reason, after: wait },
+        // A "daily" quota the vendor says lifts within seconds acts as a throttle: its rate
+        // is learned, and it is not news worth a notice each time.
+        Action::DailyQuota if wait.is_some_and(|w| w < SHORT_QUOTA) => {
+            SourceError::Throttled { code, reason, after: wait }
+        }
         Action::DailyQuota => SourceError::QuotaExhausted { code, reason, after: wait },
         Action::ClockSkew => SourceError::ClockSkew { code, reason: format!("request timestamp refused: {reason}") },
         Action::SignatureRejected => SourceError::Fatal { code, reason: format!("signature rejected: {reason}") },
@@ -90,6 +98,14 @@ mod tests {
         assert_eq!(ban_seconds("This ban will last 12 more seconds"), Some(Duration::from_secs(12)));
         assert_eq!(ban_seconds("This ban will last for 2 more seconds"), Some(Duration::from_secs(2)));
         assert_eq!(ban_seconds("App Call Limited"), None);
+    }
+
+    #[test]
+    fn a_daily_quota_lifting_within_minutes_is_a_throttle() {
+        let e = error(Action::DailyQuota, "7", "r".into(), Some(Duration::from_secs(2)));
+        assert!(matches!(e, SourceError::Throttled { .. }), "{e:?}");
+        let e = error(Action::DailyQuota, "7", "r".into(), Some(Duration::from_secs(15)));
+        assert!(matches!(e, SourceError::QuotaExhausted { .. }), "{e:?}");
     }
 
     #[test]

@@ -51,7 +51,9 @@ pub static STOCKIN_REFUND: ApiSpec = ApiSpec {
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     let mut v = json_body(body)?;
     if let Some(e) = v.get("error_response") {
-        return Err(top_classify(&as_text(e.get("code")), &as_text(e.get("sub_code")), &as_text(e.get("msg"))));
+        // The gateway's own error: the ban's seconds are in `sub_msg`, as in TOP's.
+        let message = format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg")));
+        return Err(top_classify(&as_text(e.get("code")), &as_text(e.get("sub_code")), message.trim()));
     }
     let r = v
         .get("response")
@@ -184,6 +186,11 @@ mod tests {
             parse(r#"{"response":{"flag":"failure","code":"15","sub_code":"isp.service-unavailable","message":"x"}}"#)
                 .unwrap_err();
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+        let e = parse(r#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-app-access-count","sub_msg":"This ban will last for 3600 more seconds"}}"#).unwrap_err();
+        assert!(
+            matches!(e, SourceError::QuotaExhausted { after: Some(a), .. } if a == Duration::from_secs(3600)),
+            "the gateway's sub_msg is read: {e:?}"
+        );
         let e = parse(r#"{"error_response":{"code":"29","msg":"Invalid app Key"}}"#).unwrap_err();
         assert!(matches!(e, SourceError::Fatal { .. }), "{e:?}");
     }

@@ -11,7 +11,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::learned_rate::{LearnedRate, Throttle};
+use super::learned_rate::{LearnedRate, MIN_BAN, Throttle};
 use crate::domain::time::next_beijing_time_of_day;
 
 /// The in-flight limit a credential starts with (or its `max_in_flight`, if lower): modest,
@@ -255,10 +255,21 @@ impl CredentialGate {
     /// follow each other) and lowers its learned rate. Returns the new ban's length, or `None`
     /// when the request was out before the current ban began and answers for it.
     pub fn throttled(&self, sent: Instant, stated: Option<Duration>) -> Option<Duration> {
-        let verdict = self.learned.lock().expect("gate lock").throttled(Instant::now(), sent, stated);
+        let verdict = {
+            // The pause is set under the same lock as the ban is decided, so no request slips
+            // out between the two and counts as a second ban.
+            let mut learned = self.learned.lock().expect("gate lock");
+            let verdict = learned.throttled(Instant::now(), sent, stated);
+            match verdict {
+                Throttle::Ban(ban) => self.pause(ban),
+                // The same ban, but the vendor may name a longer one: keep to it (a pause is
+                // never shortened).
+                Throttle::Same => self.pause(stated.unwrap_or_default()),
+            };
+            verdict
+        };
         match verdict {
             Throttle::Ban(ban) => {
-                self.pause(ban);
                 self.follow_learned_rate();
                 Some(ban)
             }
@@ -272,8 +283,8 @@ impl CredentialGate {
     pub fn quota_exhausted(&self, after: Option<Duration>) -> Option<DateTime<Utc>> {
         let now = Utc::now();
         let until = match after {
-            Some(a) => now + chrono::Duration::from_std(a).unwrap_or(chrono::Duration::days(1)),
-            None => next_beijing_time_of_day(now, self.quota_reset),
+            Some(a) => now + chrono::Duration::from_std(a.max(MIN_BAN)).unwrap_or(chrono::Duration::days(1)),
+            None => quota_reset_after(now, self.quota_reset),
         };
         {
             let mut known = self.exhausted_until.lock().expect("gate lock");
@@ -330,6 +341,18 @@ impl CredentialGate {
         drop(a);
         self.freed.notify_waiters();
     }
+}
+
+/// Just after the reset time the vendor's clock may not have reached it yet: a quota still
+/// used up then is looked at again in a minute, not tomorrow.
+const RESET_SLACK: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// When a quota found used up at `now` resets: the next `reset` (Beijing time of day), or a
+/// minute from now within [`RESET_SLACK`] after one.
+fn quota_reset_after(now: DateTime<Utc>, reset: NaiveTime) -> DateTime<Utc> {
+    let next = next_beijing_time_of_day(now, reset);
+    let last = next - chrono::TimeDelta::days(1);
+    if now - last < RESET_SLACK { now + chrono::TimeDelta::minutes(1) } else { next }
 }
 
 impl Permit<'_> {
@@ -418,6 +441,28 @@ mod tests {
         let _p = gate.acquire().await;
         assert!(Instant::now() - start >= Duration::from_secs(12));
         assert!(other.await.unwrap() - start >= Duration::from_secs(12), "the other stream waits too");
+    }
+
+    #[test]
+    fn a_quota_used_up_just_after_the_reset_is_looked_at_again_in_a_minute() {
+        let at = |s: &str| crate::domain::time::parse_beijing(s).unwrap();
+        let midnight = NaiveTime::MIN;
+        assert_eq!(quota_reset_after(at("2026-12-03 00:00:20"), midnight), at("2026-12-03 00:01:20"));
+        assert_eq!(quota_reset_after(at("2026-12-03 09:00:00"), midnight), at("2026-12-04 00:00:00"));
+    }
+
+    /// Requests out before a default 10 s ban come back naming 60 s: the credential keeps to
+    /// the vendor's 60 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_later_answer_naming_a_longer_ban_extends_the_pause() {
+        let gate = gate(1000, 8);
+        let sent = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        assert_eq!(gate.throttled(sent, None), Some(Duration::from_secs(10)));
+        assert_eq!(gate.throttled(sent, Some(Duration::from_secs(60))), None, "the same ban");
+        let start = Instant::now();
+        let _p = gate.acquire().await;
+        assert!(Instant::now() - start >= Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

@@ -16,10 +16,12 @@ const SETTLE: f64 = 0.97;
 const CUT: f64 = 0.9;
 /// How long the recovery from `CUT` to `SETTLE` takes.
 const RECOVERY: Duration = Duration::from_secs(60);
-/// After this long without a throttle the rate is raised by `PROBE_STEP`, again and again,
-/// to find out whether the vendor's limit rose.
-const PROBE_AFTER: Duration = Duration::from_secs(600);
-const PROBE_STEP: f64 = 1.05;
+/// After this long without a throttle the rate is raised by `PROBE_STEP`, and again after
+/// each further `PROBE_AFTER`, each step twice the one before (5 %, 10 %, 20 % …): a limit that
+/// rose, or a rate cut far down while another client spent the quota, is found again within
+/// the hour, while a limit that stayed put costs one throttle every `PROBE_AFTER`.
+const PROBE_AFTER: Duration = Duration::from_secs(300);
+const PROBE_STEP: f64 = 0.05;
 /// Fewer accepted requests than this in the last `LIMIT_SPAN` say too little about the limit:
 /// the rate is halved instead of set from them.
 const MIN_SAMPLE: u32 = 30;
@@ -28,6 +30,8 @@ const MIN_SAMPLE: u32 = 30;
 pub const FIRST_DEFAULT_BAN: Duration = Duration::from_secs(10);
 /// 旺店通 advises waiting 5–10 minutes: the doubling stops at the lower end.
 pub const MAX_DEFAULT_BAN: Duration = Duration::from_secs(300);
+/// The shortest pause a ban imposes.
+pub const MIN_BAN: Duration = Duration::from_secs(1);
 /// Never slower than one request a minute.
 const MIN_RATE: f64 = 1.0 / 60.0;
 
@@ -110,7 +114,14 @@ impl LearnedRate {
         at.saturating_duration_since(self.epoch).as_secs()
     }
 
+    /// A new ceiling (this replica's share of the quota changed): what was learned scales
+    /// with it, since the vendor's limit is shared the same way.
     pub fn set_ceiling(&mut self, ceiling: f64) {
+        if self.ceiling > 0.0 {
+            let scale = ceiling / self.ceiling;
+            self.limit = self.limit.map(|l| l * scale);
+            self.start *= scale;
+        }
         self.ceiling = ceiling;
     }
 
@@ -122,8 +133,9 @@ impl LearnedRate {
         let rate = if t < RECOVERY {
             self.start + (settled - self.start) * t.as_secs_f64() / RECOVERY.as_secs_f64()
         } else {
-            let probes = ((t - RECOVERY).as_secs_f64() / PROBE_AFTER.as_secs_f64()).floor();
-            settled * PROBE_STEP.powf(probes)
+            let probes = ((t - RECOVERY).as_secs_f64() / PROBE_AFTER.as_secs_f64()).floor() as u32;
+            // Capped: past 16 doublings the rate is long at the ceiling.
+            (0..probes.min(16)).fold(settled, |r, i| r * (1.0 + PROBE_STEP * f64::from(1u32 << i)))
         };
         rate.clamp(MIN_RATE, self.ceiling.max(MIN_RATE))
     }
@@ -144,7 +156,9 @@ impl LearnedRate {
         }
         self.last_ban = Some(now);
         self.streak += 1;
+        // A stated 0 ("last 0 more seconds", `Retry-After: 0`) still pauses a moment.
         let ban = stated
+            .map(|s| s.max(MIN_BAN))
             .unwrap_or_else(|| FIRST_DEFAULT_BAN.saturating_mul(1 << (self.streak - 1).min(10)).min(MAX_DEFAULT_BAN));
         if self.last_cut.is_none_or(|c| now.saturating_duration_since(c) >= LIMIT_SPAN) {
             let current = self.rate(now);
@@ -193,8 +207,9 @@ mod tests {
         assert!((r.rate(at) - 9.0).abs() < 1e-9, "{}", r.rate(at));
         assert!((r.rate(at + secs(30)) - 9.35).abs() < 1e-9);
         assert!((r.rate(at + secs(61)) - 9.7).abs() < 1e-9);
-        assert!((r.rate(at + secs(659)) - 9.7).abs() < 1e-9, "steady until the first probe");
-        assert!((r.rate(at + secs(661)) - 9.7 * 1.05).abs() < 1e-9, "then probes 5 % higher");
+        assert!((r.rate(at + secs(359)) - 9.7).abs() < 1e-9, "steady until the first probe");
+        assert!((r.rate(at + secs(361)) - 9.7 * 1.05).abs() < 1e-9, "then probes 5 % higher");
+        assert!((r.rate(at + secs(661)) - 9.7 * 1.05 * 1.1).abs() < 1e-9, "then 10 % more");
     }
 
     #[test]
@@ -252,5 +267,37 @@ mod tests {
         let at = t0 + secs(71);
         r.throttled(at, at, None);
         assert!((r.rate(at) - CUT * 1.0).abs() < 1e-9, "60 accepted in the last minute: 1/s, got {}", r.rate(at));
+    }
+
+    /// Cut to one request a minute (another client spent the quota), the rate is back at a
+    /// ceiling of 5/s within the hour once the vendor stops throttling.
+    #[test]
+    fn a_rate_cut_far_down_comes_back_within_the_hour() {
+        let t0 = Instant::now();
+        let mut r = LearnedRate::new(5.0, t0);
+        let mut at = t0;
+        for _ in 0..12 {
+            r.throttled(at, at, None);
+            at += secs(61);
+        }
+        assert!(r.rate(at) < 0.05, "cut by half a minute, twelve times: {}", r.rate(at));
+        assert_eq!(r.rate(at + secs(3600)), 5.0);
+    }
+
+    #[test]
+    fn a_new_share_scales_what_was_learned() {
+        let t0 = Instant::now();
+        let mut r = LearnedRate::new(10.0, t0);
+        r.throttled(t0, t0, None);
+        let before = r.rate(t0 + secs(120));
+        r.set_ceiling(20.0);
+        assert!((r.rate(t0 + secs(120)) - 2.0 * before).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_stated_zero_still_pauses_a_moment() {
+        let t0 = Instant::now();
+        let mut r = LearnedRate::new(10.0, t0);
+        assert_eq!(r.throttled(t0, t0, Some(Duration::ZERO)), Throttle::Ban(MIN_BAN));
     }
 }

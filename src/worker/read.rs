@@ -344,9 +344,19 @@ impl Reader {
         self.metrics.quota_exhausted_until(gate.name(), until);
         if let Some(log) = self.notices.clone() {
             let (credential, reason) = (gate.name().to_owned(), err.to_string());
+            // Tried until it lands or no longer matters (the quota reset): Kafka may be away.
             tokio::spawn(async move {
-                if let Err(e) = log.publish_quota(&credential, until, &reason).await {
-                    warn!(credential, error = %e, "could not publish the exhausted quota to the control topic");
+                let mut attempt = 0;
+                while let Err(e) = log.publish_quota(&credential, until, &reason).await {
+                    attempt += 1;
+                    let wait = backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(60));
+                    if attempt == 1 {
+                        warn!(credential, error = %e, "could not publish the exhausted quota to the control topic; retrying");
+                    }
+                    if chrono::Utc::now() + wait >= until {
+                        return;
+                    }
+                    tokio::time::sleep(wait).await;
                 }
             });
         }

@@ -200,6 +200,10 @@ pub fn parse_save(v: &Value, models: usize) -> Result<Vec<RowOutcome>, SourceErr
             envelope::preview(v.to_string().as_bytes())
         )));
     }
+    // A call limit says nothing about the rows, even where it names one: the call is sent again.
+    if envelope::as_i64(&status["MsgCode"]) == Some(MSG_CODE_CALL_LIMITED) {
+        return Err(status_error(status));
+    }
     let mut out = vec![RowOutcome::Unknown; models];
     let mut placed = false;
     for s in status["SuccessEntitys"].as_array().into_iter().flatten() {
@@ -281,6 +285,10 @@ mod tests {
             "{e}"
         );
         assert!(matches!(parse_save(&json!({"oops": 1}), 1), Err(SourceError::Retryable { .. })));
+        // MsgCode 14 调用限制: a throttle, even when it names a row.
+        let limited = json!({"Result": {"ResponseStatus": {"IsSuccess": false, "MsgCode": 14,
+            "Errors": [{"FieldName": "", "Message": "调用限制", "DIndex": 0}]}}});
+        assert!(matches!(parse_save(&limited, 1), Err(SourceError::Throttled { .. })), "{limited}");
         let query_error = json!([[{"Result": {"ResponseStatus": {"IsSuccess": false, "MsgCode": 0,
             "Errors": [{"Message": "字段 FBad 不存在"}]}}}]]);
         assert!(matches!(parse_query(&query_error), Err(SourceError::Fatal { reason, .. }) if reason.contains("FBad")));
