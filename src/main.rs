@@ -605,7 +605,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
         let total = r.accepted + r.refused;
         println!("accepted per minute: {:?}", r.accepted_per_minute);
         println!(
-            "steady (last {} minutes): {:.0} requests a minute = {:.2} of the limit; {} refused ({:.2} %)",
+            "steady (the last {} minutes): {:.0} requests a minute = {:.2} of the limit; {} refused ({:.2} %)",
             r.steady_minutes,
             r.steady_per_minute,
             r.steady_per_minute / r.limit_per_minute as f64,

@@ -24,7 +24,8 @@ pub struct LimitResult {
     pub steady_refused: u64,
 }
 
-/// Minutes at the end of the run that count as its steady state.
+/// At least this many minutes at the end of the run count as its steady state (the last half
+/// of the run, if longer: with the worker's probes every 5 minutes in it).
 const STEADY_MINUTES: usize = 3;
 
 /// Runs the worker for `opts.limit_minutes` against 旺店通 with `opts.per_minute_limit` and
@@ -75,7 +76,8 @@ pub async fn limit_bench(opts: &BenchOptions) -> Result<LimitResult, BenchError>
     let mut accepted_per_minute = list("window_accepted");
     accepted_per_minute.truncate(minutes as usize); // the running window is not whole
     let refused_ms = list("per_minute_refused_ms");
-    let steady = &accepted_per_minute[accepted_per_minute.len().saturating_sub(STEADY_MINUTES)..];
+    let steady_len = STEADY_MINUTES.max(accepted_per_minute.len() / 2);
+    let steady = &accepted_per_minute[accepted_per_minute.len().saturating_sub(steady_len)..];
     let steady_from_ms = (accepted_per_minute.len() - steady.len()) as u64 * 60_000;
     let steady_to_ms = accepted_per_minute.len() as u64 * 60_000;
     Ok(LimitResult {

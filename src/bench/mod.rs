@@ -89,7 +89,7 @@ pub struct BenchOptions {
     /// requests a minute (unpublished, as on a real account) and report the rate it learns.
     #[arg(long, default_value_t = 0)]
     pub per_minute_limit: u32,
-    /// How long the per-minute-limit run lasts, in minutes (its last 3 count as steady).
+    /// How long the per-minute-limit run lasts, in minutes (its last half counts as steady).
     #[arg(long, default_value_t = 8)]
     pub limit_minutes: u64,
     /// Measure this worker binary end to end instead of this one (another build, for a
