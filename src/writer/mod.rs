@@ -20,6 +20,7 @@ use tracing::{info, warn};
 use crate::avro::framed::{FramedReader, ReadError};
 use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
+use crate::kafka::ReadToEnd;
 use crate::kafka::sink::HEADER_CONTROL;
 use crate::metrics::Metrics;
 use crate::worker::gate::{Answer, CredentialGate};
@@ -32,6 +33,10 @@ const UNANSWERED_ROUNDS: u32 = 10;
 /// With `--until-idle`, how long nothing new must arrive before the writer checks it is at
 /// the end of its partitions.
 const IDLE_AFTER: Duration = Duration::from_secs(3);
+
+/// The writer's consumer: with `--until-idle` it reads to each partition's end, which
+/// librdkafka also reports through the error callback; that is no error to log.
+type WriterConsumer = StreamConsumer<ReadToEnd>;
 
 /// Why a writer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +110,7 @@ pub async fn run(
     )
     .await
     .map_err(|e| WriterError::Kafka(e.to_string()))?;
-    let consumer: StreamConsumer = crate::kafka::client_config(&config.kafka)
+    let consumer: WriterConsumer = crate::kafka::client_config(&config.kafka)
         .set("group.id", &w.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -115,7 +120,7 @@ pub async fn run(
         // Kafka's 45 s, so a restarted or surviving writer takes over soon.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")
-        .create()
+        .create_with_context(ReadToEnd)
         .map_err(|e| WriterError::Kafka(format!("consumer: {e}")))?;
     consumer.subscribe(&[&topic]).map_err(|e| WriterError::Kafka(format!("subscribe to {topic}: {e}")))?;
     let producer: FutureProducer = crate::kafka::client_config(&config.kafka)
@@ -218,7 +223,7 @@ impl Writer<'_> {
     /// `None` on shutdown, or (with `until_idle`) when the group has read everything.
     async fn next_batch(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &WriterConsumer,
         until_idle: bool,
     ) -> Result<Option<Vec<Consumed>>, WriterError> {
         let first = loop {
@@ -254,6 +259,8 @@ impl Writer<'_> {
                 eof.insert(p);
                 None
             }
+            // The same end, without its partition: nothing to note, nothing to say.
+            Err(e) if crate::kafka::is_partition_eof(&e) => None,
             Err(e) => {
                 warn!(writer = %self.w.id, error = %e, "consumer error");
                 None
@@ -262,14 +269,14 @@ impl Writer<'_> {
     }
 
     /// Sets the lag gauge (left as it was if the broker does not answer).
-    fn report_lag(&self, consumer: &StreamConsumer, topic: &str) {
+    fn report_lag(&self, consumer: &WriterConsumer, topic: &str) {
         if let Some(n) = tokio::task::block_in_place(|| lag(consumer, topic)) {
             self.metrics.writer_lag.with_label_values(&[self.w.id.as_str()]).set(n);
         }
     }
 
     /// Whether every assigned partition has been read to its end.
-    fn at_end(&self, consumer: &StreamConsumer) -> Result<bool, WriterError> {
+    fn at_end(&self, consumer: &WriterConsumer) -> Result<bool, WriterError> {
         let assignment = consumer.assignment().map_err(|e| WriterError::Kafka(e.to_string()))?;
         let eof = self.at_eof.lock().expect("eof lock");
         Ok(assignment.count() > 0 && assignment.elements().iter().all(|e| eof.contains(&e.partition())))
@@ -509,7 +516,7 @@ fn rejection_label<'a>(field: &'a str, doc: &Value) -> &'a str {
 }
 
 /// Commits the offsets after the batch's last record of each partition.
-fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
+fn commit(consumer: &WriterConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for c in batch {
         let n = next.entry(c.partition).or_insert(0);
@@ -525,7 +532,7 @@ fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<
 /// How far the group's committed offsets are behind the end of the partitions it holds, as
 /// `kafka-consumer-groups` counts lag: a batch being delivered still counts, so a writer stuck
 /// on its target shows lag. Blocking broker queries; `None` if the broker did not answer.
-fn lag(consumer: &StreamConsumer, topic: &str) -> Option<i64> {
+fn lag(consumer: &WriterConsumer, topic: &str) -> Option<i64> {
     let committed = consumer.committed(Duration::from_secs(2)).ok()?;
     let mut total = 0;
     for e in committed.elements_for_topic(topic) {
