@@ -20,8 +20,8 @@ use tracing::{info, warn};
 use crate::avro::framed::{FramedReader, ReadError};
 use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
-use crate::kafka::ReadToEnd;
 use crate::kafka::sink::HEADER_CONTROL;
+use crate::kafka::{Plain, ReadToEnd};
 use crate::metrics::Metrics;
 use crate::worker::gate::{Answer, CredentialGate};
 use crate::worker::read::shutdown_requested;
@@ -123,9 +123,9 @@ pub async fn run(
         .create_with_context(ReadToEnd)
         .map_err(|e| WriterError::Kafka(format!("consumer: {e}")))?;
     consumer.subscribe(&[&topic]).map_err(|e| WriterError::Kafka(format!("subscribe to {topic}: {e}")))?;
-    let producer: FutureProducer = crate::kafka::client_config(&config.kafka)
+    let producer: FutureProducer<Plain> = crate::kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(Plain)
         .map_err(|e| WriterError::Kafka(format!("dead-letter producer: {e}")))?;
     info!(writer = %w.id, topic = %topic, group = %w.group, kind = %w.kind, "writer starting");
     let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
@@ -252,10 +252,12 @@ impl Writer<'_> {
         let mut eof = self.at_eof.lock().expect("eof lock");
         match m {
             Ok(m) => {
+                crate::kafka::outage::reachable();
                 eof.remove(&m.partition());
                 Some(Consumed::of(&m))
             }
             Err(KafkaError::PartitionEOF(p)) => {
+                crate::kafka::outage::reachable();
                 eof.insert(p);
                 None
             }
@@ -478,7 +480,7 @@ impl Writer<'_> {
     }
 
     /// Writes the batch's dead letters and waits until Kafka has them all.
-    async fn dead_letter(&self, producer: &FutureProducer, letters: Vec<Letter>) -> Result<(), WriterError> {
+    async fn dead_letter(&self, producer: &FutureProducer<Plain>, letters: Vec<Letter>) -> Result<(), WriterError> {
         let topic = self.w.dead_letter_topic.as_str();
         let payloads: Vec<String> = letters.iter().map(|l| l.body.to_string()).collect();
         let sends: Vec<_> = letters
