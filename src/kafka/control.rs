@@ -276,6 +276,7 @@ fn tail(
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            Some(Err(e)) if super::outage::is_connection_failure(&e) => super::outage::client_error(&e, topic),
             Some(Err(e)) => tracing::warn!(topic, error = %e, "control topic"),
             Some(Ok(m)) => match apply(topic, &mut seen, m.key(), m.payload()) {
                 Ok(()) => {

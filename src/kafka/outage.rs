@@ -72,13 +72,12 @@ pub fn client_error(error: &KafkaError, reason: &str) {
     if super::is_partition_eof(error) {
         return;
     }
-    let code = error.rdkafka_error_code();
-    if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
         let line = with_log(|log| log.down(Instant::now()));
         say(line, reason);
-    } else if LOST.load(Ordering::Acquire) && code.is_some_and(is_connection_failure) {
+    } else if LOST.load(Ordering::Acquire) && is_connection_failure(error) {
         tracing::debug!(error = %error, reason, "kafka client error during an outage");
-    } else if code.is_some_and(is_connection_failure) {
+    } else if is_connection_failure(error) {
         // One broker of several, or the moment before "all brokers down": not an outage yet.
         tracing::warn!(error = %error, reason, "kafka broker connection failed");
     } else {
@@ -122,11 +121,12 @@ fn say(line: Option<Line>, reason: &str) {
     }
 }
 
-/// Failures to reach a broker, which an outage repeats on every reconnect attempt.
-fn is_connection_failure(code: RDKafkaErrorCode) -> bool {
+/// Failures to reach a broker, which an outage repeats on every reconnect attempt. Consumers
+/// also return them from `poll`/`recv`: those belong in [`client_error`] too.
+pub fn is_connection_failure(error: &KafkaError) -> bool {
     matches!(
-        code,
-        RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve | RDKafkaErrorCode::AllBrokersDown
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::Resolve | RDKafkaErrorCode::AllBrokersDown)
     )
 }
 

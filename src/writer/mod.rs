@@ -263,6 +263,10 @@ impl Writer<'_> {
             }
             // The same end, without its partition: nothing to note, nothing to say.
             Err(e) if crate::kafka::is_partition_eof(&e) => None,
+            Err(e) if crate::kafka::outage::is_connection_failure(&e) => {
+                crate::kafka::outage::client_error(&e, &self.w.id);
+                None
+            }
             Err(e) => {
                 warn!(writer = %self.w.id, error = %e, "consumer error");
                 None
