@@ -14,6 +14,25 @@ use tidemark::metrics::Metrics;
 use tidemark::run::{RunOptions, run};
 use tidemark::worker::StreamOutcome;
 
+/// `println!` that ignores a failed write: with stdout closed (`tidemark ... | head`, a reader
+/// gone) `println!` panics, and the exit code becomes 101 instead of the command's own.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that ignores a failed write, for the same reason: the last line of a failed
+/// command is its error, and a closed stderr must not turn exit 2 (or 1, or 3) into a panic's
+/// 101. (The log subscriber is told the same in `init_logs`.)
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 // Parsed vendor JSON is millions of small strings and maps: glibc's allocator took close to a
 // third of the worker's CPU in a backfill (see BENCHMARKS.md).
 #[global_allocator]
@@ -318,7 +337,7 @@ fn print_table(header: &[&str], rows: &[Vec<String>], right: &[usize]) {
                 out.push_str("  ");
             }
         }
-        println!("{out}");
+        outln!("{out}");
     };
     line(header.to_vec());
     for r in rows {
@@ -333,7 +352,7 @@ async fn main() -> ExitCode {
     match dispatch(cli.command).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::from(2)
         }
     }
@@ -387,9 +406,15 @@ async fn backfill_command(
         } else {
             "interrupted; run it again to resume"
         };
-        println!(
+        outln!(
             "backfill {} {} .. {}: {what}; began at {}, {} records emitted, {} unchanged, {} windows",
-            r.stream, r.from, r.to, r.resumed_at, r.records, r.unchanged, r.windows
+            r.stream,
+            r.from,
+            r.to,
+            r.resumed_at,
+            r.records,
+            r.unchanged,
+            r.windows
         );
     })?;
     Ok(code)
@@ -429,7 +454,7 @@ async fn run_command(
     if failed {
         Ok(ExitCode::from(1))
     } else if until_caught_up && caught_up < streams {
-        eprintln!("error: interrupted before every stream caught up ({caught_up} of {streams} did)");
+        errln!("error: interrupted before every stream caught up ({caught_up} of {streams} did)");
         Ok(ExitCode::from(3))
     } else {
         Ok(ExitCode::SUCCESS)
@@ -469,7 +494,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
             emit(ops.output, &changes, || {
                 for c in &changes {
                     let verb = if c.written { "stopped" } else { "would stop (dry run)" };
-                    println!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
+                    outln!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
                 }
             })
         }
@@ -478,7 +503,7 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
             emit(ops.output, &changes, || {
                 for c in &changes {
                     let verb = if c.written { "resumed" } else { "would resume (dry run)" };
-                    println!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
+                    outln!("{}: {verb} by {} at {}", c.stream, c.by, c.at);
                 }
             })
         }
@@ -500,7 +525,7 @@ async fn watermarks_command(command: WatermarksCommand) -> anyhow::Result<ExitCo
         let from = change.from.clone().unwrap_or_else(|| "none".into());
         let verb = if change.written { "set" } else { "would be set (dry run)" };
         let forced = if change.forced { "; its running owner was fenced" } else { "" };
-        println!("{}: watermark {verb} from {from} to {to} by {}{forced}", change.stream, change.by);
+        outln!("{}: watermark {verb} from {from} to {to} by {}{forced}", change.stream, change.by);
     })
 }
 
@@ -515,7 +540,7 @@ fn share(text: &str) -> Result<f64, String> {
 /// Prints `value` as JSON, or runs `text`.
 fn emit<T: serde::Serialize>(output: Output, value: &T, text: impl FnOnce()) -> anyhow::Result<ExitCode> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(value)?),
+        Output::Json => outln!("{}", serde_json::to_string_pretty(value)?),
         Output::Text => text(),
     }
     Ok(ExitCode::SUCCESS)
@@ -540,7 +565,7 @@ async fn write_command(config: &std::path::Path, until_idle: bool) -> anyhow::Re
         match result {
             Ok(r) => {
                 let counts: Vec<String> = r.records.iter().map(|(k, n)| format!("{k} {n}")).collect();
-                println!(
+                outln!(
                     "writer {w}: topic {} in {} batches: {}",
                     r.topic,
                     r.batches,
@@ -549,7 +574,7 @@ async fn write_command(config: &std::path::Path, until_idle: bool) -> anyhow::Re
             }
             Err(e) => {
                 failed = true;
-                println!("writer {w}: stopped: {e}");
+                outln!("writer {w}: stopped: {e}");
             }
         }
     }
@@ -570,11 +595,11 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
                 Compatibility::Compatible => "compatible with its latest version",
                 Compatibility::Incompatible(_) => unreachable!("check fails on incompatible schemas"),
             };
-            println!("ok  schema for {subject}: {verdict} ({})", rc.url);
+            outln!("ok  schema for {subject}: {verdict} ({})", rc.url);
         }
     }
     for p in &plans {
-        println!(
+        outln!(
             "ok  {:<36} source={} topic={} page_size={} max_span={:?} lookback={:?} settle={:?}",
             p.cfg.id.as_str(),
             p.source_id,
@@ -585,7 +610,7 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
             p.cfg.settle
         );
     }
-    println!("{} stream(s) valid", plans.len());
+    outln!("{} stream(s) valid", plans.len());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -593,7 +618,7 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
 async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<ExitCode> {
     use tidemark::bench;
     if opts.per_minute_limit > 0 {
-        println!(
+        outln!(
             "tidemark bench: a vendor accepting {} requests a minute (unpublished), quota {} requests/s, vendor latency {:?}, {} minutes, on {}",
             opts.per_minute_limit,
             opts.requests_per_second,
@@ -603,8 +628,8 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
         );
         let r = bench::limit::limit_bench(&opts).await?;
         let total = r.accepted + r.refused;
-        println!("accepted per minute: {:?}", r.accepted_per_minute);
-        println!(
+        outln!("accepted per minute: {:?}", r.accepted_per_minute);
+        outln!(
             "steady (the last {} minutes): {:.0} requests a minute = {:.2} of the limit; {} refused ({:.2} %)",
             r.steady_minutes,
             r.steady_per_minute,
@@ -613,7 +638,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             100.0 * r.steady_refused as f64
                 / (r.steady_per_minute * r.steady_minutes as f64 + r.steady_refused as f64).max(1.0)
         );
-        println!(
+        outln!(
             "whole run: {} accepted, {} refused ({:.2} % of {} requests)",
             r.accepted,
             r.refused,
@@ -622,7 +647,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    outln!(
         "tidemark bench: {} records per shape, {} streams each, vendor latency {:?}, quota {} requests/s, max_in_flight {}, on {}",
         opts.records,
         opts.streams,
@@ -635,7 +660,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
     let mut results = Vec::new();
     for kind in opts.shapes.iter().filter(|k| !k.is_empty()) {
         let r = bench::shape_bench(&opts, kind).await?;
-        eprintln!("{r:?}");
+        errln!("{r:?}");
         results.push(r.clone());
         let ceiling = r.fetch_only_rps.min(r.produce_only_rps);
         rows.push(vec![
@@ -672,7 +697,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
     if opts.throttle_rate > 0.0 {
         for r in &results {
             let b = r.bans;
-            println!(
+            outln!(
                 "{}: {} bans of {:?} took {:.0} % of the run; {} requests arrived during a ban (already on their way), {} were sent after a ban was answered",
                 r.kind,
                 b.bans,
@@ -685,9 +710,12 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
     }
     if opts.idle_streams > 0 {
         let idle = bench::idle_bench(&opts).await?;
-        println!(
+        outln!(
             "idle: {} streams caught up and polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute",
-            idle.streams, idle.seconds, idle.rss_mib, idle.cpu_seconds_per_minute
+            idle.streams,
+            idle.seconds,
+            idle.rss_mib,
+            idle.cpu_seconds_per_minute
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -714,13 +742,13 @@ async fn inspect_command(config: &std::path::Path, samples: usize, compact: bool
     for t in topics {
         for sample in &t.samples {
             let framing = sample.framing.as_deref().map(|f| format!(", {f}")).unwrap_or_default();
-            println!("\nsample from {} ({}{framing}):", t.topic, t.schema);
+            outln!("\nsample from {} ({}{framing}):", t.topic, t.schema);
             if compact {
                 let line = sample.value.to_string();
                 let cut: String = line.chars().take(400).collect();
-                println!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
+                outln!("{cut}{}", if cut.len() < line.len() { " …" } else { "" });
             } else {
-                println!("{}", serde_json::to_string_pretty(&sample.value)?);
+                outln!("{}", serde_json::to_string_pretty(&sample.value)?);
             }
         }
     }

@@ -412,6 +412,12 @@ async fn the_worker_rides_out_a_broker_restart_without_loss_or_duplicates() {
         w.log.lock().unwrap().join("\n")
     );
     assert!(w.count(" committed") > down_at, "it committed after the restart");
+    // The outage is said once (each librdkafka error callback used to be an ERROR line:
+    // dozens a second), and so is its end.
+    let lost = w.count("kafka lost");
+    assert!((1..=3).contains(&lost), "the outage said once, not per callback ({lost} times):\n{}", w.dump());
+    assert!(w.count("kafka back") >= 1, "the return is said:\n{}", w.dump());
+    assert_eq!(w.count("AllBrokersDown"), 0, "no line per callback:\n{}", w.dump());
     let mut child = w.child;
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(child.wait().unwrap().success(), "the same process ran throughout and shut down cleanly");

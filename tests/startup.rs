@@ -92,3 +92,22 @@ fn sigterm_stops_a_worker_whose_log_pipe_is_gone() {
     };
     assert_eq!(exit.code(), Some(0), "a requested shutdown: {exit:?}");
 }
+
+#[test]
+fn a_bad_config_exits_2_even_when_stderr_is_a_broken_pipe() {
+    // A supervisor whose log reader died: the final "error: ..." line cannot be written, and
+    // the exit code is then all a scheduler learns. It must be the failed start's 2, not the
+    // 101 of a panic in the write.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "worker.toml", "[kafka]\nbootstrap = 42\n");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(BIN)
+        .args(["run", "--until-caught-up", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "a bad config exits 2: {status:?}");
+}

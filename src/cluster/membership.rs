@@ -45,7 +45,11 @@ struct Context {
     stop_wait: Duration,
 }
 
-impl ClientContext for Context {}
+impl ClientContext for Context {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        crate::kafka::outage::client_error(&error, reason);
+    }
+}
 
 impl ConsumerContext for Context {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -111,8 +115,12 @@ impl Membership {
                 .spawn(move || {
                     while !stop.load(Ordering::Acquire) {
                         // Nothing is ever produced to the topic: polls serve rebalances.
-                        if let Some(Err(e)) = consumer.poll(Duration::from_millis(200)) {
-                            warn!(error = %e, "group membership");
+                        match consumer.poll(Duration::from_millis(200)) {
+                            Some(Err(e)) if crate::kafka::outage::is_connection_failure(&e) => {
+                                crate::kafka::outage::client_error(&e, "group membership")
+                            }
+                            Some(Err(e)) => warn!(error = %e, "group membership"),
+                            _ => {}
                         }
                         if let Some((code, reason)) = consumer.client().fatal_error() {
                             let _ = changes.send(Change::Failed(format!("{reason} ({code:?})")));

@@ -186,8 +186,10 @@ pub async fn write(cfg: &KafkaConfig, stream: &str, control: &StreamControl) -> 
 async fn send(cfg: &KafkaConfig, key: &str, body: &[u8]) -> Result<(), ControlError> {
     let topic = cfg.control_topic.as_str();
     let kerr = |reason: String| ControlError::Kafka { topic: topic.to_owned(), reason };
-    let producer: FutureProducer =
-        super::client_config(cfg).set("enable.idempotence", "true").create().map_err(|e| kerr(e.to_string()))?;
+    let producer: FutureProducer<super::Plain> = super::client_config(cfg)
+        .set("enable.idempotence", "true")
+        .create_with_context(super::Plain)
+        .map_err(|e| kerr(e.to_string()))?;
     producer
         .send(FutureRecord::to(topic).key(key).payload(body), Duration::from_secs(30))
         .await
@@ -243,13 +245,13 @@ impl Drop for Board {
 }
 
 /// A consumer of every partition of the control topic, from its beginning.
-fn follower(cfg: &KafkaConfig) -> Result<BaseConsumer, ControlError> {
+fn follower(cfg: &KafkaConfig) -> Result<BaseConsumer<super::Plain>, ControlError> {
     let topic = cfg.control_topic.as_str();
     let kerr = |e: rdkafka::error::KafkaError| ControlError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
-    let consumer: BaseConsumer = super::client_config(cfg)
+    let consumer: BaseConsumer<super::Plain> = super::client_config(cfg)
         .set("group.id", format!("{}-control-watcher", cfg.transactional_id))
         .set("enable.auto.commit", "false")
-        .create()
+        .create_with_context(super::Plain)
         .map_err(kerr)?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(kerr)?;
     let mut tpl = TopicPartitionList::new();
@@ -263,12 +265,18 @@ fn follower(cfg: &KafkaConfig) -> Result<BaseConsumer, ControlError> {
 }
 
 /// Follows the control topic until `stop`, setting the flags it names.
-fn tail(cfg: &KafkaConfig, consumer: BaseConsumer, flags: &BTreeMap<String, watch::Sender<bool>>, stop: &AtomicBool) {
+fn tail(
+    cfg: &KafkaConfig,
+    consumer: BaseConsumer<super::Plain>,
+    flags: &BTreeMap<String, watch::Sender<bool>>,
+    stop: &AtomicBool,
+) {
     let topic = cfg.control_topic.as_str();
     let mut seen = Controls::default();
     while !stop.load(Ordering::Acquire) {
         match consumer.poll(Duration::from_millis(200)) {
             None => {}
+            Some(Err(e)) if super::outage::is_connection_failure(&e) => super::outage::client_error(&e, topic),
             Some(Err(e)) => tracing::warn!(topic, error = %e, "control topic"),
             Some(Ok(m)) => match apply(topic, &mut seen, m.key(), m.payload()) {
                 Ok(()) => {

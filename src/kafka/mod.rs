@@ -3,6 +3,7 @@
 pub mod control;
 pub mod ends;
 pub mod hanging;
+pub mod outage;
 pub mod reach;
 pub mod scan;
 pub mod sink;
@@ -25,13 +26,23 @@ pub struct ReadToEnd;
 
 impl rdkafka::ClientContext for ReadToEnd {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        if !is_partition_eof(&error) {
-            tracing::error!(error = %error, reason, "kafka consumer error");
-        }
+        outage::client_error(&error, reason);
     }
 }
 
 impl rdkafka::consumer::ConsumerContext for ReadToEnd {}
+
+/// Context for clients with nothing of their own to add: unlike rdkafka's default, which logs
+/// every error callback at ERROR, an outage is said once per process (see [`outage`]).
+pub struct Plain;
+
+impl rdkafka::ClientContext for Plain {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        outage::client_error(&error, reason);
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Plain {}
 
 /// End of partition, however librdkafka delivers it: per partition, or (through the client's
 /// error callback) as a global error.

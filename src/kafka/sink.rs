@@ -189,6 +189,7 @@ fn transact<'a>(
         attempt += 1;
         match producer.commit_transaction(Timeout::After(timeout)) {
             Ok(()) => {
+                super::outage::reachable();
                 tracing::debug!(
                     records = count,
                     produce_ms = (t1 - t0).as_millis() as u64,

@@ -23,7 +23,15 @@ impl StatsContext {
 }
 
 impl ClientContext for StatsContext {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::outage::client_error(&error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
+        // A broker UP is Kafka answering: the cheapest sign an outage is over, even when idle.
+        if stats.brokers.values().any(|b| b.state == "UP") {
+            super::outage::reachable();
+        }
         let Some(m) = &self.metrics else { return };
         m.kafka_queue_messages.set(stats.msg_cnt as i64);
         m.kafka_queue_bytes.set(stats.msg_size as i64);

@@ -6,8 +6,6 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-use rdkafka::client::DefaultClientContext;
-
 use super::reach::BrokerCause;
 use crate::config::KafkaConfig;
 
@@ -44,7 +42,8 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
         bootstrap: cfg.bootstrap.clone(),
         cause: BrokerCause::classify(&e.to_string()),
     };
-    let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create().map_err(unreachable)?;
+    let admin: AdminClient<super::Plain> =
+        super::client_config(cfg).create_with_context(super::Plain).map_err(unreachable)?;
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(10)));
@@ -101,7 +100,8 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
 /// topic: one partition per stream slot), adding partitions when streams were added.
 pub async fn ensure_partitions(cfg: &KafkaConfig, topic: &str, partitions: i32) -> Result<(), TopicError> {
     let failed = |e: KafkaError| TopicError::Create { topic: topic.to_owned(), reason: e.to_string() };
-    let admin: AdminClient<DefaultClientContext> = super::client_config(cfg).create().map_err(failed)?;
+    let admin: AdminClient<super::Plain> =
+        super::client_config(cfg).create_with_context(super::Plain).map_err(failed)?;
     let opts = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(10)));

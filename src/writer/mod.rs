@@ -21,6 +21,7 @@ use crate::avro::framed::{FramedReader, ReadError};
 use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
 use crate::kafka::sink::HEADER_CONTROL;
+use crate::kafka::{Plain, ReadToEnd};
 use crate::metrics::Metrics;
 use crate::worker::gate::{Answer, CredentialGate};
 use crate::worker::read::shutdown_requested;
@@ -32,6 +33,10 @@ const UNANSWERED_ROUNDS: u32 = 10;
 /// With `--until-idle`, how long nothing new must arrive before the writer checks it is at
 /// the end of its partitions.
 const IDLE_AFTER: Duration = Duration::from_secs(3);
+
+/// The writer's consumer: with `--until-idle` it reads to each partition's end, which
+/// librdkafka also reports through the error callback; that is no error to log.
+type WriterConsumer = StreamConsumer<ReadToEnd>;
 
 /// Why a writer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +110,7 @@ pub async fn run(
     )
     .await
     .map_err(|e| WriterError::Kafka(e.to_string()))?;
-    let consumer: StreamConsumer = crate::kafka::client_config(&config.kafka)
+    let consumer: WriterConsumer = crate::kafka::client_config(&config.kafka)
         .set("group.id", &w.group)
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
@@ -115,12 +120,12 @@ pub async fn run(
         // Kafka's 45 s, so a restarted or surviving writer takes over soon.
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "3000")
-        .create()
+        .create_with_context(ReadToEnd)
         .map_err(|e| WriterError::Kafka(format!("consumer: {e}")))?;
     consumer.subscribe(&[&topic]).map_err(|e| WriterError::Kafka(format!("subscribe to {topic}: {e}")))?;
-    let producer: FutureProducer = crate::kafka::client_config(&config.kafka)
+    let producer: FutureProducer<Plain> = crate::kafka::client_config(&config.kafka)
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(Plain)
         .map_err(|e| WriterError::Kafka(format!("dead-letter producer: {e}")))?;
     info!(writer = %w.id, topic = %topic, group = %w.group, kind = %w.kind, "writer starting");
     let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
@@ -218,7 +223,7 @@ impl Writer<'_> {
     /// `None` on shutdown, or (with `until_idle`) when the group has read everything.
     async fn next_batch(
         &self,
-        consumer: &StreamConsumer,
+        consumer: &WriterConsumer,
         until_idle: bool,
     ) -> Result<Option<Vec<Consumed>>, WriterError> {
         let first = loop {
@@ -247,11 +252,19 @@ impl Writer<'_> {
         let mut eof = self.at_eof.lock().expect("eof lock");
         match m {
             Ok(m) => {
+                crate::kafka::outage::reachable();
                 eof.remove(&m.partition());
                 Some(Consumed::of(&m))
             }
             Err(KafkaError::PartitionEOF(p)) => {
+                crate::kafka::outage::reachable();
                 eof.insert(p);
+                None
+            }
+            // The same end, without its partition: nothing to note, nothing to say.
+            Err(e) if crate::kafka::is_partition_eof(&e) => None,
+            Err(e) if crate::kafka::outage::is_connection_failure(&e) => {
+                crate::kafka::outage::client_error(&e, &self.w.id);
                 None
             }
             Err(e) => {
@@ -262,14 +275,14 @@ impl Writer<'_> {
     }
 
     /// Sets the lag gauge (left as it was if the broker does not answer).
-    fn report_lag(&self, consumer: &StreamConsumer, topic: &str) {
+    fn report_lag(&self, consumer: &WriterConsumer, topic: &str) {
         if let Some(n) = tokio::task::block_in_place(|| lag(consumer, topic)) {
             self.metrics.writer_lag.with_label_values(&[self.w.id.as_str()]).set(n);
         }
     }
 
     /// Whether every assigned partition has been read to its end.
-    fn at_end(&self, consumer: &StreamConsumer) -> Result<bool, WriterError> {
+    fn at_end(&self, consumer: &WriterConsumer) -> Result<bool, WriterError> {
         let assignment = consumer.assignment().map_err(|e| WriterError::Kafka(e.to_string()))?;
         let eof = self.at_eof.lock().expect("eof lock");
         Ok(assignment.count() > 0 && assignment.elements().iter().all(|e| eof.contains(&e.partition())))
@@ -471,7 +484,7 @@ impl Writer<'_> {
     }
 
     /// Writes the batch's dead letters and waits until Kafka has them all.
-    async fn dead_letter(&self, producer: &FutureProducer, letters: Vec<Letter>) -> Result<(), WriterError> {
+    async fn dead_letter(&self, producer: &FutureProducer<Plain>, letters: Vec<Letter>) -> Result<(), WriterError> {
         let topic = self.w.dead_letter_topic.as_str();
         let payloads: Vec<String> = letters.iter().map(|l| l.body.to_string()).collect();
         let sends: Vec<_> = letters
@@ -509,7 +522,7 @@ fn rejection_label<'a>(field: &'a str, doc: &Value) -> &'a str {
 }
 
 /// Commits the offsets after the batch's last record of each partition.
-fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
+fn commit(consumer: &WriterConsumer, topic: &str, batch: &[Consumed]) -> Result<(), WriterError> {
     let mut next: BTreeMap<i32, i64> = BTreeMap::new();
     for c in batch {
         let n = next.entry(c.partition).or_insert(0);
@@ -525,7 +538,7 @@ fn commit(consumer: &StreamConsumer, topic: &str, batch: &[Consumed]) -> Result<
 /// How far the group's committed offsets are behind the end of the partitions it holds, as
 /// `kafka-consumer-groups` counts lag: a batch being delivered still counts, so a writer stuck
 /// on its target shows lag. Blocking broker queries; `None` if the broker did not answer.
-fn lag(consumer: &StreamConsumer, topic: &str) -> Option<i64> {
+fn lag(consumer: &WriterConsumer, topic: &str) -> Option<i64> {
     let committed = consumer.committed(Duration::from_secs(2)).ok()?;
     let mut total = 0;
     for e in committed.elements_for_topic(topic) {
