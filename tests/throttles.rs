@@ -161,15 +161,9 @@ shops = ["2313"]
     let left = (until - chrono::Utc::now()).num_seconds();
     assert!((0..=16).contains(&left), "{row}: the reset is the vendor's, 15 s after the quota was used up");
     // Then it goes on by itself once the quota resets.
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = worker.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "the worker did not finish:\n{}", log.join("\n"));
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_within(&mut worker, Duration::from_secs(120));
     log.extend(lines.try_iter());
+    let Some(status) = status else { panic!("the worker did not finish:\n{}", tail(&log.join("\n"), 40)) };
     let log = log.join("\n");
     assert!(status.success(), "{log}");
     assert_eq!(

@@ -155,21 +155,33 @@ pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) 
     };
     let stdout = read(Box::new(child.stdout.take().expect("piped")));
     let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let Some(status) = wait_within(&mut child, deadline) else {
+        let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+        panic!("the worker did not finish within {deadline:?}; the end of its log:\n{}", tail(&log, 40));
+    };
+    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
+}
+
+/// Waits for `child` to exit within `deadline`; past it, kills it and returns `None`.
+pub fn wait_within(child: &mut Child, deadline: std::time::Duration) -> Option<std::process::ExitStatus> {
     let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for worker") {
-            break status;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for child") {
+            return Some(status);
         }
         if started.elapsed() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
-            panic!("the worker did not finish within {deadline:?}; the end of its log:\n{}", tail.join("\n"));
+            return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
-    };
-    Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
+    }
+}
+
+/// The last `n` lines of a log, for a failure message.
+pub fn tail(log: &str, n: usize) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A child's stderr lines, read on a thread (the child must have been spawned with stderr
