@@ -457,20 +457,33 @@ pub fn beijing_millis(text: &str) -> i64 {
 /// then SIGKILLs it. Panics if it finished before that point.
 pub fn kill_after_windows(config: &Path, windows: usize) {
     let mut worker = spawn_worker(config, &["--until-caught-up"]);
-    let stderr = BufReader::new(worker.stderr.take().unwrap());
-    let mut seen = 0;
-    for line in stderr.lines() {
-        if line.unwrap().contains(" committed") {
-            seen += 1;
-            if seen == windows {
-                break;
+    let _reap = KillOnDrop(vec![worker.id()]);
+    let lines = stderr_lines(&mut worker);
+    let deadline = std::time::Instant::now() + KILL_POINT_DEADLINE;
+    let (mut seen, mut log) = (0, Vec::new());
+    while seen < windows {
+        match lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) => {
+                seen += usize::from(line.contains(" committed"));
+                log.push(line);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!(
+                    "{seen} of {windows} windows committed within {KILL_POINT_DEADLINE:?}:\n{}",
+                    tail(&log.join("\n"), 40)
+                )
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the worker ended before the kill point ({seen} of {windows}):\n{}", tail(&log.join("\n"), 40))
             }
         }
     }
-    assert_eq!(seen, windows, "worker ended before the kill point");
     worker.kill().unwrap(); // SIGKILL: no chance to finish the open transaction.
     worker.wait().unwrap();
 }
+
+/// How long [`kill_after_windows`] waits for its windows.
+const KILL_POINT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Asserts `consumed` holds exactly `expected` (the simulator's records), each once, keyed by
 /// `key_field`, every field equal to the vendor's value as the schema in `schemas/` reads it.
