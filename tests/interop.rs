@@ -105,9 +105,20 @@ fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
         c.args(["-cp", &io.java_cp]);
         c
     };
-    let out = cmd.arg(&file).args(args).output().unwrap();
-    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
+    // Files, not pipes, so the deadline can kill it without a reader thread.
+    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
+    let mut child = cmd
+        .arg(&file)
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_within(&mut child, SNIPPET_DEADLINE);
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("{name} did not finish within {SNIPPET_DEADLINE:?}: {stderr}"));
+    assert!(status.success(), "{name} failed: {stderr}");
+    String::from_utf8(std::fs::read(&out_path).unwrap())
         .unwrap()
         .lines()
         .map(|l| {
@@ -116,6 +127,9 @@ fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// How long a guide snippet may take to read a topic to its end.
+const SNIPPET_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Asserts a guide snippet printed every expected record once, by key.
 fn assert_snippet_read_all(lines: &[(String, String)], expected: &[Value], key: &str, name: &str) {
@@ -208,6 +222,11 @@ async fn confluent_kafka_and_java_decode_every_confluent_value_through_the_regis
             }
         }
     }
+    // The consumer's guide, as printed, on the topic with nested lines and Chinese text.
+    let topic = format!("{prefix}.qimen.stockin_refund");
+    let lines = run_guide_snippet("read_confluent.py", &[kafka(), registry(), &topic]);
+    assert_snippet_read_all(&lines, &sim.records("qimen.stockin_refund").await, "order_no", "read_confluent.py");
+    assert!(lines[0].1.contains("details_list"), "read_confluent.py printed whole records: {}", lines[0].1);
 }
 
 // ---- the registry's failure modes and schema evolution, on one small 旺店通 stream ----------
