@@ -135,17 +135,26 @@ impl Registry {
         success(status, body, &what).map(|_| true)
     }
 
+    /// The subject's own compatibility level, `None` where it has none (Confluent answers 404
+    /// 40408; Apicurio 404 40401 for a subject with neither a level nor a version, and its
+    /// global level once the subject has versions).
+    pub async fn subject_compatibility_level(&self, subject: &str) -> Result<Option<String>, RegistryError> {
+        let what = format!("the compatibility level of subject {subject}");
+        let (status, body) = self.call(Method::GET, &format!("/config/{subject}"), None, &what).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let body = success(status, body, &what)?;
+        level_of(&body).map(Some).ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })
+    }
+
     /// The subject's compatibility level (its own, else the registry's global one).
     pub async fn compatibility_level(&self, subject: &str) -> Result<String, RegistryError> {
         let what = format!("the compatibility level of subject {subject}");
         let path = format!("/config/{subject}?defaultToGlobal=true");
         let (status, body) = self.call(Method::GET, &path, None, &what).await?;
         let body = success(status, body, &what)?;
-        body.get("compatibilityLevel")
-            .or_else(|| body.get("compatibility"))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })
+        level_of(&body).ok_or_else(|| RegistryError::Malformed { what, body: body.to_string() })
     }
 
     /// Sets the subject's compatibility level (e.g. `BACKWARD`).
@@ -218,9 +227,10 @@ impl Registry {
 }
 
 /// Registers every topic's value schema (`schemas` maps topic → `.avsc`) and returns topic →
-/// schema id. A new subject gets `level` first, so the registry checks every later version;
-/// an existing one keeps the level an operator gave it, except the unchecked `NONE` (the
-/// default of some registries), which becomes `level`. Nothing is produced before this succeeds.
+/// schema id. A subject without a level of its own gets `level` first, so the registry checks
+/// every later version; one with a level an operator gave it (before the first start too)
+/// keeps it, except the unchecked `NONE` (what Apicurio reports for a subject with versions and
+/// no level of its own), which becomes `level`. Nothing is produced before this succeeds.
 pub async fn register_all(
     registry: &Registry,
     schemas: &BTreeMap<String, String>,
@@ -229,10 +239,7 @@ pub async fn register_all(
     let mut ids = BTreeMap::new();
     for (topic, avsc) in schemas {
         let subject = value_subject(topic);
-        let current = match registry.has_versions(&subject).await? {
-            false => None,
-            true => Some(registry.compatibility_level(&subject).await?),
-        };
+        let current = registry.subject_compatibility_level(&subject).await?;
         match current.as_deref() {
             Some(c) if c == level => {}
             None | Some("NONE") => registry.set_compatibility_level(&subject, level).await?,
@@ -264,6 +271,11 @@ pub async fn check(registry: &Registry, subject: &str, avsc: &str) -> Result<Com
         }
         ok => Ok(ok),
     }
+}
+
+/// A `/config` answer's level (`compatibilityLevel` read, `compatibility` as written).
+fn level_of(body: &Value) -> Option<String> {
+    body.get("compatibilityLevel").or_else(|| body.get("compatibility")).and_then(Value::as_str).map(str::to_owned)
 }
 
 fn success(status: StatusCode, body: Value, what: &str) -> Result<Value, RegistryError> {

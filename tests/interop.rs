@@ -297,6 +297,52 @@ fn assert_nothing_committed(topic: &str) {
     assert!(!topic_exists(&format!("{topic}-wm")), "no watermark was committed: the watermark topic was never created");
 }
 
+/// An operator's choice of compatibility level for a subject is kept, set before the first
+/// start (no version yet) or after it: tidemark sets its configured level only where none was.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_set_compatibility_level_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = wdt_simulator(dir.path());
+    let http = reqwest::Client::new();
+    let level_of = |topic: String| {
+        let http = http.clone();
+        async move {
+            let v: Value =
+                http.get(format!("{}/config/{topic}-value", registry())).send().await.unwrap().json().await.unwrap();
+            v["compatibilityLevel"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let set_level = |topic: String, level: &'static str| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .put(format!("{}/config/{topic}-value", registry()))
+                .json(&json!({"compatibility": level}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+        }
+    };
+    // Before the first start: the subject has a level but no version yet.
+    let fresh = unique("reg-level-fresh");
+    set_level(fresh.clone(), "FULL").await;
+    let cfg = write(dir.path(), "fresh.toml", &wdt_worker(&sim, &fresh, registry(), None));
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &cfg);
+    assert!(ok, "{out}");
+    assert_eq!(level_of(fresh).await, "FULL", "set before the first start, kept");
+    // After a start that set the configured level (BACKWARD), changed by the operator.
+    let later = unique("reg-level-later");
+    let cfg = write(dir.path(), "later.toml", &wdt_worker(&sim, &later, registry(), None));
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &cfg);
+    assert!(ok, "{out}");
+    assert_eq!(level_of(later.clone()).await, "BACKWARD", "tidemark's configured level where none was set");
+    set_level(later.clone(), "FORWARD_TRANSITIVE").await;
+    let (ok, out) = run_cmd(&["run", "--until-caught-up"], &cfg);
+    assert!(ok, "{out}");
+    assert_eq!(level_of(later).await, "FORWARD_TRANSITIVE", "changed by the operator, kept");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_registry_that_refuses_the_schema_stops_the_start_with_its_reason_and_nothing_is_committed() {
     let dir = tempfile::tempdir().unwrap();
