@@ -757,9 +757,20 @@ mod tests {
         let m = Metrics::new();
         let id = StreamId::parse("s/1").unwrap();
         m.set_watermark(&id, Utc::now() - chrono::Duration::seconds(120));
-        let text = m.render();
-        let line = text.lines().find(|l| l.starts_with("tidemark_watermark_lag_seconds{stream=\"s/1\"}")).unwrap();
-        let lag: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-        assert!((119.0..130.0).contains(&lag), "{line}");
+        let lag = || {
+            let text = m.render();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("tidemark_watermark_lag_seconds{stream=\"s/1\"}"))
+                .unwrap()
+                .to_owned();
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        };
+        let first = lag();
+        assert!((119.0..130.0).contains(&first), "{first}");
+        // A lag set when the watermark moved would stay put; computed at scrape, it grows.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let second = lag();
+        assert!(second - first >= 1.0, "the lag grows between scrapes: {first} then {second}");
     }
 }
