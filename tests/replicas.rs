@@ -346,13 +346,21 @@ async fn a_replica_frozen_past_its_session_commits_nothing_for_the_streams_it_lo
             assert!(given_again, "z1 committed {stream} at {} after waking without being given it again", c.0);
         }
     }
+    // On waking, z1 learned it lost its streams one way or the other: a commit refused as
+    // fenced, or the group revoking them as lost before it committed.
+    let woke: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next().unwrap_or_default())
+                .is_ok_and(|t| t.timestamp_millis() > resumed_at)
+        })
+        .collect();
+    let fenced = woke.iter().any(|l| l.contains("fenced by a newer owner"));
+    let revoked = woke.iter().any(|l| l.contains("released") && l.contains("lost=true"));
+    assert!(fenced || revoked, "z1 woke without learning it lost its streams:\n{}", woke.join("\n"));
     eprintln!(
         "z1 on waking: {}",
-        if log.contains("fenced by a newer owner") {
-            "a commit was refused as fenced"
-        } else {
-            "its streams were revoked as lost before it committed"
-        }
+        if fenced { "a commit was refused as fenced" } else { "its streams were revoked as lost" }
     );
 }
 
