@@ -439,3 +439,57 @@ async fn a_new_owner_fences_the_old_owners_producer_for_that_stream() {
         .collect();
     assert_eq!(values, ["old owner, before", "new owner"]);
 }
+
+/// Replicas run the hanging-transaction check a single process runs at start, for each stream
+/// they take over, with that stream's producer: a partition of the stream's topic that another
+/// producer holds open is found, warned about, counted and settled (a marker written), and
+/// the stream backfills exactly once once it is let go. Before, only a single process checked.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
+    use rdkafka::ClientConfig;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::util::Timeout;
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml(1, 0));
+    let prefix = unique("settle");
+    let cfg = write(dir.path(), "cluster.toml", &cluster_toml(&sim, &prefix, (1, 0), false));
+    let topic = format!("{prefix}.wdt");
+    let kafka_cfg = tidemark::config::Config::load(&cfg).unwrap().kafka;
+    tidemark::kafka::topics::ensure(
+        &kafka_cfg,
+        &[tidemark::kafka::topics::DataTopic { name: topic.clone(), compacted: false }],
+    )
+    .await
+    .unwrap();
+    // Another producer holds a transaction open in every partition of the stream's topic.
+    let other: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("transactional.id", unique("other-writer"))
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .unwrap();
+    other.init_transactions(Timeout::After(Duration::from_secs(30))).unwrap();
+    other.begin_transaction().unwrap();
+    let partitions = tidemark::kafka::ends::EndsReader::new(&kafka_cfg).unwrap().topic(&topic).unwrap().len() as i32;
+    for p in 0..partitions {
+        other.send(BaseRecord::to(&topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
+    }
+    other.flush(Timeout::After(Duration::from_secs(30))).unwrap();
+
+    let replica = start_replica(dir.path(), &cfg, "r1");
+    let _reap = KillOnDrop(vec![replica.id()]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !replica_log(dir.path(), "r1").contains("settling it as committed") {
+        assert!(Instant::now() < deadline, "no settle within 60 s:\n{}", tail(&replica_log(dir.path(), "r1"), 40));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = replica_log(dir.path(), "r1");
+    assert!(log.contains(&format!("topic={topic}")), "the warning names the stream's topic:\n{}", tail(&log, 20));
+    // Let the other producer go; the stream's records all land once.
+    other.abort_transaction(Timeout::After(Duration::from_secs(30))).unwrap();
+    let wdt = sim.records("wdt.account_check").await;
+    wait_for_records(&prefix, &["wdt"], wdt.len(), 1.0, "after the settle");
+    stop(vec![replica]);
+    assert_exactly(&consume_committed(&topic), &wdt, "wdt.account_check.avsc", "account_check_no");
+}
