@@ -24,7 +24,9 @@ use serde_json::Value;
 mod seed001;
 mod worker_toml;
 #[allow(unused_imports)]
-pub use seed001::{K3_APP_ID, refund_pipeline_sections, refund_simulator_sections};
+pub use seed001::{
+    Expected, K3_APP_ID, SEED_MATERIALS, expected_outcome, refund_pipeline_sections, refund_simulator_sections,
+};
 #[allow(unused_imports)] // `dead_code` above does not cover re-exports some test binaries leave unused.
 pub use worker_toml::WorkerToml;
 
@@ -138,14 +140,15 @@ pub fn run_until_caught_up(config: &Path) -> Output {
 /// Runs `tidemark run --until-caught-up` to completion; past `deadline` it is killed and the
 /// test fails with the tail of its log.
 pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run worker");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--until-caught-up", "--config"]).arg(config).env("RUST_LOG", "info");
+    output_within(cmd, deadline)
+}
+
+/// Runs `cmd` to completion like [`Command::output`]; past `deadline` it is killed and the
+/// test fails with the tail of its log.
+pub fn output_within(mut cmd: Command, deadline: std::time::Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let read = |mut pipe: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -157,7 +160,7 @@ pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) 
     let stderr = read(Box::new(child.stderr.take().expect("piped")));
     let Some(status) = wait_within(&mut child, deadline) else {
         let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-        panic!("the worker did not finish within {deadline:?}; the end of its log:\n{}", tail(&log, 40));
+        panic!("{cmd:?} did not finish within {deadline:?}; the end of its log:\n{}", tail(&log, 40));
     };
     Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }
