@@ -75,6 +75,44 @@ async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_ki
     assert_each_stockin_once(&stockins, &bills, &dlq, true);
 }
 
+/// K3Cloud saves every third batch but its answer is lost (the connection cut after the
+/// save), as a timeout after the commit would lose it: the writer cannot tell what was saved,
+/// so it must find those bills by `FBillNo` and count them existing, never save one again nor
+/// dead-letter it (K3Cloud refuses a second save of a number as "已经存在").
+#[tokio::test(flavor = "multi_thread")]
+async fn a_save_whose_answer_was_lost_is_found_existing_and_never_saved_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("lose_save_answer_every = 3"));
+    let (topic, dlq) = (unique("k3l-refunds"), unique("k3l-rejected"));
+    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3l-group"), ""));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = write_until_idle(&cfg);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let stats: Value =
+        reqwest::get(format!("{}/_simulator/k3cloud/stats", sim.base_url())).await.unwrap().json().await.unwrap();
+    let lost = stats["save_answers_lost"].as_u64().unwrap();
+    assert!(lost >= 2, "several saves lost their answer: {stats}");
+    let existing = writer_outcome(&stdout, "k3", "existing");
+    assert!(existing > 0, "the bills of the lost answers were found existing: {stdout}");
+    assert_each_stockin_once(&sim.records("qimen.stockin_refund").await, &bills(&sim).await, &dlq, false);
+}
+
+/// How many records the writer `id` settled with `outcome`, from the summary `tidemark
+/// write` prints as it stops: `writer k3: topic T in N batches: existing 3, saved 120, ..`.
+fn writer_outcome(stdout: &str, id: &str, outcome: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("writer {id}: ")))
+        .unwrap_or_else(|| panic!("no summary of writer {id}: {stdout}"));
+    let counts = line.rsplit(": ").next().unwrap();
+    counts
+        .split(", ")
+        .find_map(|c| c.strip_prefix(&format!("{outcome} ")))
+        .map_or(0, |n| n.parse().unwrap_or_else(|_| panic!("{line}")))
+}
+
 /// Exactly what seed 001 expects of each stock-in (`expected_outcome`, worked out from the
 /// stock-in alone): one bill with its lines, or one dead letter with the reason (the
 /// mapping's, or the field K3Cloud named), and nothing else: no bill or letter for anything
