@@ -113,8 +113,9 @@ fn assert_each_ban_was_waited_out(bans: &[Value], max_in_flight: u64, log: &Valu
 #[tokio::test(flavor = "multi_thread")]
 async fn a_vendor_throttle_pauses_the_credential_while_its_ban_lasts() {
     let dir = tempfile::tempdir().unwrap();
-    // TOP's code 7 with "ban will last 2 more seconds"; the simulator refuses (and counts)
-    // every request that arrives during a ban.
+    // TOP's code 7 with "ban will last 2 more seconds" (a ban without a length would pause
+    // the credential for 10 s); the simulator refuses (and counts) every request that arrives
+    // during a ban.
     let top = r#"
 [top]
 app_key = "tk"
@@ -136,11 +137,12 @@ shops = ["2313"]
     let (status, stdout, stderr) =
         run(dir.path(), &worker_toml(&sim, &unique("unused"), &[], "6h").extra(&extra).build());
     assert!(status.success(), "{stdout}\n{stderr}");
-    let log: Value =
-        reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+    let log = sim.request_log().await;
     let bans = log["top"]["bans"].as_array().unwrap();
     assert!(bans.len() >= 2, "the run met several throttles: {log}");
     assert_each_ban_was_waited_out(bans, 4, &log);
+    // The pause is the 2 s TOP named: no shorter, and well short of the 10 s default.
+    assert_named_bans_kept(&log, "top", 2_000, 3_000);
     assert!(stderr.contains("throttled (7)"), "{stderr}");
     assert_exactly(
         &consume_committed(&topic),
@@ -153,17 +155,18 @@ shops = ["2313"]
 #[tokio::test(flavor = "multi_thread")]
 async fn http_429_with_retry_after_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &sim_toml(300, "throttle_rate = 0.1\nban = \"1s\"", ""));
+    // Retry-After: 3, where a throttle without a stated length would pause for 10 s.
+    let sim = Simulator::start(dir.path(), &sim_toml(300, "throttle_rate = 0.1\nban = \"3s\"", ""));
     let topic = unique("retry-after");
     let toml = worker_toml(&sim, &topic, &["shop-01"], "1h").max_in_flight(4).build();
     let (status, stdout, stderr) = run(dir.path(), &toml);
     assert!(status.success(), "{stdout}\n{stderr}");
-    let log: Value =
-        reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+    let log = sim.request_log().await;
     let bans = log["wdt"]["bans"].as_array().unwrap();
     assert!(!bans.is_empty(), "{log}");
-    // Retry-After was honoured.
     assert_each_ban_was_waited_out(bans, 4, &log);
+    // Retry-After was honoured: each pause lasted its 3 s, and ended long before 10 s.
+    assert_named_bans_kept(&log, "wdt", 3_000, 3_000);
     let shop01: Vec<Value> = sim.records(WDT).await.into_iter().filter(|r| r["shop_no"] == "shop-01").collect();
     assert_exactly(&consume_committed(&topic), &shop01, "wdt.account_check.avsc", "account_check_no");
 }

@@ -13,20 +13,6 @@ use serde_json::Value;
 
 const WDT: &str = "wdt.account_check";
 
-/// Requests already out when a ban began reach the simulator within this: the first request
-/// sent after the pause arrives later than that.
-const IN_FLIGHT_SLACK_MS: u64 = 1000;
-
-async fn request_log(sim: &Simulator) -> Value {
-    reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap()
-}
-
-fn ms_list(v: &Value) -> Vec<u64> {
-    let mut list: Vec<u64> = v.as_array().unwrap_or(&Vec::new()).iter().map(|x| x.as_u64().unwrap()).collect();
-    list.sort_unstable();
-    list
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_per_minute_limit_slows_a_backfill_but_never_stops_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,7 +58,7 @@ shops = ["shop-01", "shop-02"]
         stderr.contains("vendor throttled the credential") && stderr.contains("超过每分钟最大"),
         "the log names the vendor's answer:\n{stderr}"
     );
-    let log = request_log(&sim).await;
+    let log = sim.request_log().await;
     let refused = ms_list(&log["wdt"]["per_minute_refused_ms"]);
     let arrivals = ms_list(&log["wdt"]["arrivals_ms"]);
     assert!(!refused.is_empty(), "the run met the limit: {log}");
@@ -171,7 +157,7 @@ shops = ["2313"]
         1,
         "said once, however many requests met it:\n{log}"
     );
-    let requests = request_log(&sim).await;
+    let requests = sim.request_log().await;
     let exhausted = ms_list(&requests["top"]["quota_exhausted_ms"]);
     let resets = ms_list(&requests["top"]["daily_resets_ms"]);
     assert_eq!((exhausted.len(), resets.len()), (1, 1), "{requests}");

@@ -63,6 +63,14 @@ fn too_many_requests(secs: u64) -> Response {
     (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "too many requests\n").into_response()
 }
 
+/// Headers go out, then the body fails: the connection is cut mid-response.
+pub fn dropped_connection() -> Response {
+    let body = futures_util::stream::once(async {
+        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated dropped connection"))
+    });
+    Response::builder().status(StatusCode::OK).body(Body::from_stream(body)).expect("response")
+}
+
 /// The `[faults]` section: each rate is the chance per vendor request.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -554,13 +562,7 @@ async fn answer(f: &Faults, vendor: Vendor, req: Request, next: Next) -> Respons
             }
             resp
         }
-        Some(Fault::Drop) => {
-            // Headers go out, then the body fails: the connection is cut mid-response.
-            let body = futures_util::stream::once(async {
-                Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated dropped connection"))
-            });
-            Response::builder().status(StatusCode::OK).body(Body::from_stream(body)).expect("response")
-        }
+        Some(Fault::Drop) => dropped_connection(),
         Some(Fault::Malformed) => {
             let resp = next.run(req).await;
             let (mut parts, body) = resp.into_parts();

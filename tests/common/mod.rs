@@ -24,7 +24,9 @@ use serde_json::Value;
 mod seed001;
 mod worker_toml;
 #[allow(unused_imports)]
-pub use seed001::{K3_APP_ID, refund_pipeline_sections, refund_simulator_sections};
+pub use seed001::{
+    Expected, K3_APP_ID, SEED_MATERIALS, expected_outcome, refund_pipeline_sections, refund_simulator_sections,
+};
 #[allow(unused_imports)] // `dead_code` above does not cover re-exports some test binaries leave unused.
 pub use worker_toml::WorkerToml;
 
@@ -100,6 +102,11 @@ impl Simulator {
         format!("http://{}", self.addr)
     }
 
+    /// `GET /_simulator/requests`: per vendor, each request's arrival, bans, refusals.
+    pub async fn request_log(&self) -> Value {
+        reqwest::get(format!("{}/_simulator/requests", self.base_url())).await.unwrap().json().await.unwrap()
+    }
+
     /// The simulator's whole data set for `kind`, in served order.
     pub async fn records(&self, kind: &str) -> Vec<Value> {
         let url = format!("{}/_simulator/records/{kind}", self.base_url());
@@ -111,6 +118,39 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Requests already out when a ban began reach the simulator within this: the first request
+/// sent after the pause arrives later than that.
+pub const IN_FLIGHT_SLACK_MS: u64 = 1000;
+
+/// A list of milliseconds from the request log, sorted.
+pub fn ms_list(v: &Value) -> Vec<u64> {
+    let mut list: Vec<u64> = v.as_array().unwrap_or(&Vec::new()).iter().map(|x| x.as_u64().unwrap()).collect();
+    list.sort_unstable();
+    list
+}
+
+/// Each of `vendor`'s bans in the simulator's request `log` was kept for the `ban_ms` its
+/// answer named, no less and not much more: the first request after those already in flight
+/// arrives no sooner than the ban's end and within `late_ms` of it. A client that resumed
+/// early fails the first; one that ignored the length named and paused for its own default
+/// (10 s for the first ban without one) fails the second.
+pub fn assert_named_bans_kept(log: &Value, vendor: &str, ban_ms: u64, late_ms: u64) {
+    let arrivals = ms_list(&log[vendor]["arrivals_ms"]);
+    let bans = log[vendor]["bans"].as_array().unwrap();
+    assert!(!bans.is_empty(), "the run met no {vendor} ban: {log}");
+    for (i, ban) in bans.iter().enumerate() {
+        let began = ban["began_ms"].as_u64().unwrap();
+        let next = arrivals.iter().copied().find(|&a| a > began + IN_FLIGHT_SLACK_MS);
+        let next = next.unwrap_or_else(|| panic!("{vendor} ban {i} at {began} ms: no request after it: {log}"));
+        let (end, waited) = (began + ban_ms, next - began);
+        assert!(next >= end, "{vendor} ban {i} at {began} ms for {ban_ms} ms: a request came {waited} ms after: {log}");
+        assert!(
+            next <= end + late_ms,
+            "{vendor} ban {i} at {began} ms for {ban_ms} ms: the next request waited {waited} ms, not the time named: {log}"
+        );
     }
 }
 
@@ -138,14 +178,15 @@ pub fn run_until_caught_up(config: &Path) -> Output {
 /// Runs `tidemark run --until-caught-up` to completion; past `deadline` it is killed and the
 /// test fails with the tail of its log.
 pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) -> Output {
-    let mut child = Command::new(BIN)
-        .args(["run", "--until-caught-up", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run worker");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--until-caught-up", "--config"]).arg(config).env("RUST_LOG", "info");
+    output_within(cmd, deadline)
+}
+
+/// Runs `cmd` to completion like [`Command::output`]; past `deadline` it is killed and the
+/// test fails with the tail of its log.
+pub fn output_within(mut cmd: Command, deadline: std::time::Duration) -> Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let read = |mut pipe: Box<dyn std::io::Read + Send>| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -157,7 +198,7 @@ pub fn run_until_caught_up_within(config: &Path, deadline: std::time::Duration) 
     let stderr = read(Box::new(child.stderr.take().expect("piped")));
     let Some(status) = wait_within(&mut child, deadline) else {
         let log = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
-        panic!("the worker did not finish within {deadline:?}; the end of its log:\n{}", tail(&log, 40));
+        panic!("{cmd:?} did not finish within {deadline:?}; the end of its log:\n{}", tail(&log, 40));
     };
     Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() }
 }

@@ -1,7 +1,13 @@
 //! Seed 001's two ends for tests: the simulator's 奇门 refund stock-ins and 金蝶云星空 sections,
 //! and the worker's source, stream and writer between them.
 
+use serde_json::Value;
+
 pub const K3_APP_ID: &str = "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA";
+
+/// The materials the simulated account holds: SKU-1006, which the generator also names, is
+/// missing, so K3Cloud refuses its lines as unknown base data, the way Kingdee does.
+pub const SEED_MATERIALS: [&str; 5] = ["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005"];
 
 /// The simulator's `[qimen]` refund stock-ins (300 over two days, one shop) and `[k3cloud]`,
 /// whose base data lacks SKU-1006 so that K3Cloud refuses some lines; `extra` goes into
@@ -26,10 +32,10 @@ app_secret = "k3-secret"
 acct_id = "6420e0b2c6d3f2"
 user_name = "Administrator"
 orgs = ["100"]
-# SKU-1006 is missing: its lines are refused as unknown base data, the way Kingdee does.
-materials = ["SKU-1001", "SKU-1002", "SKU-1003", "SKU-1004", "SKU-1005"]
+materials = {materials:?}
 {extra}
-"#
+"#,
+        materials = SEED_MATERIALS
     )
 }
 
@@ -74,4 +80,53 @@ default_customer = "RETAIL"
 {writer_extra}
 "#
     )
+}
+
+/// What seed 001 makes of one stock-in as the simulator served it: a bill, a dead letter
+/// the writer wrote because no bill can be made of it, or one K3Cloud refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Bill,
+    /// The writer's reason, as its mapping words it (seed 001's field table).
+    Unmappable(String),
+    /// The first `FieldName` K3Cloud names, in the order it checks a bill.
+    Refused(&'static str),
+}
+
+/// Worked out from the stock-in alone, independently of the writer and the simulator's
+/// checks, so that a writer which saved, dropped or dead-lettered the wrong ones fails.
+/// The generator always sets `order_no` and `stockin_time`, and the writer's
+/// `default_customer` covers an empty `customer_no`, so only the lines and the warehouse
+/// decide.
+pub fn expected_outcome(stockin: &Value) -> Expected {
+    let text = |v: &Value| v.as_str().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+    let lines = stockin["details_list"].as_array().cloned().unwrap_or_default();
+    if lines.is_empty() {
+        return Expected::Unmappable("no detail lines".into());
+    }
+    for (i, d) in lines.iter().enumerate() {
+        for (field, what) in [("spec_no", "spec_no"), ("num", "num")] {
+            if text(&d[field]).is_none() {
+                return Expected::Unmappable(format!("detail line {} has no {what}", i + 1));
+            }
+        }
+    }
+    let amount = |v: &Value| text(v).map(|t| t.parse::<f64>().expect("the generator writes decimals"));
+    let warehouse = text(&stockin["warehouse_no"]);
+    // K3Cloud checks each line in turn: material, warehouse, quantity, price.
+    for d in &lines {
+        if text(&d["spec_no"]).is_some_and(|s| !SEED_MATERIALS.contains(&s.as_str())) {
+            return Expected::Refused("FMaterialId");
+        }
+        if warehouse.is_none() {
+            return Expected::Refused("FStockId");
+        }
+        if amount(&d["num"]).is_some_and(|n| n <= 0.0) {
+            return Expected::Refused("FRealQty");
+        }
+        if amount(&d["tax_price"]).is_some_and(|p| p < 0.0) {
+            return Expected::Refused("FTaxPrice");
+        }
+    }
+    Expected::Bill
 }

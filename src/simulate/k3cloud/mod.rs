@@ -78,6 +78,13 @@ pub struct K3cloudSimConfig {
     /// client must notice (`MsgCode` 1) and log in again.
     #[serde(default)]
     pub session_max_requests: u64,
+    /// Every Nth save request (`Save` or `BatchSave`; 0: never) is carried out, its bills
+    /// saved, and then the connection is cut instead of answering, as when K3Cloud commits a
+    /// save whose answer a timeout or a dropped connection loses: the client must find those
+    /// bills by `FBillNo` (`ExecuteBillQuery`) and not save them a second time. Not 1: with
+    /// every answer lost, no client could ever learn that a bill was refused.
+    #[serde(default)]
+    pub lose_save_answer_every: u64,
 }
 
 fn default_session_ttl() -> String {
@@ -120,6 +127,10 @@ pub struct Counts {
     pub logins: u64,
     /// Requests that named a session which had expired (or never existed).
     pub sessions_lost: u64,
+    /// `Save` and `BatchSave` requests, answered or not.
+    pub save_requests: u64,
+    /// Save requests carried out whose answer was lost (`lose_save_answer_every`).
+    pub save_answers_lost: u64,
 }
 
 #[derive(Default)]
@@ -137,6 +148,7 @@ pub struct K3cloudSim {
     counts: Mutex<Counts>,
     session_ttl: chrono::Duration,
     session_max_requests: u64,
+    lose_save_answer_every: u64,
     /// Session id → last use and requests served.
     sessions: Mutex<std::collections::HashMap<String, (DateTime<Utc>, u64)>>,
 }
@@ -250,6 +262,12 @@ impl K3cloudSim {
         )
         .map_err(|why| ConfigError::invalid("k3cloud.app_id", why))?;
         let set = |list: &[String]| list.iter().cloned().collect();
+        if cfg.lose_save_answer_every == 1 {
+            return Err(ConfigError::invalid(
+                "k3cloud.lose_save_answer_every",
+                "must be 0 (never) or at least 2: with every save's answer lost, no refusal could be told",
+            ));
+        }
         Ok(K3cloudSim {
             account,
             max_skew: parse_duration("k3cloud.max_skew", &cfg.max_skew)?.as_secs() as i64,
@@ -267,6 +285,7 @@ impl K3cloudSim {
                 &cfg.session_ttl,
             )?),
             session_max_requests: cfg.session_max_requests,
+            lose_save_answer_every: cfg.lose_save_answer_every,
             sessions: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -286,6 +305,22 @@ impl K3cloudSim {
                     "SavedAt": format_beijing(b.saved_at, DATETIME), "Model": b.model})
             })
             .collect()
+    }
+
+    /// Whether the answer to this request (to `path`, already carried out) is lost: every
+    /// `lose_save_answer_every`th save request's is.
+    pub fn answer_lost(&self, path: &str) -> bool {
+        if !matches!(Call::of(path), Some(Call::Save | Call::BatchSave)) {
+            return false;
+        }
+        let mut c = self.counts.lock().expect("counts");
+        c.save_requests += 1;
+        let every = self.lose_save_answer_every;
+        let lost = every > 0 && c.save_requests.is_multiple_of(every);
+        if lost {
+            c.save_answers_lost += 1;
+        }
+        lost
     }
 
     fn count(&self, f: impl FnOnce(&mut Counts)) {
@@ -506,7 +541,13 @@ pub fn routes() -> Router<Arc<SimState>> {
 
 async fn service(State(state): State<Arc<SimState>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     match &state.k3cloud {
-        Some(sim) => Json(sim.answer(uri.path(), &headers, &body, state.faults.now())).into_response(),
+        Some(sim) => {
+            let answer = sim.answer(uri.path(), &headers, &body, state.faults.now());
+            if sim.answer_lost(uri.path()) {
+                return super::faults::dropped_connection();
+            }
+            Json(answer).into_response()
+        }
         None => Json(refuse(uri.path(), "k3cloud simulator not configured", 0)).into_response(),
     }
 }

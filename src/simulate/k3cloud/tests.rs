@@ -346,6 +346,47 @@ async fn the_router_serves_k3cloud_and_faults_apply_to_it() {
     assert_eq!(stats["bills_saved"], 2, "{stats}");
 }
 
+/// `lose_save_answer_every`: the bills of every Nth save are saved, but its answer never
+/// arrives; queries do not count towards it.
+#[tokio::test]
+async fn a_lost_save_answer_still_saves_its_bills() {
+    let text = SECTION.replace("[k3cloud]", "[k3cloud]\nlose_save_answer_every = 2");
+    let state = crate::simulate::build(toml::from_str(&text).unwrap(), Utc::now()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, crate::simulate::router(state)).await });
+    let client = reqwest::Client::new();
+    let post = |path: &'static str, body: Value| {
+        let mut req = client.post(format!("{base}{path}")).json(&body);
+        for (name, value) in identity().headers(path, Utc::now().timestamp()).unwrap() {
+            req = req.header(name, value);
+        }
+        async move { req.send().await?.json::<Value>().await }
+    };
+    let save = |n: &str| json!({"formid": "SAL_RETURNSTOCK", "data": {"Model": [bill(n, "M1")]}});
+    let query = json!({"data": {"FormId": "SAL_RETURNSTOCK", "FieldKeys": "FBillNo", "FilterString": "FBillNo in ('L1','L2')"}});
+    assert_eq!(status(&post(BATCH_SAVE, save("L1")).await.unwrap())["IsSuccess"], true);
+    post(QUERY, query.clone()).await.expect("queries are answered");
+    assert!(post(BATCH_SAVE, save("L2")).await.is_err(), "the second save's answer is lost");
+    assert_eq!(post(QUERY, query).await.unwrap(), json!([["L1"], ["L2"]]), "yet its bill was saved");
+    let stats: Value =
+        client.get(format!("{base}/_simulator/k3cloud/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((&stats["save_requests"], &stats["save_answers_lost"]), (&json!(2), &json!(1)), "{stats}");
+    let e = K3cloudSim::new(
+        toml::from_str::<crate::simulate::SimConfig>(
+            &SECTION.replace("[k3cloud]", "[k3cloud]\nlose_save_answer_every = 1"),
+        )
+        .unwrap()
+        .k3cloud
+        .as_ref()
+        .unwrap(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("k3cloud.lose_save_answer_every"), "{e}");
+}
+
 #[test]
 fn the_config_section_rejects_unknown_keys_and_bad_app_ids() {
     let e = toml::from_str::<crate::simulate::SimConfig>(&format!("{SECTION}materail = []\n")).unwrap_err();
