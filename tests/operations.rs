@@ -352,3 +352,53 @@ async fn under_replicas_stop_is_followed_and_set_force_fences_the_owning_replica
     wait_for(&log, "stopped by an operator", Duration::from_secs(20));
     stop_worker(replica);
 }
+
+/// `watermarks reset` is refused while the stream runs (without --force); once it is stopped
+/// it writes a tombstone, and on resume the stream reads again from its configured `start`:
+/// with its content hashes gone too, every record is emitted a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_is_refused_while_running_and_after_a_stop_the_stream_reads_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-reset");
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, ""));
+    let records = sim.records("wdt.account_check").await;
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    assert_eq!(consume_committed(&prefix).len(), records.len());
+
+    let err = refused(tidemark(&["watermarks", "reset", STREAM], &cfg));
+    assert!(err.contains("is running") && err.contains(STREAM) && err.contains("--force"), "{err}");
+
+    ok(tidemark(&["streams", "stop", STREAM], &cfg));
+    wait_for(&log, "stopped by an operator", Duration::from_secs(10));
+    let stdout = ok(tidemark(&["watermarks", "reset", STREAM], &cfg));
+    assert!(stdout.contains("by ops-test"), "{stdout}");
+    let wm = consume_committed(&format!("{prefix}.wm"));
+    let reset = wm.iter().rfind(|c| c.key == STREAM).unwrap();
+    assert_eq!(reset.value, None, "reset writes a tombstone");
+    assert_eq!(reset.headers.get("tidemark.owner").map(String::as_str), Some("ops:ops-test"));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["watermark"], Value::Null, "no watermark after a reset: {listed}");
+
+    ok(tidemark(&["streams", "resume", STREAM], &cfg));
+    wait_for_records(&prefix, 2 * records.len());
+    // The first commit after the tombstone is the first window from `start` (73 h back, in
+    // windows of at most the vendor's 24 h), not one near where the stream had been.
+    let wm = consume_committed(&format!("{prefix}.wm"));
+    let at = wm.iter().rposition(|c| c.key == STREAM && c.value.is_none()).unwrap();
+    let next = wm[at + 1..].iter().find(|c| c.key == STREAM).expect("a commit after the reset");
+    let next = tidemark::domain::WatermarkState::from_bytes(STREAM, next.value.as_ref().unwrap()).unwrap().watermark;
+    let start = chrono::Utc::now() - chrono::Duration::hours(73);
+    assert!(next <= start + chrono::Duration::hours(25), "the first window after the reset ended at {next}");
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    stop_worker(worker);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for c in consume_committed(&prefix) {
+        *per_key.entry(c.key).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), records.len(), "every record, nothing else");
+    assert!(per_key.values().all(|n| *n == 2), "each record emitted once before and once after the reset");
+}
