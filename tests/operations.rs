@@ -402,3 +402,118 @@ async fn reset_is_refused_while_running_and_after_a_stop_the_stream_reads_again_
     assert_eq!(per_key.len(), records.len(), "every record, nothing else");
     assert!(per_key.values().all(|n| *n == 2), "each record emitted once before and once after the reset");
 }
+
+/// Beijing wall-clock text `hours` back from now.
+fn hours_ago(hours: i64) -> String {
+    tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::hours(hours),
+        tidemark::domain::time::DATETIME,
+    )
+}
+
+/// `backfill`'s exit codes: 2 for a range it refuses (`--to` past the live watermark, or not
+/// after `--from`), naming why; 3 when a signal interrupts it; 0 when done.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_refuses_a_bad_range_exits_3_when_interrupted_and_0_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("100ms"));
+    let prefix = unique("ops-bf-codes");
+    let extra = "max_span = \"2h\"\nwindows_in_flight = 1";
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, extra));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Caught up: the watermark is about the 2 m settle behind now.
+    let back_30s = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::seconds(30),
+        tidemark::domain::time::DATETIME,
+    );
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &back_30s], &cfg));
+    assert!(err.contains("past") && err.contains("watermark") && err.contains(STREAM), "{err}");
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &hours_ago(10)], &cfg));
+    assert!(err.contains("--from must be before --to"), "{err}");
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &hours_ago(5)], &cfg));
+    assert!(err.contains("--from must be before --to"), "{err}");
+
+    let (from, to) = (hours_ago(70), hours_ago(10));
+    let args = ["backfill", STREAM, "--from", &from, "--to", &to];
+    let mut first = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(vec![first.id()]);
+    let log = stderr_lines(&mut first);
+    wait_for(&log, "window committed", Duration::from_secs(60));
+    Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
+    let status = wait_within(&mut first, Duration::from_secs(30)).expect("the backfill stops on SIGINT");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut first.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(3), "an interrupted backfill exits 3: {stdout}");
+    assert!(stdout.contains("interrupted; run it again to resume"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&ok(tidemark(&[&args[..], &["--output", "json"]].concat(), &cfg))).unwrap();
+    assert_eq!(report["done"], true, "the second run finished (exit 0): {report}");
+}
+
+/// `--quota-share` bounds the backfill's request rate: a share of 0.2 of 10 requests a second
+/// is 2 a second, judged by when its requests reached the simulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_sends_at_most_its_quota_share_of_the_credentials_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-bf-share");
+    let toml = worker_toml(&sim, &prefix, "max_span = \"2h\"")
+        .replace("requests_per_second = 100", "requests_per_second = 10");
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = || async {
+        let log: Value =
+            reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+        log["wdt"]["arrivals_ms"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<u64>>()
+    };
+    let live = requests().await.len();
+    // 30 windows of 2 h, at least a request each.
+    let (from, to) = (hours_ago(70), hours_ago(10));
+    let cfg2 = cfg.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let args = ["backfill", STREAM, "--from", &from, "--to", &to, "--quota-share", "0.2", "--output", "json"];
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg2)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _guard = KillOnDrop(vec![child.id()]);
+        let status = wait_within(&mut child, Duration::from_secs(120)).expect("the backfill ends");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        assert!(status.success(), "{stdout}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["done"], true, "{report}");
+    let mut arrivals = requests().await.split_off(live);
+    assert!(arrivals.len() >= 20, "enough requests to measure: {}", arrivals.len());
+    // As in faults.rs: requests spaced 1/2 s apart at the client arrive within delivery
+    // delays that vary by up to the slack, so n of them arriving within x ms means
+    // n <= 2 (x + slack) / 1000 + 1. The whole quota (10/s) breaks it at once.
+    const DELIVERY_SLACK_MS: u64 = 1000;
+    arrivals.sort_unstable();
+    for (i, &first) in arrivals.iter().enumerate() {
+        for (j, &last) in arrivals.iter().enumerate().skip(i + 1) {
+            let (n, within) = ((j - i + 1) as u64, last - first);
+            assert!(
+                n <= 2 * (within + DELIVERY_SLACK_MS) / 1000 + 1,
+                "{n} requests arrived within {within} ms at a share of 2/s: {arrivals:?}"
+            );
+        }
+    }
+}
