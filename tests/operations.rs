@@ -517,3 +517,63 @@ async fn backfill_sends_at_most_its_quota_share_of_the_credentials_rate() {
         }
     }
 }
+
+/// A stop outlives the worker: restarted, the worker keeps the stream paused (its topic and
+/// watermark unchanged, though the vendor has a new record for it) while the other stream
+/// goes on; resumed, the stream reads the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_stream_stays_paused_across_a_restart_while_the_others_go_on() {
+    const OTHER: &str = "wdt.account_check/shop-02";
+    let dir = tempfile::tempdir().unwrap();
+    let sim_toml = simulator_toml("0ms").replace("shops = [\"shop-01\"]", "shops = [\"shop-01\", \"shop-02\"]");
+    let sim = Simulator::start(dir.path(), &sim_toml);
+    let prefix = unique("ops-persist");
+    let other_topic = format!("{prefix}.two");
+    let mut toml = worker_toml(&sim, &prefix, "settle = \"2s\"");
+    toml.push_str(&format!(
+        "\n[[streams]]\nid = \"{OTHER}\"\nsource = \"wdt\"\ntopic = \"{other_topic}\"\nstart = \"73h\"\npoll_interval = \"1s\"\nsettle = \"2s\"\n[streams.params]\nshop_no = \"shop-02\"\n"
+    ));
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(tidemark(&["streams", "stop", STREAM, "--reason", "stays stopped"], &cfg));
+    let (before, other_before) = (consume_committed(&prefix), consume_committed(&other_topic));
+    let commits = |stream: &str| consume_committed(&format!("{prefix}.wm")).iter().filter(|c| c.key == stream).count();
+    let wm_before = commits(STREAM);
+
+    // The vendor has a new record for each shop, readable once the 2 s settle has passed.
+    let template = sim.records("wdt.account_check").await.remove(0);
+    let at = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+        tidemark::domain::time::DATETIME,
+    );
+    for shop in ["shop-01", "shop-02"] {
+        let mut v = template.clone();
+        v["account_check_no"] = json!(format!("AC-NEW-{shop}"));
+        v["shop_no"] = json!(shop);
+        let body = json!({"at": at, "group": shop, "record": v});
+        let url = format!("{}/_simulator/records/wdt.account_check", sim.base_url());
+        assert!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().is_success());
+    }
+
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    // The other stream reads its new record; several polls of 1 s pass meanwhile.
+    let other = wait_for_records(&other_topic, other_before.len() + 1);
+    assert!(other.iter().any(|c| c.key == "AC-NEW-shop-02"), "the other stream went on");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(consume_committed(&prefix).len(), before.len(), "the stopped stream emitted nothing");
+    assert_eq!(commits(STREAM), wm_before, "the stopped stream committed no watermark");
+    assert!(commits(OTHER) > 0);
+    wait_for(&log, "stopped by an operator", Duration::from_secs(10));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    let row = listed.as_array().unwrap().iter().find(|r| r["stream"] == STREAM).unwrap().clone();
+    assert_eq!((row["state"].clone(), row["reason"].clone()), (json!("stopped"), json!("stays stopped")), "{listed}");
+
+    ok(tidemark(&["streams", "resume", STREAM], &cfg));
+    let after = wait_for_records(&prefix, before.len() + 1);
+    stop_worker(worker);
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|c| c.key == "AC-NEW-shop-01"), "resumed, it read the vendor's new record");
+}
