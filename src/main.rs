@@ -264,13 +264,16 @@ fn init_logs(format: LogFormat) {
 
 /// Turns SIGINT/SIGTERM into a shutdown request; a second signal exits at once.
 fn shutdown_on_signals() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("sigterm handler");
+        // Both listeners live for the whole run: one made anew each turn (`ctrl_c()`) misses a
+        // SIGINT that came with the SIGTERM before it, and the second signal is lost.
+        let mut term = signal(SignalKind::terminate()).expect("sigterm handler");
+        let mut int = signal(SignalKind::interrupt()).expect("sigint handler");
         for n in 0.. {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
                 _ = term.recv() => {}
             }
             if n > 0 {

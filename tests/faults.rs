@@ -451,3 +451,90 @@ poll_interval = "1m"
         }
     }
 }
+
+/// A record without a business id (the key field missing, or empty) is dead-lettered once;
+/// polls that re-read it in the lookback span, and a restart, do not dead-letter it again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_without_a_business_id_is_dead_lettered_once_however_often_it_is_reread() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &sim_toml(200, "", ""));
+    let topic = unique("nokey");
+    let toml = worker_toml(&sim, &topic, &["shop-01"], "6h").stream_extra("poll_interval = \"1s\"").build();
+    let cfg = write(dir.path(), "worker.toml", &toml);
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    let wait_for = |what: &str, n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut found = 0;
+        while found < n {
+            assert!(std::time::Instant::now() < deadline, "{found} of {n} log lines with {what:?}");
+            if let Ok(l) = log.recv_timeout(std::time::Duration::from_millis(200)) {
+                found += usize::from(l.contains(what));
+            }
+        }
+    };
+    wait_for("caught up", 1);
+    let before = consume_committed(&topic).len();
+    // Past the 1m settle, inside the 10m lookback: the next polls read it, then re-read it.
+    let template = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(4);
+    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
+    let mut missing = template.clone();
+    missing.as_object_mut().unwrap().remove("account_check_no");
+    missing["tid"] = json!("TID-NO-KEY-1");
+    let mut empty = template;
+    empty["account_check_no"] = json!("");
+    empty["tid"] = json!("TID-NO-KEY-2");
+    for record in [&missing, &empty] {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
+            .json(&json!({"at": at_text, "group": "shop-01", "record": record}))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success());
+    }
+    // The first poll dead-letters both; three more re-read them.
+    wait_for("window committed", 4);
+    signal_term_and_wait(&mut worker);
+    let letters = |topic: &str| consume_committed(&format!("{topic}.dlq"));
+    let tids = |letters: &[Consumed]| -> Vec<String> {
+        let mut tids: Vec<String> = letters
+            .iter()
+            .map(|l| {
+                let letter: Value = serde_json::from_slice(l.value.as_ref().unwrap()).unwrap();
+                assert_eq!(letter["stream"], "wdt.account_check/shop-01", "{letter}");
+                letter["record"]["tid"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        tids.sort();
+        tids
+    };
+    let first = letters(&topic);
+    assert_eq!(tids(&first), ["TID-NO-KEY-1", "TID-NO-KEY-2"], "each keyless record dead-lettered once");
+    let letter: Value = serde_json::from_slice(first[0].value.as_ref().unwrap()).unwrap();
+    assert!(letter["error"].as_str().unwrap().contains("account_check_no"), "the error names the key: {letter}");
+    assert_eq!(consume_committed(&topic).len(), before, "no keyless record reached the data topic");
+
+    // A restart re-reads the lookback span too: still not dead-lettered again.
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard2 = KillOnDrop(vec![worker.id()]);
+    let log2 = stderr_lines(&mut worker);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut polls = 0;
+    while polls < 2 {
+        assert!(std::time::Instant::now() < deadline, "{polls} of 2 polls after the restart");
+        if log2.recv_timeout(std::time::Duration::from_millis(200)).is_ok_and(|l| l.contains("window committed")) {
+            polls += 1;
+        }
+    }
+    signal_term_and_wait(&mut worker);
+    assert_eq!(tids(&letters(&topic)), ["TID-NO-KEY-1", "TID-NO-KEY-2"], "not dead-lettered again after a restart");
+}
+
+fn signal_term_and_wait(worker: &mut std::process::Child) {
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    let status = wait_within(worker, std::time::Duration::from_secs(30)).expect("the worker stops on SIGTERM");
+    assert!(status.success(), "{status:?}");
+}

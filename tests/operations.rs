@@ -352,3 +352,228 @@ async fn under_replicas_stop_is_followed_and_set_force_fences_the_owning_replica
     wait_for(&log, "stopped by an operator", Duration::from_secs(20));
     stop_worker(replica);
 }
+
+/// `watermarks reset` is refused while the stream runs (without --force); once it is stopped
+/// it writes a tombstone, and on resume the stream reads again from its configured `start`:
+/// with its content hashes gone too, every record is emitted a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_is_refused_while_running_and_after_a_stop_the_stream_reads_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-reset");
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, ""));
+    let records = sim.records("wdt.account_check").await;
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    assert_eq!(consume_committed(&prefix).len(), records.len());
+
+    let err = refused(tidemark(&["watermarks", "reset", STREAM], &cfg));
+    assert!(err.contains("is running") && err.contains(STREAM) && err.contains("--force"), "{err}");
+
+    ok(tidemark(&["streams", "stop", STREAM], &cfg));
+    wait_for(&log, "stopped by an operator", Duration::from_secs(10));
+    let stdout = ok(tidemark(&["watermarks", "reset", STREAM], &cfg));
+    assert!(stdout.contains("by ops-test"), "{stdout}");
+    let wm = consume_committed(&format!("{prefix}.wm"));
+    let reset = wm.iter().rfind(|c| c.key == STREAM).unwrap();
+    assert_eq!(reset.value, None, "reset writes a tombstone");
+    assert_eq!(reset.headers.get("tidemark.owner").map(String::as_str), Some("ops:ops-test"));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    assert_eq!(listed[0]["watermark"], Value::Null, "no watermark after a reset: {listed}");
+
+    ok(tidemark(&["streams", "resume", STREAM], &cfg));
+    wait_for_records(&prefix, 2 * records.len());
+    // The first commit after the tombstone is the first window from `start` (73 h back, in
+    // windows of at most the vendor's 24 h), not one near where the stream had been.
+    let wm = consume_committed(&format!("{prefix}.wm"));
+    let at = wm.iter().rposition(|c| c.key == STREAM && c.value.is_none()).unwrap();
+    let next = wm[at + 1..].iter().find(|c| c.key == STREAM).expect("a commit after the reset");
+    let next = tidemark::domain::WatermarkState::from_bytes(STREAM, next.value.as_ref().unwrap()).unwrap().watermark;
+    let start = chrono::Utc::now() - chrono::Duration::hours(73);
+    assert!(next <= start + chrono::Duration::hours(25), "the first window after the reset ended at {next}");
+    wait_for(&log, "caught up", Duration::from_secs(60));
+    stop_worker(worker);
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for c in consume_committed(&prefix) {
+        *per_key.entry(c.key).or_default() += 1;
+    }
+    assert_eq!(per_key.len(), records.len(), "every record, nothing else");
+    assert!(per_key.values().all(|n| *n == 2), "each record emitted once before and once after the reset");
+}
+
+/// Beijing wall-clock text `hours` back from now.
+fn hours_ago(hours: i64) -> String {
+    tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::hours(hours),
+        tidemark::domain::time::DATETIME,
+    )
+}
+
+/// `backfill`'s exit codes: 2 for a range it refuses (`--to` past the live watermark, or not
+/// after `--from`), naming why; 3 when a signal interrupts it; 0 when done.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_refuses_a_bad_range_exits_3_when_interrupted_and_0_when_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("100ms"));
+    let prefix = unique("ops-bf-codes");
+    let extra = "max_span = \"2h\"\nwindows_in_flight = 1";
+    let cfg = write(dir.path(), "w.toml", &worker_toml(&sim, &prefix, extra));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Caught up: the watermark is about the 2 m settle behind now.
+    let back_30s = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::seconds(30),
+        tidemark::domain::time::DATETIME,
+    );
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &back_30s], &cfg));
+    assert!(err.contains("past") && err.contains("watermark") && err.contains(STREAM), "{err}");
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &hours_ago(10)], &cfg));
+    assert!(err.contains("--from must be before --to"), "{err}");
+    let err = refused(tidemark(&["backfill", STREAM, "--from", &hours_ago(5), "--to", &hours_ago(5)], &cfg));
+    assert!(err.contains("--from must be before --to"), "{err}");
+
+    let (from, to) = (hours_ago(70), hours_ago(10));
+    let args = ["backfill", STREAM, "--from", &from, "--to", &to];
+    let mut first = Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnDrop(vec![first.id()]);
+    let log = stderr_lines(&mut first);
+    wait_for(&log, "window committed", Duration::from_secs(60));
+    Command::new("kill").args(["-INT", &first.id().to_string()]).status().unwrap();
+    let status = wait_within(&mut first, Duration::from_secs(30)).expect("the backfill stops on SIGINT");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut first.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(status.code(), Some(3), "an interrupted backfill exits 3: {stdout}");
+    assert!(stdout.contains("interrupted; run it again to resume"), "{stdout}");
+    let report: Value =
+        serde_json::from_str(&ok(tidemark(&[&args[..], &["--output", "json"]].concat(), &cfg))).unwrap();
+    assert_eq!(report["done"], true, "the second run finished (exit 0): {report}");
+}
+
+/// `--quota-share` bounds the backfill's request rate: a share of 0.2 of 10 requests a second
+/// is 2 a second, judged by when its requests reached the simulator.
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_sends_at_most_its_quota_share_of_the_credentials_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml("0ms"));
+    let prefix = unique("ops-bf-share");
+    let toml = worker_toml(&sim, &prefix, "max_span = \"2h\"")
+        .replace("requests_per_second = 100", "requests_per_second = 10");
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = || async {
+        let log: Value =
+            reqwest::get(format!("{}/_simulator/requests", sim.base_url())).await.unwrap().json().await.unwrap();
+        log["wdt"]["arrivals_ms"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect::<Vec<u64>>()
+    };
+    let live = requests().await.len();
+    // 30 windows of 2 h, at least a request each.
+    let (from, to) = (hours_ago(70), hours_ago(10));
+    let cfg2 = cfg.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let args = ["backfill", STREAM, "--from", &from, "--to", &to, "--quota-share", "0.2", "--output", "json"];
+        let mut child = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&cfg2)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let _guard = KillOnDrop(vec![child.id()]);
+        let status = wait_within(&mut child, Duration::from_secs(120)).expect("the backfill ends");
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+        assert!(status.success(), "{stdout}");
+        serde_json::from_str::<Value>(&stdout).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(report["done"], true, "{report}");
+    let mut arrivals = requests().await.split_off(live);
+    assert!(arrivals.len() >= 20, "enough requests to measure: {}", arrivals.len());
+    // As in faults.rs: requests spaced 1/2 s apart at the client arrive within delivery
+    // delays that vary by up to the slack, so n of them arriving within x ms means
+    // n <= 2 (x + slack) / 1000 + 1. The whole quota (10/s) breaks it at once.
+    const DELIVERY_SLACK_MS: u64 = 1000;
+    arrivals.sort_unstable();
+    for (i, &first) in arrivals.iter().enumerate() {
+        for (j, &last) in arrivals.iter().enumerate().skip(i + 1) {
+            let (n, within) = ((j - i + 1) as u64, last - first);
+            assert!(
+                n <= 2 * (within + DELIVERY_SLACK_MS) / 1000 + 1,
+                "{n} requests arrived within {within} ms at a share of 2/s: {arrivals:?}"
+            );
+        }
+    }
+}
+
+/// A stop outlives the worker: restarted, the worker keeps the stream paused (its topic and
+/// watermark unchanged, though the vendor has a new record for it) while the other stream
+/// goes on; resumed, the stream reads the record.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_stream_stays_paused_across_a_restart_while_the_others_go_on() {
+    const OTHER: &str = "wdt.account_check/shop-02";
+    let dir = tempfile::tempdir().unwrap();
+    let sim_toml = simulator_toml("0ms").replace("shops = [\"shop-01\"]", "shops = [\"shop-01\", \"shop-02\"]");
+    let sim = Simulator::start(dir.path(), &sim_toml);
+    let prefix = unique("ops-persist");
+    let other_topic = format!("{prefix}.two");
+    let mut toml = worker_toml(&sim, &prefix, "settle = \"2s\"");
+    toml.push_str(&format!(
+        "\n[[streams]]\nid = \"{OTHER}\"\nsource = \"wdt\"\ntopic = \"{other_topic}\"\nstart = \"73h\"\npoll_interval = \"1s\"\nsettle = \"2s\"\n[streams.params]\nshop_no = \"shop-02\"\n"
+    ));
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    ok(tidemark(&["streams", "stop", STREAM, "--reason", "stays stopped"], &cfg));
+    let (before, other_before) = (consume_committed(&prefix), consume_committed(&other_topic));
+    let commits = |stream: &str| consume_committed(&format!("{prefix}.wm")).iter().filter(|c| c.key == stream).count();
+    let wm_before = commits(STREAM);
+
+    // The vendor has a new record for each shop, readable once the 2 s settle has passed.
+    let template = sim.records("wdt.account_check").await.remove(0);
+    let at = tidemark::domain::time::format_beijing(
+        chrono::Utc::now() - chrono::Duration::seconds(1),
+        tidemark::domain::time::DATETIME,
+    );
+    for shop in ["shop-01", "shop-02"] {
+        let mut v = template.clone();
+        v["account_check_no"] = json!(format!("AC-NEW-{shop}"));
+        v["shop_no"] = json!(shop);
+        let body = json!({"at": at, "group": shop, "record": v});
+        let url = format!("{}/_simulator/records/wdt.account_check", sim.base_url());
+        assert!(reqwest::Client::new().post(url).json(&body).send().await.unwrap().status().is_success());
+    }
+
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    // The other stream reads its new record; several polls of 1 s pass meanwhile.
+    let other = wait_for_records(&other_topic, other_before.len() + 1);
+    assert!(other.iter().any(|c| c.key == "AC-NEW-shop-02"), "the other stream went on");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(consume_committed(&prefix).len(), before.len(), "the stopped stream emitted nothing");
+    assert_eq!(commits(STREAM), wm_before, "the stopped stream committed no watermark");
+    assert!(commits(OTHER) > 0);
+    wait_for(&log, "stopped by an operator", Duration::from_secs(10));
+    let listed: Value = serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+    let row = listed.as_array().unwrap().iter().find(|r| r["stream"] == STREAM).unwrap().clone();
+    assert_eq!((row["state"].clone(), row["reason"].clone()), (json!("stopped"), json!("stays stopped")), "{listed}");
+
+    ok(tidemark(&["streams", "resume", STREAM], &cfg));
+    let after = wait_for_records(&prefix, before.len() + 1);
+    stop_worker(worker);
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.iter().any(|c| c.key == "AC-NEW-shop-01"), "resumed, it read the vendor's new record");
+}

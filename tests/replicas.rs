@@ -3,7 +3,8 @@
 //! mid-backfill and start another, and every record is in Kafka exactly once, no stream waits
 //! longer than the session timeout plus a poll (and the takeover's own steps), and the
 //! simulator saw neither credential above its quota. A replica frozen with SIGSTOP past its
-//! session timeout (a zombie) commits nothing for the streams it lost.
+//! session timeout (a zombie) commits nothing for the streams it lost. Of two replicas with
+//! one `instance_id`, the older exits 2.
 
 mod common;
 
@@ -492,4 +493,43 @@ async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
     wait_for_records(&prefix, &["wdt"], wdt.len(), 1.0, "after the settle");
     stop(vec![replica]);
     assert_exactly(&consume_committed(&topic), &wdt, "wdt.account_check.avsc", "account_check_no");
+}
+
+/// README: "Two live replicas with the same `instance_id` are an error: the older one stops
+/// with a fatal group error (exit 2)." The newer one goes on with the streams, and every
+/// record is in Kafka exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn of_two_replicas_with_the_same_instance_id_the_older_exits_2_and_the_newer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_toml(4, 0));
+    let prefix = unique("twins");
+    let cfg = write(dir.path(), "cluster.toml", &cluster_toml(&sim, &prefix, (4, 0), true));
+    let wdt = sim.records("wdt.account_check").await;
+    // Both are instance "twin"; their logs go to files of their own.
+    let twin = |log: &str| {
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .env("TIDEMARK_INSTANCE", "twin")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut older = twin("older.log");
+    let _older_guard = KillOnDrop(vec![older.id()]);
+    wait_for_windows(&prefix, 4 * WINDOWS, 0.2, "before the second twin starts");
+    let newer = twin("newer.log");
+    let _newer_guard = KillOnDrop(vec![newer.id()]);
+    let status = wait_within(&mut older, Duration::from_secs(60)).expect("the older twin exits");
+    let older_log = std::fs::read_to_string(dir.path().join("older.log")).unwrap();
+    assert_eq!(status.code(), Some(2), "the older twin exits 2:\n{}", tail(&older_log, 20));
+    assert!(older_log.contains("fatal error"), "it names the fatal group error:\n{}", tail(&older_log, 20));
+    wait_for_records(&prefix, &["wdt"], wdt.len(), 1.0, "after the older twin left");
+    stop(vec![newer]);
+    let newer_log = std::fs::read_to_string(dir.path().join("newer.log")).unwrap();
+    assert!(newer_log.contains("window committed"), "the newer twin ran the streams:\n{}", tail(&newer_log, 20));
+    assert_exactly(&consume_committed(&format!("{prefix}.wdt")), &wdt, "wdt.account_check.avsc", "account_check_no");
+    assert_watermarks_only_advance(&commits(&prefix));
 }
