@@ -45,26 +45,39 @@ fn rest_of(rx: &Receiver<String>, within: Duration, seen: &mut Vec<String>) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigint_mid_backfill_exits_0_and_a_restart_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    // 2 h windows with some latency: a backfill long enough to interrupt part-way (its first
-    // day, 24 windows of both streams, holds no records).
-    let sim = Simulator::start(dir.path(), &simulator_config(4000, "15ms"));
-    let expected = sim.records(KIND).await;
-    let topic = unique("sigint-data");
+/// A worker backfilling two streams in 2 h windows with some latency: long enough to
+/// interrupt part-way (its first day, 24 windows of both streams, holds no records).
+struct Backfilling {
+    sim: Simulator,
+    topic: String,
+    cfg: std::path::PathBuf,
+    worker: Child,
+    log: Receiver<String>,
+}
+
+fn start_backfilling(dir: &std::path::Path, name: &str) -> Backfilling {
+    let sim = Simulator::start(dir, &simulator_config(4000, "15ms"));
+    let topic = unique(&format!("{name}-data"));
     let cfg = write(
-        dir.path(),
+        dir,
         "worker.toml",
         &WorkerToml::new(&sim.base_url(), &topic)
-            .transactional_id(&unique("sigint-txn"))
+            .transactional_id(&unique(&format!("{name}-txn")))
             .max_span("2h")
             .streams(STREAMS)
             .build(),
     );
     let mut worker = spawn_worker(&cfg, &[]);
-    let _guard = KillOnDrop(vec![worker.id()]);
     let log = stderr_lines(&mut worker);
+    Backfilling { sim, topic, cfg, worker, log }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_mid_backfill_exits_0_and_a_restart_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Backfilling { sim, topic, cfg, mut worker, log } = start_backfilling(dir.path(), "sigint");
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let expected = sim.records(KIND).await;
     let mut seen = Vec::new();
     wait_for_lines(&log, "window committed", 40, Duration::from_secs(120), &mut seen);
     // SIGINT (Ctrl-C) while windows are being read and committed.
@@ -97,20 +110,8 @@ async fn sigint_mid_backfill_exits_0_and_a_restart_loses_and_duplicates_nothing(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &simulator_config(4000, "15ms"));
-    let topic = unique("sig2-data");
-    let cfg = write(
-        dir.path(),
-        "worker.toml",
-        &WorkerToml::new(&sim.base_url(), &topic)
-            .transactional_id(&unique("sig2-txn"))
-            .max_span("2h")
-            .streams(STREAMS)
-            .build(),
-    );
-    let mut worker = spawn_worker(&cfg, &[]);
+    let Backfilling { sim: _sim, mut worker, log, .. } = start_backfilling(dir.path(), "sig2");
     let _guard = KillOnDrop(vec![worker.id()]);
-    let log = stderr_lines(&mut worker);
     let mut seen = Vec::new();
     wait_for_lines(&log, "window committed", 2, Duration::from_secs(120), &mut seen);
     signal(&worker, "-STOP");
