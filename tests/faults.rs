@@ -252,8 +252,10 @@ async fn a_late_record_inside_the_lookback_is_emitted_once() {
     let toml = worker_toml(&sim, &topic, &["shop-01"], "6h").stream_extra("poll_interval = \"1s\"").build();
     let cfg = write(dir.path(), "worker.toml", &toml);
     let mut worker = spawn_worker(&cfg, &[]);
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stderr.take().unwrap()));
-    assert!(lines.by_ref().any(|l| l.unwrap().contains("caught up")), "worker caught up");
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    let mut seen = Vec::new();
+    wait_for_lines(&log, "caught up", 1, LOG_DEADLINE, &mut seen);
     let before = consume_committed(&topic).len();
     // Committed already (older than now - settle), but within the 10m lookback.
     let mut late = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
@@ -267,15 +269,7 @@ async fn a_late_record_inside_the_lookback_is_emitted_once() {
         .await
         .unwrap();
     // Two more polls re-read the lookback span; the late record must appear once.
-    let mut polls = 0;
-    for line in lines.by_ref() {
-        if line.unwrap().contains("window committed") {
-            polls += 1;
-            if polls == 3 {
-                break;
-            }
-        }
-    }
+    wait_for_lines(&log, "window committed", 3, LOG_DEADLINE, &mut seen);
     Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
     assert!(worker.wait().unwrap().success());
     let after = consume_committed(&topic);
@@ -343,12 +337,12 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = String::new();
+        let _guard = KillOnDrop(vec![worker.id()]);
         let mut addr = None;
-        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(worker.stderr.take().unwrap()));
+        let log = stderr_lines(&mut worker);
+        let mut seen = Vec::new();
         let mut caught_up = std::collections::HashSet::new();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
+        read_log_until(&log, "every stream caught up or stopped", LOG_DEADLINE, &mut seen, |line| {
             if addr.is_none()
                 && let Some(i) = line.find("127.0.0.1:")
                 && line.contains("metrics")
@@ -365,20 +359,13 @@ async fn secrets_never_appear_in_logs_errors_or_metrics() {
             if line.contains("stream stopped") && line.contains("qimen") {
                 caught_up.insert("qimen stopped");
             }
-            let done = caught_up.len() == 3;
-            stderr.push_str(&line);
-            stderr.push('\n');
-            if done {
-                break;
-            }
-        }
-        let addr = addr.unwrap_or_else(|| panic!("metrics address in the log:\n{stderr}"));
+            caught_up.len() == 3
+        });
+        let addr = addr.unwrap_or_else(|| panic!("metrics address in the log:\n{}", seen.join("\n")));
         let metrics = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
         Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
-        for line in lines {
-            stderr.push_str(&line.unwrap());
-            stderr.push('\n');
-        }
+        rest_of(&log, LOG_DEADLINE, &mut seen);
+        let stderr = seen.join("\n");
         let out = worker.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stderr.contains("signature rejected"), "the qimen stream failed on its wrong secret:\n{stderr}");
@@ -464,16 +451,8 @@ async fn a_record_without_a_business_id_is_dead_lettered_once_however_often_it_i
     let mut worker = spawn_worker(&cfg, &[]);
     let _guard = KillOnDrop(vec![worker.id()]);
     let log = stderr_lines(&mut worker);
-    let wait_for = |what: &str, n: usize| {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-        let mut found = 0;
-        while found < n {
-            assert!(std::time::Instant::now() < deadline, "{found} of {n} log lines with {what:?}");
-            if let Ok(l) = log.recv_timeout(std::time::Duration::from_millis(200)) {
-                found += usize::from(l.contains(what));
-            }
-        }
-    };
+    let mut seen = Vec::new();
+    let mut wait_for = |what: &str, n: usize| wait_for_lines(&log, what, n, LOG_DEADLINE, &mut seen);
     wait_for("caught up", 1);
     let before = consume_committed(&topic).len();
     // Past the 1m settle, inside the 10m lookback: the next polls read it, then re-read it.

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -348,15 +347,13 @@ async fn readyz_is_not_ready_until_kafka_is_reachable() {
         ),
     );
     let mut worker = spawn_worker(&cfg, &[]);
-    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
     let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        addr = addr.or_else(|| metrics_addr(&line));
-        if line.contains("kafka not reachable yet") {
-            break;
-        }
-    }
+    read_log_until(&log, "kafka not reachable yet", LOG_DEADLINE, &mut Vec::new(), |line| {
+        addr = addr.take().or_else(|| metrics_addr(line));
+        line.contains("kafka not reachable yet")
+    });
     let addr = addr.expect("metrics served before kafka is reachable");
     let status = |path: &'static str| {
         let url = format!("http://{addr}{path}");

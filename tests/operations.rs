@@ -48,13 +48,7 @@ fn refused(out: Output) -> String {
 
 /// Waits for a log line containing `what`.
 fn wait_for(rx: &Receiver<String>, what: &str, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if rx.recv_timeout(Duration::from_millis(200)).is_ok_and(|l| l.contains(what)) {
-            return;
-        }
-    }
-    panic!("no log line with {what:?} within {within:?}");
+    wait_for_lines(rx, what, 1, within, &mut Vec::new());
 }
 
 fn stop_worker(mut worker: Child) {

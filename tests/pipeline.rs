@@ -5,7 +5,6 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::process::Command;
 
 use apache_avro::types::Value as Avro;
@@ -134,17 +133,9 @@ async fn a_worker_killed_mid_backfill_resumes_without_loss_or_duplicates() {
     let mut committed_after_kills = Vec::new();
     for kill in 0..3 {
         let mut worker = spawn_worker(&cfg, &["--until-caught-up"]);
-        let stderr = BufReader::new(worker.stderr.take().unwrap());
-        let mut windows = 0;
-        for line in stderr.lines() {
-            if line.unwrap().contains("window committed") {
-                windows += 1;
-                if windows == 6 + kill * 3 {
-                    break;
-                }
-            }
-        }
-        assert_eq!(windows, 6 + kill * 3, "worker ended before the kill point");
+        let _guard = KillOnDrop(vec![worker.id()]);
+        let log = stderr_lines(&mut worker);
+        wait_for_lines(&log, "window committed", 6 + kill * 3, LOG_DEADLINE, &mut Vec::new());
         worker.kill().unwrap(); // SIGKILL: no chance to finish the open transaction.
         worker.wait().unwrap();
         committed_after_kills.push(consume_committed(&topic).len());
@@ -221,17 +212,15 @@ async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
     let cfg = write(dir.path(), "worker.toml", &cfg_text);
     // Without --until-caught-up the worker keeps polling until told to stop.
     let mut worker = spawn_worker(&cfg, &[]);
-    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
     let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
+    read_log_until(&log, "caught up", LOG_DEADLINE, &mut Vec::new(), |line| {
         if let Some(i) = line.find("addr=") {
             addr = Some(line[i + 5..].split_whitespace().next().unwrap().to_owned());
         }
-        if line.contains("caught up") {
-            break;
-        }
-    }
+        line.contains("caught up")
+    });
     let addr = addr.expect("worker logged its metrics address");
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
     let shop01 = expected.iter().filter(|r| r["shop_no"] == "shop-01").count() as f64;
@@ -248,8 +237,9 @@ async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
 
     let status = std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let exit = worker.wait().unwrap();
+    let mut rest = Vec::new();
+    rest_of(&log, LOG_DEADLINE, &mut rest);
+    let exit = wait_within(&mut worker, LOG_DEADLINE).expect("the worker exits after SIGTERM");
     assert!(exit.success(), "SIGTERM ends the run with exit 0: {exit:?}\n{}", rest.join("\n"));
     assert!(rest.iter().any(|l| l.contains("shutdown requested")), "{}", rest.join("\n"));
     assert_eq!(consume_committed(&topic).len() as f64, shop01);

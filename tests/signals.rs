@@ -16,35 +16,6 @@ fn signal(child: &Child, sig: &str) {
     assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success(), "kill {sig}");
 }
 
-/// Waits for `n` log lines containing `what`; the lines read go to `seen`.
-fn wait_for_lines(rx: &Receiver<String>, what: &str, n: usize, within: Duration, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + within;
-    let mut found = 0;
-    while found < n {
-        assert!(
-            Instant::now() < deadline,
-            "{found} of {n} log lines with {what:?} within {within:?}:\n{}",
-            seen.join("\n")
-        );
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-            found += usize::from(l.contains(what));
-            seen.push(l);
-        }
-    }
-}
-
-/// The rest of a log, until the process closes its stderr (or `within` passes).
-fn rest_of(rx: &Receiver<String>, within: Duration, seen: &mut Vec<String>) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(l) => seen.push(l),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-        }
-    }
-}
-
 /// A worker backfilling two streams in 2 h windows with some latency: long enough to
 /// interrupt part-way (its first day, 24 windows of both streams, holds no records).
 struct Backfilling {

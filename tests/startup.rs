@@ -46,16 +46,14 @@ fn a_signal_before_every_stream_caught_up_is_not_success_with_until_caught_up() 
     let sim = Simulator::start(dir.path(), &simulator_config(10, "0ms"));
     let cfg = config_for(dir.path(), &sim, "127.0.0.1:1", "10m");
     let mut worker = spawn_worker(&cfg, &["--until-caught-up"]);
-    let mut lines = BufReader::new(worker.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("kafka not reachable yet") {
-            break;
-        }
-    }
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    wait_for_lines(&log, "kafka not reachable yet", 1, LOG_DEADLINE, &mut Vec::new());
     let status = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
-    let exit = worker.wait().unwrap();
+    let mut rest = Vec::new();
+    rest_of(&log, LOG_DEADLINE, &mut rest);
+    let exit = wait_within(&mut worker, LOG_DEADLINE).expect("the worker exits after SIGTERM");
     assert_eq!(exit.code(), Some(3), "interrupted before caught up: {}", rest.join("\n"));
     assert!(
         rest.iter().any(|l| l.contains("interrupted before every stream caught up (0 of 1 did)")),

@@ -238,6 +238,63 @@ pub fn stderr_lines(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+/// How long a test waits for a log line it expects: a failing step is retried forever by
+/// design, so without a deadline a regression would hang the run.
+pub const LOG_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Reads `log` (from [`stderr_lines`]) until `done` holds for a line, within `within`; every
+/// line read goes to `seen`. Past the deadline, or if the process closed its stderr first,
+/// the test fails saying it waited for `what`, with the log's tail.
+pub fn read_log_until(
+    log: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    within: std::time::Duration,
+    seen: &mut Vec<String>,
+    mut done: impl FnMut(&str) -> bool,
+) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        match log.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+            Ok(line) => {
+                let finished = done(&line);
+                seen.push(line);
+                if finished {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("no {what} in the log within {within:?}; its end:\n{}", tail(&seen.join("\n"), 40))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the process closed its log before {what}; its end:\n{}", tail(&seen.join("\n"), 40))
+            }
+        }
+    }
+}
+
+/// Waits for `n` log lines containing `what` (see [`read_log_until`]).
+pub fn wait_for_lines(
+    log: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    n: usize,
+    within: std::time::Duration,
+    seen: &mut Vec<String>,
+) {
+    let mut found = 0;
+    read_log_until(log, &format!("{n} lines with {what:?}"), within, seen, |l| {
+        found += usize::from(l.contains(what));
+        found >= n
+    });
+}
+
+/// The rest of a log, until the process closes its stderr (or `within` passes).
+pub fn rest_of(log: &std::sync::mpsc::Receiver<String>, within: std::time::Duration, seen: &mut Vec<String>) {
+    let deadline = std::time::Instant::now() + within;
+    while let Ok(line) = log.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+        seen.push(line);
+    }
+}
+
 /// Starts `tidemark run` with stderr piped, for tests that watch or kill it.
 pub fn spawn_worker(config: &Path, extra: &[&str]) -> Child {
     Command::new(BIN)
