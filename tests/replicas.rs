@@ -306,6 +306,17 @@ async fn a_replica_frozen_past_its_session_commits_nothing_for_the_streams_it_lo
     let zombie = start_replica(dir.path(), &cfg, "z1");
     let other = start_replica(dir.path(), &cfg, "z2");
     wait_for_windows(&prefix, 8 * WINDOWS, 0.2, "before the freeze");
+    // z1 must own streams it has committed for when it freezes (on a loaded machine z2 can
+    // commit a fifth of the windows before z1's first).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !commits(&prefix).values().flatten().any(|c| c.2 == "z1") {
+        assert!(
+            Instant::now() < deadline,
+            "z1 committed nothing within 2 minutes:\n{}",
+            tail(&replica_log(dir.path(), "z1"), 40)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
     signal(&zombie, "-STOP");
     let frozen_at = chrono::Utc::now().timestamp_millis();
     // Past the session timeout: the group gives z1's streams to z2, whose producers fence z1's.
