@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::simulate::throttles::next_reset_after;
+use crate::domain::time::next_beijing_time_of_day;
 use crate::simulate::verify::wdt_sign;
 
 async fn parts(resp: Response) -> (u16, HeaderMap, Value) {
@@ -181,7 +181,7 @@ async fn over_http_the_daily_quota_refuses_top_and_qimen_and_db_errors_alternate
     let none = BTreeMap::new();
     let (_, _, first) = post(&base, "/router/rest", &none).await;
     assert_eq!(first["error_response"]["sub_code"], "isv.access-limited", "{first}");
-    let expected = (next_reset_after(Utc::now(), NaiveTime::MIN) - Utc::now()).num_seconds();
+    let expected = (next_beijing_time_of_day(Utc::now(), NaiveTime::MIN) - Utc::now()).num_seconds();
     for path in ["/router/rest", "/router/qm"] {
         if path == "/router/qm" {
             let (_, _, db) = post(&base, path, &none).await;

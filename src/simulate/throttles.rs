@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, NaiveTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 
 use super::faults::Vendor;
-use crate::domain::time::beijing;
+use crate::domain::time::next_beijing_time_of_day;
 
 /// What the limits say about one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,13 +69,6 @@ fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {
     (to - from).num_milliseconds().max(0) as u64
 }
 
-/// The first instant after `t` whose Beijing time of day is `reset`.
-pub fn next_reset_after(t: DateTime<Utc>, reset: NaiveTime) -> DateTime<Utc> {
-    let day = t.with_timezone(&beijing()).date_naive();
-    let at = beijing().from_local_datetime(&day.and_time(reset)).single().expect("utc+8 has no gaps").to_utc();
-    if at > t { at } else { at + TimeDelta::days(1) }
-}
-
 impl Limits {
     /// `per_window` requests per `window` (0: no limit); `daily_quota` per day for TOP and 奇门
     /// (0: none), reset at `reset` Beijing time. Windows count from `started`; days and the
@@ -97,7 +90,7 @@ impl Limits {
             started,
             started_wall,
             state: Mutex::new(State {
-                next_reset: next_reset_after(started_wall, reset),
+                next_reset: next_beijing_time_of_day(started_wall, reset),
                 resets_ms: Vec::new(),
                 vendors: BTreeMap::new(),
             }),
@@ -118,7 +111,7 @@ impl Limits {
     fn catch_up(&self, s: &mut State, wall: DateTime<Utc>) {
         while self.daily_quota > 0 && wall >= s.next_reset {
             s.resets_ms.push(ms_between(self.started_wall, s.next_reset));
-            s.next_reset = next_reset_after(s.next_reset, self.reset);
+            s.next_reset = next_beijing_time_of_day(s.next_reset, self.reset);
             for c in s.vendors.values_mut() {
                 c.day_accepted = 0;
                 c.exhausted_today = false;
