@@ -48,6 +48,21 @@ impl ErrorRule {
         ErrorRule { code: Some(code), sub_code: None, message: &[], action, meaning }
     }
 
+    /// A row for `code` with a message containing one of `texts`.
+    pub const fn message(
+        code: &'static str,
+        texts: &'static [&'static str],
+        action: Action,
+        meaning: &'static str,
+    ) -> ErrorRule {
+        ErrorRule { code: Some(code), sub_code: None, message: texts, action, meaning }
+    }
+
+    /// A row for a sub-code prefix, whatever the code.
+    pub const fn sub_code(prefix: &'static str, action: Action, meaning: &'static str) -> ErrorRule {
+        ErrorRule { code: None, sub_code: Some(prefix), message: &[], action, meaning }
+    }
+
     fn matches(&self, code: &str, sub_code: &str, message: &str) -> bool {
         self.code.is_none_or(|c| c == code)
             && self.sub_code.is_none_or(|s| sub_code.starts_with(s))

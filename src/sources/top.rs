@@ -51,26 +51,21 @@ const REQUEST_PARAM: &str = "finance_order_detail_request";
 /// The element tag TOP wraps list items in when the response is not simplified.
 const LIST_ITEM: &str = "finance_order_detail";
 
-/// A row for a sub-code prefix, whatever the code.
-const fn sub(prefix: &'static str, action: Action, meaning: &'static str) -> ErrorRule {
-    ErrorRule { code: None, sub_code: Some(prefix), message: &[], action, meaning }
-}
-
 /// The TOP family's answers (TOP and the 奇门 gateway) and what the engine does about each,
 /// first match wins (`docs/vendors.md` cites each row). Code 7 is three limits told apart by
 /// the sub-code: the app's daily quota, and two bans that say how many seconds they last.
 pub static ERRORS: &[ErrorRule] = &[
-    sub("accesscontrol.limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
-    sub("isv.access-limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
-    sub("accesscontrol.", Action::Throttle, "call frequency limit"),
-    sub("isv.access-limited", Action::Throttle, "call frequency limit"),
-    sub("isp.call-limited", Action::Throttle, "call frequency limit"),
+    ErrorRule::sub_code("accesscontrol.limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
+    ErrorRule::sub_code("isv.access-limited-by-app-access-count", Action::DailyQuota, "the app's daily call quota"),
+    ErrorRule::sub_code("accesscontrol.", Action::Throttle, "call frequency limit"),
+    ErrorRule::sub_code("isv.access-limited", Action::Throttle, "call frequency limit"),
+    ErrorRule::sub_code("isp.call-limited", Action::Throttle, "call frequency limit"),
     ErrorRule::code("7", Action::Throttle, "app call limited"),
     ErrorRule::code("4", Action::Throttle, "user call limited"),
     ErrorRule::code("5", Action::Throttle, "session call limited"),
     ErrorRule::code("6", Action::Throttle, "partner call limited"),
     ErrorRule::code("8", Action::Throttle, "app call frequency limited"),
-    sub("isp.", Action::Retry, "the platform's own fault"),
+    ErrorRule::sub_code("isp.", Action::Retry, "the platform's own fault"),
     ErrorRule::code("10", Action::Retry, "service currently unavailable"),
     ErrorRule {
         code: Some("15"),
@@ -83,7 +78,7 @@ pub static ERRORS: &[ErrorRule] = &[
     ErrorRule::code("24", Action::SignatureRejected, "missing signature"),
     ErrorRule::code("25", Action::SignatureRejected, "invalid signature"),
     ErrorRule::code("31", Action::ClockSkew, "invalid timestamp"),
-    sub("sign-check-failure", Action::SignatureRejected, "invalid signature"),
+    ErrorRule::sub_code("sign-check-failure", Action::SignatureRejected, "invalid signature"),
 ];
 
 /// Maps a TOP-family error (`code`, `sub_code`, message) to what the worker must do: the

@@ -73,27 +73,9 @@ const PER_MINUTE_LIMITS: &[&str] = &["超过每分钟最大调用频率限制", 
 /// cites each row). Code 100 is the vendor's catch-all: only its message tells a per-minute
 /// limit from a real failure.
 pub static ERRORS: &[ErrorRule] = &[
-    ErrorRule {
-        code: Some("100"),
-        sub_code: None,
-        message: PER_MINUTE_LIMITS,
-        action: Action::Throttle,
-        meaning: "per-minute call or concurrency limit",
-    },
-    ErrorRule {
-        code: Some("100"),
-        sub_code: None,
-        message: &["签名", "sign"],
-        action: Action::SignatureRejected,
-        meaning: "signature",
-    },
-    ErrorRule {
-        code: Some("100"),
-        sub_code: None,
-        message: &["timestamp", "时间戳"],
-        action: Action::ClockSkew,
-        meaning: "timestamp",
-    },
+    ErrorRule::message("100", PER_MINUTE_LIMITS, Action::Throttle, "per-minute call or concurrency limit"),
+    ErrorRule::message("100", &["签名", "sign"], Action::SignatureRejected, "signature"),
+    ErrorRule::message("100", &["timestamp", "时间戳"], Action::ClockSkew, "timestamp"),
     ErrorRule::code("1", Action::Fatal, "authentication failed (appkey, appsecret or sid)"),
     ErrorRule::code("4", Action::Retry, "database error"),
     ErrorRule::code("5", Action::Retry, "database error"),
