@@ -297,11 +297,6 @@ impl CredentialGate {
         Some(until)
     }
 
-    /// Until when the daily quota is used up, while it is.
-    pub fn exhausted_until(&self) -> Option<DateTime<Utc>> {
-        self.exhausted_until.lock().expect("gate lock").filter(|u| *u > Utc::now())
-    }
-
     fn release(&self, sent: Instant, answer: Answer) {
         if let Answer::Healthy(_) = answer {
             self.learned.lock().expect("gate lock").accepted(Instant::now());

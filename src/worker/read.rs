@@ -225,15 +225,22 @@ impl Reader {
         }
     }
 
-    /// Sets the credential's gauges from its gate (and creates its request counter at zero).
-    pub fn observe_gate(&self) {
+    /// Creates the credential's series at zero (the request counter; the used-up-quota time at
+    /// the epoch until a quota is used up), so the dashboard has them from the start, and sets
+    /// its gauges. Once, at the stream's start.
+    pub fn init_gate_metrics(&self) {
         let gate = &self.plan.gate;
         self.metrics.credential_requests.with_label_values(&[gate.name()]).inc_by(0);
+        self.metrics.credential_quota_exhausted_until.with_label_values(&[gate.name()]);
+        self.observe_gate();
+    }
+
+    /// Sets the credential's gauges from its gate.
+    pub fn observe_gate(&self) {
+        let gate = &self.plan.gate;
         let s = gate.stats();
         self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
         self.metrics.credential_rate.with_label_values(&[gate.name()]).set(gate.rate());
-        // At 0 (the epoch) until a quota is used up, so the dashboard has a series from the start.
-        self.metrics.credential_quota_exhausted_until.with_label_values(&[gate.name()]);
     }
 
     /// One page, through the credential's gate, with retries for transient errors and waits
@@ -301,7 +308,9 @@ impl Reader {
             self.metrics.api_errors.with_label_values(&[source_id, err.code()]).inc();
             self.metrics.stream_error(&self.plan.cfg.id, err.code());
             let wait = match &err {
-                e if e.stops_stream() => return Err(StepError::Stop(err.to_string())),
+                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => {
+                    return Err(StepError::Stop(err.to_string()));
+                }
                 // Throttles and quotas wait in the gate, with every stream on the credential,
                 // for as long as it takes: they never stop a stream.
                 SourceError::Throttled { .. } => {
@@ -326,7 +335,6 @@ impl Reader {
                     after
                         .unwrap_or_else(|| backoff::delay(attempt, Duration::from_millis(200), Duration::from_secs(10)))
                 }
-                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => unreachable!("stops the stream above"),
             };
             warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
             if !super::stream::sleep_or_shutdown(wait, shutdown).await {

@@ -261,7 +261,7 @@ impl StreamWorker {
         };
         self.metrics.set_watermark(&self.plan().cfg.id, self.state.watermark);
         self.metrics.init_stream(&self.plan().cfg.id, &self.plan().source_id, self.plan().lag_bound());
-        self.reader.observe_gate();
+        self.reader.init_gate_metrics();
         info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), topic = %self.reader.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
