@@ -148,8 +148,8 @@ impl LearnedRate {
 
     /// The vendor throttled a request sent at `sent`, naming the ban's length or not
     /// (`stated`). A new ban cuts the rate, at most once a `LIMIT_SPAN`, to what the vendor
-    /// accepted over the last one (an upper bound of its limit), or by half when too few
-    /// requests went out to tell.
+    /// accepted over the last one (an upper bound of a per-minute limit), or by half when too
+    /// few requests went out to tell or the ban is short (a per-second limit).
     pub fn throttled(&mut self, now: Instant, sent: Instant, stated: Option<Duration>) -> Throttle {
         if self.last_ban.is_some_and(|b| sent < b) {
             return Throttle::Same;
@@ -163,7 +163,10 @@ impl LearnedRate {
         if self.last_cut.is_none_or(|c| now.saturating_duration_since(c) >= LIMIT_SPAN) {
             let current = self.rate(now);
             let accepted = self.accepted.total(self.second(now));
-            let bound = if accepted >= MIN_SAMPLE {
+            // A ban the vendor says is short is a per-second limit: what it accepted over a
+            // minute says nothing of that rate (early in a run it is far below it).
+            let per_minute = stated.is_none_or(|s| s >= FIRST_DEFAULT_BAN);
+            let bound = if per_minute && accepted >= MIN_SAMPLE {
                 current.min(f64::from(accepted) / LIMIT_SPAN.as_secs_f64())
             } else {
                 current * 0.5
@@ -299,5 +302,19 @@ mod tests {
         let t0 = Instant::now();
         let mut r = LearnedRate::new(10.0, t0);
         assert_eq!(r.throttled(t0, t0, Some(Duration::ZERO)), Throttle::Ban(MIN_BAN));
+    }
+
+    /// A 1 s ban early in a run (a per-second limit, or a gateway's passing 429) halves the
+    /// rate; it does not cut it to what a minute of a young run accepted (40 a minute here).
+    #[test]
+    fn a_short_ban_halves_the_rate_instead_of_using_the_minutes_count() {
+        let t0 = Instant::now();
+        let mut r = LearnedRate::new(1000.0, t0);
+        for i in 0..40u64 {
+            r.accepted(t0 + Duration::from_millis(i * 50));
+        }
+        let at = t0 + secs(2);
+        r.throttled(at, at, Some(secs(1)));
+        assert_eq!(r.rate(at), 500.0 * CUT);
     }
 }
