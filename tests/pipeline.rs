@@ -187,15 +187,6 @@ async fn a_wrong_appsecret_stops_the_stream_and_commits_nothing() {
 }
 
 /// The value of one sample line `name{labels} value` in Prometheus text.
-fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_report_progress_and_sigterm_stops_the_worker_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -347,4 +338,60 @@ async fn windows_read_concurrently_commit_in_window_order() {
     }
     assert!(commits > 2 * 40, "5 days in 3 h windows per stream: {commits}");
     assert_topic_matches(&topic, &sim.records(KIND).await, STREAMS);
+}
+
+/// A single process settles, before it reads its watermarks, each partition of its topics
+/// where a transaction stays open (here another producer's, held open on purpose; after a lost
+/// marker it is this worker's own): it warns naming the topic, counts each partition in
+/// `tidemark_hanging_transactions_settled_total`, and its streams go on to commit every record
+/// exactly once, visible to readers once the other producer lets go.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_single_process_settles_open_partitions_before_it_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(300, "0ms"));
+    let expected = sim.records(KIND).await;
+    let (topic, wm_topic) = (unique("settle-data"), unique("settle-wm"));
+    let cfg_text = WorkerToml::new(&sim.base_url(), &topic)
+        .watermark_topic(&wm_topic)
+        .transactional_id(&unique("settle-txn"))
+        .streams(STREAMS)
+        .extra("[metrics]\nlisten = \"127.0.0.1:0\"\n")
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &cfg_text);
+    let kafka_cfg = tidemark::config::Config::load(&cfg).unwrap().kafka;
+    tidemark::kafka::topics::ensure(
+        &kafka_cfg,
+        &[tidemark::kafka::topics::DataTopic { name: topic.clone(), compacted: false }],
+    )
+    .await
+    .unwrap();
+    let other = hold_transaction_open(&topic);
+
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _guard = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    let (mut addr, mut seen) = (None, Vec::new());
+    let mut caught_up = 0;
+    read_log_until(&log, "both streams caught up", LOG_DEADLINE, &mut seen, |line| {
+        addr = addr.take().or_else(|| metrics_addr(line));
+        caught_up += line.contains("caught up") as usize;
+        caught_up == STREAMS.len()
+    });
+    let settled: Vec<&String> = seen.iter().filter(|l| l.contains("settling it as committed")).collect();
+    assert_eq!(settled.len(), 3, "one warning per partition of the data topic:\n{}", seen.join("\n"));
+    assert!(settled.iter().all(|l| l.contains(&format!("topic={topic}"))), "{}", seen.join("\n"));
+    let addr = addr.expect("the worker logged its metrics address");
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let counted = metric(&text, &format!("tidemark_hanging_transactions_settled_total{{topic=\"{topic}\"}}"));
+    assert_eq!(counted, Some(3.0), "each settled partition counted once:\n{text}");
+    let watermarks_before = watermarks(&wm_topic);
+    assert_eq!(watermarks_before.len(), STREAMS.len(), "both streams committed watermarks while held");
+
+    // The other producer lets go: every record is there once, with exact values.
+    use rdkafka::producer::Producer;
+    other.abort_transaction(std::time::Duration::from_secs(30)).unwrap();
+    assert_topic_matches(&topic, &expected, STREAMS);
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    let exit = wait_within(&mut worker, LOG_DEADLINE).expect("the worker exits after SIGTERM");
+    assert!(exit.success(), "{exit:?}");
 }

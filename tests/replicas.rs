@@ -458,14 +458,15 @@ async fn a_new_owner_fences_the_old_owners_producer_for_that_stream() {
 /// the stream backfills exactly once once it is let go. Before, only a single process checked.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
-    use rdkafka::ClientConfig;
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    use rdkafka::producer::Producer;
     use rdkafka::util::Timeout;
 
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(dir.path(), &simulator_toml(1, 0));
     let prefix = unique("settle");
-    let cfg = write(dir.path(), "cluster.toml", &cluster_toml(&sim, &prefix, (1, 0), false));
+    let mut cfg_text = cluster_toml(&sim, &prefix, (1, 0), false);
+    cfg_text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let cfg = write(dir.path(), "cluster.toml", &cfg_text);
     let topic = format!("{prefix}.wdt");
     let kafka_cfg = tidemark::config::Config::load(&cfg).unwrap().kafka;
     tidemark::kafka::topics::ensure(
@@ -475,19 +476,8 @@ async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
     .await
     .unwrap();
     // Another producer holds a transaction open in every partition of the stream's topic.
-    let other: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("transactional.id", unique("other-writer"))
-        .set("transaction.timeout.ms", "300000")
-        .create()
-        .unwrap();
-    other.init_transactions(Timeout::After(Duration::from_secs(30))).unwrap();
-    other.begin_transaction().unwrap();
-    let partitions = tidemark::kafka::ends::EndsReader::new(&kafka_cfg).unwrap().topic(&topic).unwrap().len() as i32;
-    for p in 0..partitions {
-        other.send(BaseRecord::to(&topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
-    }
-    other.flush(Timeout::After(Duration::from_secs(30))).unwrap();
+    let other = hold_transaction_open(&topic);
+    let partitions = tidemark::kafka::ends::EndsReader::new(&kafka_cfg).unwrap().topic(&topic).unwrap().len();
 
     let replica = start_replica(dir.path(), &cfg, "r1");
     let _reap = KillOnDrop(vec![replica.id()]);
@@ -498,12 +488,17 @@ async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
     }
     let log = replica_log(dir.path(), "r1");
     assert!(log.contains(&format!("topic={topic}")), "the warning names the stream's topic:\n{}", tail(&log, 20));
+    let addr = log.lines().find_map(metrics_addr).expect("the replica logged its metrics address");
+    let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
+    let counted = metric(&text, &format!("tidemark_hanging_transactions_settled_total{{topic=\"{topic}\"}}"));
+    assert_eq!(counted, Some(partitions as f64), "each settled partition counted once:\n{text}");
     // Let the other producer go; the stream's records all land once.
     other.abort_transaction(Timeout::After(Duration::from_secs(30))).unwrap();
     let wdt = sim.records("wdt.account_check").await;
     wait_for_records(&prefix, &["wdt"], wdt.len(), 1.0, "after the settle");
     stop(vec![replica]);
     assert_exactly(&consume_committed(&topic), &wdt, "wdt.account_check.avsc", "account_check_no");
+    assert_watermarks_only_advance(&commits(&prefix));
 }
 
 /// README: "Two live replicas with the same `instance_id` are an error: the older one stops

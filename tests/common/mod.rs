@@ -863,3 +863,36 @@ pub fn secure_kafka() -> &'static SecureKafka {
         }
     })
 }
+
+/// A transactional producer of its own (not the worker's id) that writes one record to every
+/// partition of `topic` and leaves its transaction open: until it ends, `read_committed`
+/// readers stop in front of it, as they do in front of a transaction whose markers were lost.
+pub fn hold_transaction_open(topic: &str) -> rdkafka::producer::BaseProducer {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let within = Duration::from_secs(30);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("transactional.id", unique("other-writer"))
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .unwrap();
+    let partitions = producer.client().fetch_metadata(Some(topic), within).unwrap().topics()[0].partitions().len();
+    assert!(partitions > 0, "topic {topic} exists before it is held open");
+    producer.init_transactions(within).unwrap();
+    producer.begin_transaction().unwrap();
+    for p in 0..partitions as i32 {
+        producer.send(BaseRecord::to(topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(within).unwrap();
+    producer
+}
+
+/// The value of the sample `name_and_labels` (exactly as rendered) in a /metrics text.
+pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
