@@ -24,6 +24,7 @@
 //! A stream then names it in config: `[sources.x] kind = "wdt.<name>"`. A new vendor protocol
 //! is one module here (signing, envelope, error classes behind [`Source`]) plus the above.
 
+pub mod config;
 pub mod envelope;
 pub mod errors;
 pub mod finance;
