@@ -6,6 +6,8 @@ pub mod duration;
 mod expand;
 mod fields;
 mod redact;
+#[cfg(test)]
+mod reference_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -751,6 +753,85 @@ mod tests {
         // The line is named, by its key and not its value, to help fix it.
         let e = err("[kafka]\nbootstrap = \"b:1\nwatermark_topic = \"x\"\n");
         assert!(e.contains("line 2, column") && e.contains("| bootstrap = …") && !e.contains("b:1"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_the_keys_its_table_knows() {
+        let e = err(&GOOD.replace("lookback = \"10m\"", "lookbak = \"10m\""));
+        assert!(e.contains("`streams[0].lookbak`") && e.contains("unknown key (known: id, source,"), "{e}");
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\nwatermark_topik = \"x\""));
+        assert!(e.contains("`kafka.watermark_topik`") && e.contains("watermark_topic"), "{e}");
+        let e = err(&format!("{GOOD}\n[metric]\nlisten = \"x\"\n"));
+        assert!(e.contains("`metric`") && e.contains("metrics"), "{e}");
+    }
+
+    /// A source's own keys are typed by its vendor module when its client is built: a typo
+    /// there is named then, with the kind's keys and the ones every source has.
+    #[test]
+    fn a_sources_own_keys_are_read_as_its_vendors_type() {
+        let c =
+            Config::parse(&GOOD.replace(
+                "sid = \"s\"",
+                "sdi = \"s\"\nappkey = \"k\"\nappsecret = \"${TIDEMARK_TEST_SURELY_UNSET_VAR}\"",
+            ))
+            .unwrap();
+        let w = &c.sources["wdt"];
+        let e = w.settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appsecret`") && e.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"), "{e}");
+        let c = Config::parse(&GOOD.replace("sid = \"s\"", "sdi = \"s\"\nappkey = \"k\"\nappsecret = \"x\"")).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(
+            e.contains("`sources.wdt.sdi`")
+                && e.contains("unknown key for this kind (known: sid, appkey, appsecret, kind, base_url"),
+            "{e}"
+        );
+        let c = Config::parse(&GOOD.replace("sid = \"s\"", "sid = \"s\"\nappkey = \"\"\nappsecret = \"x\"")).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appkey`") && e.contains("is empty"), "{e}");
+        let c = Config::parse(GOOD).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appkey`") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_file_fills_a_value_and_never_shows_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wdt_appsecret");
+        std::fs::write(&file, "s3cr3t-from-file\n").unwrap();
+        let reference = format!("${{file:{}}}", file.display());
+        let text = GOOD.replace("sid = \"s\"", &format!("sid = \"s\"\nappkey = \"k\"\nappsecret = \"{reference}\""));
+        let c = Config::parse(&text).unwrap();
+        let s: crate::sources::wdt::WdtSettings = c.sources["wdt"].settings.read().unwrap();
+        assert_eq!(s.appsecret.expose(), "s3cr3t-from-file");
+        assert!(!format!("{:?}", c.sources["wdt"]).contains("s3cr3t"), "a secret never prints");
+        // A mounted file that is not there: the key and the path, at build time.
+        let gone = dir.path().join("gone");
+        let c = Config::parse(&text.replace(&file.display().to_string(), &gone.display().to_string())).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appsecret`") && e.contains(&gone.display().to_string()), "{e}");
+        // In the file's own sections too (a SASL password), and a file's text quoted by a
+        // validation message is cut out of it.
+        let c = Config::parse(
+            &GOOD.replace("[kafka]", &format!("[kafka.properties]\n\"sasl.password\" = \"{reference}\"\n[kafka]")),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.properties["sasl.password"].expose(), "s3cr3t-from-file");
+        let e = err(&GOOD.replace("http://127.0.0.1:1/", &reference));
+        assert!(e.contains("sources.wdt.base_url") && e.contains("http://") && !e.contains("s3cr3t"), "{e}");
+        let e = err(&GOOD.replace("lookback = \"10m\"", &format!("lookback = \"{reference}\"")));
+        assert!(e.contains("streams[0].lookback") && !e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn durations_keep_every_form_they_had() {
+        for (text, secs) in [("49h", 49 * 3600), ("1d", 86_400), ("1h30m", 5400), ("90m", 5400), (" 2h ", 7200)] {
+            let c = Config::parse(&GOOD.replace("max_span = \"1h\"", &format!("max_span = \"{text}\""))).unwrap();
+            assert_eq!(c.streams[0].max_span, Some(Duration::from_secs(secs)), "{text}");
+        }
+        let c = Config::parse(&GOOD.replace("[kafka]", "[kafka]\ntransaction_timeout = \"1500ms\"")).unwrap();
+        assert_eq!(c.kafka.transaction_timeout, Duration::from_millis(1500));
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\nstartup_timeout = \"5w\""));
+        assert!(e.contains("kafka.startup_timeout") && e.contains("unknown unit") && e.contains("\"5w\""), "{e}");
     }
 
     #[test]
