@@ -201,6 +201,7 @@ fn the_readme_credentials_table_matches_each_vendors_settings() {
     let vendors: BTreeSet<String> =
         crate::sources::KINDS.iter().map(|k| format!("{}.*", k.spec.kind.split('.').next().unwrap())).collect();
     assert_eq!(documented.keys().cloned().collect::<BTreeSet<_>>(), vendors, "one row per vendor protocol");
+    assert_eq!(vendors.len(), 4, "check the new vendor's settings type here");
     check::<WdtSettings>("wdt.*", &documented["wdt.*"]);
     check::<QimenSettings>("qimen.*", &documented["qimen.*"]);
     check::<TopSettings>("top.*", &documented["top.*"]);
