@@ -1,14 +1,35 @@
-//! Worker configuration: the TOML file, `${ENV}` expansion, and validation whose errors name the key.
+//! Worker configuration: loading the TOML file, `${ENV}` and `${file:…}` expansion, and the
+//! assembly of each module's section (`[kafka]` in `kafka::config`, `[sources.<id>]` in
+//! `sources::config`, …) into one validated [`Config`] whose errors name the key.
 
-use std::collections::BTreeMap;
+pub mod duration;
+mod expand;
+mod fields;
+mod redact;
+#[cfg(test)]
+mod reference_tests;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::domain::StreamId;
+use expand::{expand_tree, join};
+
+pub use crate::cluster::config::{ClusterConfig, ClusterSection};
+pub use crate::kafka::config::{KafkaConfig, KafkaSection, ValueFormat};
+pub use crate::registry::{COMPATIBILITY_LEVELS, RegistryConfig, RegistrySection};
+pub use crate::sources::config::{DEFAULT_MAX_IN_FLIGHT, SourceConfig, SourceSection};
+pub use crate::writer::config::{WriterConfig, WriterSection};
+pub use duration::{format_duration, parse_duration};
+pub use expand::expand_env;
+pub use fields::fields_of;
+pub use redact::is_secret_key;
 
 /// A configuration problem, naming the file or the key and the offending value.
 #[derive(Debug, thiserror::Error)]
@@ -25,9 +46,20 @@ impl ConfigError {
     pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError::Invalid { key: key.into(), reason: reason.into() }
     }
+
+    /// This error with quoted values cut out if its key's value came from a secret file.
+    fn redacted_for(self, from_files: &BTreeSet<String>) -> Self {
+        match self {
+            ConfigError::Invalid { key, reason } if from_files.contains(&key) => {
+                ConfigError::Invalid { reason: redact::redact_quoted(&reason), key }
+            }
+            other => other,
+        }
+    }
 }
 
-/// A credential or password: never printed by `Debug` or `Display`.
+/// A credential or password: never printed by `Debug` or `Display`, nor quoted by an error
+/// about its value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -53,81 +85,44 @@ impl fmt::Display for Secret {
     }
 }
 
-/// Replaces every `${NAME}` in `value` with the environment variable `NAME`, and
-/// `${NAME:-default}` with `default` where `NAME` is unset or empty.
-/// `key` names the config key for the error when a variable is unset.
-pub fn expand_env(key: &str, value: &str) -> Result<String, ConfigError> {
-    expand_with(key, value, |name| std::env::var(name).ok())
-}
-
-fn expand_with(key: &str, value: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end =
-            after.find('}').ok_or_else(|| ConfigError::invalid(key, format!("unterminated `${{` in {value:?}")))?;
-        let inner = &after[..end];
-        let (name, default) = match inner.split_once(":-") {
-            Some((n, d)) => (n, Some(d)),
-            None => (inner, None),
-        };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(ConfigError::invalid(key, format!("bad environment variable name {name:?}")));
-        }
-        let val = match (lookup(name).filter(|v| !v.is_empty()), default) {
-            (Some(v), _) => v,
-            (None, Some(d)) => d.to_owned(),
-            (None, None) => {
-                return Err(ConfigError::invalid(key, format!("environment variable {name} is not set")));
+/// A string; anything else is refused without showing it (serde's own message would).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Text;
+        impl<'v> serde::de::Visitor<'v> for Text {
+            type Value = Secret;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
             }
-        };
-        out.push_str(&val);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Parses durations such as `500ms`, `30s`, `10m`, `2h`, `1d` or `1h30m`.
-pub fn parse_duration(key: &str, text: &str) -> Result<Duration, ConfigError> {
-    let bad = |why: &str| ConfigError::invalid(key, format!("{why}: {text:?} (use e.g. 30s, 10m, 2h, 1d)"));
-    let s = text.trim();
-    if s.is_empty() {
-        return Err(bad("empty duration"));
-    }
-    if s.starts_with('-') {
-        return Err(bad("negative duration"));
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad("expected a number"));
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
+                Ok(Secret::new(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
+                Err(E::custom("expected a string, found a boolean (the value is not shown)"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
+                Err(E::custom("expected a string, found a number (the value is not shown)"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
+                Err(E::custom("expected a string, found a number (the value is not shown)"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
+                Err(E::custom("expected a string, found a number (the value is not shown)"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'v>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(serde::de::Error::custom("expected a string, found an array (the value is not shown)"))
+            }
+            fn visit_map<A: serde::de::MapAccess<'v>>(self, _: A) -> Result<Secret, A::Error> {
+                Err(serde::de::Error::custom("expected a string, found a table (the value is not shown)"))
+            }
         }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad("number too large"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n * 60),
-            "h" => Duration::from_secs(n * 3600),
-            "d" => Duration::from_secs(n * 86_400),
-            "" => return Err(bad("missing unit")),
-            _ => return Err(bad("unknown unit")),
-        };
-        total += part;
+        d.deserialize_str(Text)
     }
-    Ok(total)
 }
 
 /// Where a stream starts when it has no watermark yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum StartAt {
     /// A fixed instant (written in config as Beijing time `yyyy-MM-dd HH:mm:ss`).
     Instant(DateTime<Utc>),
@@ -137,15 +132,7 @@ pub enum StartAt {
 
 impl StartAt {
     pub fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
-        if let Some(t) = crate::domain::time::parse_beijing(text) {
-            return Ok(StartAt::Instant(t));
-        }
-        parse_duration(key, text).map(StartAt::Ago).map_err(|_| {
-            ConfigError::invalid(
-                key,
-                format!("{text:?} is neither a Beijing time `yyyy-MM-dd HH:mm:ss` nor a duration like 7d"),
-            )
-        })
+        Self::try_from(text.to_owned()).map_err(|reason| ConfigError::invalid(key, reason))
     }
 
     pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
@@ -156,487 +143,168 @@ impl StartAt {
     }
 }
 
-// ---- the file as written ----------------------------------------------------------------
+impl TryFrom<String> for StartAt {
+    type Error = String;
 
+    fn try_from(text: String) -> Result<Self, String> {
+        if let Some(t) = crate::domain::time::parse_beijing(&text) {
+            return Ok(StartAt::Instant(t));
+        }
+        parse_duration("", &text)
+            .map(StartAt::Ago)
+            .map_err(|_| format!("{text:?} is neither a Beijing time `yyyy-MM-dd HH:mm:ss` nor a duration like 7d"))
+    }
+}
+
+/// The keys of a `[sources.<id>]` or `[writers.<id>]` table that belong to its kind
+/// (credentials, organisations, mapping tables), kept as written until the kind's module reads
+/// them as its own type (`settings.read::<WdtSettings>()`): a command that builds no client
+/// (`streams list`, `watermarks set`) needs none of their `${ENV}` variables or secret files.
+#[derive(Clone)]
+pub struct KindSettings {
+    prefix: String,
+    values: toml::Table,
+    /// The keys every table of this sort has (`kind`, `base_url`, …), named beside the kind's
+    /// own when a key is unknown.
+    common: &'static [&'static str],
+}
+
+/// Keys only: the values include secrets (`app_secret`, `session` ...).
+impl fmt::Debug for KindSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KindSettings")
+            .field("prefix", &self.prefix)
+            .field("keys", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl KindSettings {
+    /// The kind's keys `values` of the table at `prefix` (`sources.wdt`).
+    pub fn new(prefix: impl Into<String>, values: toml::Table) -> Self {
+        KindSettings { prefix: prefix.into(), values, common: &[] }
+    }
+
+    /// Expands `${…}` in the values and reads them as the kind's settings type `T`, which
+    /// denies unknown keys. Errors name the key (`sources.wdt.appsecret`); a string left empty
+    /// is refused.
+    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let mut from_files = BTreeSet::new();
+        let mut values = self.values.clone();
+        for (name, v) in values.iter_mut() {
+            let key = join(&self.prefix, name);
+            expand_tree(&key, v, &mut from_files)?;
+            if v.as_str() == Some("") {
+                return Err(ConfigError::invalid(key, "is empty"));
+            }
+        }
+        serde_path_to_error::deserialize(values)
+            .map_err(|e| section_error(&self.prefix, e, Some(self.common), &from_files))
+    }
+}
+
+/// A typed section's error as a config error: the key by its path under `prefix`, serde's
+/// "missing field" and "unknown field" said in config's terms, and the value cut out where
+/// the key holds a secret or its value came from a secret file. `kind_common` is set for a
+/// kind's own keys: the keys of the table they sit in.
+fn section_error(
+    prefix: &str,
+    e: serde_path_to_error::Error<toml::de::Error>,
+    kind_common: Option<&[&str]>,
+    from_files: &BTreeSet<String>,
+) -> ConfigError {
+    let path = e.path().to_string();
+    let key = if path == "." { prefix.to_owned() } else { join(prefix, &path) };
+    let message = e.inner().message().trim_end().to_owned();
+    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+        let reason = if kind_common.is_some() { "missing (required by this kind)" } else { "missing" };
+        return ConfigError::invalid(join(&key, field), reason);
+    }
+    if let Some((field, expected)) = message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')) {
+        // serde lists the known fields in backticks: "…, expected one of `a`, `b`".
+        let mut known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let key = if key.ends_with(field) { key } else { join(&key, field) };
+        let reason = match kind_common {
+            Some(common) => {
+                known.extend(common.iter().copied());
+                format!("unknown key for this kind (known: {})", known.join(", "))
+            }
+            None => format!("unknown key (known: {})", known.join(", ")),
+        };
+        return ConfigError::invalid(key, reason);
+    }
+    let reason =
+        if is_secret_key(&key) || from_files.contains(&key) { redact::redact_quoted(&message) } else { message };
+    ConfigError::invalid(key, reason)
+}
+
+/// The whole file as written: each module's section, and the kinds' own keys set aside.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
-    kafka: FileKafka,
+pub struct FileConfig {
+    pub kafka: KafkaSection,
     #[serde(default)]
-    metrics: FileMetrics,
-    schema_registry: Option<FileRegistry>,
+    pub metrics: MetricsSection,
+    pub schema_registry: Option<RegistrySection>,
     #[serde(default)]
-    sources: BTreeMap<String, FileSource>,
+    pub sources: BTreeMap<String, SourceSection>,
     #[serde(default)]
-    streams: Vec<FileStream>,
+    pub streams: Vec<StreamSection>,
     #[serde(default)]
-    writers: BTreeMap<String, FileWriter>,
-    cluster: Option<FileCluster>,
+    pub writers: BTreeMap<String, WriterSection>,
+    pub cluster: Option<ClusterSection>,
+    /// `[sources.<id>]` keys that are not [`SourceSection`]'s, by source id.
+    #[serde(skip)]
+    source_kinds: BTreeMap<String, KindSettings>,
+    /// `[writers.<id>]` keys that are not [`WriterSection`]'s, by writer id.
+    #[serde(skip)]
+    writer_kinds: BTreeMap<String, KindSettings>,
 }
 
-/// `[cluster]`: replicas sharing the streams through a Kafka consumer group.
-#[derive(Debug, Deserialize)]
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileCluster {
-    group: String,
-    instance_id: Option<String>,
-    #[serde(default = "default_session_timeout")]
-    session_timeout: String,
-    coordination_topic: Option<String>,
+pub struct MetricsSection {
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; off unless set.
+    pub listen: Option<String>,
 }
 
-fn default_session_timeout() -> String {
-    "10s".into()
-}
-
-/// `[writers.<id>]`: a consumer of a stream's topic delivering records to a target API.
-#[derive(Debug, Deserialize)]
-struct FileWriter {
-    kind: String,
-    base_url: String,
-    topic: Option<String>,
-    group: Option<String>,
-    #[serde(default = "default_writer_dead_letter_topic")]
-    dead_letter_topic: String,
-    #[serde(default = "default_batch_size")]
-    batch_size: u32,
-    #[serde(default = "default_batch_linger")]
-    batch_linger: String,
-    #[serde(default = "default_rps")]
-    requests_per_second: u32,
-    #[serde(default = "default_request_timeout")]
-    request_timeout: String,
-    /// Target-specific keys (credentials, organisations, mapping tables), read by its module.
-    #[serde(flatten)]
-    settings: BTreeMap<String, toml::Value>,
-}
-
-fn default_writer_dead_letter_topic() -> String {
-    "tidemark.writer.rejected".into()
-}
-fn default_batch_size() -> u32 {
-    50
-}
-fn default_batch_linger() -> String {
-    "2s".into()
-}
-
-#[derive(Debug, Deserialize)]
+/// `[[streams]]` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileKafka {
-    bootstrap: String,
-    #[serde(default = "default_transactional_id")]
-    transactional_id: String,
-    #[serde(default = "default_watermark_topic")]
-    watermark_topic: String,
-    control_topic: Option<String>,
-    #[serde(default = "default_watermark_partitions")]
-    watermark_partitions: i32,
-    #[serde(default = "default_dead_letter_topic")]
-    dead_letter_topic: String,
-    #[serde(default = "minus_one")]
-    topic_partitions: i32,
-    #[serde(default = "minus_one")]
-    replication_factor: i32,
-    #[serde(default = "default_transaction_timeout")]
-    transaction_timeout: String,
+pub struct StreamSection {
+    pub id: String,
+    pub source: String,
+    pub topic: Option<String>,
+    #[serde(default = "default_start")]
+    pub start: StartAt,
+    #[serde(default, deserialize_with = "duration::required")]
+    pub lookback: Duration,
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub dedup_span: Option<Duration>,
+    #[serde(default = "duration::secs::<120>", deserialize_with = "duration::required")]
+    pub settle: Duration,
+    #[serde(default = "duration::secs::<60>", deserialize_with = "duration::required")]
+    pub poll_interval: Duration,
+    #[serde(default, deserialize_with = "duration::optional")]
+    pub max_span: Option<Duration>,
+    pub page_size: Option<u32>,
+    #[serde(default = "default_windows_in_flight")]
+    pub windows_in_flight: u32,
     #[serde(default)]
-    properties: BTreeMap<String, String>,
-    #[serde(default = "default_value_format")]
-    value_format: String,
-    #[serde(default = "default_startup_timeout")]
-    startup_timeout: String,
-    #[serde(default = "default_watermark_max_bytes")]
-    watermark_max_bytes: usize,
+    pub params: BTreeMap<String, String>,
 }
 
-fn default_watermark_max_bytes() -> usize {
-    // Under librdkafka's message.max.bytes (1,000,000) and the broker's 1 MiB default, with
-    // room for the key and record overhead.
-    900_000
-}
-
-fn default_startup_timeout() -> String {
-    "2m".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileRegistry {
-    url: String,
-    username: Option<String>,
-    password: Option<String>,
-    ca_location: Option<String>,
-    #[serde(default = "default_compatibility")]
-    compatibility: String,
-    #[serde(default = "default_registry_timeout")]
-    request_timeout: String,
-    #[serde(default = "default_registry_retry_for")]
-    retry_for: String,
-}
-
-fn default_value_format() -> String {
-    "single-object".into()
-}
-fn default_compatibility() -> String {
-    "BACKWARD".into()
-}
-fn default_registry_timeout() -> String {
-    "10s".into()
-}
-fn default_registry_retry_for() -> String {
-    "30s".into()
-}
-
-fn default_transactional_id() -> String {
-    "tidemark".into()
-}
-fn default_watermark_topic() -> String {
-    "tidemark.watermarks".into()
-}
-fn default_dead_letter_topic() -> String {
-    "tidemark.dead_letters".into()
-}
-fn default_watermark_partitions() -> i32 {
-    6
-}
-fn minus_one() -> i32 {
-    -1
-}
-fn default_transaction_timeout() -> String {
-    "60s".into()
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileMetrics {
-    listen: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileSource {
-    kind: String,
-    base_url: String,
-    #[serde(default = "default_rps")]
-    requests_per_second: u32,
-    #[serde(default = "default_request_timeout")]
-    request_timeout: String,
-    #[serde(default = "default_max_in_flight")]
-    max_in_flight: u32,
-    /// When the vendor's daily quota resets, Beijing time of day (`HH:MM:SS`).
-    #[serde(default = "default_daily_quota_reset")]
-    daily_quota_reset: String,
-    /// An `.avsc` file to use instead of the kind's built-in schema.
-    schema: Option<String>,
-    /// Vendor-specific keys (credentials and the like), checked by the vendor module.
-    #[serde(flatten)]
-    settings: BTreeMap<String, toml::Value>,
-}
-
-fn default_rps() -> u32 {
-    5
-}
-/// TOP's daily app quota counts calls per day, Beijing time.
-fn default_daily_quota_reset() -> String {
-    "00:00:00".into()
-}
-/// Enough for a quota of 50 requests/s at 300 ms a request; the adaptive limit starts lower.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 16;
-
-fn default_max_in_flight() -> u32 {
-    DEFAULT_MAX_IN_FLIGHT
+/// A new stream starts a day back.
+fn default_start() -> StartAt {
+    StartAt::Ago(Duration::from_secs(86_400))
 }
 /// Enough windows to keep a credential's slots busy while one of them commits.
 fn default_windows_in_flight() -> u32 {
     8
 }
-fn default_request_timeout() -> String {
-    "30s".into()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileStream {
-    id: String,
-    source: String,
-    topic: Option<String>,
-    #[serde(default = "default_start")]
-    start: String,
-    #[serde(default = "default_lookback")]
-    lookback: String,
-    dedup_span: Option<String>,
-    #[serde(default = "default_settle")]
-    settle: String,
-    #[serde(default = "default_poll_interval")]
-    poll_interval: String,
-    max_span: Option<String>,
-    page_size: Option<u32>,
-    #[serde(default = "default_windows_in_flight")]
-    windows_in_flight: u32,
-    #[serde(default)]
-    params: BTreeMap<String, String>,
-}
-
-/// Ceilings that catch a typo (16000 for 16) before it reaches a vendor.
-const MAX_IN_FLIGHT: u32 = 256;
+/// A ceiling that catches a typo (16000 for 16) before it reaches a vendor.
 const MAX_WINDOWS_IN_FLIGHT: u32 = 64;
-
-fn check_range(key: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> Result<(), ConfigError> {
-    if range.contains(&v) {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(key, format!("must be within {}..={}, got {v}", range.start(), range.end())))
-    }
-}
-
-fn default_start() -> String {
-    "1d".into()
-}
-fn default_lookback() -> String {
-    "0s".into()
-}
-fn default_settle() -> String {
-    "2m".into()
-}
-fn default_poll_interval() -> String {
-    "1m".into()
-}
-
-// ---- the validated config ------------------------------------------------------------------
-
-/// The validated worker configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub kafka: KafkaConfig,
-    pub metrics_listen: Option<String>,
-    /// Set when values use the Confluent wire format.
-    pub schema_registry: Option<RegistryConfig>,
-    pub sources: BTreeMap<String, SourceConfig>,
-    pub streams: Vec<StreamConfig>,
-    pub writers: BTreeMap<String, WriterConfig>,
-    /// Set when several replicas share the streams (see `cluster`).
-    pub cluster: Option<ClusterConfig>,
-}
-
-/// `[cluster]`: this replica's place in a group of replicas that share the streams.
-#[derive(Debug, Clone)]
-pub struct ClusterConfig {
-    /// The consumer group the replicas join; also the prefix of each stream's transactional id.
-    pub group: String,
-    /// Static membership (`group.instance.id`), when set: a replica restarted within the
-    /// session timeout gets its streams back without a rebalance, but one that stops keeps
-    /// them until then. Unset, a replica leaves the group when it stops (its streams move at
-    /// once) and a restart is a new member.
-    pub instance_id: Option<String>,
-    /// How this replica names itself in logs and in the watermark records' `tidemark.owner`
-    /// header: the instance id, else host name and process id.
-    pub member: String,
-    /// How long a silent replica keeps its streams before the group gives them to others.
-    pub session_timeout: Duration,
-    /// One partition per stream slot; the group assigns them.
-    pub coordination_topic: String,
-}
-
-/// A writer: a consumer group on `topic` delivering each record to a target API.
-#[derive(Debug, Clone)]
-pub struct WriterConfig {
-    pub id: String,
-    pub kind: String,
-    pub base_url: String,
-    /// The topic to read; the target's input kind's default topic if unset.
-    pub topic: Option<String>,
-    /// The consumer group; `tidemark-writer-<id>` if unset.
-    pub group: String,
-    /// Where records the target rejects (or that cannot be read or mapped) go, with why.
-    pub dead_letter_topic: String,
-    /// Records per target call.
-    pub batch_size: u32,
-    /// How long a batch waits to fill once its first record arrived.
-    pub batch_linger: Duration,
-    pub requests_per_second: u32,
-    pub request_timeout: Duration,
-    pub settings: SourceSettings,
-}
-
-/// Broker connection and topic settings.
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    pub bootstrap: String,
-    pub transactional_id: String,
-    pub watermark_topic: String,
-    /// Operators' stop/resume flags per stream (compacted; `<watermark_topic>.control`).
-    pub control_topic: String,
-    pub watermark_partitions: i32,
-    /// Where records that cannot be mapped to their schema go, with the error.
-    pub dead_letter_topic: String,
-    /// `-1` lets the broker choose.
-    pub topic_partitions: i32,
-    /// `-1` lets the broker choose.
-    pub replication_factor: i32,
-    pub transaction_timeout: Duration,
-    /// librdkafka properties passed through as they are (TLS, SASL, tuning).
-    pub properties: BTreeMap<String, Secret>,
-    pub value_format: ValueFormat,
-    /// How long a start waits for unreachable brokers before it fails.
-    pub startup_timeout: Duration,
-    /// The largest watermark record written; older lookback hashes are forgotten past it.
-    pub watermark_max_bytes: usize,
-}
-
-/// How record values are framed for readers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueFormat {
-    /// Avro single-object encoding: readers need only `schemas/`.
-    SingleObject,
-    /// Confluent wire format: schema ids from `[schema_registry]`.
-    Confluent,
-}
-
-/// The compatibility levels a Confluent-API registry knows.
-pub const COMPATIBILITY_LEVELS: [&str; 7] =
-    ["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"];
-
-/// Where value schemas are registered (a Confluent-compatible API).
-#[derive(Debug, Clone)]
-pub struct RegistryConfig {
-    /// Base URL of the Confluent API, without a trailing slash.
-    pub url: String,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    /// A PEM file of the CA that signed the registry's certificate.
-    pub ca_location: Option<PathBuf>,
-    /// The compatibility level set on every subject tidemark registers.
-    pub compatibility: String,
-    pub request_timeout: Duration,
-    /// How long an unreachable registry is retried before the start fails.
-    pub retry_for: Duration,
-}
-
-/// One vendor API with its credentials.
-#[derive(Debug, Clone)]
-pub struct SourceConfig {
-    pub id: String,
-    pub kind: String,
-    pub base_url: String,
-    pub requests_per_second: u32,
-    pub request_timeout: Duration,
-    /// The most requests out at once on this source's credential; the adaptive limit moves
-    /// below it.
-    pub max_in_flight: u32,
-    /// When the vendor's daily call quota resets (Beijing time of day), for a used-up quota
-    /// whose answer names no time.
-    pub daily_quota_reset: chrono::NaiveTime,
-    /// An `.avsc` file replacing the kind's built-in schema (e.g. to add a field the vendor
-    /// started sending); the file's text, read at load.
-    pub schema: Option<String>,
-    pub settings: SourceSettings,
-}
-
-/// A source's vendor-specific keys, read by its vendor module with errors naming the key.
-#[derive(Clone)]
-pub struct SourceSettings {
-    prefix: String,
-    values: BTreeMap<String, toml::Value>,
-}
-
-/// Keys only: the values include secrets (`app_secret`, `session` ...).
-impl std::fmt::Debug for SourceSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SourceSettings").field("prefix", &self.prefix).field("keys", &self.values.keys()).finish()
-    }
-}
-
-impl SourceSettings {
-    pub fn new(prefix: impl Into<String>, values: BTreeMap<String, toml::Value>) -> Self {
-        SourceSettings { prefix: prefix.into(), values }
-    }
-
-    fn key(&self, name: &str) -> String {
-        format!("{}.{name}", self.prefix)
-    }
-
-    /// A required string, with `${ENV}` expanded.
-    pub fn string(&self, name: &str) -> Result<String, ConfigError> {
-        self.optional_string(name)?
-            .ok_or_else(|| ConfigError::invalid(self.key(name), "missing (required by this source kind)"))
-    }
-
-    pub fn optional_string(&self, name: &str) -> Result<Option<String>, ConfigError> {
-        match self.values.get(name) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => {
-                let v = expand_env(&self.key(name), s)?;
-                if v.is_empty() {
-                    return Err(ConfigError::invalid(self.key(name), "is empty"));
-                }
-                Ok(Some(v))
-            }
-            Some(other) => {
-                Err(ConfigError::invalid(self.key(name), format!("expected a string, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// A required secret: the value never appears in errors or logs.
-    pub fn secret(&self, name: &str) -> Result<Secret, ConfigError> {
-        self.string(name).map(Secret)
-    }
-
-    /// An optional boolean.
-    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>, ConfigError> {
-        match self.values.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
-            Some(other) => {
-                Err(ConfigError::invalid(self.key(name), format!("expected true or false, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// An optional integer.
-    pub fn optional_u32(&self, name: &str) -> Result<Option<u32>, ConfigError> {
-        match self.values.get(name) {
-            None => Ok(None),
-            Some(toml::Value::Integer(n)) => u32::try_from(*n)
-                .map(Some)
-                .map_err(|_| ConfigError::invalid(self.key(name), format!("must be a non-negative integer, got {n}"))),
-            Some(other) => {
-                Err(ConfigError::invalid(self.key(name), format!("expected an integer, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// An optional table of text to text (a mapping), with `${ENV}` expanded in values.
-    pub fn table(&self, name: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-        match self.values.get(name) {
-            None => Ok(BTreeMap::new()),
-            Some(toml::Value::Table(t)) => t
-                .iter()
-                .map(|(k, v)| match v {
-                    toml::Value::String(s) => Ok((k.clone(), expand_env(&self.key(&format!("{name}.{k}")), s)?)),
-                    other => Err(ConfigError::invalid(
-                        self.key(&format!("{name}.{k}")),
-                        format!("expected a string, found {}", other.type_str()),
-                    )),
-                })
-                .collect(),
-            Some(other) => {
-                Err(ConfigError::invalid(self.key(name), format!("expected a table, found {}", other.type_str())))
-            }
-        }
-    }
-
-    /// Fails on keys the vendor module does not know, so typos are caught at start.
-    pub fn deny_unknown(&self, known: &[&str]) -> Result<(), ConfigError> {
-        match self.values.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(k) => Err(ConfigError::invalid(
-                self.key(k),
-                format!("unknown key for this kind (known: {})", known.join(", ")),
-            )),
-            None => Ok(()),
-        }
-    }
-}
 
 /// One polled stream: a source scoped by its parameters, with its own watermark.
 #[derive(Debug, Clone)]
@@ -658,303 +326,13 @@ pub struct StreamConfig {
     pub params: BTreeMap<String, String>,
 }
 
-impl Config {
-    /// Reads, expands and validates a config file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
-            other => other,
-        })
-    }
-
-    /// Parses and validates config text.
-    pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::from("<text>"),
-            message: describe_toml_error(text, &e),
-        })?;
-        validate(file)
-    }
-}
-
-fn validate(file: FileConfig) -> Result<Config, ConfigError> {
-    let kafka = validate_kafka(&file.kafka)?;
-    let schema_registry = file.schema_registry.as_ref().map(validate_registry).transpose()?;
-    match (kafka.value_format, &schema_registry) {
-        (ValueFormat::Confluent, None) => {
-            return Err(ConfigError::invalid(
-                "schema_registry.url",
-                "missing: kafka.value_format = \"confluent\" needs a [schema_registry] section",
-            ));
-        }
-        (ValueFormat::SingleObject, Some(_)) => {
-            return Err(ConfigError::invalid(
-                "kafka.value_format",
-                "is \"single-object\" but [schema_registry] is set: use value_format = \"confluent\" to write the registry's framing, or remove [schema_registry]",
-            ));
-        }
-        _ => {}
-    }
-    let sources = validate_sources(file.sources)?;
-    let streams = validate_streams(file.streams, &sources)?;
-    let writers = validate_writers(file.writers)?;
-    let metrics_listen = file.metrics.listen.as_deref().map(|l| expand_env("metrics.listen", l)).transpose()?;
-    let cluster = file.cluster.as_ref().map(validate_cluster).transpose()?;
-    Ok(Config { kafka, metrics_listen, schema_registry, sources, streams, writers, cluster })
-}
-
-impl Config {
-    /// Makes this process a replica of `group` (the command line's `--cluster-group`): as a
-    /// `[cluster]` section would, keeping that section's other settings if there is one.
-    pub fn join_cluster(&mut self, group: &str, instance_id: Option<&str>) -> Result<(), ConfigError> {
-        let old = self.cluster.take();
-        let file = FileCluster {
-            group: group.to_owned(),
-            instance_id: instance_id.map(str::to_owned).or_else(|| old.as_ref().and_then(|c| c.instance_id.clone())),
-            session_timeout: old
-                .as_ref()
-                .map_or_else(default_session_timeout, |c| format!("{}ms", c.session_timeout.as_millis())),
-            coordination_topic: old.filter(|c| c.group == group).map(|c| c.coordination_topic),
-        };
-        self.cluster = Some(validate_cluster(&file)?);
-        Ok(())
-    }
-}
-
-/// `[cluster]`: a group name fit for ids and topic names, an optional instance id, a session
-/// timeout Kafka accepts.
-fn validate_cluster(c: &FileCluster) -> Result<ClusterConfig, ConfigError> {
-    let group = expand_env("cluster.group", &c.group)?;
-    let fit = |v: &str| !v.is_empty() && v.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
-    if !fit(&group) {
-        return Err(ConfigError::invalid(
-            "cluster.group",
-            format!("must be letters, digits, '.', '_' or '-' (it names a topic and ids), got {group:?}"),
-        ));
-    }
-    let instance_id = c.instance_id.as_deref().map(|id| expand_env("cluster.instance_id", id)).transpose()?;
-    if instance_id.as_deref().is_some_and(|id| !fit(id)) {
-        return Err(ConfigError::invalid(
-            "cluster.instance_id",
-            format!("must be letters, digits, '.', '_' or '-', got {:?}", instance_id.unwrap_or_default()),
-        ));
-    }
-    let member = instance_id.clone().unwrap_or_else(|| format!("{}/{}", hostname(), std::process::id()));
-    let session_timeout = parse_duration("cluster.session_timeout", &c.session_timeout)?;
-    // The broker's defaults: group.min.session.timeout.ms 6 s, group.max.session.timeout.ms 30 min.
-    if session_timeout < Duration::from_secs(6) || session_timeout > Duration::from_secs(1800) {
-        return Err(ConfigError::invalid(
-            "cluster.session_timeout",
-            format!("must be between 6s and 30m (the broker's limits), got {session_timeout:?}"),
-        ));
-    }
-    let coordination_topic = c.coordination_topic.clone().unwrap_or_else(|| format!("tidemark.{group}.streams"));
-    check_topic_name("cluster.coordination_topic", &coordination_topic)?;
-    Ok(ClusterConfig { group, instance_id, member, session_timeout, coordination_topic })
-}
-
-/// The machine's name (`HOSTNAME`, else /etc/hostname), to name a replica without an id.
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default()
-}
-
-/// `[writers.<id>]`: the generic settings; the target module checks its own keys.
-fn validate_writers(files: BTreeMap<String, FileWriter>) -> Result<BTreeMap<String, WriterConfig>, ConfigError> {
-    let mut writers = BTreeMap::new();
-    for (id, w) in files {
-        let prefix = format!("writers.{id}");
-        let key = |name: &str| format!("{prefix}.{name}");
-        let base_url = expand_env(&key("base_url"), &w.base_url)?;
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                key("base_url"),
-                format!("must start with http:// or https://, got {base_url:?}"),
-            ));
-        }
-        if let Some(t) = &w.topic {
-            check_topic_name(&key("topic"), t)?;
-        }
-        check_topic_name(&key("dead_letter_topic"), &w.dead_letter_topic)?;
-        check_range(&key("batch_size"), w.batch_size, 1..=1000)?;
-        if w.requests_per_second == 0 {
-            return Err(ConfigError::invalid(key("requests_per_second"), "must be at least 1"));
-        }
-        let request_timeout = parse_duration(&key("request_timeout"), &w.request_timeout)?;
-        if request_timeout.is_zero() {
-            return Err(ConfigError::invalid(key("request_timeout"), "must be positive"));
-        }
-        let group = match w.group {
-            Some(g) => expand_env(&key("group"), &g)?,
-            None => format!("tidemark-writer-{id}"),
-        };
-        writers.insert(
-            id.clone(),
-            WriterConfig {
-                id: id.clone(),
-                kind: w.kind,
-                base_url: base_url.trim_end_matches('/').to_owned(),
-                topic: w.topic,
-                group,
-                dead_letter_topic: w.dead_letter_topic,
-                batch_size: w.batch_size,
-                batch_linger: parse_duration(&key("batch_linger"), &w.batch_linger)?,
-                requests_per_second: w.requests_per_second,
-                request_timeout,
-                settings: SourceSettings::new(prefix, w.settings),
-            },
-        );
-    }
-    Ok(writers)
-}
-
-/// `[kafka]`: the brokers, topics, transactions and value format.
-fn validate_kafka(k: &FileKafka) -> Result<KafkaConfig, ConfigError> {
-    let bootstrap = expand_env("kafka.bootstrap", &k.bootstrap)?;
-    if bootstrap.trim().is_empty() {
-        return Err(ConfigError::invalid("kafka.bootstrap", "is empty"));
-    }
-    check_topic_name("kafka.watermark_topic", &k.watermark_topic)?;
-    if let Some(t) = &k.control_topic {
-        check_topic_name("kafka.control_topic", t)?;
-    }
-    check_topic_name("kafka.dead_letter_topic", &k.dead_letter_topic)?;
-    if k.watermark_partitions < 1 {
-        return Err(ConfigError::invalid(
-            "kafka.watermark_partitions",
-            format!("must be at least 1, got {}", k.watermark_partitions),
-        ));
-    }
-    for (key, v) in [("kafka.topic_partitions", k.topic_partitions), ("kafka.replication_factor", k.replication_factor)]
-    {
-        if v == 0 || v < -1 {
-            return Err(ConfigError::invalid(key, format!("must be -1 (broker default) or positive, got {v}")));
-        }
-    }
-    let transaction_timeout = parse_duration("kafka.transaction_timeout", &k.transaction_timeout)?;
-    let startup_timeout = parse_duration("kafka.startup_timeout", &k.startup_timeout)?;
-    if k.watermark_max_bytes < 4096 {
-        return Err(ConfigError::invalid(
-            "kafka.watermark_max_bytes",
-            format!("must be at least 4096, got {}", k.watermark_max_bytes),
-        ));
-    }
-    if startup_timeout < Duration::from_secs(1) {
-        return Err(ConfigError::invalid(
-            "kafka.startup_timeout",
-            format!("must be at least 1s, got {:?}", k.startup_timeout),
-        ));
-    }
-    if transaction_timeout < Duration::from_secs(1) {
-        return Err(ConfigError::invalid("kafka.transaction_timeout", "must be at least 1s"));
-    }
-    let mut properties = BTreeMap::new();
-    for (name, value) in &k.properties {
-        let key = format!("kafka.properties.{name}");
-        properties.insert(name.clone(), Secret(expand_env(&key, value)?));
-    }
-    let transactional_id = expand_env("kafka.transactional_id", &k.transactional_id)?;
-    if transactional_id.trim().is_empty() {
-        return Err(ConfigError::invalid("kafka.transactional_id", "is empty"));
-    }
-    let kafka = KafkaConfig {
-        bootstrap,
-        transactional_id,
-        watermark_topic: k.watermark_topic.clone(),
-        control_topic: k.control_topic.clone().unwrap_or_else(|| format!("{}.control", k.watermark_topic)),
-        watermark_partitions: k.watermark_partitions,
-        dead_letter_topic: k.dead_letter_topic.clone(),
-        topic_partitions: k.topic_partitions,
-        replication_factor: k.replication_factor,
-        transaction_timeout,
-        startup_timeout,
-        watermark_max_bytes: k.watermark_max_bytes,
-        properties,
-        value_format: match k.value_format.as_str() {
-            "single-object" => ValueFormat::SingleObject,
-            "confluent" => ValueFormat::Confluent,
-            other => {
-                return Err(ConfigError::invalid(
-                    "kafka.value_format",
-                    format!("{other:?} is not a value format (use \"confluent\" or \"single-object\")"),
-                ));
-            }
-        },
-    };
-    Ok(kafka)
-}
-
-/// `[sources.<id>]`: each vendor API's URL, quota and timeouts (its credentials are checked by
-/// its vendor module).
-fn validate_sources(files: BTreeMap<String, FileSource>) -> Result<BTreeMap<String, SourceConfig>, ConfigError> {
-    let mut sources = BTreeMap::new();
-    for (id, s) in files {
-        let prefix = format!("sources.{id}");
-        let base_url = expand_env(&format!("{prefix}.base_url"), &s.base_url)?;
-        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(ConfigError::invalid(
-                format!("{prefix}.base_url"),
-                format!("must start with http:// or https://, got {base_url:?}"),
-            ));
-        }
-        if s.requests_per_second == 0 {
-            return Err(ConfigError::invalid(format!("{prefix}.requests_per_second"), "must be at least 1"));
-        }
-        let request_timeout = parse_duration(&format!("{prefix}.request_timeout"), &s.request_timeout)?;
-        if request_timeout.is_zero() {
-            return Err(ConfigError::invalid(format!("{prefix}.request_timeout"), "must be positive"));
-        }
-        check_range(&format!("{prefix}.max_in_flight"), s.max_in_flight, 1..=MAX_IN_FLIGHT)?;
-        let daily_quota_reset = chrono::NaiveTime::parse_from_str(&s.daily_quota_reset, "%H:%M:%S").map_err(|_| {
-            ConfigError::invalid(
-                format!("{prefix}.daily_quota_reset"),
-                format!("must be a Beijing time of day HH:MM:SS, got {:?}", s.daily_quota_reset),
-            )
-        })?;
-        let schema = match &s.schema {
-            None => None,
-            Some(path) => {
-                let key = format!("{prefix}.schema");
-                let path = expand_env(&key, path)?;
-                let text = std::fs::read_to_string(&path)
-                    .map_err(|e| ConfigError::invalid(&key, format!("cannot read {path}: {e}")))?;
-                Some(text)
-            }
-        };
-        sources.insert(
-            id.clone(),
-            SourceConfig {
-                id: id.clone(),
-                kind: s.kind,
-                base_url: base_url.trim_end_matches('/').to_owned(),
-                requests_per_second: s.requests_per_second,
-                request_timeout,
-                max_in_flight: s.max_in_flight,
-                daily_quota_reset,
-                schema,
-                settings: SourceSettings::new(prefix, s.settings),
-            },
-        );
-    }
-    Ok(sources)
-}
-
-/// `[[streams]]`: ids, sources, topics and the window settings of each stream.
-fn validate_streams(
-    files: Vec<FileStream>,
-    sources: &BTreeMap<String, SourceConfig>,
-) -> Result<Vec<StreamConfig>, ConfigError> {
-    if files.is_empty() {
-        return Err(ConfigError::invalid("streams", "no streams configured: add at least one [[streams]] entry"));
-    }
-    let mut streams = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for (i, s) in files.into_iter().enumerate() {
+impl StreamConfig {
+    /// Checks the `i`th `[[streams]]` against itself and the configured `sources`.
+    fn from_section(
+        i: usize,
+        s: StreamSection,
+        sources: &BTreeMap<String, SourceConfig>,
+    ) -> Result<StreamConfig, ConfigError> {
         let key = |name: &str| format!("streams[{i}].{name}");
         let id = StreamId::parse(&s.id).map_err(|why| ConfigError::invalid(key("id"), why))?;
         // Keys tidemark writes beside the streams' own (see `ops` and `kafka::control`).
@@ -963,9 +341,6 @@ fn validate_streams(
                 key("id"),
                 format!("{:?} starts with {p:?}, which tidemark reserves", s.id),
             ));
-        }
-        if !seen.insert(id.clone()) {
-            return Err(ConfigError::invalid(key("id"), format!("duplicate stream id {:?}", s.id)));
         }
         if !sources.contains_key(&s.source) {
             return Err(ConfigError::invalid(
@@ -980,24 +355,20 @@ fn validate_streams(
         if let Some(t) = &s.topic {
             check_topic_name(&key("topic"), t)?;
         }
-        let lookback = parse_duration(&key("lookback"), &s.lookback)?;
-        let settle = parse_duration(&key("settle"), &s.settle)?;
-        let poll_interval = parse_duration(&key("poll_interval"), &s.poll_interval)?;
-        if poll_interval.is_zero() {
+        if s.poll_interval.is_zero() {
             return Err(ConfigError::invalid(key("poll_interval"), "must be positive"));
         }
-        let max_span = s.max_span.as_deref().map(|m| parse_duration(&key("max_span"), m)).transpose()?;
-        if let Some(m) = max_span {
+        if let Some(m) = s.max_span {
             if m < Duration::from_secs(1) {
                 return Err(ConfigError::invalid(key("max_span"), "must be at least 1s"));
             }
-            if lookback >= m {
+            if s.lookback >= m {
                 return Err(ConfigError::invalid(
                     key("lookback"),
                     format!(
                         "lookback {} must be shorter than max_span {}",
-                        s.lookback,
-                        s.max_span.as_deref().unwrap_or("")
+                        format_duration(s.lookback),
+                        format_duration(m)
                     ),
                 ));
             }
@@ -1006,187 +377,174 @@ fn validate_streams(
         if s.page_size == Some(0) {
             return Err(ConfigError::invalid(key("page_size"), "must be at least 1"));
         }
-        let start = StartAt::parse(&key("start"), &s.start)?;
-        let mut params = BTreeMap::new();
-        for (name, v) in s.params {
-            let v = expand_env(&key(&format!("params.{name}")), &v)?;
-            params.insert(name, v);
-        }
-        let dedup_span = match &s.dedup_span {
-            Some(t) => parse_duration(&key("dedup_span"), t)?.max(lookback),
-            None => lookback,
-        };
-        streams.push(StreamConfig {
+        Ok(StreamConfig {
             id,
             source: s.source,
             topic: s.topic,
-            start,
-            lookback,
-            dedup_span,
-            settle,
-            poll_interval,
-            max_span,
+            start: s.start,
+            lookback: s.lookback,
+            dedup_span: s.dedup_span.map_or(s.lookback, |d| d.max(s.lookback)),
+            settle: s.settle,
+            poll_interval: s.poll_interval,
+            max_span: s.max_span,
             page_size: s.page_size,
             windows_in_flight: s.windows_in_flight,
-            params,
-        });
-    }
-    Ok(streams)
-}
-
-fn validate_registry(r: &FileRegistry) -> Result<RegistryConfig, ConfigError> {
-    let url = expand_env("schema_registry.url", &r.url)?;
-    let url = url.trim().trim_end_matches('/').to_owned();
-    let authority = url.split_once("://").map_or(url.as_str(), |(_, r)| r).split('/').next().unwrap_or_default();
-    if authority.contains('@') {
-        // A password in the URL would end up in logs and errors.
-        return Err(ConfigError::invalid(
-            "schema_registry.url",
-            "holds credentials: put them in schema_registry.username and schema_registry.password",
-        ));
-    }
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
-        return Err(ConfigError::invalid(
-            "schema_registry.url",
-            format!("must start with http:// or https://, got {url:?}"),
-        ));
-    }
-    if authority.is_empty() {
-        return Err(ConfigError::invalid("schema_registry.url", format!("has no host: {url:?}")));
-    }
-    let username = r.username.as_deref().map(|u| expand_env("schema_registry.username", u)).transpose()?;
-    let password = r.password.as_deref().map(|p| expand_env("schema_registry.password", p).map(Secret)).transpose()?;
-    if password.is_some() && username.is_none() {
-        return Err(ConfigError::invalid("schema_registry.username", "missing: a password needs a username"));
-    }
-    let ca_location = r
-        .ca_location
-        .as_deref()
-        .map(|c| expand_env("schema_registry.ca_location", c).map(PathBuf::from))
-        .transpose()?;
-    if let Some(ca) = &ca_location
-        && !ca.is_file()
-    {
-        return Err(ConfigError::invalid(
-            "schema_registry.ca_location",
-            format!("{} is not a readable file", ca.display()),
-        ));
-    }
-    let compatibility = r.compatibility.trim().to_ascii_uppercase();
-    if !COMPATIBILITY_LEVELS.contains(&compatibility.as_str()) {
-        return Err(ConfigError::invalid(
-            "schema_registry.compatibility",
-            format!("{:?} is not a compatibility level (one of {})", r.compatibility, COMPATIBILITY_LEVELS.join(", ")),
-        ));
-    }
-    let request_timeout = parse_duration("schema_registry.request_timeout", &r.request_timeout)?;
-    if request_timeout.is_zero() {
-        return Err(ConfigError::invalid("schema_registry.request_timeout", "must be positive"));
-    }
-    let retry_for = parse_duration("schema_registry.retry_for", &r.retry_for)?;
-    Ok(RegistryConfig { url, username, password, ca_location, compatibility, request_timeout, retry_for })
-}
-
-/// Whether a config key (or a line of config) names a secret: vendor secrets and sessions,
-/// passwords, tokens, private keys.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    ["secret", "password", "session", "token", "credential", "key.pem", "private", "oauthbearer"]
-        .iter()
-        .any(|w| k.contains(w))
-}
-
-/// A TOML error as `line L, column C: message`, then the offending line with its value left
-/// out (`key = …`; table headers whole): no value is ever echoed, so a typo on a secret's line
-/// cannot print the secret. On lines that mention a secret, or inside a multi-line string,
-/// quoted values are also cut from the message.
-fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
-    let message = e.message().trim_end().to_owned();
-    let Some(span) = e.span() else { return redact_quoted(&message) };
-    let start = span.start.min(text.len());
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line_no = text[..line_start].matches('\n').count() + 1;
-    let column = text[line_start..start].chars().count() + 1;
-    let line = &text[line_start..line_end];
-    let in_multiline = inside_multiline_string(text, line_start);
-    let excerpt = if in_multiline {
-        None
-    } else if line.trim_start().starts_with('[') {
-        Some(line.trim().to_owned())
-    } else {
-        line.split_once('=').map(|(k, _)| format!("{} = …", k.trim()))
-    };
-    let message = if in_multiline || is_secret_key(line) { redact_quoted(&message) } else { message };
-    match excerpt {
-        Some(x) => format!("line {line_no}, column {column}: {message}\n  {line_no} | {x}"),
-        None => format!("line {line_no}, column {column}: {message} (inside a multi-line value, not shown)"),
+            params: s.params,
+        })
     }
 }
 
-/// Whether byte offset `at` of TOML `text` lies inside a multi-line string (`"""` or `'''`).
-fn inside_multiline_string(text: &str, at: usize) -> bool {
-    #[derive(PartialEq)]
-    enum In {
-        Code,
-        Comment,
-        Basic,
-        Literal,
-        MultiBasic,
-        MultiLiteral,
+/// The validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub metrics_listen: Option<String>,
+    /// Set when values use the Confluent wire format.
+    pub schema_registry: Option<RegistryConfig>,
+    pub sources: BTreeMap<String, SourceConfig>,
+    pub streams: Vec<StreamConfig>,
+    pub writers: BTreeMap<String, WriterConfig>,
+    /// Set when several replicas share the streams (see `cluster`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+impl Config {
+    /// Reads, expands and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
     }
-    let b = &text.as_bytes()[..at.min(text.len())];
-    let mut state = In::Code;
-    let mut i = 0;
-    while i < b.len() {
-        let rest = &b[i..];
-        match state {
-            In::Code if rest.starts_with(b"\"\"\"") => (state, i) = (In::MultiBasic, i + 2),
-            In::Code if rest.starts_with(b"'''") => (state, i) = (In::MultiLiteral, i + 2),
-            In::Code => match b[i] {
-                b'"' => state = In::Basic,
-                b'\'' => state = In::Literal,
-                b'#' => state = In::Comment,
-                _ => {}
-            },
-            In::Comment | In::Literal if b[i] == b'\n' => state = In::Code,
-            In::Literal if b[i] == b'\'' => state = In::Code,
-            In::Basic if b[i] == b'\\' => i += 1,
-            In::Basic if b[i] == b'"' || b[i] == b'\n' => state = In::Code,
-            In::MultiBasic if b[i] == b'\\' => i += 1,
-            In::MultiBasic if rest.starts_with(b"\"\"\"") => (state, i) = (In::Code, i + 2),
-            In::MultiLiteral if rest.starts_with(b"'''") => (state, i) = (In::Code, i + 2),
+
+    /// Parses and validates config text: TOML, then `${…}` expanded in every value (but the
+    /// kinds' own keys, see [`KindSettings`]), then each section as its type, then the keys
+    /// that depend on each other.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: redact::describe_toml_error(text, &e),
+        })?;
+        let source_kinds = set_aside_kind_keys(&mut table, "sources", fields_of::<SourceSection>());
+        let writer_kinds = set_aside_kind_keys(&mut table, "writers", fields_of::<WriterSection>());
+        let mut from_files = BTreeSet::new();
+        for (name, v) in table.iter_mut() {
+            expand_tree(name, v, &mut from_files)?;
+        }
+        let mut file: FileConfig =
+            serde_path_to_error::deserialize(table).map_err(|e| section_error("", e, None, &from_files))?;
+        file.source_kinds = source_kinds;
+        file.writer_kinds = writer_kinds;
+        Config::try_from(file).map_err(|e| e.redacted_for(&from_files))
+    }
+}
+
+/// Takes the keys of each `[<section>.<id>]` table that its section type does not have out of
+/// `table`, as that id's kind settings.
+fn set_aside_kind_keys(
+    table: &mut toml::Table,
+    section: &str,
+    common: &'static [&'static str],
+) -> BTreeMap<String, KindSettings> {
+    let mut kinds = BTreeMap::new();
+    let Some(toml::Value::Table(entries)) = table.get_mut(section) else { return kinds };
+    for (id, entry) in entries.iter_mut() {
+        let toml::Value::Table(keys) = entry else { continue };
+        let own: Vec<String> = keys.keys().filter(|k| !common.contains(&k.as_str())).cloned().collect();
+        let values = own.into_iter().filter_map(|k| keys.remove(&k).map(|v| (k, v))).collect();
+        kinds.insert(id.clone(), KindSettings { prefix: format!("{section}.{id}"), values, common });
+    }
+    kinds
+}
+
+/// The keys that depend on each other across sections: the value format and the registry,
+/// each stream and its source, unique stream ids.
+impl TryFrom<FileConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(mut file: FileConfig) -> Result<Config, ConfigError> {
+        let kafka = KafkaConfig::try_from(file.kafka)?;
+        let schema_registry = file.schema_registry.map(RegistryConfig::try_from).transpose()?;
+        match (kafka.value_format, &schema_registry) {
+            (ValueFormat::Confluent, None) => {
+                return Err(ConfigError::invalid(
+                    "schema_registry.url",
+                    "missing: kafka.value_format = \"confluent\" needs a [schema_registry] section",
+                ));
+            }
+            (ValueFormat::SingleObject, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    "kafka.value_format",
+                    "is \"single-object\" but [schema_registry] is set: use value_format = \"confluent\" to write the registry's framing, or remove [schema_registry]",
+                ));
+            }
             _ => {}
         }
-        i += 1;
+        let mut sources = BTreeMap::new();
+        for (id, s) in file.sources {
+            let settings = file
+                .source_kinds
+                .remove(&id)
+                .unwrap_or_else(|| KindSettings::new(format!("sources.{id}"), toml::Table::new()));
+            sources.insert(id.clone(), SourceConfig::from_section(&id, s, settings)?);
+        }
+        if file.streams.is_empty() {
+            return Err(ConfigError::invalid("streams", "no streams configured: add at least one [[streams]] entry"));
+        }
+        let mut streams: Vec<StreamConfig> = Vec::new();
+        for (i, s) in file.streams.into_iter().enumerate() {
+            let stream = StreamConfig::from_section(i, s, &sources)?;
+            if streams.iter().any(|s| s.id == stream.id) {
+                return Err(ConfigError::invalid(
+                    format!("streams[{i}].id"),
+                    format!("duplicate stream id {:?}", stream.id.as_str()),
+                ));
+            }
+            streams.push(stream);
+        }
+        let mut writers = BTreeMap::new();
+        for (id, w) in file.writers {
+            let settings = file
+                .writer_kinds
+                .remove(&id)
+                .unwrap_or_else(|| KindSettings::new(format!("writers.{id}"), toml::Table::new()));
+            writers.insert(id.clone(), WriterConfig::from_section(&id, w, settings)?);
+        }
+        let cluster = file.cluster.map(ClusterConfig::try_from).transpose()?;
+        Ok(Config { kafka, metrics_listen: file.metrics.listen, schema_registry, sources, streams, writers, cluster })
     }
-    matches!(state, In::MultiBasic | In::MultiLiteral)
 }
 
-/// Cuts quoted or backticked values out of an error message.
-fn redact_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut quote: Option<char> = None;
-    for c in message.chars() {
-        match quote {
-            Some(q) if c == q => {
-                out.push_str("***");
-                out.push(c);
-                quote = None;
-            }
-            Some(_) => {}
-            None => {
-                out.push(c);
-                if c == '`' || c == '"' {
-                    quote = Some(c);
-                }
-            }
-        }
+impl Config {
+    /// Makes this process a replica of `group` (the command line's `--cluster-group`): as a
+    /// `[cluster]` section would, keeping that section's other settings if there is one.
+    pub fn join_cluster(&mut self, group: &str, instance_id: Option<&str>) -> Result<(), ConfigError> {
+        let old = self.cluster.take();
+        let section = ClusterSection {
+            group: expand_env("cluster.group", group)?,
+            instance_id: match instance_id {
+                Some(id) => Some(expand_env("cluster.instance_id", id)?),
+                None => old.as_ref().and_then(|c| c.instance_id.clone()),
+            },
+            session_timeout: old
+                .as_ref()
+                .map_or(crate::cluster::config::DEFAULT_SESSION_TIMEOUT, |c| c.session_timeout),
+            coordination_topic: old.filter(|c| c.group == group).map(|c| c.coordination_topic),
+        };
+        self.cluster = Some(ClusterConfig::try_from(section)?);
+        Ok(())
     }
-    if quote.is_some() {
-        out.push_str("***");
+}
+
+/// `v` within `range`, for counts where a typo (16000 for 16) should stop the start.
+pub fn check_range(key: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> Result<(), ConfigError> {
+    if range.contains(&v) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, format!("must be within {}..={}, got {v}", range.start(), range.end())))
     }
-    out
 }
 
 /// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
@@ -1204,12 +562,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn source_settings_debug_names_the_keys_but_never_a_value() {
-        let values = BTreeMap::from([
+    fn kind_settings_debug_names_the_keys_but_never_a_value() {
+        let values = toml::Table::from_iter([
             ("app_key".to_owned(), toml::Value::String("ak-123".into())),
             ("app_secret".to_owned(), toml::Value::String("s3cr3t-value".into())),
         ]);
-        let shown = format!("{:?}", SourceSettings::new("sources.qm", values));
+        let shown = format!("{:?}", KindSettings::new("sources.qm", values));
         assert!(shown.contains("app_secret") && shown.contains("sources.qm"), "{shown}");
         assert!(!shown.contains("s3cr3t-value") && !shown.contains("ak-123"), "{shown}");
     }
@@ -1280,27 +638,6 @@ mod tests {
         assert_eq!(cl.session_timeout, Duration::from_secs(30));
         assert_eq!((cl.member.as_str(), cl.coordination_topic.as_str()), ("n1", "slots"));
         assert!(c.join_cluster("bad group", None).unwrap_err().to_string().contains("cluster.group"));
-    }
-
-    #[test]
-    fn durations_parse_and_reject_nonsense() {
-        assert_eq!(parse_duration("k", "1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("k", "250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("k", "-5s").unwrap_err().to_string().contains("negative"));
-        assert!(parse_duration("k", "5").unwrap_err().to_string().contains("missing unit"));
-        assert!(parse_duration("k", "5w").unwrap_err().to_string().contains("unknown unit"));
-    }
-
-    #[test]
-    fn env_references_expand_and_unset_ones_name_the_key() {
-        let got = expand_with("sources.x.appsecret", "a-${ONE}-${TWO}", |n| Some(n.to_lowercase())).unwrap();
-        assert_eq!(got, "a-one-two");
-        let got = expand_with("metrics.listen", "${NOPE:-127.0.0.1:9464}", |_| None).unwrap();
-        assert_eq!(got, "127.0.0.1:9464");
-        let got = expand_with("metrics.listen", "${SET:-127.0.0.1:9464}", |_| Some("0.0.0.0:1".into())).unwrap();
-        assert_eq!(got, "0.0.0.0:1");
-        let e = expand_with("sources.x.appsecret", "${NOPE}", |_| None).unwrap_err().to_string();
-        assert!(e.contains("sources.x.appsecret") && e.contains("NOPE"), "{e}");
     }
 
     #[test]
@@ -1416,6 +753,85 @@ mod tests {
         // The line is named, by its key and not its value, to help fix it.
         let e = err("[kafka]\nbootstrap = \"b:1\nwatermark_topic = \"x\"\n");
         assert!(e.contains("line 2, column") && e.contains("| bootstrap = …") && !e.contains("b:1"), "{e}");
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_the_keys_its_table_knows() {
+        let e = err(&GOOD.replace("lookback = \"10m\"", "lookbak = \"10m\""));
+        assert!(e.contains("`streams[0].lookbak`") && e.contains("unknown key (known: id, source,"), "{e}");
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\nwatermark_topik = \"x\""));
+        assert!(e.contains("`kafka.watermark_topik`") && e.contains("watermark_topic"), "{e}");
+        let e = err(&format!("{GOOD}\n[metric]\nlisten = \"x\"\n"));
+        assert!(e.contains("`metric`") && e.contains("metrics"), "{e}");
+    }
+
+    /// A source's own keys are typed by its vendor module when its client is built: a typo
+    /// there is named then, with the kind's keys and the ones every source has.
+    #[test]
+    fn a_sources_own_keys_are_read_as_its_vendors_type() {
+        let c =
+            Config::parse(&GOOD.replace(
+                "sid = \"s\"",
+                "sdi = \"s\"\nappkey = \"k\"\nappsecret = \"${TIDEMARK_TEST_SURELY_UNSET_VAR}\"",
+            ))
+            .unwrap();
+        let w = &c.sources["wdt"];
+        let e = w.settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appsecret`") && e.contains("TIDEMARK_TEST_SURELY_UNSET_VAR"), "{e}");
+        let c = Config::parse(&GOOD.replace("sid = \"s\"", "sdi = \"s\"\nappkey = \"k\"\nappsecret = \"x\"")).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(
+            e.contains("`sources.wdt.sdi`")
+                && e.contains("unknown key for this kind (known: sid, appkey, appsecret, kind, base_url"),
+            "{e}"
+        );
+        let c = Config::parse(&GOOD.replace("sid = \"s\"", "sid = \"s\"\nappkey = \"\"\nappsecret = \"x\"")).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appkey`") && e.contains("is empty"), "{e}");
+        let c = Config::parse(GOOD).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appkey`") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_file_fills_a_value_and_never_shows_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wdt_appsecret");
+        std::fs::write(&file, "s3cr3t-from-file\n").unwrap();
+        let reference = format!("${{file:{}}}", file.display());
+        let text = GOOD.replace("sid = \"s\"", &format!("sid = \"s\"\nappkey = \"k\"\nappsecret = \"{reference}\""));
+        let c = Config::parse(&text).unwrap();
+        let s: crate::sources::wdt::WdtSettings = c.sources["wdt"].settings.read().unwrap();
+        assert_eq!(s.appsecret.expose(), "s3cr3t-from-file");
+        assert!(!format!("{:?}", c.sources["wdt"]).contains("s3cr3t"), "a secret never prints");
+        // A mounted file that is not there: the key and the path, at build time.
+        let gone = dir.path().join("gone");
+        let c = Config::parse(&text.replace(&file.display().to_string(), &gone.display().to_string())).unwrap();
+        let e = c.sources["wdt"].settings.read::<crate::sources::wdt::WdtSettings>().unwrap_err().to_string();
+        assert!(e.contains("`sources.wdt.appsecret`") && e.contains(&gone.display().to_string()), "{e}");
+        // In the file's own sections too (a SASL password), and a file's text quoted by a
+        // validation message is cut out of it.
+        let c = Config::parse(
+            &GOOD.replace("[kafka]", &format!("[kafka.properties]\n\"sasl.password\" = \"{reference}\"\n[kafka]")),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.properties["sasl.password"].expose(), "s3cr3t-from-file");
+        let e = err(&GOOD.replace("http://127.0.0.1:1/", &reference));
+        assert!(e.contains("sources.wdt.base_url") && e.contains("http://") && !e.contains("s3cr3t"), "{e}");
+        let e = err(&GOOD.replace("lookback = \"10m\"", &format!("lookback = \"{reference}\"")));
+        assert!(e.contains("streams[0].lookback") && !e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn durations_keep_every_form_they_had() {
+        for (text, secs) in [("49h", 49 * 3600), ("1d", 86_400), ("1h30m", 5400), ("90m", 5400), (" 2h ", 7200)] {
+            let c = Config::parse(&GOOD.replace("max_span = \"1h\"", &format!("max_span = \"{text}\""))).unwrap();
+            assert_eq!(c.streams[0].max_span, Some(Duration::from_secs(secs)), "{text}");
+        }
+        let c = Config::parse(&GOOD.replace("[kafka]", "[kafka]\ntransaction_timeout = \"1500ms\"")).unwrap();
+        assert_eq!(c.kafka.transaction_timeout, Duration::from_millis(1500));
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\nstartup_timeout = \"5w\""));
+        assert!(e.contains("kafka.startup_timeout") && e.contains("unknown unit") && e.contains("\"5w\""), "{e}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Layout, from the bottom up (each imports only what is below it): `domain` is the
 //! vocabulary (stream ids, windows, watermarks, page sets, the `Source`, `Sink` and
-//! `FailureLog` traits) and imports nothing else; `config` and `metrics`; `sources` holds one
-//! thin module per vendor protocol; `registry` the schema registry client; `avro` maps JSON
+//! `FailureLog` traits) and imports nothing else; `config` (errors naming the key, secrets,
+//! durations, `${…}` expansion; the one exception to the order, it also gathers the sections
+//! that the modules above own into one `Config`) and `metrics`; `sources` holds one thin
+//! module per vendor protocol; `registry` the schema registry client; `avro` maps JSON
 //! to the schemas in `schemas/`; `kafka` is the transactional sink, topic bootstrap, watermark
 //! store and control topic; `worker` the per-stream loop (windows, pages, completeness,
 //! commits); `pipeline` assembles the streams and `run` runs them in one process; `cluster`

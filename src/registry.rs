@@ -9,7 +9,109 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
-use crate::config::{RegistryConfig, Secret};
+use serde::Deserialize;
+
+use crate::config::{ConfigError, Secret, duration};
+
+/// `[schema_registry]` as written.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_location: Option<std::path::PathBuf>,
+    #[serde(default = "default_compatibility")]
+    pub compatibility: String,
+    #[serde(default = "duration::secs::<10>", deserialize_with = "duration::required")]
+    pub request_timeout: Duration,
+    #[serde(default = "duration::secs::<30>", deserialize_with = "duration::required")]
+    pub retry_for: Duration,
+}
+
+fn default_compatibility() -> String {
+    "BACKWARD".into()
+}
+
+/// The compatibility levels a Confluent-API registry knows.
+pub const COMPATIBILITY_LEVELS: [&str; 7] =
+    ["BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE", "NONE"];
+
+/// Where value schemas are registered (a Confluent-compatible API).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Base URL of the Confluent API, without a trailing slash.
+    pub url: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of the CA that signed the registry's certificate.
+    pub ca_location: Option<std::path::PathBuf>,
+    /// The compatibility level set on every subject tidemark registers.
+    pub compatibility: String,
+    pub request_timeout: Duration,
+    /// How long an unreachable registry is retried before the start fails.
+    pub retry_for: Duration,
+}
+
+/// A URL without credentials in it (they would end up in logs), a password only with a
+/// username, a readable CA file, a known compatibility level.
+impl TryFrom<RegistrySection> for RegistryConfig {
+    type Error = ConfigError;
+
+    fn try_from(r: RegistrySection) -> Result<Self, ConfigError> {
+        let url = r.url.trim().trim_end_matches('/').to_owned();
+        let authority = url.split_once("://").map_or(url.as_str(), |(_, r)| r).split('/').next().unwrap_or_default();
+        if authority.contains('@') {
+            return Err(ConfigError::invalid(
+                "schema_registry.url",
+                "holds credentials: put them in schema_registry.username and schema_registry.password",
+            ));
+        }
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(
+                "schema_registry.url",
+                format!("must start with http:// or https://, got {url:?}"),
+            ));
+        }
+        if authority.is_empty() {
+            return Err(ConfigError::invalid("schema_registry.url", format!("has no host: {url:?}")));
+        }
+        if r.password.is_some() && r.username.is_none() {
+            return Err(ConfigError::invalid("schema_registry.username", "missing: a password needs a username"));
+        }
+        if let Some(ca) = &r.ca_location
+            && !ca.is_file()
+        {
+            return Err(ConfigError::invalid(
+                "schema_registry.ca_location",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+        let compatibility = r.compatibility.trim().to_ascii_uppercase();
+        if !COMPATIBILITY_LEVELS.contains(&compatibility.as_str()) {
+            return Err(ConfigError::invalid(
+                "schema_registry.compatibility",
+                format!(
+                    "{:?} is not a compatibility level (one of {})",
+                    r.compatibility,
+                    COMPATIBILITY_LEVELS.join(", ")
+                ),
+            ));
+        }
+        if r.request_timeout.is_zero() {
+            return Err(ConfigError::invalid("schema_registry.request_timeout", "must be positive"));
+        }
+        Ok(RegistryConfig {
+            url,
+            username: r.username,
+            password: r.password,
+            ca_location: r.ca_location,
+            compatibility,
+            request_timeout: r.request_timeout,
+            retry_for: r.retry_for,
+        })
+    }
+}
 
 /// Why the registry did not give what was asked, by what the caller can do about it.
 #[derive(Debug, thiserror::Error)]

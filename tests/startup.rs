@@ -109,3 +109,46 @@ fn a_bad_config_exits_2_even_when_stderr_is_a_broken_pipe() {
         .unwrap();
     assert_eq!(status.code(), Some(2), "a bad config exits 2: {status:?}");
 }
+
+/// A secret mounted as a file (`${file:/run/secrets/…}`, as Kubernetes and Docker mount them):
+/// the worker signs with the file's text and runs; a file that is not there stops the start
+/// naming the key and the path. The secret itself is never in the output.
+#[test]
+fn a_secret_from_a_file_runs_and_a_missing_one_names_the_key_and_the_path() {
+    const SECRET: &str = "file-secret-7f3a";
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(10, "0ms").replace("test-secret", SECRET));
+    let secret_file = dir.path().join("wdt_appsecret");
+    std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+    let config = |file: &std::path::Path| {
+        let text = WorkerToml::new(&sim.base_url(), &unique("filesecret"))
+            .appsecret(&format!("${{file:{}}}", file.display()))
+            .stream("wdt.account_check/shop-01", "shop-01")
+            .build();
+        write(dir.path(), "worker.toml", &text)
+    };
+    let shown = |out: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    };
+
+    let validated = Command::new(BIN).args(["validate", "--offline", "--config"]).arg(config(&secret_file)).output();
+    let validated = validated.unwrap();
+    assert_eq!(validated.status.code(), Some(0), "validate: {}", shown(&validated));
+    // The simulator refuses a wrong signature: a run that caught up signed with the file's text.
+    let ran = run_until_caught_up(&config(&secret_file));
+    assert_eq!(ran.status.code(), Some(0), "run: {}", tail(&shown(&ran), 20));
+    assert!(!shown(&ran).contains(SECRET), "the secret is never printed");
+
+    let missing = dir.path().join("not-mounted");
+    for command in [&["validate", "--offline", "--config"][..], &["run", "--until-caught-up", "--config"]] {
+        let out = Command::new(BIN).args(command).arg(config(&missing)).output().unwrap();
+        let text = shown(&out);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: a failed start: {text}");
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.contains("sources.wdt.appsecret") && last.contains(&missing.display().to_string()),
+            "{command:?}: the error names the key and the path: {last}"
+        );
+        assert!(!text.contains(SECRET), "{command:?}: the secret is never printed");
+    }
+}

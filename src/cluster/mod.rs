@@ -3,6 +3,7 @@
 //! runs the stream on a producer whose transactional id (group and stream) fences every
 //! earlier owner, so a replica that lost a stream can never commit for it again.
 
+pub mod config;
 mod membership;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
 //! Kafka: client settings, the transactional sink, topic bootstrap and the watermark store.
 
+pub mod config;
 pub mod control;
 pub mod ends;
 pub mod hanging;

@@ -175,6 +175,14 @@ pub fn sign_body(body: &mut Map<String, Value>, token: &str) {
     body.insert("sign".into(), Value::from(sig));
 }
 
+/// `[sources.<id>]` keys of a `finance.*` kind: one app's flag and secret.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinanceSettings {
+    pub flag: String,
+    pub app_secret: Secret,
+}
+
 /// A finance bill API with one app's credentials.
 pub struct FinanceSource {
     spec: &'static ApiSpec,
@@ -187,14 +195,13 @@ pub struct FinanceSource {
 
 impl FinanceSource {
     pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
-        let s = &cfg.settings;
-        s.deny_unknown(&["flag", "app_secret"])?;
+        let s: FinanceSettings = cfg.settings.read()?;
         Ok(FinanceSource {
             spec,
             http,
             url: cfg.base_url.clone(),
-            flag: s.string("flag")?,
-            app_secret: s.secret("app_secret")?,
+            flag: s.flag,
+            app_secret: s.app_secret,
             timeout: cfg.request_timeout,
         })
     }

@@ -22,8 +22,12 @@
 //!    several does not need that.
 //!
 //! A stream then names it in config: `[sources.x] kind = "wdt.<name>"`. A new vendor protocol
-//! is one module here (signing, envelope, error classes behind [`Source`]) plus the above.
+//! is one module here (signing, envelope, error classes behind [`Source`]; its credential keys
+//! as a `#[serde(deny_unknown_fields)]` settings type its client reads with
+//! `cfg.settings.read()`, and a row in the README's credentials table, which
+//! `config::reference_tests` holds to that type) plus the above.
 
+pub mod config;
 pub mod envelope;
 pub mod errors;
 pub mod finance;

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use super::envelope::{as_text, json_body, preview, records, total};
 use super::top::classify as top_classify;
-use super::top_sign::TopCredential;
+use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-use crate::config::{ConfigError, SourceConfig};
+use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{DATETIME, format_beijing};
 
 /// 查询退货入库单 (refund stock-ins), seed `001_…`.
@@ -78,6 +78,19 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
 }
 
+/// `[sources.<id>]` keys of a `qimen.*` kind: the Qimen app's credential and the 旺店通 seller
+/// behind it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QimenSettings {
+    pub app_key: String,
+    pub app_secret: Secret,
+    #[serde(default)]
+    pub sign_method: SignMethod,
+    pub target_app_key: String,
+    pub sid: String,
+}
+
 /// A 旺店通 API reached through Qimen with one app's credentials.
 pub struct QimenSource {
     spec: &'static ApiSpec,
@@ -91,15 +104,14 @@ pub struct QimenSource {
 
 impl QimenSource {
     pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
-        let s = &cfg.settings;
-        s.deny_unknown(&["app_key", "app_secret", "target_app_key", "sid", "sign_method"])?;
+        let s: QimenSettings = cfg.settings.read()?;
         Ok(QimenSource {
             spec,
             http,
             url: cfg.base_url.clone(),
-            credential: TopCredential::from_settings(s, &cfg.id)?,
-            target_app_key: s.string("target_app_key")?,
-            sid: s.string("sid")?,
+            credential: TopCredential::new(s.app_key, s.app_secret, s.sign_method),
+            target_app_key: s.target_app_key,
+            sid: s.sid,
             timeout: cfg.request_timeout,
         })
     }

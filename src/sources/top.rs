@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::envelope::{as_text, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, ban_seconds, error, lookup};
-use super::top_sign::TopCredential;
+use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret, SourceConfig};
 use crate::domain::time::{DATETIME, format_beijing};
@@ -142,6 +143,36 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
     Ok(Page { records: records(list_value, list)?, total })
 }
 
+/// `[sources.<id>]` keys of a `top.*` kind: the app's credential and the seller's session.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSettings {
+    pub app_key: String,
+    pub app_secret: Secret,
+    pub session: Secret,
+    #[serde(default)]
+    pub sign_method: SignMethod,
+    /// Ask for the simplified response form (`simplify=true`).
+    #[serde(default, deserialize_with = "true_or_false")]
+    pub simplify: bool,
+}
+
+/// `"true"` or `"false"` (as the TOP parameter is written), or a TOML boolean.
+fn true_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Text(String),
+    }
+    match Flag::deserialize(d)? {
+        Flag::Bool(b) => Ok(b),
+        Flag::Text(t) if t == "true" => Ok(true),
+        Flag::Text(t) if t == "false" => Ok(false),
+        Flag::Text(other) => Err(serde::de::Error::custom(format!("must be \"true\" or \"false\", got {other:?}"))),
+    }
+}
+
 /// A TOP API with one app's credentials and a user session.
 pub struct TopSource {
     spec: &'static ApiSpec,
@@ -155,24 +186,14 @@ pub struct TopSource {
 
 impl TopSource {
     pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
-        let s = &cfg.settings;
-        s.deny_unknown(&["app_key", "app_secret", "session", "sign_method", "simplify"])?;
+        let s: TopSettings = cfg.settings.read()?;
         Ok(TopSource {
             spec,
             http,
             url: cfg.base_url.clone(),
-            credential: TopCredential::from_settings(s, &cfg.id)?,
-            session: s.secret("session")?,
-            simplify: match s.optional_string("simplify")?.as_deref() {
-                None | Some("false") => false,
-                Some("true") => true,
-                Some(other) => {
-                    return Err(ConfigError::invalid(
-                        format!("sources.{}.simplify", cfg.id),
-                        format!("must be \"true\" or \"false\", got {other:?}"),
-                    ));
-                }
-            },
+            credential: TopCredential::new(s.app_key, s.app_secret, s.sign_method),
+            session: s.session,
+            simplify: s.simplify,
             timeout: cfg.request_timeout,
         })
     }

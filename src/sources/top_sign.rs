@@ -8,13 +8,15 @@ use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use crate::config::{ConfigError, Secret, SourceSettings};
+use crate::config::Secret;
 use crate::domain::time::{DATETIME, format_beijing};
 
-/// `sign_method` values the TOP family accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `sign_method` values the TOP family accepts (`md5` unless configured).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub enum SignMethod {
     /// `md5`: MD5(secret + text + secret).
+    #[default]
     Md5,
     /// `hmac`: HMAC-MD5 keyed with the secret.
     HmacMd5,
@@ -38,6 +40,14 @@ impl SignMethod {
             SignMethod::HmacMd5 => "hmac",
             SignMethod::HmacSha256 => "hmac-sha256",
         }
+    }
+}
+
+impl TryFrom<String> for SignMethod {
+    type Error = String;
+
+    fn try_from(m: String) -> Result<Self, String> {
+        SignMethod::parse(&m).ok_or_else(|| format!("{m:?} is not one of md5, hmac, hmac-sha256"))
     }
 }
 
@@ -84,20 +94,10 @@ pub struct TopCredential {
 }
 
 impl TopCredential {
-    /// Reads `app_key`, `app_secret` and `sign_method` (default `md5`) from a source's settings.
-    pub fn from_settings(s: &SourceSettings, source_id: &str) -> Result<Self, ConfigError> {
-        let app_key = s.string("app_key")?;
-        let app_secret = s.secret("app_secret")?;
-        let sign_method = match s.optional_string("sign_method")? {
-            None => SignMethod::Md5,
-            Some(m) => SignMethod::parse(&m).ok_or_else(|| {
-                ConfigError::invalid(
-                    format!("sources.{source_id}.sign_method"),
-                    format!("{m:?} is not one of md5, hmac, hmac-sha256"),
-                )
-            })?,
-        };
-        Ok(TopCredential { app_key, app_secret, sign_method })
+    /// The credential from a source's `app_key`, `app_secret` and `sign_method` (see
+    /// `QimenSettings` and `TopSettings`).
+    pub fn new(app_key: String, app_secret: Secret, sign_method: SignMethod) -> Self {
+        TopCredential { app_key, app_secret, sign_method }
     }
 
     /// `params` (the call's own) plus the system parameters every TOP-family call carries
@@ -158,16 +158,26 @@ mod tests {
         assert_eq!(sign(&p, Some(QIMEN_BODY), SECRET, SignMethod::Md5), QIMEN_WITH_BODY_SIGN);
     }
 
-    fn settings(pairs: &[(&str, &str)]) -> SourceSettings {
-        SourceSettings::new(
+    /// The credential keys of a TOP-family source (`QimenSettings` and `TopSettings` add theirs).
+    #[derive(serde::Deserialize)]
+    struct Keys {
+        app_key: String,
+        app_secret: Secret,
+        #[serde(default)]
+        sign_method: SignMethod,
+    }
+
+    fn from_settings(pairs: &[(&str, &str)]) -> Result<TopCredential, crate::config::ConfigError> {
+        let s = crate::config::KindSettings::new(
             "sources.t",
             pairs.iter().map(|(k, v)| (k.to_string(), toml::Value::String(v.to_string()))).collect(),
-        )
+        );
+        let k: Keys = s.read()?;
+        Ok(TopCredential::new(k.app_key, k.app_secret, k.sign_method))
     }
 
     fn credential(method: &str) -> TopCredential {
-        let s = settings(&[("app_key", "12345678"), ("app_secret", SECRET), ("sign_method", method)]);
-        TopCredential::from_settings(&s, "t").unwrap()
+        from_settings(&[("app_key", "12345678"), ("app_secret", SECRET), ("sign_method", method)]).unwrap()
     }
 
     #[test]
@@ -189,8 +199,7 @@ mod tests {
     fn a_credential_never_shows_its_secret_and_names_a_bad_sign_method() {
         let debug = format!("{:?}", credential("hmac"));
         assert!(!debug.contains("helloworld") && debug.contains("12345678"), "{debug}");
-        let s = settings(&[("app_key", "k"), ("app_secret", "s"), ("sign_method", "sha1")]);
-        let e = TopCredential::from_settings(&s, "t").unwrap_err();
+        let e = from_settings(&[("app_key", "k"), ("app_secret", "s"), ("sign_method", "sha1")]).unwrap_err();
         assert!(e.to_string().contains("sources.t.sign_method") && e.to_string().contains("sha1"), "{e}");
     }
 

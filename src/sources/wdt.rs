@@ -95,6 +95,15 @@ pub fn classify(code: i64, message: &str) -> SourceError {
     }
 }
 
+/// `[sources.<id>]` keys of a `wdt.*` kind: one seller's openapi2 credential.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WdtSettings {
+    pub sid: String,
+    pub appkey: String,
+    pub appsecret: Secret,
+}
+
 /// A 旺店通 openapi2 API with one seller's credentials.
 pub struct WdtSource {
     spec: &'static ApiSpec,
@@ -108,14 +117,14 @@ pub struct WdtSource {
 
 impl WdtSource {
     pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
-        cfg.settings.deny_unknown(&["sid", "appkey", "appsecret"])?;
+        let s: WdtSettings = cfg.settings.read()?;
         Ok(WdtSource {
             spec,
             http,
             url: format!("{}/openapi2/{}", cfg.base_url, spec.method),
-            sid: cfg.settings.string("sid")?,
-            appkey: cfg.settings.string("appkey")?,
-            appsecret: cfg.settings.secret("appsecret")?,
+            sid: s.sid,
+            appkey: s.appkey,
+            appsecret: s.appsecret,
             timeout: cfg.request_timeout,
         })
     }

@@ -3,6 +3,8 @@
 //! already there, or dead-lettered; after a crash the batch is read again and what the target
 //! already holds is recognised by its key, not saved twice.
 
+pub mod config;
+
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -33,9 +33,10 @@ pub const LOGIN_PATH: &str = "/k3cloud/Kingdee.BOS.WebApi.ServicesStub.AuthServi
 const SESSION_HEADER: &str = "kdservice-sessionid";
 
 /// How requests prove who they are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum AuthMode {
     /// Every request carries 第三方系统登录授权's signed headers (the SDKs' default).
+    #[default]
     Signed,
     /// One `LoginByAppSecret`, then the session id on every request; logged in again when
     /// K3Cloud answers `MsgCode` 1 (the session expired or was dropped).

@@ -10,8 +10,9 @@ use serde_json::{Map, Value, json};
 pub const FORM_ID: &str = "SAL_RETURNSTOCK";
 
 /// How the vendor's `tax` is written: a fraction (0.13) or already a percentage (13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum TaxRate {
+    #[default]
     Fraction,
     Percent,
 }

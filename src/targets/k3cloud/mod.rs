@@ -5,12 +5,13 @@ pub mod api;
 pub mod bill;
 pub mod sign;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::config::{ConfigError, WriterConfig};
+use crate::config::{ConfigError, Secret, WriterConfig};
 use crate::domain::{BoxFuture, Document, RowOutcome, SourceError, Target};
 use api::{AuthMode, K3Client, SaveFlags};
 use bill::{FORM_ID, ReturnStockMapping, TaxRate};
@@ -26,77 +27,105 @@ pub struct ReturnStockTarget {
     flags: SaveFlags,
 }
 
-const KEYS: &[&str] = &[
-    "app_id",
-    "app_secret",
-    "acct_id",
-    "user_name",
-    "lcid",
-    "org_num",
-    "stock_org",
-    "sale_org",
-    "settle_org",
-    "bill_type",
-    "default_customer",
-    "tax_rate",
-    "is_auto_submit_and_audit",
-    "is_verify_base_data_field",
-    "warehouses",
-    "customers",
-    "materials",
-    "auth",
-];
+/// `[writers.<id>]` keys of the `k3cloud.*` kinds: the 第三方系统登录授权 credential, the bill's
+/// organisations and type, and the tables mapping 旺店通 numbers to K3Cloud's.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct K3CloudSettings {
+    pub app_id: String,
+    pub app_secret: Secret,
+    pub acct_id: String,
+    pub user_name: String,
+    /// Language: 2052 is simplified Chinese.
+    #[serde(default = "default_lcid")]
+    pub lcid: u32,
+    #[serde(default = "default_org_num")]
+    pub org_num: String,
+    pub stock_org: String,
+    /// `stock_org` unless set.
+    pub sale_org: Option<String>,
+    /// `stock_org` unless set.
+    pub settle_org: Option<String>,
+    #[serde(default = "default_bill_type")]
+    pub bill_type: String,
+    pub default_customer: Option<String>,
+    #[serde(default, deserialize_with = "tax_rate")]
+    pub tax_rate: TaxRate,
+    #[serde(default)]
+    pub is_auto_submit_and_audit: bool,
+    #[serde(default = "yes")]
+    pub is_verify_base_data_field: bool,
+    #[serde(default)]
+    pub warehouses: BTreeMap<String, String>,
+    #[serde(default)]
+    pub customers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub materials: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "auth_mode")]
+    pub auth: AuthMode,
+}
+
+fn default_lcid() -> u32 {
+    2052
+}
+/// The SDK's default: one organisation.
+fn default_org_num() -> String {
+    "0".into()
+}
+fn default_bill_type() -> String {
+    "XSTHD01_SYS".into()
+}
+fn yes() -> bool {
+    true
+}
+
+fn tax_rate<'de, D: Deserializer<'de>>(d: D) -> Result<TaxRate, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "fraction" => Ok(TaxRate::Fraction),
+        "percent" => Ok(TaxRate::Percent),
+        other => {
+            Err(serde::de::Error::custom(format!("must be \"fraction\" (0.13) or \"percent\" (13), got {other:?}")))
+        }
+    }
+}
+
+fn auth_mode<'de, D: Deserializer<'de>>(d: D) -> Result<AuthMode, D::Error> {
+    match String::deserialize(d)?.as_str() {
+        "signed" => Ok(AuthMode::Signed),
+        "session" => Ok(AuthMode::Session),
+        other => Err(serde::de::Error::custom(format!(
+            "must be \"signed\" (第三方系统登录授权 headers) or \"session\" (LoginByAppSecret), got {other:?}"
+        ))),
+    }
+}
 
 impl ReturnStockTarget {
     pub fn from_config(cfg: &WriterConfig, http: reqwest::Client) -> Result<Arc<dyn Target>, ConfigError> {
-        let s = &cfg.settings;
-        s.deny_unknown(KEYS)?;
+        let s: K3CloudSettings = cfg.settings.read()?;
         let identity = Identity {
-            app_id: s.string("app_id")?,
-            app_secret: s.secret("app_secret")?,
-            acct_id: s.string("acct_id")?,
-            user_name: s.string("user_name")?,
-            lcid: s.optional_u32("lcid")?.unwrap_or(2052),
-            org_num: s.optional_string("org_num")?.unwrap_or_else(|| "0".into()),
-        };
-        let stock_org = s.string("stock_org")?;
-        let tax_rate = match s.optional_string("tax_rate")?.as_deref() {
-            None | Some("fraction") => TaxRate::Fraction,
-            Some("percent") => TaxRate::Percent,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    format!("writers.{}.tax_rate", cfg.id),
-                    format!("must be \"fraction\" (0.13) or \"percent\" (13), got {other:?}"),
-                ));
-            }
+            app_id: s.app_id,
+            app_secret: s.app_secret,
+            acct_id: s.acct_id,
+            user_name: s.user_name,
+            lcid: s.lcid,
+            org_num: s.org_num,
         };
         let mapping = ReturnStockMapping {
-            sale_org: s.optional_string("sale_org")?.unwrap_or_else(|| stock_org.clone()),
-            settle_org: s.optional_string("settle_org")?.unwrap_or_else(|| stock_org.clone()),
-            bill_type: s.optional_string("bill_type")?.unwrap_or_else(|| "XSTHD01_SYS".into()),
-            default_customer: s.optional_string("default_customer")?,
-            tax_rate,
-            warehouses: s.table("warehouses")?,
-            customers: s.table("customers")?,
-            materials: s.table("materials")?,
-            stock_org,
+            sale_org: s.sale_org.unwrap_or_else(|| s.stock_org.clone()),
+            settle_org: s.settle_org.unwrap_or_else(|| s.stock_org.clone()),
+            bill_type: s.bill_type,
+            default_customer: s.default_customer,
+            tax_rate: s.tax_rate,
+            warehouses: s.warehouses,
+            customers: s.customers,
+            materials: s.materials,
+            stock_org: s.stock_org,
         };
         let flags = SaveFlags {
-            is_auto_submit_and_audit: s.optional_bool("is_auto_submit_and_audit")?.unwrap_or(false),
-            is_verify_base_data_field: s.optional_bool("is_verify_base_data_field")?.unwrap_or(true),
+            is_auto_submit_and_audit: s.is_auto_submit_and_audit,
+            is_verify_base_data_field: s.is_verify_base_data_field,
         };
-        let mode = match s.optional_string("auth")?.as_deref() {
-            None | Some("signed") => AuthMode::Signed,
-            Some("session") => AuthMode::Session,
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    format!("writers.{}.auth", cfg.id),
-                    format!(
-                        "must be \"signed\" (第三方系统登录授权 headers) or \"session\" (LoginByAppSecret), got {other:?}"
-                    ),
-                ));
-            }
-        };
+        let mode = s.auth;
         let client = K3Client::new(&cfg.base_url, identity, mode, cfg.request_timeout, http)
             .map_err(|e| ConfigError::invalid(format!("writers.{}.app_id", cfg.id), e.to_string()))?;
         Ok(Arc::new(ReturnStockTarget { client, mapping, flags }))
