@@ -88,7 +88,7 @@ pub async fn start(
     // settle at this start shows as an increase (replicas check them too, per stream).
     let checked = plans.iter().map(|p| p.topic.as_str());
     for topic in checked.chain([config.kafka.dead_letter_topic.as_str(), config.kafka.watermark_topic.as_str()]) {
-        metrics.hanging_transactions.with_label_values(&[topic]).inc_by(0);
+        metrics.producer.watch_hanging(topic);
     }
     if let Some(addr) = &config.metrics_listen {
         let bound = metrics.serve(addr).await.map_err(|source| RunError::Metrics { addr: addr.clone(), source })?;
@@ -128,7 +128,7 @@ pub async fn run(
             Err(e) => {
                 // The broker went away again: start the pass over with a new producer.
                 warn!(error = %e, "cannot resume from kafka; retrying with a new producer");
-                metrics.producer_rebuilds.inc();
+                metrics.producer.rebuilds.inc();
                 retire(sink).await;
                 sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
                 continue;
@@ -219,7 +219,7 @@ impl Pass<'_> {
     ) -> bool {
         let (config, metrics) = (self.config, self.metrics);
         metrics.set_ready(true);
-        metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
+        metrics.stream.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
         let sink = Arc::new(sink);
         let idle_poller = {
             let sink = sink.clone();
@@ -278,7 +278,7 @@ impl Pass<'_> {
             if let StreamOutcome::ProducerFailed(why) | StreamOutcome::Fenced(why) = &report.outcome {
                 if !producer_failed {
                     error!(error = %why, "shared producer failed; restarting every stream from its committed watermark");
-                    metrics.producer_rebuilds.inc();
+                    metrics.producer.rebuilds.inc();
                 }
                 producer_failed = true;
                 let _ = stop_tx.send(true);
@@ -344,7 +344,7 @@ pub(crate) async fn settle_hanging(
                 topic = %topic, partition, grace = ?hanging::GRACE,
                 "a transaction in this partition did not end (its records stay invisible to read_committed readers); settling it as committed"
             );
-            metrics.hanging_transactions.with_label_values(&[topic]).inc();
+            metrics.producer.hanging_settled(topic);
         }
         sink.settle(open).await?;
     }

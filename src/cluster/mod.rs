@@ -73,7 +73,7 @@ async fn replicate(
     let membership = Membership::join(&config.kafka, cluster, tx)
         .map_err(|e| RunError::Cluster(format!("cannot join group {}: {e}", cluster.group)))?;
     metrics.set_ready(true);
-    metrics.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
+    metrics.stream.watermark_record_limit.set(config.kafka.watermark_max_bytes as i64);
     // Where streams without a watermark begin, fixed once: a stream handed over before its
     // first commit must not begin later on its next owner.
     let first_start = chrono::Utc::now();
@@ -140,7 +140,7 @@ impl Owner<'_> {
     /// Starts the streams of newly assigned slots, each on a task that fences the stream's
     /// previous owner before it reads the stream's watermark (see [`own`]).
     async fn take(&mut self, slots: &[i32]) {
-        self.metrics.cluster_rebalances.with_label_values(&["assigned"]).inc();
+        self.metrics.cluster.assigned.inc();
         // Slots past the streams (the topic kept partitions of removed streams) hold nothing.
         let new: Vec<i32> =
             slots.iter().copied().filter(|s| !self.owned.contains_key(s) && (*s as usize) < self.plans.len()).collect();
@@ -163,7 +163,7 @@ impl Owner<'_> {
             ));
             self.owned.insert(slot, Running { stop, task });
         }
-        self.metrics.cluster_streams_owned.set(self.owned.len() as i64);
+        self.metrics.cluster.streams_owned.set(self.owned.len() as i64);
     }
 
     /// Stops the streams of revoked slots and waits for them: a window being committed
@@ -172,7 +172,7 @@ impl Owner<'_> {
         if slots.is_empty() {
             return Vec::new();
         }
-        self.metrics.cluster_rebalances.with_label_values(&[if lost { "lost" } else { "revoked" }]).inc();
+        if lost { &self.metrics.cluster.lost } else { &self.metrics.cluster.revoked }.inc();
         let mut stopping = Vec::new();
         for slot in slots {
             if let Some(r) = self.owned.remove(slot) {
@@ -192,7 +192,7 @@ impl Owner<'_> {
         }
         info!(?slots, lost, "released");
         self.share_quota(self.owned.keys().copied());
-        self.metrics.cluster_streams_owned.set(self.owned.len() as i64);
+        self.metrics.cluster.streams_owned.set(self.owned.len() as i64);
         reports
     }
 
@@ -316,7 +316,7 @@ async fn own(
             // Resumed by an operator: again from Kafka, on a new producer, at once.
             StreamOutcome::Resumed => last = Some(report),
             StreamOutcome::Fenced(_) => {
-                metrics.cluster_fenced.with_label_values(&[id.as_str()]).inc();
+                metrics.cluster.fenced(&id);
                 metrics.forget_stream(&id);
                 last = Some(report);
                 if !switches.sleep(cluster.session_timeout).await {

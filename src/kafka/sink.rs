@@ -80,7 +80,7 @@ impl TxnSink {
         let started = std::time::Instant::now();
         let result = self.run(move |producer, timeout| commit_blocking(producer, records, timeout)).await;
         if let Some(m) = &self.metrics {
-            m.transaction_duration.observe(started.elapsed().as_secs_f64());
+            m.producer.transaction_duration.observe(started.elapsed().as_secs_f64());
         }
         result
     }

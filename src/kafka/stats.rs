@@ -33,8 +33,8 @@ impl ClientContext for StatsContext {
             super::outage::reachable();
         }
         let Some(m) = &self.metrics else { return };
-        m.kafka_queue_messages.set(stats.msg_cnt as i64);
-        m.kafka_queue_bytes.set(stats.msg_size as i64);
+        m.producer.queue_messages.set(stats.msg_cnt as i64);
+        m.producer.queue_bytes.set(stats.msg_size as i64);
         let mut last = self.last_errors.lock().expect("stats lock");
         for broker in stats.brokers.values() {
             // Node ids label brokers: a bounded set, unlike host names with ports.
@@ -42,12 +42,10 @@ impl ClientContext for StatsContext {
                 continue; // bootstrap pseudo-brokers
             }
             let id = broker.nodeid.to_string();
-            if let Some(rtt) = &broker.rtt {
-                m.kafka_broker_rtt.with_label_values(&[&id]).set(rtt.avg as f64 / 1_000_000.0);
-            }
             let total = broker.txerrs + broker.rxerrs + broker.req_timeouts;
             let before = last.insert(id.clone(), total).unwrap_or(0);
-            m.kafka_errors.with_label_values(&[&id]).inc_by(total.saturating_sub(before));
+            let rtt = broker.rtt.as_ref().map(|rtt| rtt.avg as f64 / 1_000_000.0);
+            m.producer.broker(&id, rtt, total.saturating_sub(before));
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
-use crate::metrics::Metrics;
+use crate::metrics::{ApiHandles, CredentialHandles, Metrics};
 
 /// A request is retried this many times before the step is given up and retried later.
 const REQUEST_ATTEMPTS: u32 = 5;
@@ -71,6 +71,11 @@ pub struct Reader {
     pub headers: Vec<(&'static str, Arc<[u8]>)>,
     /// Where news for operators goes (a used-up daily quota), if anywhere.
     pub notices: Option<Arc<dyn FailureLog>>,
+    /// The source's and the credential's series, and the stream's page-set refetches,
+    /// resolved once: a page looks nothing up.
+    pub api: ApiHandles,
+    pub credential: CredentialHandles,
+    pub refetches: prometheus::IntCounter,
 }
 
 impl Reader {
@@ -78,6 +83,9 @@ impl Reader {
     /// for `dead_letter_topic`) with the stream-id and schema-name headers.
     pub fn new(plan: Arc<StreamPlan>, metrics: Arc<Metrics>, dead_letter_topic: &str) -> Reader {
         Reader {
+            api: metrics.api.handles(&plan.source_id),
+            credential: metrics.credential.handles(plan.gate.name()),
+            refetches: metrics.stream.pageset_refetches(&plan.cfg.id),
             topic: Arc::from(plan.topic.as_str()),
             dead_letter_topic: Arc::from(dead_letter_topic),
             headers: vec![
@@ -105,7 +113,7 @@ impl Reader {
             match self.read_once(window, &label, shutdown).await? {
                 Ok((candidates, pages)) => return Ok(Fetched { candidates, pages, started }),
                 Err(problem) => {
-                    self.metrics.pageset_refetches.with_label_values(&[self.plan.cfg.id.as_str()]).inc();
+                    self.refetches.inc();
                     warn!(stream = %self.plan.cfg.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
                     last_problem = Some(problem);
                 }
@@ -225,22 +233,11 @@ impl Reader {
         }
     }
 
-    /// Creates the credential's series at zero (the request counter; the used-up-quota time at
-    /// the epoch until a quota is used up), so the dashboard has them from the start, and sets
-    /// its gauges. Once, at the stream's start.
-    pub fn init_gate_metrics(&self) {
-        let gate = &self.plan.gate;
-        self.metrics.credential_requests.with_label_values(&[gate.name()]).inc_by(0);
-        self.metrics.credential_quota_exhausted_until.with_label_values(&[gate.name()]);
-        self.observe_gate();
-    }
-
     /// Sets the credential's gauges from its gate.
     pub fn observe_gate(&self) {
         let gate = &self.plan.gate;
         let s = gate.stats();
-        self.metrics.set_credential(gate.name(), s.limit, s.in_flight, s.max_in_flight, s.requests_per_second);
-        self.metrics.credential_rate.with_label_values(&[gate.name()]).set(gate.rate());
+        self.credential.observe(s.limit, s.in_flight, s.max_in_flight, s.requests_per_second, gate.rate());
     }
 
     /// One page, through the credential's gate, with retries for transient errors and waits
@@ -253,7 +250,6 @@ impl Reader {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Page, StepError> {
         let req = PageRequest { window, page_index, page_size: self.plan.page_size, params: &self.plan.cfg.params };
-        let source_id = self.plan.source_id.as_str();
         let gate = &self.plan.gate;
         let mut attempt = 0u32;
         loop {
@@ -261,7 +257,7 @@ impl Reader {
                 p = gate.acquire() => p,
                 _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
             };
-            self.metrics.credential_requests.with_label_values(&[gate.name()]).inc();
+            self.credential.requests.inc();
             self.observe_gate();
             let t0 = Instant::now();
             // A request in flight is dropped on shutdown: nothing of the step is committed.
@@ -269,7 +265,7 @@ impl Reader {
                 res = self.plan.source.fetch_page(req) => res,
                 _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
             };
-            self.metrics.api_duration.with_label_values(&[source_id]).observe(t0.elapsed().as_secs_f64());
+            self.api.duration().observe(t0.elapsed().as_secs_f64());
             // A ban pauses the credential before this slot is freed: a request waiting for the
             // slot must not slip out first. Only news is logged and counted: every request in
             // flight when a ban began comes back throttled, and answers for the same ban.
@@ -292,21 +288,21 @@ impl Reader {
             self.observe_gate();
             let err = match res {
                 Ok(page) => {
-                    self.metrics.api_requests.with_label_values(&[source_id, "ok"]).inc();
+                    self.api.ok.inc();
                     debug!(stream = %self.plan.cfg.id, window = %label, page = page_index, records = page.records.len(), "page fetched");
                     return Ok(page);
                 }
                 Err(e) => e,
             };
             let outcome = match &err {
-                SourceError::Retryable { .. } => "retryable",
-                SourceError::Throttled { .. } => "throttled",
-                SourceError::QuotaExhausted { .. } => "quota_exhausted",
-                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => "fatal",
+                SourceError::Retryable { .. } => &self.api.retryable,
+                SourceError::Throttled { .. } => &self.api.throttled,
+                SourceError::QuotaExhausted { .. } => &self.api.quota_exhausted,
+                SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => &self.api.fatal,
             };
-            self.metrics.api_requests.with_label_values(&[source_id, outcome]).inc();
-            self.metrics.api_errors.with_label_values(&[source_id, err.code()]).inc();
-            self.metrics.stream_error(&self.plan.cfg.id, err.code());
+            outcome.inc();
+            self.api.error(err.code());
+            self.metrics.stream.error(&self.plan.cfg.id, err.code());
             let wait = match &err {
                 SourceError::Fatal { .. } | SourceError::ClockSkew { .. } => {
                     return Err(StepError::Stop(err.to_string()));
@@ -315,7 +311,7 @@ impl Reader {
                 // for as long as it takes: they never stop a stream.
                 SourceError::Throttled { .. } => {
                     if let Some(ban) = ban {
-                        self.metrics.banned_until(gate.name(), std::time::Instant::now() + ban);
+                        self.credential.banned_until(std::time::Instant::now() + ban);
                         warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, credential = gate.name(), ban = ?ban, rate_per_second = format!("{:.2}", gate.rate()), error = %err, "vendor throttled the credential; pausing it and lowering its rate");
                     }
                     continue;
@@ -328,7 +324,7 @@ impl Reader {
                 }
                 SourceError::Retryable { after, .. } => {
                     attempt += 1;
-                    self.metrics.request_retries.with_label_values(&[source_id]).inc();
+                    self.api.retries.inc();
                     if attempt >= REQUEST_ATTEMPTS {
                         return Err(StepError::Retry(format!("page {page_index} failed {attempt} times, last: {err}")));
                     }
@@ -349,7 +345,7 @@ impl Reader {
         let gate = &self.plan.gate;
         let when = crate::domain::time::format_beijing(until, "%Y-%m-%d %H:%M:%S +08:00");
         warn!(stream = %self.plan.cfg.id, credential = gate.name(), until = %when, error = %err, "daily quota exhausted; pausing the credential until it resets");
-        self.metrics.quota_exhausted_until(gate.name(), until);
+        self.credential.quota_exhausted_until(until);
         if let Some(log) = self.notices.clone() {
             let (credential, reason) = (gate.name().to_owned(), err.to_string());
             // Tried until it lands or no longer matters (the quota reset): Kafka may be away.

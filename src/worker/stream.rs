@@ -15,7 +15,7 @@ use crate::domain::backoff;
 use crate::domain::watermark::fmt_wm;
 use crate::domain::window::chrono_duration;
 use crate::domain::{CommitError, FailureLog, Mode, OutRecord, Sink, StreamId, Watermark, WatermarkState, Window};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamHandles, StreamState};
 
 /// How the stream's loop ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,9 +259,9 @@ impl StreamWorker {
             watermark: self.state.watermark,
             outcome: StreamOutcome::ShutDown,
         };
-        self.metrics.set_watermark(&self.plan().cfg.id, self.state.watermark);
-        self.metrics.init_stream(&self.plan().cfg.id, &self.plan().source_id, self.plan().lag_bound());
-        self.reader.init_gate_metrics();
+        // The stream's series, resolved once for the run.
+        let m = StreamHandles::start(&self.metrics, &self.plan().cfg.id, self.plan().lag_bound(), self.state.watermark);
+        self.reader.observe_gate();
         info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), topic = %self.reader.topic, "stream starting");
         let mut failures = 0u32;
         let mut was_caught_up = false;
@@ -277,7 +277,7 @@ impl StreamWorker {
                 // Stopped by an operator: no reads, no commits (windows read ahead are
                 // dropped) until resumed.
                 ahead.clear();
-                self.metrics.set_stream_state(&self.plan().cfg.id, "paused");
+                m.set_state(StreamState::Paused);
                 info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), "stopped by an operator; waiting to be resumed");
                 if until_caught_up {
                     break StreamOutcome::Paused;
@@ -294,7 +294,7 @@ impl StreamWorker {
             let step = self.plan_step(Utc::now());
             let (label, result) = match step {
                 Step::CaughtUp { wait } => {
-                    self.metrics.set_stream_state(&self.plan().cfg.id, "caught_up");
+                    m.set_state(StreamState::CaughtUp);
                     if !was_caught_up {
                         info!(stream = %self.plan().cfg.id, watermark = %fmt_wm(self.state.watermark), "caught up");
                         was_caught_up = true;
@@ -308,14 +308,14 @@ impl StreamWorker {
                     continue;
                 }
                 Step::Window(w) => {
-                    self.metrics.set_stream_state(&self.plan().cfg.id, "catching_up");
-                    (w.to_string(), self.process_window(w, &mut ahead, &shutdown).await)
+                    m.set_state(StreamState::CatchingUp);
+                    (w.to_string(), self.process_window(&m, w, &mut ahead, &shutdown).await)
                 }
                 Step::Snapshot => {
                     // A snapshot is due (or the last one failed): its data is older than the
                     // poll interval promises until this one commits.
-                    self.metrics.set_stream_state(&self.plan().cfg.id, "catching_up");
-                    ("snapshot".to_owned(), self.process_snapshot(&shutdown).await)
+                    m.set_state(StreamState::CatchingUp);
+                    ("snapshot".to_owned(), self.process_snapshot(&m, &shutdown).await)
                 }
             };
             was_caught_up = false;
@@ -331,7 +331,7 @@ impl StreamWorker {
                 }
                 Err(StepError::Retry(reason)) => {
                     failures += 1;
-                    self.metrics.step_retries.with_label_values(&[self.plan().cfg.id.as_str()]).inc();
+                    m.step_retries.inc();
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(stream = %self.plan().cfg.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
                     if !sleep_or_shutdown(wait, &shutdown).await {
@@ -339,7 +339,7 @@ impl StreamWorker {
                     }
                 }
                 Err(StepError::Stop(reason)) => {
-                    self.metrics.set_stream_state(&self.plan().cfg.id, "stopped");
+                    m.set_state(StreamState::Stopped);
                     error!(stream = %self.plan().cfg.id, window = %label, error = %reason, "stream stopped");
                     if let Some(log) = &self.failures_to
                         && let Err(e) = log.publish(self.plan().cfg.id.as_str(), &label, &reason).await
@@ -408,6 +408,7 @@ impl StreamWorker {
     /// this one commits, and are committed strictly after it, in order. A failure drops them.
     async fn process_window(
         &mut self,
+        m: &StreamHandles,
         w: Window,
         ahead: &mut ReadAhead,
         shutdown: &watch::Receiver<bool>,
@@ -416,7 +417,7 @@ impl StreamWorker {
         ahead.fill(&self.reader, w, windows, Utc::now(), shutdown);
         let fetched = ahead.next().await;
         let result = match fetched {
-            Ok(f) => self.commit_window(w, f).await,
+            Ok(f) => self.commit_window(m, w, f).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -425,11 +426,16 @@ impl StreamWorker {
         result
     }
 
-    async fn commit_window(&mut self, window: Window, fetched: Fetched) -> Result<Committed, StepError> {
+    async fn commit_window(
+        &mut self,
+        m: &StreamHandles,
+        window: Window,
+        fetched: Fetched,
+    ) -> Result<Committed, StepError> {
         let (pages, started) = (fetched.pages, fetched.started);
         let (batch, mut next) = self.select_window(&window, fetched)?;
-        let state_bytes = self.encode_state(&mut next)?;
-        let c = self.commit(batch, next.watermark, state_bytes).await?;
+        let state_bytes = self.encode_state(m, &mut next)?;
+        let c = self.commit(m, batch, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
@@ -441,7 +447,11 @@ impl StreamWorker {
 
     /// Fetches the whole set, commits what changed since the last snapshot and tombstones
     /// for what disappeared.
-    async fn process_snapshot(&mut self, shutdown: &watch::Receiver<bool>) -> Result<Committed, StepError> {
+    async fn process_snapshot(
+        &mut self,
+        m: &StreamHandles,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<Committed, StepError> {
         let taken_at = crate::domain::time::truncate_to_second(Utc::now());
         let fetched = self.reader.read(None, shutdown).await?;
         let (pages, started) = (fetched.pages, fetched.started);
@@ -465,8 +475,8 @@ impl StreamWorker {
                 headers: self.reader.headers.clone(),
             });
         }
-        let state_bytes = self.encode_state(&mut next)?;
-        let done = self.commit(batch, next.watermark, state_bytes).await?;
+        let state_bytes = self.encode_state(m, &mut next)?;
+        let done = self.commit(m, batch, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
@@ -479,7 +489,7 @@ impl StreamWorker {
     /// The stored form of the stream's next state. Its oldest lookback hashes may be
     /// forgotten to keep the record within `watermark_max_bytes`: `next` is changed to match,
     /// so memory and Kafka agree.
-    fn encode_state(&self, next: &mut WatermarkState) -> Result<Vec<u8>, StepError> {
+    fn encode_state(&self, m: &StreamHandles, next: &mut WatermarkState) -> Result<Vec<u8>, StepError> {
         let (state_bytes, dropped) =
             next.to_bytes_within(self.watermark_max_bytes).map_err(|e| StepError::Stop(e.to_string()))?;
         if dropped > 0 {
@@ -487,17 +497,20 @@ impl StreamWorker {
                 stream = %self.plan().cfg.id, dropped, kept = next.recent_len(), max_bytes = self.watermark_max_bytes,
                 "watermark record would exceed kafka.watermark_max_bytes; forgot the oldest lookback hashes (their records are emitted again if re-read unchanged)"
             );
-            self.metrics
-                .watermark_hashes_dropped
-                .with_label_values(&[self.plan().cfg.id.as_str()])
-                .inc_by(dropped as u64);
+            m.hashes_dropped.inc_by(dropped as u64);
         }
         Ok(state_bytes)
     }
 
     /// Commits the batch plus the stream's next state (ending at `watermark`, stored as
     /// `state_bytes` from `encode_state`) in one transaction. The caller adopts the state once this returns `Ok`.
-    async fn commit(&self, batch: Batch, watermark: Watermark, state_bytes: Vec<u8>) -> Result<Committed, StepError> {
+    async fn commit(
+        &self,
+        m: &StreamHandles,
+        batch: Batch,
+        watermark: Watermark,
+        state_bytes: Vec<u8>,
+    ) -> Result<Committed, StepError> {
         let state_len = state_bytes.len();
         let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
@@ -511,35 +524,31 @@ impl StreamWorker {
         });
         match self.sink.commit(out).await {
             Ok(()) => {
-                self.metrics.transactions.with_label_values(&["committed"]).inc();
-                self.metrics
-                    .watermark_record_bytes
-                    .with_label_values(&[self.plan().cfg.id.as_str()])
-                    .set(state_len as i64);
+                m.transactions.committed.inc();
+                m.watermark_record_bytes().set(state_len as i64);
             }
             Err(CommitError::Aborted(why)) => {
-                self.metrics.transactions.with_label_values(&["aborted"]).inc();
-                self.metrics.stream_error(&self.plan().cfg.id, "kafka");
+                m.transactions.aborted.inc();
+                m.error("kafka");
                 return Err(StepError::Retry(format!("kafka transaction aborted: {why}")));
             }
             Err(CommitError::Fatal(why)) => {
-                self.metrics.transactions.with_label_values(&["fatal"]).inc();
-                self.metrics.stream_error(&self.plan().cfg.id, "kafka");
+                m.transactions.fatal.inc();
+                m.error("kafka");
                 return Err(StepError::ProducerFailed(why));
             }
             Err(CommitError::Fenced(why)) => {
-                self.metrics.transactions.with_label_values(&["fenced"]).inc();
+                m.transactions.fenced.inc();
                 return Err(StepError::Fenced(why));
             }
         }
-        let id = self.plan().cfg.id.as_str();
-        self.metrics.set_watermark(&self.plan().cfg.id, watermark);
-        self.metrics.records.with_label_values(&[id]).inc_by(written);
-        self.metrics.bytes.with_label_values(&[id]).inc_by(bytes as u64);
-        self.metrics.records_unchanged.with_label_values(&[id]).inc_by(unchanged);
-        self.metrics.tombstones.with_label_values(&[id]).inc_by(tombstones);
-        self.metrics.dead_letters.with_label_values(&[id]).inc_by(dead_letters);
-        self.metrics.windows.with_label_values(&[id]).inc();
+        m.set_watermark(watermark);
+        m.records.inc_by(written);
+        m.bytes.inc_by(bytes as u64);
+        m.unchanged.inc_by(unchanged);
+        m.tombstones.inc_by(tombstones);
+        m.dead_letters.inc_by(dead_letters);
+        m.windows.inc();
         Ok(Committed { written, unchanged, tombstones, dead_letters })
     }
 }
@@ -677,12 +686,8 @@ mod tests {
         let id = plan.cfg.id.as_str().as_bytes();
         StreamWorker {
             reader: Arc::new(Reader {
-                plan: plan.clone(),
-                metrics: metrics.clone(),
-                topic: Arc::from(plan.topic.as_str()),
-                dead_letter_topic: Arc::from("dlq"),
                 headers: vec![("stream", Arc::from(id))],
-                notices: None,
+                ..Reader::new(plan.clone(), metrics.clone(), "dlq")
             }),
             sink,
             metrics,

@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError, WriterConfig};
 use crate::domain::{Document, RowOutcome, SourceError, Target, backoff};
 use crate::kafka::sink::HEADER_CONTROL;
 use crate::kafka::{Plain, ReadToEnd};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WriterHandles};
 use crate::worker::gate::{Answer, CredentialGate};
 use crate::worker::read::shutdown_requested;
 
@@ -132,17 +132,14 @@ pub async fn run(
     info!(writer = %w.id, topic = %topic, group = %w.group, kind = %w.kind, "writer starting");
     let mut report = WriterReport { writer: w.id.clone(), topic: topic.clone(), ..Default::default() };
     // The outcome series exist from the start, so "settled nothing" is a 0, not no data.
-    for outcome in ["saved", "existing", "rejected"] {
-        metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(0);
-    }
-    metrics.writer_registry_errors.with_label_values(&[w.id.as_str()]).inc_by(0);
+    let m = metrics.writer.handles(w.id.as_str());
     metrics.set_ready(true);
     let writer = Writer {
         w,
         target: target.as_ref(),
         gate: &gate,
         shutdown: &shutdown,
-        metrics: &metrics,
+        metrics: &m,
         at_eof: Default::default(),
     };
     loop {
@@ -157,7 +154,7 @@ pub async fn run(
                     failures += 1;
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(writer = %w.id, error = %why, retry_in = ?wait, "schema registry unavailable; reading the batch again");
-                    metrics.writer_registry_errors.with_label_values(&[w.id.as_str()]).inc();
+                    m.registry_errors.inc();
                     if !crate::worker::stream::sleep_or_shutdown(wait, &shutdown).await {
                         return Ok(report);
                     }
@@ -174,10 +171,10 @@ pub async fn run(
             warn!(writer = %w.id, error = %e, "offsets not committed; the batch will be read again");
         }
         for (outcome, n) in &counts {
-            metrics.writer_records.with_label_values(&[w.id.as_str(), outcome]).inc_by(*n);
+            m.add_records(outcome, *n);
             *report.records.entry(outcome).or_default() += n;
         }
-        metrics.writer_batch_duration.with_label_values(&[w.id.as_str()]).observe(started.elapsed().as_secs_f64());
+        m.batch_duration().observe(started.elapsed().as_secs_f64());
         writer.report_lag(&consumer, &topic);
         report.batches += 1;
         info!(writer = %w.id, records = batch.len(), saved = counts.get("saved").copied().unwrap_or(0),
@@ -215,7 +212,7 @@ struct Writer<'a> {
     target: &'a dyn Target,
     gate: &'a CredentialGate,
     shutdown: &'a watch::Receiver<bool>,
-    metrics: &'a Metrics,
+    metrics: &'a WriterHandles,
     /// Partitions read to their end (`enable.partition.eof`) since their last record.
     at_eof: std::sync::Mutex<std::collections::HashSet<i32>>,
 }
@@ -279,7 +276,7 @@ impl Writer<'_> {
     /// Sets the lag gauge (left as it was if the broker does not answer).
     fn report_lag(&self, consumer: &WriterConsumer, topic: &str) {
         if let Some(n) = tokio::task::block_in_place(|| lag(consumer, topic)) {
-            self.metrics.writer_lag.with_label_values(&[self.w.id.as_str()]).set(n);
+            self.metrics.lag().set(n);
         }
     }
 
@@ -427,7 +424,7 @@ impl Writer<'_> {
                 RowOutcome::Rejected { field, message } => {
                     *counts.entry("rejected").or_default() += 1;
                     let label = rejection_label(&field, &item.doc.body);
-                    self.metrics.writer_rejections.with_label_values(&[self.w.id.as_str(), label]).inc();
+                    self.metrics.rejected_field(label);
                     warn!(writer = %self.w.id, key = %item.doc.key, field = %field, error = %message, "target rejected a record; dead-lettering it");
                     let at = (item.partition, item.offset);
                     letters.push(self.letter(at, &item.doc.key, &field, &message, item.record, Some(item.doc.body)));
