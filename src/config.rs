@@ -1,242 +1,27 @@
-//! Worker configuration: loading the TOML file, `${ENV}` and `${file:…}` expansion, and the
-//! assembly of each module's section (`[kafka]` in `kafka::config`, `[sources.<id>]` in
-//! `sources::config`, …) into one validated [`Config`] whose errors name the key.
+//! Worker configuration: loading the TOML file and the assembly of each module's section
+//! (`[kafka]` in `kafka::config`, `[sources.<id>]` in `sources::config`, …) into one validated
+//! [`Config`] whose errors name the key. The shared vocabulary (errors, `Secret`, durations,
+//! expansion) is `tidemark_domain::config`, re-exported here.
 
-pub mod duration;
-mod expand;
-mod fields;
-mod redact;
 #[cfg(test)]
 mod reference_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
 use crate::domain::StreamId;
-use expand::{expand_tree, join};
+use tidemark_domain::config::expand::{expand_tree, join};
 
 pub use crate::cluster::config::{ClusterConfig, ClusterSection};
 pub use crate::kafka::config::{KafkaConfig, KafkaSection, ValueFormat};
 pub use crate::registry::{COMPATIBILITY_LEVELS, RegistryConfig, RegistrySection};
 pub use crate::sources::config::{DEFAULT_MAX_IN_FLIGHT, SourceConfig, SourceSection};
+pub use crate::worker::config::{StreamConfig, StreamSection};
 pub use crate::writer::config::{WriterConfig, WriterSection};
-pub use duration::{format_duration, parse_duration};
-pub use expand::expand_env;
-pub use fields::fields_of;
-pub use redact::is_secret_key;
-
-/// A configuration problem, naming the file or the key and the offending value.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("config key `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
-}
-
-impl ConfigError {
-    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError::Invalid { key: key.into(), reason: reason.into() }
-    }
-
-    /// This error with quoted values cut out if its key's value came from a secret file.
-    fn redacted_for(self, from_files: &BTreeSet<String>) -> Self {
-        match self {
-            ConfigError::Invalid { key, reason } if from_files.contains(&key) => {
-                ConfigError::Invalid { reason: redact::redact_quoted(&reason), key }
-            }
-            other => other,
-        }
-    }
-}
-
-/// A credential or password: never printed by `Debug` or `Display`, nor quoted by an error
-/// about its value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret text, for signing or handing to a client library only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// A string; anything else is refused without showing it (serde's own message would).
-impl<'de> Deserialize<'de> for Secret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Text;
-        impl<'v> serde::de::Visitor<'v> for Text {
-            type Value = Secret;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Secret, E> {
-                Ok(Secret::new(v))
-            }
-            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Secret, E> {
-                Err(E::custom("expected a string, found a boolean (the value is not shown)"))
-            }
-            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Secret, E> {
-                Err(E::custom("expected a string, found a number (the value is not shown)"))
-            }
-            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Secret, E> {
-                Err(E::custom("expected a string, found a number (the value is not shown)"))
-            }
-            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Secret, E> {
-                Err(E::custom("expected a string, found a number (the value is not shown)"))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'v>>(self, _: A) -> Result<Secret, A::Error> {
-                Err(serde::de::Error::custom("expected a string, found an array (the value is not shown)"))
-            }
-            fn visit_map<A: serde::de::MapAccess<'v>>(self, _: A) -> Result<Secret, A::Error> {
-                Err(serde::de::Error::custom("expected a string, found a table (the value is not shown)"))
-            }
-        }
-        d.deserialize_str(Text)
-    }
-}
-
-/// Where a stream starts when it has no watermark yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "String")]
-pub enum StartAt {
-    /// A fixed instant (written in config as Beijing time `yyyy-MM-dd HH:mm:ss`).
-    Instant(DateTime<Utc>),
-    /// This long before the moment the stream first starts.
-    Ago(Duration),
-}
-
-impl StartAt {
-    pub fn parse(key: &str, text: &str) -> Result<Self, ConfigError> {
-        Self::try_from(text.to_owned()).map_err(|reason| ConfigError::invalid(key, reason))
-    }
-
-    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self {
-            StartAt::Instant(t) => t,
-            StartAt::Ago(d) => now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero()),
-        }
-    }
-}
-
-impl TryFrom<String> for StartAt {
-    type Error = String;
-
-    fn try_from(text: String) -> Result<Self, String> {
-        if let Some(t) = crate::domain::time::parse_beijing(&text) {
-            return Ok(StartAt::Instant(t));
-        }
-        parse_duration("", &text)
-            .map(StartAt::Ago)
-            .map_err(|_| format!("{text:?} is neither a Beijing time `yyyy-MM-dd HH:mm:ss` nor a duration like 7d"))
-    }
-}
-
-/// The keys of a `[sources.<id>]` or `[writers.<id>]` table that belong to its kind
-/// (credentials, organisations, mapping tables), kept as written until the kind's module reads
-/// them as its own type (`settings.read::<WdtSettings>()`): a command that builds no client
-/// (`streams list`, `watermarks set`) needs none of their `${ENV}` variables or secret files.
-#[derive(Clone)]
-pub struct KindSettings {
-    prefix: String,
-    values: toml::Table,
-    /// The keys every table of this sort has (`kind`, `base_url`, …), named beside the kind's
-    /// own when a key is unknown.
-    common: &'static [&'static str],
-}
-
-/// Keys only: the values include secrets (`app_secret`, `session` ...).
-impl fmt::Debug for KindSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KindSettings")
-            .field("prefix", &self.prefix)
-            .field("keys", &self.values.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl KindSettings {
-    /// The kind's keys `values` of the table at `prefix` (`sources.wdt`).
-    pub fn new(prefix: impl Into<String>, values: toml::Table) -> Self {
-        KindSettings { prefix: prefix.into(), values, common: &[] }
-    }
-
-    /// Expands `${…}` in the values and reads them as the kind's settings type `T`, which
-    /// denies unknown keys. Errors name the key (`sources.wdt.appsecret`); a string left empty
-    /// is refused.
-    pub fn read<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
-        let mut from_files = BTreeSet::new();
-        let mut values = self.values.clone();
-        for (name, v) in values.iter_mut() {
-            let key = join(&self.prefix, name);
-            expand_tree(&key, v, &mut from_files)?;
-            if v.as_str() == Some("") {
-                return Err(ConfigError::invalid(key, "is empty"));
-            }
-        }
-        serde_path_to_error::deserialize(values)
-            .map_err(|e| section_error(&self.prefix, e, Some(self.common), &from_files))
-    }
-}
-
-/// A typed section's error as a config error: the key by its path under `prefix`, serde's
-/// "missing field" and "unknown field" said in config's terms, and the value cut out where
-/// the key holds a secret or its value came from a secret file. `kind_common` is set for a
-/// kind's own keys: the keys of the table they sit in.
-fn section_error(
-    prefix: &str,
-    e: serde_path_to_error::Error<toml::de::Error>,
-    kind_common: Option<&[&str]>,
-    from_files: &BTreeSet<String>,
-) -> ConfigError {
-    let path = e.path().to_string();
-    let key = if path == "." { prefix.to_owned() } else { join(prefix, &path) };
-    let message = e.inner().message().trim_end().to_owned();
-    if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
-        let reason = if kind_common.is_some() { "missing (required by this kind)" } else { "missing" };
-        return ConfigError::invalid(join(&key, field), reason);
-    }
-    if let Some((field, expected)) = message.strip_prefix("unknown field `").and_then(|m| m.split_once('`')) {
-        // serde lists the known fields in backticks: "…, expected one of `a`, `b`".
-        let mut known: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-        let key = if key.ends_with(field) { key } else { join(&key, field) };
-        let reason = match kind_common {
-            Some(common) => {
-                known.extend(common.iter().copied());
-                format!("unknown key for this kind (known: {})", known.join(", "))
-            }
-            None => format!("unknown key (known: {})", known.join(", ")),
-        };
-        return ConfigError::invalid(key, reason);
-    }
-    let reason =
-        if is_secret_key(&key) || from_files.contains(&key) { redact::redact_quoted(&message) } else { message };
-    ConfigError::invalid(key, reason)
-}
+pub use tidemark_domain::config::*;
 
 /// The whole file as written: each module's section, and the kinds' own keys set aside.
 #[derive(Debug, Deserialize)]
@@ -267,131 +52,6 @@ pub struct FileConfig {
 pub struct MetricsSection {
     /// Where `/metrics`, `/healthz` and `/readyz` are served; off unless set.
     pub listen: Option<String>,
-}
-
-/// `[[streams]]` as written.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StreamSection {
-    pub id: String,
-    pub source: String,
-    pub topic: Option<String>,
-    #[serde(default = "default_start")]
-    pub start: StartAt,
-    #[serde(default, deserialize_with = "duration::required")]
-    pub lookback: Duration,
-    #[serde(default, deserialize_with = "duration::optional")]
-    pub dedup_span: Option<Duration>,
-    #[serde(default = "duration::secs::<120>", deserialize_with = "duration::required")]
-    pub settle: Duration,
-    #[serde(default = "duration::secs::<60>", deserialize_with = "duration::required")]
-    pub poll_interval: Duration,
-    #[serde(default, deserialize_with = "duration::optional")]
-    pub max_span: Option<Duration>,
-    pub page_size: Option<u32>,
-    #[serde(default = "default_windows_in_flight")]
-    pub windows_in_flight: u32,
-    #[serde(default)]
-    pub params: BTreeMap<String, String>,
-}
-
-/// A new stream starts a day back.
-fn default_start() -> StartAt {
-    StartAt::Ago(Duration::from_secs(86_400))
-}
-/// Enough windows to keep a credential's slots busy while one of them commits.
-fn default_windows_in_flight() -> u32 {
-    8
-}
-/// A ceiling that catches a typo (16000 for 16) before it reaches a vendor.
-const MAX_WINDOWS_IN_FLIGHT: u32 = 64;
-
-/// One polled stream: a source scoped by its parameters, with its own watermark.
-#[derive(Debug, Clone)]
-pub struct StreamConfig {
-    pub id: StreamId,
-    pub source: String,
-    pub topic: Option<String>,
-    pub start: StartAt,
-    pub lookback: Duration,
-    /// How far behind the watermark content hashes are kept (at least the lookback): a
-    /// re-read within it (`watermarks set` back) emits only records that changed.
-    pub dedup_span: Duration,
-    pub settle: Duration,
-    pub poll_interval: Duration,
-    pub max_span: Option<Duration>,
-    pub page_size: Option<u32>,
-    /// Windows fetched at once while catching up; they still commit strictly in order.
-    pub windows_in_flight: u32,
-    pub params: BTreeMap<String, String>,
-}
-
-impl StreamConfig {
-    /// Checks the `i`th `[[streams]]` against itself and the configured `sources`.
-    fn from_section(
-        i: usize,
-        s: StreamSection,
-        sources: &BTreeMap<String, SourceConfig>,
-    ) -> Result<StreamConfig, ConfigError> {
-        let key = |name: &str| format!("streams[{i}].{name}");
-        let id = StreamId::parse(&s.id).map_err(|why| ConfigError::invalid(key("id"), why))?;
-        // Keys tidemark writes beside the streams' own (see `ops` and `kafka::control`).
-        if let Some(p) = ["backfill:", "error:"].iter().find(|p| s.id.starts_with(**p)) {
-            return Err(ConfigError::invalid(
-                key("id"),
-                format!("{:?} starts with {p:?}, which tidemark reserves", s.id),
-            ));
-        }
-        if !sources.contains_key(&s.source) {
-            return Err(ConfigError::invalid(
-                key("source"),
-                format!(
-                    "unknown source {:?} (configured: {})",
-                    s.source,
-                    sources.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        if let Some(t) = &s.topic {
-            check_topic_name(&key("topic"), t)?;
-        }
-        if s.poll_interval.is_zero() {
-            return Err(ConfigError::invalid(key("poll_interval"), "must be positive"));
-        }
-        if let Some(m) = s.max_span {
-            if m < Duration::from_secs(1) {
-                return Err(ConfigError::invalid(key("max_span"), "must be at least 1s"));
-            }
-            if s.lookback >= m {
-                return Err(ConfigError::invalid(
-                    key("lookback"),
-                    format!(
-                        "lookback {} must be shorter than max_span {}",
-                        format_duration(s.lookback),
-                        format_duration(m)
-                    ),
-                ));
-            }
-        }
-        check_range(&key("windows_in_flight"), s.windows_in_flight, 1..=MAX_WINDOWS_IN_FLIGHT)?;
-        if s.page_size == Some(0) {
-            return Err(ConfigError::invalid(key("page_size"), "must be at least 1"));
-        }
-        Ok(StreamConfig {
-            id,
-            source: s.source,
-            topic: s.topic,
-            start: s.start,
-            lookback: s.lookback,
-            dedup_span: s.dedup_span.map_or(s.lookback, |d| d.max(s.lookback)),
-            settle: s.settle,
-            poll_interval: s.poll_interval,
-            max_span: s.max_span,
-            page_size: s.page_size,
-            windows_in_flight: s.windows_in_flight,
-            params: s.params,
-        })
-    }
 }
 
 /// The validated worker configuration.
@@ -495,7 +155,7 @@ impl TryFrom<FileConfig> for Config {
         }
         let mut streams: Vec<StreamConfig> = Vec::new();
         for (i, s) in file.streams.into_iter().enumerate() {
-            let stream = StreamConfig::from_section(i, s, &sources)?;
+            let stream = StreamConfig::from_section(i, s, |id| sources.contains_key(id), || sources.keys().cloned().collect())?;
             if streams.iter().any(|s| s.id == stream.id) {
                 return Err(ConfigError::invalid(
                     format!("streams[{i}].id"),
@@ -536,25 +196,6 @@ impl Config {
         self.cluster = Some(ClusterConfig::try_from(section)?);
         Ok(())
     }
-}
-
-/// `v` within `range`, for counts where a typo (16000 for 16) should stop the start.
-pub fn check_range(key: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> Result<(), ConfigError> {
-    if range.contains(&v) {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(key, format!("must be within {}..={}, got {v}", range.start(), range.end())))
-    }
-}
-
-/// Kafka's own topic-name rule: 1–249 of `[a-zA-Z0-9._-]`.
-pub fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
-    let ok = !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok { Ok(()) } else { Err(ConfigError::invalid(key, format!("{name:?} is not a valid Kafka topic name"))) }
 }
 
 #[cfg(test)]

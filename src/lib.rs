@@ -13,22 +13,20 @@
 //! operators' commands; `writer` delivers a topic to a target API (`targets`); `simulate`
 //! serves the vendor simulators; `bench` measures the worker.
 
-pub mod avro;
 pub mod bench;
 pub mod cluster;
 pub mod config;
-pub mod domain;
 pub mod inspect;
-pub mod kafka;
-pub mod metrics;
 pub mod ops;
 pub mod pipeline;
-pub mod registry;
 pub mod run;
-#[cfg(test)]
-pub(crate) mod sign_vectors;
-pub mod simulate;
-pub mod sources;
-pub mod targets;
-pub mod worker;
 pub mod writer;
+
+#[cfg(test)]
+mod round_trip;
+
+pub use tidemark_domain as domain;
+pub use tidemark_domain::sign_vectors;
+pub use tidemark_engine::{avro, kafka, metrics, registry, worker};
+pub use tidemark_simulate as simulate;
+pub use tidemark_vendors::{sources, targets};

@@ -57,6 +57,17 @@ pub struct WriterConfig {
 }
 
 impl WriterConfig {
+    /// What the writer's target is built from.
+    pub fn target(&self) -> crate::targets::TargetConfig<'_> {
+        crate::targets::TargetConfig {
+            id: &self.id,
+            kind: &self.kind,
+            base_url: &self.base_url,
+            request_timeout: self.request_timeout,
+            settings: &self.settings,
+        }
+    }
+
     /// Checks `[writers.<id>]`; `settings` are the target's own keys.
     pub fn from_section(id: &str, w: WriterSection, settings: KindSettings) -> Result<Self, ConfigError> {
         let key = |name: &str| format!("writers.{id}.{name}");

@@ -1,0 +1,186 @@
+//! 旺店通 via 奇门 (Qimen): TOP-style system parameters and signing, the
+//! `{"response": {"flag", "code", "message", "total_count", <list>}}` envelope, error classes.
+//!
+//! The public docs do not show Qimen's JSON envelope; we assume the shape above, with
+//! `flag: "failure"` plus `code`/`sub_code`/`message` on errors, and TOP's own
+//! `error_response` for gateway errors. That assumption lives in `parse_response` only.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::envelope::{as_text, json_body, preview, records, total};
+use super::top::classify as top_classify;
+use super::top_sign::{SignMethod, TopCredential};
+use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
+pub use tidemark_endpoints::qimen::{STOCKIN_REFUND};
+use crate::config::{ConfigError, Secret, SourceConfig};
+use crate::domain::time::{DATETIME, format_beijing};
+
+
+/// Reads a Qimen response into a page, or the vendor's error.
+pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
+    let mut v = json_body(body)?;
+    if let Some(e) = v.get("error_response") {
+        // The gateway's own error: the ban's seconds are in `sub_msg`, as in TOP's.
+        let message = format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg")));
+        return Err(top_classify(&as_text(e.get("code")), &as_text(e.get("sub_code")), message.trim()));
+    }
+    let r = v
+        .get("response")
+        .ok_or_else(|| SourceError::malformed(format!("response has no `response`: {}", preview(body))))?;
+    let flag = as_text(r.get("flag"));
+    if flag != "success" {
+        let (code, sub_code, message) = (as_text(r.get("code")), as_text(r.get("sub_code")), as_text(r.get("message")));
+        if flag != "failure" {
+            return Err(SourceError::malformed(format!("unknown flag {flag:?}: {}", preview(body))));
+        }
+        // 旺店通 business codes pass through Qimen as numbers: 1–199 mean the request or the
+        // credentials are wrong, as in openapi2.
+        if let Ok(n) = code.parse::<i64>()
+            && (1..200).contains(&n)
+            && !matches!(n, 7 | 15)
+        {
+            return Err(super::wdt::classify(n, &message));
+        }
+        return Err(top_classify(&code, &sub_code, &message));
+    }
+    let total = total(r.get("total_count"), "total_count")?;
+    Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
+}
+
+/// `[sources.<id>]` keys of a `qimen.*` kind: the Qimen app's credential and the 旺店通 seller
+/// behind it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QimenSettings {
+    pub app_key: String,
+    pub app_secret: Secret,
+    #[serde(default)]
+    pub sign_method: SignMethod,
+    pub target_app_key: String,
+    pub sid: String,
+}
+
+/// A 旺店通 API reached through Qimen with one app's credentials.
+pub struct QimenSource {
+    spec: &'static ApiSpec,
+    http: reqwest::Client,
+    url: String,
+    credential: TopCredential,
+    target_app_key: String,
+    sid: String,
+    timeout: Duration,
+}
+
+impl QimenSource {
+    pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
+        let s: QimenSettings = cfg.settings.read()?;
+        Ok(QimenSource {
+            spec,
+            http,
+            url: cfg.base_url.clone(),
+            credential: TopCredential::new(s.app_key, s.app_secret, s.sign_method),
+            target_app_key: s.target_app_key,
+            sid: s.sid,
+            timeout: cfg.request_timeout,
+        })
+    }
+
+    pub fn signed_params(
+        &self,
+        req: &PageRequest<'_>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<BTreeMap<String, String>, SourceError> {
+        let window = req.window.ok_or_else(|| SourceError::no_window(self.spec.kind))?;
+        let mut p: BTreeMap<String, String> = req.params.clone();
+        for (k, v) in [
+            ("target_app_key", self.target_app_key.clone()),
+            ("sid", self.sid.clone()),
+            ("start_time", format_beijing(window.start, DATETIME)),
+            // Closed interval, as 旺店通's own APIs.
+            ("end_time", format_beijing(window.last_second(), DATETIME)),
+            ("page_no", req.page_index.to_string()),
+            ("page_size", req.page_size.to_string()),
+        ] {
+            p.insert(k.to_owned(), v);
+        }
+        Ok(self.credential.signed(self.spec.method, p, now))
+    }
+}
+
+impl Source for QimenSource {
+    fn spec(&self) -> &'static ApiSpec {
+        self.spec
+    }
+
+    fn quota_key(&self) -> String {
+        format!("qimen:{}:{}", self.credential.app_key, self.sid)
+    }
+
+    fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+        Box::pin(async move {
+            let params = self.signed_params(&req, chrono::Utc::now())?;
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(|body| parse_response(body, self.spec.list_field))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<Page, SourceError> {
+        parse_response(body.as_bytes(), "stockin_list")
+    }
+
+    #[test]
+    fn success_envelope_parses_with_nested_details() {
+        let p = parse(
+            r#"{"response":{"flag":"success","code":"0","message":"","total_count":"2",
+               "stockin_list":[{"order_no":"RK1","details_list":[{"num":"1.0000"}]},{"order_no":"RK2","details_list":[]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!((p.total, p.records.len()), (Some(2), 2));
+        assert_eq!(p.records[0]["details_list"][0]["num"], "1.0000");
+    }
+
+    #[test]
+    fn failures_are_classified() {
+        let e = parse(r#"{"response":{"flag":"failure","code":"sign-check-failure","message":"Illegal request"}}"#)
+            .unwrap_err();
+        assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
+        let e = parse(r#"{"response":{"flag":"failure","code":"100","message":"签名错误"}}"#).unwrap_err();
+        assert!(matches!(&e, SourceError::Fatal { .. }) && e.to_string().contains("signature rejected"), "{e:?}");
+        let e = parse(r#"{"response":{"flag":"failure","code":"7","message":"ban will last 4 more seconds"}}"#)
+            .unwrap_err();
+        assert!(matches!(e, SourceError::Throttled { after: Some(a), .. } if a == Duration::from_secs(4)), "{e:?}");
+        let e =
+            parse(r#"{"response":{"flag":"failure","code":"100","message":"超过每分钟最大调用频率限制,请稍后重试"}}"#)
+                .unwrap_err();
+        assert!(
+            matches!(e, SourceError::Throttled { after: None, .. }),
+            "旺店通's per-minute limit through 奇门: {e:?}"
+        );
+        let e = parse(r#"{"response":{"flag":"failure","code":"4","message":"数据库错误"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+        let e =
+            parse(r#"{"response":{"flag":"failure","code":"15","sub_code":"isp.service-unavailable","message":"x"}}"#)
+                .unwrap_err();
+        assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+        let e = parse(r#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"accesscontrol.limited-by-app-access-count","sub_msg":"This ban will last for 3600 more seconds"}}"#).unwrap_err();
+        assert!(
+            matches!(e, SourceError::QuotaExhausted { after: Some(a), .. } if a == Duration::from_secs(3600)),
+            "the gateway's sub_msg is read: {e:?}"
+        );
+        let e = parse(r#"{"error_response":{"code":"29","msg":"Invalid app Key"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Fatal { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn malformed_envelopes_are_retryable() {
+        for body in [r#"{"stockin_list":[]}"#, r#"{"response":{"flag":"maybe"}}"#, "not json"] {
+            assert!(matches!(parse(body).unwrap_err(), SourceError::Retryable { .. }), "{body}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The vendor clients against their simulators, in process: two crates that may not see each
+//! other's code (the simulators verify with their own), checked against each other here.
+
+mod k3cloud;
+mod sources;
+
+#[test]
+fn every_kind_is_simulated_and_every_simulated_kind_is_known() {
+    let known: Vec<&str> = crate::sources::KINDS.iter().map(|k| k.spec.kind).collect();
+    let simulated: Vec<&str> = crate::simulate::SIM_KINDS.iter().map(|k| k.spec.kind).collect();
+    assert_eq!(known, simulated);
+}
