@@ -257,7 +257,7 @@ async fn run_pass(
 /// The producer for one pass. The first pass fails after a few tries (a wrong config should
 /// say so); later passes wait for Kafka to come back. `None` if shutdown came first.
 async fn connect(supervisor: &Supervisor, pass: u32) -> Result<Option<Producer>, RunError> {
-    let shutdown = supervisor.cancel();
+    let shutdown = supervisor.token();
     let mut attempt = 0;
     loop {
         if shutdown.is_cancelled() && pass > 1 {

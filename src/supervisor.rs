@@ -180,7 +180,7 @@ impl Supervisor {
     }
 
     /// The token that ends everything this supervisor runs.
-    pub fn cancel(&self) -> &CancellationToken {
+    pub fn token(&self) -> &CancellationToken {
         &self.cancel
     }
 

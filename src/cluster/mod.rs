@@ -227,7 +227,7 @@ async fn own(
     first_start: chrono::DateTime<chrono::Utc>,
     paused: Option<watch::Receiver<bool>>,
 ) -> StreamReport {
-    let stop = supervisor.cancel().clone();
+    let stop = supervisor.token().clone();
     // Sleeps for `d`; false if the stream was revoked or shutdown came first.
     let sleep = |d| {
         let stop = stop.clone();
