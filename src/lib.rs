@@ -8,10 +8,13 @@
 //! module per vendor protocol; `registry` the schema registry client; `avro` maps JSON
 //! to the schemas in `schemas/`; `kafka` is the transactional sink, topic bootstrap, watermark
 //! store and control topic; `worker` the per-stream loop (windows, pages, completeness,
-//! commits); `pipeline` assembles the streams and `run` runs them in one process; `cluster`
-//! shares them among replicas through a Kafka consumer group; `ops` and `inspect` are the
-//! operators' commands; `writer` delivers a topic to a target API (`targets`); `simulate`
-//! serves the vendor simulators; `bench` measures the worker.
+//! commits) and the `StreamContext` it borrows from its process; `pipeline` assembles the
+//! streams; `supervisor` is the one lifecycle of streams on a producer (connect, settle
+//! hanging transactions, load watermarks, spawn, cancel, retire), which `run` uses for one
+//! process, `cluster` for each stream a replica owns, `ops` for a backfill and `bench` for
+//! its producer; `ops` and `inspect` are the operators' commands; `writer` delivers a topic
+//! to a target API (`targets`); `simulate` serves the vendor simulators; `bench` measures the
+//! worker. No folder's modules import each other in a cycle (`layering_tests` checks).
 
 pub mod avro;
 pub mod bench;
@@ -20,6 +23,8 @@ pub mod config;
 pub mod domain;
 pub mod inspect;
 pub mod kafka;
+#[cfg(test)]
+mod layering_tests;
 pub mod metrics;
 pub mod ops;
 pub mod pipeline;
@@ -29,6 +34,7 @@ pub mod run;
 pub(crate) mod sign_vectors;
 pub mod simulate;
 pub mod sources;
+pub mod supervisor;
 pub mod targets;
 pub mod worker;
 pub mod writer;

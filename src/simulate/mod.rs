@@ -9,6 +9,7 @@ pub mod qimen;
 pub mod rng;
 pub mod throttles;
 pub mod top;
+pub mod vendor;
 pub mod verify;
 pub mod wdt;
 
