@@ -8,12 +8,10 @@ mod reference_tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::StreamId;
-use tidemark_domain::config::expand::{expand_tree, join};
+use tidemark_domain::config::expand::expand_tree;
 
 pub use crate::cluster::config::{ClusterConfig, ClusterSection};
 pub use crate::kafka::config::{KafkaConfig, KafkaSection, ValueFormat};
@@ -112,9 +110,7 @@ fn set_aside_kind_keys(
     let Some(toml::Value::Table(entries)) = table.get_mut(section) else { return kinds };
     for (id, entry) in entries.iter_mut() {
         let toml::Value::Table(keys) = entry else { continue };
-        let own: Vec<String> = keys.keys().filter(|k| !common.contains(&k.as_str())).cloned().collect();
-        let values = own.into_iter().filter_map(|k| keys.remove(&k).map(|v| (k, v))).collect();
-        kinds.insert(id.clone(), KindSettings { prefix: format!("{section}.{id}"), values, common });
+        kinds.insert(id.clone(), KindSettings::split_from(format!("{section}.{id}"), keys, common));
     }
     kinds
 }
@@ -155,7 +151,8 @@ impl TryFrom<FileConfig> for Config {
         }
         let mut streams: Vec<StreamConfig> = Vec::new();
         for (i, s) in file.streams.into_iter().enumerate() {
-            let stream = StreamConfig::from_section(i, s, |id| sources.contains_key(id), || sources.keys().cloned().collect())?;
+            let stream =
+                StreamConfig::from_section(i, s, |id| sources.contains_key(id), || sources.keys().cloned().collect())?;
             if streams.iter().any(|s| s.id == stream.id) {
                 return Err(ConfigError::invalid(
                     format!("streams[{i}].id"),
@@ -201,6 +198,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn kind_settings_debug_names_the_keys_but_never_a_value() {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use tidemark::config::Config;
@@ -262,10 +262,12 @@ fn init_logs(format: LogFormat) {
     }
 }
 
-/// Turns SIGINT/SIGTERM into a shutdown request; a second signal exits at once.
-fn shutdown_on_signals() -> watch::Receiver<bool> {
+/// Turns SIGINT/SIGTERM into a shutdown request (the token cancelled); a second signal exits
+/// at once.
+fn shutdown_on_signals() -> CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
-    let (tx, rx) = watch::channel(false);
+    let shutdown = CancellationToken::new();
+    let cancel = shutdown.clone();
     tokio::spawn(async move {
         // Both listeners live for the whole run: one made anew each turn (`ctrl_c()`) misses a
         // SIGINT that came with the SIGTERM before it, and the second signal is lost.
@@ -281,10 +283,10 @@ fn shutdown_on_signals() -> watch::Receiver<bool> {
                 std::process::exit(130);
             }
             tracing::info!("shutdown requested; finishing the current window");
-            let _ = tx.send(true);
+            cancel.cancel();
         }
     });
-    rx
+    shutdown
 }
 
 /// The end-of-run table: one line per stream.

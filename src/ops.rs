@@ -2,7 +2,7 @@
 //! them (the control topic), set or reset their watermarks (a transaction that fences the
 //! stream's current owner).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use crate::domain::{OutRecord, StreamId, WatermarkState};
 use crate::kafka::control::{self, ControlError, StreamControl};
 use crate::kafka::watermarks::{self, LoadError};
 use crate::kafka::{CommitError, TxnSink};
-use crate::worker::StreamWorker;
+use crate::supervisor::{Launch, ResumeError, Supervisor};
+use crate::worker::{StreamOutcome, StreamPlan};
 
 /// Headers of a watermark record an operator wrote.
 pub const HEADER_SET_BY: &str = "tidemark.set-by";
@@ -246,7 +247,7 @@ async fn write_watermark(
         Ok(mut all) => all.remove(stream),
         Err(e) => {
             if let Some(sink) = sink {
-                let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+                crate::kafka::sink::retire(sink).await;
             }
             return Err(e.into());
         }
@@ -278,7 +279,7 @@ async fn write_watermark(
         ],
     };
     let result = sink.commit(vec![record]).await.map_err(commit);
-    let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+    crate::kafka::sink::retire(sink).await;
     result?;
     tracing::info!(stream, from = ?change.from, to = ?change.to, by = %by, forced = change.forced, "watermark written");
     Ok(change)
@@ -344,7 +345,7 @@ pub async fn backfill(
     to: DateTime<Utc>,
     quota_share: f64,
     dry_run: bool,
-    shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<BackfillReport, OpsError> {
     let id = known(config, stream)?;
     let now = Utc::now();
@@ -375,9 +376,9 @@ pub async fn backfill(
     let mut cfg = live.cfg.clone();
     cfg.id = key.clone();
     cfg.start = StartAt::Instant(from);
-    let plan = Arc::new(crate::worker::StreamPlan { cfg, until: Some(to), ..live });
-    let mut kafka = config.kafka.clone();
-    kafka.transactional_id = match &config.cluster {
+    // Its records say which live stream they belong to, like the stream's own.
+    let plan = Arc::new(StreamPlan { cfg, until: Some(to), records_of: Some(id.clone()), ..live });
+    let transactional_id = match &config.cluster {
         Some(c) => crate::cluster::transactional_id(c, key.as_str()),
         None => format!("{}:{}", config.kafka.transactional_id, key.as_str()),
     };
@@ -393,13 +394,7 @@ pub async fn backfill(
             ),
         });
     }
-    let state = stored.remove(key.as_str()).unwrap_or_else(|| {
-        // From the live stream's hashes, so what it emitted unchanged is not emitted again.
-        let mut s = stored.remove(stream).unwrap_or_else(|| WatermarkState::new(key.clone(), from));
-        s.stream = key.clone();
-        s.watermark = from;
-        s
-    });
+    let state = backfill_state(&mut stored, &key, stream, from);
     let mut report = BackfillReport {
         stream: stream.to_owned(),
         progress_key: key.to_string(),
@@ -415,34 +410,50 @@ pub async fn backfill(
     if dry_run || report.done {
         return Ok(report);
     }
-    let commit = |error| OpsError::Commit { stream: key.to_string(), error };
-    // Fences an earlier run of this backfill that was killed, and aborts what it left open.
-    let sink = Arc::new(TxnSink::connect(&kafka, None).await.map_err(commit)?);
-    let metrics = crate::metrics::Metrics::new();
-    let failures: Arc<dyn crate::domain::FailureLog> =
-        Arc::new(crate::kafka::control::ControlLog(config.kafka.clone()));
-    let mut worker = StreamWorker::new(config, &plan, sink.clone(), metrics, state, None, Some(failures));
-    // Its records say which live stream they belong to, like the stream's own.
-    let reader = Arc::get_mut(&mut worker.reader).expect("a new reader");
-    reader.headers[0] = (crate::kafka::HEADER_STREAM, Arc::from(stream.as_bytes()));
+    // The backfill's own producer: it fences an earlier run of this backfill that was killed
+    // (aborting what it left open) before its progress is read again, now final.
+    let supervisor = Supervisor::new(config, crate::metrics::Metrics::new(), shutdown)
+        .transactional_id(transactional_id)
+        .until_caught_up(true);
+    let (producer, mut stored) = supervisor.prepare(&supervisor.topics_of(&plan)).await.map_err(|e| match e {
+        ResumeError::Producer(error) => OpsError::Commit { stream: key.to_string(), error },
+        ResumeError::Watermarks(e) => OpsError::Watermarks(e),
+        e @ ResumeError::Hanging(_) => OpsError::Setup(e.to_string()),
+    })?;
+    let state = backfill_state(&mut stored, &key, stream, from);
+    report.resumed_at = format_beijing(state.watermark, DATETIME);
     tracing::info!(stream, from = %report.from, to = %report.to, resumed_at = %report.resumed_at, "backfill starting");
-    let result = worker.run(true, shutdown).await;
-    if let Some(sink) = Arc::into_inner(sink) {
-        crate::kafka::sink::retire(sink).await;
-    }
+    let result = supervisor.run_one(producer, Launch { plan, state, paused: None }).await;
     report.records = result.records;
     report.unchanged = result.unchanged;
     report.windows = result.windows;
     match result.outcome {
-        crate::worker::StreamOutcome::CaughtUp => report.done = true,
-        crate::worker::StreamOutcome::ShutDown => {}
-        crate::worker::StreamOutcome::Stopped(why) | crate::worker::StreamOutcome::ProducerFailed(why) => {
+        StreamOutcome::CaughtUp => report.done = true,
+        StreamOutcome::ShutDown => {}
+        StreamOutcome::Stopped(why) | StreamOutcome::ProducerFailed(why) => {
             return Err(OpsError::Setup(format!("backfill of {stream} stopped: {why} (run it again to resume)")));
         }
-        crate::worker::StreamOutcome::Fenced(_) => {
+        StreamOutcome::Fenced(_) => {
             return Err(OpsError::Setup(format!("backfill of {stream}: another run of the same backfill took over")));
         }
-        crate::worker::StreamOutcome::Paused | crate::worker::StreamOutcome::Resumed => {}
+        StreamOutcome::Paused | StreamOutcome::Resumed => {}
     }
     Ok(report)
+}
+
+/// Where the backfill keyed `key` goes on from: its own progress in `stored`, else `from`
+/// with the live `stream`'s content hashes, so what the stream emitted unchanged is not
+/// emitted again.
+fn backfill_state(
+    stored: &mut BTreeMap<String, WatermarkState>,
+    key: &StreamId,
+    stream: &str,
+    from: DateTime<Utc>,
+) -> WatermarkState {
+    stored.remove(key.as_str()).unwrap_or_else(|| {
+        let mut s = stored.remove(stream).unwrap_or_else(|| WatermarkState::new(key.clone(), from));
+        s.stream = key.clone();
+        s.watermark = from;
+        s
+    })
 }

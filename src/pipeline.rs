@@ -116,6 +116,7 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
             max_span,
             page_size,
             until: None,
+            records_of: None,
         });
     }
     // A topic is either an event log or a compacted table, never both.

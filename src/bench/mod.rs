@@ -17,11 +17,11 @@ use futures_util::future::join_all;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::config::{Config, DEFAULT_MAX_IN_FLIGHT};
-use crate::domain::{OutRecord, Sink, WatermarkState, Window};
-use crate::kafka::TxnSink;
+use crate::domain::{OutRecord, WatermarkState, Window};
 use crate::metrics::Metrics;
 use crate::pipeline;
 use crate::simulate::{SIM_KINDS, SimPair, sim_kind};
+use crate::supervisor::Producer;
 use crate::worker::read::Fetched;
 use crate::worker::{Reader, StreamPlan};
 
@@ -264,11 +264,10 @@ fn reader(plan: StreamPlan, dead_letter_topic: &str) -> Arc<Reader> {
 
 /// Every window of a stream, read with as many windows in flight as the worker would.
 async fn read_all(reader: &Reader, now: chrono::DateTime<Utc>) -> Result<Vec<Fetched>, BenchError> {
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let rx = &rx;
+    let never = &tokio_util::sync::CancellationToken::new();
     let ahead = reader.plan.cfg.windows_in_flight as usize;
     futures_util::stream::iter(windows(&reader.plan, now))
-        .map(|w| async move { reader.read(Some(&w), rx).await.map(|f| (w, f)) })
+        .map(|w| async move { reader.read(Some(&w), never).await.map(|f| (w, f)) })
         .buffered(ahead)
         .map(|r| r.map(|(_, f)| f).map_err(err))
         .try_collect()
@@ -296,7 +295,8 @@ async fn produce_only(
 ) -> Result<(u64, Duration), BenchError> {
     let mut kafka = config.kafka.clone();
     kafka.transactional_id = format!("bench-{run}-produce");
-    let sink: Arc<dyn Sink> = Arc::new(TxnSink::connect(&kafka, None).await.map_err(err)?);
+    // The workers' producer, as the supervisor makes it; retired on drop if a step fails.
+    let producer = Producer::connect(&kafka, None).await.map_err(err)?;
     let topic: Arc<str> = Arc::from(format!("bench-{run}.produce"));
     let wm_topic: Arc<str> = Arc::from(kafka.watermark_topic.as_str());
     crate::kafka::topics::ensure(
@@ -322,10 +322,11 @@ async fn produce_only(
                 headers: Vec::new(),
             });
             let t0 = Instant::now();
-            sink.commit(out).await.map_err(err)?;
+            producer.sink().commit(out).await.map_err(err)?;
             timed += t0.elapsed();
         }
     }
+    producer.retire().await;
     Ok((total, timed))
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, check_topic_name, duration};
+use crate::domain::config::{ConfigError, check_topic_name, duration};
 
 /// `[cluster]` as written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

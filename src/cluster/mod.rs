@@ -12,17 +12,14 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::{ClusterConfig, Config, KafkaConfig};
-use crate::domain::WatermarkState;
-use crate::kafka::TxnSink;
-use crate::kafka::watermarks;
+use crate::config::{ClusterConfig, Config};
 use crate::metrics::Metrics;
 use crate::run::{RunError, Started};
-use crate::worker::read::shutdown_requested;
-use crate::worker::stream::sleep_or_shutdown;
-use crate::worker::{StreamOutcome, StreamPlan, StreamReport, StreamWorker};
+use crate::supervisor::{Launch, Supervisor, resumed_state};
+use crate::worker::{StreamOutcome, StreamPlan, StreamReport};
 use membership::{Change, Membership};
 
 /// The transactional id of a stream's producer in a cluster: the same on every replica, so
@@ -38,7 +35,7 @@ pub async fn run(
     config: Config,
     until_caught_up: bool,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> Result<Vec<StreamReport>, RunError> {
     let Some(cluster) = config.cluster.clone() else {
         return Err(RunError::Cluster("a replica needs a [cluster] group".into()));
@@ -61,7 +58,7 @@ async fn replicate(
     cluster: &ClusterConfig,
     mut plans: Vec<StreamPlan>,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     control: &crate::kafka::control::Board,
 ) -> Result<Vec<StreamReport>, RunError> {
     // Slot i is the i-th stream by id: every replica with the same config agrees.
@@ -89,7 +86,7 @@ async fn replicate(
     };
     let mut reports = Vec::new();
     let mut failed = None;
-    while !*shutdown.borrow() {
+    while !shutdown.is_cancelled() {
         tokio::select! {
             change = changes.recv() => match change {
                 Some(Change::Assigned(slots)) => owner.take(&slots).await,
@@ -103,7 +100,7 @@ async fn replicate(
                 }
                 None => break,
             },
-            _ = shutdown_requested(&shutdown) => break,
+            _ = shutdown.cancelled() => break,
         }
     }
     let all: Vec<i32> = owner.owned.keys().copied().collect();
@@ -124,15 +121,15 @@ struct Owner<'a> {
     cluster: &'a ClusterConfig,
     plans: Vec<Arc<StreamPlan>>,
     metrics: Arc<Metrics>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     owned: BTreeMap<i32, Running>,
     first_start: chrono::DateTime<chrono::Utc>,
     control: &'a crate::kafka::control::Board,
 }
 
-/// One owned stream's task and the switch that stops it.
+/// One owned stream's task and the token that stops it (a child of the process's shutdown).
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<StreamReport>,
 }
 
@@ -151,13 +148,15 @@ impl Owner<'_> {
         for slot in new {
             let plan = self.plans[slot as usize].clone();
             let paused = self.control.flag(plan.cfg.id.as_str());
-            let (stop, stop_rx) = watch::channel(false);
+            // The stream's own producer: its transactional id fences the stream's earlier owners.
+            let stop = self.shutdown.child_token();
+            let supervisor = Supervisor::new(self.config, self.metrics.clone(), stop.clone())
+                .transactional_id(transactional_id(self.cluster, plan.cfg.id.as_str()));
             let task = tokio::spawn(own(
-                self.config.clone(),
-                self.cluster.clone(),
+                supervisor,
+                self.cluster.session_timeout,
                 plan,
                 self.metrics.clone(),
-                Switches { shutdown: self.shutdown.clone(), stop: stop_rx },
                 self.first_start,
                 paused,
             ));
@@ -176,7 +175,7 @@ impl Owner<'_> {
         let mut stopping = Vec::new();
         for slot in slots {
             if let Some(r) = self.owned.remove(slot) {
-                let _ = r.stop.send(true);
+                r.stop.cancel();
                 stopping.push(r.task);
             }
         }
@@ -216,92 +215,58 @@ impl Owner<'_> {
     }
 }
 
-/// What ends an owned stream: the process's shutdown or the slot's revocation.
-struct Switches {
-    shutdown: watch::Receiver<bool>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Switches {
-    fn off(&self) -> bool {
-        *self.stop.borrow() || *self.shutdown.borrow()
-    }
-
-    /// Sleeps for `d`; false if either switch went off first.
-    async fn sleep(&self, d: Duration) -> bool {
-        tokio::select! {
-            on = sleep_or_shutdown(d, &self.stop) => on && !self.off(),
-            _ = shutdown_requested(&self.shutdown) => false,
-        }
-    }
-}
-
-/// Runs one owned stream until it is revoked or shutdown: a producer of its own (fencing any
-/// earlier owner), its committed watermark, then the stream's worker. A producer failure
-/// starts over from the watermark topic. Fenced while the group still says the stream is
-/// ours (a previous owner's late start, or replicas that disagree on the streams), it waits
+/// Runs one owned stream until it is revoked or shutdown (`supervisor`'s token): a producer
+/// of its own (fencing any earlier owner), its committed watermark, then the stream. A producer
+/// failure starts over from the watermark topic. Fenced while the group still says the stream
+/// is ours (a previous owner's late start, or replicas that disagree on the streams), it waits
 /// a session timeout for the revocation and, if none comes, takes the stream back.
 async fn own(
-    config: Config,
-    cluster: ClusterConfig,
+    supervisor: Supervisor,
+    session_timeout: Duration,
     plan: Arc<StreamPlan>,
     metrics: Arc<Metrics>,
-    switches: Switches,
     first_start: chrono::DateTime<chrono::Utc>,
     paused: Option<watch::Receiver<bool>>,
 ) -> StreamReport {
-    let Switches { shutdown, stop } = &switches;
+    let stop = supervisor.token().clone();
+    // Sleeps for `d`; false if the stream was revoked or shutdown came first.
+    let sleep = |d| {
+        let stop = stop.clone();
+        async move { stop.run_until_cancelled(tokio::time::sleep(d)).await.is_some() }
+    };
     let id = plan.cfg.id.clone();
-    let mut kafka = config.kafka.clone();
-    kafka.transactional_id = transactional_id(&cluster, id.as_str());
+    // Any transaction a broker left hanging in the stream's partitions is settled first (as a
+    // single process does at every start; otherwise a lost marker on the shared watermark
+    // topic keeps every stream from loading).
+    let topics = supervisor.topics_of(&plan);
     let stopped = |outcome| StreamReport::idle(&plan, outcome);
     let mut attempt = 0u32;
     let mut last = None;
     loop {
-        if switches.off() {
+        if stop.is_cancelled() {
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
-        let (sink, state) = match prepare(&kafka, &plan, &metrics, first_start).await {
+        let (producer, mut stored) = match supervisor.prepare(&topics).await {
             Ok(ready) => ready,
             Err(e) => {
                 attempt += 1;
                 let wait = crate::domain::backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30));
                 warn!(stream = %id, error = %e, retry_in = ?wait, "cannot take over the stream yet; retrying");
                 metrics.set_kafka_failing(&id, true);
-                if !switches.sleep(wait).await {
+                if !sleep(wait).await {
                     return stopped(StreamOutcome::ShutDown);
                 }
                 continue;
             }
         };
         // Revoked while the producer started: let go without reading a window.
-        if switches.off() {
-            crate::kafka::sink::retire(sink).await;
+        if stop.is_cancelled() {
+            producer.retire().await;
             return last.unwrap_or_else(|| stopped(StreamOutcome::ShutDown));
         }
         metrics.set_kafka_failing(&id, false);
-        let sink = Arc::new(sink);
-        let failures: Arc<dyn crate::domain::FailureLog> =
-            Arc::new(crate::kafka::control::ControlLog(config.kafka.clone()));
-        let worker =
-            StreamWorker::new(&config, &plan, sink.clone(), metrics.clone(), state, paused.clone(), Some(failures));
-        // Either switch stops the stream: the slot's revocation or the process's shutdown.
-        let (either, either_rx) = watch::channel(switches.off());
-        let relay = {
-            let (stop, shutdown) = (stop.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = shutdown_requested(&stop) => {}
-                    _ = shutdown_requested(&shutdown) => {}
-                }
-                let _ = either.send(true);
-            })
-        };
-        let report = worker.run(false, either_rx).await;
-        relay.abort();
-        if let Some(sink) = Arc::into_inner(sink) {
-            crate::kafka::sink::retire(sink).await;
-        }
+        let state = resumed_state(&plan, &mut stored, first_start);
+        let report = supervisor.run_one(producer, Launch { plan: plan.clone(), state, paused: paused.clone() }).await;
         match &report.outcome {
             StreamOutcome::ProducerFailed(why) => {
                 attempt += 1;
@@ -309,7 +274,7 @@ async fn own(
                 warn!(stream = %id, error = %why, retry_in = ?wait, "stream producer failed; resuming from its committed watermark");
                 metrics.set_kafka_failing(&id, true);
                 last = Some(report);
-                if !switches.sleep(wait).await {
+                if !sleep(wait).await {
                     return last.expect("set above");
                 }
             }
@@ -319,7 +284,7 @@ async fn own(
                 metrics.cluster.fenced(&id);
                 metrics.forget_stream(&id);
                 last = Some(report);
-                if !switches.sleep(cluster.session_timeout).await {
+                if !sleep(session_timeout).await {
                     return last.expect("set above");
                 }
                 warn!(stream = %id, "fenced, but the group still gives this replica the stream; taking it back");
@@ -327,36 +292,4 @@ async fn own(
             _ => return report,
         }
     }
-}
-
-/// The stream's producer (initialized: earlier owners fenced), with any transaction a broker
-/// left hanging in the stream's partitions settled (as a single process does at every start;
-/// otherwise a lost marker on the shared watermark topic keeps every stream from loading),
-/// and its committed state.
-async fn prepare(
-    kafka: &KafkaConfig,
-    plan: &StreamPlan,
-    metrics: &Arc<Metrics>,
-    first_start: chrono::DateTime<chrono::Utc>,
-) -> Result<(TxnSink, WatermarkState), RunError> {
-    let sink = TxnSink::connect(kafka, Some(metrics.clone())).await?;
-    let topics = [plan.topic.clone(), kafka.watermark_topic.clone(), kafka.dead_letter_topic.clone()];
-    let loaded = match crate::run::settle_hanging(kafka, &sink, metrics, &topics).await {
-        Ok(()) => watermarks::load(kafka, Duration::from_secs(60)).await.map_err(RunError::from),
-        Err(e) => Err(e),
-    };
-    let state = match loaded {
-        Ok(mut all) => all.remove(plan.cfg.id.as_str()),
-        Err(e) => {
-            crate::kafka::sink::retire(sink).await;
-            return Err(e);
-        }
-    };
-    let state = state.unwrap_or_else(|| {
-        WatermarkState::new(
-            plan.cfg.id.clone(),
-            crate::domain::time::truncate_to_second(plan.cfg.start.resolve(first_start)),
-        )
-    });
-    Ok((sink, state))
 }

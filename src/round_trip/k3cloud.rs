@@ -2,12 +2,12 @@
 //! purpose: the simulator checks them with its own code): what it accepts, what it refuses and
 //! why, partial batch saves, and queries over what was saved.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::*;
 use crate::config::Secret;
+use crate::simulate::k3cloud::*;
 use crate::targets::k3cloud::sign::Identity;
 
 const SECTION: &str = r#"
@@ -406,7 +406,7 @@ fn the_config_section_rejects_unknown_keys_and_bad_app_ids() {
 #[test]
 fn the_example_config_holds_exactly_the_base_data_generated_stock_ins_name() {
     use crate::simulate::qimen::{CUSTOMERS, SPECS, WAREHOUSES};
-    let text = include_str!("../../../examples/simulator.toml").replace("${K3CLOUD_APP_SECRET}", "example");
+    let text = include_str!("../../examples/simulator.toml").replace("${K3CLOUD_APP_SECRET}", "example");
     let cfg: crate::simulate::SimConfig = toml::from_str(&text).unwrap();
     let k = cfg.k3cloud.unwrap();
     let sorted = |v: Vec<String>| {

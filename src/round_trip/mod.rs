@@ -10,3 +10,10 @@ fn every_kind_is_simulated_and_every_simulated_kind_is_known() {
     let simulated: Vec<&str> = crate::simulate::SIM_KINDS.iter().map(|k| k.spec.kind).collect();
     assert_eq!(known, simulated);
 }
+
+#[test]
+fn every_kinds_schema_compiles_for_the_transcoder() {
+    for spec in crate::sources::KINDS.iter().map(|k| k.spec) {
+        crate::avro::RecordCodec::from_avsc(spec.schema).unwrap_or_else(|e| panic!("{}: {e}", spec.kind));
+    }
+}

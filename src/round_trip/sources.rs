@@ -2,13 +2,14 @@
 //! sends is accepted, what the simulator answers parses, and tampering is caught.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use serde_json::Value;
 
-use super::*;
 use crate::config::Config;
 use crate::domain::Window;
+use crate::simulate::*;
 use crate::sources::{PageRequest, SourceError};
 
 const SIM: &str = r#"
@@ -191,7 +192,7 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
 fn generated_records_fit_their_schemas() {
     let sim = sim();
     let mut checked = 0;
-    for spec in super::SIM_KINDS.iter().map(|k| k.spec) {
+    for spec in crate::simulate::SIM_KINDS.iter().map(|k| k.spec) {
         let kind = spec.kind;
         let Some(records) = sim.records(kind) else { continue };
         checked += 1;

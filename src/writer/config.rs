@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{ConfigError, KindSettings, check_range, check_topic_name, duration};
+use crate::domain::config::{ConfigError, KindSettings, check_range, check_topic_name, duration};
 
 /// `[writers.<id>]` as written, less its target's own keys.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

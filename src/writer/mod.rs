@@ -16,7 +16,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::avro::framed::{FramedReader, ReadError};
@@ -26,7 +26,6 @@ use crate::kafka::sink::HEADER_CONTROL;
 use crate::kafka::{Plain, ReadToEnd};
 use crate::metrics::{Metrics, WriterHandles};
 use crate::worker::gate::{Answer, CredentialGate};
-use crate::worker::read::shutdown_requested;
 
 /// How many keys one existence query asks about (its filter stays a sensible length).
 const QUERY_CHUNK: usize = 100;
@@ -83,7 +82,7 @@ pub async fn run(
     config: &Config,
     w: &WriterConfig,
     until_idle: bool,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> Result<WriterReport, WriterError> {
     let http = reqwest::Client::builder()
@@ -155,7 +154,7 @@ pub async fn run(
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(writer = %w.id, error = %why, retry_in = ?wait, "schema registry unavailable; reading the batch again");
                     m.registry_errors.inc();
-                    if !crate::worker::stream::sleep_or_shutdown(wait, &shutdown).await {
+                    if shutdown.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                         return Ok(report);
                     }
                 }
@@ -211,7 +210,7 @@ struct Writer<'a> {
     w: &'a WriterConfig,
     target: &'a dyn Target,
     gate: &'a CredentialGate,
-    shutdown: &'a watch::Receiver<bool>,
+    shutdown: &'a CancellationToken,
     metrics: &'a WriterHandles,
     /// Partitions read to their end (`enable.partition.eof`) since their last record.
     at_eof: std::sync::Mutex<std::collections::HashSet<i32>>,
@@ -232,7 +231,7 @@ impl Writer<'_> {
                     Err(_) if until_idle && self.at_end(consumer)? => return Ok(None),
                     Err(_) => {}
                 },
-                _ = shutdown_requested(self.shutdown) => return Ok(None),
+                _ = self.shutdown.cancelled() => return Ok(None),
             }
         };
         let mut batch = vec![first];
@@ -367,7 +366,7 @@ impl Writer<'_> {
                         _ => backoff::delay(failures, Duration::from_millis(500), Duration::from_secs(60)),
                     };
                     warn!(writer = %self.w.id, error = %e, retry_in = ?wait, pending = pending.len(), "target call failed; retrying the batch");
-                    if !crate::worker::stream::sleep_or_shutdown(wait, self.shutdown).await {
+                    if self.shutdown.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                         return Ok(false);
                     }
                 }
@@ -389,7 +388,7 @@ impl Writer<'_> {
                 }
                 // The answer named some documents neither saved nor rejected: ask again.
                 let wait = backoff::delay(1, Duration::from_millis(500), Duration::from_secs(5));
-                if !crate::worker::stream::sleep_or_shutdown(wait, self.shutdown).await {
+                if self.shutdown.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                     return Ok(false);
                 }
             }

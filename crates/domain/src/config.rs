@@ -176,6 +176,14 @@ impl KindSettings {
         KindSettings { prefix: prefix.into(), values, common: &[] }
     }
 
+    /// Takes the keys of `entry` (the table at `prefix`) that are not among `common` (its
+    /// section type's own keys) out of it, as the kind's settings.
+    pub fn split_from(prefix: impl Into<String>, entry: &mut toml::Table, common: &'static [&'static str]) -> Self {
+        let own: Vec<String> = entry.keys().filter(|k| !common.contains(&k.as_str())).cloned().collect();
+        let values = own.into_iter().filter_map(|k| entry.remove(&k).map(|v| (k, v))).collect();
+        KindSettings { prefix: prefix.into(), values, common }
+    }
+
     /// Expands `${…}` in the values and reads them as the kind's settings type `T`, which
     /// denies unknown keys. Errors name the key (`sources.wdt.appsecret`); a string left empty
     /// is refused.
@@ -247,4 +255,3 @@ pub fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok { Ok(()) } else { Err(ConfigError::invalid(key, format!("{name:?} is not a valid Kafka topic name"))) }
 }
-

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::SimState;
 use super::rng::SimRng;
 use super::throttles::{Limits, Verdict};
+use super::vendor::{Vendor, dropped_connection};
 use crate::config::{ConfigError, parse_duration};
 
 /// 旺店通's own per-minute refusals (code 100), sent in turn: the call rate with a half-width
@@ -61,14 +62,6 @@ fn top_call_limited(sub_code: &str, sub_msg: &str) -> Response {
 /// HTTP 429 with `Retry-After: secs`.
 fn too_many_requests(secs: u64) -> Response {
     (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs.to_string())], "too many requests\n").into_response()
-}
-
-/// Headers go out, then the body fails: the connection is cut mid-response.
-pub fn dropped_connection() -> Response {
-    let body = futures_util::stream::once(async {
-        Err::<axum::body::Bytes, std::io::Error>(std::io::Error::other("simulated dropped connection"))
-    });
-    Response::builder().status(StatusCode::OK).body(Body::from_stream(body)).expect("response")
 }
 
 /// The `[faults]` section: each rate is the chance per vendor request.
@@ -144,38 +137,7 @@ pub struct FaultConfig {
     pub clock_skew: Option<String>,
 }
 
-/// Which vendor a request is for, by its route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Vendor {
-    Wdt,
-    Qimen,
-    Top,
-    Finance,
-    K3cloud,
-}
-
 impl Vendor {
-    fn of_path(path: &str) -> Option<Vendor> {
-        match path {
-            p if p.starts_with("/openapi2/") => Some(Vendor::Wdt),
-            "/router/qm" => Some(Vendor::Qimen),
-            "/router/rest" => Some(Vendor::Top),
-            "/api" => Some(Vendor::Finance),
-            p if p.starts_with("/k3cloud/") => Some(Vendor::K3cloud),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Vendor::Wdt => "wdt",
-            Vendor::Qimen => "qimen",
-            Vendor::Top => "top",
-            Vendor::Finance => "finance",
-            Vendor::K3cloud => "k3cloud",
-        }
-    }
-
     /// The vendor's throttle answer. TOP and Qimen: code 7 with the ban in the message. The
     /// 旺店通, finance and K3Cloud docs name no throttle code: their simulators answer HTTP 429
     /// with `Retry-After`, which is what an HTTP gateway in front of them would do.

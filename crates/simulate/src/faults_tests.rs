@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::domain::time::next_beijing_time_of_day;
-use crate::simulate::verify::wdt_sign;
+use crate::verify::wdt_sign;
 
 async fn parts(resp: Response) -> (u16, HeaderMap, Value) {
     let status = resp.status().as_u16();
@@ -96,10 +96,10 @@ fn bad_values_name_their_key() {
 
 /// Serves `toml` on a free port; returns the base URL.
 async fn serve(toml: &str) -> String {
-    let state = crate::simulate::build(toml::from_str(toml).unwrap(), Utc::now()).unwrap();
+    let state = crate::build(toml::from_str(toml).unwrap(), Utc::now()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, crate::simulate::router(state)).await });
+    tokio::spawn(async move { axum::serve(listener, crate::router(state)).await });
     base
 }
 
@@ -216,7 +216,7 @@ async fn over_http_the_daily_quota_refuses_top_and_qimen_and_db_errors_alternate
 
 #[test]
 fn the_example_throttles_block_parses_once_uncommented() {
-    let text = include_str!("../../examples/simulator.toml");
+    let text = include_str!("../../../examples/simulator.toml");
     let block: String = text
         .lines()
         .skip_while(|l| *l != "# [faults]")

@@ -104,7 +104,7 @@ mod tests {
             let (i, f) = t.trim_start_matches('-').split_once('.').unwrap();
             assert_eq!(f.len(), 4, "{t}");
             assert!(i.len() <= 15, "{t}");
-            assert!(crate::avro::decimal::unscaled(&t, 4, 19).is_ok(), "{t}");
+            assert!(tidemark_engine::avro::decimal::unscaled(&t, 4, 19).is_ok(), "{t}");
         }
     }
 

@@ -9,6 +9,7 @@ pub mod qimen;
 pub mod rng;
 pub mod throttles;
 pub mod top;
+pub mod vendor;
 pub mod verify;
 pub mod wdt;
 
@@ -30,8 +31,8 @@ use serde_json::Value;
 
 use crate::config::{ConfigError, StartAt, expand_env};
 use crate::domain::ApiSpec;
-use tidemark_endpoints as endpoints;
 use dataset::DataSet;
+use tidemark_endpoints as endpoints;
 
 /// The simulator's config file: one optional section per vendor.
 #[derive(Debug, Deserialize)]
@@ -254,8 +255,17 @@ async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
     Json(Value::Object(counts))
 }
 
+/// Why the simulator could not serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Binds and serves until the process ends; prints `listening on ADDR` once bound.
-pub async fn serve(cfg: SimConfig) -> anyhow::Result<()> {
+pub async fn serve(cfg: SimConfig) -> Result<(), ServeError> {
     let listen = expand_env("listen", &cfg.listen)?;
     let state = build(cfg, Utc::now())?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 
-use super::faults::Vendor;
+use super::vendor::Vendor;
 use crate::domain::time::next_beijing_time_of_day;
 
 /// What the limits say about one request.

@@ -1,7 +1,7 @@
 //! The simulators' own signature checks: a second, plain implementation of each vendor's
 //! signing rule, written from the vendor's documentation and sharing no code with the clients
 //! in `sources` (only the hash crates). A client and its simulator agreeing therefore means
-//! two implementations agree, and both are pinned to the vectors in `crate::sign_vectors`.
+//! two implementations agree, and both are pinned to the vectors in `crate::domain::sign_vectors`.
 
 use std::collections::BTreeMap;
 
@@ -86,7 +86,7 @@ fn php_assemble(v: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign_vectors::{finance, params, top, wdt};
+    use crate::domain::sign_vectors::{finance, params, top, wdt};
 
     #[test]
     fn wdt_accepts_the_sdk_vectors_and_notices_tampering() {

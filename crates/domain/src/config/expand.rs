@@ -76,11 +76,7 @@ fn read_secret_file(key: &str, path: &str) -> Result<String, ConfigError> {
 /// Expands every string in `value` (tables and arrays too), naming each by its dotted path
 /// under `key` (`streams[0].params.shop_no`); paths whose text came from a file are added to
 /// `from_files`.
-pub(crate) fn expand_tree(
-    key: &str,
-    value: &mut toml::Value,
-    from_files: &mut BTreeSet<String>,
-) -> Result<(), ConfigError> {
+pub fn expand_tree(key: &str, value: &mut toml::Value, from_files: &mut BTreeSet<String>) -> Result<(), ConfigError> {
     match value {
         toml::Value::String(s) => {
             let e = expand_with(key, s, |name| std::env::var(name).ok())?;
@@ -105,7 +101,7 @@ pub(crate) fn expand_tree(
 }
 
 /// `prefix.name`, or `name` at the top.
-pub(crate) fn join(prefix: &str, name: &str) -> String {
+pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
 }
 

@@ -367,13 +367,21 @@ mod schema_files {
     const JAVA: &[(&str, &str, u64)] = &[
         (
             "finance.account_balance.avsc",
-            include_str!("../../schemas/finance.account_balance.avsc"),
+            include_str!("../../../../schemas/finance.account_balance.avsc"),
             0xab6d_0a60_5004_2bde,
         ),
-        ("finance.transaction.avsc", include_str!("../../schemas/finance.transaction.avsc"), 0x1946_f968_8d96_4990),
-        ("qimen.stockin_refund.avsc", include_str!("../../schemas/qimen.stockin_refund.avsc"), 0x9337_4d9a_4ea6_3aba),
-        ("top.finance_order.avsc", include_str!("../../schemas/top.finance_order.avsc"), 0x71f9_feb3_95ab_dbad),
-        ("wdt.account_check.avsc", include_str!("../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512),
+        (
+            "finance.transaction.avsc",
+            include_str!("../../../../schemas/finance.transaction.avsc"),
+            0x1946_f968_8d96_4990,
+        ),
+        (
+            "qimen.stockin_refund.avsc",
+            include_str!("../../../../schemas/qimen.stockin_refund.avsc"),
+            0x9337_4d9a_4ea6_3aba,
+        ),
+        ("top.finance_order.avsc", include_str!("../../../../schemas/top.finance_order.avsc"), 0x71f9_feb3_95ab_dbad),
+        ("wdt.account_check.avsc", include_str!("../../../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512),
     ];
 
     #[test]
@@ -381,7 +389,7 @@ mod schema_files {
         for (file, avsc, want) in JAVA {
             assert_eq!(super::fingerprint(avsc).unwrap(), *want, "{file}");
         }
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/schemas")).unwrap().count();
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas")).unwrap().count();
         assert_eq!(files, JAVA.len(), "every file in schemas/ has its vector here");
     }
 

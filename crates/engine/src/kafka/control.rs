@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::scan::{self, ScanError};
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 /// What an operator last said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

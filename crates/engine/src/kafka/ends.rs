@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use rdkafka::error::KafkaError;
 
 use super::ends::EndsReader;
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 /// How long a partition's committed end must stay behind what was written before it counts
 /// as hanging: another producer's transaction (a shared dead-letter topic) ends well within it.

@@ -14,7 +14,7 @@ pub mod watermarks;
 
 use rdkafka::ClientConfig;
 
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 pub use crate::domain::{CommitError, OutRecord};
 pub use sink::TxnSink;
@@ -77,12 +77,11 @@ mod tests {
     use rdkafka::producer::{BaseProducer, Producer};
 
     fn config(props: &[(&str, &str)]) -> KafkaConfig {
-        let mut text = String::from("[kafka]\nbootstrap = \"127.0.0.1:1\"\n[kafka.properties]\n");
+        let mut text = String::from("bootstrap = \"127.0.0.1:1\"\n[properties]\n");
         for (k, v) in props {
             text.push_str(&format!("\"{k}\" = \"{v}\"\n"));
         }
-        text.push_str("[sources.s]\nkind = \"wdt.account_check\"\nbase_url = \"http://x\"\n[[streams]]\nid = \"s/1\"\nsource = \"s\"\n");
-        crate::config::Config::parse(&text).unwrap().kafka
+        KafkaConfig::try_from(toml::from_str::<config::KafkaSection>(&text).unwrap()).unwrap()
     }
 
     #[test]

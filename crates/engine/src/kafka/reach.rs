@@ -9,7 +9,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, DeliveryResult, ProducerContext};
 
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 /// Asks the brokers for metadata once; on failure, the cause librdkafka reported. The client
 /// is polled so that its log and error events (where causes are told) reach the context.

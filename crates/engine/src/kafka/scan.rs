@@ -10,7 +10,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::ReadToEnd;
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 /// Why a topic was not read to its end.
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::util::Timeout;
 
 use super::stats::StatsContext;
-use crate::config::KafkaConfig;
 use crate::domain::{BoxFuture, CommitError, OutRecord, Sink};
+use crate::kafka::config::KafkaConfig;
 use crate::metrics::Metrics;
 
 /// A transactional producer shared by the streams of one worker; transactions are serialized.

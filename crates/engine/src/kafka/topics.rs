@@ -7,7 +7,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::reach::BrokerCause;
-use crate::config::KafkaConfig;
+use crate::kafka::config::KafkaConfig;
 
 /// Why topics could not be prepared.
 #[derive(Debug, thiserror::Error)]

@@ -9,9 +9,9 @@ use rdkafka::error::KafkaError;
 
 use super::ends::EndsReader;
 use super::scan::{self, ScanError};
-use crate::config::KafkaConfig;
 use crate::domain::WatermarkState;
 use crate::domain::watermark::WatermarkError;
+use crate::kafka::config::KafkaConfig;
 
 /// Why the watermark topic could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -86,11 +86,7 @@ impl StreamConfig {
         if !is_source(&s.source) {
             return Err(ConfigError::invalid(
                 key("source"),
-                format!(
-                    "unknown source {:?} (configured: {})",
-                    s.source,
-                    sources().join(", ")
-                ),
+                format!("unknown source {:?} (configured: {})", s.source, sources().join(", ")),
             ));
         }
         if let Some(t) = &s.topic {
@@ -134,4 +130,3 @@ impl StreamConfig {
         })
     }
 }
-

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 
 use super::gate::CredentialGate;
 use crate::avro::RecordCodec;
-use crate::config::StreamConfig;
 use crate::domain::window::chrono_duration;
-use crate::domain::{Source, Watermark, Window};
+use crate::domain::{Source, StreamId, Watermark, Window};
+use crate::worker::config::StreamConfig;
 
 /// How close to the horizon counts as caught up (or the poll interval, if shorter).
 const CAUGHT_UP_MARGIN: Duration = Duration::from_secs(5);
@@ -32,6 +32,9 @@ pub struct StreamPlan {
     pub page_size: u32,
     /// Where the stream ends (a backfill's `--to`); live streams run on with the horizon.
     pub until: Option<Watermark>,
+    /// The stream its records say they belong to (their `tidemark.stream` header) when that
+    /// is not `cfg.id`: a backfill's records are the live stream's it re-reads.
+    pub records_of: Option<StreamId>,
 }
 
 impl StreamPlan {

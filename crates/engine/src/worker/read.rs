@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::StreamPlan;
@@ -81,7 +81,9 @@ pub struct Reader {
 impl Reader {
     /// The reader of a planned stream, its records bound for the plan's topic (dead letters
     /// for `dead_letter_topic`) with the stream-id and schema-name headers.
+    /// A backfill's records say they are its live stream's (`StreamPlan::records_of`).
     pub fn new(plan: Arc<StreamPlan>, metrics: Arc<Metrics>, dead_letter_topic: &str) -> Reader {
+        let stream = plan.records_of.as_ref().unwrap_or(&plan.cfg.id);
         Reader {
             api: metrics.api.handles(&plan.source_id),
             credential: metrics.credential.handles(plan.gate.name()),
@@ -89,7 +91,7 @@ impl Reader {
             topic: Arc::from(plan.topic.as_str()),
             dead_letter_topic: Arc::from(dead_letter_topic),
             headers: vec![
-                (crate::domain::sink::HEADER_STREAM, Arc::from(plan.cfg.id.as_str().as_bytes())),
+                (crate::domain::sink::HEADER_STREAM, Arc::from(stream.as_str().as_bytes())),
                 (crate::domain::sink::HEADER_SCHEMA, Arc::from(plan.codec.full_name().as_bytes())),
             ],
             plan,
@@ -104,13 +106,14 @@ impl Reader {
         self.plan.source.spec().mode == Mode::Snapshot || !self.plan.cfg.dedup_span.is_zero()
     }
 
-    /// Reads every page of a window (or of the whole set) until the page set is consistent.
-    pub async fn read(&self, window: Option<&Window>, shutdown: &watch::Receiver<bool>) -> Result<Fetched, StepError> {
+    /// Reads every page of a window (or of the whole set) until the page set is consistent;
+    /// `StepError::ShutDown` once `cancel` is cancelled.
+    pub async fn read(&self, window: Option<&Window>, cancel: &CancellationToken) -> Result<Fetched, StepError> {
         let started = Instant::now();
         let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
-            match self.read_once(window, &label, shutdown).await? {
+            match self.read_once(window, &label, cancel).await? {
                 Ok((candidates, pages)) => return Ok(Fetched { candidates, pages, started }),
                 Err(problem) => {
                     self.refetches.inc();
@@ -132,7 +135,7 @@ impl Reader {
         &self,
         window: Option<&Window>,
         label: &str,
-        shutdown: &watch::Receiver<bool>,
+        cancel: &CancellationToken,
     ) -> Result<Result<(Vec<Candidate>, u32), PageSetError>, StepError> {
         let spec = self.plan.source.spec();
         let mut set = if spec.paged {
@@ -141,13 +144,13 @@ impl Reader {
             PageSet::unpaged(spec.key_field)
         };
         let mut candidates = Vec::new();
-        let first = self.fetch_page(window, label, 0, shutdown).await?;
+        let first = self.fetch_page(window, label, 0, cancel).await?;
         let planned = match (spec.paged, first.total) {
             (true, Some(total)) => total.div_ceil(u64::from(self.plan.page_size)).min(u64::from(MAX_PAGES)) as u32,
             _ => 1,
         };
         let mut pages = futures_util::stream::iter(1..planned)
-            .map(|i| self.fetch_page(window, label, i, shutdown))
+            .map(|i| self.fetch_page(window, label, i, cancel))
             .buffered(self.plan.gate.max_in_flight() as usize);
         let mut next = Some(first);
         let mut index = 0u32;
@@ -156,7 +159,7 @@ impl Reader {
                 Some(p) => p,
                 None if index < planned => pages.next().await.expect("a planned page")?,
                 None if index >= MAX_PAGES => return Err(StepError::Stop(format!("more than {MAX_PAGES} pages"))),
-                None => self.fetch_page(window, label, index, shutdown).await?,
+                None => self.fetch_page(window, label, index, cancel).await?,
             };
             index += 1;
             match set.add(page) {
@@ -247,23 +250,21 @@ impl Reader {
         window: Option<&Window>,
         label: &str,
         page_index: u32,
-        shutdown: &watch::Receiver<bool>,
+        cancel: &CancellationToken,
     ) -> Result<Page, StepError> {
         let req = PageRequest { window, page_index, page_size: self.plan.page_size, params: &self.plan.cfg.params };
         let gate = &self.plan.gate;
         let mut attempt = 0u32;
         loop {
-            let permit = tokio::select! {
-                p = gate.acquire() => p,
-                _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
+            let Some(permit) = cancel.run_until_cancelled(gate.acquire()).await else {
+                return Err(StepError::ShutDown);
             };
             self.credential.requests.inc();
             self.observe_gate();
             let t0 = Instant::now();
             // A request in flight is dropped on shutdown: nothing of the step is committed.
-            let res = tokio::select! {
-                res = self.plan.source.fetch_page(req) => res,
-                _ = shutdown_requested(shutdown) => return Err(StepError::ShutDown),
+            let Some(res) = cancel.run_until_cancelled(self.plan.source.fetch_page(req)).await else {
+                return Err(StepError::ShutDown);
             };
             self.api.duration().observe(t0.elapsed().as_secs_f64());
             // A ban pauses the credential before this slot is freed: a request waiting for the
@@ -333,7 +334,7 @@ impl Reader {
                 }
             };
             warn!(stream = %self.plan.cfg.id, window = %label, page = page_index, error = %err, retry_in = ?wait, "request failed; retrying");
-            if !super::stream::sleep_or_shutdown(wait, shutdown).await {
+            if cancel.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                 return Err(StepError::ShutDown);
             }
         }
@@ -364,14 +365,5 @@ impl Reader {
                 }
             });
         }
-    }
-}
-
-/// Resolves once shutdown is requested (at once if it already was). A dropped sender is not
-/// a request: this then never resolves.
-pub async fn shutdown_requested(shutdown: &watch::Receiver<bool>) {
-    let mut rx = shutdown.clone();
-    if rx.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
     }
 }

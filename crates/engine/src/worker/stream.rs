@@ -8,8 +8,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::context::StreamContext;
 use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
 use crate::domain::backoff;
 use crate::domain::watermark::fmt_wm;
@@ -124,8 +126,8 @@ impl ReadAhead {
         self.last_read = None;
     }
 
-    fn spawn(&mut self, reader: &Arc<Reader>, w: Window, shutdown: &watch::Receiver<bool>) {
-        let (reader, shutdown) = (reader.clone(), shutdown.clone());
+    fn spawn(&mut self, reader: &Arc<Reader>, w: Window, cancel: &CancellationToken) {
+        let (reader, cancel) = (reader.clone(), cancel.clone());
         // With lookback, windows overlap: the later window's read of the overlap must come
         // after the earlier one's, or a record changed in between could be emitted new, then
         // old. Such reads run one after another (still ahead of the commits).
@@ -145,7 +147,7 @@ impl ReadAhead {
                 }
                 // With "window read" below, shows how many windows were read at once.
                 debug!(stream = %reader.plan.cfg.id, window = %w, "window read starting");
-                let read = reader.read(Some(&w), &shutdown).await;
+                let read = reader.read(Some(&w), &cancel).await;
                 debug!(stream = %reader.plan.cfg.id, window = %w, ok = read.is_ok(), "window read");
                 if let Some(done) = done {
                     let _ = done.send(());
@@ -157,24 +159,17 @@ impl ReadAhead {
 
     /// Reads `w` and the windows after it, `ahead` in all, as if each commits;
     /// a queue that does not start at `w` (a failed commit, a horizon that moved) is dropped.
-    fn fill(
-        &mut self,
-        reader: &Arc<Reader>,
-        w: Window,
-        ahead: usize,
-        now: DateTime<Utc>,
-        shutdown: &watch::Receiver<bool>,
-    ) {
+    fn fill(&mut self, reader: &Arc<Reader>, w: Window, ahead: usize, now: DateTime<Utc>, cancel: &CancellationToken) {
         if self.queue.front().is_some_and(|(q, _)| *q != w) {
             self.clear();
         }
         if self.queue.is_empty() {
-            self.spawn(reader, w, shutdown);
+            self.spawn(reader, w, cancel);
         }
         while self.queue.len() < ahead {
             let last = self.queue.back().expect("not empty").0;
             match reader.plan.next_window(last.end, now) {
-                Some(next) => self.spawn(reader, next, shutdown),
+                Some(next) => self.spawn(reader, next, cancel),
                 None => break,
             }
         }
@@ -193,52 +188,57 @@ impl Drop for ReadAhead {
     }
 }
 
-/// Everything one stream needs to run. Built by the pipeline from config.
+/// Everything one stream needs to run: its plan (in the reader), what it borrows from its
+/// process (see [`StreamContext`]), and its committed state.
 pub struct StreamWorker {
     /// How the stream reads its vendor: plan (source, gate, codec, window settings), topics.
-    pub reader: Arc<Reader>,
-    /// Where windows commit (the Kafka transactional sink in the worker).
-    pub sink: Arc<dyn Sink>,
-    pub metrics: Arc<Metrics>,
-    pub watermark_topic: Arc<str>,
+    reader: Arc<Reader>,
+    /// Where windows commit (the supervisor's producer in the worker).
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    watermark_topic: Arc<str>,
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
-    pub watermark_max_bytes: usize,
-    pub state: WatermarkState,
+    watermark_max_bytes: usize,
+    state: WatermarkState,
     /// Who runs the stream (a replica's name, else the worker's transactional id), written as
     /// the watermark record's `tidemark.owner` header so ops can see who committed each window.
-    pub owner: Option<Arc<[u8]>>,
+    owner: Option<Arc<[u8]>>,
     /// The operators' stop flag for this stream (see `kafka::control`), if followed.
-    pub paused: Option<watch::Receiver<bool>>,
+    paused: Option<watch::Receiver<bool>>,
     /// Where to publish the error that stops the stream (the control topic), if anywhere.
-    pub failures_to: Option<Arc<dyn FailureLog>>,
+    failures_to: Option<Arc<dyn FailureLog>>,
+    cancel: CancellationToken,
+    until_caught_up: bool,
 }
 
 impl StreamWorker {
-    /// The worker of stream `plan` on `sink`, going on from its committed `state`; its
-    /// watermark records name this process (its replica, else its transactional id).
-    pub fn new(
-        config: &crate::config::Config,
-        plan: &Arc<super::StreamPlan>,
-        sink: Arc<dyn Sink>,
-        metrics: Arc<Metrics>,
-        state: WatermarkState,
-        paused: Option<watch::Receiver<bool>>,
-        failures_to: Option<Arc<dyn FailureLog>>,
-    ) -> StreamWorker {
-        let owner = config.cluster.as_ref().map_or(config.kafka.transactional_id.as_str(), |c| c.member.as_str());
-        StreamWorker {
-            reader: Arc::new(Reader {
-                notices: failures_to.clone(),
-                ..Reader::new(plan.clone(), metrics.clone(), &config.kafka.dead_letter_topic)
-            }),
+    /// The worker of stream `plan` in `ctx`, going on from its committed `state`.
+    pub fn new(ctx: StreamContext, plan: Arc<super::StreamPlan>, state: WatermarkState) -> StreamWorker {
+        let StreamContext {
             sink,
             metrics,
-            watermark_topic: Arc::from(config.kafka.watermark_topic.as_str()),
-            watermark_max_bytes: config.kafka.watermark_max_bytes,
-            state,
-            owner: Some(Arc::from(owner.as_bytes())),
+            control,
+            watermark_topic,
+            dead_letter_topic,
+            watermark_max_bytes,
+            owner,
             paused,
-            failures_to,
+            cancel,
+            until_caught_up,
+        } = ctx;
+        let reader = Reader { notices: control.clone(), ..Reader::new(plan, metrics.clone(), &dead_letter_topic) };
+        StreamWorker {
+            reader: Arc::new(reader),
+            sink,
+            metrics,
+            watermark_topic,
+            watermark_max_bytes,
+            state,
+            owner,
+            paused,
+            failures_to: control,
+            cancel,
+            until_caught_up,
         }
     }
 
@@ -246,8 +246,9 @@ impl StreamWorker {
         &self.reader.plan
     }
 
-    /// Runs until caught up (if asked), shut down, or stopped by an error.
-    pub async fn run(mut self, until_caught_up: bool, shutdown: watch::Receiver<bool>) -> StreamReport {
+    /// Runs until caught up (if the context says so), cancelled, or stopped by an error.
+    pub async fn run(mut self) -> StreamReport {
+        let (until_caught_up, cancel) = (self.until_caught_up, self.cancel.clone());
         let mut report = StreamReport {
             stream: self.plan().cfg.id.clone(),
             topic: self.reader.topic.clone(),
@@ -268,7 +269,7 @@ impl StreamWorker {
         // The windows after the one committing, read meanwhile.
         let mut ahead = ReadAhead::default();
         report.outcome = loop {
-            if *shutdown.borrow() {
+            if cancel.is_cancelled() {
                 break StreamOutcome::ShutDown;
             }
             if let Some(mut flag) = self.paused.clone()
@@ -284,7 +285,7 @@ impl StreamWorker {
                 }
                 tokio::select! {
                     _ = flag.wait_for(|stopped| !*stopped) => {}
-                    _ = super::read::shutdown_requested(&shutdown) => break StreamOutcome::ShutDown,
+                    _ = cancel.cancelled() => break StreamOutcome::ShutDown,
                 }
                 // The watermark may have been set meanwhile (fencing this worker's producer):
                 // the stream starts again from what Kafka holds.
@@ -302,20 +303,20 @@ impl StreamWorker {
                     if until_caught_up {
                         break StreamOutcome::CaughtUp;
                     }
-                    if !sleep_or_shutdown(wait, &shutdown).await {
+                    if cancel.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                         break StreamOutcome::ShutDown;
                     }
                     continue;
                 }
                 Step::Window(w) => {
                     m.set_state(StreamState::CatchingUp);
-                    (w.to_string(), self.process_window(&m, w, &mut ahead, &shutdown).await)
+                    (w.to_string(), self.process_window(&m, w, &mut ahead, &cancel).await)
                 }
                 Step::Snapshot => {
                     // A snapshot is due (or the last one failed): its data is older than the
                     // poll interval promises until this one commits.
                     m.set_state(StreamState::CatchingUp);
-                    ("snapshot".to_owned(), self.process_snapshot(&m, &shutdown).await)
+                    ("snapshot".to_owned(), self.process_snapshot(&m, &cancel).await)
                 }
             };
             was_caught_up = false;
@@ -334,7 +335,7 @@ impl StreamWorker {
                     m.step_retries.inc();
                     let wait = backoff::delay(failures, Duration::from_secs(1), Duration::from_secs(60));
                     warn!(stream = %self.plan().cfg.id, window = %label, error = %reason, retry_in = ?wait, "step failed; will retry");
-                    if !sleep_or_shutdown(wait, &shutdown).await {
+                    if cancel.run_until_cancelled(tokio::time::sleep(wait)).await.is_none() {
                         break StreamOutcome::ShutDown;
                     }
                 }
@@ -411,10 +412,10 @@ impl StreamWorker {
         m: &StreamHandles,
         w: Window,
         ahead: &mut ReadAhead,
-        shutdown: &watch::Receiver<bool>,
+        cancel: &CancellationToken,
     ) -> Result<Committed, StepError> {
         let windows = self.plan().cfg.windows_in_flight as usize;
-        ahead.fill(&self.reader, w, windows, Utc::now(), shutdown);
+        ahead.fill(&self.reader, w, windows, Utc::now(), cancel);
         let fetched = ahead.next().await;
         let result = match fetched {
             Ok(f) => self.commit_window(m, w, f).await,
@@ -450,10 +451,10 @@ impl StreamWorker {
     async fn process_snapshot(
         &mut self,
         m: &StreamHandles,
-        shutdown: &watch::Receiver<bool>,
+        cancel: &CancellationToken,
     ) -> Result<Committed, StepError> {
         let taken_at = crate::domain::time::truncate_to_second(Utc::now());
-        let fetched = self.reader.read(None, shutdown).await?;
+        let fetched = self.reader.read(None, cancel).await?;
         let (pages, started) = (fetched.pages, fetched.started);
         let mut batch = Batch::default();
         let mut current = Vec::with_capacity(fetched.candidates.len());
@@ -553,18 +554,6 @@ impl StreamWorker {
     }
 }
 
-/// Sleeps for `d`; false if shutdown was requested first (or already had been). The one
-/// shutdown-aware sleep of the stream loops and the supervisor.
-pub async fn sleep_or_shutdown(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
-    if *shutdown.borrow() {
-        return false;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(d) => true,
-        _ = super::read::shutdown_requested(shutdown) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -576,9 +565,10 @@ mod tests {
 
     use super::*;
     use crate::avro::RecordCodec;
-    use crate::config::{StartAt, StreamConfig};
+    use crate::config::StartAt;
     use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError};
     use crate::worker::StreamPlan;
+    use crate::worker::config::StreamConfig;
     use crate::worker::gate::CredentialGate;
 
     static SPEC: ApiSpec = ApiSpec {
@@ -673,31 +663,30 @@ mod tests {
             max_span: spec.max_span,
             page_size: 10,
             until: None,
+            records_of: None,
         })
     }
 
-    /// The worker of `plan` on `sink` from `state`, its records headed with the stream id.
+    /// The worker of `plan` on `sink` from `state`, polling on once caught up.
     fn worker(
         plan: Arc<StreamPlan>,
         sink: Arc<dyn Sink>,
         metrics: Arc<Metrics>,
         state: WatermarkState,
     ) -> StreamWorker {
-        let id = plan.cfg.id.as_str().as_bytes();
-        StreamWorker {
-            reader: Arc::new(Reader {
-                headers: vec![("stream", Arc::from(id))],
-                ..Reader::new(plan.clone(), metrics.clone(), "dlq")
-            }),
+        let ctx = StreamContext {
             sink,
             metrics,
+            control: None,
             watermark_topic: Arc::from("wm"),
+            dead_letter_topic: Arc::from("dlq"),
             watermark_max_bytes: 1 << 20,
-            state,
             owner: None,
             paused: None,
-            failures_to: None,
-        }
+            cancel: CancellationToken::new(),
+            until_caught_up: false,
+        };
+        StreamWorker::new(ctx, plan, state)
     }
 
     /// Runs a stream over `SlowFirst` until it committed ten windows: which windows' reads
@@ -711,8 +700,7 @@ mod tests {
         let worker = worker(plan, sink.clone(), Metrics::new(), WatermarkState::new(id, origin));
         // "Now" is real time, far past the windows: stop the stream after ten of them by
         // looking only at what it committed.
-        let (_tx, rx) = watch::channel(false);
-        let run = tokio::spawn(worker.run(false, rx));
+        let run = tokio::spawn(worker.run());
         while sink.0.lock().unwrap().len() < WINDOWS as usize {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -768,8 +756,7 @@ mod tests {
         // The last snapshot was a day ago: one is due.
         let state = WatermarkState::new(id, Utc::now() - chrono::Duration::days(1));
         let worker = worker(plan, Arc::new(Recorded::default()), metrics.clone(), state);
-        let (_tx, rx) = watch::channel(false);
-        let run = tokio::spawn(worker.run(false, rx));
+        let run = tokio::spawn(worker.run());
         while source.0.load(std::sync::atomic::Ordering::SeqCst) < 10 {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -4,7 +4,7 @@
 //! The signatures are computed here again, from the SDKs' description of them, sharing no code
 //! with the writer's signer (`targets::k3cloud::sign`): the simulator and the writer agreeing
 //! means two implementations agree, and both are pinned to the SDK's own output
-//! (`crate::sign_vectors::k3cloud`).
+//! (`crate::domain::sign_vectors::k3cloud`).
 
 use axum::http::HeaderMap;
 use base64::Engine;
@@ -170,7 +170,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-    use crate::sign_vectors::k3cloud::{QUERY, SDK_SAMPLE, SDK_SECOND, SdkCase};
+    use crate::domain::sign_vectors::k3cloud::{QUERY, SDK_SAMPLE, SDK_SECOND, SdkCase};
 
     fn account(c: &SdkCase) -> Account {
         Account::new(c.app_id.into(), c.app_secret.into(), c.acct_id.into(), c.user_name.into(), c.lcid).unwrap()

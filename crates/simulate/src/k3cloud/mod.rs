@@ -19,7 +19,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::SimState;
-use super::top::default_skew;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, format_beijing};
 use auth::{Account, AuthFailure};
@@ -51,6 +50,7 @@ pub struct K3cloudSimConfig {
     /// The account's language. Requests may name another in `X-Kd-Appdata`; it is not checked.
     #[serde(default = "default_lcid")]
     pub lcid: u32,
+    /// Largest accepted difference between a request's timestamp and the server clock.
     #[serde(default = "default_skew")]
     pub max_skew: String,
     /// 物料 numbers (`FMaterialId`).
@@ -91,6 +91,11 @@ fn default_session_ttl() -> String {
 
 fn default_lcid() -> u32 {
     2052
+}
+
+/// As TOP's gateway: 10 minutes.
+fn default_skew() -> String {
+    "10m".into()
 }
 
 fn default_orgs() -> Vec<String> {
@@ -542,7 +547,7 @@ async fn service(State(state): State<Arc<SimState>>, uri: Uri, headers: HeaderMa
         Some(sim) => {
             let answer = sim.answer(uri.path(), &headers, &body, state.faults.now());
             if sim.answer_lost(uri.path()) {
-                return super::faults::dropped_connection();
+                return super::vendor::dropped_connection();
             }
             Json(answer).into_response()
         }

@@ -27,7 +27,7 @@ pub struct SourceSection {
 }
 
 /// Requests per second, a source's or a writer's, unless configured.
-pub(crate) fn default_rps() -> u32 {
+pub fn default_rps() -> u32 {
     5
 }
 
@@ -69,6 +69,17 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// A source from its `[sources.<id>]` table as written, `${…}` unexpanded: for tools and
+    /// tests that build one client without a whole config.
+    pub fn from_toml(id: &str, text: &str) -> Result<Self, ConfigError> {
+        let prefix = format!("sources.{id}");
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::invalid(&prefix, e.to_string()))?;
+        let settings = KindSettings::split_from(&prefix, &mut table, crate::config::fields_of::<SourceSection>());
+        let section: SourceSection =
+            table.try_into().map_err(|e: toml::de::Error| ConfigError::invalid(&prefix, e.message().to_owned()))?;
+        Self::from_section(id, section, settings)
+    }
+
     /// Checks `[sources.<id>]` and reads its schema file; `settings` are the kind's own keys.
     pub fn from_section(id: &str, s: SourceSection, settings: KindSettings) -> Result<Self, ConfigError> {
         let key = |name: &str| format!("sources.{id}.{name}");

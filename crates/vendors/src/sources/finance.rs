@@ -12,12 +12,13 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
+use super::config::SourceConfig;
 use super::envelope::{as_i64, as_text, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-pub use tidemark_endpoints::finance::{BALANCES, SYSTEM_PARAMS, TRANSACTIONS};
-use crate::config::{ConfigError, Secret, SourceConfig};
+use crate::config::{ConfigError, Secret};
 use crate::domain::time::{COMPACT_DATETIME, DATETIME, format_beijing};
+pub use tidemark_endpoints::finance::{BALANCES, SYSTEM_PARAMS, TRANSACTIONS};
 
 /// The finance bill API's answers (the seed's error table) and what the engine does about
 /// each; `docs/vendors.md` cites it. The API documents no throttle code: an HTTP gateway's
@@ -235,7 +236,7 @@ mod tests {
         assert!(e.to_string().contains("no `lists`"), "{e}");
     }
 
-    use crate::sign_vectors::finance::*;
+    use crate::domain::sign_vectors::finance::*;
     use std::collections::BTreeMap;
 
     #[test]
@@ -252,12 +253,12 @@ mod tests {
 
     #[test]
     fn the_client_signs_its_request_as_the_vendor_does() {
-        let cfg = crate::config::Config::parse(&format!(
-            "[kafka]\nbootstrap = \"x:1\"\n[sources.s]\nkind = \"finance.transactions\"\nbase_url = \"http://127.0.0.1:1/api\"\nflag = \"tidemark\"\napp_secret = \"{VENDOR_TOKEN}\"\n[[streams]]\nid = \"s/1\"\nsource = \"s\"\n"
-        ))
-        .unwrap()
-        .sources
-        .remove("s")
+        let cfg = crate::sources::config::SourceConfig::from_toml(
+            "s",
+            &format!(
+                "kind = \"finance.transactions\"\nbase_url = \"http://127.0.0.1:1/api\"\nflag = \"tidemark\"\napp_secret = \"{VENDOR_TOKEN}\"\n"
+            ),
+        )
         .unwrap();
         let src = FinanceSource::new(&TRANSACTIONS, &cfg, reqwest::Client::new()).unwrap();
         // 2024-01-01 00:00 to 2024-01-02 00:00 Beijing; the request is made at 08:00 Beijing.

@@ -4,9 +4,9 @@
 //!
 //! A second method of a vendor tidemark already speaks, say another 旺店通 openapi2 script,
 //! needs no new code in the worker, Kafka or config:
-//! 1. **One spec** in the vendor's module (`wdt.rs`): `pub static NEW: ApiSpec = ApiSpec {
+//! 1. **One spec** in the vendor's module of `tidemark-endpoints` (`crates/endpoints/src/wdt.rs`): `pub static NEW: ApiSpec = ApiSpec {
 //!    kind: "wdt.<name>", method: "<script>.php", list_field, key_field, default_topic,
-//!    max_span, page sizes, mode, .. }`, with `schema: include_str!("../../schemas/wdt.<name>.avsc")`.
+//!    max_span, page sizes, mode, .. }`, with `schema: include_str!("../../../schemas/wdt.<name>.avsc")`.
 //!    The vendor's client is built from its spec (URL, envelope list field), so it serves the
 //!    new method as it is.
 //! 2. **One schema**, `schemas/wdt.<name>.avsc`: a record keyed on a required string field
@@ -39,8 +39,9 @@ pub mod wdt;
 
 use std::sync::Arc;
 
-use crate::config::{ConfigError, SourceConfig};
+use crate::config::ConfigError;
 pub use crate::domain::source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
+use config::SourceConfig;
 
 /// Builds a vendor module's client for a configured source of one of its APIs.
 pub type ClientFn = fn(&'static ApiSpec, &SourceConfig, reqwest::Client) -> Result<Arc<dyn Source>, ConfigError>;
@@ -86,9 +87,8 @@ mod tests {
     use apache_avro::Schema;
 
     #[test]
-    fn every_api_schema_compiles_and_keys_on_a_required_string() {
+    fn every_api_schema_keys_on_a_required_string() {
         for spec in KINDS.iter().map(|k| k.spec) {
-            crate::avro::RecordCodec::from_avsc(spec.schema).unwrap_or_else(|e| panic!("{}: {e}", spec.kind));
             let Schema::Record(r) = Schema::parse_str(spec.schema).unwrap() else { panic!("{}", spec.kind) };
             let key = r.fields.iter().find(|f| f.name == spec.key_field).unwrap_or_else(|| panic!("{}", spec.kind));
             assert_eq!(key.schema, Schema::String, "{}: the key field is a required string", spec.kind);

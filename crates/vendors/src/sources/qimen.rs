@@ -8,14 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::config::SourceConfig;
 use super::envelope::{as_text, json_body, preview, records, total};
 use super::top::classify as top_classify;
 use super::top_sign::{SignMethod, TopCredential};
-use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-pub use tidemark_endpoints::qimen::{STOCKIN_REFUND};
-use crate::config::{ConfigError, Secret, SourceConfig};
+use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
+use crate::config::{ConfigError, Secret};
 use crate::domain::time::{DATETIME, format_beijing};
-
+pub use tidemark_endpoints::qimen::STOCKIN_REFUND;
 
 /// Reads a Qimen response into a page, or the vendor's error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {

@@ -8,14 +8,14 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::config::SourceConfig;
 use super::envelope::{as_text, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, ban_seconds, error, lookup};
 use super::top_sign::{SignMethod, TopCredential};
-use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-pub use tidemark_endpoints::top::{FINANCE_ORDER};
-use crate::config::{ConfigError, Secret, SourceConfig};
+use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
+use crate::config::{ConfigError, Secret};
 use crate::domain::time::{DATETIME, format_beijing};
-
+pub use tidemark_endpoints::top::FINANCE_ORDER;
 
 /// The name of the object parameter that carries paging and the window.
 const REQUEST_PARAM: &str = "finance_order_detail_request";

@@ -129,7 +129,7 @@ impl TopCredential {
 mod tests {
     use super::*;
 
-    use crate::sign_vectors::{params, top::*};
+    use crate::domain::sign_vectors::{params, top::*};
 
     fn with_method(pairs: &[(&str, &str)], method: &str) -> BTreeMap<String, String> {
         let mut p = params(pairs);

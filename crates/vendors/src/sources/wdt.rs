@@ -7,14 +7,13 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use serde_json::Value;
 
+use super::config::SourceConfig;
 use super::envelope::{as_i64, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
-use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
-pub use tidemark_endpoints::wdt::{ACCOUNT_CHECK, RESERVED_PARAMS};
-use crate::config::{ConfigError, Secret, SourceConfig};
+use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
+use crate::config::{ConfigError, Secret};
 use crate::domain::time::{DATETIME, format_beijing};
-
-
+pub use tidemark_endpoints::wdt::{ACCOUNT_CHECK, RESERVED_PARAMS};
 
 /// The openapi2 signature: every parameter but `sign`, sorted by key, each written as
 /// `LL-key:VVVV-value` (lengths in characters, zero-padded), joined by `;`, then the
@@ -151,7 +150,7 @@ impl Source for WdtSource {
 mod tests {
     use super::*;
 
-    use crate::sign_vectors::{params, wdt::*};
+    use crate::domain::sign_vectors::{params, wdt::*};
 
     #[test]
     fn sign_matches_the_vendor_sdk() {

@@ -119,7 +119,7 @@ pub fn encode_path(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sign_vectors::k3cloud::{BATCH_SAVE, SDK_SAMPLE, SDK_SECOND, SdkCase};
+    use crate::domain::sign_vectors::k3cloud::{BATCH_SAVE, SDK_SAMPLE, SDK_SECOND, SdkCase};
 
     fn header<'a>(h: &'a [(&'static str, String)], name: &str) -> &'a str {
         &h.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no {name}")).1
