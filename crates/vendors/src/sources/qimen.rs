@@ -1,9 +1,9 @@
 //! 旺店通 via 奇门 (Qimen): TOP-style system parameters and signing, the
 //! `{"response": {"flag", "code", "message", "total_count", <list>}}` envelope, error classes.
 //!
-//! The public docs do not show Qimen's JSON envelope; we assume the shape above, with
-//! `flag: "failure"` plus `code`/`sub_code`/`message` on errors, and TOP's own
-//! `error_response` for gateway errors. That assumption lives in `parse_response` only.
+//! The public docs do not show Qimen's JSON envelope; SDKs disagree on its success marker
+//! (`flag` or `errorcode`), so `parse_response` reads either, with `code`/`sub_code`/
+//! `message`/`sub_message` on errors and TOP's own `error_response` for gateway errors.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,12 +28,29 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     let r = v
         .get("response")
         .ok_or_else(|| SourceError::malformed(format!("response has no `response`: {}", preview(body))))?;
+    // Two shapes are seen: the TS SDK reads `flag` ("success"/"failure"), while the Go SDK and
+    // a production crawler read only `errorcode` (0 on success) and find `code`/`sub_code`/
+    // `message`/`sub_message` on errors (docs/vendors.md). Either decides; neither is required.
     let flag = as_text(r.get("flag"));
-    if flag != "success" {
-        let (code, sub_code, message) = (as_text(r.get("code")), as_text(r.get("sub_code")), as_text(r.get("message")));
-        if flag != "failure" {
-            return Err(SourceError::malformed(format!("unknown flag {flag:?}: {}", preview(body))));
-        }
+    let errorcode = as_text(r.get("errorcode"));
+    let failed = match flag.as_str() {
+        "success" => false,
+        "failure" => true,
+        "" if !errorcode.is_empty() => errorcode != "0",
+        "" => !matches!(as_text(r.get("code")).as_str(), "" | "0"),
+        other => return Err(SourceError::malformed(format!("unknown flag {other:?}: {}", preview(body)))),
+    };
+    if failed {
+        let code = match as_text(r.get("code")) {
+            c if c.is_empty() => errorcode,
+            c => c,
+        };
+        let message = match (as_text(r.get("message")), as_text(r.get("sub_message"))) {
+            (m, s) if s.is_empty() => m,
+            (m, s) if m.is_empty() => s,
+            (m, s) => format!("{m} {s}"),
+        };
+        let sub_code = as_text(r.get("sub_code"));
         // 旺店通 business codes pass through Qimen as numbers: 1–199 mean the request or the
         // credentials are wrong, as in openapi2.
         if let Ok(n) = code.parse::<i64>()
@@ -143,6 +160,25 @@ mod tests {
         .unwrap();
         assert_eq!((p.total, p.records.len()), (Some(2), 2));
         assert_eq!(p.records[0]["details_list"][0]["num"], "1.0000");
+    }
+
+    /// The shape the Go SDK (ITITO881/go-zero-service `wdt_qm/qm_trade_query.go`, `qm_refund_query.go`)
+    /// and a production crawler read: `errorcode` 0 on success, no `flag`; on error `code`,
+    /// `message`, `sub_code`, `sub_message` (docs/vendors.md).
+    #[test]
+    fn an_errorcode_envelope_without_flag_is_read_too() {
+        let p = parse(r#"{"response":{"errorcode":0,"total_count":1,"stockin_list":[{"order_no":"RK1"}]}}"#).unwrap();
+        assert_eq!((p.total, p.records.len()), (Some(1), 1));
+        let p = parse(r#"{"response":{"total_count":"0","stockin_list":[]}}"#).unwrap();
+        assert_eq!((p.total, p.records.len()), (Some(0), 0), "neither flag nor errorcode nor code: a page");
+        let e =
+            parse(r#"{"response":{"errorcode":100,"message":"超过每分钟最大调用频率限制,请稍后重试"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Throttled { after: None, .. }), "errorcode is the code: {e:?}");
+        let e =
+            parse(r#"{"response":{"code":"15","sub_code":"isp.service-unavailable","sub_message":"x"}}"#).unwrap_err();
+        assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+        let e = parse(r#"{"response":{"code":"sign-check-failure","message":"Illegal request"}}"#).unwrap_err();
+        assert!(e.to_string().contains("signature rejected"), "a code without flag is an error: {e:?}");
     }
 
     #[test]
