@@ -45,8 +45,10 @@ async fn backfill_survives_kills(sim: &Simulator, kind: &str, config: &str, topi
     assert_exactly(&consume_committed(topic), &expected, schema, key);
 }
 
+/// In the `errorcode` envelope (no `flag`), the shape a Go SDK and a production crawler read;
+/// the other tests' 奇门 simulators answer with `flag`.
 #[tokio::test(flavor = "multi_thread")]
-async fn qimen_refund_stockins_arrive_exactly_once_after_kills() {
+async fn qimen_refund_stockins_arrive_exactly_once_after_kills_in_the_errorcode_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::start(
         dir.path(),
@@ -59,6 +61,7 @@ app_key = "qk"
 app_secret = "qs"
 target_app_key = "wdt-target"
 sid = "seller"
+envelope = "errorcode"
 [qimen.stockin_refund]
 seed = 5
 records = 1500

@@ -33,7 +33,37 @@ pub struct QimenSimConfig {
     pub sid: String,
     #[serde(default = "default_skew")]
     pub max_skew: String,
+    /// How answers say success: `"flag"` (`flag: "success"`/`"failure"`, as the TS SDK
+    /// reads) or `"errorcode"` (`errorcode: 0`, no flag; errors carry only `code`/`message`,
+    /// as the Go SDK and a production crawler read). SDKs disagree; clients must take both.
+    #[serde(default)]
+    pub envelope: Envelope,
     pub stockin_refund: Option<DataSetConfig>,
+}
+
+/// The two answer shapes seen for 奇门's 旺店通 methods (docs/vendors.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Envelope {
+    #[default]
+    Flag,
+    Errorcode,
+}
+
+impl Envelope {
+    /// `answer` (written in the flag shape) in this shape.
+    fn shape(self, mut answer: Value) -> Value {
+        if self == Envelope::Errorcode
+            && let Some(r) = answer.get_mut("response").and_then(Value::as_object_mut)
+            && let Some(flag) = r.remove("flag")
+            && flag == "success"
+        {
+            r.remove("code");
+            r.remove("message");
+            r.insert("errorcode".into(), json!(0));
+        }
+        answer
+    }
 }
 
 /// The warehouses, customers and goods (`spec_no`) generated stock-ins name, drawn from small
@@ -60,6 +90,7 @@ fn failure(code: &str, message: &str) -> Value {
 /// The running 奇门 simulator.
 pub struct QimenSim {
     credential: Credential,
+    envelope: Envelope,
     target_app_key: String,
     sid: String,
     stockins: RwLock<DataSet>,
@@ -106,6 +137,7 @@ impl QimenSim {
         };
         Ok(QimenSim {
             credential: Credential::new("qimen", &cfg.app_key, &cfg.app_secret, &cfg.max_skew)?,
+            envelope: cfg.envelope,
             target_app_key: expand_env("qimen.target_app_key", &cfg.target_app_key)?,
             sid: expand_env("qimen.sid", &cfg.sid)?,
             stockins: RwLock::new(stockins),
@@ -197,7 +229,9 @@ pub fn routes() -> Router<Arc<SimState>> {
 
 async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeMap<String, String>>) -> Response {
     match &state.qimen {
-        Some(sim) => Json(sim.answer(&params, state.faults.now(), Some(&state.faults))).into_response(),
+        Some(sim) => {
+            Json(sim.envelope.shape(sim.answer(&params, state.faults.now(), Some(&state.faults)))).into_response()
+        }
         None => Json(failure("invalid-method", "qimen simulator not configured")).into_response(),
     }
 }
@@ -205,6 +239,17 @@ async fn router_qm(State(state): State<Arc<SimState>>, Form(params): Form<BTreeM
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_errorcode_envelope_drops_flag_and_says_errorcode_zero_on_success() {
+        let ok = json!({"response": {"flag": "success", "code": "0", "message": "", "total_count": 1}});
+        assert_eq!(Envelope::Errorcode.shape(ok.clone()), json!({"response": {"errorcode": 0, "total_count": 1}}));
+        assert_eq!(Envelope::Flag.shape(ok.clone()), ok);
+        assert_eq!(
+            Envelope::Errorcode.shape(failure("41", "page_size 取值范围为 1~100")),
+            json!({"response": {"code": "41", "message": "page_size 取值范围为 1~100"}})
+        );
+    }
 
     #[test]
     fn stock_ins_name_only_the_listed_base_data() {
