@@ -25,7 +25,7 @@ pub static TRANSACTIONS: ApiSpec = ApiSpec {
         "page_no",
         "page_size",
     ],
-    schema: include_str!("../../../schemas/finance.transaction.avsc"),
+    schema: include_str!("../../../schemas/finance.transactions.avsc"),
     key_field: "trans_id",
     default_topic: "finance.transactions",
     // No documented limit; one day keeps each window's transaction bounded.
@@ -45,7 +45,7 @@ pub static BALANCES: ApiSpec = ApiSpec {
     method: "finance.getAccountBalance",
     list_field: "accounts",
     reserved_params: SYSTEM_PARAMS,
-    schema: include_str!("../../../schemas/finance.account_balance.avsc"),
+    schema: include_str!("../../../schemas/finance.balances.avsc"),
     key_field: "account_id",
     default_topic: "finance.balances",
     max_span: Duration::from_secs(24 * 3600),
