@@ -365,11 +365,7 @@ mod schema_files {
     /// Each schema in `schemas/` with the fingerprint Java Avro 1.12 computes for it
     /// (`SchemaNormalization.parsingFingerprint64`), which fastavro 1.13 agrees with.
     const JAVA: &[(&str, &str, u64)] = &[
-        (
-            "finance.balances.avsc",
-            include_str!("../../../../schemas/finance.balances.avsc"),
-            0xab6d_0a60_5004_2bde,
-        ),
+        ("finance.balances.avsc", include_str!("../../../../schemas/finance.balances.avsc"), 0xab6d_0a60_5004_2bde),
         (
             "finance.transactions.avsc",
             include_str!("../../../../schemas/finance.transactions.avsc"),
@@ -393,7 +389,11 @@ mod schema_files {
             .unwrap()
             .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "avsc"))
             .count();
-        assert_eq!(files, JAVA.len(), "every .avsc in schemas/ has its vector here (the .toml manifests beside them are not schemas)");
+        assert_eq!(
+            files,
+            JAVA.len(),
+            "every .avsc in schemas/ has its vector here (the .toml manifests beside them are not schemas)"
+        );
     }
 
     #[test]
