@@ -77,9 +77,16 @@ impl Deref for Builtin {
 }
 
 /// Every endpoint a worker knows: the built-ins and those of its `endpoints_dir`.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Endpoints {
     user: Vec<&'static Endpoint>,
+}
+
+/// The user's kinds and files only: a config's `Debug` would otherwise print every schema.
+impl std::fmt::Debug for Endpoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.user.iter().map(|e| (e.spec.kind, e.origin.to_string()))).finish()
+    }
 }
 
 impl Endpoints {

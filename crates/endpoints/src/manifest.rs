@@ -158,8 +158,8 @@ pub fn parse(
             return Err(bad(
                 "kind",
                 format!(
-                    "{:?} must be \"{}.<name>\" ({}. for protocol {:?}; the name in [A-Za-z0-9_.-])",
-                    m.kind, protocol.name, protocol.name, protocol.name
+                    "{:?} must start with \"{}.\" (its protocol's name) and go on with [A-Za-z0-9_.-]",
+                    m.kind, protocol.name
                 ),
             ));
         }
