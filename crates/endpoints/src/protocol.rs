@@ -12,8 +12,6 @@ use tidemark_domain::Mode;
 pub struct Protocol {
     /// The manifest's `protocol`, and the prefix of its endpoints' kinds (`wdt.`).
     pub name: &'static str,
-    /// What the protocol is, for `endpoints list` and errors.
-    pub title: &'static str,
     /// Parameters the client sets on every request.
     pub system_params: &'static [&'static str],
     /// Parameters the client sets only for a windowed endpoint (the window, and paging where
@@ -41,7 +39,6 @@ impl Protocol {
 /// paging on every request, so it reads windowed endpoints only.
 pub static WDT: Protocol = Protocol {
     name: "wdt",
-    title: "旺店通 openapi2",
     system_params: &["sid", "appkey", "timestamp", "sign", "page_no", "page_size", "start_time", "end_time"],
     windowed_params: &[],
     max_page_size: 100,
@@ -51,7 +48,6 @@ pub static WDT: Protocol = Protocol {
 /// 旺店通 via 奇门: 旺店通's page limit assumed (the public docs show none).
 pub static QIMEN: Protocol = Protocol {
     name: "qimen",
-    title: "旺店通 via 奇门",
     system_params: &[
         "method",
         "app_key",
@@ -75,7 +71,6 @@ pub static QIMEN: Protocol = Protocol {
 /// 淘宝开放平台 TOP: `page_size` ≤ 100 assumed (the seed's example value).
 pub static TOP: Protocol = Protocol {
     name: "top",
-    title: "淘宝开放平台 TOP",
     system_params: &[
         "method",
         "app_key",
@@ -100,7 +95,6 @@ pub static TOP: Protocol = Protocol {
 /// paging only for a windowed endpoint, so it also reads snapshots.
 pub static FINANCE: Protocol = Protocol {
     name: "finance",
-    title: "财务账单 API",
     system_params: &["flag", "method", "ver", "charset", "type", "timestamp", "sign"],
     windowed_params: &["start_time", "end_time", "page_no", "page_size"],
     max_page_size: 1000,
