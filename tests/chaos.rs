@@ -159,7 +159,7 @@ impl Watched {
             .arg("--config")
             .arg(config)
             // Debug for the stream module: its "window read starting"/"window read" lines.
-            .env("RUST_LOG", "info,tidemark::worker::stream=debug")
+            .env("RUST_LOG", "info,tidemark_engine::worker::stream=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

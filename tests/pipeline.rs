@@ -310,7 +310,7 @@ async fn windows_read_concurrently_commit_in_window_order() {
     let out = Command::new(BIN)
         .args(["run", "--until-caught-up", "--config"])
         .arg(&cfg)
-        .env("RUST_LOG", "info,tidemark::worker::stream=debug")
+        .env("RUST_LOG", "info,tidemark_engine::worker::stream=debug")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
