@@ -16,6 +16,7 @@ use tidemark_domain::config::expand::expand_tree;
 pub use crate::cluster::config::{ClusterConfig, ClusterSection};
 pub use crate::kafka::config::{KafkaConfig, KafkaSection, ValueFormat};
 pub use crate::registry::{COMPATIBILITY_LEVELS, RegistryConfig, RegistrySection};
+pub use crate::sources::Endpoints;
 pub use crate::sources::config::{DEFAULT_MAX_IN_FLIGHT, SourceConfig, SourceSection};
 pub use crate::worker::config::{StreamConfig, StreamSection};
 pub use crate::writer::config::{WriterConfig, WriterSection};
@@ -25,6 +26,9 @@ pub use tidemark_domain::config::*;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// A folder of the worker's own endpoints (`<kind>.toml` + `<kind>.avsc`), relative to the
+    /// config file.
+    pub endpoints_dir: Option<PathBuf>,
     pub kafka: KafkaSection,
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -42,6 +46,9 @@ pub struct FileConfig {
     /// `[writers.<id>]` keys that are not [`WriterSection`]'s, by writer id.
     #[serde(skip)]
     writer_kinds: BTreeMap<String, KindSettings>,
+    /// What a relative `endpoints_dir` is relative to: the config file's folder.
+    #[serde(skip)]
+    base_dir: PathBuf,
 }
 
 /// `[metrics]`.
@@ -64,6 +71,8 @@ pub struct Config {
     pub writers: BTreeMap<String, WriterConfig>,
     /// Set when several replicas share the streams (see `cluster`).
     pub cluster: Option<ClusterConfig>,
+    /// The endpoints a source's `kind` may name: the built-ins and `endpoints_dir`'s.
+    pub endpoints: Endpoints,
 }
 
 impl Config {
@@ -71,7 +80,8 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text).map_err(|e| match e {
+        let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Config::parse_in(&text, base).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })
@@ -80,7 +90,13 @@ impl Config {
     /// Parses and validates config text: TOML, then `${…}` expanded in every value (but the
     /// kinds' own keys, see [`KindSettings`]), then each section as its type, then the keys
     /// that depend on each other.
+    /// A relative `endpoints_dir` is taken from the working directory.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, Path::new("."))
+    }
+
+    /// [`Config::parse`] of a file in folder `base` (what a relative `endpoints_dir` is from).
+    pub fn parse_in(text: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<text>"),
             message: redact::describe_toml_error(text, &e),
@@ -95,6 +111,7 @@ impl Config {
             serde_path_to_error::deserialize(table).map_err(|e| section_error("", e, None, &from_files))?;
         file.source_kinds = source_kinds;
         file.writer_kinds = writer_kinds;
+        file.base_dir = base.to_owned();
         Config::try_from(file).map_err(|e| e.redacted_for(&from_files))
     }
 }
@@ -121,6 +138,16 @@ impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(mut file: FileConfig) -> Result<Config, ConfigError> {
+        let endpoints = match &file.endpoints_dir {
+            None => Endpoints::builtin(),
+            Some(dir) => {
+                let dir = file.base_dir.join(dir);
+                let endpoints =
+                    Endpoints::load_dir(&dir).map_err(|e| ConfigError::invalid("endpoints_dir", e.to_string()))?;
+                tracing::info!(dir = %dir.display(), endpoints = endpoints.user().len(), "endpoints loaded");
+                endpoints
+            }
+        };
         let kafka = KafkaConfig::try_from(file.kafka)?;
         let schema_registry = file.schema_registry.map(RegistryConfig::try_from).transpose()?;
         match (kafka.value_format, &schema_registry) {
@@ -170,7 +197,16 @@ impl TryFrom<FileConfig> for Config {
             writers.insert(id.clone(), WriterConfig::from_section(&id, w, settings)?);
         }
         let cluster = file.cluster.map(ClusterConfig::try_from).transpose()?;
-        Ok(Config { kafka, metrics_listen: file.metrics.listen, schema_registry, sources, streams, writers, cluster })
+        Ok(Config {
+            kafka,
+            metrics_listen: file.metrics.listen,
+            schema_registry,
+            sources,
+            streams,
+            writers,
+            cluster,
+            endpoints,
+        })
     }
 }
 
@@ -471,6 +507,48 @@ mod tests {
         assert_eq!(c.kafka.transaction_timeout, Duration::from_millis(1500));
         let e = err(&GOOD.replace("[kafka]", "[kafka]\nstartup_timeout = \"5w\""));
         assert!(e.contains("kafka.startup_timeout") && e.contains("unknown unit") && e.contains("\"5w\""), "{e}");
+    }
+
+    /// A user endpoint: found relative to the config file, named by a source's kind, its
+    /// `[params]` sent unless the stream sets them; a bad one names its file and key.
+    #[test]
+    fn an_endpoints_dir_beside_the_config_adds_kinds_with_default_params() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints = dir.path().join("endpoints");
+        std::fs::create_dir(&endpoints).unwrap();
+        let manifest = include_str!("../schemas/wdt.account_check.toml")
+            .replace("kind = \"wdt.account_check\"", "kind = \"wdt.account_check_copy\"")
+            .replace("[pages]", "[params]\ntime_type = \"2\"\nstatus = \"1\"\n\n[pages]");
+        std::fs::write(endpoints.join("wdt.account_check_copy.toml"), &manifest).unwrap();
+        std::fs::write(
+            endpoints.join("wdt.account_check_copy.avsc"),
+            include_str!("../schemas/wdt.account_check.avsc"),
+        )
+        .unwrap();
+        let text = format!(
+            "endpoints_dir = \"endpoints\"\n{}",
+            GOOD.replace("wdt.account_check\"", "wdt.account_check_copy\"")
+        )
+        .replace("sid = \"s\"", "sid = \"s\"\nappkey = \"k\"\nappsecret = \"x\"")
+        .replace("shop_no = \"shop-01\"", "shop_no = \"shop-01\"\nstatus = \"3\"");
+        let file = dir.path().join("tidemark.toml");
+        std::fs::write(&file, &text).unwrap();
+        let c = Config::load(&file).unwrap();
+        let e = c.endpoints.find("wdt.account_check_copy").unwrap();
+        assert_eq!(e.origin, tidemark_endpoints::Origin::File(endpoints.join("wdt.account_check_copy.toml")));
+        let plans = crate::pipeline::plan(&c).unwrap();
+        assert_eq!(plans[0].source.spec().kind, "wdt.account_check_copy");
+        let params = &plans[0].cfg.params;
+        assert_eq!((params["time_type"].as_str(), params["status"].as_str()), ("2", "3"), "the stream's status wins");
+        // Relative to the config file, not the working directory.
+        assert!(Config::parse(&text).unwrap_err().to_string().contains("endpoints_dir"));
+        std::fs::write(
+            endpoints.join("wdt.account_check_copy.toml"),
+            manifest.replace("max_size = 100", "max_size = 500"),
+        )
+        .unwrap();
+        let e = Config::load(&file).unwrap_err().to_string();
+        assert!(e.contains("wdt.account_check_copy.toml") && e.contains("pages.max_size") && e.contains("500"), "{e}");
     }
 
     #[test]

@@ -106,6 +106,11 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// The endpoints (vendor methods) a source's `kind` may name: built in, and a config's own.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
     /// Measure throughput, its ceilings, CPU and memory, and idle scale (see BENCHMARKS.md).
     Bench(tidemark::bench::BenchOptions),
     /// Show what Kafka holds per stream (records, keys, tombstones, watermark) and decoded samples.
@@ -212,6 +217,23 @@ enum StreamsCommand {
         streams: Vec<String>,
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EndpointsCommand {
+    /// One line per endpoint: kind, protocol, vendor method, mode, longest window, and where it
+    /// is defined (built-in, or its manifest's path), then its description.
+    #[command(long_about = "One line per endpoint: kind, protocol, vendor method, mode, longest window (max span), \
+                      and where it is defined: built-in (compiled in from the repository's schemas/), or the \
+                      path of its manifest in the config's endpoints_dir. Without --config, the built-in \
+                      endpoints only. A config's manifests are checked as `run` checks them: an error \
+                      names the file and the key, and the command exits 2. Adding an endpoint (a \
+                      <kind>.toml manifest beside its <kind>.avsc schema) is described in the README.")]
+    List {
+        /// Worker config file (TOML) whose `endpoints_dir` to list as well.
+        #[arg(long, short, env = "TIDEMARK_CONFIG")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -372,6 +394,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Simulate { config } => simulate_command(&config).await,
         Command::Write { config, until_idle } => write_command(&config, until_idle).await,
         Command::Validate { config, offline } => validate_command(&config, offline).await,
+        Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
         Command::Streams { command } => streams_command(command).await,
@@ -615,7 +638,39 @@ async fn validate_command(config: &std::path::Path, offline: bool) -> anyhow::Re
             p.cfg.settle
         );
     }
+    for e in cfg.endpoints.user() {
+        outln!("ok  endpoint {:<28} protocol={} method={} ({})", e.spec.kind, e.protocol.name, e.spec.method, e.origin);
+    }
     outln!("{} stream(s) valid", plans.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `endpoints list`: the built-in endpoints, and with a config its `endpoints_dir`'s.
+fn endpoints_list_command(config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let endpoints = match config {
+        Some(path) => Config::load(path)?.endpoints,
+        None => tidemark::config::Endpoints::builtin(),
+    };
+    let rows: Vec<Vec<String>> = endpoints
+        .iter()
+        .map(|e| {
+            let s = &e.spec;
+            let (mode, span) = match s.mode {
+                tidemark::sources::Mode::Windowed => ("windowed", tidemark::config::format_duration(s.max_span)),
+                tidemark::sources::Mode::Snapshot => ("snapshot", "—".to_owned()),
+            };
+            vec![
+                s.kind.to_owned(),
+                e.protocol.name.to_owned(),
+                s.method.to_owned(),
+                mode.to_owned(),
+                span,
+                e.origin.to_string(),
+                e.description.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&["kind", "protocol", "method", "mode", "max span", "from", "description"], &rows, &[]);
     Ok(ExitCode::SUCCESS)
 }
 

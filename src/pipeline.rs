@@ -28,7 +28,7 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
         .map_err(|e| ConfigError::invalid("sources", format!("cannot build http client: {e}")))?;
     let mut clients: BTreeMap<&str, Arc<dyn Source>> = BTreeMap::new();
     for (id, s) in &config.sources {
-        clients.insert(id, sources::build(s, http.clone())?);
+        clients.insert(id, sources::build(s, &config.endpoints, http.clone())?);
     }
     // Sources that share a credential share its quota (and its throttle pauses): one gate
     // per quota key, at the lowest rate and in-flight ceiling any of them configured, named
@@ -105,8 +105,13 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
                 c
             }
         };
+        // The endpoint's own `[params]` first, then the stream's over them.
+        let mut cfg = s.clone();
+        for (k, v) in spec.default_params {
+            cfg.params.entry((*k).to_owned()).or_insert_with(|| (*v).to_owned());
+        }
         plans.push(StreamPlan {
-            cfg: s.clone(),
+            cfg,
             source_id: s.source.clone(),
             gate: gates[&source.quota_key()].clone(),
             source,

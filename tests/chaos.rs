@@ -242,13 +242,13 @@ async fn assert_all_exact(sim: &Simulator, prefix: &str) {
         ("wdt", "wdt.account_check", "wdt.account_check.avsc", "account_check_no"),
         ("qimen", "qimen.stockin_refund", "qimen.stockin_refund.avsc", "order_no"),
         ("top", "top.finance_order", "top.finance_order.avsc", "biz_uk"),
-        ("fin", "finance.transactions", "finance.transaction.avsc", "trans_id"),
+        ("fin", "finance.transactions", "finance.transactions.avsc", "trans_id"),
     ] {
         assert_exactly(&consume_committed(&format!("{prefix}.{source}")), &sim.records(kind).await, schema, key);
     }
     let balances = consume_committed(&format!("{prefix}.bal"));
     let live = live_records(&balances);
-    assert_exactly(&live, &sim.records("finance.balances").await, "finance.account_balance.avsc", "account_id");
+    assert_exactly(&live, &sim.records("finance.balances").await, "finance.balances.avsc", "account_id");
 }
 
 #[tokio::test(flavor = "multi_thread")]

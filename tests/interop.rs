@@ -17,8 +17,8 @@ const TOPICS: [(&str, &str, &str, &str); 5] = [
     ("wdt.account_check", "wdt.account_check", "wdt.account_check.avsc", "account_check_no"),
     ("qimen.stockin_refund", "qimen.stockin_refund", "qimen.stockin_refund.avsc", "order_no"),
     ("top.finance_order", "top.finance_order", "top.finance_order.avsc", "biz_uk"),
-    ("finance.transactions", "finance.transactions", "finance.transaction.avsc", "trans_id"),
-    ("finance.balances", "finance.balances", "finance.account_balance.avsc", "account_id"),
+    ("finance.transactions", "finance.transactions", "finance.transactions.avsc", "trans_id"),
+    ("finance.balances", "finance.balances", "finance.balances.avsc", "account_id"),
 ];
 
 const SECRETS: [(&str, &str); 6] = [

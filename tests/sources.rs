@@ -170,7 +170,7 @@ shops = ["ACC001", "ACC002"]
             &format!("account_id = \"{acc}\""),
         ));
     }
-    backfill_survives_kills(&sim, "finance.transactions", &cfg, &topic, "finance.transaction.avsc", "trans_id").await;
+    backfill_survives_kills(&sim, "finance.transactions", &cfg, &topic, "finance.transactions.avsc", "trans_id").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +194,7 @@ async fn balance_snapshots_emit_only_changes_and_tombstone_closed_accounts() {
     };
     run("first snapshot");
     let first = consume_committed(&topic);
-    assert_exactly(&first, &sim.records("finance.balances").await, "finance.account_balance.avsc", "account_id");
+    assert_exactly(&first, &sim.records("finance.balances").await, "finance.balances.avsc", "account_id");
 
     // Within the poll interval the snapshot is current: a rerun writes nothing.
     run("rerun within the interval");
@@ -229,7 +229,7 @@ async fn balance_snapshots_emit_only_changes_and_tombstone_closed_accounts() {
     // The compacted view equals the simulator's accounts now.
     let now = sim.records("finance.balances").await;
     let live = live_records(&all);
-    assert_exactly(&live, &now, "finance.account_balance.avsc", "account_id");
+    assert_exactly(&live, &now, "finance.balances.avsc", "account_id");
 
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", kafka()).create().unwrap();

@@ -90,7 +90,7 @@ pub async fn run(
         .build()
         .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), format!("cannot build http client: {e}")))?;
     let target = crate::targets::build(&w.target(), http)?;
-    let spec = crate::sources::kind_of(target.input_kind()).expect("a target reads a known kind").spec;
+    let spec = &config.endpoints.find(target.input_kind()).expect("a target reads a built-in kind").spec;
     let topic = w.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned());
     let codec = crate::avro::RecordCodec::from_avsc(spec.schema)
         .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), e.to_string()))?;

@@ -115,6 +115,9 @@ pub struct ApiSpec {
     pub list_field: &'static str,
     /// Request parameters the client sets itself; a stream's `params` may not override them.
     pub reserved_params: &'static [&'static str],
+    /// Request parameters the endpoint always sends (its manifest's `[params]`); a stream's
+    /// own `params` override them.
+    pub default_params: &'static [(&'static str, &'static str)],
     /// The `.avsc` text, compiled in from `schemas/`.
     pub schema: &'static str,
     /// The record field holding the business id (the Kafka key).

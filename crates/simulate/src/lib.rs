@@ -30,7 +30,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, StartAt, expand_env};
-use crate::domain::ApiSpec;
 use dataset::DataSet;
 use tidemark_endpoints as endpoints;
 
@@ -80,7 +79,7 @@ pub struct SimState {
 /// How the simulators serve one kind's data set: listing it, counting it without generating
 /// it, and (for windowed kinds) the set records are inserted into.
 pub struct SimKind {
-    pub spec: &'static ApiSpec,
+    pub spec: &'static endpoints::Builtin,
     records: fn(&SimState) -> Option<Vec<Value>>,
     count: fn(&SimState) -> Option<usize>,
     windowed: fn(&SimState) -> Option<&RwLock<DataSet>>,
@@ -101,7 +100,7 @@ pub struct SimPair {
     pub group_param: &'static str,
 }
 
-/// Every simulated kind, keyed by the spec the worker reads it by (the clients' `sources::KINDS`).
+/// Every simulated kind, keyed by the built-in endpoint the worker reads it by (`tidemark_endpoints::builtins`).
 pub static SIM_KINDS: &[SimKind] = &[
     SimKind {
         spec: &endpoints::wdt::ACCOUNT_CHECK,

@@ -365,14 +365,10 @@ mod schema_files {
     /// Each schema in `schemas/` with the fingerprint Java Avro 1.12 computes for it
     /// (`SchemaNormalization.parsingFingerprint64`), which fastavro 1.13 agrees with.
     const JAVA: &[(&str, &str, u64)] = &[
+        ("finance.balances.avsc", include_str!("../../../../schemas/finance.balances.avsc"), 0xab6d_0a60_5004_2bde),
         (
-            "finance.account_balance.avsc",
-            include_str!("../../../../schemas/finance.account_balance.avsc"),
-            0xab6d_0a60_5004_2bde,
-        ),
-        (
-            "finance.transaction.avsc",
-            include_str!("../../../../schemas/finance.transaction.avsc"),
+            "finance.transactions.avsc",
+            include_str!("../../../../schemas/finance.transactions.avsc"),
             0x1946_f968_8d96_4990,
         ),
         (
@@ -389,8 +385,15 @@ mod schema_files {
         for (file, avsc, want) in JAVA {
             assert_eq!(super::fingerprint(avsc).unwrap(), *want, "{file}");
         }
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas")).unwrap().count();
-        assert_eq!(files, JAVA.len(), "every file in schemas/ has its vector here");
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "avsc"))
+            .count();
+        assert_eq!(
+            files,
+            JAVA.len(),
+            "every .avsc in schemas/ has its vector here (the .toml manifests beside them are not schemas)"
+        );
     }
 
     #[test]

@@ -576,6 +576,7 @@ mod tests {
         method: "orders",
         list_field: "orders",
         reserved_params: &["sign"],
+        default_params: &[],
         schema: r#"{"type":"record","name":"Order","fields":[{"name":"id","type":"string"}]}"#,
         key_field: "id",
         default_topic: "orders",

@@ -18,7 +18,7 @@ use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
 use crate::domain::time::{COMPACT_DATETIME, DATETIME, format_beijing};
-pub use tidemark_endpoints::finance::{BALANCES, SYSTEM_PARAMS, TRANSACTIONS};
+pub use tidemark_endpoints::finance::{BALANCES, TRANSACTIONS};
 
 /// The finance bill API's answers (the seed's error table) and what the engine does about
 /// each; `docs/vendors.md` cites it. The API documents no throttle code: an HTTP gateway's

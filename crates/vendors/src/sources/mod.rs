@@ -1,31 +1,12 @@
 //! Vendor API clients behind one trait: the worker asks for a page of a window; a vendor module signs, parses and classifies.
 //!
-//! # Adding a vendor API
-//!
-//! A second method of a vendor tidemark already speaks, say another 旺店通 openapi2 script,
-//! needs no new code in the worker, Kafka or config:
-//! 1. **One spec** in the vendor's module of `tidemark-endpoints` (`crates/endpoints/src/wdt.rs`): `pub static NEW: ApiSpec = ApiSpec {
-//!    kind: "wdt.<name>", method: "<script>.php", list_field, key_field, default_topic,
-//!    max_span, page sizes, mode, .. }`, with `schema: include_str!("../../../schemas/wdt.<name>.avsc")`.
-//!    The vendor's client is built from its spec (URL, envelope list field), so it serves the
-//!    new method as it is.
-//! 2. **One schema**, `schemas/wdt.<name>.avsc`: a record keyed on a required string field
-//!    named by `key_field`; money as `decimal`, vendor times as `timestamp-millis`, optional
-//!    fields as `["null", T]` (the transcoder maps the vendor's JSON by these names and types).
-//! 3. **One line** in [`KINDS`]: `Kind { spec: &wdt::NEW, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) }`.
-//! 4. **Its simulator**: a data set in the vendor's simulator and one `SimKind` line in
-//!    `simulate::SIM_KINDS` (a unit test holds the two tables to the same kinds). The 旺店通
-//!    simulator serves one script today (`simulate/wdt.rs`: its config section, its data set
-//!    and the `method` it answers), so the first second script also gives it a config
-//!    section and data set per script and a dispatch on the requested `method`, the way
-//!    `simulate/finance.rs` serves its two APIs; a vendor whose simulator already serves
-//!    several does not need that.
-//!
-//! A stream then names it in config: `[sources.x] kind = "wdt.<name>"`. A new vendor protocol
-//! is one module here (signing, envelope, error classes behind [`Source`]; its credential keys
-//! as a `#[serde(deny_unknown_fields)]` settings type its client reads with
-//! `cfg.settings.read()`, and a row in the README's credentials table, which
-//! `config::reference_tests` holds to that type) plus the above.
+//! An endpoint (a vendor method) is data: a manifest and a schema (`tidemark-endpoints`; the
+//! README's "Adding an endpoint"). A protocol is code: one module here (signing, envelope,
+//! error classes behind [`Source`]; its credential keys as a `#[serde(deny_unknown_fields)]`
+//! settings type its client reads with `cfg.settings.read()`, and a row in the README's
+//! credentials table, which `config::reference_tests` holds to that type), its
+//! `tidemark_endpoints::protocol::Protocol` (reserved parameters, page limit), and one line in
+//! [`CLIENTS`].
 
 pub mod config;
 pub mod envelope;
@@ -42,43 +23,43 @@ use std::sync::Arc;
 use crate::config::ConfigError;
 pub use crate::domain::source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 use config::SourceConfig;
+use tidemark_endpoints::protocol::Protocol;
+pub use tidemark_endpoints::{Endpoint, Endpoints, protocol};
 
-/// Builds a vendor module's client for a configured source of one of its APIs.
+/// Builds a protocol's client for a configured source of one of its endpoints.
 pub type ClientFn = fn(&'static ApiSpec, &SourceConfig, reqwest::Client) -> Result<Arc<dyn Source>, ConfigError>;
 
-/// One vendor API as tidemark knows it: the spec the worker reads it by (with its schema) and
-/// its client. The simulators key their data sets by the same spec (`simulate::SIM_KINDS`).
-pub struct Kind {
-    pub spec: &'static ApiSpec,
+/// One protocol's client.
+pub struct Client {
+    pub protocol: &'static Protocol,
     pub client: ClientFn,
 }
 
-/// Every API tidemark knows, by config `kind`: adding one is an entry here (module doc).
-pub static KINDS: &[Kind] = &[
-    Kind { spec: &wdt::ACCOUNT_CHECK, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) },
-    Kind { spec: &qimen::STOCKIN_REFUND, client: |s, c, h| Ok(Arc::new(qimen::QimenSource::new(s, c, h)?)) },
-    Kind { spec: &top::FINANCE_ORDER, client: |s, c, h| Ok(Arc::new(top::TopSource::new(s, c, h)?)) },
-    Kind { spec: &finance::TRANSACTIONS, client: |s, c, h| Ok(Arc::new(finance::FinanceSource::new(s, c, h)?)) },
-    Kind { spec: &finance::BALANCES, client: |s, c, h| Ok(Arc::new(finance::FinanceSource::new(s, c, h)?)) },
+/// Every protocol tidemark speaks, with its client: the endpoints (built-in and the user's)
+/// name their protocol, and the source's client is that protocol's.
+pub static CLIENTS: &[Client] = &[
+    Client { protocol: &protocol::WDT, client: |s, c, h| Ok(Arc::new(wdt::WdtSource::new(s, c, h)?)) },
+    Client { protocol: &protocol::QIMEN, client: |s, c, h| Ok(Arc::new(qimen::QimenSource::new(s, c, h)?)) },
+    Client { protocol: &protocol::TOP, client: |s, c, h| Ok(Arc::new(top::TopSource::new(s, c, h)?)) },
+    Client { protocol: &protocol::FINANCE, client: |s, c, h| Ok(Arc::new(finance::FinanceSource::new(s, c, h)?)) },
 ];
 
-pub fn kind_of(kind: &str) -> Option<&'static Kind> {
-    KINDS.iter().find(|k| k.spec.kind == kind)
+/// The client of protocol `name`.
+pub fn client_of(name: &str) -> Option<&'static Client> {
+    CLIENTS.iter().find(|c| c.protocol.name == name)
 }
 
-/// Builds the client for a configured source.
-pub fn build(cfg: &SourceConfig, http: reqwest::Client) -> Result<Arc<dyn Source>, ConfigError> {
-    let kind = kind_of(&cfg.kind).ok_or_else(|| {
+/// Builds the client for a configured source: its kind's endpoint among `endpoints`, then
+/// that endpoint's protocol's client.
+pub fn build(cfg: &SourceConfig, endpoints: &Endpoints, http: reqwest::Client) -> Result<Arc<dyn Source>, ConfigError> {
+    let endpoint = endpoints.find(&cfg.kind).ok_or_else(|| {
         ConfigError::invalid(
             format!("sources.{}.kind", cfg.id),
-            format!(
-                "unknown source kind {:?} (known: {})",
-                cfg.kind,
-                KINDS.iter().map(|k| k.spec.kind).collect::<Vec<_>>().join(", ")
-            ),
+            format!("unknown source kind {:?} (known: {})", cfg.kind, endpoints.kinds()),
         )
     })?;
-    (kind.client)(kind.spec, cfg, http)
+    let client = client_of(endpoint.protocol.name).expect("every protocol has a client (a unit test checks)");
+    (client.client)(&endpoint.spec, cfg, http)
 }
 
 #[cfg(test)]
@@ -87,8 +68,15 @@ mod tests {
     use apache_avro::Schema;
 
     #[test]
+    fn every_protocol_has_one_client() {
+        let names: Vec<&str> = CLIENTS.iter().map(|c| c.protocol.name).collect();
+        let protocols: Vec<&str> = protocol::PROTOCOLS.iter().map(|p| p.name).collect();
+        assert_eq!(names, protocols);
+    }
+
+    #[test]
     fn every_api_schema_keys_on_a_required_string() {
-        for spec in KINDS.iter().map(|k| k.spec) {
+        for spec in tidemark_endpoints::builtins().iter().map(|e| &e.spec) {
             let Schema::Record(r) = Schema::parse_str(spec.schema).unwrap() else { panic!("{}", spec.kind) };
             let key = r.fields.iter().find(|f| f.name == spec.key_field).unwrap_or_else(|| panic!("{}", spec.kind));
             assert_eq!(key.schema, Schema::String, "{}: the key field is a required string", spec.kind);
@@ -98,11 +86,12 @@ mod tests {
     }
 
     #[test]
-    fn kinds_are_unique_and_start_with_a_vendor_module() {
-        let mut kinds: Vec<_> = KINDS.iter().map(|k| k.spec.kind).collect();
+    fn kinds_are_unique_and_start_with_their_protocol() {
+        let builtins = tidemark_endpoints::builtins();
+        let mut kinds: Vec<_> = builtins.iter().map(|e| e.spec.kind).collect();
         kinds.sort();
         kinds.dedup();
-        assert_eq!(kinds.len(), KINDS.len());
-        assert!(kinds.iter().all(|k| ["wdt.", "qimen.", "top.", "finance."].iter().any(|v| k.starts_with(v))));
+        assert_eq!(kinds.len(), builtins.len());
+        assert!(builtins.iter().all(|e| e.spec.kind.starts_with(&format!("{}.", e.protocol.name))));
     }
 }

@@ -13,7 +13,7 @@ use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
 use crate::domain::time::{DATETIME, format_beijing};
-pub use tidemark_endpoints::wdt::{ACCOUNT_CHECK, RESERVED_PARAMS};
+pub use tidemark_endpoints::wdt::ACCOUNT_CHECK;
 
 /// The openapi2 signature: every parameter but `sign`, sorted by key, each written as
 /// `LL-key:VVVV-value` (lengths in characters, zero-padded), joined by `;`, then the
