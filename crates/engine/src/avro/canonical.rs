@@ -362,7 +362,7 @@ mod tests {
 
 #[cfg(test)]
 mod schema_files {
-    /// Each schema in `schemas/` with the fingerprint Java Avro 1.12 computes for it
+    /// Each schema (`.avsc`) in `schemas/` with the fingerprint Java Avro 1.12 computes for it
     /// (`SchemaNormalization.parsingFingerprint64`), which fastavro 1.13 agrees with.
     const JAVA: &[(&str, &str, u64)] = &[
         (
@@ -389,13 +389,17 @@ mod schema_files {
         for (file, avsc, want) in JAVA {
             assert_eq!(super::fingerprint(avsc).unwrap(), *want, "{file}");
         }
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas")).unwrap().count();
-        assert_eq!(files, JAVA.len(), "every file in schemas/ has its vector here");
+        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "avsc"))
+            .count();
+        assert_eq!(files, JAVA.len(), "every .avsc in schemas/ has its vector here");
     }
 
     #[test]
     fn the_header_carries_the_fingerprint_little_endian() {
-        let codec = crate::avro::RecordCodec::from_avsc(JAVA[4].1).unwrap();
+        let (_, avsc, _) = JAVA.iter().find(|(file, ..)| *file == "wdt.account_check.avsc").unwrap();
+        let codec = crate::avro::RecordCodec::from_avsc(avsc).unwrap();
         let mut out = Vec::new();
         codec.encode(&serde_json::json!({"account_check_no": "x"}), &mut out).unwrap();
         assert_eq!(out[..10], [0xC3, 0x01, 0x12, 0x25, 0xae, 0x45, 0x3e, 0xee, 0xae, 0x9b]);
