@@ -375,13 +375,23 @@ mod schema_files {
             include_str!("../../../../schemas/finance.transaction.avsc"),
             0x1946_f968_8d96_4990,
         ),
+        ("qimen.refund_query.avsc", include_str!("../../../../schemas/qimen.refund_query.avsc"), 0xde2f_0e64_b09c_db06),
         (
             "qimen.stockin_refund.avsc",
             include_str!("../../../../schemas/qimen.stockin_refund.avsc"),
             0x9337_4d9a_4ea6_3aba,
         ),
+        (
+            "qimen.stockout_trade.avsc",
+            include_str!("../../../../schemas/qimen.stockout_trade.avsc"),
+            0xa656_cebd_5805_302f,
+        ),
+        ("qimen.trade_query.avsc", include_str!("../../../../schemas/qimen.trade_query.avsc"), 0xc2a7_421b_b27c_ae14),
         ("top.finance_order.avsc", include_str!("../../../../schemas/top.finance_order.avsc"), 0x71f9_feb3_95ab_dbad),
         ("wdt.account_check.avsc", include_str!("../../../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512),
+        ("wdt.refund_query.avsc", include_str!("../../../../schemas/wdt.refund_query.avsc"), 0x0d7f_583a_1e36_b5be),
+        ("wdt.stockout_trade.avsc", include_str!("../../../../schemas/wdt.stockout_trade.avsc"), 0xff80_537a_91c4_6647),
+        ("wdt.trade_query.avsc", include_str!("../../../../schemas/wdt.trade_query.avsc"), 0x291e_0660_c11e_73df),
     ];
 
     #[test]
