@@ -144,3 +144,19 @@ impl Endpoints {
         self.iter().map(|e| e.spec.kind).collect::<Vec<_>>().join(", ")
     }
 }
+
+#[cfg(test)]
+mod shipped {
+    /// The real vendor methods shipped in `endpoints/` (orders, stock-outs, refunds of 旺店通
+    /// openapi2 and 奇门) load as a user's endpoints_dir: every manifest and schema checks.
+    #[test]
+    fn the_shipped_endpoints_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../endpoints");
+        let endpoints = super::Endpoints::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let kinds: Vec<&str> = endpoints.user().iter().map(|e| e.spec.kind).collect();
+        for kind in ["wdt.trade_query", "wdt.stockout_trade", "wdt.refund_query", "qimen.trade_query"] {
+            assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+        }
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+    }
+}

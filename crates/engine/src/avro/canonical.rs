@@ -362,7 +362,8 @@ mod tests {
 
 #[cfg(test)]
 mod schema_files {
-    /// Each schema in `schemas/` with the fingerprint Java Avro 1.12 computes for it
+    /// Each schema (`.avsc`) in `schemas/` (built-in endpoints) and `endpoints/` (the real
+    /// vendor methods shipped as user endpoints) with the fingerprint Java Avro 1.12 computes for it
     /// (`SchemaNormalization.parsingFingerprint64`), which fastavro 1.13 agrees with.
     const JAVA: &[(&str, &str, u64)] = &[
         ("finance.balances.avsc", include_str!("../../../../schemas/finance.balances.avsc"), 0xab6d_0a60_5004_2bde),
@@ -372,12 +373,30 @@ mod schema_files {
             0x1946_f968_8d96_4990,
         ),
         (
+            "qimen.refund_query.avsc",
+            include_str!("../../../../endpoints/qimen.refund_query.avsc"),
+            0xde2f_0e64_b09c_db06,
+        ),
+        (
             "qimen.stockin_refund.avsc",
             include_str!("../../../../schemas/qimen.stockin_refund.avsc"),
             0x9337_4d9a_4ea6_3aba,
         ),
+        (
+            "qimen.stockout_trade.avsc",
+            include_str!("../../../../endpoints/qimen.stockout_trade.avsc"),
+            0xa656_cebd_5805_302f,
+        ),
+        ("qimen.trade_query.avsc", include_str!("../../../../endpoints/qimen.trade_query.avsc"), 0xc2a7_421b_b27c_ae14),
         ("top.finance_order.avsc", include_str!("../../../../schemas/top.finance_order.avsc"), 0x71f9_feb3_95ab_dbad),
         ("wdt.account_check.avsc", include_str!("../../../../schemas/wdt.account_check.avsc"), 0x9bae_ee3e_45ae_2512),
+        ("wdt.refund_query.avsc", include_str!("../../../../endpoints/wdt.refund_query.avsc"), 0x0d7f_583a_1e36_b5be),
+        (
+            "wdt.stockout_trade.avsc",
+            include_str!("../../../../endpoints/wdt.stockout_trade.avsc"),
+            0xff80_537a_91c4_6647,
+        ),
+        ("wdt.trade_query.avsc", include_str!("../../../../endpoints/wdt.trade_query.avsc"), 0x291e_0660_c11e_73df),
     ];
 
     #[test]
@@ -385,20 +404,26 @@ mod schema_files {
         for (file, avsc, want) in JAVA {
             assert_eq!(super::fingerprint(avsc).unwrap(), *want, "{file}");
         }
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schemas"))
-            .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "avsc"))
-            .count();
+        let files: usize = ["schemas", "endpoints"]
+            .iter()
+            .map(|dir| {
+                std::fs::read_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(dir))
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "avsc"))
+                    .count()
+            })
+            .sum();
         assert_eq!(
             files,
             JAVA.len(),
-            "every .avsc in schemas/ has its vector here (the .toml manifests beside them are not schemas)"
+            "every .avsc in schemas/ and endpoints/ has its vector here (the .toml manifests beside them are not schemas)"
         );
     }
 
     #[test]
     fn the_header_carries_the_fingerprint_little_endian() {
-        let codec = crate::avro::RecordCodec::from_avsc(JAVA[4].1).unwrap();
+        let (_, avsc, _) = JAVA.iter().find(|(file, ..)| *file == "wdt.account_check.avsc").unwrap();
+        let codec = crate::avro::RecordCodec::from_avsc(avsc).unwrap();
         let mut out = Vec::new();
         codec.encode(&serde_json::json!({"account_check_no": "x"}), &mut out).unwrap();
         assert_eq!(out[..10], [0xC3, 0x01, 0x12, 0x25, 0xae, 0x45, 0x3e, 0xee, 0xae, 0x9b]);
