@@ -514,7 +514,8 @@ mod tests {
     #[test]
     fn an_endpoints_dir_beside_the_config_adds_kinds_with_default_params() {
         let dir = tempfile::tempdir().unwrap();
-        let endpoints = dir.path().join("endpoints");
+        // Not `endpoints`: the repository's own endpoints/ folder is in the working directory.
+        let endpoints = dir.path().join("my-endpoints");
         std::fs::create_dir(&endpoints).unwrap();
         let manifest = include_str!("../schemas/wdt.account_check.toml")
             .replace("kind = \"wdt.account_check\"", "kind = \"wdt.account_check_copy\"")
@@ -526,7 +527,7 @@ mod tests {
         )
         .unwrap();
         let text = format!(
-            "endpoints_dir = \"endpoints\"\n{}",
+            "endpoints_dir = \"my-endpoints\"\n{}",
             GOOD.replace("wdt.account_check\"", "wdt.account_check_copy\"")
         )
         .replace("sid = \"s\"", "sid = \"s\"\nappkey = \"k\"\nappsecret = \"x\"")
