@@ -505,11 +505,20 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
                         r.state.clone(),
                         o(&r.owner),
                         o(&r.last_commit),
-                        match (&r.last_error, r.configured) {
-                            (Some(e), _) => e.clone(),
-                            (None, false) if r.stream.starts_with("backfill:") => "a backfill's progress".into(),
-                            (None, false) => "not in the config".into(),
-                            (None, true) => String::new(),
+                        {
+                            let note = match (&r.last_error, r.configured) {
+                                (Some(e), _) => e.clone(),
+                                (None, false) if r.stream.starts_with("backfill:") => "a backfill's progress".into(),
+                                (None, false) => "not in the config".into(),
+                                (None, true) => String::new(),
+                            };
+                            match (note.is_empty(), r.schema_drift.is_empty()) {
+                                (_, true) => note,
+                                (true, false) => format!("fields not in schema: {}", r.schema_drift.join(", ")),
+                                (false, false) => {
+                                    format!("{note}; fields not in schema: {}", r.schema_drift.join(", "))
+                                }
+                            }
                         },
                     ]
                 })

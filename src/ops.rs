@@ -71,6 +71,9 @@ pub struct StreamRow {
     pub stopped_by: Option<String>,
     pub stopped_at: Option<String>,
     pub reason: Option<String>,
+    /// Top-level fields its vendor sent that its schema lacks, as its worker last published
+    /// them (at most 50 names, then `other`); empty when none were seen.
+    pub schema_drift: Vec<String>,
 }
 
 /// Every stream in the config or the watermark topic, with its position and state.
@@ -126,6 +129,7 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
                 stopped_by: c.map(|c| c.by.clone()),
                 stopped_at: c.map(|c| format_beijing(c.at, DATETIME)),
                 reason: c.and_then(|c| c.reason.clone()),
+                schema_drift: controls.drift.get(id).map(|d| d.fields.clone()).unwrap_or_default(),
             }
         })
         .collect())

@@ -571,3 +571,58 @@ async fn a_stopped_stream_stays_paused_across_a_restart_while_the_others_go_on()
     assert_eq!(after.len(), before.len() + 1);
     assert!(after.iter().any(|c| c.key == "AC-NEW-shop-01"), "resumed, it read the vendor's new record");
 }
+
+/// A vendor that starts sending a field the schema lacks: the worker counts it per stream
+/// and field in /metrics, warns once (not once per record), `streams list` shows it from the
+/// control topic, and the records still arrive exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_field_the_schema_lacks_is_counted_warned_once_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim_toml = simulator_toml("0ms")
+        .replace("shops = [\"shop-01\"]\n", "shops = [\"shop-01\"]\nextra_fields = [\"new_field\"]\n");
+    let sim = Simulator::start(dir.path(), &sim_toml);
+    let prefix = unique("ops-drift");
+    let toml = worker_toml(&sim, &prefix, "")
+        .replace("\n[sources.wdt]", "\n[metrics]\nlisten = \"127.0.0.1:0\"\n\n[sources.wdt]");
+    let cfg = write(dir.path(), "w.toml", &toml);
+    let records = sim.records("wdt.account_check").await;
+    assert!(records.iter().all(|r| r["new_field"].is_string()), "the simulator adds the field");
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _reaper = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    let mut seen = Vec::new();
+    let mut addr = None;
+    read_log_until(&log, "the metrics address", LOG_DEADLINE, &mut seen, |l| {
+        addr = metrics_addr(l);
+        addr.is_some()
+    });
+    wait_for_lines(&log, "caught up", 1, LOG_DEADLINE, &mut seen);
+    let consumed = wait_for_records(&prefix, records.len());
+
+    let text = reqwest::get(format!("http://{}/metrics", addr.unwrap())).await.unwrap().text().await.unwrap();
+    let series = format!("tidemark_schema_drift_fields_total{{field=\"new_field\",stream=\"{STREAM}\"}}");
+    assert_eq!(metric(&text, &series), Some(records.len() as f64), "every record counted: {text}");
+    assert!(!text.contains("field=\"other\""), "one field is named, not other");
+
+    // Published in the background once the field is first met: polled, with a deadline.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed: Value =
+            serde_json::from_str(&ok(tidemark(&["streams", "list", "--output", "json"], &cfg))).unwrap();
+        if listed[0]["schema_drift"] == json!(["new_field"]) {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "streams list never showed the drift: {listed}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(listed[0]["stream"], STREAM, "{listed}");
+    let table = ok(tidemark(&["streams", "list"], &cfg));
+    assert!(table.contains("fields not in schema: new_field"), "{table}");
+
+    stop_worker(worker);
+    rest_of(&log, Duration::from_secs(10), &mut seen);
+    let warnings: Vec<&String> = seen.iter().filter(|l| l.contains("WARN") && l.contains("new_field")).collect();
+    assert_eq!(warnings.len(), 1, "one warning for the field, not one per record: {warnings:?}");
+    assert!(warnings[0].contains("schema lacks") && warnings[0].contains("wdt.account_check"), "{warnings:?}");
+    assert_exactly(&consumed, &records, "wdt.account_check.avsc", "account_check_no");
+}

@@ -51,6 +51,10 @@ pub trait FailureLog: Send + Sync {
         until: chrono::DateTime<chrono::Utc>,
         error: &'a str,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Records the top-level fields `stream`'s vendor sent that its schema lacks (the whole
+    /// list so far, replacing the last), for `streams list`.
+    fn publish_drift<'a>(&'a self, stream: &'a str, fields: &'a [String]) -> BoxFuture<'a, Result<(), String>>;
 }
 
 /// Commits a batch of records (a window's data and the stream's watermark) all or nothing.

@@ -27,6 +27,10 @@ pub struct DataSetConfig {
     /// The values records are split by (shops, accounts): one per record, at random.
     #[serde(default = "default_groups")]
     pub shops: Vec<String>,
+    /// Top-level fields added to every generated record (text `<field>-<index>`): a vendor
+    /// that started sending something its schema lacks, to exercise drift detection.
+    #[serde(default)]
+    pub extra_fields: Vec<String>,
 }
 
 fn default_groups() -> Vec<String> {
@@ -56,6 +60,8 @@ pub struct DataSet {
     records: Vec<SimRecord>,
     seed: u64,
     make: Option<Make>,
+    /// Fields added to every generated record (see [`DataSetConfig::extra_fields`]).
+    extra_fields: Vec<String>,
     /// Positions in `records` of each group's records, in served order.
     by_group: HashMap<Arc<str>, Vec<u32>>,
 }
@@ -85,7 +91,13 @@ impl DataSet {
             })
             .collect();
         records.sort_by_key(|r| (r.at, index_of(r)));
-        let mut set = DataSet { records, seed: cfg.seed, make: Some(make), by_group: HashMap::new() };
+        let mut set = DataSet {
+            records,
+            seed: cfg.seed,
+            make: Some(make),
+            extra_fields: cfg.extra_fields.clone(),
+            by_group: HashMap::new(),
+        };
         set.reindex();
         Ok(set)
     }
@@ -112,7 +124,13 @@ impl DataSet {
             Body::Generated(i) => {
                 let make = self.make.as_ref().expect("generated records have a generator");
                 let mut rng = SimRng::new(self.seed ^ (u64::from(*i) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                make(&mut rng, *i as usize, r.at, &r.group)
+                let mut v = make(&mut rng, *i as usize, r.at, &r.group);
+                if let Value::Object(o) = &mut v {
+                    for f in &self.extra_fields {
+                        o.insert(f.clone(), Value::String(format!("{f}-{i}")));
+                    }
+                }
+                v
             }
         }
     }
@@ -197,6 +215,7 @@ mod tests {
             from: "2024-01-01 00:00:00".into(),
             until: "2024-01-02 00:00:00".into(),
             shops: vec!["a".into(), "b".into()],
+            extra_fields: Vec::new(),
         };
         let make: Make = Arc::new(|rng, i, _, g| json!({"id": i, "g": g, "v": rng.below(1000)}));
         DataSet::generate(&cfg, "t", Utc::now(), make).unwrap()
@@ -213,6 +232,25 @@ mod tests {
         assert_eq!(a.len(), brute.len());
         assert!(a.iter().zip(&brute).all(|(x, y)| s.json(x) == s.json(y)));
         assert!(a.len() > 100);
+    }
+
+    #[test]
+    fn extra_fields_are_added_to_every_generated_record() {
+        let plain = set(10);
+        let mut cfg: DataSetConfig = toml::from_str(
+            "seed = 4\nrecords = 10\nfrom = \"2024-01-01 00:00:00\"\nuntil = \"2024-01-02 00:00:00\"\nshops = [\"a\", \"b\"]\nextra_fields = [\"new_field\"]",
+        )
+        .unwrap();
+        let make: Make = Arc::new(|rng, i, _, g| json!({"id": i, "g": g, "v": rng.below(1000)}));
+        let drifted = DataSet::generate(&cfg, "t", Utc::now(), make.clone()).unwrap();
+        for (p, d) in plain.all().iter().zip(drifted.all()) {
+            let mut d = d.clone();
+            let extra = d.as_object_mut().unwrap().remove("new_field").expect("the extra field");
+            assert!(extra.as_str().unwrap().starts_with("new_field-"), "{extra}");
+            assert_eq!(p, &d, "otherwise the same record");
+        }
+        cfg.extra_fields.clear();
+        assert_eq!(DataSet::generate(&cfg, "t", Utc::now(), make).unwrap().all(), plain.all());
     }
 
     #[test]

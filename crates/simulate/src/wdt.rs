@@ -263,6 +263,7 @@ mod tests {
                 from: "2024-01-01 00:00:00".into(),
                 until: "2024-01-03 00:00:00".into(),
                 shops: vec!["shop-01".into()],
+                extra_fields: Vec::new(),
             }),
         };
         (WdtSim::new(&cfg, now).unwrap(), now)

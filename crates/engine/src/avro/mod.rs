@@ -75,6 +75,23 @@ impl std::fmt::Display for Framing {
     }
 }
 
+/// The sorted top-level JSON names a record schema reads: each field's own name and the
+/// parts a `tidemark.join` field is made from.
+fn known_fields(schema: &Schema) -> Arc<[Box<str>]> {
+    let mut names: Vec<Box<str>> = Vec::new();
+    if let Schema::Record(r) = schema {
+        for f in &r.fields {
+            names.push(f.name.as_str().into());
+            if let Some(serde_json::Value::Array(parts)) = f.custom_attributes.get("tidemark.join") {
+                names.extend(parts.iter().filter_map(|p| p.as_str()).map(Box::from));
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names.into()
+}
+
 /// One record schema, compiled for transcoding vendor JSON into framed Avro values.
 pub struct RecordCodec {
     schema: Schema,
@@ -84,6 +101,9 @@ pub struct RecordCodec {
     framing: Framing,
     prefix: Vec<u8>,
     full_name: String,
+    /// The top-level JSON field names the schema reads (its fields and their `tidemark.join`
+    /// parts), sorted: computed once, so finding a record's unknown fields compares keys only.
+    known: Arc<[Box<str>]>,
 }
 
 impl RecordCodec {
@@ -100,7 +120,9 @@ impl RecordCodec {
         let plan = Arc::new(Plan::compile(&schema, "$")?);
         let fingerprint = canonical::fingerprint(text).map_err(|e| SchemaError::Parse(e.to_string()))?;
         let framing = Framing::SingleObject { fingerprint };
+        let known = known_fields(&schema);
         Ok(RecordCodec {
+            known,
             schema,
             plan,
             avsc: Arc::from(text.trim()),
@@ -121,6 +143,21 @@ impl RecordCodec {
             framing,
             prefix: framing.prefix(),
             full_name: self.full_name.clone(),
+            known: self.known.clone(),
+        }
+    }
+
+    /// Calls `found` with each top-level field of `record` that the schema does not read
+    /// (drift: the vendor sends something new). Not an error: the record still encodes.
+    #[inline]
+    pub fn unknown_fields<'v>(&self, record: &'v serde_json::Value, mut found: impl FnMut(&'v str)) {
+        if let serde_json::Value::Object(o) = record {
+            for k in o.keys() {
+                // Binary search, not a merged walk: right whatever order the map iterates in.
+                if self.known.binary_search_by(|n| (**n).cmp(k.as_str())).is_err() {
+                    found(k);
+                }
+            }
         }
     }
 
@@ -191,6 +228,27 @@ mod tests {
             Avro::Record(fields) => fields,
             other => panic!("not a record: {other:?}"),
         }
+    }
+
+    #[test]
+    fn unknown_fields_are_the_top_level_keys_the_schema_does_not_read() {
+        let joined = r#"{"type": "record", "name": "J", "fields": [
+            {"name": "id", "type": "string"},
+            {"name": "at", "type": ["null", "string"], "default": null, "tidemark.join": ["day", "time"]}]}"#;
+        let codec = RecordCodec::from_avsc(joined).unwrap();
+        let rec = json!({"id": "1", "day": "2024-01-01", "time": "10:00:00", "zeta": 1, "alpha": {"id": 2}});
+        let mut found = Vec::new();
+        codec.unknown_fields(&rec, |f| found.push(f));
+        // Join parts are read, nested keys are not top-level, so only the two new ones.
+        assert_eq!(found, ["alpha", "zeta"]);
+        let mut none = Vec::new();
+        let plain = json!({"id": "1", "at": null});
+        codec.unknown_fields(&plain, |f| none.push(f));
+        assert!(none.is_empty(), "{none:?}");
+        // A framing change keeps the known set.
+        let mut framed = Vec::new();
+        codec.with_framing(Framing::Confluent { schema_id: 3 }).unknown_fields(&rec, |f| framed.push(f));
+        assert_eq!(framed, ["alpha", "zeta"]);
     }
 
     #[test]

@@ -45,18 +45,29 @@ pub struct QuotaExhausted {
     pub at: DateTime<Utc>,
 }
 
+/// The top-level fields a stream's vendor sent that its schema lacks, published by its worker
+/// under `drift:<stream>` each time it meets a new one (at most 50 names, then `other`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaDrift {
+    pub fields: Vec<String>,
+    pub at: DateTime<Utc>,
+}
+
 /// Key prefix of the workers' failure records.
 const ERROR_PREFIX: &str = "error:";
 /// Key prefix of the workers' used-up quota records.
 const QUOTA_PREFIX: &str = "quota:";
+/// Key prefix of the workers' schema drift records.
+const DRIFT_PREFIX: &str = "drift:";
 
-/// Everything the control topic says: operators' flags, workers' failures by stream, and
-/// used-up daily quotas by credential.
+/// Everything the control topic says: operators' flags, workers' failures by stream,
+/// used-up daily quotas by credential, and schema drift by stream.
 #[derive(Debug, Default)]
 pub struct Controls {
     pub flags: BTreeMap<String, StreamControl>,
     pub failures: BTreeMap<String, StreamFailure>,
     pub quotas: BTreeMap<String, QuotaExhausted>,
+    pub drift: BTreeMap<String, SchemaDrift>,
 }
 
 impl Controls {
@@ -126,6 +137,13 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         };
         return Ok(());
     }
+    if let Some(stream) = key.strip_prefix(DRIFT_PREFIX) {
+        match value {
+            None => into.drift.remove(stream),
+            Some(bytes) => into.drift.insert(stream.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
+        };
+        return Ok(());
+    }
     match (key.strip_prefix(ERROR_PREFIX), value) {
         (Some(stream), None) => {
             into.failures.remove(stream);
@@ -174,6 +192,18 @@ impl crate::domain::FailureLog for ControlLog {
             let record = QuotaExhausted { until, error: error.to_owned(), at: Utc::now() };
             let body = serde_json::to_vec(&record).expect("quota records serialize");
             send(&self.0, &format!("{QUOTA_PREFIX}{credential}"), &body).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn publish_drift<'a>(
+        &'a self,
+        stream: &'a str,
+        fields: &'a [String],
+    ) -> crate::domain::BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let record = SchemaDrift { fields: fields.to_vec(), at: Utc::now() };
+            let body = serde_json::to_vec(&record).expect("drift records serialize");
+            send(&self.0, &format!("{DRIFT_PREFIX}{stream}"), &body).await.map_err(|e| e.to_string())
         })
     }
 }

@@ -55,7 +55,7 @@ pub use api::{ApiHandles, ApiMetrics};
 pub use cluster::ClusterMetrics;
 pub use credential::{CredentialHandles, CredentialMetrics};
 pub use producer::{ProducerMetrics, TransactionHandles};
-pub use stream::{STREAM_STATES, StreamHandles, StreamMetrics, StreamState};
+pub use stream::{DRIFT_FIELDS, DRIFT_OTHER, DriftSeen, STREAM_STATES, StreamHandles, StreamMetrics, StreamState};
 pub use writer::{WriterHandles, WriterMetrics};
 
 use crate::domain::StreamId;
@@ -311,6 +311,7 @@ mod tests {
         ("tidemark_records_total", "counter", &["stream"]),
         ("tidemark_records_unchanged_total", "counter", &["stream"]),
         ("tidemark_request_retries_total", "counter", &["source"]),
+        ("tidemark_schema_drift_fields_total", "counter", &["field", "stream"]),
         ("tidemark_step_retries_total", "counter", &["stream"]),
         ("tidemark_stream_lag_bound_seconds", "gauge", &["stream"]),
         ("tidemark_stream_last_error_timestamp_seconds", "gauge", &["code", "stream"]),
@@ -369,6 +370,7 @@ mod tests {
         s.set_state(StreamState::CaughtUp);
         s.error("http_503");
         s.watermark_record_bytes().set(10);
+        m.stream.drift_field(&id, "new_field").0.inc();
         let api = m.api.handles("src");
         api.duration().observe(0.1);
         api.error("http_503");
@@ -417,6 +419,40 @@ mod tests {
         assert!(lines.iter().any(|l| l.contains(r#"code="http_503",stream="s/b""#)), "{lines:?}");
         m.forget_stream(&a);
         assert!(!m.render().contains(r#"stream="s/a""#));
+    }
+
+    #[test]
+    fn drift_names_fifty_fields_a_stream_and_counts_the_rest_as_other() {
+        use super::{DRIFT_FIELDS, DriftSeen};
+        let m = Metrics::new();
+        let (a, b) = (StreamId::parse("s/a").unwrap(), StreamId::parse("s/b").unwrap());
+        for i in 0..DRIFT_FIELDS {
+            let (c, seen) = m.stream.drift_field(&a, &format!("f{i:02}"));
+            assert_eq!(seen, DriftSeen::New, "field {i}");
+            c.inc();
+        }
+        let (c, seen) = m.stream.drift_field(&a, "f00");
+        assert_eq!(seen, DriftSeen::Before, "a known name is not news");
+        c.inc();
+        // The 51st name and every later one share `other`; only the first is news.
+        let (c, seen) = m.stream.drift_field(&a, "f50");
+        assert_eq!(seen, DriftSeen::FirstOther);
+        c.inc();
+        let (c, seen) = m.stream.drift_field(&a, "f51");
+        assert_eq!(seen, DriftSeen::Before);
+        c.inc();
+        // Another stream has its own fifty.
+        assert_eq!(m.stream.drift_field(&b, "f50").1, DriftSeen::New);
+        let text = m.render();
+        let series: Vec<&str> = text.lines().filter(|l| l.starts_with("tidemark_schema_drift_fields_total{")).collect();
+        assert_eq!(series.len(), DRIFT_FIELDS + 2, "{series:?}");
+        assert!(series.contains(&r#"tidemark_schema_drift_fields_total{field="f00",stream="s/a"} 2"#), "{series:?}");
+        assert!(series.contains(&r#"tidemark_schema_drift_fields_total{field="other",stream="s/a"} 2"#), "{series:?}");
+        assert!(!text.contains(r#"field="f51""#));
+        let listed = m.stream.drift_fields(&a);
+        assert_eq!(listed.len(), DRIFT_FIELDS + 1);
+        assert_eq!(listed.last().map(String::as_str), Some("other"));
+        assert_eq!(m.stream.drift_fields(&b), ["f50"]);
     }
 
     #[test]

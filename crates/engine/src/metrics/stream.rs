@@ -1,7 +1,7 @@
 //! The per-stream loop's metrics, labelled by `stream` (a configured stream id), and the
 //! handles a running stream holds so its loop looks nothing up per page or window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +15,31 @@ use crate::domain::{StreamId, Watermark};
 
 /// The values of `tidemark_stream_state`'s `state` label.
 pub const STREAM_STATES: &[&str] = &["catching_up", "caught_up", "stopped", "paused"];
+
+/// At most this many field names a stream label `tidemark_schema_drift_fields_total`; any
+/// later unknown field is counted as `other`, so a vendor sending random keys cannot grow the
+/// series (or the names this process remembers) without bound.
+pub const DRIFT_FIELDS: usize = 50;
+/// The `field` label of the unknown fields past [`DRIFT_FIELDS`].
+pub const DRIFT_OTHER: &str = "other";
+
+/// Whether this process had seen an unknown field of a stream before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftSeen {
+    /// Already counted (by name, or as `other` once `other` was first used).
+    Before,
+    /// A new name with its own series.
+    New,
+    /// The first field past [`DRIFT_FIELDS`]: it and all later new ones count as `other`.
+    FirstOther,
+}
+
+/// The unknown field names of one stream that have their own series.
+#[derive(Debug, Default)]
+struct DriftNames {
+    named: BTreeSet<String>,
+    other: bool,
+}
 
 /// What a stream is doing, as `tidemark_stream_state` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +89,10 @@ pub struct StreamMetrics {
     last_error_codes: Mutex<BTreeMap<StreamId, String>>,
     /// The committed watermark of each stream this process runs, for the lag at scrape time.
     watermarks: Arc<Mutex<BTreeMap<StreamId, WatermarkSlot>>>,
+    /// Records with a top-level field their schema lacks, by stream and (bounded) field.
+    drift: IntCounterVec,
+    /// Each stream's field names in `drift`: kept for the process, so each is logged once.
+    drift_names: Mutex<BTreeMap<StreamId, DriftNames>>,
 }
 
 impl StreamMetrics {
@@ -114,6 +143,11 @@ impl StreamMetrics {
             "When the stream last met an error (a vendor or transport code, or kafka), by that error's code; one series per stream.",
             &["stream", "code"],
         );
+        let drift = reg.counter_vec(
+            "tidemark_schema_drift_fields_total",
+            "Records carrying a top-level field their schema lacks (vendor drift), by stream and field; at most 50 field names a stream, the rest as `other`.",
+            &["stream", "field"],
+        );
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         reg.add_collector(LagCollector::new(watermarks.clone()));
         StreamMetrics {
@@ -133,7 +167,36 @@ impl StreamMetrics {
             last_error,
             last_error_codes: Mutex::new(BTreeMap::new()),
             watermarks,
+            drift,
+            drift_names: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The drift counter `field` of `stream` counts under (its own name for the first
+    /// [`DRIFT_FIELDS`] names, else `other`), and whether it is news to this process.
+    pub fn drift_field(&self, stream: &StreamId, field: &str) -> (IntCounter, DriftSeen) {
+        let mut all = self.drift_names.lock().expect("metrics lock");
+        let names = all.entry(stream.clone()).or_default();
+        let (label, seen) = if names.named.contains(field) {
+            (field, DriftSeen::Before)
+        } else if names.named.len() < DRIFT_FIELDS {
+            names.named.insert(field.to_owned());
+            (field, DriftSeen::New)
+        } else if names.other {
+            (DRIFT_OTHER, DriftSeen::Before)
+        } else {
+            names.other = true;
+            (DRIFT_OTHER, DriftSeen::FirstOther)
+        };
+        (self.drift.with_label_values(&[stream.as_str(), label]), seen)
+    }
+
+    /// The unknown fields of `stream` this process counted by name, sorted, then `other` if
+    /// any were counted as that.
+    pub fn drift_fields(&self, stream: &StreamId) -> Vec<String> {
+        let all = self.drift_names.lock().expect("metrics lock");
+        let Some(names) = all.get(stream) else { return Vec::new() };
+        names.named.iter().cloned().chain(names.other.then(|| DRIFT_OTHER.to_owned())).collect()
     }
 
     /// Records a stream's committed watermark; lag is computed from it at scrape time.

@@ -2,7 +2,8 @@
 //! once the first page tells the total, checked as a set, each record keyed, hashed and encoded
 //! (or dead-lettered), ready for the stream to pick what changed and commit it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -16,7 +17,7 @@ use crate::domain::backoff;
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
-use crate::metrics::{ApiHandles, CredentialHandles, Metrics};
+use crate::metrics::{ApiHandles, CredentialHandles, DRIFT_FIELDS, DriftSeen, Metrics};
 
 /// A request is retried this many times before the step is given up and retried later.
 const REQUEST_ATTEMPTS: u32 = 5;
@@ -76,6 +77,11 @@ pub struct Reader {
     pub api: ApiHandles,
     pub credential: CredentialHandles,
     pub refetches: prometheus::IntCounter,
+    /// The drift counters this reader met, by unknown field name (at most [`DRIFT_FIELDS`]):
+    /// a record with a known drift field takes no metrics-wide lock.
+    pub(super) drift: Mutex<HashMap<Box<str>, prometheus::IntCounter>>,
+    /// Held while a drift record is published, so the last one written lists every field.
+    pub(super) drift_publish: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Reader {
@@ -97,6 +103,8 @@ impl Reader {
             plan,
             metrics,
             notices: None,
+            drift: Mutex::new(HashMap::new()),
+            drift_publish: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -190,9 +198,63 @@ impl Reader {
                 (Some(b), true) => b.clone(),
                 (None, true) => format!("{NO_KEY}{hash:016x}"),
             };
+            self.note_drift(&r);
             let (out, dead_letter) = self.encode(business, &r, label);
             Candidate { dedup, hash, out, dead_letter }
         })
+    }
+
+    /// Counts the record's top-level fields its schema lacks; says so (log, control topic)
+    /// the first time this process meets each. The record is encoded all the same.
+    fn note_drift(&self, rec: &Value) {
+        self.plan.codec.unknown_fields(rec, |field| {
+            let mut known = self.drift.lock().expect("drift lock");
+            if let Some(counter) = known.get(field) {
+                counter.inc();
+                return;
+            }
+            let (counter, seen) = self.metrics.stream.drift_field(&self.plan.cfg.id, field);
+            counter.inc();
+            if known.len() < DRIFT_FIELDS {
+                known.insert(field.into(), counter);
+            }
+            drop(known);
+            let (stream, kind) = (&self.plan.cfg.id, self.plan.source.spec().kind);
+            match seen {
+                DriftSeen::Before => return,
+                DriftSeen::New => {
+                    warn!(stream = %stream, field, kind, "the vendor sent a field the schema lacks; counting it")
+                }
+                DriftSeen::FirstOther => {
+                    warn!(stream = %stream, field, kind, limit = DRIFT_FIELDS, "the vendor sent a field the schema lacks; past the named limit, it and later new fields count as `other`")
+                }
+            }
+            self.publish_drift();
+        });
+    }
+
+    /// Publishes the stream's unknown fields so far to the control topic for `streams list`;
+    /// tried a few times in the background (drift is news, not worth stalling a window for).
+    fn publish_drift(&self) {
+        let Some(log) = self.notices.clone() else { return };
+        let (metrics, stream, lock) = (self.metrics.clone(), self.plan.cfg.id.clone(), self.drift_publish.clone());
+        tokio::spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            // Read under the lock: whichever publish runs last lists every field.
+            let fields = metrics.stream.drift_fields(&stream);
+            for attempt in 1..=5 {
+                match log.publish_drift(stream.as_str(), &fields).await {
+                    Ok(()) => return,
+                    Err(e) if attempt == 5 => {
+                        warn!(stream = %stream, error = %e, "could not publish schema drift to the control topic")
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(backoff::delay(attempt, Duration::from_secs(1), Duration::from_secs(30)))
+                            .await
+                    }
+                }
+            }
+        });
     }
 
     /// A record encoded and keyed by its business id, or its dead letter with the reason.
