@@ -292,7 +292,12 @@ pub fn key_field(records: &[Value], given: Option<&str>) -> Result<(String, Stri
     }
     let names: Vec<&str> =
         records.first().and_then(Value::as_object).map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
-    let unique: Vec<&str> = names.into_iter().filter(|name| check(name).is_ok()).collect();
+    // Amounts and times may happen to be unique in a window; they are never business ids.
+    let id_like = |name: &&str| match records.first().and_then(|r| r.get(*name)) {
+        Some(Value::String(s)) => !is_time(s) && decimal_text(s).is_none(),
+        _ => true,
+    };
+    let unique: Vec<&str> = names.into_iter().filter(id_like).filter(|name| check(name).is_ok()).collect();
     let chosen =
         unique.iter().find(|n| n.ends_with("_no")).or(unique.first()).ok_or(InferError::NoKey { records: n })?;
     let others: Vec<&str> = unique.iter().filter(|u| *u != chosen).copied().collect();
@@ -454,8 +459,8 @@ mod tests {
     #[test]
     fn the_key_is_unique_and_present_everywhere_preferring_numbers() {
         let rs = json!([
-            {"rec_id": 1, "shop_no": "s1", "check_no": "A", "tid": "t1"},
-            {"rec_id": 2, "shop_no": "s1", "check_no": "B", "tid": "t2"}
+            {"rec_id": 1, "shop_no": "s1", "check_no": "A", "tid": "t1", "amt": "1.00", "at": "2024-01-01 00:00:01"},
+            {"rec_id": 2, "shop_no": "s1", "check_no": "B", "tid": "t2", "amt": "2.00", "at": "2024-01-01 00:00:02"}
         ]);
         let rs = rs.as_array().unwrap();
         let (key, why) = key_field(rs, None).unwrap();
