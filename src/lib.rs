@@ -10,6 +10,7 @@
 pub mod bench;
 pub mod cluster;
 pub mod config;
+pub mod discover;
 pub mod inspect;
 #[cfg(test)]
 mod layering_tests;

@@ -148,6 +148,47 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Call a vendor method with a source's credentials, read a window's pages, and write the
+    /// endpoint it finds: `<out>/<kind>.toml` and `<kind>.avsc` (README: "Discovering an endpoint").
+    #[command(long_about = "Call a vendor method with a configured source's credentials (a live vendor or a \
+                      simulator), read a window's pages (at most 50), and write <out>/<kind>.toml (the \
+                      manifest) and <kind>.avsc (the schema) as the README's \"Adding an endpoint\" \
+                      describes: the envelope's one list of objects as list_field; as key_field the \
+                      given one or the first field present, non-empty and unique in every record \
+                      (*_no preferred); decimal strings as Avro decimal (precision >= 19, the largest \
+                      scale seen); yyyy-MM-dd HH:mm:ss as timestamp-millis (Beijing time, \
+                      0000-00-00 00:00:00 as null); every field but the key optional; nested lists \
+                      of objects as arrays of records. It prints what it inferred and why, and exits 2 \
+                      when it cannot tell (no list, several, no unique key). wdt sources only for now.")]
+    Discover {
+        /// Worker config file (TOML) holding the source.
+        #[arg(long, short, env = "TIDEMARK_CONFIG")]
+        config: PathBuf,
+        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*` kind).
+        #[arg(long)]
+        source: String,
+        /// The vendor's method, e.g. `trade_query.php`.
+        #[arg(long)]
+        method: String,
+        /// Folder to write `<kind>.toml` and `<kind>.avsc` into (an `endpoints_dir`).
+        #[arg(long)]
+        out: PathBuf,
+        /// The kind to write (default `wdt.<method without .php>`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// `START..END`, Beijing times `yyyy-MM-dd HH:mm:ss` (default: the last 24 h); its length
+        /// becomes the manifest's max_span.
+        #[arg(long)]
+        window: Option<String>,
+        /// The business id, instead of inferring one; refused unless present, non-empty and
+        /// unique in every record read.
+        #[arg(long)]
+        key_field: Option<String>,
+        /// A vendor parameter `key=value` sent with every page (repeatable); kept in the
+        /// manifest's `[params]`.
+        #[arg(long = "params", value_name = "KEY=VALUE")]
+        params: Vec<String>,
+    },
     /// Move a stream's watermark (re-read from a time, or start over).
     Watermarks {
         #[command(subcommand)]
@@ -396,6 +437,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
+        Command::Discover { config, source, method, out, kind, window, key_field, params } => {
+            let opts = tidemark::discover::DiscoverOptions { source, method, kind, out, window, key_field, params };
+            discover_command(&config, opts).await
+        }
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
         Command::Streams { command } => streams_command(command).await,
         Command::Watermarks { command } => watermarks_command(command).await,
@@ -403,6 +448,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             backfill_command(ops, &stream, &from, &to, quota_share, dry_run).await
         }
     }
+}
+
+/// `discover`: infers an endpoint from a window of a vendor method; what it inferred and why
+/// on stdout.
+async fn discover_command(config: &Path, opts: tidemark::discover::DiscoverOptions) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(config)?;
+    let found = tidemark::discover::discover(&cfg, &opts, chrono::Utc::now())
+        .await
+        .with_context(|| format!("discover {} with source {:?}", opts.method, opts.source))?;
+    for line in &found.summary {
+        outln!("{line}");
+    }
+    outln!("add `kind = {:?}` to a source and `endpoints_dir` naming {} to run it", found.kind, opts.out.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `simulate`: serves the vendor simulators until the process ends.

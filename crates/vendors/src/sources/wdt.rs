@@ -32,7 +32,15 @@ pub fn sign(params: &BTreeMap<String, String>, appsecret: &str) -> String {
 
 /// Reads an openapi2 envelope into a page, or the vendor's error.
 pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let mut v = json_body(body)?;
+    let mut v = checked_envelope(body)?;
+    let total = total(v.get("total_count"), "total_count")?;
+    Ok(Page { records: records(v.get_mut(list), list)?, total })
+}
+
+/// The whole envelope of a successful answer (`code` 0), or the vendor's error: what
+/// `tidemark discover` reads before it knows the list field.
+pub fn checked_envelope(body: &[u8]) -> Result<Value, SourceError> {
+    let v = json_body(body)?;
     let obj =
         v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
     let code = obj
@@ -43,8 +51,7 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
         let message = obj.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
         return Err(classify(code, &message));
     }
-    let total = total(obj.get("total_count"), "total_count")?;
-    Ok(Page { records: records(v.get_mut(list), list)?, total })
+    Ok(v)
 }
 
 /// The per-minute limits' wording (the vendor writes the comma full- or half-width).
@@ -125,6 +132,14 @@ impl WdtSource {
         let sign = sign(&p, self.appsecret.expose());
         p.insert("sign".into(), sign);
         Ok(p)
+    }
+
+    /// One signed page request's whole answer, its envelope checked but its list field not
+    /// yet known (`tidemark discover`): signing stays here, in one place.
+    pub async fn fetch_raw(&self, req: PageRequest<'_>) -> Result<Value, SourceError> {
+        let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
+        let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+        reply.read(checked_envelope)
     }
 }
 
