@@ -358,14 +358,8 @@ async fn a_single_process_settles_open_partitions_before_it_reads() {
         .extra("[metrics]\nlisten = \"127.0.0.1:0\"\n")
         .build();
     let cfg = write(dir.path(), "worker.toml", &cfg_text);
-    let kafka_cfg = tidemark::config::Config::load(&cfg).unwrap().kafka;
-    tidemark::kafka::topics::ensure(
-        &kafka_cfg,
-        &[tidemark::kafka::topics::DataTopic { name: topic.clone(), compacted: false }],
-    )
-    .await
-    .unwrap();
-    let other = hold_transaction_open(&topic);
+    let (other, partitions) = hold_transaction_open(&cfg, &topic).await;
+    assert_eq!(partitions, 3, "the worker's topic_partitions");
 
     let mut worker = spawn_worker(&cfg, &[]);
     let _guard = KillOnDrop(vec![worker.id()]);

@@ -468,16 +468,8 @@ async fn a_replica_settles_open_partitions_of_its_streams_before_it_reads() {
     cfg_text.push_str("\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let cfg = write(dir.path(), "cluster.toml", &cfg_text);
     let topic = format!("{prefix}.wdt");
-    let kafka_cfg = tidemark::config::Config::load(&cfg).unwrap().kafka;
-    tidemark::kafka::topics::ensure(
-        &kafka_cfg,
-        &[tidemark::kafka::topics::DataTopic { name: topic.clone(), compacted: false }],
-    )
-    .await
-    .unwrap();
     // Another producer holds a transaction open in every partition of the stream's topic.
-    let other = hold_transaction_open(&topic);
-    let partitions = tidemark::kafka::ends::EndsReader::new(&kafka_cfg).unwrap().topic(&topic).unwrap().len();
+    let (other, partitions) = hold_transaction_open(&cfg, &topic).await;
 
     let replica = start_replica(dir.path(), &cfg, "r1");
     let _reap = KillOnDrop(vec![replica.id()]);

@@ -864,11 +864,15 @@ pub fn secure_kafka() -> &'static SecureKafka {
     })
 }
 
-/// A transactional producer of its own (not the worker's id) that writes one record to every
-/// partition of `topic` and leaves its transaction open: until it ends, `read_committed`
-/// readers stop in front of it, as they do in front of a transaction whose markers were lost.
-pub fn hold_transaction_open(topic: &str) -> rdkafka::producer::BaseProducer {
+/// Creates `topic` as the worker of `config` would, then has a transactional producer of its
+/// own (not the worker's id) write one record to every partition and leave its transaction
+/// open: until it ends, `read_committed` readers stop in front of it, as they do in front of a
+/// transaction whose markers were lost. Returns the producer and the partition count.
+pub async fn hold_transaction_open(config: &Path, topic: &str) -> (rdkafka::producer::BaseProducer, usize) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let kafka_cfg = tidemark::config::Config::load(config).unwrap().kafka;
+    let data = tidemark::kafka::topics::DataTopic { name: topic.to_owned(), compacted: false };
+    tidemark::kafka::topics::ensure(&kafka_cfg, &[data]).await.unwrap();
     let within = Duration::from_secs(30);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
@@ -884,7 +888,7 @@ pub fn hold_transaction_open(topic: &str) -> rdkafka::producer::BaseProducer {
         producer.send(BaseRecord::to(topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
     }
     producer.flush(within).unwrap();
-    producer
+    (producer, partitions)
 }
 
 /// The value of the sample `name_and_labels` (exactly as rendered) in a /metrics text.
