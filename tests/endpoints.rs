@@ -108,3 +108,93 @@ fn endpoints_list_shows_the_builtins_and_a_configs_own() {
         assert!(line.contains(cell), "{cell} in {line}");
     }
 }
+
+/// An endpoint nothing in the repository knows: a 旺店通 purchase-order method, written here as
+/// a manifest and schema (a fixture, not a claim about the vendor's real method).
+const PURCHASE_TOML: &str = r#"
+kind = "wdt.purchase_order"
+protocol = "wdt"
+method = "purchase_order_query.php"
+list_field = "purchase_list"
+key_field = "purchase_no"
+default_topic = "wdt.purchase_order"
+max_span = "24h"
+window_field = "modified"
+
+[pages]
+max_size = 100
+total = "first_page"
+"#;
+
+const PURCHASE_AVSC: &str = r#"{
+  "type": "record", "name": "PurchaseOrder", "namespace": "test.wdt",
+  "fields": [
+    {"name": "purchase_no", "type": "string"},
+    {"name": "provider_name", "type": ["null", "string"], "default": null},
+    {"name": "warehouse_no", "type": ["null", "string"], "default": null},
+    {"name": "status", "type": ["null", "int"], "default": null},
+    {"name": "goods_amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 19, "scale": 4}], "default": null},
+    {"name": "currency", "type": ["null", "string"], "default": null},
+    {"name": "remark", "type": ["null", "string"], "default": null},
+    {"name": "created", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "modified", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "shop_no", "type": ["null", "string"], "default": null},
+    {"name": "details_list", "type": {"type": "array", "items": {
+      "type": "record", "name": "PurchaseLine", "fields": [
+        {"name": "spec_no", "type": ["null", "string"], "default": null},
+        {"name": "goods_name", "type": ["null", "string"], "default": null},
+        {"name": "num", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 19, "scale": 4}], "default": null},
+        {"name": "price", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 19, "scale": 4}], "default": null}
+      ]}}}
+  ]
+}"#;
+
+/// Issue #25's proof: the simulator serves an endpoint only a manifest describes; `discover`
+/// infers it from the simulator; the worker reads every record through what discover wrote,
+/// once; fastavro, holding only the written schema, decodes values equal to the simulator's.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_nothing_knows_is_served_discovered_and_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("wdt.purchase_order.toml"), PURCHASE_TOML).unwrap();
+    std::fs::write(served.join("wdt.purchase_order.avsc"), PURCHASE_AVSC).unwrap();
+    // Every record inside discover's default window (the day up to now), so what it infers
+    // covers all of them.
+    let sim = Simulator::start(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\nendpoints_dir = \"served\"\n[wdt]\nsid = \"test-sid\"\nappkey = \"test-appkey\"\n\
+         appsecret = \"test-secret\"\n[endpoints.\"wdt.purchase_order\"]\nseed = 5\nrecords = 700\nfrom = \"22h\"\n\
+         until = \"1h\"\nshops = [\"shop-01\", \"shop-02\"]\n",
+    );
+    let expected = sim.records("wdt.purchase_order").await;
+    assert_eq!(expected.len(), 700);
+
+    let topic = unique("purchase-data");
+    let worker = WorkerToml::new(&sim.base_url(), &topic)
+        .transactional_id(&unique("purchase-txn"))
+        .streams(&[("purchase/shop-01", "shop-01"), ("purchase/shop-02", "shop-02")])
+        .build();
+    let found = dir.path().join("found");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["discover", "--source", "wdt", "--method", "purchase_order_query.php", "--config"])
+        .arg(write(dir.path(), "discover.toml", &worker))
+        .arg("--out")
+        .arg(&found);
+    let out = output_within(cmd, std::time::Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "discover failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let kind = "wdt.purchase_order_query";
+    for said in ["read 700 records", "list field: purchase_list", "key field: purchase_no"] {
+        assert!(stdout.contains(said), "the summary says {said:?}: {stdout}");
+    }
+    let schema_text = std::fs::read_to_string(found.join(format!("{kind}.avsc"))).unwrap();
+    let schema = apache_avro::Schema::parse_str(&schema_text).unwrap();
+
+    let text = worker.replace("kind = \"wdt.account_check\"", &format!("kind = \"{kind}\""));
+    let cfg = write(dir.path(), "worker.toml", &format!("endpoints_dir = \"found\"\n{text}"));
+    let run = run_until_caught_up(&cfg);
+    assert!(run.status.success(), "worker failed: {}", tail(&String::from_utf8_lossy(&run.stderr), 30));
+    let decoded = decode_with(Reader::FastavroSchemasIn(&found), &topic);
+    assert_decoded_exactly(&decoded, &expected, &schema, "purchase_no");
+}

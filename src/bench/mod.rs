@@ -20,7 +20,7 @@ use crate::config::{Config, DEFAULT_MAX_IN_FLIGHT};
 use crate::domain::{OutRecord, WatermarkState, Window};
 use crate::metrics::Metrics;
 use crate::pipeline;
-use crate::simulate::{SIM_KINDS, SimPair, sim_kind};
+use crate::simulate::{BENCH_PAIRS, SimPair, bench_pair};
 use crate::supervisor::Producer;
 use crate::worker::read::Fetched;
 use crate::worker::{Reader, StreamPlan};
@@ -151,8 +151,8 @@ pub struct IdleResult {
 
 /// A shape's simulator side and worker side, from the kind registry.
 fn pair(kind: &str) -> Result<&'static SimPair, BenchError> {
-    sim_kind(kind).and_then(|k| k.pair.as_ref()).ok_or_else(|| {
-        let known: Vec<&str> = SIM_KINDS.iter().filter(|k| k.pair.is_some()).map(|k| k.spec.kind).collect();
+    bench_pair(kind).ok_or_else(|| {
+        let known: Vec<&str> = BENCH_PAIRS.iter().map(|p| p.kind).collect();
         err(format!("unknown shape {kind:?} (known: {})", known.join(", ")))
     })
 }

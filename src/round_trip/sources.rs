@@ -14,6 +14,14 @@ use crate::sources::{PageRequest, SourceError};
 
 const SIM: &str = r#"
 listen = "127.0.0.1:0"
+[wdt]
+sid = "ws"
+appkey = "wk"
+appsecret = "wsecret"
+[wdt.account_check]
+records = 300
+from = "2d"
+until = "1h"
 [qimen]
 app_key = "qk"
 app_secret = "qs"
@@ -42,10 +50,41 @@ until = "1h"
 shops = ["ACC001", "ACC002"]
 [finance.balances]
 accounts = 5
+[endpoints."wdt.trade_query"]
+records = 300
+from = "2d"
+until = "1h"
+[endpoints."wdt.stockout_trade"]
+records = 300
+from = "2d"
+until = "1h"
+[endpoints."wdt.refund_query"]
+records = 300
+from = "2d"
+until = "1h"
+[endpoints."qimen.trade_query"]
+records = 300
+from = "2d"
+until = "1h"
+[endpoints."qimen.stockout_trade"]
+records = 300
+from = "2d"
+until = "1h"
+[endpoints."qimen.refund_query"]
+records = 300
+from = "2d"
+until = "1h"
 "#;
 
-fn sim() -> Arc<SimState> {
-    build(toml::from_str(SIM).unwrap(), Utc::now()).unwrap()
+/// The endpoints the repository ships in `endpoints/` (the simulator config's `endpoints_dir`).
+pub fn shipped_endpoints() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("endpoints")
+}
+
+pub fn sim() -> Arc<SimState> {
+    let mut cfg: crate::simulate::SimConfig = toml::from_str(SIM).unwrap();
+    cfg.endpoints_dir = Some(shipped_endpoints());
+    build(cfg, Utc::now()).unwrap()
 }
 
 /// A source's config as the worker would load it.
@@ -192,9 +231,11 @@ fn finance_client_and_simulator_agree_and_pages_are_cut_to_100() {
 fn generated_records_fit_their_schemas() {
     let sim = sim();
     let mut checked = 0;
-    for spec in crate::simulate::SIM_KINDS.iter().map(|k| k.spec) {
-        let kind = spec.kind;
-        let Some(records) = sim.records(kind) else { continue };
+    let shipped = tidemark_endpoints::Endpoints::load_dir(&shipped_endpoints()).unwrap();
+    for kind in sim.kinds() {
+        let spec = &shipped.find(kind).unwrap().spec;
+        let records = sim.records(kind).unwrap();
+        assert!(!records.is_empty(), "{kind} has records");
         checked += 1;
         let codec = crate::avro::RecordCodec::from_avsc(spec.schema).unwrap();
         let mut out = Vec::new();
@@ -204,5 +245,5 @@ fn generated_records_fit_their_schemas() {
         let keys: std::collections::HashSet<_> = records.iter().map(|r| r[spec.key_field].to_string()).collect();
         assert_eq!(keys.len(), records.len(), "{kind}: business ids are unique");
     }
-    assert!(checked >= 4, "the simulator config holds the data sets: {checked}");
+    assert_eq!(checked, 11, "the five built-in kinds and the six shipped endpoints");
 }

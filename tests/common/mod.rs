@@ -735,6 +735,8 @@ pub enum Reader<'a> {
     JavaSingleObject,
     /// Python fastavro alone, holding `schemas/` (single-object values).
     FastavroSingleObject,
+    /// Python fastavro alone, holding the schemas of another directory (an `endpoints_dir`).
+    FastavroSchemasIn(&'a Path),
     /// Java Avro with schemas fetched from the registry by id (Confluent framing).
     JavaConfluent(&'a str),
     /// confluent-kafka's `AvroDeserializer` with its `SchemaRegistryClient` (Confluent framing).
@@ -754,7 +756,7 @@ pub fn decode_with(reader: Reader<'_>, topic: &str) -> Vec<Decoded> {
             c.args(["-cp", &io.java_cp, "tidemark.interop.DecodeTopic"]);
             c
         }
-        Reader::FastavroSingleObject | Reader::PythonConfluent(_) => {
+        Reader::FastavroSingleObject | Reader::FastavroSchemasIn(_) | Reader::PythonConfluent(_) => {
             let mut c = Command::new(&io.python);
             c.arg(&script);
             c
@@ -764,6 +766,9 @@ pub fn decode_with(reader: Reader<'_>, topic: &str) -> Vec<Decoded> {
     match reader {
         Reader::JavaSingleObject | Reader::FastavroSingleObject => {
             cmd.args(["--format", "single-object", "--schemas"]).arg(&schemas);
+        }
+        Reader::FastavroSchemasIn(dir) => {
+            cmd.args(["--format", "single-object", "--schemas"]).arg(dir);
         }
         Reader::JavaConfluent(url) | Reader::PythonConfluent(url) => {
             cmd.args(["--format", "confluent", "--registry", url]);

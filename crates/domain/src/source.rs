@@ -132,6 +132,9 @@ pub struct ApiSpec {
     pub paged: bool,
     /// Whether every page carries the total (otherwise only the first does).
     pub total_on_every_page: bool,
+    /// The record field holding the time the vendor's window filters on, where the manifest
+    /// names it (the simulators serve windows by it).
+    pub window_field: Option<&'static str>,
 }
 
 /// One page request. `page_index` counts from 0; vendors map it to their numbering.

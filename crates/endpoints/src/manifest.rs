@@ -81,6 +81,8 @@ struct Manifest {
     #[serde(default, deserialize_with = "duration::optional")]
     max_span: Option<Duration>,
     description: Option<String>,
+    /// The record field the vendor's window filters on (a timestamp field of the schema).
+    window_field: Option<String>,
     pages: Pages,
     #[serde(default)]
     params: BTreeMap<String, String>,
@@ -230,7 +232,10 @@ pub fn parse(
         ));
     }
 
-    check_schema(file, avsc_file, avsc, &m.key_field)?;
+    check_schema(file, avsc_file, avsc, &m.key_field, m.window_field.as_deref())?;
+    if mode == Mode::Snapshot && m.window_field.is_some() {
+        return Err(bad("window_field", "is set but a snapshot endpoint reads no window; remove it".into()));
+    }
 
     // The worker and the clients take `&'static ApiSpec`: an endpoint's text is leaked once
     // when it is loaded (at start, or per `Config::load`), bounded by the number of files.
@@ -252,6 +257,7 @@ pub fn parse(
         mode,
         paged: m.pages.paged,
         total_on_every_page: m.pages.total == Total::EveryPage,
+        window_field: m.window_field.map(leak),
     };
     Ok(Endpoint { spec, protocol, description: m.description, origin })
 }
@@ -264,14 +270,37 @@ fn reason_of(file: &Path, e: ConfigError) -> ManifestError {
     }
 }
 
-/// The schema parses as an Avro record with `key_field` a required string.
-fn check_schema(file: &Path, avsc_file: &Path, avsc: &str, key_field: &str) -> Result<(), ManifestError> {
+/// The schema parses as an Avro record with `key_field` a required string and `window_field`,
+/// if named, a timestamp.
+fn check_schema(
+    file: &Path,
+    avsc_file: &Path,
+    avsc: &str,
+    key_field: &str,
+    window_field: Option<&str>,
+) -> Result<(), ManifestError> {
     let bad_schema =
         |reason: String| ManifestError::BadSchema { file: file.to_owned(), avsc: avsc_file.to_owned(), reason };
     let schema = Schema::parse_str(avsc).map_err(|e| bad_schema(format!("does not parse: {e}")))?;
     let Schema::Record(record) = schema else {
         return Err(bad_schema("is not an Avro record".into()));
     };
+    if let Some(name) = window_field {
+        let field = record.fields.iter().find(|f| f.name == name).map(|f| &f.schema);
+        let is_time = |s: &Schema| matches!(s, Schema::TimestampMillis | Schema::TimestampMicros);
+        let ok = match field {
+            Some(Schema::Union(u)) => u.variants().iter().any(is_time),
+            Some(s) => is_time(s),
+            None => false,
+        };
+        if !ok {
+            return Err(ManifestError::invalid(
+                file,
+                "window_field",
+                format!("{name:?} is not a timestamp field of {}", avsc_file.display()),
+            ));
+        }
+    }
     match record.fields.iter().find(|f| f.name == key_field) {
         Some(f) if f.schema == Schema::String => Ok(()),
         Some(f) => Err(ManifestError::invalid(

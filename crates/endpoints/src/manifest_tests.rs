@@ -49,6 +49,9 @@ fn a_good_manifest_gets_its_defaults_and_its_protocols_reserved_params() {
     assert_eq!(e.protocol.name, "wdt");
     let e = parse_text(&GOOD.replace("default_size = 50\n", ""), AVSC).unwrap();
     assert_eq!(e.spec.default_page_size, 100, "default_size defaults to max_size");
+    assert_eq!(s.window_field, None);
+    let e = parse_text(&GOOD.replace("max_span", "window_field = \"check_time\"\nmax_span"), AVSC).unwrap();
+    assert_eq!(e.spec.window_field, Some("check_time"), "an optional timestamp may be the window's field");
     let e = parse_text(&format!("{GOOD}\n[params]\ntime_type = \"2\"\n"), AVSC).unwrap();
     assert_eq!(e.spec.default_params, &[("time_type", "2")]);
 }
@@ -73,6 +76,8 @@ fn each_bad_manifest_names_its_file_key_and_value() {
         ("max_span = \"24h\"", "max_span = \"24h\"\nlist = \"x\"", "`list`", "unknown key"),
         ("default_topic = \"wdt.copy\"", "default_topic = \"a topic\"", "`default_topic`", "\"a topic\""),
         ("method = \"fa_alipay_account_check_query.php\"", "method = \" \"", "`method`", "empty"),
+        ("max_span = \"24h\"", "max_span = \"24h\"\nwindow_field = \"pay_amount\"", "`window_field`", "\"pay_amount\""),
+        ("max_span = \"24h\"", "max_span = \"24h\"\nwindow_field = \"nope\"", "`window_field`", "\"nope\""),
     ] {
         assert!(GOOD.contains(from), "{from}");
         let e = err(&GOOD.replace(from, to));

@@ -31,6 +31,10 @@ pub struct DataSetConfig {
     /// that started sending something its schema lacks, to exercise drift detection.
     #[serde(default)]
     pub extra_fields: Vec<String>,
+    /// For an endpoint served from its manifest: the record field (and request parameter)
+    /// holding the group. Default `shop_no` where the schema has it.
+    #[serde(default)]
+    pub group_field: Option<String>,
 }
 
 fn default_groups() -> Vec<String> {
@@ -216,6 +220,7 @@ mod tests {
             until: "2024-01-02 00:00:00".into(),
             shops: vec!["a".into(), "b".into()],
             extra_fields: Vec::new(),
+            group_field: None,
         };
         let make: Make = Arc::new(|rng, i, _, g| json!({"id": i, "g": g, "v": rng.below(1000)}));
         DataSet::generate(&cfg, "t", Utc::now(), make).unwrap()

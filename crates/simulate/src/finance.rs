@@ -3,7 +3,7 @@
 //! 100) and `finance.getAccountBalance` (a snapshot whose balances tests can change).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -15,11 +15,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::SimState;
-use super::dataset::{DataSet, DataSetConfig, page};
+use super::dataset::{DataSet, DataSetConfig};
 use super::faults::Faults;
 use super::generate::{self, Style, decimal_text};
 use super::rng::SimRng;
+use super::served::{Query, Served, WindowRefusal};
 use super::verify::finance_sign;
+use super::wdt::span_text;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, beijing, format_beijing, parse_beijing};
 use tidemark_endpoints::finance::{BALANCES, TRANSACTIONS};
@@ -58,16 +60,22 @@ pub struct FinanceSim {
     flag: String,
     app_secret: String,
     max_skew: i64,
-    transactions: RwLock<DataSet>,
+    /// Each windowed method served, by its `method` parameter (transactions first).
+    served: Vec<Served>,
     balances: Mutex<BTreeMap<String, Value>>,
 }
 
 const ACCOUNT_NAMES: &[&str] = &["测试账户", "备用账户", "支付宝主账户", "京东钱包", "精准通"];
 
 impl FinanceSim {
-    /// The data set, for tests that add records while the simulator runs.
-    pub fn data(&self) -> &RwLock<DataSet> {
-        &self.transactions
+    /// Adds an endpoint from a manifest.
+    pub fn serve(&mut self, endpoint: Served) {
+        self.served.push(endpoint);
+    }
+
+    /// Every windowed endpoint served.
+    pub fn served(&self) -> &[Served] {
+        &self.served
     }
 
     pub fn new(cfg: &FinanceSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
@@ -101,13 +109,13 @@ impl FinanceSim {
             flag: expand_env("finance.flag", &cfg.flag)?,
             app_secret: expand_env("finance.app_secret", &cfg.app_secret)?,
             max_skew: parse_duration("finance.max_skew", &cfg.max_skew)?.as_secs() as i64,
-            transactions: RwLock::new(transactions),
+            served: vec![Served::new(&TRANSACTIONS, transactions, Some("account_id"))],
             balances: Mutex::new(balances),
         })
     }
 
     pub fn transactions(&self) -> Vec<Value> {
-        self.transactions.read().expect("data lock").all()
+        self.served[0].records()
     }
 
     pub fn balances(&self) -> Vec<Value> {
@@ -170,7 +178,9 @@ impl FinanceSim {
             return Err(error(1, "参数错误: ver 固定为1, charset 固定为utf-8"));
         }
         match text("method").as_deref() {
-            Some(m) if m == TRANSACTIONS.method => self.transaction_list(&text, faults),
+            Some(m) if let Some(served) = self.served.iter().find(|s| s.spec.method == m) => {
+                list(served, b, &text, faults)
+            }
             Some(m) if m == BALANCES.method => {
                 let (id, kind) = (text("account_id"), text("account_type"));
                 let accounts: Vec<Value> = self
@@ -184,48 +194,41 @@ impl FinanceSim {
             _ => Err(error(2003, "接口不存在")),
         }
     }
+}
 
-    fn transaction_list(&self, text: &dyn Fn(&str) -> Option<String>, faults: Option<&Faults>) -> Result<Value, Value> {
-        let time = |name: &str| -> Result<DateTime<Utc>, Value> {
-            let t = text(name).ok_or_else(|| error(2001, &format!("缺少必要的参数 {name}")))?;
-            parse_beijing(&t).ok_or_else(|| error(2002, &format!("{name} 时间格式必须为 yyyy-MM-dd HH:mm:ss")))
-        };
-        let (start, end) = (time("start_time")?, time("end_time")?);
-        if end < start {
-            return Err(error(2002, "end_time 早于 start_time"));
+/// A page of a windowed method: 1-based `page_no`, pages asked above 100 served as 100.
+fn list(
+    served: &Served,
+    body: &Map<String, Value>,
+    text: &dyn Fn(&str) -> Option<String>,
+    faults: Option<&Faults>,
+) -> Result<Value, Value> {
+    let time = |name: &str| -> Result<DateTime<Utc>, Value> {
+        let t = text(name).ok_or_else(|| error(2001, &format!("缺少必要的参数 {name}")))?;
+        parse_beijing(&t).ok_or_else(|| error(2002, &format!("{name} 时间格式必须为 yyyy-MM-dd HH:mm:ss")))
+    };
+    let (start, end) = (time("start_time")?, time("end_time")?);
+    match served.check_window(start, end) {
+        Ok(()) => {}
+        Err(WindowRefusal::EndBeforeStart) => return Err(error(2002, "end_time 早于 start_time")),
+        Err(WindowRefusal::TooLong { max_span }) => {
+            return Err(error(2002, &format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))));
         }
-        let num = |name: &str, default: u64| -> Result<u64, Value> {
-            text(name).map_or(Ok(default), |v| v.parse().map_err(|_| error(2002, &format!("{name} 不是整数"))))
-        };
-        let page_no = num("page_no", 1)?;
-        let asked = num("page_size", 50)?;
-        if page_no < 1 || !(1..=1000).contains(&asked) {
-            return Err(error(2002, "page_no 从1开始, page_size 最大1000"));
-        }
-        // "超过100将被限制为100": the page served is smaller than the one asked for.
-        let page_size = asked.min(100);
-        let (account, kind) = (text("account_id"), text("trans_type"));
-        let data = self.transactions.read().expect("data lock");
-        let mut matching = data.window(start, end, account.as_deref());
-        if let Some(k) = &kind {
-            matching.retain(|r| data.json(r)["trans_type"] == json!(k));
-        }
-        let items: Vec<Value> = page(&matching, page_no - 1, page_size).into_iter().map(|r| data.json(r)).collect();
-        let total = matching.len();
-        drop(data);
-        if page_no * page_size < total as u64 && kind.is_none() && faults.is_some_and(Faults::insert_while_paging) {
-            self.transactions.write().expect("data lock").insert_shifting_copy(
-                start,
-                end,
-                account.as_deref(),
-                "trans_id",
-                |r, at| {
-                    r["trans_time"] = json!(format_beijing(at, DATETIME));
-                },
-            );
-        }
-        Ok(json!({"code": 0, "message": "成功", "count": total, TRANSACTIONS.list_field: items}))
     }
+    let num = |name: &str, default: u64| -> Result<u64, Value> {
+        text(name).map_or(Ok(default), |v| v.parse().map_err(|_| error(2002, &format!("{name} 不是整数"))))
+    };
+    let page_no = num("page_no", 1)?;
+    let asked = num("page_size", 50)?;
+    if page_no < 1 || !(1..=1000).contains(&asked) {
+        return Err(error(2002, "page_no 从1开始, page_size 最大1000"));
+    }
+    // "超过100将被限制为100": the page served is smaller than the one asked for.
+    let page_size = asked.min(100);
+    let params: BTreeMap<String, String> = body.keys().filter_map(|k| Some((k.clone(), text(k)?))).collect();
+    let query = Query { start, end, page_index: page_no - 1, page_size, params: &params };
+    let (total, items) = served.page(&query, faults);
+    Ok(json!({"code": 0, "message": "成功", "count": total, served.spec.list_field: items}))
 }
 
 fn account(rng: &mut SimRng, id: &str, i: usize) -> Value {

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod k3cloud;
 pub mod qimen;
 pub mod rng;
+pub mod served;
 pub mod throttles;
 pub mod top;
 pub mod vendor;
@@ -16,9 +17,10 @@ pub mod wdt;
 pub use tidemark_domain as domain;
 pub use tidemark_domain::config;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -30,7 +32,6 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{ConfigError, StartAt, expand_env};
-use dataset::DataSet;
 use tidemark_endpoints as endpoints;
 
 /// The simulator's config file: one optional section per vendor.
@@ -47,6 +48,13 @@ pub struct SimConfig {
     pub k3cloud: Option<k3cloud::K3cloudSimConfig>,
     #[serde(default)]
     pub faults: faults::FaultConfig,
+    /// A directory of endpoint manifests (`<kind>.toml` + `<kind>.avsc`), as a worker's
+    /// `endpoints_dir`; relative to this file.
+    pub endpoints_dir: Option<PathBuf>,
+    /// A generated data set per endpoint (built in or from `endpoints_dir`), served by the
+    /// simulator of its protocol with that section's credentials: `[endpoints."wdt.trade_query"]`.
+    #[serde(default)]
+    pub endpoints: BTreeMap<String, dataset::DataSetConfig>,
 }
 
 fn default_listen() -> String {
@@ -57,7 +65,12 @@ impl SimConfig {
     pub fn load(path: &Path) -> Result<SimConfig, ConfigError> {
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        let mut cfg: SimConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        if let (Some(dir), Some(base)) = (&cfg.endpoints_dir, path.parent()) {
+            cfg.endpoints_dir = Some(base.join(dir));
+        }
+        Ok(cfg)
     }
 }
 
@@ -76,20 +89,11 @@ pub struct SimState {
     pub k3cloud: Option<k3cloud::K3cloudSim>,
 }
 
-/// How the simulators serve one kind's data set: listing it, counting it without generating
-/// it, and (for windowed kinds) the set records are inserted into.
-pub struct SimKind {
-    pub spec: &'static endpoints::Builtin,
-    records: fn(&SimState) -> Option<Vec<Value>>,
-    count: fn(&SimState) -> Option<usize>,
-    windowed: fn(&SimState) -> Option<&RwLock<DataSet>>,
-    /// How a worker reads it from a simulator built for the purpose (`tidemark bench`).
-    pub pair: Option<SimPair>,
-}
-
 /// A simulator section serving a kind, and the worker source settings that read it: both
 /// sides of one credential, so a benchmark can stand up any windowed kind.
 pub struct SimPair {
+    /// The built-in kind.
+    pub kind: &'static str,
     /// The vendor section with its credential, then the data set's table header.
     pub simulator: &'static str,
     /// The worker's source settings for that credential (without `kind` and `base_url`).
@@ -100,79 +104,81 @@ pub struct SimPair {
     pub group_param: &'static str,
 }
 
-/// Every simulated kind, keyed by the built-in endpoint the worker reads it by (`tidemark_endpoints::builtins`).
-pub static SIM_KINDS: &[SimKind] = &[
-    SimKind {
-        spec: &endpoints::wdt::ACCOUNT_CHECK,
-        records: |s| s.wdt.as_ref().map(|w| w.account_checks()),
-        count: |s| s.wdt.as_ref().map(|w| w.data().read().expect("data lock").len()),
-        windowed: |s| s.wdt.as_ref().map(|w| w.data()),
-        pair: Some(SimPair {
-            simulator: "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",
-            source: "sid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"",
-            path: "",
-            group_param: "shop_no",
-        }),
+/// The windowed built-in kinds `tidemark bench` can stand up.
+pub static BENCH_PAIRS: &[SimPair] = &[
+    SimPair {
+        kind: "wdt.account_check",
+        simulator: "[wdt]\nsid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"\n[wdt.account_check]",
+        source: "sid = \"bench\"\nappkey = \"bench\"\nappsecret = \"bench\"",
+        path: "",
+        group_param: "shop_no",
     },
-    SimKind {
-        spec: &endpoints::qimen::STOCKIN_REFUND,
-        records: |s| s.qimen.as_ref().map(|q| q.stockin_refunds()),
-        count: |s| s.qimen.as_ref().map(|q| q.data().read().expect("data lock").len()),
-        windowed: |s| s.qimen.as_ref().map(|q| q.data()),
-        pair: Some(SimPair {
-            simulator: "[qimen]\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"\n[qimen.stockin_refund]",
-            source: "app_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"",
-            path: "/router/qm",
-            group_param: "shop_no",
-        }),
+    SimPair {
+        kind: "qimen.stockin_refund",
+        simulator: "[qimen]\napp_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"\n[qimen.stockin_refund]",
+        source: "app_key = \"bench\"\napp_secret = \"bench\"\ntarget_app_key = \"bench\"\nsid = \"bench\"",
+        path: "/router/qm",
+        group_param: "shop_no",
     },
-    SimKind {
-        spec: &endpoints::top::FINANCE_ORDER,
-        records: |s| s.top.as_ref().map(|t| t.finance_orders()),
-        count: |s| s.top.as_ref().map(|t| t.data().read().expect("data lock").len()),
-        windowed: |s| s.top.as_ref().map(|t| t.data()),
-        pair: Some(SimPair {
-            simulator: "[top]\napp_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"\n[top.finance_order]",
-            source: "app_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"",
-            path: "/router/rest",
-            group_param: "shop_codes",
-        }),
+    SimPair {
+        kind: "top.finance_order",
+        simulator: "[top]\napp_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"\n[top.finance_order]",
+        source: "app_key = \"bench\"\napp_secret = \"bench\"\nsession = \"bench\"",
+        path: "/router/rest",
+        group_param: "shop_codes",
     },
-    SimKind {
-        spec: &endpoints::finance::TRANSACTIONS,
-        records: |s| s.finance.as_ref().map(|f| f.transactions()),
-        count: |s| s.finance.as_ref().map(|f| f.data().read().expect("data lock").len()),
-        windowed: |s| s.finance.as_ref().map(|f| f.data()),
-        pair: Some(SimPair {
-            simulator: "[finance]\nflag = \"bench\"\napp_secret = \"bench\"\n[finance.transactions]",
-            source: "flag = \"bench\"\napp_secret = \"bench\"",
-            path: "/api",
-            group_param: "account_id",
-        }),
-    },
-    SimKind {
-        spec: &endpoints::finance::BALANCES,
-        records: |s| s.finance.as_ref().map(|f| f.balances()),
-        count: |s| s.finance.as_ref().map(|f| f.balances().len()),
-        windowed: |_| None,
-        pair: None,
+    SimPair {
+        kind: "finance.transactions",
+        simulator: "[finance]\nflag = \"bench\"\napp_secret = \"bench\"\n[finance.transactions]",
+        source: "flag = \"bench\"\napp_secret = \"bench\"",
+        path: "/api",
+        group_param: "account_id",
     },
 ];
 
-/// The simulator's side of a kind, by the name the worker knows it by.
-pub fn sim_kind(kind: &str) -> Option<&'static SimKind> {
-    SIM_KINDS.iter().find(|k| k.spec.kind == kind)
+/// The bench pair of a built-in kind.
+pub fn bench_pair(kind: &str) -> Option<&'static SimPair> {
+    BENCH_PAIRS.iter().find(|p| p.kind == kind)
 }
 
 impl SimState {
+    /// Every windowed endpoint served, of every vendor.
+    pub fn served(&self) -> impl Iterator<Item = &served::Served> {
+        let wdt = self.wdt.iter().flat_map(|s| s.served());
+        let qimen = self.qimen.iter().flat_map(|s| s.served());
+        let top = self.top.iter().flat_map(|s| s.served());
+        let finance = self.finance.iter().flat_map(|s| s.served());
+        wdt.chain(qimen).chain(top).chain(finance)
+    }
+
+    /// The windowed endpoint of `kind`, if its vendor is configured.
+    pub fn endpoint(&self, kind: &str) -> Option<&served::Served> {
+        self.served().find(|s| s.spec.kind == kind)
+    }
+
     /// How many records a data set holds, without generating them.
     pub fn count(&self, kind: &str) -> Option<usize> {
-        (sim_kind(kind)?.count)(self)
+        match kind {
+            k if k == endpoints::finance::BALANCES.kind => self.finance.as_ref().map(|f| f.balances().len()),
+            k => self.endpoint(k).map(served::Served::len),
+        }
     }
 
     /// A data set by the `kind` the worker knows it as, in served order.
     pub fn records(&self, kind: &str) -> Option<Vec<Value>> {
-        (sim_kind(kind)?.records)(self)
+        match kind {
+            k if k == endpoints::finance::BALANCES.kind => self.finance.as_ref().map(|f| f.balances()),
+            k => self.endpoint(k).map(served::Served::records),
+        }
+    }
+
+    /// Every kind with a data set, built-in first.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<&'static str> = self.served().map(|s| s.spec.kind).collect();
+        if self.finance.is_some() {
+            kinds.push(endpoints::finance::BALANCES.kind);
+        }
+        kinds
     }
 }
 
@@ -181,14 +187,62 @@ impl SimState {
 pub fn build(cfg: SimConfig, now: DateTime<Utc>) -> Result<Arc<SimState>, ConfigError> {
     let faults = faults::Faults::new(cfg.faults)?;
     let now = faults.skewed(now);
-    Ok(Arc::new(SimState {
+    let mut state = SimState {
         faults,
         wdt: cfg.wdt.as_ref().map(|c| wdt::WdtSim::new(c, now)).transpose()?,
         qimen: cfg.qimen.as_ref().map(|c| qimen::QimenSim::new(c, now)).transpose()?,
         top: cfg.top.as_ref().map(|c| top::TopSim::new(c, now)).transpose()?,
         finance: cfg.finance.as_ref().map(|c| finance::FinanceSim::new(c, now)).transpose()?,
         k3cloud: cfg.k3cloud.as_ref().map(k3cloud::K3cloudSim::new).transpose()?,
-    }))
+    };
+    serve_endpoints(&mut state, cfg.endpoints_dir.as_deref(), &cfg.endpoints, now)?;
+    Ok(Arc::new(state))
+}
+
+/// Adds each `[endpoints."<kind>"]` data set to the simulator of its protocol.
+fn serve_endpoints(
+    state: &mut SimState,
+    dir: Option<&Path>,
+    sets: &BTreeMap<String, dataset::DataSetConfig>,
+    now: DateTime<Utc>,
+) -> Result<(), ConfigError> {
+    let known = match dir {
+        Some(d) => {
+            endpoints::Endpoints::load_dir(d).map_err(|e| ConfigError::invalid("endpoints_dir", e.to_string()))?
+        }
+        None => endpoints::Endpoints::builtin(),
+    };
+    for (kind, set) in sets {
+        let key = format!("endpoints.\"{kind}\"");
+        let endpoint = known
+            .find(kind)
+            .ok_or_else(|| ConfigError::invalid(&key, format!("no endpoint {kind:?} (known: {})", known.kinds())))?;
+        if state.endpoint(kind).is_some_and(|s| !s.is_empty()) {
+            return Err(ConfigError::invalid(&key, format!("{kind} already has a data set in its vendor's section")));
+        }
+        let spec = &endpoint.spec;
+        let protocol = endpoint.protocol.name;
+        let missing = || ConfigError::invalid(&key, format!("needs a [{protocol}] section with its credentials"));
+        // The finance API writes numbers as JSON numbers, the others as text.
+        let style = generate::Style { numbers_as_json: protocol == "finance" };
+        let generated = || served::Served::generated(spec, set, now, style);
+        match protocol {
+            "wdt" => state.wdt.as_mut().ok_or_else(missing)?.serve(generated()?),
+            "qimen" => state.qimen.as_mut().ok_or_else(missing)?.serve(generated()?),
+            "finance" if spec.mode == crate::domain::Mode::Windowed => {
+                state.finance.as_mut().ok_or_else(missing)?.serve(generated()?)
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!(
+                        "the {protocol} simulator serves only its built-in methods (a TOP method names its own request object; a finance snapshot keeps its own state)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The vendor routes (`/openapi2/*.php`, `/router/qm`, `/router/rest`, `/api`, `/k3cloud/*`),
@@ -225,10 +279,9 @@ async fn insert_record(
     let Some(at) = crate::domain::time::parse_beijing(&ins.at) else {
         return (StatusCode::BAD_REQUEST, "`at` must be yyyy-MM-dd HH:mm:ss\n").into_response();
     };
-    let set = sim_kind(&kind).and_then(|k| (k.windowed)(&state));
-    match set {
-        Some(set) => {
-            set.write().expect("data lock").insert(at, &ins.group, ins.record);
+    match state.endpoint(&kind) {
+        Some(served) => {
+            served.data().write().expect("data lock").insert(at, &ins.group, ins.record);
             StatusCode::NO_CONTENT.into_response()
         }
         None => (StatusCode::NOT_FOUND, format!("no windowed data set {kind:?}\n")).into_response(),
@@ -249,8 +302,7 @@ async fn records(State(state): State<Arc<SimState>>, UrlPath(kind): UrlPath<Stri
 
 /// Record counts per configured data set, e.g. `{"wdt.account_check": 4000}`.
 async fn stats(State(state): State<Arc<SimState>>) -> Json<Value> {
-    let counts =
-        SIM_KINDS.iter().filter_map(|k| Some((k.spec.kind.to_owned(), Value::from((k.count)(&state)?)))).collect();
+    let counts = state.kinds().into_iter().filter_map(|k| Some((k.to_owned(), Value::from(state.count(k)?)))).collect();
     Json(Value::Object(counts))
 }
 
@@ -269,9 +321,9 @@ pub async fn serve(cfg: SimConfig) -> Result<(), ServeError> {
     let state = build(cfg, Utc::now())?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
-    for k in SIM_KINDS {
-        if let Some(n) = (k.count)(&state) {
-            tracing::info!(kind = k.spec.kind, records = n, "data set ready");
+    for kind in state.kinds() {
+        if let Some(n) = state.count(kind) {
+            tracing::info!(kind, records = n, "data set ready");
         }
     }
     println!("listening on {addr}");

@@ -3,7 +3,7 @@
 //! object parameter, 1-based pages, both response forms, and a finance-order data set.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -17,6 +17,7 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{self, Style};
+use super::served::Served;
 use super::verify::top_sign;
 use crate::config::{ConfigError, Secret, expand_env, parse_duration};
 use crate::domain::time::{format_beijing, parse_beijing};
@@ -100,13 +101,15 @@ impl Credential {
 pub struct TopSim {
     credential: Credential,
     session: String,
-    orders: RwLock<DataSet>,
+    /// The one method served: each TOP method names its own request object, which the
+    /// client and this simulator know for `alibaba.wdk.finance.order.backflow` only.
+    orders: Served,
 }
 
 impl TopSim {
-    /// The data set, for tests that add records while the simulator runs.
-    pub fn data(&self) -> &RwLock<DataSet> {
-        &self.orders
+    /// Every endpoint served.
+    pub fn served(&self) -> &[Served] {
+        std::slice::from_ref(&self.orders)
     }
 
     pub fn new(cfg: &TopSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
@@ -131,12 +134,12 @@ impl TopSim {
         Ok(TopSim {
             credential: Credential::new("top", &cfg.app_key, &cfg.app_secret, &cfg.max_skew)?,
             session: expand_env("top.session", &cfg.session)?,
-            orders: RwLock::new(orders),
+            orders: Served::new(&FINANCE_ORDER, orders, None),
         })
     }
 
     pub fn finance_orders(&self) -> Vec<Value> {
-        self.orders.read().expect("data lock").all()
+        self.orders.records()
     }
 
     /// Answers one router request as TOP would.
@@ -218,7 +221,7 @@ impl TopSim {
             Some(Value::Array(a)) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
             Some(_) => return Err(bad("shop_codes must be a list")),
         };
-        let data = self.orders.read().expect("data lock");
+        let data = self.orders.data().read().expect("data lock");
         let one = shops.as_ref().filter(|s| s.len() == 1).map(|s| s[0].as_str());
         let mut matching = data.window(start, end, one);
         if let Some(list) = shops.as_ref().filter(|s| s.len() > 1) {
@@ -232,7 +235,7 @@ impl TopSim {
             && shops.as_ref().is_none_or(|s| s.len() == 1)
             && faults.is_some_and(Faults::insert_while_paging)
         {
-            self.orders.write().expect("data lock").insert_shifting_copy(start, end, one, "biz_uk", |r, at| {
+            self.orders.data().write().expect("data lock").insert_shifting_copy(start, end, one, "biz_uk", |r, at| {
                 r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
                 r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
             });

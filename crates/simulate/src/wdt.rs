@@ -2,7 +2,7 @@
 //! the 24 h closed window, and serves a deterministic account-check data set with awkward values.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
@@ -17,6 +17,7 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
 use super::rng::SimRng;
+use super::served::{Query, Served, WindowRefusal};
 use super::verify::wdt_sign;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
@@ -44,15 +45,11 @@ pub struct WdtSim {
     appkey: String,
     appsecret: String,
     max_skew: i64,
-    account_checks: RwLock<DataSet>,
+    /// Each method served, by its script name (`fa_alipay_account_check_query.php`).
+    served: Vec<Served>,
 }
 
 impl WdtSim {
-    /// The data set, for tests that add records while the simulator runs.
-    pub fn data(&self) -> &RwLock<DataSet> {
-        &self.account_checks
-    }
-
     pub fn new(cfg: &WdtSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let max_skew = parse_duration("wdt.max_skew", &cfg.max_skew)?.as_secs() as i64;
         let account_checks = match &cfg.account_check {
@@ -64,13 +61,23 @@ impl WdtSim {
             appkey: expand_env("wdt.appkey", &cfg.appkey)?,
             appsecret: expand_env("wdt.appsecret", &cfg.appsecret)?,
             max_skew,
-            account_checks: RwLock::new(account_checks),
+            served: vec![Served::new(&ACCOUNT_CHECK, account_checks, Some("shop_no"))],
         })
+    }
+
+    /// Adds an endpoint from a manifest.
+    pub fn serve(&mut self, endpoint: Served) {
+        self.served.push(endpoint);
+    }
+
+    /// Every endpoint served.
+    pub fn served(&self) -> &[Served] {
+        &self.served
     }
 
     /// The whole account-check data set, in served order.
     pub fn account_checks(&self) -> Vec<Value> {
-        self.account_checks.read().expect("data lock").all()
+        self.served[0].records()
     }
 
     /// Answers one openapi2 request exactly as the vendor's envelope would.
@@ -81,9 +88,9 @@ impl WdtSim {
         now: DateTime<Utc>,
         faults: Option<&Faults>,
     ) -> Result<Value, Value> {
-        if script != ACCOUNT_CHECK.method {
+        let Some(served) = self.served.iter().find(|s| s.spec.method == script) else {
             return Err(error(4, &format!("接口 {script} 不存在")));
-        }
+        };
         for name in ["sid", "appkey", "timestamp", "sign"] {
             if p.get(name).is_none_or(|v| v.is_empty()) {
                 return Err(error(2, &format!("参数 {name} 为空")));
@@ -105,65 +112,77 @@ impl WdtSim {
         }
         let start = required_time(p, "start_time", "开始时间")?;
         let end = required_time(p, "end_time", "结束时间")?;
-        if end < start {
-            return Err(error(2, "结束时间 end_time 早于开始时间 start_time"));
+        match served.check_window(start, end) {
+            Ok(()) => {}
+            Err(WindowRefusal::EndBeforeStart) => {
+                return Err(error(2, "结束时间 end_time 早于开始时间 start_time"));
+            }
+            // Closed interval: a 24 h span is 00:00:00 to 23:59:59 at the widest.
+            Err(WindowRefusal::TooLong { max_span }) => {
+                return Err(error(2, &format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))));
+            }
         }
-        // Closed interval of at most 24 hours: 00:00:00 to 23:59:59 is the widest.
-        if end - start >= Duration::hours(24) {
-            return Err(error(2, "start_time 和 end_time 最大跨度为24小时"));
-        }
-        let page_size = optional_number(p, "page_size", 40)?;
-        if !(1..=100).contains(&page_size) {
-            return Err(error(2, "page_size 取值范围为 1~100"));
+        let max = served.spec.max_page_size as i64;
+        // The vendor's default page is 40 where the method allows it.
+        let page_size = optional_number(p, "page_size", 40.min(max))?;
+        if !(1..=max).contains(&page_size) {
+            return Err(error(2, &format!("page_size 取值范围为 1~{max}")));
         }
         let page_no = optional_number(p, "page_no", 0)?;
-        let time_type = optional_number(p, "time_type", 1)?;
-        let field = match time_type {
-            1 => None,
-            2 => Some("consign_time"),
-            3 => Some("check_time"),
-            4 => Some("confirm_time"),
-            _ => return Err(error(2, "time_type 取值范围为 1~4")),
-        };
-        let shop = p.get("shop_no").map(String::as_str);
-        let data = self.account_checks.read().expect("data lock");
-        let (total, page): (usize, Vec<Value>) = match field {
-            None => {
-                let w = data.window(start, end, shop);
-                (w.len(), page(&w, page_no as u64, page_size as u64).into_iter().map(|r| data.json(r)).collect())
+        let query = Query { start, end, page_index: page_no as u64, page_size: page_size as u64, params: p };
+        let (total, page) = if served.spec.kind == ACCOUNT_CHECK.kind {
+            match account_check_time_field(p)? {
+                None => served.page(&query, faults),
+                Some(field) => by_record_time(served, &query, field),
             }
-            // Other time types filter on a field of the record itself.
-            Some(f) => {
-                let mut m: Vec<(DateTime<Utc>, Value)> = data
-                    .window(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, shop)
-                    .into_iter()
-                    .filter_map(|r| {
-                        let v = data.json(r);
-                        let t = parse_beijing(v[f].as_str()?)?;
-                        (t >= start && t <= end).then_some((t, v))
-                    })
-                    .collect();
-                m.sort_by_key(|(t, _)| *t);
-                (m.len(), page(&m, page_no as u64, page_size as u64).into_iter().map(|(_, v)| v).collect())
-            }
+        } else {
+            served.page(&query, faults)
         };
-        let more_pages = ((page_no + 1) * page_size) < total as i64;
-        drop(data);
-        if more_pages && field.is_none() && faults.is_some_and(Faults::insert_while_paging) {
-            self.account_checks.write().expect("data lock").insert_shifting_copy(
-                start,
-                end,
-                shop,
-                "account_check_no",
-                |_, _| {},
-            );
-        }
-        let mut body = json!({"code": 0, "message": "ok", ACCOUNT_CHECK.list_field: page});
-        // The vendor only reports the total on page 0.
-        if page_no == 0 {
+        let mut body = json!({"code": 0, "message": "ok", served.spec.list_field: page});
+        // openapi2 reports the total on page 0 only, unless the method says otherwise.
+        if page_no == 0 || served.spec.total_on_every_page {
             body["total_count"] = json!(total);
         }
         Ok(body)
+    }
+}
+
+/// The account-check query's `time_type`: 1 windows on the record's own time, 2–4 on a field.
+fn account_check_time_field(p: &BTreeMap<String, String>) -> Result<Option<&'static str>, Value> {
+    match optional_number(p, "time_type", 1)? {
+        1 => Ok(None),
+        2 => Ok(Some("consign_time")),
+        3 => Ok(Some("check_time")),
+        4 => Ok(Some("confirm_time")),
+        _ => Err(error(2, "time_type 取值范围为 1~4")),
+    }
+}
+
+/// A page of the records whose `field` (a Beijing time) is in the window, in that field's order.
+fn by_record_time(served: &Served, q: &Query<'_>, field: &str) -> (usize, Vec<Value>) {
+    let shop = q.params.get("shop_no").map(String::as_str);
+    let data = served.data().read().expect("data lock");
+    let mut m: Vec<(DateTime<Utc>, Value)> = data
+        .window(DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC, shop)
+        .into_iter()
+        .filter_map(|r| {
+            let v = data.json(r);
+            let t = parse_beijing(v[field].as_str()?)?;
+            (t >= q.start && t <= q.end).then_some((t, v))
+        })
+        .collect();
+    m.sort_by_key(|(t, _)| *t);
+    (m.len(), page(&m, q.page_index, q.page_size).into_iter().map(|(_, v)| v).collect())
+}
+
+/// A span as the vendor's messages write it: `24小时`, `60分钟`, `30天`.
+pub fn span_text(span: std::time::Duration) -> String {
+    let s = span.as_secs();
+    match s {
+        s if s > 86_400 && s % 86_400 == 0 => format!("{}天", s / 86_400),
+        s if s > 3600 && s % 3600 == 0 => format!("{}小时", s / 3600),
+        s if s % 60 == 0 => format!("{}分钟", s / 60),
+        s => format!("{s}秒"),
     }
 }
 
@@ -264,6 +283,7 @@ mod tests {
                 until: "2024-01-03 00:00:00".into(),
                 shops: vec!["shop-01".into()],
                 extra_fields: Vec::new(),
+                group_field: None,
             }),
         };
         (WdtSim::new(&cfg, now).unwrap(), now)

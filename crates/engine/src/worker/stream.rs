@@ -586,6 +586,7 @@ mod tests {
         mode: Mode::Windowed,
         paged: true,
         total_on_every_page: false,
+        window_field: None,
     };
     const WINDOWS: i64 = 10;
     const PER_WINDOW: u64 = 25;
