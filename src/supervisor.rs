@@ -250,6 +250,7 @@ impl Supervisor {
                 control: Some(self.control.clone()),
                 watermark_topic: Arc::from(self.kafka.watermark_topic.as_str()),
                 dead_letter_topic: Arc::from(self.kafka.dead_letter_topic.as_str()),
+                ledger_topic: Arc::from(self.kafka.ledger_topic.as_str()),
                 watermark_max_bytes: self.kafka.watermark_max_bytes,
                 owner: Some(self.owner.clone()),
                 paused,

@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod ledger;
 pub mod pageset;
 pub mod sink;
 pub mod source;

@@ -66,6 +66,11 @@ impl PageSet {
         self.pages
     }
 
+    /// The vendor's total, once a page carried it.
+    pub fn expected(&self) -> Option<u64> {
+        self.expected
+    }
+
     /// Adds the next page. The first page must carry the total; completion is reaching it.
     /// Pages are not assumed to have the size asked for: vendors may cut it.
     pub fn add(&mut self, page: Page) -> Result<Progress, PageSetError> {

@@ -21,6 +21,8 @@ pub struct KafkaSection {
     pub watermark_partitions: i32,
     #[serde(default = "default_dead_letter_topic")]
     pub dead_letter_topic: String,
+    #[serde(default = "default_ledger_topic")]
+    pub ledger_topic: String,
     #[serde(default = "broker_default")]
     pub topic_partitions: i32,
     #[serde(default = "broker_default")]
@@ -46,6 +48,9 @@ fn default_watermark_topic() -> String {
 fn default_dead_letter_topic() -> String {
     "tidemark.dead_letters".into()
 }
+fn default_ledger_topic() -> String {
+    "tidemark.ledger".into()
+}
 fn six() -> i32 {
     6
 }
@@ -70,6 +75,8 @@ pub struct KafkaConfig {
     pub watermark_partitions: i32,
     /// Where records that cannot be mapped to their schema go, with the error.
     pub dead_letter_topic: String,
+    /// One JSON record per committed window (`tidemark reconcile` reads it); not compacted.
+    pub ledger_topic: String,
     /// `-1` lets the broker choose.
     pub topic_partitions: i32,
     /// `-1` lets the broker choose.
@@ -119,6 +126,7 @@ impl TryFrom<KafkaSection> for KafkaConfig {
             check_topic_name("kafka.control_topic", t)?;
         }
         check_topic_name("kafka.dead_letter_topic", &k.dead_letter_topic)?;
+        check_topic_name("kafka.ledger_topic", &k.ledger_topic)?;
         if k.watermark_partitions < 1 {
             return Err(ConfigError::invalid(
                 "kafka.watermark_partitions",
@@ -157,6 +165,7 @@ impl TryFrom<KafkaSection> for KafkaConfig {
             watermark_topic: k.watermark_topic,
             watermark_partitions: k.watermark_partitions,
             dead_letter_topic: k.dead_letter_topic,
+            ledger_topic: k.ledger_topic,
             topic_partitions: k.topic_partitions,
             replication_factor: k.replication_factor,
             transaction_timeout: k.transaction_timeout,

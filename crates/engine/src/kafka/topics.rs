@@ -60,6 +60,8 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             .set("cleanup.policy", "compact")
             .set("min.compaction.lag.ms", "0"),
     );
+    // Keyed by stream, kept by time (not compacted): every window's entry is the record.
+    new.push(NewTopic::new(&cfg.ledger_topic, cfg.watermark_partitions, repl()));
     // One partition: the watcher follows it in order.
     new.push(NewTopic::new(&cfg.control_topic, 1, repl()).set("cleanup.policy", "compact"));
     let results = admin.create_topics(new.iter(), &opts).await.map_err(unreachable)?;

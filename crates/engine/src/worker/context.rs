@@ -23,6 +23,8 @@ pub struct StreamContext {
     pub control: Option<Arc<dyn FailureLog>>,
     pub watermark_topic: Arc<str>,
     pub dead_letter_topic: Arc<str>,
+    /// Where each committed window's [`crate::domain::ledger::LedgerEntry`] goes.
+    pub ledger_topic: Arc<str>,
     /// The largest watermark record the stream writes (`kafka.watermark_max_bytes`).
     pub watermark_max_bytes: usize,
     /// Who runs the stream (a replica's name, else the worker's transactional id), written as

@@ -3,6 +3,7 @@
 //! (or dead-lettered), ready for the stream to pick what changed and commit it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use tracing::{debug, warn};
 use super::StreamPlan;
 use super::gate::Answer;
 use crate::domain::backoff;
+use crate::domain::ledger::{HEADER_WINDOW, window_text};
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
@@ -52,13 +54,26 @@ pub struct Candidate {
     pub out: OutRecord,
     /// Why it is a dead letter, if it is one (logged when it is committed, not on re-reads).
     pub dead_letter: Option<String>,
+    /// Whether the record has a business id (its `out.key`), so the ledger counts it.
+    pub identified: bool,
 }
 
 /// A window's (or snapshot's) records, complete and in the vendor's order.
 pub struct Fetched {
     pub candidates: Vec<Candidate>,
     pub pages: u32,
+    /// The vendor's count of the window's records, where its pages gave one.
+    pub total: Option<u64>,
+    /// Requests sent for this read, retries and refetched page sets included.
+    pub requests: u64,
     pub started: Instant,
+}
+
+/// One pass over a window's pages: its records, pages and the vendor's total.
+struct Pass {
+    candidates: Vec<Candidate>,
+    pages: u32,
+    total: Option<u64>,
 }
 
 /// Everything reading needs, shared by the stream loop and the window reads it runs ahead.
@@ -119,10 +134,13 @@ impl Reader {
     pub async fn read(&self, window: Option<&Window>, cancel: &CancellationToken) -> Result<Fetched, StepError> {
         let started = Instant::now();
         let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
+        let sent = AtomicU64::new(0);
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
-            match self.read_once(window, &label, cancel).await? {
-                Ok((candidates, pages)) => return Ok(Fetched { candidates, pages, started }),
+            match self.read_once(window, &label, &sent, cancel).await? {
+                Ok(Pass { candidates, pages, total }) => {
+                    return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started });
+                }
                 Err(problem) => {
                     self.refetches.inc();
                     warn!(stream = %self.plan.cfg.id, window = %label, attempt, error = %problem, "page set inconsistent; fetching again");
@@ -143,8 +161,9 @@ impl Reader {
         &self,
         window: Option<&Window>,
         label: &str,
+        sent: &AtomicU64,
         cancel: &CancellationToken,
-    ) -> Result<Result<(Vec<Candidate>, u32), PageSetError>, StepError> {
+    ) -> Result<Result<Pass, PageSetError>, StepError> {
         let spec = self.plan.source.spec();
         let mut set = if spec.paged {
             PageSet::new(spec.key_field, spec.total_on_every_page)
@@ -152,13 +171,15 @@ impl Reader {
             PageSet::unpaged(spec.key_field)
         };
         let mut candidates = Vec::new();
-        let first = self.fetch_page(window, label, 0, cancel).await?;
+        // Each record says which window it came in, as its ledger entry does.
+        let window_header: Option<Arc<[u8]>> = window.map(|w| Arc::from(window_text(w).into_bytes()));
+        let first = self.fetch_page(window, label, 0, sent, cancel).await?;
         let planned = match (spec.paged, first.total) {
             (true, Some(total)) => total.div_ceil(u64::from(self.plan.page_size)).min(u64::from(MAX_PAGES)) as u32,
             _ => 1,
         };
         let mut pages = futures_util::stream::iter(1..planned)
-            .map(|i| self.fetch_page(window, label, i, cancel))
+            .map(|i| self.fetch_page(window, label, i, sent, cancel))
             .buffered(self.plan.gate.max_in_flight() as usize);
         let mut next = Some(first);
         let mut index = 0u32;
@@ -167,15 +188,15 @@ impl Reader {
                 Some(p) => p,
                 None if index < planned => pages.next().await.expect("a planned page")?,
                 None if index >= MAX_PAGES => return Err(StepError::Stop(format!("more than {MAX_PAGES} pages"))),
-                None => self.fetch_page(window, label, index, cancel).await?,
+                None => self.fetch_page(window, label, index, sent, cancel).await?,
             };
             index += 1;
             match set.add(page) {
                 Ok(progress) => {
-                    candidates.extend(self.candidates(set.take_new(), label));
+                    candidates.extend(self.candidates(set.take_new(), label, window_header.as_ref()));
                     if progress == Progress::Complete {
                         // Dropping `pages` cancels any page the total said would come.
-                        return Ok(Ok((candidates, set.pages())));
+                        return Ok(Ok(Pass { candidates, pages: set.pages(), total: set.expected() }));
                     }
                 }
                 Err(e @ PageSetError::MissingTotal) => return Err(StepError::Stop(format!("page {}: {e}", index - 1))),
@@ -185,7 +206,12 @@ impl Reader {
     }
 
     /// Each record keyed, hashed (if the stream keeps hashes) and encoded or dead-lettered.
-    fn candidates<'a>(&'a self, records: Vec<Value>, label: &'a str) -> impl Iterator<Item = Candidate> + 'a {
+    fn candidates<'a>(
+        &'a self,
+        records: Vec<Value>,
+        label: &'a str,
+        window_header: Option<&'a Arc<[u8]>>,
+    ) -> impl Iterator<Item = Candidate> + 'a {
         let field = self.plan.source.spec().key_field;
         let hashed = self.needs_hashes();
         records.into_iter().map(move |r| {
@@ -199,8 +225,9 @@ impl Reader {
                 (None, true) => format!("{NO_KEY}{hash:016x}"),
             };
             self.note_drift(&r);
-            let (out, dead_letter) = self.encode(business, &r, label);
-            Candidate { dedup, hash, out, dead_letter }
+            let identified = business.is_some();
+            let (out, dead_letter) = self.encode(business, &r, label, window_header);
+            Candidate { dedup, hash, out, dead_letter, identified }
         })
     }
 
@@ -258,19 +285,27 @@ impl Reader {
     }
 
     /// A record encoded and keyed by its business id, or its dead letter with the reason.
-    fn encode(&self, business: Option<String>, rec: &Value, window: &str) -> (OutRecord, Option<String>) {
+    fn encode(
+        &self,
+        business: Option<String>,
+        rec: &Value,
+        window: &str,
+        window_header: Option<&Arc<[u8]>>,
+    ) -> (OutRecord, Option<String>) {
         let field = self.plan.source.spec().key_field;
         let result = match business {
             None => Err((None, format!("record has no usable `{field}` (its business id)"))),
             Some(k) => {
                 let mut value = Vec::with_capacity(256);
                 match self.plan.codec.encode(rec, &mut value) {
-                    Ok(()) => Ok(OutRecord {
-                        topic: self.topic.clone(),
-                        key: k.into_bytes(),
-                        value: Some(value),
-                        headers: self.headers.clone(),
-                    }),
+                    Ok(()) => {
+                        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+                        headers.extend_from_slice(&self.headers);
+                        if let Some(w) = window_header {
+                            headers.push((HEADER_WINDOW, w.clone()));
+                        }
+                        Ok(OutRecord { topic: self.topic.clone(), key: k.into_bytes(), value: Some(value), headers })
+                    }
                     Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.plan.codec.full_name()))),
                 }
             }
@@ -312,6 +347,7 @@ impl Reader {
         window: Option<&Window>,
         label: &str,
         page_index: u32,
+        sent: &AtomicU64,
         cancel: &CancellationToken,
     ) -> Result<Page, StepError> {
         let req = PageRequest { window, page_index, page_size: self.plan.page_size, params: &self.plan.cfg.params };
@@ -322,6 +358,7 @@ impl Reader {
                 return Err(StepError::ShutDown);
             };
             self.credential.requests.inc();
+            sent.fetch_add(1, Ordering::Relaxed);
             self.observe_gate();
             let t0 = Instant::now();
             // A request in flight is dropped on shutdown: nothing of the step is committed.

@@ -14,6 +14,7 @@ use tracing::{debug, error, info, warn};
 use super::context::StreamContext;
 use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
 use crate::domain::backoff;
+use crate::domain::ledger::{IdChecksum, LedgerEntry, window_text};
 use crate::domain::watermark::fmt_wm;
 use crate::domain::window::chrono_duration;
 use crate::domain::{CommitError, FailureLog, Mode, OutRecord, Sink, StreamId, Watermark, WatermarkState, Window};
@@ -88,25 +89,49 @@ struct Committed {
     dead_letters: u64,
 }
 
-/// The records of one step on their way into a transaction.
+/// The records of one step on their way into a transaction, and what its ledger entry says.
 #[derive(Default)]
 struct Batch {
     out: Vec<OutRecord>,
     unchanged: u64,
     tombstones: u64,
     dead_letters: u64,
+    /// Records the pages held.
+    read: u64,
+    /// Every business id read, and those written to the topic.
+    ids: IdChecksum,
+    emitted_ids: IdChecksum,
 }
 
 impl Batch {
+    /// Counts a record read, by its business id if it has one.
+    fn saw(&mut self, c: &Candidate) {
+        self.read += 1;
+        if c.identified {
+            self.ids.add(&c.out.key);
+        }
+    }
+
     /// Adds a record (or its dead letter, saying why) to the transaction.
     fn push(&mut self, out: OutRecord, dead_letter: Option<String>, stream: &StreamId, window: &str) {
         if let Some(error) = dead_letter {
             let key = String::from_utf8_lossy(&out.key);
             warn!(stream = %stream, window, key = %key, error = %error, "dead-lettering record");
             self.dead_letters += 1;
+        } else {
+            self.emitted_ids.add(&out.key);
         }
         self.out.push(out);
     }
+}
+
+/// What a read told the ledger beside its records.
+struct ReadFacts {
+    /// [`window_text`] of the window, or `snapshot`.
+    window: String,
+    total: Option<u64>,
+    pages: u32,
+    requests: u64,
 }
 
 /// Windows read ahead of the one committing, oldest first. Each is a task of its own, so
@@ -197,6 +222,7 @@ pub struct StreamWorker {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     watermark_topic: Arc<str>,
+    ledger_topic: Arc<str>,
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
     watermark_max_bytes: usize,
     state: WatermarkState,
@@ -220,6 +246,7 @@ impl StreamWorker {
             control,
             watermark_topic,
             dead_letter_topic,
+            ledger_topic,
             watermark_max_bytes,
             owner,
             paused,
@@ -232,6 +259,7 @@ impl StreamWorker {
             sink,
             metrics,
             watermark_topic,
+            ledger_topic,
             watermark_max_bytes,
             state,
             owner,
@@ -387,7 +415,9 @@ impl StreamWorker {
         let label = window.to_string();
         let mut batch = Batch::default();
         let mut emitted = Vec::new();
-        for Candidate { dedup, hash, out, dead_letter } in fetched.candidates {
+        for c in fetched.candidates {
+            batch.saw(&c);
+            let Candidate { dedup, hash, out, dead_letter, .. } = c;
             // Without hashes nothing can have been seen before (nor is remembered).
             if hashed && self.state.is_unchanged(&dedup, hash) {
                 batch.unchanged += 1;
@@ -434,9 +464,10 @@ impl StreamWorker {
         fetched: Fetched,
     ) -> Result<Committed, StepError> {
         let (pages, started) = (fetched.pages, fetched.started);
+        let facts = ReadFacts { window: window_text(&window), total: fetched.total, pages, requests: fetched.requests };
         let (batch, mut next) = self.select_window(&window, fetched)?;
         let state_bytes = self.encode_state(m, &mut next)?;
-        let c = self.commit(m, batch, next.watermark, state_bytes).await?;
+        let c = self.commit(m, batch, facts, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
@@ -456,9 +487,12 @@ impl StreamWorker {
         let taken_at = crate::domain::time::truncate_to_second(Utc::now());
         let fetched = self.reader.read(None, cancel).await?;
         let (pages, started) = (fetched.pages, fetched.started);
+        let facts = ReadFacts { window: "snapshot".into(), total: fetched.total, pages, requests: fetched.requests };
         let mut batch = Batch::default();
         let mut current = Vec::with_capacity(fetched.candidates.len());
-        for Candidate { dedup, hash, out, dead_letter } in fetched.candidates {
+        for c in fetched.candidates {
+            batch.saw(&c);
+            let Candidate { dedup, hash, out, dead_letter, .. } = c;
             if self.state.is_unchanged(&dedup, hash) {
                 batch.unchanged += 1;
             } else {
@@ -477,7 +511,7 @@ impl StreamWorker {
             });
         }
         let state_bytes = self.encode_state(m, &mut next)?;
-        let done = self.commit(m, batch, next.watermark, state_bytes).await?;
+        let done = self.commit(m, batch, facts, next.watermark, state_bytes).await?;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
@@ -509,14 +543,41 @@ impl StreamWorker {
         &self,
         m: &StreamHandles,
         batch: Batch,
+        facts: ReadFacts,
         watermark: Watermark,
         state_bytes: Vec<u8>,
     ) -> Result<Committed, StepError> {
         let state_len = state_bytes.len();
-        let Batch { mut out, unchanged, tombstones, dead_letters } = batch;
+        let Batch { mut out, unchanged, tombstones, dead_letters, read, ids, emitted_ids } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
         let bytes: usize =
             out.iter().filter(|r| *r.topic == *self.reader.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
+        let plan = self.plan();
+        let stream = plan.records_of.as_ref().unwrap_or(&plan.cfg.id);
+        let entry = LedgerEntry {
+            stream: stream.to_string(),
+            run: if plan.records_of.is_some() { plan.cfg.id.to_string() } else { "live".into() },
+            kind: plan.source.spec().kind.to_owned(),
+            topic: plan.topic.clone(),
+            window: facts.window,
+            vendor_total: facts.total,
+            read,
+            emitted: written,
+            unchanged,
+            dead_letters,
+            tombstones,
+            pages: facts.pages,
+            requests: facts.requests,
+            committed_at: Utc::now().to_rfc3339(),
+            ids_checksum: ids.hex(),
+            emitted_checksum: emitted_ids.hex(),
+        };
+        out.push(OutRecord {
+            topic: self.ledger_topic.clone(),
+            key: stream.as_str().as_bytes().to_vec(),
+            value: Some(serde_json::to_vec(&entry).expect("a ledger entry serializes")),
+            headers: Vec::new(),
+        });
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
@@ -565,6 +626,7 @@ mod tests {
 
     use super::*;
     use crate::avro::RecordCodec;
+    use crate::domain::ledger::HEADER_WINDOW;
     use crate::config::StartAt;
     use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError};
     use crate::worker::StreamPlan;
@@ -682,6 +744,7 @@ mod tests {
             control: None,
             watermark_topic: Arc::from("wm"),
             dead_letter_topic: Arc::from("dlq"),
+            ledger_topic: Arc::from("ledger"),
             watermark_max_bytes: 1 << 20,
             owner: None,
             paused: None,
@@ -718,12 +781,36 @@ mod tests {
         let (finished, commits) = slow_first(Duration::ZERO).await;
         assert!(finished.windows(2).any(|p| p[0] > p[1]), "reads ran ahead and finished out of order: {finished:?}");
         for (hour, commit) in commits.iter().take(WINDOWS as usize).enumerate() {
-            let (wm, data): (Vec<_>, Vec<_>) = commit.iter().partition(|r| &*r.topic == "wm");
+            let (wm, rest): (Vec<_>, Vec<_>) = commit.iter().partition(|r| &*r.topic == "wm");
+            let (ledger, data): (Vec<_>, Vec<_>) = rest.into_iter().partition(|r| &*r.topic == "ledger");
             let state = WatermarkState::from_bytes("test/orders", wm[0].value.as_ref().unwrap()).unwrap();
             assert_eq!(state.watermark, origin + chrono::Duration::hours(hour as i64 + 1), "commit {hour}");
             assert_eq!(data.len() as u64, PER_WINDOW, "commit {hour} holds its window's records");
             let prefix = format!("{hour}-");
             assert!(data.iter().all(|r| r.key.starts_with(prefix.as_bytes())), "commit {hour} holds only its window");
+            // The window's ledger entry, in the same transaction, says what it holds.
+            assert_eq!(ledger.len(), 1, "commit {hour} has one ledger entry");
+            let entry: LedgerEntry = serde_json::from_slice(ledger[0].value.as_ref().unwrap()).unwrap();
+            let window = Window {
+                start: origin + chrono::Duration::hours(hour as i64),
+                end: origin + chrono::Duration::hours(hour as i64 + 1),
+            };
+            assert_eq!((entry.stream.as_str(), entry.run.as_str()), ("test/orders", "live"));
+            assert_eq!(entry.window, window_text(&window), "commit {hour}");
+            assert_eq!(
+                (entry.read, entry.emitted, entry.unchanged, entry.vendor_total),
+                (PER_WINDOW, PER_WINDOW, 0, Some(PER_WINDOW))
+            );
+            let keys: IdChecksum = data.iter().map(|r| r.key.as_slice()).collect();
+            assert_eq!(
+                (entry.ids_checksum.as_str(), entry.emitted_checksum.as_str()),
+                (keys.hex().as_str(), keys.hex().as_str())
+            );
+            let header = |r: &&OutRecord| r.headers.iter().find(|(n, _)| *n == HEADER_WINDOW).map(|(_, v)| v.to_vec());
+            assert!(
+                data.iter().all(|r| header(r) == Some(entry.window.clone().into_bytes())),
+                "each record names its window"
+            );
         }
     }
 
