@@ -16,6 +16,7 @@ pub mod inspect;
 mod layering_tests;
 pub mod ops;
 pub mod pipeline;
+pub mod reconcile;
 pub mod run;
 pub mod supervisor;
 pub mod writer;

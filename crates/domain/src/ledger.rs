@@ -79,6 +79,13 @@ impl IdChecksum {
     pub fn hex(self) -> String {
         format!("{:016x}", self.0)
     }
+
+    /// This checksum and one written by [`IdChecksum::hex`] together (the ids of both: a
+    /// window's live entry and its backfill's); `None` when `hex` is not one.
+    pub fn plus_hex(self, hex: &str) -> Option<IdChecksum> {
+        let other = u64::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 16)?;
+        Some(IdChecksum(self.0.wrapping_add(other)))
+    }
 }
 
 impl<'a> FromIterator<&'a [u8]> for IdChecksum {
@@ -116,6 +123,9 @@ mod tests {
         assert_eq!(forward, backward);
         let fewer: IdChecksum = ids[..2].iter().copied().collect();
         assert_ne!(forward, fewer);
+        let last: IdChecksum = ids[2..].iter().copied().collect();
+        assert_eq!(fewer.plus_hex(&last.hex()), Some(forward), "two disjoint sets add up to their union");
+        assert_eq!(fewer.plus_hex("xyz"), None);
         assert_eq!(forward.hex().len(), 16);
     }
 

@@ -333,6 +333,12 @@ impl Reader {
         }
     }
 
+    /// The first page of `window` alone (through the gate, with the same retries): enough to
+    /// learn the vendor's total now, for `tidemark reconcile`.
+    pub async fn first_page(&self, window: &Window, cancel: &CancellationToken) -> Result<Page, StepError> {
+        self.fetch_page(Some(window), &window.to_string(), 0, &AtomicU64::new(0), cancel).await
+    }
+
     /// Sets the credential's gauges from its gate.
     pub fn observe_gate(&self) {
         let gate = &self.plan.gate;

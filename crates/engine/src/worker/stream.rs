@@ -626,8 +626,8 @@ mod tests {
 
     use super::*;
     use crate::avro::RecordCodec;
-    use crate::domain::ledger::HEADER_WINDOW;
     use crate::config::StartAt;
+    use crate::domain::ledger::HEADER_WINDOW;
     use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError};
     use crate::worker::StreamPlan;
     use crate::worker::config::StreamConfig;
