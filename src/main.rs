@@ -180,32 +180,47 @@ enum Command {
         repair: bool,
     },
     /// Call a vendor method with a source's credentials, read a window's pages, and write the
-    /// endpoint it finds: `<out>/<kind>.toml` and `<kind>.avsc` (README: "Discovering an endpoint").
+    /// endpoint it finds: `<out>/<kind>.toml` and `<kind>.avsc` (README: "Discovering an endpoint");
+    /// with `--against KIND`, compare with that kind's schema instead.
     #[command(long_about = "Call a vendor method with a configured source's credentials (a live vendor or a \
-                      simulator), read a window's pages (at most 50), and write <out>/<kind>.toml (the \
+                      simulator; wdt, qimen and finance sources: top's client calls one method only), \
+                      read a window's pages (at most 50), and write <out>/<kind>.toml (the \
                       manifest) and <kind>.avsc (the schema) as the README's \"Adding an endpoint\" \
-                      describes: the envelope's one list of objects as list_field; as key_field the \
+                      describes: the envelope's one list of objects as list_field (qimen's inside \
+                      `response`); as key_field the \
                       given one or the first field present, non-empty and unique in every record \
                       (*_no preferred); decimal strings as Avro decimal (precision >= 19, the largest \
                       scale seen); yyyy-MM-dd HH:mm:ss as timestamp-millis (Beijing time, \
                       0000-00-00 00:00:00 as null); every field but the key optional; nested lists \
-                      of objects as arrays of records. It prints what it inferred and why, and exits 2 \
-                      when it cannot tell (no list, several, no unique key). wdt sources only for now.")]
+                      of objects as arrays of records; total = every_page when every page read carried \
+                      the count. It prints what it inferred and why, and exits 2 \
+                      when it cannot tell (no list, several, no unique key).\n\n\
+                      With --against KIND (a built-in kind or one in the config's endpoints_dir) it \
+                      writes no endpoint: it reads the window of KIND's method (or --method) and lists \
+                      the fields the vendor sends that KIND's schema lacks, the schema's fields no \
+                      record had, and types that disagree (e.g. a decimal whose scale grew); when \
+                      anything differs it writes <out>/<KIND>.avsc, the proposed next version: the \
+                      schema with the new fields appended as optional ([\"null\", T], default null), \
+                      BACKWARD compatible.\n\n\
+                      Exit codes: 0 the endpoint was written, or with --against nothing differs; 1 with \
+                      --against, differences found and the proposal written; 2 an error.")]
     Discover {
         /// Worker config file (TOML) holding the source.
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
-        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*` kind).
+        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*`, `qimen.*` or
+        /// `finance.*` kind).
         #[arg(long)]
         source: String,
-        /// The vendor's method, e.g. `trade_query.php`.
-        #[arg(long)]
-        method: String,
+        /// The vendor's method, e.g. `trade_query.php`, `wdt.stockin.order.query.refund`
+        /// (default with --against: that kind's method).
+        #[arg(long, required_unless_present = "against")]
+        method: Option<String>,
         /// Folder to write `<kind>.toml` and `<kind>.avsc` into (an `endpoints_dir`).
         #[arg(long)]
         out: PathBuf,
-        /// The kind to write (default `wdt.<method without .php>`).
-        #[arg(long)]
+        /// The kind to write (default `<protocol>.<method, . and - as _, without .php>`).
+        #[arg(long, conflicts_with = "against")]
         kind: Option<String>,
         /// `START..END`, Beijing times `yyyy-MM-dd HH:mm:ss` (default: the last 24 h); its length
         /// becomes the manifest's max_span.
@@ -219,6 +234,10 @@ enum Command {
         /// manifest's `[params]`.
         #[arg(long = "params", value_name = "KEY=VALUE")]
         params: Vec<String>,
+        /// Compare the vendor's records with this kind's schema and write the proposed next
+        /// version to `<out>/<kind>.avsc` when they differ (exit 1), instead of a new endpoint.
+        #[arg(long, value_name = "KIND")]
+        against: Option<String>,
     },
     /// Move a stream's watermark (re-read from a time, or start over).
     Watermarks {
@@ -468,8 +487,9 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
-        Command::Discover { config, source, method, out, kind, window, key_field, params } => {
-            let opts = tidemark::discover::DiscoverOptions { source, method, kind, out, window, key_field, params };
+        Command::Discover { config, source, method, out, kind, window, key_field, params, against } => {
+            let opts =
+                tidemark::discover::DiscoverOptions { source, method, kind, out, window, key_field, params, against };
             discover_command(&config, opts).await
         }
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
@@ -567,9 +587,19 @@ async fn reconcile_command(
 /// on stdout.
 async fn discover_command(config: &Path, opts: tidemark::discover::DiscoverOptions) -> anyhow::Result<ExitCode> {
     let cfg = Config::load(config)?;
+    if let Some(kind) = &opts.against {
+        let compared = tidemark::discover::against(&cfg, &opts, kind, chrono::Utc::now())
+            .await
+            .with_context(|| format!("discover --against {kind} with source {:?}", opts.source))?;
+        for line in &compared.summary {
+            outln!("{line}");
+        }
+        return Ok(if compared.differs { ExitCode::from(1) } else { ExitCode::SUCCESS });
+    }
+    let method = opts.method.clone().unwrap_or_default();
     let found = tidemark::discover::discover(&cfg, &opts, chrono::Utc::now())
         .await
-        .with_context(|| format!("discover {} with source {:?}", opts.method, opts.source))?;
+        .with_context(|| format!("discover {method} with source {:?}", opts.source))?;
     for line in &found.summary {
         outln!("{line}");
     }

@@ -312,7 +312,7 @@ pub fn key_field(records: &[Value], given: Option<&str>) -> Result<(String, Stri
 }
 
 /// The Avro type of an inferred field (not yet optional).
-fn avro_type(ty: &Ty, name: &str, namespace: &str) -> Value {
+pub fn avro_type(ty: &Ty, name: &str, namespace: &str) -> Value {
     match ty {
         Ty::Unknown | Ty::Text | Ty::Digits => json!("string"),
         Ty::Long => json!("long"),

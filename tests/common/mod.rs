@@ -348,6 +348,15 @@ shops = ["shop-01", "shop-02"]
     )
 }
 
+/// Sections to append to [`simulator_config`]: a 奇门 data set of `stockin_refund` records over
+/// the last five days, whose credentials [`WorkerToml::qimen`] uses (its secret "test-secret").
+pub fn qimen_simulator(records: usize) -> String {
+    format!(
+        "[qimen]\napp_key = \"qk\"\napp_secret = \"test-secret\"\ntarget_app_key = \"t\"\nsid = \"s\"\n\
+         [qimen.stockin_refund]\nseed = 12\nrecords = {records}\nfrom = \"5d\"\nuntil = \"1h\"\nshops = [\"shop-01\", \"shop-02\"]\n"
+    )
+}
+
 /// One committed Kafka record.
 #[derive(Debug, Clone)]
 pub struct Consumed {

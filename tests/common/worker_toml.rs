@@ -1,13 +1,15 @@
-//! `WorkerToml`: the worker config of the 旺店通 tests, built from defaults plus what a test changes.
+//! `WorkerToml`: the worker config of the 旺店通 tests (openapi2, or via 奇门), built from defaults plus what a test changes.
 
 use std::fmt::Write;
 
 use super::kafka;
 
-/// A worker config with one simulated 旺店通 source, `wdt`, and the given streams over it.
-/// The defaults are what most tests use; each setter names what a test changes.
+/// A worker config with one simulated 旺店通 source, `wdt` (or, after [`WorkerToml::qimen`],
+/// `qimen`), and the given streams over it. The defaults are what most tests use; each setter
+/// names what a test changes.
 pub struct WorkerToml {
     base_url: String,
+    qimen: bool,
     topic: String,
     /// `None` is the test run's broker, looked up only when built (tests that point the
     /// worker elsewhere need no broker).
@@ -37,6 +39,7 @@ impl WorkerToml {
     pub fn new(base_url: &str, topic: &str) -> WorkerToml {
         WorkerToml {
             base_url: base_url.to_owned(),
+            qimen: false,
             topic: topic.to_owned(),
             bootstrap: None,
             transactional_id: format!("{topic}-txn"),
@@ -57,6 +60,13 @@ impl WorkerToml {
             stream_extra: String::new(),
             extra: String::new(),
         }
+    }
+
+    /// The source is `qimen`, of kind `qimen.stockin_refund`, with the credentials
+    /// [`qimen_simulator`](super::qimen_simulator) serves.
+    pub fn qimen(mut self) -> Self {
+        self.qimen = true;
+        self
     }
 
     pub fn bootstrap(mut self, bootstrap: &str) -> Self {
@@ -177,8 +187,20 @@ impl WorkerToml {
             writeln!(s, "transaction_timeout = \"{t}\"").unwrap();
         }
         s.push_str(&self.kafka_extra);
-        writeln!(s, "\n[sources.wdt]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"", self.base_url).unwrap();
-        writeln!(s, "sid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"{}\"", self.appsecret).unwrap();
+        let source = if self.qimen { "qimen" } else { "wdt" };
+        if self.qimen {
+            writeln!(
+                s,
+                "\n[sources.qimen]\nkind = \"qimen.stockin_refund\"\nbase_url = \"{}/router/qm\"",
+                self.base_url
+            )
+            .unwrap();
+            writeln!(s, "app_key = \"qk\"\napp_secret = \"{}\"\ntarget_app_key = \"t\"\nsid = \"s\"", self.appsecret)
+                .unwrap();
+        } else {
+            writeln!(s, "\n[sources.wdt]\nkind = \"wdt.account_check\"\nbase_url = \"{}\"", self.base_url).unwrap();
+            writeln!(s, "sid = \"test-sid\"\nappkey = \"test-appkey\"\nappsecret = \"{}\"", self.appsecret).unwrap();
+        }
         if let Some(t) = &self.request_timeout {
             writeln!(s, "request_timeout = \"{t}\"").unwrap();
         }
@@ -187,7 +209,7 @@ impl WorkerToml {
             writeln!(s, "max_in_flight = {n}").unwrap();
         }
         for (id, shop) in &self.streams {
-            writeln!(s, "\n[[streams]]\nid = \"{id}\"\nsource = \"wdt\"\ntopic = \"{}\"", self.topic).unwrap();
+            writeln!(s, "\n[[streams]]\nid = \"{id}\"\nsource = \"{source}\"\ntopic = \"{}\"", self.topic).unwrap();
             writeln!(s, "start = \"{}\"\nlookback = \"{}\"\nsettle = \"1m\"", self.start, self.lookback).unwrap();
             writeln!(s, "max_span = \"{}\"", self.max_span).unwrap();
             if let Some(n) = self.page_size {

@@ -162,4 +162,13 @@ pub trait Source: Send + Sync {
     /// share one rate limiter.
     fn quota_key(&self) -> String;
     fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>>;
+    /// One page's whole answer, its envelope checked for the vendor's errors as a page's is but
+    /// its list not read: what `tidemark discover` reads before it knows the list field. A
+    /// client that cannot ask for any method but its own keeps this refusal.
+    fn fetch_raw<'a>(&'a self, _req: PageRequest<'a>) -> BoxFuture<'a, Result<Value, SourceError>> {
+        let kind = self.spec().kind;
+        Box::pin(async move {
+            Err(SourceError::Fatal { code: "no_raw".into(), reason: format!("{kind}'s client reads no raw pages") })
+        })
+    }
 }

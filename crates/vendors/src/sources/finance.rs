@@ -51,7 +51,18 @@ pub fn classify(code: i64, message: &str) -> SourceError {
 
 /// Reads a finance API response into a page, or its error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let mut v = json_body(body)?;
+    let mut v = checked_response(body)?;
+    if v.get(list).is_none() {
+        return Err(SourceError::malformed(format!("response has no `{list}`: {}", preview(body))));
+    }
+    let total = total(v.get("count"), "count")?;
+    Ok(Page { records: records(v.get_mut(list), list)?, total })
+}
+
+/// The whole answer of a successful call (`code` 0 or absent), or the vendor's error: what
+/// `tidemark discover` reads before it knows the list field.
+pub fn checked_response(body: &[u8]) -> Result<Value, SourceError> {
+    let v = json_body(body)?;
     let obj =
         v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
     // The seed's examples omit `code` on success; its error table has 0 for success.
@@ -66,11 +77,7 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
         };
         return Err(classify(code, &message));
     }
-    if !obj.contains_key(list) {
-        return Err(SourceError::malformed(format!("response has no `{list}`: {}", preview(body))));
-    }
-    let total = total(obj.get("count"), "count")?;
-    Ok(Page { records: records(v.get_mut(list), list)?, total })
+    Ok(v)
 }
 
 /// The OMS OpenAPI signature, as the vendor documents it (doc.shopex.cn
@@ -202,6 +209,14 @@ impl Source for FinanceSource {
             reply.read(|body| parse_response(body, self.spec.list_field))
         })
     }
+
+    fn fetch_raw<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Value, SourceError>> {
+        Box::pin(async move {
+            let body = Value::Object(self.signed_body(&req, chrono::Utc::now())?);
+            let reply = http::post_json(&self.http, &self.url, &body, &[], self.timeout).await?;
+            reply.read(checked_response)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +249,14 @@ mod tests {
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e = parse_response(br#"{"code":0,"count":1}"#, "lists").unwrap_err();
         assert!(e.to_string().contains("no `lists`"), "{e}");
+    }
+
+    #[test]
+    fn the_raw_answer_is_whole_and_its_errors_classified_as_a_pages() {
+        let v = checked_response(br#"{"code":0,"count":1,"bills":[{"a":1}]}"#).unwrap();
+        assert_eq!(v["bills"][0]["a"], 1);
+        let e = checked_response(br#"{"code":1002,"message":"expired"}"#).unwrap_err();
+        assert!(matches!(e, SourceError::ClockSkew { .. }), "{e:?}");
     }
 
     use crate::domain::sign_vectors::finance::*;

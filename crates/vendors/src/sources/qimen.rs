@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::config::SourceConfig;
 use super::envelope::{as_text, json_body, preview, records, total};
 use super::top::classify as top_classify;
@@ -19,7 +21,15 @@ pub use tidemark_endpoints::qimen::STOCKIN_REFUND;
 
 /// Reads a Qimen response into a page, or the vendor's error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
-    let mut v = json_body(body)?;
+    let mut v = checked_response(body)?;
+    let total = total(v["response"].get("total_count"), "total_count")?;
+    Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
+}
+
+/// The whole answer of a successful call (its `response` present and not a failure), or the
+/// vendor's error: what `tidemark discover` reads before it knows the list field.
+pub fn checked_response(body: &[u8]) -> Result<Value, SourceError> {
+    let v = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         // The gateway's own error: the ban's seconds are in `sub_msg`, as in TOP's.
         let message = format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg")));
@@ -61,8 +71,7 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
         }
         return Err(top_classify(&code, &sub_code, &message));
     }
-    let total = total(r.get("total_count"), "total_count")?;
-    Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
+    Ok(v)
 }
 
 /// `[sources.<id>]` keys of a `qimen.*` kind: the Qimen app's credential and the 旺店通 seller
@@ -141,6 +150,14 @@ impl Source for QimenSource {
             reply.read(|body| parse_response(body, self.spec.list_field))
         })
     }
+
+    fn fetch_raw<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Value, SourceError>> {
+        Box::pin(async move {
+            let params = self.signed_params(&req, chrono::Utc::now())?;
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(checked_response)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -211,6 +228,17 @@ mod tests {
         );
         let e = parse(r#"{"error_response":{"code":"29","msg":"Invalid app Key"}}"#).unwrap_err();
         assert!(matches!(e, SourceError::Fatal { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn the_raw_answer_is_whole_and_its_errors_classified_as_a_pages() {
+        let v = checked_response(br#"{"response":{"flag":"success","total_count":1,"x_list":[{"a":1}]}}"#).unwrap();
+        assert_eq!(v["response"]["x_list"][0]["a"], 1);
+        let e = checked_response(
+            "{\"response\":{\"flag\":\"failure\",\"code\":\"100\",\"message\":\"签名错误\"}}".as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("signature rejected"), "{e}");
     }
 
     #[test]

@@ -133,14 +133,6 @@ impl WdtSource {
         p.insert("sign".into(), sign);
         Ok(p)
     }
-
-    /// One signed page request's whole answer, its envelope checked but its list field not
-    /// yet known (`tidemark discover`): signing stays here, in one place.
-    pub async fn fetch_raw(&self, req: PageRequest<'_>) -> Result<Value, SourceError> {
-        let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
-        let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-        reply.read(checked_envelope)
-    }
 }
 
 impl Source for WdtSource {
@@ -157,6 +149,14 @@ impl Source for WdtSource {
             let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
             let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
             reply.read(|body| parse_envelope(body, self.spec.list_field))
+        })
+    }
+
+    fn fetch_raw<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Value, SourceError>> {
+        Box::pin(async move {
+            let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(checked_envelope)
         })
     }
 }
