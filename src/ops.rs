@@ -380,6 +380,9 @@ pub async fn backfill(
     let mut cfg = live.cfg.clone();
     cfg.id = key.clone();
     cfg.start = StartAt::Instant(from);
+    // A closed range is read as it is: lookback would start the first window before `from`,
+    // and its windows would not be the live stream's (reconcile compares them by window).
+    cfg.lookback = Duration::ZERO;
     // Its records say which live stream they belong to, like the stream's own.
     let plan = Arc::new(StreamPlan { cfg, until: Some(to), records_of: Some(id.clone()), ..live });
     let transactional_id = match &config.cluster {

@@ -1,0 +1,106 @@
+//! The ledger and `tidemark reconcile` (issue #26) against the real broker: a clean run
+//! matches; a record the vendor adds to a committed window after its lookback is reported as
+//! that window's changed total, `--repair` backfills it and the next run is clean; records
+//! deleted from the topic are reported as missing from Kafka.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+/// `tidemark reconcile --output json` over the last week; its exit code and report.
+fn reconcile(cfg: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["reconcile", "--output", "json", "--from", "7d", "--config"]).arg(cfg).args(extra);
+    let out = output_within(cmd, Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("reconcile printed no JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), report)
+}
+
+/// The one stream's result in a report.
+fn stream(report: &Value) -> &Value {
+    let streams = report["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{report}");
+    &streams[0]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &simulator_config(600, "0ms"));
+    let topic = unique("reconcile-data");
+    let worker = WorkerToml::new(&sim.base_url(), &topic)
+        .transactional_id(&unique("reconcile-txn"))
+        .kafka_extra(&format!("ledger_topic = \"{topic}-ledger\""))
+        .partitions(1)
+        .stream("rec/shop-01", "shop-01")
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &worker);
+    let run = run_until_caught_up(&cfg);
+    assert!(run.status.success(), "worker failed: {}", tail(&String::from_utf8_lossy(&run.stderr), 30));
+
+    // Every window the worker committed matches the vendor and the topic.
+    let (code, report) = reconcile(&cfg, &[]);
+    let s = stream(&report);
+    let windows = s["windows_checked"].as_u64().unwrap();
+    assert!(windows >= 5, "five days of windows: {report}");
+    assert_eq!((code, s["matching"].as_u64().unwrap()), (0, windows), "a clean run: {report}");
+
+    // The vendor adds a record to a window three days back, long past the 10-minute lookback.
+    let mut late = sim.records("wdt.account_check").await[0].clone();
+    late["account_check_no"] = json!("AC-LATE-0001");
+    late["shop_no"] = json!("shop-01");
+    let at = chrono::Utc::now() - chrono::Duration::days(3);
+    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
+    let inserted = reqwest::Client::new()
+        .post(format!("{}/_simulator/records/wdt.account_check", sim.base_url()))
+        .json(&json!({"at": at_text, "group": "shop-01", "record": late}))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(inserted.status().is_success(), "{:?}", inserted.text().await);
+    let (code, report) = reconcile(&cfg, &[]);
+    let s = stream(&report);
+    assert_eq!((code, s["vendor_changed"].as_u64()), (1, Some(1)), "{report}");
+    let d = &s["differences"][0];
+    let (start, end) = tidemark::domain::ledger::parse_window(d["window"].as_str().unwrap()).unwrap();
+    assert!(start <= at && at < end, "the late record's window is named: {d}");
+    assert_eq!(d["what"], "vendor total changed", "{d}");
+    assert_eq!(d["found"].as_u64(), d["ledger"].as_u64().map(|n| n + 1), "exactly one more: {d}");
+
+    // --repair backfills that window; the late record is in Kafka and the next run is clean.
+    let (_, report) = reconcile(&cfg, &["--repair"]);
+    assert_eq!(report["repaired"].as_array().map(Vec::len), Some(1), "{report}");
+    assert!(consume_committed(&topic).iter().any(|c| c.key == "AC-LATE-0001"), "the late record was written");
+    let (code, report) = reconcile(&cfg, &[]);
+    assert_eq!(code, 0, "clean after the repair: {report}");
+
+    // The first records of the (one-partition) topic deleted: their windows miss them.
+    let held = consume_committed(&topic).len();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", kafka()).create().unwrap();
+    let mut before = TopicPartitionList::new();
+    before.add_partition_offset(&topic, 0, Offset::Offset(5)).unwrap();
+    admin.delete_records(&before, &AdminOptions::new()).await.unwrap();
+    let deleted = (held - consume_committed(&topic).len()) as u64;
+    assert!(deleted > 0, "records were deleted");
+    let (code, report) = reconcile(&cfg, &[]);
+    let s = stream(&report);
+    let missing: Vec<&Value> =
+        s["differences"].as_array().unwrap().iter().filter(|d| d["what"] == "missing from kafka").collect();
+    assert_eq!((code, s["missing_from_kafka"].as_u64()), (1, Some(missing.len() as u64)), "{report}");
+    let short: u64 = missing.iter().map(|d| d["ledger"].as_u64().unwrap() - d["found"].as_u64().unwrap()).sum();
+    assert_eq!(short, deleted, "the windows miss exactly the deleted records: {report}");
+}
