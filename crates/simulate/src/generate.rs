@@ -538,7 +538,7 @@ impl Gen<'_> {
                     return self.number("0".into());
                 }
                 let m = integer_meaning(slot.name);
-                if matches!(m, Int::Unknown | Int::Code) && slot.optional && self.rng.chance(EMPTY_NUMBER_RATE) {
+                if m == Int::Unknown && slot.optional && self.rng.chance(EMPTY_NUMBER_RATE) {
                     return Value::from("");
                 }
                 let n = self.integer(m, slot, matches!(schema, Schema::Int));
@@ -722,9 +722,10 @@ impl Gen<'_> {
             Blank::Reason => EMPTY_REASON_RATE,
             Blank::Rare => EMPTY_RARELY_SET_RATE,
             Blank::Unknown => EMPTY_UNKNOWN_TEXT_RATE,
+            Blank::Never => 0.0,
         };
         // A required string is never absent, blank or not: it is the record's key.
-        if slot.optional && self.rng.chance(blank) {
+        if slot.optional && blank > 0.0 && self.rng.chance(blank) {
             return String::new();
         }
         let p = self.picks;
@@ -1105,6 +1106,8 @@ enum Text {
 
 /// How readily a kind of text is left blank.
 enum Blank {
+    /// Codes the ERP always sets (statuses, types).
+    Never,
     Identity,
     Name,
     Free,
@@ -1119,6 +1122,7 @@ impl Text {
         match self {
             Free => Blank::Free,
             Reason => Blank::Reason,
+            Coded | AccountType | TradeType | TransType | Platform | Currency => Blank::Never,
             Error | Custom | FlagName | InvoiceTitle | InvoiceContent | IdCard | Phone | Printer | BatchNo
             | SuiteNo | SuiteName => Blank::Rare,
             Unknown => Blank::Unknown,
@@ -1641,6 +1645,16 @@ mod tests {
                     let r = rate(fs.empty, fs.values);
                     assert!(r <= 0.01, "{file}: {name} empty {r:.4} (want ≈{EMPTY_IDENTITY_RATE})");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn status_and_type_codes_are_always_set() {
+        // Real 旺店通 statuses are never blank; tests read them as integers.
+        for (file, st) in all_stats() {
+            for (name, fs) in st.fields.iter().filter(|(n, _)| n.ends_with("status") || n.ends_with("_type")) {
+                assert_eq!(fs.empty, 0, "{file}: {name} was blank {} times", fs.empty);
             }
         }
     }
