@@ -238,6 +238,10 @@ enum Command {
         /// version to `<out>/<kind>.avsc` when they differ (exit 1), instead of a new endpoint.
         #[arg(long, value_name = "KIND")]
         against: Option<String>,
+        /// Records asked per page: the method's own limit where it is below the protocol's
+        /// (旺店通 refunds: 40); written as the manifest's `max_size`.
+        #[arg(long)]
+        page_size: Option<u32>,
     },
     /// Move a stream's watermark (re-read from a time, or start over).
     Watermarks {
@@ -487,9 +491,18 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
-        Command::Discover { config, source, method, out, kind, window, key_field, params, against } => {
-            let opts =
-                tidemark::discover::DiscoverOptions { source, method, kind, out, window, key_field, params, against };
+        Command::Discover { config, source, method, out, kind, window, key_field, params, against, page_size } => {
+            let opts = tidemark::discover::DiscoverOptions {
+                source,
+                method,
+                kind,
+                out,
+                window,
+                key_field,
+                params,
+                against,
+                page_size,
+            };
             discover_command(&config, opts).await
         }
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,

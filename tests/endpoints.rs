@@ -122,7 +122,7 @@ max_span = "24h"
 window_field = "modified"
 
 [pages]
-max_size = 100
+max_size = 40
 total = "first_page"
 "#;
 
@@ -176,12 +176,22 @@ async fn an_endpoint_nothing_knows_is_served_discovered_and_read_once() {
         .streams(&[("purchase/shop-01", "shop-01"), ("purchase/shop-02", "shop-02")])
         .build();
     let found = dir.path().join("found");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["discover", "--source", "wdt", "--method", "purchase_order_query.php", "--config"])
-        .arg(write(dir.path(), "discover.toml", &worker))
-        .arg("--out")
-        .arg(&found);
-    let out = output_within(cmd, std::time::Duration::from_secs(60));
+    let discover_cfg = write(dir.path(), "discover.toml", &worker);
+    let discover = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["discover", "--source", "wdt", "--method", "purchase_order_query.php", "--config"])
+            .arg(&discover_cfg)
+            .arg("--out")
+            .arg(&found)
+            .args(extra);
+        output_within(cmd, std::time::Duration::from_secs(60))
+    };
+    // The method pages by at most 40, below the protocol's 100: the refusal says what to pass.
+    let out = discover(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("page_size 取值范围为 1~40") && stderr.contains("--page-size"), "{stderr}");
+    let out = discover(&["--page-size", "40"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "discover failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     let kind = "wdt.purchase_order_query";

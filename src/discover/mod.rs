@@ -41,6 +41,9 @@ pub struct DiscoverOptions {
     pub params: Vec<String>,
     /// Compare with this kind's schema instead of writing a new endpoint.
     pub against: Option<String>,
+    /// Records asked per page (the method's own limit); default the protocol's limit, or the
+    /// `--against` kind's.
+    pub page_size: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,12 @@ pub enum DiscoverError {
     Config(#[from] ConfigError),
     #[error("page {page} of {method}: {source}")]
     Vendor { page: u32, method: String, source: SourceError },
+    #[error(
+        "page 0 of {method}: {source}; the vendor refused {asked} records a page: pass its limit for this method as --page-size"
+    )]
+    PageSize { method: String, asked: u32, source: SourceError },
+    #[error("bad --page-size {given}: must be within 1..={max} (the {protocol} protocol's limit)")]
+    BadPageSize { given: u32, max: u32, protocol: &'static str },
     #[error("page {page} of {method}: {field:?} is not a list")]
     NotAList { page: u32, method: String, field: String },
     #[error(transparent)]
@@ -194,6 +203,8 @@ pub struct Read {
     /// The page size to ask for: the protocol's limit, or what the vendor served when it cut
     /// the first page short of that with more records to come.
     pub page_size: u32,
+    /// Records asked per page: the manifest's `max_size`.
+    pub asked: u32,
 }
 
 impl Read {
@@ -278,8 +289,8 @@ async fn read(
     list: Option<&str>,
     params: BTreeMap<String, String>,
     window: Window,
+    asked: u32,
 ) -> Result<Read, DiscoverError> {
-    let asked = envelope.protocol.max_page_size;
     let mut r = Read {
         envelope,
         method: method.to_owned(),
@@ -291,10 +302,16 @@ async fn read(
         total: None,
         total_every_page: true,
         page_size: asked,
+        asked,
     };
     while r.pages < MAX_PAGES {
         let req = PageRequest { window: Some(&r.window), page_index: r.pages, page_size: asked, params: &r.params };
-        let vendor = |source| DiscoverError::Vendor { page: r.pages, method: method.to_owned(), source };
+        let vendor = |source: SourceError| match r.pages {
+            0 if source.to_string().contains("page_size") => {
+                DiscoverError::PageSize { method: method.to_owned(), asked, source }
+            }
+            page => DiscoverError::Vendor { page, method: method.to_owned(), source },
+        };
         let mut answer = client.fetch_raw(req).await.map_err(vendor)?;
         let holder = envelope.holder(&mut answer);
         let total = holder.get(envelope.total).and_then(|t| t.as_u64().or_else(|| t.as_str()?.trim().parse().ok()));
@@ -331,6 +348,15 @@ async fn read(
     Ok(r)
 }
 
+/// `--page-size`, checked against the protocol's limit; the limit when not given.
+fn page_size(given: Option<u32>, protocol: &'static crate::sources::protocol::Protocol) -> Result<u32, DiscoverError> {
+    match given {
+        None => Ok(protocol.max_page_size),
+        Some(n) if (1..=protocol.max_page_size).contains(&n) => Ok(n),
+        Some(n) => Err(DiscoverError::BadPageSize { given: n, max: protocol.max_page_size, protocol: protocol.name }),
+    }
+}
+
 /// Reads the window's pages of `opts.method` with the source's credentials, infers the
 /// endpoint and writes `<out>/<kind>.toml` and `<kind>.avsc`.
 pub async fn discover(cfg: &Config, opts: &DiscoverOptions, now: DateTime<Utc>) -> Result<Discovery, DiscoverError> {
@@ -340,7 +366,8 @@ pub async fn discover(cfg: &Config, opts: &DiscoverOptions, now: DateTime<Utc>) 
     let kind = kind_of(opts.kind.as_deref(), &method, protocol.name)?;
     let params = parse_params(&opts.params, protocol)?;
     let window = parse_window(opts.window.as_deref(), now)?;
-    let read = read(client.as_ref(), envelope, &method, None, params, window).await?;
+    let asked = page_size(opts.page_size, protocol)?;
+    let read = read(client.as_ref(), envelope, &method, None, params, window, asked).await?;
     let records = &read.records;
     let fields = Fields::of(records, "")?;
     let (key, why) = key_field(records, opts.key_field.as_deref())?;
@@ -426,7 +453,11 @@ pub async fn against(
         endpoint.spec.default_params.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     params.extend(parse_params(&opts.params, envelope.protocol)?);
     let window = parse_window(opts.window.as_deref(), now)?;
-    let read = read(client.as_ref(), envelope, method, Some(endpoint.spec.list_field), params, window).await?;
+    let asked = match opts.page_size {
+        Some(_) => page_size(opts.page_size, envelope.protocol)?,
+        None => endpoint.spec.max_page_size,
+    };
+    let read = read(client.as_ref(), envelope, method, Some(endpoint.spec.list_field), params, window, asked).await?;
     let fields = Fields::of(&read.records, "")?;
     let schema: Value = serde_json::from_str(endpoint.spec.schema)
         .map_err(|e| DiscoverError::Schema { kind: kind.to_owned(), why: e.to_string() })?;
@@ -481,7 +512,7 @@ fn manifest(kind: &str, key: &str, span: Duration, read: &Read) -> String {
         q(kind),
         format_duration(span),
         q(&format!("{method} (discovered)")),
-        protocol.max_page_size,
+        read.asked,
         read.page_size,
         if every { "on every page read" } else { "on the first page (only, or one page was read)" },
         if every { "every_page" } else { "first_page" },
@@ -562,6 +593,7 @@ mod tests {
             total: Some(1),
             total_every_page: every,
             page_size,
+            asked: envelope_of(protocol).unwrap().protocol.max_page_size,
         }
     }
 

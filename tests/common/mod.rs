@@ -672,8 +672,10 @@ pub fn check_value(got: &Avro, want: Option<&Value>, schema: &Schema, path: &str
         }
         S::TimestampMillis => {
             let w = text(want.unwrap());
+            // Vendors write goods dates (expire_date) without a time: midnight, Beijing.
             let naive = NaiveDateTime::parse_from_str(&w, "%Y-%m-%d %H:%M:%S")
                 .or_else(|_| NaiveDateTime::parse_from_str(&w, "%Y%m%d %H:%M:%S"))
+                .or_else(|_| chrono::NaiveDate::parse_from_str(&w, "%Y-%m-%d").map(|d| d.and_time(Default::default())))
                 .unwrap_or_else(|e| panic!("{path}: {w:?}: {e}"));
             let ms = FixedOffset::east_opt(8 * 3600).unwrap().from_local_datetime(&naive).unwrap().timestamp_millis();
             assert_eq!(got, &Avro::TimestampMillis(ms), "{path} from {w:?}");

@@ -322,7 +322,8 @@ pub async fn serve(cfg: SimConfig) -> Result<(), ServeError> {
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     let addr: SocketAddr = listener.local_addr()?;
     for kind in state.kinds() {
-        if let Some(n) = state.count(kind) {
+        // A vendor section holds its built-in method's (empty) set even when only others are configured.
+        if let Some(n) = state.count(kind).filter(|n| *n > 0) {
             tracing::info!(kind, records = n, "data set ready");
         }
     }
