@@ -87,50 +87,6 @@ fn run_example(dir: &Path, sim: &Simulator, config: &str) -> Output {
         .expect("run worker")
 }
 
-/// Runs the program that `docs/consuming.md` prints under `<!-- snippet: NAME -->` (Python with
-/// the interop venv, Java by the source launcher on the interop classpath) and returns its
-/// `key<TAB>record` lines.
-fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
-    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
-    let after = guide.split_once(&format!("<!-- snippet: {name} -->")).unwrap_or_else(|| panic!("no snippet {name}")).1;
-    let body = after.trim_start().split_once('\n').unwrap().1;
-    let code = &body[..body.find("\n```").unwrap_or_else(|| panic!("{name}: unclosed block"))];
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), name, code);
-    let io = interop();
-    let mut cmd = if name.ends_with(".py") {
-        Command::new(&io.python)
-    } else {
-        let mut c = Command::new("java");
-        c.args(["-cp", &io.java_cp]);
-        c
-    };
-    // Files, not pipes, so the deadline can kill it without a reader thread.
-    let (out_path, err_path) = (dir.path().join("out.txt"), dir.path().join("err.txt"));
-    let mut child = cmd
-        .arg(&file)
-        .args(args)
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_within(&mut child, SNIPPET_DEADLINE);
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let status = status.unwrap_or_else(|| panic!("{name} did not finish within {SNIPPET_DEADLINE:?}: {stderr}"));
-    assert!(status.success(), "{name} failed: {stderr}");
-    String::from_utf8(std::fs::read(&out_path).unwrap())
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once('\t').unwrap_or_else(|| panic!("{name} printed {l:?}"));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
-}
-
-/// How long a guide snippet may take to read a topic to its end.
-const SNIPPET_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
-
 /// Asserts a guide snippet printed every expected record once, by key.
 fn assert_snippet_read_all(lines: &[(String, String)], expected: &[Value], key: &str, name: &str) {
     let mut got: Vec<&str> = lines.iter().map(|(k, _)| k.as_str()).collect();

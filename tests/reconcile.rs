@@ -56,6 +56,12 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     let windows = s["windows_checked"].as_u64().unwrap();
     assert!(windows >= 5, "five days of windows: {report}");
     assert_eq!((code, s["matching"].as_u64().unwrap()), (0, windows), "a clean run: {report}");
+    // The consumers' guide checks the same from the ledger and the topic alone, in Python.
+    let ledger_topic = format!("{topic}-ledger");
+    let check = || run_guide_snippet("check_ledger.py", &[kafka(), &ledger_topic, &topic, "rec/shop-01"]);
+    let lines = check();
+    assert_eq!(lines.len() as u64, windows, "one line per window: {lines:?}");
+    assert!(lines.iter().all(|(_, v)| v == "ok"), "{lines:?}");
 
     // The vendor adds a record to a window three days back, long past the 10-minute lookback.
     let mut late = sim.records("wdt.account_check").await[0].clone();
@@ -103,4 +109,7 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     assert_eq!((code, s["missing_from_kafka"].as_u64()), (1, Some(missing.len() as u64)), "{report}");
     let short: u64 = missing.iter().map(|d| d["ledger"].as_u64().unwrap() - d["found"].as_u64().unwrap()).sum();
     assert_eq!(short, deleted, "the windows miss exactly the deleted records: {report}");
+    let differs: Vec<String> = check().into_iter().filter(|(_, v)| v != "ok").map(|(w, _)| w).collect();
+    let missing_windows: Vec<String> = missing.iter().map(|d| d["window"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(differs, missing_windows, "the guide's program finds the same windows");
 }
