@@ -539,6 +539,7 @@ async fn reconcile_command(
     let opts = tidemark::reconcile::ReconcileOptions { streams, from, to, quota_share };
     let shutdown = shutdown_on_signals();
     let found = tidemark::reconcile::reconcile(&config, &opts, shutdown.clone()).await?;
+    tidemark::reconcile::publish(&config.kafka, &found, &opts).await?;
     let mut repaired = Vec::new();
     if repair {
         for s in &found {
@@ -727,13 +728,17 @@ async fn streams_command(command: StreamsCommand) -> anyhow::Result<ExitCode> {
                                 (None, false) => "not in the config".into(),
                                 (None, true) => String::new(),
                             };
-                            match (note.is_empty(), r.schema_drift.is_empty()) {
-                                (_, true) => note,
-                                (true, false) => format!("fields not in schema: {}", r.schema_drift.join(", ")),
-                                (false, false) => {
-                                    format!("{note}; fields not in schema: {}", r.schema_drift.join(", "))
-                                }
-                            }
+                            let drift = (!r.schema_drift.is_empty())
+                                .then(|| format!("fields not in schema: {}", r.schema_drift.join(", ")));
+                            // Late data is judged against the lookback that should have caught it.
+                            let reconciled = r.last_reconcile.as_ref().map(|rec| {
+                                format!("reconciled {rec} (lookback {})", r.lookback.as_deref().unwrap_or("—"))
+                            });
+                            [Some(note).filter(|n| !n.is_empty()), drift, reconciled]
+                                .into_iter()
+                                .flatten()
+                                .collect::<Vec<_>>()
+                                .join("; ")
                         },
                     ]
                 })

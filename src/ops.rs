@@ -74,6 +74,11 @@ pub struct StreamRow {
     /// Top-level fields its vendor sent that its schema lacks, as its worker last published
     /// them (at most 50 names, then `other`); empty when none were seen.
     pub schema_drift: Vec<String>,
+    /// The configured lookback (`streams[].lookback`), beside which late data is judged.
+    pub lookback: Option<String>,
+    /// The stream's last `tidemark reconcile`, as it published it: when, windows that matched,
+    /// and records the vendor added to committed windows after they committed.
+    pub last_reconcile: Option<String>,
 }
 
 /// Every stream in the config or the watermark topic, with its position and state.
@@ -130,6 +135,20 @@ pub async fn list(config: &Config) -> Result<Vec<StreamRow>, OpsError> {
                 stopped_at: c.map(|c| format_beijing(c.at, DATETIME)),
                 reason: c.and_then(|c| c.reason.clone()),
                 schema_drift: controls.drift.get(id).map(|d| d.fields.clone()).unwrap_or_default(),
+                lookback: config
+                    .streams
+                    .iter()
+                    .find(|x| x.id.as_str() == id)
+                    .map(|x| crate::domain::config::format_duration(x.lookback)),
+                last_reconcile: controls.reconciled.get(id).map(|r| {
+                    format!(
+                        "{}: {} of {} windows match, late records: {}",
+                        format_beijing(r.at, DATETIME),
+                        r.windows - r.differing,
+                        r.windows,
+                        r.late_records
+                    )
+                }),
             }
         })
         .collect())

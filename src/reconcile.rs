@@ -16,6 +16,7 @@ use crate::config::{Config, KafkaConfig};
 use crate::domain::ledger::{HEADER_WINDOW, IdChecksum, LedgerEntry};
 use crate::domain::time::{DATETIME, format_beijing};
 use crate::domain::{Mode, Window};
+use crate::kafka::control::{self, Reconciled};
 use crate::kafka::ends::EndsReader;
 use crate::kafka::{HEADER_STREAM, scan};
 use crate::metrics::Metrics;
@@ -158,6 +159,35 @@ pub async fn reconcile(
         out.push(r);
     }
     Ok(out)
+}
+
+/// Publishes each stream's result to the control topic (`reconcile:<stream>`): `streams list`
+/// shows it, and every worker running the stream exports it (`tidemark_reconcile_*`).
+pub async fn publish(
+    kafka: &KafkaConfig,
+    found: &[StreamReconciled],
+    opts: &ReconcileOptions,
+) -> Result<(), ReconcileError> {
+    for s in found {
+        let late_records = s
+            .differences
+            .iter()
+            .filter(|d| d.what == VENDOR_CHANGED)
+            .map(|d| d.found.unwrap_or(0).saturating_sub(d.ledger.unwrap_or(0)))
+            .sum();
+        let r = Reconciled {
+            at: Utc::now(),
+            from: opts.from,
+            to: opts.to,
+            windows: s.windows_checked,
+            differing: s.windows_checked - s.matching,
+            vendor_changed: s.vendor_changed,
+            missing_from_kafka: s.missing_from_kafka,
+            late_records,
+        };
+        control::write_reconciled(kafka, &s.stream, &r).await.map_err(|e| ReconcileError::Setup(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// The topic against the ledger: the window's entries (a live commit, a backfill's) emitted

@@ -45,6 +45,7 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
         .kafka_extra(&format!("ledger_topic = \"{topic}-ledger\""))
         .partitions(1)
         .stream("rec/shop-01", "shop-01")
+        .extra("[metrics]\nlisten = \"127.0.0.1:0\"")
         .build();
     let cfg = write(dir.path(), "worker.toml", &worker);
     let run = run_until_caught_up(&cfg);
@@ -85,6 +86,40 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     assert!(start <= at && at < end, "the late record's window is named: {d}");
     assert_eq!(d["what"], "vendor total changed", "{d}");
     assert_eq!(d["found"].as_u64(), d["ledger"].as_u64().map(|n| n + 1), "exactly one more: {d}");
+
+    // The result is published: `streams list` shows it beside the lookback, and a worker
+    // running the stream exports it.
+    let mut cmd = Command::new(BIN);
+    cmd.args(["streams", "list", "--output", "json", "--config"]).arg(&cfg);
+    let list: Value = serde_json::from_slice(&output_within(cmd, Duration::from_secs(60)).stdout).unwrap();
+    let row = list.as_array().unwrap().iter().find(|r| r["stream"] == "rec/shop-01").unwrap();
+    let last = row["last_reconcile"].as_str().unwrap_or_default();
+    assert!(last.contains(&format!("{} of {windows} windows match, late records: 1", windows - 1)), "{row}");
+    assert_eq!(row["lookback"], "10m", "{row}");
+    let mut worker = spawn_worker(&cfg, &[]);
+    let _kill = KillOnDrop(vec![worker.id()]);
+    let log = stderr_lines(&mut worker);
+    let mut seen = Vec::new();
+    let mut addr = None;
+    read_log_until(&log, "the metrics address", Duration::from_secs(60), &mut seen, |l| {
+        addr = metrics_addr(l);
+        addr.is_some()
+    });
+    let url = format!("http://{}/metrics", addr.unwrap());
+    let series = |name: &str| format!("{name}{{stream=\"rec/shop-01\"}}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let text = loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if metric(&text, &series("tidemark_reconcile_late_records")).is_some() || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(metric(&text, &series("tidemark_reconcile_late_records")), Some(1.0), "{text}");
+    assert_eq!(metric(&text, &series("tidemark_reconcile_differing_windows")), Some(1.0));
+    assert_eq!(metric(&text, &series("tidemark_reconcile_windows")), Some(windows as f64));
+    let _ = worker.kill();
+    let _ = worker.wait();
 
     // --repair backfills that window; the late record is in Kafka and the next run is clean.
     let (_, report) = reconcile(&cfg, &["--repair"]);

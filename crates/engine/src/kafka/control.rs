@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::scan::{self, ScanError};
 use crate::kafka::config::KafkaConfig;
+use crate::metrics::Metrics;
 
 /// What an operator last said about a stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,12 +54,30 @@ pub struct SchemaDrift {
     pub at: DateTime<Utc>,
 }
 
+/// A stream's last `tidemark reconcile`, published by it under `reconcile:<stream>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciled {
+    pub at: DateTime<Utc>,
+    /// The range checked: windows starting in `[from, to)`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub windows: u64,
+    /// Windows that differed in any way (vendor total changed, missing from Kafka, unchecked).
+    pub differing: u64,
+    pub vendor_changed: u64,
+    pub missing_from_kafka: u64,
+    /// Records the vendor counts now beyond its counts at commit, summed over the windows.
+    pub late_records: u64,
+}
+
 /// Key prefix of the workers' failure records.
 const ERROR_PREFIX: &str = "error:";
 /// Key prefix of the workers' used-up quota records.
 const QUOTA_PREFIX: &str = "quota:";
 /// Key prefix of the workers' schema drift records.
 const DRIFT_PREFIX: &str = "drift:";
+/// Key prefix of reconcile's results.
+const RECONCILE_PREFIX: &str = "reconcile:";
 
 /// Everything the control topic says: operators' flags, workers' failures by stream,
 /// used-up daily quotas by credential, and schema drift by stream.
@@ -68,6 +87,7 @@ pub struct Controls {
     pub failures: BTreeMap<String, StreamFailure>,
     pub quotas: BTreeMap<String, QuotaExhausted>,
     pub drift: BTreeMap<String, SchemaDrift>,
+    pub reconciled: BTreeMap<String, Reconciled>,
 }
 
 impl Controls {
@@ -137,6 +157,13 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         };
         return Ok(());
     }
+    if let Some(stream) = key.strip_prefix(RECONCILE_PREFIX) {
+        match value {
+            None => into.reconciled.remove(stream),
+            Some(bytes) => into.reconciled.insert(stream.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
+        };
+        return Ok(());
+    }
     if let Some(stream) = key.strip_prefix(DRIFT_PREFIX) {
         match value {
             None => into.drift.remove(stream),
@@ -159,6 +186,12 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         }
     }
     Ok(())
+}
+
+/// Publishes `stream`'s last reconcile, for `streams list` and the workers' metrics.
+pub async fn write_reconciled(cfg: &KafkaConfig, stream: &str, r: &Reconciled) -> Result<(), ControlError> {
+    send(cfg, &format!("{RECONCILE_PREFIX}{stream}"), &serde_json::to_vec(r).expect("reconcile records serialize"))
+        .await
 }
 
 /// Publishes the error that stopped `stream`, for `tidemark streams list`.
@@ -236,8 +269,12 @@ pub struct Board {
 impl Board {
     /// Starts tailing the control topic for `streams`. The first read reaches the topic's
     /// end before this returns, so a stream stopped earlier is stopped from its first step.
-    pub async fn watch(cfg: &KafkaConfig, streams: &[String]) -> Result<Board, ControlError> {
+    /// Each known stream's last reconcile goes to `metrics` as it is published.
+    pub async fn watch(cfg: &KafkaConfig, streams: &[String], metrics: Arc<Metrics>) -> Result<Board, ControlError> {
         let initial = load(cfg).await?;
+        for (stream, r) in initial.reconciled.iter().filter(|(s, _)| streams.contains(s)) {
+            observe(&metrics, stream, r);
+        }
         let flags: BTreeMap<String, watch::Sender<bool>> = streams
             .iter()
             .map(|s| (s.clone(), watch::Sender::new(initial.flags.get(s).is_some_and(|c| c.stopped))))
@@ -257,7 +294,7 @@ impl Board {
         let cfg = cfg.clone();
         std::thread::Builder::new()
             .name("tidemark-control".into())
-            .spawn(move || tail(&cfg, consumer, &senders, &stop))
+            .spawn(move || tail(&cfg, consumer, &senders, &metrics, &stop))
             .expect("spawn the control watcher");
         Ok(board)
     }
@@ -272,6 +309,11 @@ impl Drop for Board {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
     }
+}
+
+/// Sets `stream`'s reconcile series (labels only for the worker's own streams: bounded).
+fn observe(metrics: &Metrics, stream: &str, r: &Reconciled) {
+    metrics.reconcile.observe(stream, r.windows, r.differing, r.late_records, r.at.timestamp());
 }
 
 /// A consumer of every partition of the control topic, from its beginning.
@@ -299,6 +341,7 @@ fn tail(
     cfg: &KafkaConfig,
     consumer: BaseConsumer<super::Plain>,
     flags: &BTreeMap<String, watch::Sender<bool>>,
+    metrics: &Metrics,
     stop: &AtomicBool,
 ) {
     let topic = cfg.control_topic.as_str();
@@ -311,6 +354,11 @@ fn tail(
             Some(Ok(m)) => match apply(topic, &mut seen, m.key(), m.payload()) {
                 Ok(()) => {
                     let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default();
+                    if let Some(stream) = key.strip_prefix(RECONCILE_PREFIX).filter(|s| flags.contains_key(*s))
+                        && let Some(r) = seen.reconciled.get(stream)
+                    {
+                        observe(metrics, stream, r);
+                    }
                     if let Some(flag) = flags.get(&key) {
                         let stopped = seen.flags.get(&key).is_some_and(|c| c.stopped);
                         flag.send_if_modified(|v| std::mem::replace(v, stopped) != stopped);

@@ -11,6 +11,7 @@
 //! | `producer` | `producer.rs` | Kafka transactions, librdkafka statistics, rebuilds, hanging transactions | `outcome`, `broker`, `topic` |
 //! | `writer` | `writer.rs` | writers | `writer`, `outcome`, `field` |
 //! | `cluster` | `cluster.rs` | replicas | `event`, `stream` |
+//! | `reconcile` | `reconcile.rs` | each stream's last `tidemark reconcile` (from the control topic) | `stream` |
 //!
 //! plus the process's own `tidemark_ready` and `tidemark_process_start_time_seconds` here.
 //!
@@ -32,6 +33,7 @@ mod api;
 mod cluster;
 mod credential;
 mod producer;
+mod reconcile;
 mod stream;
 mod writer;
 
@@ -75,6 +77,8 @@ pub struct Metrics {
     pub writer: WriterMetrics,
     /// Cluster replicas (`tidemark_cluster_*`).
     pub cluster: ClusterMetrics,
+    /// Each stream's last reconcile (`tidemark_reconcile_*`).
+    pub reconcile: reconcile::ReconcileMetrics,
     /// 1 while the worker is connected to Kafka and running its streams (as `/readyz`).
     ready_gauge: IntGauge,
     ready: AtomicBool,
@@ -172,6 +176,7 @@ impl Metrics {
         let producer = ProducerMetrics::new(&reg);
         let writer = WriterMetrics::new(&reg);
         let cluster = ClusterMetrics::new(&reg);
+        let reconcile = reconcile::ReconcileMetrics::new(&reg);
         let ready_gauge = reg.int_gauge(
             "tidemark_ready",
             "1 while the process is connected to Kafka and running (what /readyz answers), else 0.",
@@ -190,6 +195,7 @@ impl Metrics {
             producer,
             writer,
             cluster,
+            reconcile,
             ready_gauge,
             ready: AtomicBool::new(false),
             kafka_failing: Mutex::new(BTreeSet::new()),
@@ -308,6 +314,10 @@ mod tests {
         ("tidemark_process_start_time_seconds", "gauge", &[]),
         ("tidemark_producer_rebuilds_total", "counter", &[]),
         ("tidemark_ready", "gauge", &[]),
+        ("tidemark_reconcile_differing_windows", "gauge", &["stream"]),
+        ("tidemark_reconcile_last_run_timestamp_seconds", "gauge", &["stream"]),
+        ("tidemark_reconcile_late_records", "gauge", &["stream"]),
+        ("tidemark_reconcile_windows", "gauge", &["stream"]),
         ("tidemark_records_total", "counter", &["stream"]),
         ("tidemark_records_unchanged_total", "counter", &["stream"]),
         ("tidemark_request_retries_total", "counter", &["source"]),
@@ -365,6 +375,7 @@ mod tests {
     /// A process that did a bit of everything: every family has a series.
     fn busy() -> Arc<Metrics> {
         let m = Metrics::new();
+        m.reconcile.observe("s/1", 8, 1, 1, 1_700_000_000);
         let id = StreamId::parse("s/1").unwrap();
         let s = StreamHandles::start(&m, &id, Duration::from_secs(60), Utc::now());
         s.set_state(StreamState::CaughtUp);
