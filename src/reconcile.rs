@@ -38,6 +38,10 @@ pub enum ReconcileError {
     Read { topic: String, reason: String },
     #[error("ledger topic {topic}: record at partition {partition} offset {offset} is not a ledger entry: {reason}")]
     Corrupt { topic: String, partition: i32, offset: i64, reason: String },
+    #[error("unknown writer {writer:?} (configured: {known})")]
+    UnknownWriter { writer: String, known: String },
+    #[error("writer {writer}: cannot compare with the target: {reason}")]
+    Target { writer: String, reason: String },
     #[error("{0}")]
     Setup(String),
 }
@@ -327,7 +331,7 @@ async fn read_windows(
 }
 
 /// Reads `topic` from its beginning to its end (`read_committed`), off the runtime.
-async fn scan_topic(
+pub(crate) async fn scan_topic(
     kafka: &KafkaConfig,
     topic: &str,
     each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) + Send,

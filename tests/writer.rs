@@ -15,6 +15,13 @@ fn simulator_toml(extra: &str) -> String {
     format!("listen = \"127.0.0.1:0\"\n{}", refund_simulator_sections(extra))
 }
 
+/// The seed 001 simulator, with one stock-in no bill can be made of added to its data set.
+async fn start_simulator(dir: &std::path::Path, k3cloud_extra: &str) -> Simulator {
+    let sim = Simulator::start(dir, &simulator_toml(k3cloud_extra));
+    add_stockin_without_lines(&sim).await;
+    sim
+}
+
 fn config(sim: &Simulator, topic: &str, dlq: &str, group: &str, writer_extra: &str) -> String {
     format!(
         "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{}\"\nwatermark_topic = \"{topic}.wm\"\ntopic_partitions = 3\n{}",
@@ -55,7 +62,7 @@ async fn bills(sim: &Simulator) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_kills() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &simulator_toml(""));
+    let sim = start_simulator(dir.path(), "").await;
     let (topic, dlq) = (unique("k3-refunds"), unique("k3-rejected"));
     let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3-group"), ""));
     let out = run_until_caught_up(&cfg);
@@ -82,7 +89,7 @@ async fn every_refund_stockin_becomes_exactly_one_bill_or_a_dead_letter_after_ki
 #[tokio::test(flavor = "multi_thread")]
 async fn a_save_whose_answer_was_lost_is_found_existing_and_never_saved_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &simulator_toml("lose_save_answer_every = 3"));
+    let sim = start_simulator(dir.path(), "lose_save_answer_every = 3").await;
     let (topic, dlq) = (unique("k3l-refunds"), unique("k3l-rejected"));
     let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3l-group"), ""));
     let out = run_until_caught_up(&cfg);
@@ -177,7 +184,7 @@ fn assert_each_stockin_once(stockins: &[Value], bills: &[Value], dlq: &str, afte
 async fn a_session_writer_logs_in_again_when_its_session_expires() {
     let dir = tempfile::tempdir().unwrap();
     // The server drops each session after 7 requests, as a restart would.
-    let sim = Simulator::start(dir.path(), &simulator_toml("session_max_requests = 7"));
+    let sim = start_simulator(dir.path(), "session_max_requests = 7").await;
     let (topic, dlq) = (unique("k3s-refunds"), unique("k3s-rejected"));
     let extra = "auth = \"session\"\n";
     let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3s-group"), extra));
@@ -232,7 +239,7 @@ fn decimal(v: &Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_writer_whose_registry_is_down_reads_the_batch_again_and_dead_letters_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sim = Simulator::start(dir.path(), &simulator_toml(""));
+    let sim = start_simulator(dir.path(), "").await;
     let (topic, dlq, group) = (unique("k3-framed"), unique("k3-framed-dlq"), unique("k3-framed-group"));
     let with_registry = |url: &str| {
         format!(
@@ -285,4 +292,97 @@ async fn a_writer_whose_registry_is_down_reads_the_batch_again_and_dead_letters_
     let out = write_until_idle(&good);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_each_stockin_once(&stockins, &bills(&sim).await, &dlq, false);
+}
+
+/// `tidemark reconcile --writer k3 --from 7d` and its exit code, stdout and stderr.
+fn reconcile_writer(cfg: &std::path::Path, json: bool) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["reconcile", "--writer", "k3", "--from", "7d", "--config"]).arg(cfg);
+    if json {
+        cmd.args(["--output", "json"]);
+    }
+    let out = output_within(cmd, std::time::Duration::from_secs(120));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), stdout.into_owned(), stderr.into_owned())
+}
+
+fn reconcile_writer_json(cfg: &std::path::Path) -> (i32, Value) {
+    let (code, stdout, stderr) = reconcile_writer(cfg, true);
+    let report = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}\n{stderr}"));
+    (code, report)
+}
+
+/// Issue #26: after the pipeline every stock-in is a bill with the same lines and amounts or
+/// a dead letter with its reason (exit 0). Then a bill edited in K3Cloud is reported by line
+/// and field with both values, a deleted one as missing, and nothing else (exit 1).
+#[tokio::test(flavor = "multi_thread")]
+async fn reconcile_writer_reports_an_edited_and_a_deleted_bill_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = start_simulator(dir.path(), "").await;
+    let (topic, dlq) = (unique("k3r-refunds"), unique("k3r-rejected"));
+    let cfg = write(dir.path(), "tidemark.toml", &config(&sim, &topic, &dlq, &unique("k3r-group"), ""));
+    let out = run_until_caught_up(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = write_until_idle(&cfg);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stockins = sim.records("qimen.stockin_refund").await;
+    let saved = bills(&sim).await;
+    let letters = stockins.iter().filter(|s| expected_outcome(s) != Expected::Bill).count() as u64;
+
+    let (code, report) = reconcile_writer_json(&cfg);
+    let count = |k: &str| report[k].as_u64().unwrap_or_else(|| panic!("{k}: {report}"));
+    assert_eq!(count("records_checked"), stockins.len() as u64, "every stock-in in range: {report}");
+    assert_eq!(count("matching"), saved.len() as u64, "every bill matches: {report}");
+    assert_eq!(count("dead_lettered"), letters, "{report}");
+    assert_eq!((code, count("missing"), count("different")), (0, 0, 0), "a clean run: {report}");
+    let dead = report["dead_letters"].as_array().unwrap();
+    assert!(dead.iter().all(|l| !l["reason"].as_str().unwrap().is_empty()), "each with its reason: {report}");
+    let no_lines = dead.iter().find(|l| l["key"] == NO_LINES).unwrap_or_else(|| panic!("{NO_LINES}: {report}"));
+    assert!(no_lines["reason"].as_str().unwrap().contains("no detail lines"), "{no_lines}");
+
+    // Someone changes one bill's first line quantity in K3Cloud and deletes another.
+    let (edited, deleted) = (&saved[0]["Model"], &saved[1]["Model"]);
+    let (edited_no, deleted_no) = (edited["FBillNo"].as_str().unwrap(), deleted["FBillNo"].as_str().unwrap());
+    let was = edited["FEntity"][0]["FRealQty"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let url = |no: &str| format!("{}/_simulator/k3cloud/bills/{no}", sim.base_url());
+    let timeout = std::time::Duration::from_secs(10);
+    let patched = http
+        .patch(url(edited_no))
+        .json(&serde_json::json!({"lines": [{"line": 1, "FRealQty": "987"}]}))
+        .timeout(timeout)
+        .send()
+        .await
+        .unwrap();
+    assert!(patched.status().is_success(), "{:?}", patched.text().await);
+    let gone = http.delete(url(deleted_no)).timeout(timeout).send().await.unwrap();
+    assert!(gone.status().is_success(), "{:?}", gone.text().await);
+
+    let (code, report) = reconcile_writer_json(&cfg);
+    let count = |k: &str| report[k].as_u64().unwrap_or_else(|| panic!("{k}: {report}"));
+    assert_eq!((code, count("missing"), count("different")), (1, 1, 1), "{report}");
+    assert_eq!(count("matching"), saved.len() as u64 - 2, "{report}");
+    let diffs = report["differences"].as_array().unwrap();
+    let by_key: BTreeMap<&str, &Value> = diffs.iter().map(|d| (d["key"].as_str().unwrap(), d)).collect();
+    assert_eq!((diffs.len(), by_key.len()), (2, 2), "exactly the two bills: {report}");
+    assert_eq!(by_key[deleted_no]["what"], "missing", "{report}");
+    let changed = by_key[edited_no];
+    assert_eq!(changed["what"], "different", "{changed}");
+    let fields = changed["fields"].as_array().unwrap();
+    assert_eq!(fields.len(), 1, "only the quantity changed: {changed}");
+    assert_eq!(
+        (&fields[0]["line"], &fields[0]["field"], &fields[0]["expected"]),
+        (&serde_json::json!(1), &serde_json::json!("FRealQty"), &serde_json::json!(was)),
+        "{changed}"
+    );
+    assert_eq!(decimal(&fields[0]["found"]), "987", "{changed}");
+
+    let (code, stdout, _) = reconcile_writer(&cfg, false);
+    assert_eq!(code, 1, "{stdout}");
+    let line = format!(
+        "{edited_no}: different (line 1 FRealQty: kafka {was}, k3cloud {})",
+        fields[0]["found"].as_str().unwrap()
+    );
+    assert!(stdout.contains(&line), "{line}\n{stdout}");
+    assert!(stdout.contains(&format!("{deleted_no}: missing")), "{stdout}");
 }

@@ -4,6 +4,7 @@
 //! already holds is recognised by its key, not saved twice.
 
 pub mod config;
+pub mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
@@ -85,26 +86,8 @@ pub async fn run(
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
 ) -> Result<WriterReport, WriterError> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), format!("cannot build http client: {e}")))?;
-    let target = crate::targets::build(&w.target(), http)?;
-    let spec = &config.endpoints.find(target.input_kind()).expect("a target reads a built-in kind").spec;
-    let topic = w.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned());
-    let codec = crate::avro::RecordCodec::from_avsc(spec.schema)
-        .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), e.to_string()))?;
-    let registry = config
-        .schema_registry
-        .as_ref()
-        .map(crate::registry::Registry::new)
-        .transpose()
-        .map_err(|e| ConfigError::invalid("schema_registry", e.to_string()))?;
+    let Parts { target, topic, codec, registry, gate } = Parts::of(config, w)?;
     let mut values = FramedReader::new(&codec, registry.as_ref());
-    // Requests to the target go one at a time through a gate like a source's: its rate limit
-    // and any throttle pause.
-    let rps = NonZeroU32::new(w.requests_per_second).expect("validated positive");
-    let gate = CredentialGate::new(w.id.clone(), rps, NonZeroU32::MIN);
     crate::kafka::topics::ensure(
         &config.kafka,
         &[crate::kafka::topics::DataTopic { name: w.dead_letter_topic.clone(), compacted: false }],
@@ -181,6 +164,65 @@ pub async fn run(
             elapsed_ms = started.elapsed().as_millis() as u64, "batch committed");
     }
     Ok(report)
+}
+
+/// What a writer is made of besides Kafka: its target, the topic it reads and how to read
+/// the topic's values, and the gate its target calls go through.
+pub(crate) struct Parts {
+    pub target: Arc<dyn Target>,
+    pub topic: String,
+    pub codec: crate::avro::RecordCodec,
+    pub registry: Option<crate::registry::Registry>,
+    pub gate: CredentialGate,
+}
+
+impl Parts {
+    pub fn of(config: &Config, w: &WriterConfig) -> Result<Parts, WriterError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("tidemark/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), format!("cannot build http client: {e}")))?;
+        let target = crate::targets::build(&w.target(), http)?;
+        let spec = &config.endpoints.find(target.input_kind()).expect("a target reads a built-in kind").spec;
+        let topic = w.topic.clone().unwrap_or_else(|| spec.default_topic.to_owned());
+        let codec = crate::avro::RecordCodec::from_avsc(spec.schema)
+            .map_err(|e| ConfigError::invalid(format!("writers.{}", w.id), e.to_string()))?;
+        let registry = config
+            .schema_registry
+            .as_ref()
+            .map(crate::registry::Registry::new)
+            .transpose()
+            .map_err(|e| ConfigError::invalid("schema_registry", e.to_string()))?;
+        // Requests to the target go one at a time through a gate like a source's: its rate
+        // limit and any throttle pause.
+        let rps = NonZeroU32::new(w.requests_per_second).expect("validated positive");
+        let gate = CredentialGate::new(w.id.clone(), rps, NonZeroU32::MIN);
+        Ok(Parts { target, topic, codec, registry, gate })
+    }
+}
+
+/// One target call through `gate`: its rate limit, throttle pauses and in-flight slot.
+pub(crate) async fn gated<T>(
+    gate: &CredentialGate,
+    fut: impl std::future::Future<Output = Result<T, SourceError>>,
+) -> Result<T, SourceError> {
+    let permit = gate.acquire().await;
+    let res = fut.await;
+    // The pause first: a request waiting for this slot must not slip out before it.
+    match &res {
+        Err(SourceError::Throttled { after, .. }) => {
+            gate.throttled(permit.sent(), *after);
+        }
+        Err(SourceError::QuotaExhausted { after, .. }) => {
+            gate.quota_exhausted(*after);
+        }
+        _ => {}
+    }
+    permit.done(match &res {
+        Ok(_) | Err(SourceError::Fatal { .. } | SourceError::ClockSkew { .. }) => Answer::Healthy(Duration::ZERO),
+        Err(_) => Answer::Overloaded,
+    });
+    res
 }
 
 /// A consumed record, owned (the batch outlives the consumer's borrow).
@@ -437,23 +479,7 @@ impl Writer<'_> {
 
     /// One target call through the gate: its rate limit, throttle pauses and in-flight slot.
     async fn call<T>(&self, fut: impl std::future::Future<Output = Result<T, SourceError>>) -> Result<T, SourceError> {
-        let permit = self.gate.acquire().await;
-        let res = fut.await;
-        // The pause first: a request waiting for this slot must not slip out before it.
-        match &res {
-            Err(SourceError::Throttled { after, .. }) => {
-                self.gate.throttled(permit.sent(), *after);
-            }
-            Err(SourceError::QuotaExhausted { after, .. }) => {
-                self.gate.quota_exhausted(*after);
-            }
-            _ => {}
-        }
-        permit.done(match &res {
-            Ok(_) | Err(SourceError::Fatal { .. } | SourceError::ClockSkew { .. }) => Answer::Healthy(Duration::ZERO),
-            Err(_) => Answer::Overloaded,
-        });
-        res
+        gated(self.gate, fut).await
     }
 
     fn letter(

@@ -25,7 +25,8 @@ mod seed001;
 mod worker_toml;
 #[allow(unused_imports)]
 pub use seed001::{
-    Expected, K3_APP_ID, SEED_MATERIALS, expected_outcome, refund_pipeline_sections, refund_simulator_sections,
+    Expected, K3_APP_ID, NO_LINES, SEED_MATERIALS, add_stockin_without_lines, expected_outcome,
+    refund_pipeline_sections, refund_simulator_sections,
 };
 #[allow(unused_imports)] // `dead_code` above does not cover re-exports some test binaries leave unused.
 pub use worker_toml::WorkerToml;

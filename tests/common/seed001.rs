@@ -82,6 +82,28 @@ default_customer = "RETAIL"
     )
 }
 
+/// The bill number of the stock-in [`add_stockin_without_lines`] adds.
+pub const NO_LINES: &str = "RK-NOLINES-0001";
+
+/// Adds to the simulator's stock-ins one with an empty `details_list` a day back, so that
+/// the writer always meets a stock-in no bill can be made of (the generator's own rate of
+/// them is too low to rely on).
+pub async fn add_stockin_without_lines(sim: &super::Simulator) {
+    let mut s = sim.records("qimen.stockin_refund").await[0].clone();
+    s["order_no"] = serde_json::json!(NO_LINES);
+    s["details_list"] = serde_json::json!([]);
+    let at = chrono::Utc::now() - chrono::Duration::days(1);
+    let at = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_simulator/records/qimen.stockin_refund", sim.base_url()))
+        .json(&serde_json::json!({"at": at, "group": "shop-01", "record": s}))
+        .timeout(std::time::Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+}
+
 /// What seed 001 makes of one stock-in as the simulator served it: a bill, a dead letter
 /// the writer wrote because no bill can be made of it, or one K3Cloud refused.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use std::fmt;
 pub use pageset::{PageSet, PageSetError};
 pub use sink::{CommitError, FailureLog, OutRecord, Sink};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
-pub use target::{Document, RowOutcome, Target};
+pub use target::{Document, FieldDifference, Held, RowOutcome, Target};
 pub use watermark::{Watermark, WatermarkState};
 pub use window::Window;
 

@@ -31,6 +31,27 @@ pub enum RowOutcome {
     Unknown,
 }
 
+/// How a document compares with what the target holds under its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    Same,
+    Missing,
+    Different(Vec<FieldDifference>),
+}
+
+/// One field the target holds otherwise than the document says.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldDifference {
+    /// The 1-based line, for a line's field.
+    pub line: Option<usize>,
+    /// The target's field key (`FRealQty`), or `lines` for their number.
+    pub field: String,
+    /// What the document says (from the record in Kafka).
+    pub expected: String,
+    /// What the target holds.
+    pub found: String,
+}
+
 /// A target API with its credentials. Its errors use the sources' classes (retry, wait for a
 /// throttle, stop), so the writer handles them as the worker does.
 pub trait Target: Send + Sync {
@@ -43,4 +64,7 @@ pub trait Target: Send + Sync {
     fn existing<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<HashSet<String>, SourceError>>;
     /// Saves `docs` in one call; one outcome per document, in order.
     fn save<'a>(&'a self, docs: &'a [Value]) -> BoxFuture<'a, Result<Vec<RowOutcome>, SourceError>>;
+    /// How each of `docs` compares with what the target holds under its key, field by field,
+    /// in one call; one answer per document, in order.
+    fn compare<'a>(&'a self, docs: &'a [Document]) -> BoxFuture<'a, Result<Vec<Held>, SourceError>>;
 }

@@ -9,10 +9,11 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
+use axum::extract::Path;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -507,11 +508,18 @@ impl K3cloudSim {
             rows.truncate(q.top);
         }
         let limit = if q.limit == 0 { usize::MAX } else { q.limit };
+        // A query naming an entry field answers a row per line, head values repeated.
+        let per_line = q.fields.iter().any(|f| f.per_line());
+        let lines = |b: &Stored| -> Vec<Option<(usize, Value)>> {
+            let entity = b.model.get("FEntity").and_then(Value::as_array).cloned().unwrap_or_default();
+            if per_line { entity.into_iter().enumerate().map(|(i, l)| Some((i + 1, l))).collect() } else { vec![None] }
+        };
         let rows: Vec<Value> = rows
             .into_iter()
+            .flat_map(|b| lines(b).into_iter().map(move |line| (b, line)))
             .skip(q.start)
             .take(limit)
-            .map(|b| {
+            .map(|(b, line)| {
                 Value::Array(
                     q.fields
                         .iter()
@@ -520,6 +528,11 @@ impl K3cloudSim {
                             query::Field::Fid => json!(b.id),
                             query::Field::Date => json!(b.date.format("%Y-%m-%dT%H:%M:%S").to_string()),
                             query::Field::Status => json!(b.status),
+                            query::Field::Seq => json!(line.as_ref().map_or(0, |(n, _)| *n)),
+                            query::Field::Head(path) => query::model_value(&b.model, path, false),
+                            query::Field::Line { path, decimal } => {
+                                query::model_value(line.as_ref().map_or(&Value::Null, |(_, l)| l), path, *decimal)
+                            }
                         })
                         .collect(),
                 )
@@ -527,9 +540,51 @@ impl K3cloudSim {
             .collect();
         Ok(Value::Array(rows))
     }
+
+    /// Changes a saved bill as someone editing it in K3Cloud would (tests only): each key of
+    /// `changes` but `lines` replaces that head field; `lines` is a list of
+    /// `{"line": n, "<field>": value, ..}` replacing fields of the 1-based line `n`. The bill
+    /// as it is now, or why not.
+    pub fn change_bill(&self, bill_no: &str, changes: &Value) -> Result<Value, String> {
+        let changes = changes.as_object().ok_or("the changes must be a JSON object")?;
+        let mut store = self.store.lock().expect("store");
+        let bill = store.bills.iter_mut().find(|b| b.bill_no == bill_no).ok_or(format!("no bill {bill_no}"))?;
+        let mut model = bill.model.clone();
+        for (key, value) in changes {
+            if key != "lines" {
+                model[key.as_str()] = value.clone();
+                continue;
+            }
+            for change in value.as_array().ok_or("lines must be a list")? {
+                let n = change.get("line").and_then(Value::as_u64).ok_or("each line change needs \"line\": n")?;
+                let line = model
+                    .get_mut("FEntity")
+                    .and_then(Value::as_array_mut)
+                    .and_then(|l| l.get_mut((n as usize).wrapping_sub(1)))
+                    .ok_or(format!("bill {bill_no} has no line {n}"))?;
+                for (field, v) in change.as_object().into_iter().flatten().filter(|(k, _)| *k != "line") {
+                    line[field.as_str()] = v.clone();
+                }
+            }
+        }
+        let date = model.get("FDate").and_then(Value::as_str).and_then(bill::parse_date);
+        bill.date = date.ok_or(format!("FDate of {bill_no} is not a date"))?;
+        bill.model = model;
+        Ok(bill.model.clone())
+    }
+
+    /// Deletes a saved bill (tests only); whether there was one.
+    pub fn delete_bill(&self, bill_no: &str) -> bool {
+        let mut store = self.store.lock().expect("store");
+        let before = store.bills.len();
+        store.bills.retain(|b| b.bill_no != bill_no);
+        store.numbers.remove(bill_no);
+        store.bills.len() < before
+    }
 }
 
-/// The three services, and `/_simulator/k3cloud/bills` and `/_simulator/k3cloud/stats`.
+/// The three services, and `/_simulator/k3cloud/bills` (`PATCH`/`DELETE` of one bill by its
+/// `FBillNo`, as an edit in K3Cloud would change it) and `/_simulator/k3cloud/stats`.
 pub fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route(BATCH_SAVE, post(service))
@@ -539,6 +594,7 @@ pub fn routes() -> Router<Arc<SimState>> {
         // A batch of a few hundred bills is well past axum's 2 MB default.
         .layer(DefaultBodyLimit::max(64 << 20))
         .route("/_simulator/k3cloud/bills", get(bills))
+        .route("/_simulator/k3cloud/bills/{bill_no}", patch(change_bill).delete(delete_bill))
         .route("/_simulator/k3cloud/stats", get(stats))
 }
 
@@ -581,5 +637,87 @@ async fn stats(State(state): State<Arc<SimState>>) -> Response {
     match &state.k3cloud {
         Some(sim) => Json(sim.counts()).into_response(),
         None => (StatusCode::NOT_FOUND, "k3cloud simulator not configured\n").into_response(),
+    }
+}
+
+async fn change_bill(
+    State(state): State<Arc<SimState>>,
+    Path(bill_no): Path<String>,
+    Json(changes): Json<Value>,
+) -> Response {
+    match &state.k3cloud {
+        Some(sim) => match sim.change_bill(&bill_no, &changes) {
+            Ok(model) => Json(model).into_response(),
+            Err(why) if why.starts_with("no bill") => (StatusCode::NOT_FOUND, format!("{why}\n")).into_response(),
+            Err(why) => (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response(),
+        },
+        None => (StatusCode::NOT_FOUND, "k3cloud simulator not configured\n").into_response(),
+    }
+}
+
+async fn delete_bill(State(state): State<Arc<SimState>>, Path(bill_no): Path<String>) -> Response {
+    match &state.k3cloud {
+        Some(sim) if sim.delete_bill(&bill_no) => StatusCode::NO_CONTENT.into_response(),
+        Some(_) => (StatusCode::NOT_FOUND, format!("no bill {bill_no}\n")).into_response(),
+        None => (StatusCode::NOT_FOUND, "k3cloud simulator not configured\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim() -> K3cloudSim {
+        let cfg: K3cloudSimConfig = toml::from_str(
+            r#"app_id = "224622_6+eC0bxIzoA/W/1rVZ3A7a8MTr0r6oLA"
+               app_secret = "s"
+               acct_id = "a"
+               user_name = "u""#,
+        )
+        .unwrap();
+        K3cloudSim::new(&cfg).unwrap()
+    }
+
+    fn bill(no: &str, qty: [&str; 2]) -> Value {
+        json!({"FBillNo": no, "FDate": "2026-11-01 10:00:00", "FRetcustId": {"FNumber": "C1"},
+            "FStockOrgId": {"FNumber": "100"}, "FSaleOrgId": {"FNumber": "100"},
+            "FEntity": [
+                {"FMaterialId": {"FNumber": "M1"}, "FStockId": {"FNumber": "W1"}, "FRealQty": qty[0], "FTaxPrice": "1.5000"},
+                {"FMaterialId": {"FNumber": "M2"}, "FStockId": {"FNumber": "W1"}, "FRealQty": qty[1]}]})
+    }
+
+    fn query(sim: &K3cloudSim, keys: &str) -> Value {
+        let body = json!({"data": {"FormId": FORM_ID, "FieldKeys": keys, "FilterString": "FBillNo in ('R1','R2')"}});
+        sim.query(&body).unwrap()
+    }
+
+    #[test]
+    fn entry_fields_answer_a_row_per_line_and_a_changed_or_deleted_bill_shows() {
+        let sim = sim();
+        let body = json!({"formid": FORM_ID, "data": {"Model": [bill("R1", ["2.0000", "1"]), bill("R2", ["3", "4"])]}});
+        sim.save(Call::BatchSave, &body, Utc::now()).unwrap();
+        assert_eq!(query(&sim, "FBillNo"), json!([["R1"], ["R2"]]), "head fields only: a row per bill");
+        assert_eq!(
+            query(&sim, "FBillNo,FRetcustId.FNumber,FEntity_FSeq,FMaterialId.FNumber,FRealQty,FTaxPrice,FNote"),
+            json!([
+                ["R1", "C1", 1, "M1", 2.0, 1.5, ""],
+                ["R1", "C1", 2, "M2", 1.0, 0.0, ""],
+                ["R2", "C1", 1, "M1", 3.0, 1.5, ""],
+                ["R2", "C1", 2, "M2", 4.0, 0.0, ""]
+            ])
+        );
+        let changed = sim
+            .change_bill("R1", &json!({"FRetcustId": {"FNumber": "C9"}, "lines": [{"line": 2, "FRealQty": "5"}]}))
+            .unwrap();
+        assert_eq!(changed["FEntity"][1]["FRealQty"], "5", "{changed}");
+        assert!(
+            sim.change_bill("R1", &json!({"lines": [{"line": 3, "FRealQty": "5"}]})).unwrap_err().contains("no line 3")
+        );
+        assert!(sim.change_bill("R9", &json!({})).unwrap_err().starts_with("no bill"));
+        assert!(sim.delete_bill("R2") && !sim.delete_bill("R2"));
+        assert_eq!(
+            query(&sim, "FBillNo,FRetcustId.FNumber,FEntity_FSeq,FRealQty"),
+            json!([["R1", "C9", 1, 2.0], ["R1", "C9", 2, 5.0]])
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! `ExecuteBillQuery` parameters as far as the simulator understands them: a few field keys,
-//! filters on the bill number, ordering, and row windows. Anything else is refused, so a client
-//! relying on more finds out here rather than against the real account.
+//! `ExecuteBillQuery` parameters as far as the simulator understands them: the field keys of
+//! the fields a writer sends (head fields, and entry fields which answer one row per line),
+//! filters on the bill number, ordering, and row windows. Anything else is refused, so a
+//! client relying on more finds out here rather than against the real account.
 
 use serde_json::Value;
 
@@ -11,7 +12,35 @@ pub enum Field {
     Fid,
     Date,
     Status,
+    /// `FEntity_FSeq`: the entry line's 1-based number.
+    Seq,
+    /// A head field, by its path in the saved model: text, `""` when blank.
+    Head(&'static [&'static str]),
+    /// An entry field, by its path in the line: text, or a JSON number when `decimal` (0 when
+    /// blank), as K3Cloud answers quantities and amounts.
+    Line {
+        path: &'static [&'static str],
+        decimal: bool,
+    },
 }
+
+/// The field keys read from a saved model, as the query names them: base data by its
+/// `.FNumber`, `SubHeadEntity` fields by their own key.
+const MODEL_FIELDS: &[(&str, Field)] = &[
+    ("FBillTypeID.FNumber", Field::Head(&["FBillTypeID", "FNumber"])),
+    ("FSaleOrgId.FNumber", Field::Head(&["FSaleOrgId", "FNumber"])),
+    ("FStockOrgId.FNumber", Field::Head(&["FStockOrgId", "FNumber"])),
+    ("FRetcustId.FNumber", Field::Head(&["FRetcustId", "FNumber"])),
+    ("FSettleOrgId.FNumber", Field::Head(&["SubHeadEntity", "FSettleOrgId", "FNumber"])),
+    ("FHeadNote", Field::Head(&["FHeadNote"])),
+    ("FEntity_FSeq", Field::Seq),
+    ("FMaterialId.FNumber", Field::Line { path: &["FMaterialId", "FNumber"], decimal: false }),
+    ("FStockId.FNumber", Field::Line { path: &["FStockId", "FNumber"], decimal: false }),
+    ("FRealQty", Field::Line { path: &["FRealQty"], decimal: true }),
+    ("FTaxPrice", Field::Line { path: &["FTaxPrice"], decimal: true }),
+    ("FEntryTaxRate", Field::Line { path: &["FEntryTaxRate"], decimal: true }),
+    ("FNote", Field::Line { path: &["FNote"], decimal: false }),
+];
 
 impl Field {
     fn parse(key: &str) -> Option<Field> {
@@ -20,8 +49,35 @@ impl Field {
             "FID" => Some(Field::Fid),
             "FDate" => Some(Field::Date),
             "FDocumentStatus" => Some(Field::Status),
-            _ => None,
+            _ => MODEL_FIELDS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, f)| *f),
         }
+    }
+
+    /// Whether the field is an entry line's: a query naming one answers a row per line.
+    pub fn per_line(self) -> bool {
+        matches!(self, Field::Seq | Field::Line { .. })
+    }
+}
+
+/// The field keys a query may name, for the refusal's message.
+fn known_keys() -> String {
+    let mut keys = vec!["FBillNo", "FID", "FDate", "FDocumentStatus"];
+    keys.extend(MODEL_FIELDS.iter().map(|(k, _)| *k));
+    keys.join(", ")
+}
+
+/// The value at `path` in `v`, as K3Cloud answers it: text (`""` when blank), or for a
+/// decimal a JSON number (0 when blank).
+pub fn model_value(v: &serde_json::Value, path: &[&str], decimal: bool) -> serde_json::Value {
+    let found = path.iter().try_fold(v, |v, k| v.get(*k)).filter(|v| !v.is_null());
+    if decimal {
+        let n = found.and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())).unwrap_or(0.0);
+        return serde_json::json!(n);
+    }
+    match found {
+        Some(serde_json::Value::String(s)) => serde_json::json!(s),
+        Some(other) => serde_json::json!(other.to_string()),
+        None => serde_json::json!(""),
     }
 }
 
@@ -56,9 +112,9 @@ pub fn parse(data: &Value) -> Result<Query, String> {
     let keys = data.get("FieldKeys").and_then(Value::as_str).unwrap_or("");
     let mut fields = Vec::new();
     for key in keys.split(',').map(str::trim) {
-        fields.push(Field::parse(key).ok_or_else(|| {
-            format!("字段 {key} 不存在或不受支持 (field keys: FBillNo, FID, FDate, FDocumentStatus)")
-        })?);
+        fields.push(
+            Field::parse(key).ok_or_else(|| format!("字段 {key} 不存在或不受支持 (field keys: {})", known_keys()))?,
+        );
     }
     let filter = match data.get("FilterString") {
         None | Some(Value::Null) => Filter::All,
@@ -181,6 +237,9 @@ mod tests {
         assert!(q.by_bill_no && q.descending && q.start == 2 && q.limit == 10 && q.top == 0);
         let e = parse(&serde_json::json!({"FormId": "SAL_RETURNSTOCK", "FieldKeys": "FBillNo,FQty"})).unwrap_err();
         assert!(e.contains("FQty"), "{e}");
+        let q = parse(&serde_json::json!({"FormId": "SAL_RETURNSTOCK", "FieldKeys": "FBillNo,FEntity_FSeq,FRealQty"}))
+            .unwrap();
+        assert!(!q.fields[0].per_line() && q.fields[1].per_line() && q.fields[2].per_line());
         let e = parse(&serde_json::json!({"FormId": "SAL_RETURNSTOCK", "FieldKeys": "FID", "OrderString": "FDate"}))
             .unwrap_err();
         assert!(e.contains("FDate"), "{e}");

@@ -139,18 +139,30 @@ impl K3Client {
         if bill_nos.is_empty() {
             return Ok(HashSet::new());
         }
+        let rows = self.bill_rows(form_id, "FBillNo", bill_nos, bill_nos.len()).await?;
+        Ok(rows.iter().filter_map(|r| r.first()).map(|v| envelope::as_text(Some(v))).collect())
+    }
+
+    /// `field_keys` of the `form_id` bills numbered `bill_nos`, at most `limit` rows, in one
+    /// `ExecuteBillQuery` (a query naming entry fields answers a row per entry line).
+    pub async fn bill_rows(
+        &self,
+        form_id: &str,
+        field_keys: &str,
+        bill_nos: &[String],
+        limit: usize,
+    ) -> Result<Vec<Vec<Value>>, SourceError> {
         let quoted: Vec<String> = bill_nos.iter().map(|n| format!("'{}'", n.replace('\'', "''"))).collect();
         let body = json!({"data": {
             "FormId": form_id,
-            "FieldKeys": "FBillNo",
+            "FieldKeys": field_keys,
             "FilterString": format!("FBillNo in ({})", quoted.join(",")),
             "OrderString": "",
             "TopRowCount": 0,
             "StartRow": 0,
-            "Limit": bill_nos.len(),
+            "Limit": limit,
         }});
-        let rows = parse_query(&self.call("ExecuteBillQuery", &body).await?)?;
-        Ok(rows.iter().filter_map(|r| r.first()).map(|v| envelope::as_text(Some(v))).collect())
+        parse_query(&self.call("ExecuteBillQuery", &body).await?)
     }
 }
 

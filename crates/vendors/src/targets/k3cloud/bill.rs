@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use crate::domain::FieldDifference;
+
 /// The K3Cloud form of a 销售退货单.
 pub const FORM_ID: &str = "SAL_RETURNSTOCK";
 
@@ -109,6 +111,115 @@ impl ReturnStockMapping {
     }
 }
 
+/// Where a compared field is in a bill model.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Head(&'static [&'static str]),
+    Line(&'static [&'static str]),
+}
+
+/// The fields the mapping sets, by their `ExecuteBillQuery` key: a bill in K3Cloud is
+/// compared with the one its stock-in makes on these (decimals by value, dates to the second).
+const COMPARED: &[(&str, Place, bool)] = &[
+    ("FDate", Place::Head(&["FDate"]), false),
+    ("FBillTypeID.FNumber", Place::Head(&["FBillTypeID", "FNumber"]), false),
+    ("FSaleOrgId.FNumber", Place::Head(&["FSaleOrgId", "FNumber"]), false),
+    ("FStockOrgId.FNumber", Place::Head(&["FStockOrgId", "FNumber"]), false),
+    ("FRetcustId.FNumber", Place::Head(&["FRetcustId", "FNumber"]), false),
+    ("FSettleOrgId.FNumber", Place::Head(&["SubHeadEntity", "FSettleOrgId", "FNumber"]), false),
+    ("FHeadNote", Place::Head(&["FHeadNote"]), false),
+    ("FMaterialId.FNumber", Place::Line(&["FMaterialId", "FNumber"]), false),
+    ("FStockId.FNumber", Place::Line(&["FStockId", "FNumber"]), false),
+    ("FRealQty", Place::Line(&["FRealQty"]), true),
+    ("FTaxPrice", Place::Line(&["FTaxPrice"]), true),
+    ("FEntryTaxRate", Place::Line(&["FEntryTaxRate"]), true),
+    ("FNote", Place::Line(&["FNote"]), false),
+];
+
+/// The `FieldKeys` of the query comparing bills: `FBillNo`, `FEntity_FSeq` (the line),
+/// then [`COMPARED`]; K3Cloud answers a row per entry line.
+pub fn compare_keys() -> String {
+    let mut keys = vec!["FBillNo", "FEntity_FSeq"];
+    keys.extend(COMPARED.iter().map(|(k, _, _)| *k));
+    keys.join(",")
+}
+
+/// A model or answer value as text: `""` for none.
+fn shown(v: Option<&Value>) -> String {
+    match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Whether K3Cloud's `found` is the bill's `expected`: decimals by value (K3Cloud answers
+/// numbers, the bill holds exact text), dates with or without the `T`.
+fn same(expected: &str, found: &str, decimal: bool) -> bool {
+    if expected == found || expected.replace('T', " ") == found.replace('T', " ") {
+        return true;
+    }
+    decimal && matches!((expected.parse::<f64>(), found.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+}
+
+/// K3Cloud's decimal shown at the scale of the bill's (`2` as `2.0000` beside `3.0000`).
+fn at_scale_of(expected: &str, found: &str) -> String {
+    let scale = expected.split_once('.').map_or(0, |(_, f)| f.len());
+    match found.parse::<f64>() {
+        Ok(n) if scale > 0 => format!("{n:.scale$}"),
+        _ => found.to_owned(),
+    }
+}
+
+/// Where `bill` (as the mapping makes it) and K3Cloud's `rows` for it (in
+/// [`compare_keys`] order, one per line) differ: fields the bill sets and K3Cloud holds
+/// otherwise, and the number of lines.
+pub fn differences(bill: &Value, rows: &[&[Value]]) -> Vec<FieldDifference> {
+    let mut out = Vec::new();
+    let at = |v: &Value, path: &[&str]| path.iter().try_fold(v, |v, k| v.get(*k)).cloned();
+    let lines = bill.get("FEntity").and_then(Value::as_array).cloned().unwrap_or_default();
+    let found_line = |n: usize| rows.iter().find(|r| line_seq(r) == Some(n));
+    for (i, (key, place, decimal)) in COMPARED.iter().enumerate() {
+        let column = i + 2;
+        let checks: Vec<(Option<usize>, Option<Value>, Option<&Value>)> = match place {
+            Place::Head(path) => vec![(None, at(bill, path), rows.first().and_then(|r| r.get(column)))],
+            Place::Line(path) => lines
+                .iter()
+                .enumerate()
+                .map(|(l, line)| (Some(l + 1), at(line, path), found_line(l + 1).and_then(|r| r.get(column))))
+                .collect(),
+        };
+        for (line, expected, found) in checks {
+            // A field the bill does not set is K3Cloud's to fill; a line K3Cloud lacks is
+            // reported once, as the number of lines.
+            let Some(expected) = expected.filter(|v| !v.is_null()) else { continue };
+            if line.is_some_and(|n| found_line(n).is_none()) {
+                continue;
+            }
+            let (expected, found) = (shown(Some(&expected)), shown(found));
+            if !same(&expected, &found, *decimal) {
+                let found = if *decimal { at_scale_of(&expected, &found) } else { found };
+                out.push(FieldDifference { line, field: (*key).to_owned(), expected, found });
+            }
+        }
+    }
+    if rows.len() != lines.len() {
+        out.push(FieldDifference {
+            line: None,
+            field: "lines".into(),
+            expected: lines.len().to_string(),
+            found: rows.len().to_string(),
+        });
+    }
+    out
+}
+
+/// A row's `FEntity_FSeq`.
+fn line_seq(row: &[Value]) -> Option<usize> {
+    let v = row.get(1)?;
+    v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()).map(|n| n as usize)
+}
+
 /// A decimal fraction as a percentage, exactly (the decimal point moved two places):
 /// `0.130000` → `13.0000`, `-0.5` → `-50`.
 pub fn percent_of(t: &str) -> Option<String> {
@@ -182,6 +293,52 @@ mod tests {
         let mut r = base.clone();
         r["details_list"][0]["spec_no"] = json!("");
         assert_eq!(m.bill(&r).unwrap_err(), "detail line 1 has no spec_no (the material)");
+    }
+
+    #[test]
+    fn a_bill_differs_from_its_stock_in_by_line_and_field() {
+        let rec = json!({"order_no": "RK1", "stockin_time": "2024-05-06 10:11:12+08:00", "customer_no": "C-7",
+            "warehouse_no": "WH-1", "details_list": [
+                {"spec_no": "SKU-9", "num": "2.0000", "tax_price": "19.9000"},
+                {"spec_no": "SKU-1", "num": "3.0000", "tax_price": "1.0000"}]});
+        let (_, bill) = mapping().bill(&rec).unwrap();
+        assert_eq!(compare_keys().split(',').count(), COMPARED.len() + 2);
+        let row = |seq: u64, material: &str, qty: f64| {
+            vec![
+                json!("RK1"),
+                json!(seq),
+                json!("2024-05-06T10:11:12"),
+                json!("XSTHD01_SYS"),
+                json!("101"),
+                json!("100"),
+                json!("C-7"),
+                json!("102"),
+                json!(""),
+                json!(material),
+                json!("CK001"),
+                json!(qty),
+                json!(if seq == 1 { 19.9 } else { 1.0 }),
+                json!(0.0),
+                json!(""),
+            ]
+        };
+        let same = [row(1, "M9", 2.0), row(2, "SKU-1", 3.0)];
+        let refs: Vec<&[Value]> = same.iter().map(Vec::as_slice).collect();
+        assert_eq!(differences(&bill, &refs), vec![], "decimals by value, dates with a T");
+        let edited = [row(1, "M9", 2.0), row(2, "SKU-1", 2.0)];
+        let refs: Vec<&[Value]> = edited.iter().map(Vec::as_slice).collect();
+        let d = differences(&bill, &refs);
+        assert_eq!(
+            d,
+            vec![FieldDifference {
+                line: Some(2),
+                field: "FRealQty".into(),
+                expected: "3.0000".into(),
+                found: "2.0000".into()
+            }]
+        );
+        let d = differences(&bill, &refs[..1]);
+        assert_eq!((d.len(), d[0].field.as_str(), d[0].found.as_str()), (1, "lines", "1"), "{d:?}");
     }
 
     #[test]

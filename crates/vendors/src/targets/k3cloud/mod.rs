@@ -13,13 +13,17 @@ use serde_json::Value;
 
 use super::TargetConfig;
 use crate::config::{ConfigError, Secret};
-use crate::domain::{BoxFuture, Document, RowOutcome, SourceError, Target};
+use crate::domain::{BoxFuture, Document, Held, RowOutcome, SourceError, Target};
 use api::{AuthMode, K3Client, SaveFlags};
 use bill::{FORM_ID, ReturnStockMapping, TaxRate};
 use sign::Identity;
 
 /// The writer kind: refund stock-ins → 销售退货单 via `BatchSave`.
 pub const KIND: &str = "k3cloud.sal_returnstock";
+
+/// The most rows a comparison asks one `ExecuteBillQuery` for (an assumed server limit,
+/// docs/vendors.md). A comparison whose lines reach it is refused, not cut short.
+const MAX_ROWS: usize = 10_000;
 
 /// Refund stock-ins saved as SAL_RETURNSTOCK bills in one K3Cloud account.
 pub struct ReturnStockTarget {
@@ -144,6 +148,36 @@ impl Target for ReturnStockTarget {
 
     fn existing<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<HashSet<String>, SourceError>> {
         Box::pin(self.client.existing(FORM_ID, keys))
+    }
+
+    fn compare<'a>(&'a self, docs: &'a [Document]) -> BoxFuture<'a, Result<Vec<Held>, SourceError>> {
+        Box::pin(async move {
+            if docs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = docs.iter().map(|d| d.key.clone()).collect();
+            let rows = self.client.bill_rows(FORM_ID, &bill::compare_keys(), &keys, MAX_ROWS).await?;
+            if rows.len() >= MAX_ROWS {
+                return Err(SourceError::Fatal {
+                    code: "too_many_rows".into(),
+                    reason: format!("{} bills have {MAX_ROWS} lines or more: compare fewer at a time", keys.len()),
+                });
+            }
+            let mut by_no: BTreeMap<String, Vec<&[Value]>> = BTreeMap::new();
+            for r in &rows {
+                by_no.entry(crate::sources::envelope::as_text(r.first())).or_default().push(r.as_slice());
+            }
+            Ok(docs
+                .iter()
+                .map(|d| match by_no.get(&d.key) {
+                    None => Held::Missing,
+                    Some(rows) => match bill::differences(&d.body, rows) {
+                        diffs if diffs.is_empty() => Held::Same,
+                        diffs => Held::Different(diffs),
+                    },
+                })
+                .collect())
+        })
     }
 
     fn save<'a>(&'a self, docs: &'a [Value]) -> BoxFuture<'a, Result<Vec<RowOutcome>, SourceError>> {
