@@ -217,15 +217,7 @@ async fn a_record_that_does_not_fit_its_schema_is_dead_lettered_and_the_window_c
     let mut bad = good.iter().find(|r| r["shop_no"] == "shop-01").unwrap().clone();
     bad["account_check_no"] = json!("AC-BROKEN-1");
     bad["pay_amount"] = json!("12.34.56");
-    let at = chrono::Utc::now() - chrono::Duration::hours(20);
-    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
-        .json(&json!({"at": at_text, "group": "shop-01", "record": bad}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    sim.insert(WDT, chrono::Utc::now() - chrono::Duration::hours(20), "shop-01", &bad).await;
     let topic = unique("dlq");
     let (status, stdout, stderr) = run(dir.path(), &worker_toml(&sim, &topic, &["shop-01", "shop-02"], "6h").build());
     assert!(status.success(), "{stdout}\n{stderr}");
@@ -260,14 +252,7 @@ async fn a_late_record_inside_the_lookback_is_emitted_once() {
     // Committed already (older than now - settle), but within the 10m lookback.
     let mut late = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
     late["account_check_no"] = json!("AC-LATE-1");
-    let at = chrono::Utc::now() - chrono::Duration::minutes(4);
-    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
-    reqwest::Client::new()
-        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
-        .json(&json!({"at": at_text, "group": "shop-01", "record": late}))
-        .send()
-        .await
-        .unwrap();
+    sim.insert(WDT, chrono::Utc::now() - chrono::Duration::minutes(4), "shop-01", &late).await;
     // Two more polls re-read the lookback span; the late record must appear once.
     wait_for_lines(&log, "window committed", 3, LOG_DEADLINE, &mut seen);
     Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
@@ -458,7 +443,6 @@ async fn a_record_without_a_business_id_is_dead_lettered_once_however_often_it_i
     // Past the 1m settle, inside the 10m lookback: the next polls read it, then re-read it.
     let template = sim.records(WDT).await.into_iter().find(|r| r["shop_no"] == "shop-01").unwrap();
     let at = chrono::Utc::now() - chrono::Duration::minutes(4);
-    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
     let mut missing = template.clone();
     missing.as_object_mut().unwrap().remove("account_check_no");
     missing["tid"] = json!("TID-NO-KEY-1");
@@ -466,13 +450,7 @@ async fn a_record_without_a_business_id_is_dead_lettered_once_however_often_it_i
     empty["account_check_no"] = json!("");
     empty["tid"] = json!("TID-NO-KEY-2");
     for record in [&missing, &empty] {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
-            .json(&json!({"at": at_text, "group": "shop-01", "record": record}))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
+        sim.insert(WDT, at, "shop-01", record).await;
     }
     // The first poll dead-letters both; three more re-read them.
     wait_for("window committed", 4);

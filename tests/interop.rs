@@ -350,14 +350,7 @@ async fn a_compatible_change_is_a_new_version_readers_follow_and_an_incompatible
     fresh["memo"] = json!("新字段 arrives");
     // After the first run's watermark (it stops at most a few seconds behind now minus the 1 s
     // settle), and before the second run's horizon.
-    let at = tidemark::domain::time::format_beijing(chrono::Utc::now(), tidemark::domain::time::DATETIME);
-    let r = reqwest::Client::new()
-        .post(format!("{}/_simulator/records/{WDT}", sim.base_url()))
-        .json(&json!({"at": at, "group": "shop-01", "record": fresh}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    sim.insert(WDT, chrono::Utc::now(), "shop-01", &fresh).await;
     // A worker within 5 s of its horizon counts as caught up and reads nothing: let the
     // horizon move past the record and that margin.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;

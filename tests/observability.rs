@@ -146,16 +146,8 @@ until = "1h"
     let mut bad = sim.records("wdt.account_check").await[0].clone();
     bad["account_check_no"] = json!("AC-BAD");
     bad["send_amount"] = json!("n/a");
-    let at = tidemark::domain::time::format_beijing(
-        chrono::Utc::now() - chrono::Duration::hours(30),
-        tidemark::domain::time::DATETIME,
-    );
-    reqwest::Client::new()
-        .post(format!("{}/_simulator/records/wdt.account_check", sim.base_url()))
-        .json(&json!({"at": at, "group": bad["shop_no"], "record": bad}))
-        .send()
-        .await
-        .unwrap();
+    let shop = bad["shop_no"].as_str().unwrap().to_owned();
+    sim.insert("wdt.account_check", chrono::Utc::now() - chrono::Duration::hours(30), &shop, &bad).await;
     let topic = unique("obs");
     let mut cfg = format!(
         "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{topic}-txn\"\nwatermark_topic = \"{topic}.wm\"\ndead_letter_topic = \"{topic}.dlq\"\n\n[metrics]\nlisten = \"127.0.0.1:0\"\n",

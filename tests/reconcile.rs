@@ -69,15 +69,7 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     late["account_check_no"] = json!("AC-LATE-0001");
     late["shop_no"] = json!("shop-01");
     let at = chrono::Utc::now() - chrono::Duration::days(3);
-    let at_text = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
-    let inserted = reqwest::Client::new()
-        .post(format!("{}/_simulator/records/wdt.account_check", sim.base_url()))
-        .json(&json!({"at": at_text, "group": "shop-01", "record": late}))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    assert!(inserted.status().is_success(), "{:?}", inserted.text().await);
+    sim.insert("wdt.account_check", at, "shop-01", &late).await;
     let (code, report) = reconcile(&cfg, &[]);
     let s = stream(&report);
     assert_eq!((code, s["vendor_changed"].as_u64()), (1, Some(1)), "{report}");

@@ -108,6 +108,21 @@ impl Simulator {
         reqwest::get(format!("{}/_simulator/requests", self.base_url())).await.unwrap().json().await.unwrap()
     }
 
+    /// Adds `record` to `kind`'s data set at `at` (the time the API filters on) in `group`,
+    /// as a vendor's late or odd record; panics if the simulator refuses it.
+    pub async fn insert(&self, kind: &str, at: chrono::DateTime<chrono::Utc>, group: &str, record: &Value) {
+        let at = tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME);
+        let body = serde_json::json!({"at": at, "group": group, "record": record});
+        let resp = reqwest::Client::new()
+            .post(format!("{}/_simulator/records/{kind}", self.base_url()))
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "the simulator refused {kind} record at {at}: {:?}", resp.text().await);
+    }
+
     /// The simulator's whole data set for `kind`, in served order.
     pub async fn records(&self, kind: &str) -> Vec<Value> {
         let url = format!("{}/_simulator/records/{kind}", self.base_url());
