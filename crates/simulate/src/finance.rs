@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig};
 use super::faults::Faults;
-use super::generate::{self, Style, decimal_text};
+use super::generate::{Plan, Style, decimal_text};
 use super::rng::SimRng;
 use super::served::{Query, Served, WindowRefusal};
 use super::verify::finance_sign;
@@ -80,6 +80,7 @@ impl FinanceSim {
 
     pub fn new(cfg: &FinanceSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(TRANSACTIONS.schema).expect("compiled-in schema parses");
+        let plan = Plan::new(&schema);
         let transactions = match &cfg.transactions {
             None => DataSet::default(),
             Some(d) => DataSet::generate(
@@ -87,7 +88,7 @@ impl FinanceSim {
                 "finance.transactions",
                 now,
                 Arc::new(move |rng, i, at, account| {
-                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: true });
+                    let mut r = plan.record(rng, at, Style { numbers_as_json: true });
                     r["trans_id"] = json!(format!("TRANS{}{i:07}", format_beijing(at, "%Y%m%d")));
                     r["account_id"] = json!(account);
                     r["account_name"] = json!(rng.pick(ACCOUNT_NAMES));

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig};
 use super::faults::Faults;
-use super::generate::{self, Style};
+use super::generate::{Plan, Style};
 use super::rng::SimRng;
 use super::served::{Query, Served, WindowRefusal};
 use super::top::{Credential, default_skew, error};
@@ -117,6 +117,7 @@ impl QimenSim {
 
     pub fn new(cfg: &QimenSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(STOCKIN_REFUND.schema).expect("compiled-in schema parses");
+        let plan = Plan::new(&schema);
         let stockins = match &cfg.stockin_refund {
             None => DataSet::default(),
             Some(d) => DataSet::generate(
@@ -124,7 +125,7 @@ impl QimenSim {
                 "qimen.stockin_refund",
                 now,
                 Arc::new(move |rng, i, at, shop| {
-                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                    let mut r = plan.record(rng, at, Style { numbers_as_json: false });
                     let day = format_beijing(at, "%Y%m%d");
                     r["order_no"] = json!(format!("RK{day}{i:07}"));
                     r["stockin_no"] = r["order_no"].clone();

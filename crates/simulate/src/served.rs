@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
-use super::generate::{self, Style};
+use super::generate::{Plan, Style};
 use crate::config::ConfigError;
 use crate::domain::ApiSpec;
 use crate::domain::time::{DATETIME, format_beijing};
@@ -83,8 +83,10 @@ impl Served {
         };
         let prefix = key_prefix(spec.kind);
         let (key_field, window_field, group) = (spec.key_field, spec.window_field, group_field.clone());
+        // Compiled once: the data set makes each record on demand.
+        let plan = Plan::new(&schema);
         let make: Make = Arc::new(move |rng, i, at, g| {
-            let mut r = generate::record(&schema, rng, at, style);
+            let mut r = plan.record(rng, at, style);
             r[key_field] = json!(format!("{prefix}{}{i:07}", format_beijing(at, "%Y%m%d")));
             if let Some(f) = window_field {
                 r[f] = json!(format_beijing(at, DATETIME));

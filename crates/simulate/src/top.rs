@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
-use super::generate::{self, Style};
+use super::generate::{Plan, Style};
 use super::served::Served;
 use super::verify::top_sign;
 use crate::config::{ConfigError, Secret, expand_env, parse_duration};
@@ -114,6 +114,7 @@ impl TopSim {
 
     pub fn new(cfg: &TopSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
         let schema = apache_avro::Schema::parse_str(FINANCE_ORDER.schema).expect("compiled-in schema parses");
+        let plan = Plan::new(&schema);
         let orders = match &cfg.finance_order {
             None => DataSet::default(),
             Some(d) => DataSet::generate(
@@ -121,7 +122,7 @@ impl TopSim {
                 "top.finance_order",
                 now,
                 Arc::new(move |rng, i, at, shop| {
-                    let mut r = generate::record(&schema, rng, at, Style { numbers_as_json: false });
+                    let mut r = plan.record(rng, at, Style { numbers_as_json: false });
                     r["biz_uk"] = json!(format!("{}", 1_000_000_000 + i));
                     r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
                     r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
