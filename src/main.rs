@@ -571,7 +571,7 @@ async fn reconcile_command(
     let report = Reconciled { streams: found, repaired };
     emit(ops.output, &report, || {
         outln!(
-            "{:<40} {:>8} {:>8} {:>14} {:>14} {:>10}",
+            "{:<40} {:>8} {:>8} {:>14} {:>15} {:>10}",
             "STREAM",
             "WINDOWS",
             "MATCHING",
@@ -581,7 +581,7 @@ async fn reconcile_command(
         );
         for s in &report.streams {
             outln!(
-                "{:<40} {:>8} {:>8} {:>14} {:>14} {:>10}",
+                "{:<40} {:>8} {:>8} {:>14} {:>15} {:>10}",
                 s.stream,
                 s.windows_checked,
                 s.matching,
