@@ -140,3 +140,61 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     let missing_windows: Vec<String> = missing.iter().map(|d| d["window"].as_str().unwrap().to_owned()).collect();
     assert_eq!(differs, missing_windows, "the guide's program finds the same windows");
 }
+
+/// A record the vendor shows late, inside the lookback, is caught by the next re-read and
+/// counted as late data with how late it was (`tidemark_late_records_total`,
+/// `tidemark_late_record_delay_seconds`, from the endpoint's `window_field`); records read for
+/// the first time and unchanged re-reads are not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lookback_re_read_counts_the_late_record_it_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::start(dir.path(), &format!("listen = \"127.0.0.1:0\"\n{}", qimen_simulator(200)));
+    let topic = unique("late-data");
+    let worker = WorkerToml::new(&sim.base_url(), &topic)
+        .qimen()
+        .transactional_id(&unique("late-txn"))
+        .stream("late/shop-01", "shop-01")
+        .stream_extra("poll_interval = \"1s\"")
+        .extra("[metrics]\nlisten = \"127.0.0.1:0\"")
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &worker);
+    let mut child = spawn_worker(&cfg, &[]);
+    let _kill = KillOnDrop(vec![child.id()]);
+    let log = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    let mut addr = None;
+    read_log_until(&log, "caught up", Duration::from_secs(120), &mut seen, |l| {
+        addr = addr.take().or_else(|| metrics_addr(l));
+        l.contains("caught up")
+    });
+    let url = format!("http://{}/metrics", addr.expect("the metrics address is logged before catching up"));
+    let series = |text: &str, name: &str| metric(text, &format!("{name}{{stream=\"late/shop-01\"}}"));
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert_eq!(series(&text, "tidemark_late_records_total"), Some(0.0), "nothing late in a first read");
+
+    // Four minutes back: committed already (the settle is 1m), inside the 10m lookback.
+    let mut late = sim.records("qimen.stockin_refund").await[0].clone();
+    let at = chrono::Utc::now() - chrono::Duration::minutes(4);
+    late["order_no"] = json!("RK-LATE-0001");
+    late["stockin_time"] = json!(tidemark::domain::time::format_beijing(at, tidemark::domain::time::DATETIME));
+    sim.insert("qimen.stockin_refund", at, "shop-01", &late).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let text = loop {
+        let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        if series(&text, "tidemark_late_records_total").is_some_and(|n| n > 0.0) || std::time::Instant::now() > deadline
+        {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Later polls re-read the same span: the record is then known, not late again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(series(&text, "tidemark_late_records_total"), Some(1.0), "the late record counted once");
+    assert_eq!(series(&after, "tidemark_late_records_total"), Some(1.0), "and only once");
+    let delay = series(&after, "tidemark_late_record_delay_seconds_sum").unwrap();
+    assert!((230.0..400.0).contains(&delay), "found about four minutes after its time: {delay}");
+    assert!(consume_committed(&topic).iter().any(|c| c.key == "RK-LATE-0001"), "and written");
+}

@@ -110,6 +110,15 @@ impl WatermarkState {
         self.hashed.values().rev().find_map(|window| window.get(&fp)).is_some_and(|c| *c == content_check(fp, hash))
     }
 
+    /// Whether the stream emitted `key` within its dedup span, whatever its content then.
+    pub fn remembers(&self, key: &str) -> bool {
+        if self.keyed.contains_key(key) {
+            return true;
+        }
+        let fp = key_fingerprint(key);
+        self.hashed.values().any(|window| window.contains_key(&fp))
+    }
+
     /// How many record hashes are kept for deduplication.
     pub fn recent_len(&self) -> usize {
         self.keyed.len() + self.hashed.values().map(HashMap::len).sum::<usize>()

@@ -310,6 +310,8 @@ mod tests {
         ("tidemark_kafka_errors_total", "counter", &["broker"]),
         ("tidemark_kafka_producer_queue_bytes", "gauge", &[]),
         ("tidemark_kafka_producer_queue_messages", "gauge", &[]),
+        ("tidemark_late_record_delay_seconds", "histogram", &["stream"]),
+        ("tidemark_late_records_total", "counter", &["stream"]),
         ("tidemark_pageset_refetches_total", "counter", &["stream"]),
         ("tidemark_process_start_time_seconds", "gauge", &[]),
         ("tidemark_producer_rebuilds_total", "counter", &[]),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{GaugeVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use super::{Lazy, Metrics, Registrar, TransactionHandles};
 use crate::domain::{StreamId, Watermark};
@@ -76,6 +76,10 @@ pub struct StreamMetrics {
     pageset_refetches: IntCounterVec,
     step_retries: IntCounterVec,
     watermark_hashes_dropped: IntCounterVec,
+    /// Records a lookback re-read found that were not there when their time was first read.
+    late_records: IntCounterVec,
+    /// How long after their own time (the endpoint's `window_field`) late records appeared.
+    late_delay: HistogramVec,
     /// Size of each stream's last committed watermark record, against `watermark_record_limit`.
     watermark_record_bytes: IntGaugeVec,
     pub watermark_record_limit: IntGauge,
@@ -148,6 +152,16 @@ impl StreamMetrics {
             "Records carrying a top-level field their schema lacks (vendor drift), by stream and field; at most 50 field names a stream, the rest as `other`.",
             &["stream", "field"],
         );
+        let late_records = counter(
+            "tidemark_late_records_total",
+            "Records a lookback re-read found new with a time (the endpoint's window_field) before the watermark they were re-read behind: data the vendor showed late.",
+        );
+        let late_delay = reg.histogram_vec(
+            "tidemark_late_record_delay_seconds",
+            "How long after its own time (the endpoint's window_field) a late record was found by a lookback re-read.",
+            vec![60.0, 300.0, 900.0, 1800.0, 3600.0, 3.0 * 3600.0, 6.0 * 3600.0, 12.0 * 3600.0, 86_400.0],
+            &["stream"],
+        );
         let watermarks = Arc::new(Mutex::new(BTreeMap::new()));
         reg.add_collector(LagCollector::new(watermarks.clone()));
         StreamMetrics {
@@ -160,6 +174,8 @@ impl StreamMetrics {
             pageset_refetches,
             step_retries,
             watermark_hashes_dropped,
+            late_records,
+            late_delay,
             watermark_record_bytes,
             watermark_record_limit,
             state,
@@ -255,6 +271,8 @@ pub struct StreamHandles {
     pub windows: IntCounter,
     pub step_retries: IntCounter,
     pub hashes_dropped: IntCounter,
+    pub late_records: IntCounter,
+    pub late_delay: Histogram,
     /// `tidemark_transactions_total` by outcome.
     pub transactions: TransactionHandles,
     /// Made at the first commit, as the state series at the first state.
@@ -284,6 +302,8 @@ impl StreamHandles {
             windows: m.windows.with_label_values(&s),
             step_retries: m.step_retries.with_label_values(&s),
             hashes_dropped: m.watermark_hashes_dropped.with_label_values(&s),
+            late_records: m.late_records.with_label_values(&s),
+            late_delay: m.late_delay.with_label_values(&s),
             transactions: metrics.producer.transactions(),
             watermark_record_bytes: Lazy::of(&m.watermark_record_bytes, &s),
             state: OnceLock::new(),

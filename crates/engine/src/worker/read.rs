@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use super::gate::Answer;
 use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
+use crate::domain::time::{VendorTime, parse_vendor_time};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
 use crate::metrics::{ApiHandles, CredentialHandles, DRIFT_FIELDS, DriftSeen, Metrics};
@@ -56,6 +58,8 @@ pub struct Candidate {
     pub dead_letter: Option<String>,
     /// Whether the record has a business id (its `out.key`), so the ledger counts it.
     pub identified: bool,
+    /// The record's own time, from the endpoint's `window_field` (if it names one and it is set).
+    pub time: Option<DateTime<Utc>>,
 }
 
 /// A window's (or snapshot's) records, complete and in the vendor's order.
@@ -213,6 +217,7 @@ impl Reader {
         window_header: Option<&'a Arc<[u8]>>,
     ) -> impl Iterator<Item = Candidate> + 'a {
         let field = self.plan.source.spec().key_field;
+        let window_field = self.plan.source.spec().window_field;
         let hashed = self.needs_hashes();
         records.into_iter().map(move |r| {
             let hash = if hashed { content_hash(&r) } else { 0 };
@@ -226,8 +231,13 @@ impl Reader {
             };
             self.note_drift(&r);
             let identified = business.is_some();
+            let time =
+                window_field.and_then(|f| r.get(f)?.as_str().and_then(parse_vendor_time)).and_then(|t| match t {
+                    VendorTime::At(at) => Some(at),
+                    VendorTime::Unset => None,
+                });
             let (out, dead_letter) = self.encode(business, &r, label, window_header);
-            Candidate { dedup, hash, out, dead_letter, identified }
+            Candidate { dedup, hash, out, dead_letter, identified, time }
         })
     }
 

@@ -101,6 +101,9 @@ struct Batch {
     /// Every business id read, and those written to the topic.
     ids: IdChecksum,
     emitted_ids: IdChecksum,
+    /// Of the records new to the stream, how long after their own time each was found, for
+    /// those whose time is before the watermark the window was re-read behind (late data).
+    late_by: Vec<Duration>,
 }
 
 impl Batch {
@@ -415,9 +418,19 @@ impl StreamWorker {
         let label = window.to_string();
         let mut batch = Batch::default();
         let mut emitted = Vec::new();
+        // What a re-read behind the watermark finds new was late: it was not there when its
+        // time was first read (only a stream that keeps hashes can tell new from changed).
+        let read_before = self.state.watermark;
+        let now = Utc::now();
         for c in fetched.candidates {
             batch.saw(&c);
-            let Candidate { dedup, hash, out, dead_letter, .. } = c;
+            let Candidate { dedup, hash, out, dead_letter, time, .. } = c;
+            if hashed
+                && let Some(at) = time.filter(|at| *at < read_before)
+                && !self.state.remembers(&dedup)
+            {
+                batch.late_by.push((now - at).to_std().unwrap_or_default());
+            }
             // Without hashes nothing can have been seen before (nor is remembered).
             if hashed && self.state.is_unchanged(&dedup, hash) {
                 batch.unchanged += 1;
@@ -548,7 +561,7 @@ impl StreamWorker {
         state_bytes: Vec<u8>,
     ) -> Result<Committed, StepError> {
         let state_len = state_bytes.len();
-        let Batch { mut out, unchanged, tombstones, dead_letters, read, ids, emitted_ids } = batch;
+        let Batch { mut out, unchanged, tombstones, dead_letters, read, ids, emitted_ids, late_by } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
         let bytes: usize =
             out.iter().filter(|r| *r.topic == *self.reader.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
@@ -610,6 +623,10 @@ impl StreamWorker {
         m.unchanged.inc_by(unchanged);
         m.tombstones.inc_by(tombstones);
         m.dead_letters.inc_by(dead_letters);
+        m.late_records.inc_by(late_by.len() as u64);
+        for d in &late_by {
+            m.late_delay.observe(d.as_secs_f64());
+        }
         m.windows.inc();
         Ok(Committed { written, unchanged, tombstones, dead_letters })
     }

@@ -114,3 +114,13 @@ pub fn decimal_text(rng: &mut SimRng, precision: u32, scale: u32) -> String {
 fn number(text: String, style: Style) -> Value {
     if style.numbers_as_json { serde_json::from_str(&text).unwrap_or(Value::String(text)) } else { Value::String(text) }
 }
+
+/// Text for the unscaled value `u` at `scale`: exactly `scale` fractional digits, `-` unless zero.
+pub(crate) fn fixed(neg: bool, u: u128, scale: u32) -> String {
+    let sign = if neg && u != 0 { "-" } else { "" };
+    if scale == 0 {
+        return format!("{sign}{u}");
+    }
+    let p = 10u128.pow(scale);
+    format!("{sign}{}.{:0width$}", u / p, u % p, width = scale as usize)
+}

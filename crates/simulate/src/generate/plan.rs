@@ -1,35 +1,28 @@
 //! A schema compiled once into what to make for each field, so making a record reads no names.
 
 use apache_avro::schema::Schema;
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::meaning::{
     Blank, Dec, Int, Text, decimal_meaning, doc_codes, initials, integer_meaning, step_rank, text_meaning,
     text_time_format, unset_rate,
 };
-use super::values::Gen;
 use super::{
     EMPTY_FREE_TEXT_RATE, EMPTY_IDENTITY_RATE, EMPTY_NAME_RATE, EMPTY_NUMBER_RATE, EMPTY_RARELY_SET_RATE,
-    EMPTY_REASON_RATE, EMPTY_UNKNOWN_TEXT_RATE, Style,
+    EMPTY_REASON_RATE, EMPTY_UNKNOWN_TEXT_RATE,
 };
 use crate::domain::time::DATETIME;
-use crate::rng::SimRng;
 
 /// A record schema compiled for generation: each field's meaning and rates worked out once.
-/// Records made from a plan are the ones [`super::record`] makes from its schema.
+/// Records made from a plan are the ones [`super::record`] makes from its schema; making them
+/// is `values`' (`Plan::record`), which reads the nodes this module compiles.
 pub struct Plan {
-    root: Node,
+    pub(super) root: Node,
 }
 
 impl Plan {
     pub fn new(schema: &Schema) -> Plan {
         Plan { root: compile(schema, &Slot::top()) }
-    }
-
-    /// A record, its times spread before `at` (its last change).
-    pub fn record(&self, rng: &mut SimRng, at: DateTime<Utc>, style: Style) -> Value {
-        Gen::new(rng, at, style).value(&self.root)
     }
 }
 
@@ -172,7 +165,7 @@ fn compile(schema: &Schema, slot: &Slot) -> Node {
         Schema::Decimal(d) => {
             let (precision, scale) = (d.precision as u32, d.scale as u32);
             if unused {
-                return Node::Unused { text: super::values::fixed(false, 0, scale), number: true };
+                return Node::Unused { text: super::fixed(false, 0, scale), number: true };
             }
             let meaning = decimal_meaning(slot.name, slot.doc, scale);
             let blank = if meaning == Dec::Unknown && slot.optional { EMPTY_NUMBER_RATE } else { 0.0 };

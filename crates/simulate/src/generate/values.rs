@@ -5,11 +5,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use super::meaning::{Dec, Int, Text};
-use super::plan::{Codes, Node, TextSpec, TimeSpec, When};
+use super::plan::{Codes, Node, Plan, TextSpec, TimeSpec, When};
 use super::vocabulary::*;
 use super::{
     EMOJI_RATE, EMPTY_LINES_RATE, EMPTY_SCALAR_LIST_RATE, FOREIGN_CURRENCY_RATE, FRACTIONAL_QUANTITY_RATE,
-    FULL_PRECISION_RATE, FULL_SCALE_RATE, NEGATIVE_MONEY_RATE, Style, ZERO_DATE, ZERO_MONEY_RATE, decimal_text, number,
+    FULL_PRECISION_RATE, FULL_SCALE_RATE, NEGATIVE_MONEY_RATE, Style, ZERO_DATE, ZERO_MONEY_RATE, decimal_text, fixed,
+    number,
 };
 use crate::domain::time::{DATETIME, format_beijing};
 use crate::rng::SimRng;
@@ -381,11 +382,9 @@ fn fit(neg: bool, u: u128, scale: u32, precision: u32) -> String {
     fixed(neg, u % 10u128.pow(precision.min(38)), scale)
 }
 
-pub(super) fn fixed(neg: bool, u: u128, scale: u32) -> String {
-    let sign = if neg && u != 0 { "-" } else { "" };
-    if scale == 0 {
-        return format!("{sign}{u}");
+impl Plan {
+    /// A record, its times spread before `at` (its last change).
+    pub fn record(&self, rng: &mut SimRng, at: DateTime<Utc>, style: Style) -> Value {
+        Gen::new(rng, at, style).value(&self.root)
     }
-    let p = 10u128.pow(scale);
-    format!("{sign}{}.{:0width$}", u / p, u % p, width = scale as usize)
 }
