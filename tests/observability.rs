@@ -192,10 +192,14 @@ until = "1h"
         }
     }
     let addr = addr.unwrap();
-    // A reconcile of one stream: the running worker exports its result (tidemark_reconcile_*)
-    // once it reads it from the control topic.
+    // A reconcile of one stream's first windows (the caught-up stream commits a window a
+    // second, each one a vendor request for reconcile, through the injected faults): the
+    // running worker exports its result (tidemark_reconcile_*) once it reads it from the
+    // control topic.
     let mut reconcile = Command::new(BIN);
-    reconcile.args(["reconcile", "--from", "49h", "--stream", "wdt.account_check/shop-01", "--config"]).arg(&cfg);
+    reconcile
+        .args(["reconcile", "--from", "49h", "--to", "45h", "--stream", "wdt.account_check/shop-01", "--config"])
+        .arg(&cfg);
     let out = output_within(reconcile, Duration::from_secs(120));
     assert!(matches!(out.status.code(), Some(0 | 1)), "reconcile: {}", String::from_utf8_lossy(&out.stderr));
     let mut writer = spawn_writer(&cfg);
