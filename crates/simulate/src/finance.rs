@@ -19,9 +19,8 @@ use super::dataset::{DataSet, DataSetConfig};
 use super::faults::Faults;
 use super::generate::{Plan, Style, decimal_text};
 use super::rng::SimRng;
-use super::served::{Query, Served, WindowRefusal};
+use super::served::{Query, Served, WindowRefusal, too_long};
 use super::verify::finance_sign;
-use super::wdt::span_text;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, beijing, format_beijing, parse_beijing};
 use tidemark_endpoints::finance::{BALANCES, TRANSACTIONS};
@@ -213,7 +212,7 @@ fn list(
         Ok(()) => {}
         Err(WindowRefusal::EndBeforeStart) => return Err(error(2002, "end_time 早于 start_time")),
         Err(WindowRefusal::TooLong { max_span }) => {
-            return Err(error(2002, &format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))));
+            return Err(error(2002, &too_long(max_span)));
         }
     }
     let num = |name: &str, default: u64| -> Result<u64, Value> {

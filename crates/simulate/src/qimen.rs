@@ -19,9 +19,8 @@ use super::dataset::{DataSet, DataSetConfig};
 use super::faults::Faults;
 use super::generate::{Plan, Style};
 use super::rng::SimRng;
-use super::served::{Query, Served, WindowRefusal};
+use super::served::{Query, Served, WindowRefusal, too_long};
 use super::top::{Credential, default_skew, error};
-use super::wdt::span_text;
 use crate::config::{ConfigError, expand_env};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
 use tidemark_endpoints::qimen::STOCKIN_REFUND;
@@ -203,7 +202,7 @@ impl QimenSim {
             Ok(()) => {}
             Err(WindowRefusal::EndBeforeStart) => return Err(failure("41", "end_time 早于 start_time")),
             Err(WindowRefusal::TooLong { max_span }) => {
-                return Err(failure("41", &format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))));
+                return Err(failure("41", &too_long(max_span)));
             }
         }
         let num = |name: &str, default: u64| -> Result<u64, Value> {

@@ -182,6 +182,23 @@ fn key_prefix(kind: &str) -> &'static str {
     PREFIXES.iter().find(|(word, _)| kind.contains(word)).map_or("NO", |(_, p)| p)
 }
 
+/// The vendors' words for a window longer than the method allows (旺店通, 奇门 and the finance
+/// API word it alike): `start_time 和 end_time 最大跨度为24小时`.
+pub fn too_long(max_span: std::time::Duration) -> String {
+    format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))
+}
+
+/// A span as the vendor's messages write it: `24小时`, `60分钟`, `30天`.
+fn span_text(span: std::time::Duration) -> String {
+    let s = span.as_secs();
+    match s {
+        s if s > 86_400 && s % 86_400 == 0 => format!("{}天", s / 86_400),
+        s if s > 3600 && s % 3600 == 0 => format!("{}小时", s / 3600),
+        s if s % 60 == 0 => format!("{}分钟", s / 60),
+        s => format!("{s}秒"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

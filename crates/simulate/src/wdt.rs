@@ -17,7 +17,7 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, Make, page};
 use super::faults::Faults;
 use super::rng::SimRng;
-use super::served::{Query, Served, WindowRefusal};
+use super::served::{Query, Served, WindowRefusal, too_long};
 use super::verify::wdt_sign;
 use crate::config::{ConfigError, expand_env, parse_duration};
 use crate::domain::time::{DATETIME, format_beijing, parse_beijing};
@@ -119,7 +119,7 @@ impl WdtSim {
             }
             // Closed interval: a 24 h span is 00:00:00 to 23:59:59 at the widest.
             Err(WindowRefusal::TooLong { max_span }) => {
-                return Err(error(2, &format!("start_time 和 end_time 最大跨度为{}", span_text(max_span))));
+                return Err(error(2, &too_long(max_span)));
             }
         }
         let max = served.spec.max_page_size as i64;
@@ -173,17 +173,6 @@ fn by_record_time(served: &Served, q: &Query<'_>, field: &str) -> (usize, Vec<Va
         .collect();
     m.sort_by_key(|(t, _)| *t);
     (m.len(), page(&m, q.page_index, q.page_size).into_iter().map(|(_, v)| v).collect())
-}
-
-/// A span as the vendor's messages write it: `24小时`, `60分钟`, `30天`.
-pub fn span_text(span: std::time::Duration) -> String {
-    let s = span.as_secs();
-    match s {
-        s if s > 86_400 && s % 86_400 == 0 => format!("{}天", s / 86_400),
-        s if s > 3600 && s % 3600 == 0 => format!("{}小时", s / 3600),
-        s if s % 60 == 0 => format!("{}分钟", s / 60),
-        s => format!("{s}秒"),
-    }
 }
 
 fn error(code: i64, message: &str) -> Value {
