@@ -220,8 +220,8 @@ enum Command {
         /// Worker config file (TOML) holding the source.
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
-        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*`, `qimen.*` or
-        /// `finance.*` kind).
+        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*`, `qimen.*`,
+        /// `top.*` or `finance.*` kind).
         #[arg(long)]
         source: String,
         /// The vendor's method, e.g. `trade_query.php`, `wdt.stockin.order.query.refund`
@@ -254,6 +254,11 @@ enum Command {
         /// (旺店通 refunds: 40); written as the manifest's `max_size`.
         #[arg(long)]
         page_size: Option<u32>,
+        /// TOP only: the method's object parameter that carries paging and the window, as its
+        /// documentation names it (e.g. `finance_order_detail_request`); written as the
+        /// manifest's `request_object` (default with --against: that kind's).
+        #[arg(long, value_name = "NAME")]
+        request_object: Option<String>,
     },
     /// Move a stream's watermark (re-read from a time, or start over).
     Watermarks {
@@ -503,7 +508,19 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
-        Command::Discover { config, source, method, out, kind, window, key_field, params, against, page_size } => {
+        Command::Discover {
+            config,
+            source,
+            method,
+            out,
+            kind,
+            window,
+            key_field,
+            params,
+            against,
+            page_size,
+            request_object,
+        } => {
             let opts = tidemark::discover::DiscoverOptions {
                 source,
                 method,
@@ -514,6 +531,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 params,
                 against,
                 page_size,
+                request_object,
             };
             discover_command(&config, opts).await
         }

@@ -209,6 +209,106 @@ async fn an_endpoint_nothing_knows_is_served_discovered_and_read_once() {
     assert_decoded_exactly(&decoded, &expected, &schema, "purchase_no");
 }
 
+/// A TOP method nothing in the repository knows, with its own object parameter and list item
+/// tag (a fixture, not a claim about a real TOP method).
+const SETTLEMENT_TOML: &str = r#"
+kind = "top.store_settlement"
+protocol = "top"
+method = "example.store.settlement.query"
+list_field = "settlements"
+key_field = "settle_no"
+request_object = "settlement_query"
+list_item = "settlement"
+default_topic = "top.store_settlement"
+max_span = "24h"
+window_field = "settle_time"
+
+[pages]
+max_size = 50
+total = "every_page"
+"#;
+
+const SETTLEMENT_AVSC: &str = r#"{
+  "type": "record", "name": "StoreSettlement", "namespace": "test.top",
+  "fields": [
+    {"name": "settle_no", "type": "string"},
+    {"name": "shop_code", "type": ["null", "string"], "default": null},
+    {"name": "shop_name", "type": ["null", "string"], "default": null},
+    {"name": "amount", "type": ["null", {"type": "bytes", "logicalType": "decimal", "precision": 19, "scale": 2}], "default": null},
+    {"name": "remark", "type": ["null", "string"], "default": null},
+    {"name": "settle_time", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null}
+  ]
+}"#;
+
+/// The same proof for TOP, whose methods each name their own object parameter and list item
+/// tag: discover needs `--request-object` (and says so), finds the tag in the answer, and the
+/// worker reads every record once through what it wrote.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_top_method_nothing_knows_is_served_discovered_and_read_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    std::fs::write(served.join("top.store_settlement.toml"), SETTLEMENT_TOML).unwrap();
+    std::fs::write(served.join("top.store_settlement.avsc"), SETTLEMENT_AVSC).unwrap();
+    let sim = Simulator::start(
+        dir.path(),
+        "listen = \"127.0.0.1:0\"\nendpoints_dir = \"served\"\n[top]\napp_key = \"tk\"\napp_secret = \"ts\"\n\
+         session = \"sess\"\n[endpoints.\"top.store_settlement\"]\nseed = 9\nrecords = 400\nfrom = \"22h\"\nuntil = \"1h\"\n",
+    );
+    let expected = sim.records("top.store_settlement").await;
+    assert_eq!(expected.len(), 400);
+
+    let topic = unique("settlement-data");
+    let prefix = unique("settlement");
+    let worker = |kind: &str| {
+        format!(
+            "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"{prefix}-txn\"\nwatermark_topic = \"{prefix}-wm\"\n\
+             watermark_partitions = 1\ntopic_partitions = 2\n\n[sources.top]\nkind = \"{kind}\"\n\
+             base_url = \"{}/router/rest\"\napp_key = \"tk\"\napp_secret = \"ts\"\nsession = \"sess\"\n\
+             requests_per_second = 200\n\n[[streams]]\nid = \"settlement/all\"\nsource = \"top\"\ntopic = \"{topic}\"\n\
+             start = \"1d\"\nlookback = \"10m\"\nsettle = \"1m\"\n",
+            kafka(),
+            sim.base_url()
+        )
+    };
+    let found = dir.path().join("found");
+    let discover_cfg = write(dir.path(), "discover.toml", &worker("top.finance_order"));
+    let discover = |extra: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["discover", "--source", "top", "--method", "example.store.settlement.query", "--config"])
+            .arg(&discover_cfg)
+            .arg("--out")
+            .arg(&found)
+            .args(["--page-size", "50"])
+            .args(extra);
+        output_within(cmd, std::time::Duration::from_secs(60))
+    };
+    let out = discover(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--request-object is needed"), "{stderr}");
+    let out = discover(&["--request-object", "settlement_query"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "discover failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let kind = "top.example_store_settlement_query";
+    for said in ["read 400 records", "list field: settlements", "key field: settle_no"] {
+        assert!(stdout.contains(said), "the summary says {said:?}: {stdout}");
+    }
+    let manifest = std::fs::read_to_string(found.join(format!("{kind}.toml"))).unwrap();
+    assert!(
+        manifest.contains("request_object = \"settlement_query\"") && manifest.contains("list_item = \"settlement\""),
+        "{manifest}"
+    );
+    let schema_text = std::fs::read_to_string(found.join(format!("{kind}.avsc"))).unwrap();
+    let schema = apache_avro::Schema::parse_str(&schema_text).unwrap();
+
+    let cfg = write(dir.path(), "worker.toml", &format!("endpoints_dir = \"found\"\n{}", worker(kind)));
+    let run = run_until_caught_up(&cfg);
+    assert!(run.status.success(), "worker failed: {}", tail(&String::from_utf8_lossy(&run.stderr), 30));
+    let decoded = decode_with(Reader::FastavroSchemasIn(&found), &topic);
+    assert_decoded_exactly(&decoded, &expected, &schema, "settle_no");
+}
+
 /// The six real 旺店通 / 奇门 methods shipped in `endpoints/`: each `(kind, key field)`.
 const SHIPPED: &[(&str, &str)] = &[
     ("wdt.trade_query", "trade_no"),

@@ -44,14 +44,24 @@ pub struct DiscoverOptions {
     /// Records asked per page (the method's own limit); default the protocol's limit, or the
     /// `--against` kind's.
     pub page_size: Option<u32>,
+    /// TOP: the method's object parameter (default with --against: that kind's).
+    pub request_object: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
     #[error("unknown source {0:?} (known: {1})")]
     UnknownSource(String, String),
-    #[error("source {source_id:?} speaks {protocol}; discover reads wdt, qimen and finance sources: {why}")]
+    #[error("source {source_id:?} speaks {protocol}; discover reads wdt, qimen, top and finance sources: {why}")]
     Protocol { source_id: String, protocol: String, why: &'static str },
+    #[error(
+        "--request-object is needed: a {0} method takes its paging and window in one object parameter its documentation names (e.g. finance_order_detail_request)"
+    )]
+    NoRequestObject(&'static str),
+    #[error(
+        "page 0 of {method}: the list {list:?} came without its item tag (the source asks for simplified answers); set simplify = false on the source for discover"
+    )]
+    NoListItem { method: String, list: String },
     #[error("--method is needed (or --against a kind, whose method is read)")]
     NoMethod,
     #[error("source {source_id:?} speaks {protocol} but {kind} is a {kind_protocol} kind")]
@@ -70,12 +80,13 @@ pub enum DiscoverError {
     Kind(String, String),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("page {page} of {method}: {source}")]
-    Vendor { page: u32, method: String, source: SourceError },
+    // `answer`, not `source`: the vendor's words are said once, not again as a cause.
+    #[error("page {page} of {method}: {answer}")]
+    Vendor { page: u32, method: String, answer: SourceError },
     #[error(
-        "page 0 of {method}: {source}; the vendor refused {asked} records a page: pass its limit for this method as --page-size"
+        "page 0 of {method}: {answer}; the vendor refused {asked} records a page: pass its limit for this method as --page-size"
     )]
-    PageSize { method: String, asked: u32, source: SourceError },
+    PageSize { method: String, asked: u32, answer: SourceError },
     #[error("bad --page-size {given}: must be within 1..={max} (the {protocol} protocol's limit)")]
     BadPageSize { given: u32, max: u32, protocol: &'static str },
     #[error("page {page} of {method}: {field:?} is not a list")]
@@ -100,21 +111,36 @@ pub struct Envelope {
     pub vendor: &'static str,
 }
 
-/// The protocols discover reads; TOP is not one (see [`envelope_of`]).
+/// The protocols discover reads. The TOP client's raw answer is the `models` object with the
+/// count copied beside the list (`sources::top::raw_models`).
 pub static ENVELOPES: &[Envelope] = &[
     Envelope { protocol: &WDT, holder: None, total: "total_count", vendor: "旺店通 openapi2" },
     Envelope { protocol: &QIMEN, holder: Some("response"), total: "total_count", vendor: "旺店通 via 奇门" },
+    Envelope { protocol: &TOP, holder: None, total: "total_count", vendor: "淘宝开放平台 TOP" },
     Envelope { protocol: &FINANCE, holder: None, total: "count", vendor: "财务账单 API" },
 ];
 
 /// The envelope of protocol `name`, or why discover cannot read it.
 pub fn envelope_of(name: &str) -> Result<&'static Envelope, &'static str> {
-    match ENVELOPES.iter().find(|e| e.protocol.name == name) {
-        Some(e) => Ok(e),
-        None if name == TOP.name => Err("the top client hard-codes one method's request object \
-            (finance_order_detail_request, of top.finance_order) and cannot call another method"),
-        None => Err("no envelope is known for it"),
+    ENVELOPES.iter().find(|e| e.protocol.name == name).ok_or("no envelope is known for it")
+}
+
+/// Replaces each field of `holder` that wraps one list in an item tag (`{"<tag>": [...]}`,
+/// TOP's non-simplified form) by the list, and says which tag each field had.
+fn unwrap_item_tags(holder: &mut Value) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
+    let Value::Object(fields) = holder else { return tags };
+    for (name, value) in fields.iter_mut() {
+        let tag = match value {
+            Value::Object(o) if o.len() == 1 && o.values().all(Value::is_array) => o.keys().next().cloned(),
+            _ => None,
+        };
+        if let Some(tag) = tag {
+            *value = value[&tag].take();
+            tags.insert(name.clone(), tag);
+        }
     }
+    tags
 }
 
 impl Envelope {
@@ -194,6 +220,9 @@ pub struct Read {
     pub window: Window,
     pub params: BTreeMap<String, String>,
     pub list: String,
+    /// TOP: the method's object parameter and the tag its list items came in.
+    pub request_object: Option<String>,
+    pub list_item: Option<String>,
     pub records: Vec<Value>,
     pub pages: u32,
     /// The vendor's count, from the first page.
@@ -241,12 +270,14 @@ impl Read {
     }
 }
 
-/// The client of source `source_id` for `method` (as kind `kind`), and its protocol's envelope.
+/// The client of source `source_id` for `method` (as kind `kind`, with the object parameter
+/// `request_object` where the protocol takes one), and its protocol's envelope.
 fn client(
     cfg: &Config,
     source_id: &str,
     kind: &str,
     method: &str,
+    request_object: Option<&str>,
 ) -> Result<(Arc<dyn Source>, &'static Envelope), DiscoverError> {
     let source = cfg.sources.get(source_id).ok_or_else(|| {
         DiscoverError::UnknownSource(source_id.to_owned(), cfg.sources.keys().cloned().collect::<Vec<_>>().join(", "))
@@ -262,6 +293,11 @@ fn client(
         protocol: endpoint.protocol.name.to_owned(),
         why,
     })?;
+    let request_object = match (envelope.protocol.object_request, request_object) {
+        (true, None) => return Err(DiscoverError::NoRequestObject(envelope.protocol.name)),
+        (true, Some(name)) => Some(&*Box::leak(name.to_owned().into_boxed_str())),
+        (false, _) => None,
+    };
     // The client needs a spec that lives as long as it: one leaked per command run. Windowed
     // whatever the source's own kind is (finance snapshots send no window).
     let spec: &'static ApiSpec = Box::leak(Box::new(ApiSpec {
@@ -270,6 +306,7 @@ fn client(
         list_field: "",
         default_params: &[],
         mode: Mode::Windowed,
+        request_object,
         ..endpoint.spec
     }));
     let http = reqwest::Client::builder()
@@ -297,6 +334,8 @@ async fn read(
         window,
         params,
         list: list.unwrap_or_default().to_owned(),
+        request_object: client.spec().request_object.map(str::to_owned),
+        list_item: None,
         records: Vec::new(),
         pages: 0,
         total: None,
@@ -306,19 +345,28 @@ async fn read(
     };
     while r.pages < MAX_PAGES {
         let req = PageRequest { window: Some(&r.window), page_index: r.pages, page_size: asked, params: &r.params };
-        let vendor = |source: SourceError| match r.pages {
-            0 if source.to_string().contains("page_size") => {
-                DiscoverError::PageSize { method: method.to_owned(), asked, source }
+        let vendor = |answer: SourceError| match r.pages {
+            0 if answer.to_string().contains("page_size") => {
+                DiscoverError::PageSize { method: method.to_owned(), asked, answer }
             }
-            page => DiscoverError::Vendor { page, method: method.to_owned(), source },
+            page => DiscoverError::Vendor { page, method: method.to_owned(), answer },
         };
         let mut answer = client.fetch_raw(req).await.map_err(vendor)?;
         let holder = envelope.holder(&mut answer);
+        let tags = if envelope.protocol.object_request { unwrap_item_tags(holder) } else { BTreeMap::new() };
         let total = holder.get(envelope.total).and_then(|t| t.as_u64().or_else(|| t.as_str()?.trim().parse().ok()));
         if r.pages == 0 {
             r.total = total;
             if r.list.is_empty() {
                 r.list = list_field(holder)?;
+            }
+            if envelope.protocol.object_request {
+                let tag = tags.get(&r.list).cloned();
+                r.list_item =
+                    Some(tag.ok_or_else(|| DiscoverError::NoListItem {
+                        method: method.to_owned(),
+                        list: r.list.clone(),
+                    })?);
             }
         }
         r.total_every_page &= total.is_some();
@@ -361,7 +409,13 @@ fn page_size(given: Option<u32>, protocol: &'static crate::sources::protocol::Pr
 /// endpoint and writes `<out>/<kind>.toml` and `<kind>.avsc`.
 pub async fn discover(cfg: &Config, opts: &DiscoverOptions, now: DateTime<Utc>) -> Result<Discovery, DiscoverError> {
     let method = opts.method.clone().ok_or(DiscoverError::NoMethod)?;
-    let (client, envelope) = client(cfg, &opts.source, opts.kind.as_deref().unwrap_or("discovered"), &method)?;
+    let (client, envelope) = client(
+        cfg,
+        &opts.source,
+        opts.kind.as_deref().unwrap_or("discovered"),
+        &method,
+        opts.request_object.as_deref(),
+    )?;
     let protocol = envelope.protocol;
     let kind = kind_of(opts.kind.as_deref(), &method, protocol.name)?;
     let params = parse_params(&opts.params, protocol)?;
@@ -440,7 +494,8 @@ pub async fn against(
     let endpoint =
         cfg.endpoints.find(kind).ok_or_else(|| DiscoverError::UnknownKind(kind.to_owned(), cfg.endpoints.kinds()))?;
     let method = opts.method.as_deref().unwrap_or(endpoint.spec.method);
-    let (client, envelope) = client(cfg, &opts.source, kind, method)?;
+    let request_object = opts.request_object.as_deref().or(endpoint.spec.request_object);
+    let (client, envelope) = client(cfg, &opts.source, kind, method, request_object)?;
     if envelope.protocol.name != endpoint.protocol.name {
         return Err(DiscoverError::AgainstProtocol {
             source_id: opts.source.clone(),
@@ -502,7 +557,7 @@ fn manifest(kind: &str, key: &str, span: Duration, read: &Read) -> String {
         "# Written by `tidemark discover` from {records} records of {window}; the format is the\n\
          # README's \"Adding an endpoint\". Check the key and max_span against the vendor's docs.\n\
          kind = {}\nprotocol = {}\nmethod = {}\nlist_field = {}\nkey_field = {}\ndefault_topic = {}\n\
-         mode = \"windowed\"\nmax_span = \"{}\"\ndescription = {}\n\n\
+         {}mode = \"windowed\"\nmax_span = \"{}\"\ndescription = {}\n\n\
          [pages]\npaged = true\nmax_size = {}\ndefault_size = {}\n# {total} came {}.\ntotal = \"{}\"\n",
         q(kind),
         q(protocol.name),
@@ -510,6 +565,10 @@ fn manifest(kind: &str, key: &str, span: Duration, read: &Read) -> String {
         q(&read.list),
         q(key),
         q(kind),
+        match (&read.request_object, &read.list_item) {
+            (Some(object), Some(item)) => format!("request_object = {}\nlist_item = {}\n", q(object), q(item)),
+            _ => String::new(),
+        },
         format_duration(span),
         q(&format!("{method} (discovered)")),
         read.asked,
@@ -565,19 +624,25 @@ mod tests {
     }
 
     #[test]
-    fn envelopes_say_where_lists_are_and_top_is_refused_with_why() {
+    fn envelopes_say_where_lists_are_and_unwrap_tops_item_tags() {
         let qimen = envelope_of("qimen").unwrap();
         let mut answer =
             serde_json::json!({"response": {"flag": "success", "total_count": 1, "stockin_list": [{"a": 1}]}});
         let holder = qimen.holder(&mut answer);
         assert_eq!((list_field(holder).unwrap().as_str(), holder[qimen.total].as_u64()), ("stockin_list", Some(1)));
         assert_eq!(envelope_of("finance").unwrap().total, "count");
-        assert!(envelope_of("top").unwrap_err().contains("one method"));
-        // Every protocol but top is read.
-        let read: Vec<&str> = ENVELOPES.iter().map(|e| e.protocol.name).collect();
-        let all: Vec<&str> =
-            tidemark_endpoints::protocol::PROTOCOLS.iter().map(|p| p.name).filter(|n| *n != "top").collect();
+        assert_eq!(envelope_of("top").unwrap().total, "total_count");
+        // Every protocol is read.
+        let mut read: Vec<&str> = ENVELOPES.iter().map(|e| e.protocol.name).collect();
+        let mut all: Vec<&str> = tidemark_endpoints::protocol::PROTOCOLS.iter().map(|p| p.name).collect();
+        read.sort();
+        all.sort();
         assert_eq!(read, all);
+        let mut models = serde_json::json!({"pagination": {"total_count": 1}, "total_count": 1,
+            "settlements": {"settlement": [{"a": 1}]}});
+        let tags = unwrap_item_tags(&mut models);
+        assert_eq!(tags.get("settlements").map(String::as_str), Some("settlement"));
+        assert_eq!(list_field(&models).unwrap(), "settlements");
     }
 
     fn read_of(protocol: &str, every: bool, page_size: u32) -> Read {
@@ -588,6 +653,8 @@ mod tests {
             window: parse_window(None, Utc::now()).unwrap(),
             params: BTreeMap::from([("time_type".to_owned(), "1".to_owned())]),
             list: "list".into(),
+            request_object: (protocol == "top").then(|| "t_request".to_owned()),
+            list_item: (protocol == "top").then(|| "item".to_owned()),
             records,
             pages: 2,
             total: Some(1),
@@ -599,7 +666,9 @@ mod tests {
 
     #[test]
     fn the_manifest_written_loads() {
-        for (protocol, every, size) in [("wdt", false, 100), ("qimen", true, 100), ("finance", true, 100)] {
+        for (protocol, every, size) in
+            [("wdt", false, 100), ("qimen", true, 100), ("top", true, 100), ("finance", true, 100)]
+        {
             let dir = tempfile::tempdir().unwrap();
             let kind = format!("{protocol}.t");
             let read = read_of(protocol, every, size);

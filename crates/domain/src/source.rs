@@ -135,6 +135,12 @@ pub struct ApiSpec {
     /// The record field holding the time the vendor's window filters on, where the manifest
     /// names it (the simulators serve windows by it).
     pub window_field: Option<&'static str>,
+    /// For a protocol whose methods take their paging, window and filters in one JSON object
+    /// parameter (TOP): that parameter's name, e.g. `finance_order_detail_request`.
+    pub request_object: Option<&'static str>,
+    /// For a protocol that wraps a list's items in a tag (TOP's non-simplified form,
+    /// `{"finance_order_details": {"finance_order_detail": [...]}}`): the tag.
+    pub list_item: Option<&'static str>,
 }
 
 /// One page request. `page_index` counts from 0; vendors map it to their numbering.

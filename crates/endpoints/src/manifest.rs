@@ -83,6 +83,10 @@ struct Manifest {
     description: Option<String>,
     /// The record field the vendor's window filters on (a timestamp field of the schema).
     window_field: Option<String>,
+    /// TOP: the object parameter carrying paging, window and filters.
+    request_object: Option<String>,
+    /// TOP: the tag each list item is wrapped in when the answer is not simplified.
+    list_item: Option<String>,
     pages: Pages,
     #[serde(default)]
     params: BTreeMap<String, String>,
@@ -232,6 +236,7 @@ pub fn parse(
         ));
     }
 
+    check_object_request(file, protocol, &m)?;
     check_schema(file, avsc_file, avsc, &m.key_field, m.window_field.as_deref())?;
     if mode == Mode::Snapshot && m.window_field.is_some() {
         return Err(bad("window_field", "is set but a snapshot endpoint reads no window; remove it".into()));
@@ -258,8 +263,48 @@ pub fn parse(
         paged: m.pages.paged,
         total_on_every_page: m.pages.total == Total::EveryPage,
         window_field: m.window_field.map(leak),
+        request_object: m.request_object.map(leak),
+        list_item: m.list_item.map(leak),
     };
     Ok(Endpoint { spec, protocol, description: m.description, origin })
+}
+
+/// `request_object` and `list_item` are both named for a protocol whose methods take an
+/// object parameter (TOP), and neither for any other.
+fn check_object_request(file: &Path, protocol: &Protocol, m: &Manifest) -> Result<(), ManifestError> {
+    for (key, value, example) in [
+        ("request_object", &m.request_object, "finance_order_detail_request"),
+        ("list_item", &m.list_item, "finance_order_detail"),
+    ] {
+        match (protocol.object_request, value.as_deref().map(str::trim)) {
+            (true, None | Some("")) => {
+                return Err(ManifestError::invalid(
+                    file,
+                    key,
+                    format!(
+                        "missing: a {} method names it (the method's documentation shows it, e.g. {example:?})",
+                        protocol.name
+                    ),
+                ));
+            }
+            (true, Some(name)) if protocol.system_params.contains(&name) => {
+                return Err(ManifestError::invalid(
+                    file,
+                    key,
+                    format!("{name:?} is a parameter the {} client sets itself", protocol.name),
+                ));
+            }
+            (false, Some(_)) => {
+                return Err(ManifestError::invalid(
+                    file,
+                    key,
+                    format!("is set but {} methods take flat parameters; remove it", protocol.name),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A domain check's error (which names only its key) as this file's.

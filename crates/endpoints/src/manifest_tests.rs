@@ -78,6 +78,8 @@ fn each_bad_manifest_names_its_file_key_and_value() {
         ("method = \"fa_alipay_account_check_query.php\"", "method = \" \"", "`method`", "empty"),
         ("max_span = \"24h\"", "max_span = \"24h\"\nwindow_field = \"pay_amount\"", "`window_field`", "\"pay_amount\""),
         ("max_span = \"24h\"", "max_span = \"24h\"\nwindow_field = \"nope\"", "`window_field`", "\"nope\""),
+        ("max_span = \"24h\"", "max_span = \"24h\"\nrequest_object = \"r\"", "`request_object`", "flat parameters"),
+        ("max_span = \"24h\"", "max_span = \"24h\"\nlist_item = \"a\"", "`list_item`", "flat parameters"),
     ] {
         assert!(GOOD.contains(from), "{from}");
         let e = err(&GOOD.replace(from, to));
@@ -87,6 +89,35 @@ fn each_bad_manifest_names_its_file_key_and_value() {
     assert!(e.contains("`params.sign`") && e.contains("\"sign\""), "{e}");
     let e = err("kind = \"wdt.copy\"\nprotocol = ");
     assert!(e.contains("line"), "a syntax error says where: {e}");
+}
+
+/// A TOP manifest: the built-in finance order's, under another kind.
+fn top_manifest() -> String {
+    include_str!("../../../schemas/top.finance_order.toml").replace("\"top.finance_order\"", "\"top.copy\"")
+}
+
+fn parse_top(toml: &str) -> Result<Endpoint, ManifestError> {
+    let file = Path::new("/etc/tm/top.copy.toml");
+    let avsc = include_str!("../../../schemas/top.finance_order.avsc");
+    parse(file, "top.copy", toml, &file.with_extension("avsc"), avsc, Origin::File(file.to_owned()))
+}
+
+#[test]
+fn a_top_manifest_names_its_request_object_and_list_item() {
+    let e = parse_top(&top_manifest()).unwrap();
+    assert_eq!(
+        (e.spec.request_object, e.spec.list_item),
+        (Some("finance_order_detail_request"), Some("finance_order_detail"))
+    );
+    for (key, line) in [
+        ("request_object", "request_object = \"finance_order_detail_request\"\n"),
+        ("list_item", "list_item = \"finance_order_detail\"\n"),
+    ] {
+        let e = parse_top(&top_manifest().replace(line, "")).unwrap_err().to_string();
+        assert!(e.contains("/etc/tm/top.copy.toml") && e.contains(&format!("`{key}`")) && e.contains("missing"), "{e}");
+    }
+    let e = parse_top(&top_manifest().replace("\"finance_order_detail_request\"", "\"session\"")).unwrap_err();
+    assert!(e.to_string().contains("`request_object`") && e.to_string().contains("\"session\""), "{e}");
 }
 
 #[test]

@@ -22,6 +22,9 @@ pub struct Protocol {
     pub max_page_size: u32,
     /// Whether its client can read an endpoint without a time window (`mode = "snapshot"`).
     pub snapshot: bool,
+    /// Whether its methods take paging, window and filters in one JSON object parameter and
+    /// wrap list items in a tag, so each manifest names both (`request_object`, `list_item`).
+    pub object_request: bool,
 }
 
 impl Protocol {
@@ -43,6 +46,7 @@ pub static WDT: Protocol = Protocol {
     windowed_params: &[],
     max_page_size: 100,
     snapshot: false,
+    object_request: false,
 };
 
 /// 旺店通 via 奇门: 旺店通's page limit assumed (the public docs show none).
@@ -66,9 +70,13 @@ pub static QIMEN: Protocol = Protocol {
     windowed_params: &[],
     max_page_size: 100,
     snapshot: false,
+    object_request: false,
 };
 
-/// 淘宝开放平台 TOP: `page_size` ≤ 100 assumed (the seed's example value).
+/// 淘宝开放平台 TOP: `page_size` ≤ 100 assumed (the seed's example value). Its methods take
+/// their paging and window in one object parameter whose name each method chooses
+/// (`finance_order_detail_request`), with `current_page` (from 1), `page_size`, `start_time`,
+/// `end_time` in it, and answer `api_result.models.pagination.total_count`.
 pub static TOP: Protocol = Protocol {
     name: "top",
     system_params: &[
@@ -89,6 +97,7 @@ pub static TOP: Protocol = Protocol {
     windowed_params: &[],
     max_page_size: 100,
     snapshot: false,
+    object_request: true,
 };
 
 /// 财务账单 API: `page_size` at most 1000 (the vendor's docs); the client sends the window and
@@ -99,6 +108,7 @@ pub static FINANCE: Protocol = Protocol {
     windowed_params: &["start_time", "end_time", "page_no", "page_size"],
     max_page_size: 1000,
     snapshot: true,
+    object_request: false,
 };
 
 /// Every protocol, by manifest name.

@@ -229,6 +229,7 @@ fn serve_endpoints(
         match protocol {
             "wdt" => state.wdt.as_mut().ok_or_else(missing)?.serve(generated()?),
             "qimen" => state.qimen.as_mut().ok_or_else(missing)?.serve(generated()?),
+            "top" => state.top.as_mut().ok_or_else(missing)?.serve(generated()?),
             "finance" if spec.mode == crate::domain::Mode::Windowed => {
                 state.finance.as_mut().ok_or_else(missing)?.serve(generated()?)
             }
@@ -236,7 +237,7 @@ fn serve_endpoints(
                 return Err(ConfigError::invalid(
                     &key,
                     format!(
-                        "the {protocol} simulator serves only its built-in methods (a TOP method names its own request object; a finance snapshot keeps its own state)"
+                        "the {protocol} simulator serves only its built-in snapshot (a finance snapshot keeps its own state)"
                     ),
                 ));
             }

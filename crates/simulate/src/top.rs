@@ -1,6 +1,7 @@
 //! Simulated 淘宝开放平台 router: TOP system parameters, signature (md5 / hmac / hmac-sha256),
-//! timestamp skew, `error_response` codes, and `alibaba.wdk.finance.order.backflow` with its
-//! object parameter, 1-based pages, both response forms, and a finance-order data set.
+//! timestamp skew, `error_response` codes, and any TOP method's manifest (the built-in
+//! `alibaba.wdk.finance.order.backflow` and user endpoints) with its object parameter, 1-based
+//! pages, both response forms and its list item tag.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use super::SimState;
 use super::dataset::{DataSet, DataSetConfig, page};
 use super::faults::Faults;
 use super::generate::{Plan, Style};
-use super::served::Served;
+use super::served::{Query, Served, WindowRefusal};
 use super::verify::top_sign;
 use crate::config::{ConfigError, Secret, expand_env, parse_duration};
 use crate::domain::time::{format_beijing, parse_beijing};
@@ -101,15 +102,20 @@ impl Credential {
 pub struct TopSim {
     credential: Credential,
     session: String,
-    /// The one method served: each TOP method names its own request object, which the
-    /// client and this simulator know for `alibaba.wdk.finance.order.backflow` only.
-    orders: Served,
+    /// Each method served, the built-in finance orders first; each names its own request
+    /// object and list item tag in its manifest.
+    served: Vec<Served>,
 }
 
 impl TopSim {
     /// Every endpoint served.
     pub fn served(&self) -> &[Served] {
-        std::slice::from_ref(&self.orders)
+        &self.served
+    }
+
+    /// Serves one more method (an endpoint from `endpoints_dir`).
+    pub fn serve(&mut self, endpoint: Served) {
+        self.served.push(endpoint);
     }
 
     pub fn new(cfg: &TopSimConfig, now: DateTime<Utc>) -> Result<Self, ConfigError> {
@@ -135,12 +141,12 @@ impl TopSim {
         Ok(TopSim {
             credential: Credential::new("top", &cfg.app_key, &cfg.app_secret, &cfg.max_skew)?,
             session: expand_env("top.session", &cfg.session)?,
-            orders: Served::new(&FINANCE_ORDER, orders, None),
+            served: vec![Served::new(&FINANCE_ORDER, orders, None)],
         })
     }
 
     pub fn finance_orders(&self) -> Vec<Value> {
-        self.orders.records()
+        self.served[0].records()
     }
 
     /// Answers one router request as TOP would.
@@ -162,9 +168,10 @@ impl TopSim {
             _ => {}
         }
         self.credential.check_system(p, now)?;
-        if p.get("method").map(String::as_str) != Some(FINANCE_ORDER.method) {
+        let method = p.get("method").map_or("", String::as_str);
+        let Some(served) = self.served.iter().find(|s| s.spec.method == method) else {
             return Err(error(22, "Invalid Method", "", ""));
-        }
+        };
         match p.get("session").map(String::as_str) {
             None | Some("") => return Err(error(26, "Missing Session", "", "")),
             Some(s) if s != self.session => {
@@ -183,17 +190,12 @@ impl TopSim {
                 "this simulator answers json only",
             ));
         }
+        let spec = served.spec;
+        let object = spec.request_object.expect("a top manifest names its request object");
         let bad = |what: &str| error(41, "Invalid Arguments", "isv.invalid-parameter", what);
-        let req: Value = match p.get("finance_order_detail_request") {
-            None => {
-                return Err(error(
-                    40,
-                    "Missing Required Arguments",
-                    "isv.missing-parameter",
-                    "finance_order_detail_request",
-                ));
-            }
-            Some(t) => serde_json::from_str(t).map_err(|_| bad("finance_order_detail_request is not json"))?,
+        let req: Value = match p.get(object) {
+            None => return Err(error(40, "Missing Required Arguments", "isv.missing-parameter", object)),
+            Some(t) => serde_json::from_str(t).map_err(|_| bad(&format!("{object} is not json")))?,
         };
         let num = |name: &str| -> Result<u64, Value> {
             req.get(name).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok())).ok_or_else(|| {
@@ -204,8 +206,9 @@ impl TopSim {
         if current_page < 1 {
             return Err(bad("current_page starts at 1"));
         }
-        if !(1..=100).contains(&page_size) {
-            return Err(bad("page_size must be 1-100"));
+        let max = u64::from(spec.max_page_size);
+        if !(1..=max).contains(&page_size) {
+            return Err(bad(&format!("page_size must be 1-{max}")));
         }
         let time = |name: &str| -> Result<DateTime<Utc>, Value> {
             let t = req.get(name).and_then(Value::as_str).ok_or_else(|| {
@@ -214,33 +217,29 @@ impl TopSim {
             parse_beijing(t).ok_or_else(|| bad(&format!("{name} must be yyyy-MM-dd HH:mm:ss")))
         };
         let (start, end) = (time("start_time")?, time("end_time")?);
-        if end < start || end - start >= chrono::Duration::hours(24) {
-            return Err(bad("start_time to end_time must be within 24 hours"));
+        match served.check_window(start, end) {
+            Ok(()) => {}
+            Err(WindowRefusal::EndBeforeStart) => return Err(bad("end_time is before start_time")),
+            Err(WindowRefusal::TooLong { max_span }) => {
+                return Err(bad(&format!("start_time to end_time must be within {}", span_words(max_span))));
+            }
         }
-        let shops: Option<Vec<String>> = match req.get("shop_codes") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(a)) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
-            Some(_) => return Err(bad("shop_codes must be a list")),
+        let (total, items) = if spec.kind == FINANCE_ORDER.kind {
+            finance_orders(served, &req, start, end, current_page, page_size, faults).map_err(bad)?
+        } else {
+            // The object's own fields filter as a flat method's parameters would.
+            let params: BTreeMap<String, String> = match &req {
+                Value::Object(o) => o
+                    .iter()
+                    .filter(|(k, _)| !["current_page", "page_size", "start_time", "end_time"].contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            let query = Query { start, end, page_index: current_page - 1, page_size, params: &params };
+            let (total, items) = served.page(&query, faults);
+            (total as u64, items)
         };
-        let data = self.orders.data().read().expect("data lock");
-        let one = shops.as_ref().filter(|s| s.len() == 1).map(|s| s[0].as_str());
-        let mut matching = data.window(start, end, one);
-        if let Some(list) = shops.as_ref().filter(|s| s.len() > 1) {
-            matching.retain(|r| list.iter().any(|s| **s == *r.group));
-        }
-        let total = matching.len() as u64;
-        let items: Vec<Value> =
-            page(&matching, current_page - 1, page_size).into_iter().map(|r| data.json(r)).collect();
-        drop(data);
-        if current_page * page_size < total
-            && shops.as_ref().is_none_or(|s| s.len() == 1)
-            && faults.is_some_and(Faults::insert_while_paging)
-        {
-            self.orders.data().write().expect("data lock").insert_shifting_copy(start, end, one, "biz_uk", |r, at| {
-                r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
-                r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
-            });
-        }
         let pagination = json!({
             "total_count": total,
             "total_page": total.div_ceil(page_size),
@@ -248,10 +247,58 @@ impl TopSim {
             "current_page": current_page,
         });
         let simplify = p.get("simplify").map(String::as_str) == Some("true");
-        let list = if simplify { json!(items) } else { json!({ "finance_order_detail": items }) };
+        let item = spec.list_item.expect("a top manifest names its list item");
+        let list = if simplify { json!(items) } else { json!({ item: items }) };
         let result = json!({"api_result": {"success": true, "err_code": "", "err_msg": "",
-            "models": {"pagination": pagination, "finance_order_details": list}}});
-        Ok(if simplify { result } else { json!({ "alibaba_wdk_finance_order_backflow_response": result }) })
+            "models": {"pagination": pagination, spec.list_field: list}}});
+        Ok(if simplify { result } else { json!({ format!("{}_response", method.replace('.', "_")): result }) })
+    }
+}
+
+/// The finance orders' own filter: `shop_codes` is a list (one shop reads its group, more
+/// filter the window). With the `insert_while_paging` fault a record lands at the window's
+/// start while pages remain, its `biz_date` and `trade_time` following its new time.
+fn finance_orders(
+    served: &Served,
+    req: &Value,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    current_page: u64,
+    page_size: u64,
+    faults: Option<&Faults>,
+) -> Result<(u64, Vec<Value>), &'static str> {
+    let shops: Option<Vec<String>> = match req.get("shop_codes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()),
+        Some(_) => return Err("shop_codes must be a list"),
+    };
+    let data = served.data().read().expect("data lock");
+    let one = shops.as_ref().filter(|s| s.len() == 1).map(|s| s[0].as_str());
+    let mut matching = data.window(start, end, one);
+    if let Some(list) = shops.as_ref().filter(|s| s.len() > 1) {
+        matching.retain(|r| list.iter().any(|s| **s == *r.group));
+    }
+    let total = matching.len() as u64;
+    let items: Vec<Value> = page(&matching, current_page - 1, page_size).into_iter().map(|r| data.json(r)).collect();
+    drop(data);
+    if current_page * page_size < total
+        && shops.as_ref().is_none_or(|s| s.len() == 1)
+        && faults.is_some_and(Faults::insert_while_paging)
+    {
+        served.data().write().expect("data lock").insert_shifting_copy(start, end, one, "biz_uk", |r, at| {
+            r["biz_date"] = json!(format_beijing(at, "%Y%m%d"));
+            r["trade_time"] = json!(format_beijing(at, "%H:%M:%S"));
+        });
+    }
+    Ok((total, items))
+}
+
+/// A span in TOP's English messages: `24 hours`, `30 minutes`, `90 seconds`.
+fn span_words(span: std::time::Duration) -> String {
+    match span.as_secs() {
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
     }
 }
 
@@ -268,7 +315,92 @@ async fn router_rest(State(state): State<Arc<SimState>>, Form(params): Form<BTre
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{Duration, Utc};
+    use serde_json::{Value, json};
+
     use super::super::SimConfig;
+    use crate::domain::time::{DATETIME, format_beijing};
+    use crate::verify::top_sign;
+
+    /// A TOP method nothing built in knows, from its manifest: its own object parameter,
+    /// list item tag, page limit and longest window.
+    #[test]
+    fn a_top_endpoint_from_a_manifest_is_served_by_its_own_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let manifest = std::fs::read_to_string(schemas.join("top.finance_order.toml"))
+            .unwrap()
+            .replace("\"top.finance_order\"", "\"top.settlement\"")
+            .replace("alibaba.wdk.finance.order.backflow", "example.store.settlement.query")
+            .replace("\"finance_order_details\"", "\"settlements\"")
+            .replace("finance_order_detail_request", "settlement_query")
+            .replace("\"finance_order_detail\"", "\"settlement\"")
+            .replace("max_size = 100", "max_size = 20")
+            .replace("default_size = 100", "default_size = 20")
+            .replace("max_span = \"24h\"", "max_span = \"2h\"");
+        std::fs::write(dir.path().join("top.settlement.toml"), manifest).unwrap();
+        std::fs::copy(schemas.join("top.finance_order.avsc"), dir.path().join("top.settlement.avsc")).unwrap();
+        let mut cfg: SimConfig = toml::from_str(
+            "[top]\napp_key = \"k\"\napp_secret = \"s\"\nsession = \"x\"\n\
+             [endpoints.\"top.settlement\"]\nseed = 3\nrecords = 200\nfrom = \"90m\"\nuntil = \"1s\"\n",
+        )
+        .unwrap();
+        cfg.endpoints_dir = Some(dir.path().to_owned());
+        let now = Utc::now();
+        let sim = crate::build(cfg, now).unwrap();
+        let top = sim.top.as_ref().unwrap();
+        let expected = sim.records("top.settlement").unwrap();
+        assert_eq!(expected.len(), 200);
+
+        let ask = |object: &str, page: u64, size: u64, hours: i64, simplify: bool| -> Value {
+            let req = json!({"current_page": page, "page_size": size,
+                "start_time": format_beijing(now - Duration::hours(hours), DATETIME),
+                "end_time": format_beijing(now, DATETIME)});
+            let mut p: BTreeMap<String, String> = [
+                ("method", "example.store.settlement.query"),
+                ("app_key", "k"),
+                ("session", "x"),
+                ("v", "2.0"),
+                ("format", "json"),
+                ("sign_method", "md5"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            p.insert("timestamp".into(), format_beijing(now, DATETIME));
+            p.insert(object.into(), req.to_string());
+            if simplify {
+                p.insert("simplify".into(), "true".into());
+            }
+            p.insert("sign".into(), top_sign(&p, None, "s", "md5").unwrap());
+            top.answer(&p, now, None)
+        };
+        let mut got = Vec::new();
+        for page in 1.. {
+            let v = ask("settlement_query", page, 20, 1, false);
+            let models = &v["example_store_settlement_query_response"]["api_result"]["models"];
+            let items = models["settlements"]["settlement"].as_array().unwrap_or_else(|| panic!("{v}")).clone();
+            assert!(models["pagination"]["total_count"].as_u64().unwrap() > 20, "{v}");
+            if items.is_empty() {
+                break;
+            }
+            got.extend(items);
+        }
+        assert!(!got.is_empty() && got.iter().all(|r| expected.contains(r)), "pages hold the data set's records");
+        let ids: std::collections::BTreeSet<_> = got.iter().map(|r| r["biz_uk"].to_string()).collect();
+        assert_eq!(ids.len(), got.len(), "no record twice");
+
+        let v = ask("settlement_query", 1, 20, 1, true);
+        assert!(v["api_result"]["models"]["settlements"].is_array(), "simplified: a plain list: {v}");
+        let v = ask("finance_order_detail_request", 1, 20, 1, false);
+        assert_eq!(v["error_response"]["code"], 40, "the built-in's object name is not this method's: {v}");
+        let v = ask("settlement_query", 1, 21, 1, false);
+        assert_eq!(v["error_response"]["sub_msg"], "page_size must be 1-20", "{v}");
+        let v = ask("settlement_query", 1, 20, 3, false);
+        assert_eq!(v["error_response"]["sub_msg"], "start_time to end_time must be within 2 hours", "{v}");
+    }
 
     #[test]
     fn a_typo_in_a_credential_section_names_the_key_and_the_known_ones() {

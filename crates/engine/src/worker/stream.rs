@@ -666,6 +666,8 @@ mod tests {
         paged: true,
         total_on_every_page: false,
         window_field: None,
+        request_object: None,
+        list_item: None,
     };
     const WINDOWS: i64 = 10;
     const PER_WINDOW: u64 = 25;

@@ -17,11 +17,6 @@ use crate::config::{ConfigError, Secret};
 use crate::domain::time::{DATETIME, format_beijing};
 pub use tidemark_endpoints::top::FINANCE_ORDER;
 
-/// The name of the object parameter that carries paging and the window.
-const REQUEST_PARAM: &str = "finance_order_detail_request";
-/// The element tag TOP wraps list items in when the response is not simplified.
-const LIST_ITEM: &str = "finance_order_detail";
-
 /// The TOP family's answers (TOP and the 奇门 gateway) and what the engine does about each,
 /// first match wins (`docs/vendors.md` cites each row). Code 7 is three limits told apart by
 /// the sub-code: the app's daily quota, and two bans that say how many seconds they last.
@@ -79,8 +74,20 @@ pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
 
 /// Reads a TOP response for `method` into a page: the wrapped form
 /// `{"<method>_response": {"api_result": …}}` or the simplified `{"api_result": …}`, with the
-/// list either a plain array or wrapped as `{"finance_order_detail": [...]}`.
+/// list either a plain array or wrapped in the method's item tag (`{"<item>": [...]}`).
 pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Result<Page, SourceError> {
+    let mut models = checked_models(body, method)?;
+    let total = total(models.get("pagination").and_then(|p| p.get("total_count")), "pagination.total_count")?;
+    let list_value = match models.get_mut(list) {
+        Some(Value::Object(o)) => o.get_mut(item),
+        other => other,
+    };
+    Ok(Page { records: records(list_value, list)?, total })
+}
+
+/// The `models` of a successful answer for `method` (moved out of the parsed body rather
+/// than copied), or the error the answer carries.
+fn checked_models(body: &[u8], method: &str) -> Result<Value, SourceError> {
     let mut v = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         return Err(classify(
@@ -102,15 +109,19 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
             &as_text(result.get("err_msg")),
         ));
     }
-    let models = result.get("models").unwrap_or(&Value::Null);
-    let total = total(models.get("pagination").and_then(|p| p.get("total_count")), "pagination.total_count")?;
-    // Move the records out of the parsed body rather than copying them.
     let root = if v.get(&wrapper).is_some() { v.get_mut(&wrapper).expect("checked") } else { &mut v };
-    let list_value = match root.get_mut("api_result").and_then(|r| r.get_mut("models")).and_then(|m| m.get_mut(list)) {
-        Some(Value::Object(o)) => o.get_mut(item),
-        other => other,
-    };
-    Ok(Page { records: records(list_value, list)?, total })
+    Ok(root.get_mut("api_result").and_then(|r| r.get_mut("models")).map(Value::take).unwrap_or(Value::Null))
+}
+
+/// A raw answer as `tidemark discover` reads every protocol's: the `models` object, with
+/// `pagination.total_count` also as `total_count` beside the list (still in its item tag).
+pub fn raw_models(body: &[u8], method: &str) -> Result<Value, SourceError> {
+    let mut models = checked_models(body, method)?;
+    let count = models.get("pagination").and_then(|p| p.get("total_count")).cloned();
+    if let (Value::Object(o), Some(count)) = (&mut models, count) {
+        o.insert("total_count".into(), count);
+    }
+    Ok(models)
 }
 
 /// `[sources.<id>]` keys of a `top.*` kind: the app's credential and the seller's session.
@@ -146,6 +157,10 @@ fn true_or_false<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Erro
 /// A TOP API with one app's credentials and a user session.
 pub struct TopSource {
     spec: &'static ApiSpec,
+    /// The method's object parameter (the manifest's `request_object`).
+    request_object: &'static str,
+    /// The method's list item tag (the manifest's `list_item`).
+    list_item: &'static str,
     http: reqwest::Client,
     url: String,
     credential: TopCredential,
@@ -157,8 +172,18 @@ pub struct TopSource {
 impl TopSource {
     pub fn new(spec: &'static ApiSpec, cfg: &SourceConfig, http: reqwest::Client) -> Result<Self, ConfigError> {
         let s: TopSettings = cfg.settings.read()?;
+        let named = |key: &str, value: Option<&'static str>| {
+            value.ok_or_else(|| {
+                ConfigError::invalid(
+                    format!("sources.{}.kind", cfg.id),
+                    format!("{}'s manifest names no `{key}`, which a top method needs", spec.kind),
+                )
+            })
+        };
         Ok(TopSource {
             spec,
+            request_object: named("request_object", spec.request_object)?,
+            list_item: named("list_item", spec.list_item)?,
             http,
             url: cfg.base_url.clone(),
             credential: TopCredential::new(s.app_key, s.app_secret, s.sign_method),
@@ -198,7 +223,7 @@ impl TopSource {
         if self.simplify {
             p.insert("simplify".to_owned(), "true".to_owned());
         }
-        p.insert(REQUEST_PARAM.to_owned(), self.request_object(req)?);
+        p.insert(self.request_object.to_owned(), self.request_object(req)?);
         Ok(self.credential.signed(self.spec.method, p, now))
     }
 }
@@ -216,7 +241,15 @@ impl Source for TopSource {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now())?;
             let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            reply.read(|body| parse_response(body, self.spec.method, self.spec.list_field, LIST_ITEM))
+            reply.read(|body| parse_response(body, self.spec.method, self.spec.list_field, self.list_item))
+        })
+    }
+
+    fn fetch_raw<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Value, SourceError>> {
+        Box::pin(async move {
+            let params = self.signed_params(&req, chrono::Utc::now())?;
+            let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
+            reply.read(|body| raw_models(body, self.spec.method))
         })
     }
 }
@@ -226,6 +259,7 @@ mod tests {
     use super::*;
 
     const M: &str = "alibaba.wdk.finance.order.backflow";
+    const LIST_ITEM: &str = "finance_order_detail";
 
     fn parse(body: &str) -> Result<Page, SourceError> {
         parse_response(body.as_bytes(), M, "finance_order_details", LIST_ITEM)
@@ -265,6 +299,17 @@ mod tests {
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
         let e = parse(r#"{"api_result":{"success":false,"err_code":"isp.timeout","err_msg":"busy"}}"#).unwrap_err();
         assert!(matches!(e, SourceError::Retryable { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_raw_answer_is_its_models_with_the_count_beside_the_list() {
+        let wrapped = r#"{"alibaba_wdk_finance_order_backflow_response":{"api_result":{"success":true,
+            "models":{"pagination":{"total_count":"3"},"finance_order_details":{"finance_order_detail":[{"biz_uk":"1"}]}}}}}"#;
+        let raw = raw_models(wrapped.as_bytes(), M).unwrap();
+        assert_eq!(raw["total_count"], "3");
+        assert_eq!(raw["finance_order_details"]["finance_order_detail"][0]["biz_uk"], "1");
+        let e = raw_models(br#"{"error_response":{"code":25,"msg":"Invalid signature"}}"#, M).unwrap_err();
+        assert!(e.to_string().contains("signature rejected"), "{e}");
     }
 
     #[test]
