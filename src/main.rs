@@ -637,6 +637,7 @@ async fn writer_reconcile_command(ops: OpsOptions, writer: String, from: &str, t
     let config = ops.load()?;
     let opts = tidemark::writer::reconcile::WriterReconcileOptions { writer, from, to };
     let r = tidemark::writer::reconcile::reconcile(&config, &opts, shutdown_on_signals()).await?;
+    tidemark::writer::reconcile::publish(&config.kafka, &r, &opts).await?;
     emit(ops.output, &r, || {
         outln!(
             "{:<20} {:>8} {:>8} {:>13} {:>8} {:>10} {:>10}",
@@ -889,6 +890,9 @@ async fn write_command(config: &std::path::Path, until_idle: bool) -> anyhow::Re
         let addr = metrics.serve(listen).await?;
         tracing::info!(%addr, "serving /metrics, /healthz, /readyz");
     }
+    // Each writer's last reconcile (`reconcile --writer`) as metrics, kept current.
+    let writers: Vec<String> = cfg.writers.keys().cloned().collect();
+    let _control = tidemark::kafka::control::Board::watch(&cfg.kafka, &[], &writers, metrics.clone()).await?;
     let shutdown = shutdown_on_signals();
     let runs =
         cfg.writers.values().map(|w| tidemark::writer::run(&cfg, w, until_idle, shutdown.clone(), metrics.clone()));

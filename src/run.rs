@@ -89,7 +89,7 @@ pub async fn start(
     }
     let Some(topics) = bootstrap_topics(config, &plans, shutdown).await? else { return Ok(None) };
     let ids: Vec<String> = plans.iter().map(|p| p.cfg.id.to_string()).collect();
-    let control = Board::watch(&config.kafka, &ids, metrics.clone()).await?;
+    let control = Board::watch(&config.kafka, &ids, &[], metrics.clone()).await?;
     Ok(Some(Started { plans, topics, control }))
 }
 

@@ -82,6 +82,26 @@ impl WriterReconciled {
     }
 }
 
+/// Publishes the result to the control topic (`reconcile-writer:<id>`): the writer's process
+/// exports it (`tidemark_writer_reconcile_*`).
+pub async fn publish(
+    kafka: &crate::config::KafkaConfig,
+    r: &WriterReconciled,
+    opts: &WriterReconcileOptions,
+) -> Result<(), ReconcileError> {
+    let record = crate::kafka::control::WriterReconciled {
+        at: Utc::now(),
+        from: opts.from,
+        to: opts.to,
+        records: r.records_checked,
+        differing: r.differences.len() as u64,
+        dead_lettered: r.dead_lettered,
+    };
+    crate::kafka::control::write_writer_reconciled(kafka, &r.writer, &record)
+        .await
+        .map_err(|e| ReconcileError::Setup(e.to_string()))
+}
+
 /// The latest value of one key in the writer's topic.
 struct Latest {
     value: Vec<u8>,

@@ -1,7 +1,7 @@
 //! Operators' stop/resume flags, one compacted record per stream in the control topic, and
 //! the watcher that hands each running stream its flag as it changes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -70,6 +70,19 @@ pub struct Reconciled {
     pub late_records: u64,
 }
 
+/// A writer's last `tidemark reconcile --writer`, published under `reconcile-writer:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterReconciled {
+    pub at: DateTime<Utc>,
+    /// The range checked: records whose own time is in `[from, to)`.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub records: u64,
+    /// Missing from the target or different there, and not dead-lettered.
+    pub differing: u64,
+    pub dead_lettered: u64,
+}
+
 /// Key prefix of the workers' failure records.
 const ERROR_PREFIX: &str = "error:";
 /// Key prefix of the workers' used-up quota records.
@@ -78,6 +91,8 @@ const QUOTA_PREFIX: &str = "quota:";
 const DRIFT_PREFIX: &str = "drift:";
 /// Key prefix of reconcile's results.
 const RECONCILE_PREFIX: &str = "reconcile:";
+/// Key prefix of `reconcile --writer`'s results.
+const WRITER_RECONCILE_PREFIX: &str = "reconcile-writer:";
 
 /// Everything the control topic says: operators' flags, workers' failures by stream,
 /// used-up daily quotas by credential, and schema drift by stream.
@@ -88,6 +103,7 @@ pub struct Controls {
     pub quotas: BTreeMap<String, QuotaExhausted>,
     pub drift: BTreeMap<String, SchemaDrift>,
     pub reconciled: BTreeMap<String, Reconciled>,
+    pub writers_reconciled: BTreeMap<String, WriterReconciled>,
 }
 
 impl Controls {
@@ -164,6 +180,15 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         };
         return Ok(());
     }
+    if let Some(writer) = key.strip_prefix(WRITER_RECONCILE_PREFIX) {
+        match value {
+            None => into.writers_reconciled.remove(writer),
+            Some(bytes) => {
+                into.writers_reconciled.insert(writer.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?)
+            }
+        };
+        return Ok(());
+    }
     if let Some(stream) = key.strip_prefix(DRIFT_PREFIX) {
         match value {
             None => into.drift.remove(stream),
@@ -192,6 +217,16 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
 pub async fn write_reconciled(cfg: &KafkaConfig, stream: &str, r: &Reconciled) -> Result<(), ControlError> {
     send(cfg, &format!("{RECONCILE_PREFIX}{stream}"), &serde_json::to_vec(r).expect("reconcile records serialize"))
         .await
+}
+
+/// Publishes `writer`'s last reconcile, for the writer's metrics.
+pub async fn write_writer_reconciled(
+    cfg: &KafkaConfig,
+    writer: &str,
+    r: &WriterReconciled,
+) -> Result<(), ControlError> {
+    let body = serde_json::to_vec(r).expect("reconcile records serialize");
+    send(cfg, &format!("{WRITER_RECONCILE_PREFIX}{writer}"), &body).await
 }
 
 /// Publishes the error that stopped `stream`, for `tidemark streams list`.
@@ -269,12 +304,21 @@ pub struct Board {
 impl Board {
     /// Starts tailing the control topic for `streams`. The first read reaches the topic's
     /// end before this returns, so a stream stopped earlier is stopped from its first step.
-    /// Each known stream's last reconcile goes to `metrics` as it is published.
-    pub async fn watch(cfg: &KafkaConfig, streams: &[String], metrics: Arc<Metrics>) -> Result<Board, ControlError> {
+    /// Each known stream's and writer's last reconcile goes to `metrics` as it is published.
+    pub async fn watch(
+        cfg: &KafkaConfig,
+        streams: &[String],
+        writers: &[String],
+        metrics: Arc<Metrics>,
+    ) -> Result<Board, ControlError> {
         let initial = load(cfg).await?;
         for (stream, r) in initial.reconciled.iter().filter(|(s, _)| streams.contains(s)) {
             observe(&metrics, stream, r);
         }
+        for (writer, r) in initial.writers_reconciled.iter().filter(|(w, _)| writers.contains(w)) {
+            observe_writer(&metrics, writer, r);
+        }
+        let writers: BTreeSet<String> = writers.iter().cloned().collect();
         let flags: BTreeMap<String, watch::Sender<bool>> = streams
             .iter()
             .map(|s| (s.clone(), watch::Sender::new(initial.flags.get(s).is_some_and(|c| c.stopped))))
@@ -294,7 +338,7 @@ impl Board {
         let cfg = cfg.clone();
         std::thread::Builder::new()
             .name("tidemark-control".into())
-            .spawn(move || tail(&cfg, consumer, &senders, &metrics, &stop))
+            .spawn(move || tail(&cfg, consumer, &senders, &writers, &metrics, &stop))
             .expect("spawn the control watcher");
         Ok(board)
     }
@@ -314,6 +358,11 @@ impl Drop for Board {
 /// Sets `stream`'s reconcile series (labels only for the worker's own streams: bounded).
 fn observe(metrics: &Metrics, stream: &str, r: &Reconciled) {
     metrics.reconcile.observe(stream, r.windows, r.differing, r.late_records, r.at.timestamp());
+}
+
+/// Sets `writer`'s reconcile series (labels only for the process's own writers: bounded).
+fn observe_writer(metrics: &Metrics, writer: &str, r: &WriterReconciled) {
+    metrics.reconcile.observe_writer(writer, r.records, r.differing, r.dead_lettered, r.at.timestamp());
 }
 
 /// A consumer of every partition of the control topic, from its beginning.
@@ -341,6 +390,7 @@ fn tail(
     cfg: &KafkaConfig,
     consumer: BaseConsumer<super::Plain>,
     flags: &BTreeMap<String, watch::Sender<bool>>,
+    writers: &BTreeSet<String>,
     metrics: &Metrics,
     stop: &AtomicBool,
 ) {
@@ -358,6 +408,11 @@ fn tail(
                         && let Some(r) = seen.reconciled.get(stream)
                     {
                         observe(metrics, stream, r);
+                    }
+                    if let Some(writer) = key.strip_prefix(WRITER_RECONCILE_PREFIX).filter(|w| writers.contains(*w))
+                        && let Some(r) = seen.writers_reconciled.get(writer)
+                    {
+                        observe_writer(metrics, writer, r);
                     }
                     if let Some(flag) = flags.get(&key) {
                         let stopped = seen.flags.get(&key).is_some_and(|c| c.stopped);

@@ -318,6 +318,10 @@ mod tests {
         ("tidemark_ready", "gauge", &[]),
         ("tidemark_reconcile_differing_windows", "gauge", &["stream"]),
         ("tidemark_reconcile_last_run_timestamp_seconds", "gauge", &["stream"]),
+        ("tidemark_writer_reconcile_records", "gauge", &["writer"]),
+        ("tidemark_writer_reconcile_differing_records", "gauge", &["writer"]),
+        ("tidemark_writer_reconcile_dead_lettered_records", "gauge", &["writer"]),
+        ("tidemark_writer_reconcile_last_run_timestamp_seconds", "gauge", &["writer"]),
         ("tidemark_reconcile_late_records", "gauge", &["stream"]),
         ("tidemark_reconcile_windows", "gauge", &["stream"]),
         ("tidemark_records_total", "counter", &["stream"]),
@@ -378,6 +382,7 @@ mod tests {
     fn busy() -> Arc<Metrics> {
         let m = Metrics::new();
         m.reconcile.observe("s/1", 8, 1, 1, 1_700_000_000);
+        m.reconcile.observe_writer("w", 8, 1, 1, 1_700_000_000);
         let id = StreamId::parse("s/1").unwrap();
         let s = StreamHandles::start(&m, &id, Duration::from_secs(60), Utc::now());
         s.set_state(StreamState::CaughtUp);
