@@ -1079,11 +1079,15 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
     if opts.idle_streams > 0 {
         let idle = bench::idle_bench(&opts).await?;
         outln!(
-            "idle: {} streams caught up and polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute",
+            "idle: {} of {} streams caught up {:.0} s after start; polling every 30 s with nothing new, measured {:.0} s: RSS {:.0} MiB, CPU {:.2} s per minute ({:.3} ms per poll), watermark topic +{:.1} records/s",
             idle.streams,
+            idle.configured,
+            idle.seconds_to_caught_up,
             idle.seconds,
             idle.rss_mib,
-            idle.cpu_seconds_per_minute
+            idle.cpu_seconds_per_minute,
+            idle.cpu_ms_per_poll,
+            idle.watermark_records_per_second
         );
     }
     Ok(ExitCode::SUCCESS)

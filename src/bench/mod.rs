@@ -76,6 +76,10 @@ pub struct BenchOptions {
     /// Each stream's window span (max_span); the vendors allow up to 1d.
     #[arg(long, default_value = "6h", value_parser = parse_duration_arg)]
     pub max_span: Duration,
+    /// How far back the records begin (they end 2 hours back): with `--spread 22h` and
+    /// `--max-span 1d`, each stream's whole share is in one window (a large window's memory).
+    #[arg(long, default_value = "20d", value_parser = parse_duration_arg)]
+    pub spread: Duration,
     /// The chance per request that the simulated vendor throttles (TOP/奇门 code 7, HTTP
     /// 429) and bans the credential for --ban.
     #[arg(long, default_value_t = 0.0)]
@@ -143,11 +147,24 @@ impl ShapeResult {
 /// The idle-scale figures.
 #[derive(Debug, Clone)]
 pub struct IdleResult {
+    /// Streams that said they were caught up (all of them, unless the deadline passed).
     pub streams: usize,
+    pub configured: usize,
+    /// From the worker's start until the last stream said it was caught up.
+    pub seconds_to_caught_up: f64,
     pub seconds: f64,
     pub rss_mib: f64,
     pub cpu_seconds_per_minute: f64,
+    /// CPU per poll of a stream while measured (each stream polls every 30 s).
+    pub cpu_ms_per_poll: f64,
+    /// Records the watermark topic grew by per second while measured.
+    pub watermark_records_per_second: f64,
 }
+
+/// How long the idle run waits for every stream to say it is caught up.
+const IDLE_CATCH_UP_DEADLINE: Duration = Duration::from_secs(600);
+/// How often an idle stream polls.
+const IDLE_POLL: Duration = Duration::from_secs(30);
 
 /// A shape's simulator side and worker side, from the kind registry.
 fn pair(kind: &str) -> Result<&'static SimPair, BenchError> {
@@ -209,19 +226,41 @@ fn start_simulator(dir: &Path, toml: &str) -> Result<Sim, BenchError> {
     Ok(Sim { base: format!("http://{addr}"), child })
 }
 
-/// Waits for a child and returns (user + system CPU seconds, peak RSS in MiB).
+/// Waits for a child and returns (whether it succeeded, user + system CPU seconds, peak RSS
+/// in MiB). The peak is the child's own `VmHWM`, sampled while it runs: `wait4`'s
+/// `ru_maxrss` also counts the memory of this process the child was forked from (Linux keeps
+/// the larger high-water mark across `exec`), which inflated earlier figures by the bench's
+/// own data set.
 fn wait_with_usage(child: &mut Child) -> Result<(bool, f64, f64), BenchError> {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: an all-zero rusage is valid, and wait4 writes it for our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    if r != pid {
-        return Err(err(std::io::Error::last_os_error()));
+    let mut peak_kib = 0u64;
+    loop {
+        if let Some(kib) = proc_kib(child.id(), "VmHWM:") {
+            peak_kib = peak_kib.max(kib);
+        }
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        match r {
+            0 => std::thread::sleep(Duration::from_millis(20)),
+            r if r == pid => break,
+            _ => return Err(err(std::io::Error::last_os_error())),
+        }
     }
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    Ok((ok, secs(usage.ru_utime) + secs(usage.ru_stime), usage.ru_maxrss as f64 / 1024.0))
+    Ok((ok, secs(usage.ru_utime) + secs(usage.ru_stime), peak_kib as f64 / 1024.0))
+}
+
+/// A `/proc/<pid>/status` line's value in KiB (`VmRSS:`, `VmHWM:`), while the process lives.
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
@@ -360,8 +399,9 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let sim = start_simulator(
         &dir,
         &format!(
-            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"20d\"\nuntil = \"2h\"\nshops = [{}]\n\n[faults]\nlatency = \"{}ms\"\nthrottle_rate = {}\nban = \"{}ms\"\n",
+            "listen = \"127.0.0.1:0\"\n{section}\nseed = 7\nrecords = {}\nfrom = \"{}s\"\nuntil = \"2h\"\nshops = [{}]\n\n[faults]\nlatency = \"{}ms\"\nthrottle_rate = {}\nban = \"{}ms\"\n",
             opts.records,
+            opts.spread.as_secs(),
             quoted.join(", "),
             opts.latency.as_millis(),
             opts.throttle_rate,
@@ -447,6 +487,25 @@ async fn delete_topics(kafka: &crate::config::KafkaConfig, topics: &[String]) ->
     Ok(())
 }
 
+/// The sum of `topic`'s partitions' end offsets (0 for a topic not there yet).
+async fn topic_end(bootstrap: &str, topic: &str) -> Result<u64, BenchError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", &bootstrap).create().map_err(err)?;
+        let md = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(err)?;
+        let mut end = 0;
+        for p in md.topics().iter().flat_map(|t| t.partitions()) {
+            let (_, high) = consumer.fetch_watermarks(&topic, p.id(), Duration::from_secs(10)).map_err(err)?;
+            end += high.max(0) as u64;
+        }
+        Ok(end)
+    })
+    .await
+    .map_err(err)?
+}
+
 /// Many streams with nothing new: the worker's memory and CPU per minute once all are caught up.
 pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
     let kind = "wdt.account_check";
@@ -471,39 +530,59 @@ pub async fn idle_bench(opts: &BenchOptions) -> Result<IdleResult, BenchError> {
         Stdio::null(),
         Stdio::piped(),
     )?;
-    let pid = child.id();
+    let (pid, started) = (child.id(), Instant::now());
     let stderr = child.stderr.take().expect("piped");
-    let caught_up = tokio::task::spawn_blocking(move || {
-        let mut n = 0;
-        let mut lines = BufReader::new(stderr).lines();
-        for line in lines.by_ref().map_while(Result::ok) {
+    let configured = groups.len();
+    // A thread reads the log (and keeps draining it, so the worker never blocks on a full
+    // pipe); each stream's first "caught up" is counted here, up to a deadline.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("caught up") {
-                n += 1;
-                if n == groups.len() {
-                    break;
-                }
+                let _ = tx.send(());
             }
         }
-        // Keep draining so the worker never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+    });
+    let caught_up = tokio::task::spawn_blocking(move || {
+        let deadline = started + IDLE_CATCH_UP_DEADLINE;
+        let mut n = 0;
+        while n < configured {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(()) => n += 1,
+                Err(_) => break,
+            }
+        }
         n
     })
     .await
     .map_err(err)?;
-    eprintln!("[idle] {caught_up} streams caught up; measuring for {} s…", opts.idle_seconds);
+    let seconds_to_caught_up = started.elapsed().as_secs_f64();
+    eprintln!(
+        "[idle] {caught_up} of {configured} streams caught up in {seconds_to_caught_up:.0} s; measuring for {} s…",
+        opts.idle_seconds
+    );
+    let watermarks = format!("bench-{run}.wm");
+    let wm0 = topic_end(&opts.bootstrap, &watermarks).await?;
     let (cpu0, t0) = (proc_cpu_seconds(pid)?, Instant::now());
     tokio::time::sleep(Duration::from_secs(opts.idle_seconds)).await;
     let (cpu1, elapsed) = (proc_cpu_seconds(pid)?, t0.elapsed());
+    let wm1 = topic_end(&opts.bootstrap, &watermarks).await?;
     let rss = proc_rss_mib(pid)?;
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGTERM);
     }
     let _ = wait_with_usage(&mut child);
+    let seconds = elapsed.as_secs_f64();
+    let polls = caught_up as f64 * seconds / IDLE_POLL.as_secs_f64();
     Ok(IdleResult {
         streams: caught_up,
-        seconds: elapsed.as_secs_f64(),
+        configured,
+        seconds_to_caught_up,
+        seconds,
         rss_mib: rss,
-        cpu_seconds_per_minute: (cpu1 - cpu0) / elapsed.as_secs_f64() * 60.0,
+        cpu_seconds_per_minute: (cpu1 - cpu0) / seconds * 60.0,
+        cpu_ms_per_poll: if polls > 0.0 { (cpu1 - cpu0) * 1000.0 / polls } else { 0.0 },
+        watermark_records_per_second: wm1.saturating_sub(wm0) as f64 / seconds,
     })
 }
 
@@ -524,14 +603,7 @@ fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
 }
 
 fn proc_rss_mib(pid: u32) -> Result<f64, BenchError> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(err)?;
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| err("no VmRSS"))?;
-    Ok(kb / 1024.0)
+    proc_kib(pid, "VmRSS:").map(|kb| kb as f64 / 1024.0).ok_or_else(|| err("no VmRSS"))
 }
 
 /// The machine, for the report.
