@@ -29,6 +29,10 @@ pub struct FileConfig {
     /// A folder of the worker's own endpoints (`<kind>.toml` + `<kind>.avsc`), relative to the
     /// config file.
     pub endpoints_dir: Option<PathBuf>,
+    /// Bytes the process's streams may hold in windows read ahead of the one each commits
+    /// next: a number of bytes, or text with a unit (`"64MiB"`).
+    #[serde(default)]
+    pub max_buffered_bytes: Option<ByteSize>,
     pub kafka: KafkaSection,
     #[serde(default)]
     pub metrics: MetricsSection,
@@ -59,10 +63,52 @@ pub struct MetricsSection {
     pub listen: Option<String>,
 }
 
+/// `max_buffered_bytes` when not set: room for a few busy windows read ahead, well inside a
+/// container of a few hundred MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 << 20;
+
+/// A size as written in the file: bytes, or text such as `"64MiB"`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
+}
+
+impl ByteSize {
+    /// The size in bytes; `key` names it in errors.
+    pub fn bytes(&self, key: &str) -> Result<u64, ConfigError> {
+        let text = match self {
+            ByteSize::Bytes(n) => return Ok(*n),
+            ByteSize::Text(t) => t.trim(),
+        };
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (digits, unit) = (&text[..split], text[split..].trim());
+        let shift = match unit {
+            "" | "B" => 0,
+            "KiB" => 10,
+            "MiB" => 20,
+            "GiB" => 30,
+            _ => {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{text:?}: expected bytes, or a number with KiB, MiB or GiB"),
+                ));
+            }
+        };
+        digits.parse::<u64>().ok().and_then(|n| n.checked_mul(1 << shift)).ok_or_else(|| {
+            ConfigError::invalid(key, format!("{text:?}: expected bytes, or a number with KiB, MiB or GiB"))
+        })
+    }
+}
+
 /// The validated worker configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kafka: KafkaConfig,
+    /// Bytes the process's streams may hold in windows read ahead (the window each stream
+    /// commits next is read whatever its size).
+    pub max_buffered_bytes: u64,
     pub metrics_listen: Option<String>,
     /// Set when values use the Confluent wire format.
     pub schema_registry: Option<RegistryConfig>,
@@ -197,8 +243,21 @@ impl TryFrom<FileConfig> for Config {
             writers.insert(id.clone(), WriterConfig::from_section(&id, w, settings)?);
         }
         let cluster = file.cluster.map(ClusterConfig::try_from).transpose()?;
+        let max_buffered_bytes = match &file.max_buffered_bytes {
+            None => DEFAULT_MAX_BUFFERED_BYTES,
+            Some(size) => match size.bytes("max_buffered_bytes")? {
+                n if n < 1 << 20 => {
+                    return Err(ConfigError::invalid(
+                        "max_buffered_bytes",
+                        format!("{n} bytes is under 1MiB: too little to read any window ahead"),
+                    ));
+                }
+                n => n,
+            },
+        };
         Ok(Config {
             kafka,
+            max_buffered_bytes,
             metrics_listen: file.metrics.listen,
             schema_registry,
             sources,

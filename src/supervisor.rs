@@ -21,6 +21,7 @@ use crate::kafka::control::ControlLog;
 use crate::kafka::hanging;
 use crate::kafka::watermarks::{self, LoadError};
 use crate::metrics::Metrics;
+use crate::worker::budget::ByteBudget;
 use crate::worker::{StreamContext, StreamOutcome, StreamPlan, StreamReport, StreamWorker};
 
 /// How often a producer serves librdkafka's events (statistics, errors) between transactions.
@@ -150,6 +151,8 @@ pub struct Supervisor {
     owner: Arc<[u8]>,
     until_caught_up: bool,
     cancel: CancellationToken,
+    /// The bytes its streams may hold in windows read ahead (`max_buffered_bytes`).
+    budget: Arc<ByteBudget>,
 }
 
 impl Supervisor {
@@ -164,7 +167,14 @@ impl Supervisor {
             owner: Arc::from(owner.as_bytes()),
             until_caught_up: false,
             cancel,
+            budget: ByteBudget::new(config.max_buffered_bytes),
         }
+    }
+
+    /// Its streams share `budget` with others' (a replica's streams each have a supervisor).
+    pub fn budget(mut self, budget: Arc<ByteBudget>) -> Supervisor {
+        self.budget = budget;
+        self
     }
 
     /// Producers take `id` instead (a replica's stream, a backfill).
@@ -246,6 +256,7 @@ impl Supervisor {
         for (index, Launch { plan, state, paused }) in streams.into_iter().enumerate() {
             let ctx = StreamContext {
                 sink: pass.producer.lease(),
+                budget: self.budget.clone(),
                 metrics: self.metrics.clone(),
                 control: Some(self.control.clone()),
                 watermark_topic: Arc::from(self.kafka.watermark_topic.as_str()),

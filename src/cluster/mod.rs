@@ -19,6 +19,7 @@ use crate::config::{ClusterConfig, Config};
 use crate::metrics::Metrics;
 use crate::run::{RunError, Started};
 use crate::supervisor::{Launch, Supervisor, resumed_state};
+use crate::worker::budget::ByteBudget;
 use crate::worker::{StreamOutcome, StreamPlan, StreamReport};
 use membership::{Change, Membership};
 
@@ -76,6 +77,7 @@ async fn replicate(
     let first_start = chrono::Utc::now();
     let mut owner = Owner {
         config,
+        budget: ByteBudget::new(config.max_buffered_bytes),
         cluster,
         plans,
         metrics: metrics.clone(),
@@ -118,6 +120,8 @@ async fn replicate(
 /// The streams this replica runs, by slot.
 struct Owner<'a> {
     config: &'a Config,
+    /// The replica's byte budget, shared by every stream it owns.
+    budget: Arc<ByteBudget>,
     cluster: &'a ClusterConfig,
     plans: Vec<Arc<StreamPlan>>,
     metrics: Arc<Metrics>,
@@ -151,7 +155,8 @@ impl Owner<'_> {
             // The stream's own producer: its transactional id fences the stream's earlier owners.
             let stop = self.shutdown.child_token();
             let supervisor = Supervisor::new(self.config, self.metrics.clone(), stop.clone())
-                .transactional_id(transactional_id(self.cluster, plan.cfg.id.as_str()));
+                .transactional_id(transactional_id(self.cluster, plan.cfg.id.as_str()))
+                .budget(self.budget.clone());
             let task = tokio::spawn(own(
                 supervisor,
                 self.cluster.session_timeout,

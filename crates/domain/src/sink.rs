@@ -15,7 +15,7 @@ pub struct OutRecord {
 }
 
 /// Why a commit did not happen, by what the worker must do.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CommitError {
     /// Nothing of the transaction is visible to `read_committed` readers: retry the window.
     #[error("transaction aborted: {0}")]

@@ -1,6 +1,7 @@
-//! The transactional producer: one Kafka transaction per window, holding its records and the
-//! stream's new watermark. librdkafka's transactional calls block, so they run off the runtime.
-//! A `BaseProducer` polled only here: every poll happens inside a transaction's own thread.
+//! The transactional producer: each window's records and the stream's new watermark commit
+//! in one Kafka transaction, with the windows other streams committed meanwhile (group
+//! commit). librdkafka's transactional calls block, so they run off the runtime. A
+//! `BaseProducer` polled only here: every poll happens inside a transaction's own thread.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +18,14 @@ use crate::kafka::config::KafkaConfig;
 use crate::metrics::Metrics;
 
 /// A transactional producer shared by the streams of one worker; transactions are serialized.
+/// Windows handed to it while a transaction runs wait and then commit together in the next
+/// one: the broker's cost is per transaction, so thousands of streams with a window each (an
+/// idle poll) cost tens of transactions, not thousands.
 pub struct TxnSink {
     producer: Arc<BaseProducer<StatsContext>>,
     lock: tokio::sync::Mutex<()>,
+    /// Windows waiting for the next transaction, each with where its outcome goes.
+    waiting: std::sync::Mutex<Vec<Waiting>>,
     timeout: Duration,
     metrics: Option<Arc<Metrics>>,
     /// Set by the first fatal error: the producer is not used again, not even to abort.
@@ -31,6 +37,19 @@ pub const SETTLE_KEY: &str = "tidemark.settle";
 pub const HEADER_CONTROL: &str = "tidemark.control";
 
 const COMMIT_ATTEMPTS: u32 = 3;
+
+/// librdkafka's producer queue, in KiB (`queue.buffering.max.kbytes`).
+const QUEUE_KBYTES: u32 = 32 * 1024;
+
+/// At most this many records go into one group transaction (more windows wait for the next):
+/// a transaction holds the broker's partitions' last stable offset back until it commits.
+const GROUP_RECORDS: usize = 50_000;
+
+/// One window's records waiting to be committed with others.
+struct Waiting {
+    records: Vec<OutRecord>,
+    outcome: tokio::sync::oneshot::Sender<Result<(), CommitError>>,
+}
 
 impl TxnSink {
     /// Creates the producer and initializes transactions, which fences any older instance
@@ -50,6 +69,10 @@ impl TxnSink {
             // `drain` can wait on librdkafka's condition variable instead of polling.
             .set("delivery.report.only.error", "true")
             .set("message.timeout.ms", cfg.transaction_timeout.as_millis().to_string())
+            // librdkafka's queue holds a copy of what is produced and not yet acknowledged: 1 GiB
+            // by default, which a large window would fill beside the window itself. Sending
+            // waits while it is full.
+            .set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string())
             .set("statistics.interval.ms", "5000");
         let producer: BaseProducer<StatsContext> = cc
             .create_with_context(StatsContext::new(metrics.clone()))
@@ -61,8 +84,14 @@ impl TxnSink {
             .await
             .map_err(|e| CommitError::Fatal(format!("init_transactions task failed: {e}")))?
             .map_err(|e| CommitError::Fatal(format!("cannot initialize transactions: {e}")))?;
-        let sink =
-            TxnSink { producer, lock: tokio::sync::Mutex::new(()), timeout, metrics, failed: AtomicBool::new(false) };
+        let sink = TxnSink {
+            producer,
+            lock: tokio::sync::Mutex::new(()),
+            waiting: std::sync::Mutex::new(Vec::new()),
+            timeout,
+            metrics,
+            failed: AtomicBool::new(false),
+        };
         Ok(sink)
     }
 
@@ -74,15 +103,62 @@ impl TxnSink {
         let _ = tokio::task::spawn_blocking(move || producer.poll(Duration::ZERO)).await;
     }
 
-    /// Produces every record in one transaction and commits it. Returns only once the
-    /// transaction is committed (all records acknowledged) or aborted.
+    /// Produces every record in one transaction (with other windows waiting at the same time)
+    /// and commits it. Returns only once that transaction is committed (all records
+    /// acknowledged) or aborted; an abort or failure is every window's in it.
     pub async fn commit(&self, records: Vec<OutRecord>) -> Result<(), CommitError> {
-        let started = std::time::Instant::now();
-        let result = self.run(move |producer, timeout| commit_blocking(producer, records, timeout)).await;
-        if let Some(m) = &self.metrics {
-            m.producer.transaction_duration.observe(started.elapsed().as_secs_f64());
+        let (outcome, mut mine) = tokio::sync::oneshot::channel();
+        self.waiting.lock().expect("waiting lock").push(Waiting { records, outcome });
+        loop {
+            let turn = self.lock.lock().await;
+            // A transaction that ran while this one waited for its turn may have held it.
+            if let Ok(result) = mine.try_recv() {
+                return result;
+            }
+            let group = self.take_group();
+            if group.is_empty() {
+                drop(turn);
+                return mine.await.unwrap_or_else(|_| Err(CommitError::Fatal("commit dropped".into())));
+            }
+            let started = std::time::Instant::now();
+            let (records, outcomes): (Vec<Vec<OutRecord>>, Vec<_>) =
+                group.into_iter().map(|w| (w.records, w.outcome)).unzip();
+            let windows = outcomes.len();
+            let result = self
+                .run_locked(&turn, move |producer, timeout| {
+                    commit_blocking(producer, records.into_iter().flatten(), timeout)
+                })
+                .await;
+            if let Some(m) = &self.metrics {
+                m.producer.transaction_duration.observe(started.elapsed().as_secs_f64());
+                if result.is_ok() {
+                    m.producer.transaction_windows.observe(windows as f64);
+                }
+            }
+            for outcome in outcomes {
+                let _ = outcome.send(result.clone());
+            }
+            drop(turn);
+            if let Ok(result) = mine.try_recv() {
+                return result;
+            }
+            // This window did not fit the group: the next turn takes it.
         }
-        result
+    }
+
+    /// The oldest waiting windows, up to [`GROUP_RECORDS`] records (at least one window).
+    fn take_group(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting.lock().expect("waiting lock");
+        let mut records = 0;
+        let n = waiting
+            .iter()
+            .take_while(|w| {
+                let fits = records == 0 || records + w.records.len() <= GROUP_RECORDS;
+                records += w.records.len();
+                fits
+            })
+            .count();
+        waiting.drain(..n).collect()
     }
 
     /// Commits one transaction holding a settle record (no value, header `tidemark.control:
@@ -90,13 +166,21 @@ impl TxnSink {
     /// transaction of this producer was left hanging, as committed.
     pub async fn settle(&self, partitions: Vec<(String, i32)>) -> Result<(), CommitError> {
         self.run(move |producer, timeout| {
-            let records = partitions.iter().map(|(topic, p)| {
-                BaseRecord::to(topic.as_str()).partition(*p).key(SETTLE_KEY.as_bytes()).headers(
-                    OwnedHeaders::new()
-                        .insert(rdkafka::message::Header { key: HEADER_CONTROL, value: Some("settle".as_bytes()) }),
-                )
-            });
-            transact(producer, records, timeout)
+            transact(
+                producer,
+                |producer| {
+                    for (topic, p) in &partitions {
+                        let header = rdkafka::message::Header { key: HEADER_CONTROL, value: Some("settle".as_bytes()) };
+                        let rec = BaseRecord::to(topic.as_str())
+                            .partition(*p)
+                            .key(SETTLE_KEY.as_bytes())
+                            .headers(OwnedHeaders::new().insert(header));
+                        send(producer, rec)?;
+                    }
+                    Ok(partitions.len())
+                },
+                timeout,
+            )
         })
         .await
     }
@@ -107,7 +191,16 @@ impl TxnSink {
         &self,
         txn: impl FnOnce(&BaseProducer<StatsContext>, Duration) -> Result<(), CommitError> + Send + 'static,
     ) -> Result<(), CommitError> {
-        let _turn = self.lock.lock().await;
+        let turn = self.lock.lock().await;
+        self.run_locked(&turn, txn).await
+    }
+
+    /// [`run`](Self::run) for a caller holding the turn.
+    async fn run_locked(
+        &self,
+        _turn: &tokio::sync::MutexGuard<'_, ()>,
+        txn: impl FnOnce(&BaseProducer<StatsContext>, Duration) -> Result<(), CommitError> + Send + 'static,
+    ) -> Result<(), CommitError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(CommitError::Fatal("the producer failed earlier".into()));
         }
@@ -137,29 +230,58 @@ fn is_fencing(code: RDKafkaErrorCode) -> bool {
     matches!(code, RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch)
 }
 
+/// Produces each record (freed once librdkafka holds its copy, so a large window is not held
+/// twice) in one transaction.
 fn commit_blocking(
     producer: &BaseProducer<StatsContext>,
-    records: Vec<OutRecord>,
+    records: impl Iterator<Item = OutRecord>,
     timeout: Duration,
 ) -> Result<(), CommitError> {
-    let records = records.iter().map(|r| {
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (name, value) in &r.headers {
-            headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
-        }
-        let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);
-        match &r.value {
-            Some(v) => rec.payload(&v[..]),
-            None => rec,
-        }
-    });
-    transact(producer, records, timeout)
+    transact(
+        producer,
+        |producer| {
+            let mut count = 0;
+            for r in records {
+                let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+                for (name, value) in &r.headers {
+                    headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
+                }
+                let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);
+                send(
+                    producer,
+                    match &r.value {
+                        Some(v) => rec.payload(&v[..]),
+                        None => rec,
+                    },
+                )?;
+                count += 1;
+            }
+            Ok(count)
+        },
+        timeout,
+    )
 }
 
-/// Begins a transaction, produces `records`, waits for every acknowledgement and commits.
-fn transact<'a>(
+/// Hands one record to librdkafka, waiting while its queue is full.
+fn send(producer: &BaseProducer<StatsContext>, mut rec: BaseRecord<'_, [u8], [u8]>) -> Result<(), CommitError> {
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                // The local queue drains as the broker acknowledges.
+                rec = back;
+                wait_for_acks(producer, Duration::from_millis(5));
+            }
+            Err((e, back)) => return Err(after_send(format!("cannot produce to {}: {e}", back.topic))),
+        }
+    }
+}
+
+/// Begins a transaction, produces what `produce` sends (returning how many), waits for every
+/// acknowledgement and commits.
+fn transact(
     producer: &BaseProducer<StatsContext>,
-    records: impl Iterator<Item = BaseRecord<'a, [u8], [u8]>>,
+    produce: impl FnOnce(&BaseProducer<StatsContext>) -> Result<usize, CommitError>,
     timeout: Duration,
 ) -> Result<(), CommitError> {
     let t0 = std::time::Instant::now();
@@ -167,21 +289,7 @@ fn transact<'a>(
         KafkaError::Transaction(t) if t.is_fatal() => CommitError::Fatal(e.to_string()),
         _ => abort_before_commit(producer, e.to_string(), timeout),
     })?;
-    let mut count = 0usize;
-    for mut rec in records {
-        count += 1;
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    // The local queue drains as the broker acknowledges.
-                    rec = back;
-                    wait_for_acks(producer, Duration::from_millis(5));
-                }
-                Err((e, back)) => return Err(after_send(format!("cannot produce to {}: {e}", back.topic))),
-            }
-        }
-    }
+    let count = produce(producer)?;
     let t1 = std::time::Instant::now();
     drain(producer, timeout).map_err(|e| after_send(format!("records not acknowledged: {e}")))?;
     let mut attempt = 0;

@@ -335,6 +335,7 @@ mod tests {
         ("tidemark_throttled_seconds_total", "counter", &["credential"]),
         ("tidemark_tombstones_total", "counter", &["stream"]),
         ("tidemark_transaction_duration_seconds", "histogram", &[]),
+        ("tidemark_transaction_windows", "histogram", &[]),
         ("tidemark_transactions_total", "counter", &["outcome"]),
         ("tidemark_watermark_hashes_dropped_total", "counter", &["stream"]),
         ("tidemark_watermark_lag_seconds", "gauge", &["stream"]),
@@ -401,6 +402,7 @@ mod tests {
         m.producer.broker("1", Some(0.001), 0);
         m.producer.watch_hanging("t");
         m.producer.transaction_duration.observe(0.01);
+        m.producer.transaction_windows.observe(2.0);
         m.cluster.fenced(&id);
         m
     }

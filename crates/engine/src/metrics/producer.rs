@@ -10,6 +10,8 @@ use super::Registrar;
 pub struct ProducerMetrics {
     /// Time to produce and commit one transaction.
     pub transaction_duration: Histogram,
+    /// Windows (of all streams) committed in one Kafka transaction.
+    pub transaction_windows: Histogram,
     /// librdkafka's `msg_cnt` and `msg_size`.
     pub queue_messages: IntGauge,
     pub queue_bytes: IntGauge,
@@ -32,6 +34,11 @@ impl ProducerMetrics {
             "tidemark_transaction_duration_seconds",
             "Time to produce and commit one Kafka transaction.",
             vec![0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+        );
+        let transaction_windows = reg.histogram(
+            "tidemark_transaction_windows",
+            "Windows, of all the process's streams, committed together in one Kafka transaction.",
+            vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
         );
         let queue_messages = reg.int_gauge(
             "tidemark_kafka_producer_queue_messages",
@@ -60,6 +67,7 @@ impl ProducerMetrics {
         );
         ProducerMetrics {
             transaction_duration,
+            transaction_windows,
             queue_messages,
             queue_bytes,
             broker_rtt,

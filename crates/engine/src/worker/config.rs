@@ -30,6 +30,8 @@ pub struct StreamSection {
     pub page_size: Option<u32>,
     #[serde(default = "default_windows_in_flight")]
     pub windows_in_flight: u32,
+    #[serde(default = "duration::secs::<300>", deserialize_with = "duration::required")]
+    pub idle_commit_interval: Duration,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
 }
@@ -62,6 +64,10 @@ pub struct StreamConfig {
     pub page_size: Option<u32>,
     /// Windows fetched at once while catching up; they still commit strictly in order.
     pub windows_in_flight: u32,
+    /// How long the advance over empty windows is held before it is committed (0: every
+    /// window commits): an idle stream then costs the broker a transaction every few minutes
+    /// instead of every poll. A crash re-reads the held span, which was empty.
+    pub idle_commit_interval: Duration,
     pub params: BTreeMap<String, String>,
 }
 
@@ -126,6 +132,7 @@ impl StreamConfig {
             max_span: s.max_span,
             page_size: s.page_size,
             windows_in_flight: s.windows_in_flight,
+            idle_commit_interval: s.idle_commit_interval,
             params: s.params,
         })
     }

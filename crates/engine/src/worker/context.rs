@@ -1,5 +1,6 @@
-//! What a stream borrows from the process that runs it: the producer it commits on, metrics,
-//! the control log, the operators' stop flag, and the token that cancels it.
+//! What a stream borrows from the process that runs it: the producer it commits on, the byte
+//! budget of its read-ahead, metrics, the control log, the operators' stop flag, and the token
+//! that cancels it.
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ use crate::metrics::Metrics;
 pub struct StreamContext {
     /// Where windows commit: the supervisor's producer (a test's sink in unit tests).
     pub sink: Arc<dyn Sink>,
+    /// The process's byte budget for windows read ahead (`max_buffered_bytes`).
+    pub budget: Arc<super::budget::ByteBudget>,
     pub metrics: Arc<Metrics>,
     /// Where the error that stops the stream, and a used-up daily quota, are published for
     /// operators (the control topic), if anywhere.

@@ -3,6 +3,7 @@
 //! Within it, `stream` (the loop) uses `read` (a window's pages), `plan`, `context` and `gate`;
 //! none of them uses `stream`.
 
+pub mod budget;
 pub mod config;
 pub mod context;
 pub mod gate;

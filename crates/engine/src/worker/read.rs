@@ -62,6 +62,20 @@ pub struct Candidate {
     pub time: Option<DateTime<Utc>>,
 }
 
+impl Candidate {
+    /// Roughly the memory it holds: its allocations and itself.
+    pub fn bytes(&self) -> u64 {
+        let out = &self.out;
+        let allocated = out.key.len()
+            + out.value.as_ref().map_or(0, Vec::len)
+            + out.headers.len() * std::mem::size_of::<(&str, Arc<[u8]>)>()
+            + self.dedup.len()
+            + self.dead_letter.as_ref().map_or(0, String::len);
+        // Each allocation costs its allocator a little more than it asked for.
+        (allocated + std::mem::size_of::<Candidate>() + 4 * 16) as u64
+    }
+}
+
 /// A window's (or snapshot's) records, complete and in the vendor's order.
 pub struct Fetched {
     pub candidates: Vec<Candidate>,
@@ -71,6 +85,8 @@ pub struct Fetched {
     /// Requests sent for this read, retries and refetched page sets included.
     pub requests: u64,
     pub started: Instant,
+    /// Roughly the memory its candidates hold ([`Candidate::bytes`]).
+    pub bytes: u64,
 }
 
 /// One pass over a window's pages: its records, pages and the vendor's total.
@@ -101,6 +117,9 @@ pub struct Reader {
     pub(super) drift: Mutex<HashMap<Box<str>, prometheus::IntCounter>>,
     /// Held while a drift record is published, so the last one written lists every field.
     pub(super) drift_publish: Arc<tokio::sync::Mutex<()>>,
+    /// What the last window read held ([`Fetched::bytes`]; 0 before the first): the guess
+    /// for the next one read ahead.
+    pub(super) last_window_bytes: AtomicU64,
 }
 
 impl Reader {
@@ -124,7 +143,14 @@ impl Reader {
             notices: None,
             drift: Mutex::new(HashMap::new()),
             drift_publish: Arc::new(tokio::sync::Mutex::new(())),
+            last_window_bytes: AtomicU64::new(0),
         }
+    }
+
+    /// What the next window is guessed to hold: what the last one read held (None before
+    /// any was read).
+    pub fn window_bytes_guess(&self) -> Option<u64> {
+        Some(self.last_window_bytes.load(Ordering::Relaxed)).filter(|b| *b > 0)
     }
 
     /// Whether records can be read again (lookback, a dedup span, or snapshots) and so need
@@ -143,7 +169,10 @@ impl Reader {
         for attempt in 1..=PAGESET_ATTEMPTS {
             match self.read_once(window, &label, &sent, cancel).await? {
                 Ok(Pass { candidates, pages, total }) => {
-                    return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started });
+                    let bytes: u64 = candidates.iter().map(Candidate::bytes).sum();
+                    // At least 1: an empty window is known, and small.
+                    self.last_window_bytes.store(bytes.max(1), Ordering::Relaxed);
+                    return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started, bytes });
                 }
                 Err(problem) => {
                     self.refetches.inc();

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::budget::{ByteBudget, Reservation};
 use super::context::StreamContext;
 use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
 use crate::domain::backoff;
@@ -128,6 +129,17 @@ impl Batch {
     }
 }
 
+/// Empty windows read and not yet committed: their advance, held (see
+/// `StreamConfig::idle_commit_interval`), is written with the next commit as one ledger entry.
+struct HeldEmpty {
+    /// The windows' span, first start to last end.
+    window: Window,
+    /// When the first of them was read.
+    since: std::time::Instant,
+    pages: u32,
+    requests: u64,
+}
+
 /// What a read told the ledger beside its records.
 struct ReadFacts {
     /// [`window_text`] of the window, or `snapshot`.
@@ -137,11 +149,15 @@ struct ReadFacts {
     requests: u64,
 }
 
+/// A window read, and the bytes of the process's budget it holds until it is committed.
+type Held = (Fetched, Reservation);
+
 /// Windows read ahead of the one committing, oldest first. Each is a task of its own, so
-/// reading goes on while a window commits; dropping the queue aborts them.
+/// reading goes on while a window commits; dropping the queue aborts them. How many are read
+/// ahead is bounded by the stream's `windows_in_flight` and the process's byte budget.
 #[derive(Default)]
 struct ReadAhead {
-    queue: VecDeque<(Window, JoinHandle<Result<Fetched, StepError>>)>,
+    queue: VecDeque<(Window, JoinHandle<Result<Held, StepError>>)>,
     /// Resolves when the newest queued read is done (streams with lookback only).
     last_read: Option<tokio::sync::oneshot::Receiver<()>>,
 }
@@ -154,7 +170,7 @@ impl ReadAhead {
         self.last_read = None;
     }
 
-    fn spawn(&mut self, reader: &Arc<Reader>, w: Window, cancel: &CancellationToken) {
+    fn spawn(&mut self, reader: &Arc<Reader>, w: Window, mut held: Reservation, cancel: &CancellationToken) {
         let (reader, cancel) = (reader.clone(), cancel.clone());
         // With lookback, windows overlap: the later window's read of the overlap must come
         // after the earlier one's, or a record changed in between could be emitted new, then
@@ -180,31 +196,43 @@ impl ReadAhead {
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
-                read
+                let fetched = read?;
+                held.resize(fetched.bytes);
+                Ok((fetched, held))
             }),
         ));
     }
 
-    /// Reads `w` and the windows after it, `ahead` in all, as if each commits;
-    /// a queue that does not start at `w` (a failed commit, a horizon that moved) is dropped.
-    fn fill(&mut self, reader: &Arc<Reader>, w: Window, ahead: usize, now: DateTime<Utc>, cancel: &CancellationToken) {
+    /// Reads `w` and the windows after it, `ahead` in all, as if each commits, as far as the
+    /// byte budget holds the windows after `w` (guessed as large as the last one read; none
+    /// before one was); a queue that does not start at `w` (a failed commit, a horizon that
+    /// moved) is dropped.
+    fn fill(
+        &mut self,
+        reader: &Arc<Reader>,
+        budget: &Arc<ByteBudget>,
+        w: Window,
+        ahead: usize,
+        now: DateTime<Utc>,
+        cancel: &CancellationToken,
+    ) {
         if self.queue.front().is_some_and(|(q, _)| *q != w) {
             self.clear();
         }
         if self.queue.is_empty() {
-            self.spawn(reader, w, cancel);
+            let held = budget.force(reader.window_bytes_guess().unwrap_or(0));
+            self.spawn(reader, w, held, cancel);
         }
         while self.queue.len() < ahead {
             let last = self.queue.back().expect("not empty").0;
-            match reader.plan.next_window(last.end, now) {
-                Some(next) => self.spawn(reader, next, cancel),
-                None => break,
-            }
+            let Some(next) = reader.plan.next_window(last.end, now) else { break };
+            let Some(held) = reader.window_bytes_guess().and_then(|guess| budget.try_take(guess)) else { break };
+            self.spawn(reader, next, held, cancel);
         }
     }
 
     /// The oldest window's records, once read.
-    async fn next(&mut self) -> Result<Fetched, StepError> {
+    async fn next(&mut self) -> Result<Held, StepError> {
         let (_, task) = self.queue.pop_front().expect("filled");
         task.await.unwrap_or_else(|e| Err(StepError::Retry(format!("window read failed: {e}"))))
     }
@@ -223,12 +251,16 @@ pub struct StreamWorker {
     reader: Arc<Reader>,
     /// Where windows commit (the supervisor's producer in the worker).
     sink: Arc<dyn Sink>,
+    /// The process's bytes for windows read ahead.
+    budget: Arc<ByteBudget>,
     metrics: Arc<Metrics>,
     watermark_topic: Arc<str>,
     ledger_topic: Arc<str>,
     /// The largest watermark record this stream writes (`kafka.watermark_max_bytes`).
     watermark_max_bytes: usize,
     state: WatermarkState,
+    /// Empty windows whose advance `state` holds but Kafka does not yet.
+    held_empty: Option<HeldEmpty>,
     /// Who runs the stream (a replica's name, else the worker's transactional id), written as
     /// the watermark record's `tidemark.owner` header so ops can see who committed each window.
     owner: Option<Arc<[u8]>>,
@@ -245,6 +277,7 @@ impl StreamWorker {
     pub fn new(ctx: StreamContext, plan: Arc<super::StreamPlan>, state: WatermarkState) -> StreamWorker {
         let StreamContext {
             sink,
+            budget,
             metrics,
             control,
             watermark_topic,
@@ -260,11 +293,13 @@ impl StreamWorker {
         StreamWorker {
             reader: Arc::new(reader),
             sink,
+            budget,
             metrics,
             watermark_topic,
             ledger_topic,
             watermark_max_bytes,
             state,
+            held_empty: None,
             owner,
             paused,
             failures_to: control,
@@ -391,7 +426,35 @@ impl StreamWorker {
                 Err(StepError::ShutDown) => break StreamOutcome::ShutDown,
             }
         };
+        // Ending on its own terms, the stream writes the advance it held (best effort: a
+        // restart re-reads the held span, which was empty).
+        if matches!(report.outcome, StreamOutcome::CaughtUp | StreamOutcome::ShutDown | StreamOutcome::Paused)
+            && self.held_empty.is_some()
+        {
+            match self.commit_held(&m).await {
+                Ok(()) => report.watermark = self.state.watermark,
+                Err(e) => {
+                    warn!(stream = %self.plan().cfg.id, error = %e, "could not commit the advance over empty windows; they are read again on restart")
+                }
+            }
+        }
         report
+    }
+
+    /// Commits the held advance over empty windows alone.
+    async fn commit_held(&mut self, m: &StreamHandles) -> Result<(), StepError> {
+        let Some(held) = self.held_empty.take() else { return Ok(()) };
+        let facts =
+            ReadFacts { window: window_text(&held.window), total: Some(0), pages: held.pages, requests: held.requests };
+        let mut next = self.state.clone();
+        let state_bytes = self.encode_state(m, &mut next)?;
+        if let Err(e) = self.commit(m, Batch::default(), facts, next.watermark, state_bytes, None).await {
+            self.held_empty = Some(held);
+            return Err(e);
+        }
+        self.state = next;
+        debug!(stream = %self.plan().cfg.id, window = %held.window, "advance over empty windows committed");
+        Ok(())
     }
 
     fn plan_step(&self, now: DateTime<Utc>) -> Step {
@@ -458,10 +521,11 @@ impl StreamWorker {
         cancel: &CancellationToken,
     ) -> Result<Committed, StepError> {
         let windows = self.plan().cfg.windows_in_flight as usize;
-        ahead.fill(&self.reader, w, windows, Utc::now(), cancel);
+        ahead.fill(&self.reader, &self.budget, w, windows, Utc::now(), cancel);
         let fetched = ahead.next().await;
         let result = match fetched {
-            Ok(f) => self.commit_window(m, w, f).await,
+            // The window's bytes stay held until its transaction is done.
+            Ok((f, _held)) => self.commit_window(m, w, f).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
@@ -477,10 +541,47 @@ impl StreamWorker {
         fetched: Fetched,
     ) -> Result<Committed, StepError> {
         let (pages, started) = (fetched.pages, fetched.started);
-        let facts = ReadFacts { window: window_text(&window), total: fetched.total, pages, requests: fetched.requests };
+        let empty = fetched.candidates.is_empty() && fetched.total.unwrap_or(0) == 0;
+        let mut facts =
+            ReadFacts { window: window_text(&window), total: fetched.total, pages, requests: fetched.requests };
         let (batch, mut next) = self.select_window(&window, fetched)?;
+        if empty {
+            // An empty window changes nothing in Kafka but the watermark: its advance is held,
+            // with the empty windows before it, for up to `idle_commit_interval` and one
+            // `max_span` (what one ledger entry, and a reconcile of it, may cover).
+            let held = self.held_empty.as_ref();
+            let span = Window { start: held.map_or(window.start, |h| h.window.start), end: window.end };
+            let fits = span.end - span.start <= chrono_duration(self.plan().max_span);
+            let interval = self.plan().cfg.idle_commit_interval;
+            if !interval.is_zero() && fits && held.is_none_or(|h| h.since.elapsed() < interval) {
+                let h = self.held_empty.get_or_insert(HeldEmpty {
+                    window,
+                    since: std::time::Instant::now(),
+                    pages: 0,
+                    requests: 0,
+                });
+                h.window = span;
+                h.pages += pages;
+                h.requests += facts.requests;
+                self.state = next;
+                // Kafka holds every record up to here: the data is as fresh as this.
+                m.set_watermark(self.state.watermark);
+                debug!(stream = %self.plan().cfg.id, window = %window, held = %span, "empty window; its advance is held");
+                return Ok(Committed { written: 0, unchanged: 0, tombstones: 0, dead_letters: 0 });
+            }
+            if fits && let Some(h) = self.held_empty.take() {
+                // One entry for the held windows and this one.
+                facts = ReadFacts {
+                    window: window_text(&span),
+                    total: Some(0),
+                    pages: h.pages + pages,
+                    requests: h.requests + facts.requests,
+                };
+            }
+        }
         let state_bytes = self.encode_state(m, &mut next)?;
-        let c = self.commit(m, batch, facts, next.watermark, state_bytes).await?;
+        let c = self.commit(m, batch, facts, next.watermark, state_bytes, self.held_empty.as_ref()).await?;
+        self.held_empty = None;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = %window, pages, records = c.written, unchanged = c.unchanged,
@@ -524,7 +625,7 @@ impl StreamWorker {
             });
         }
         let state_bytes = self.encode_state(m, &mut next)?;
-        let done = self.commit(m, batch, facts, next.watermark, state_bytes).await?;
+        let done = self.commit(m, batch, facts, next.watermark, state_bytes, None).await?;
         self.state = next;
         info!(
             stream = %self.plan().cfg.id, window = "snapshot", pages, records = done.written, unchanged = done.unchanged,
@@ -550,8 +651,43 @@ impl StreamWorker {
         Ok(state_bytes)
     }
 
+    /// The ledger entry of a read that emitted nothing; the caller sets what it did emit.
+    fn ledger_entry(&self, facts: ReadFacts) -> LedgerEntry {
+        let plan = self.plan();
+        let none = IdChecksum::default().hex();
+        LedgerEntry {
+            stream: plan.records_of.as_ref().unwrap_or(&plan.cfg.id).to_string(),
+            run: if plan.records_of.is_some() { plan.cfg.id.to_string() } else { "live".into() },
+            kind: plan.source.spec().kind.to_owned(),
+            topic: plan.topic.clone(),
+            window: facts.window,
+            vendor_total: facts.total,
+            read: 0,
+            emitted: 0,
+            unchanged: 0,
+            dead_letters: 0,
+            tombstones: 0,
+            pages: facts.pages,
+            requests: facts.requests,
+            committed_at: Utc::now().to_rfc3339(),
+            ids_checksum: none.clone(),
+            emitted_checksum: none,
+        }
+    }
+
+    /// `entry` as its ledger topic record, keyed by its stream.
+    fn ledger_record(&self, entry: LedgerEntry) -> OutRecord {
+        OutRecord {
+            topic: self.ledger_topic.clone(),
+            key: entry.stream.as_bytes().to_vec(),
+            value: Some(serde_json::to_vec(&entry).expect("a ledger entry serializes")),
+            headers: Vec::new(),
+        }
+    }
+
     /// Commits the batch plus the stream's next state (ending at `watermark`, stored as
     /// `state_bytes` from `encode_state`) in one transaction. The caller adopts the state once this returns `Ok`.
+    /// `held`: empty windows before this one, whose ledger entry goes in the same transaction.
     async fn commit(
         &self,
         m: &StreamHandles,
@@ -559,38 +695,29 @@ impl StreamWorker {
         facts: ReadFacts,
         watermark: Watermark,
         state_bytes: Vec<u8>,
+        held: Option<&HeldEmpty>,
     ) -> Result<Committed, StepError> {
         let state_len = state_bytes.len();
         let Batch { mut out, unchanged, tombstones, dead_letters, read, ids, emitted_ids, late_by } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
         let bytes: usize =
             out.iter().filter(|r| *r.topic == *self.reader.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
-        let plan = self.plan();
-        let stream = plan.records_of.as_ref().unwrap_or(&plan.cfg.id);
+        if let Some(h) = held {
+            let facts =
+                ReadFacts { window: window_text(&h.window), total: Some(0), pages: h.pages, requests: h.requests };
+            out.push(self.ledger_record(self.ledger_entry(facts)));
+        }
         let entry = LedgerEntry {
-            stream: stream.to_string(),
-            run: if plan.records_of.is_some() { plan.cfg.id.to_string() } else { "live".into() },
-            kind: plan.source.spec().kind.to_owned(),
-            topic: plan.topic.clone(),
-            window: facts.window,
-            vendor_total: facts.total,
             read,
             emitted: written,
             unchanged,
             dead_letters,
             tombstones,
-            pages: facts.pages,
-            requests: facts.requests,
-            committed_at: Utc::now().to_rfc3339(),
             ids_checksum: ids.hex(),
             emitted_checksum: emitted_ids.hex(),
+            ..self.ledger_entry(facts)
         };
-        out.push(OutRecord {
-            topic: self.ledger_topic.clone(),
-            key: stream.as_str().as_bytes().to_vec(),
-            value: Some(serde_json::to_vec(&entry).expect("a ledger entry serializes")),
-            headers: Vec::new(),
-        });
+        out.push(self.ledger_record(entry));
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
@@ -735,6 +862,7 @@ mod tests {
                 max_span: None,
                 page_size: None,
                 windows_in_flight: 8,
+                idle_commit_interval: Duration::ZERO,
                 params: BTreeMap::new(),
             },
             source_id: "s".into(),
@@ -759,6 +887,7 @@ mod tests {
     ) -> StreamWorker {
         let ctx = StreamContext {
             sink,
+            budget: crate::worker::budget::ByteBudget::unlimited(),
             metrics,
             control: None,
             watermark_topic: Arc::from("wm"),
