@@ -1,7 +1,8 @@
-//! Idle streams are cheap (issue #27): a stream that reads only empty windows holds their
-//! advance (`streams[].idle_commit_interval`) instead of committing a transaction per poll,
-//! and writes it once, as one ledger entry, when it ends or with the next window that has
-//! records; many streams' windows share Kafka transactions (group commit).
+//! Lean at any size (issue #27). Idle streams are cheap: a stream that reads only empty
+//! windows holds their advance (`streams[].idle_commit_interval`) instead of committing a
+//! transaction per poll, and writes it once, as one ledger entry, when it ends or with the
+//! next window that has records; many streams' windows share Kafka transactions (group
+//! commit). Windows larger than the byte budget (`max_buffered_bytes`) still go through.
 
 mod common;
 
@@ -176,5 +177,24 @@ async fn windows_of_many_streams_share_transactions() {
     rest_of(&log, Duration::from_secs(1), &mut rest);
     assert!(transactions > 0.0, "the histogram was scraped: {}", rest.join("\n"));
     assert!(most > 1.0, "windows per transaction stayed at {most}: no window shared a transaction");
+    assert_exactly(&consume_committed(&topic), &expected, "wdt.account_check.avsc", "account_check_no");
+}
+
+/// Windows larger than the whole byte budget still go through, one at a time, and every record
+/// lands once: the oldest window always grows, the others wait for room.
+#[tokio::test(flavor = "multi_thread")]
+async fn windows_larger_than_the_byte_budget_go_through_one_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // About 2,000 records a shop a day: each 1-day window holds over 1 MiB encoded.
+    let sim = Simulator::start(dir.path(), &simulator_config(20_000, "0ms"));
+    let expected = sim.records("wdt.account_check").await;
+    let topic = unique("budget");
+    let toml = WorkerToml::new(&sim.base_url(), &topic)
+        .transactional_id(&unique("budget-txn"))
+        .streams(&[("budget/shop-01", "shop-01"), ("budget/shop-02", "shop-02")])
+        .build();
+    let cfg = write(dir.path(), "worker.toml", &format!("max_buffered_bytes = \"1MiB\"\n{toml}"));
+    let out = run_until_caught_up_within(&cfg, Duration::from_secs(240));
+    assert!(out.status.success(), "worker failed: {}", tail(&String::from_utf8_lossy(&out.stderr), 30));
     assert_exactly(&consume_committed(&topic), &expected, "wdt.account_check.avsc", "account_check_no");
 }

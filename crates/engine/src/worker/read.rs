@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::StreamPlan;
+use super::budget::{ByteBudget, Reservation};
 use super::gate::Answer;
 use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
@@ -162,14 +163,26 @@ impl Reader {
     /// Reads every page of a window (or of the whole set) until the page set is consistent;
     /// `StepError::ShutDown` once `cancel` is cancelled.
     pub async fn read(&self, window: Option<&Window>, cancel: &CancellationToken) -> Result<Fetched, StepError> {
+        self.read_within(window, cancel, &mut ByteBudget::unlimited().reserve()).await
+    }
+
+    /// [`read`](Self::read), the records' bytes taken from `held` page by page (waiting, between
+    /// pages, while the process's budget has no room for them).
+    pub async fn read_within(
+        &self,
+        window: Option<&Window>,
+        cancel: &CancellationToken,
+        held: &mut Reservation,
+    ) -> Result<Fetched, StepError> {
         let started = Instant::now();
         let label = window.map(|w| w.to_string()).unwrap_or_else(|| "snapshot".into());
         let sent = AtomicU64::new(0);
         let mut last_problem = None;
         for attempt in 1..=PAGESET_ATTEMPTS {
-            match self.read_once(window, &label, &sent, cancel).await? {
+            held.clear();
+            match self.read_once(window, &label, &sent, cancel, held).await? {
                 Ok(Pass { candidates, pages, total }) => {
-                    let bytes: u64 = candidates.iter().map(Candidate::bytes).sum();
+                    let bytes = held.bytes();
                     // At least 1: an empty window is known, and small.
                     self.last_window_bytes.store(bytes.max(1), Ordering::Relaxed);
                     return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started, bytes });
@@ -196,6 +209,7 @@ impl Reader {
         label: &str,
         sent: &AtomicU64,
         cancel: &CancellationToken,
+        held: &mut Reservation,
     ) -> Result<Result<Pass, PageSetError>, StepError> {
         let spec = self.plan.source.spec();
         let mut set = if spec.paged {
@@ -226,7 +240,9 @@ impl Reader {
             index += 1;
             match set.add(page) {
                 Ok(progress) => {
+                    let before = candidates.len();
                     candidates.extend(self.candidates(set.take_new(), label, window_header.as_ref()));
+                    held.grow(candidates[before..].iter().map(Candidate::bytes).sum()).await;
                     if progress == Progress::Complete {
                         // Dropping `pages` cancels any page the total said would come.
                         return Ok(Ok(Pass { candidates, pages: set.pages(), total: set.expected() }));

@@ -171,6 +171,7 @@ impl ReadAhead {
     }
 
     fn spawn(&mut self, reader: &Arc<Reader>, w: Window, mut held: Reservation, cancel: &CancellationToken) {
+        // `held` was reserved before any later window of the stream: see `Reservation::grow`.
         let (reader, cancel) = (reader.clone(), cancel.clone());
         // With lookback, windows overlap: the later window's read of the overlap must come
         // after the earlier one's, or a record changed in between could be emitted new, then
@@ -191,22 +192,19 @@ impl ReadAhead {
                 }
                 // With "window read" below, shows how many windows were read at once.
                 debug!(stream = %reader.plan.cfg.id, window = %w, "window read starting");
-                let read = reader.read(Some(&w), &cancel).await;
+                let read = reader.read_within(Some(&w), &cancel, &mut held).await;
                 debug!(stream = %reader.plan.cfg.id, window = %w, ok = read.is_ok(), "window read");
                 if let Some(done) = done {
                     let _ = done.send(());
                 }
-                let fetched = read?;
-                held.resize(fetched.bytes);
-                Ok((fetched, held))
+                Ok((read?, held))
             }),
         ));
     }
 
-    /// Reads `w` and the windows after it, `ahead` in all, as if each commits, as far as the
-    /// byte budget holds the windows after `w` (guessed as large as the last one read; none
-    /// before one was); a queue that does not start at `w` (a failed commit, a horizon that
-    /// moved) is dropped.
+    /// Reads `w` and the windows after it, `ahead` in all, as if each commits, each started only
+    /// while the byte budget has room for one as large as the last read (none before one was);
+    /// a queue that does not start at `w` (a failed commit, a horizon that moved) is dropped.
     fn fill(
         &mut self,
         reader: &Arc<Reader>,
@@ -220,14 +218,15 @@ impl ReadAhead {
             self.clear();
         }
         if self.queue.is_empty() {
-            let held = budget.force(reader.window_bytes_guess().unwrap_or(0));
-            self.spawn(reader, w, held, cancel);
+            self.spawn(reader, w, budget.reserve(), cancel);
         }
         while self.queue.len() < ahead {
             let last = self.queue.back().expect("not empty").0;
             let Some(next) = reader.plan.next_window(last.end, now) else { break };
-            let Some(held) = reader.window_bytes_guess().and_then(|guess| budget.try_take(guess)) else { break };
-            self.spawn(reader, next, held, cancel);
+            if !reader.window_bytes_guess().is_some_and(|guess| budget.has_room(guess)) {
+                break;
+            }
+            self.spawn(reader, next, budget.reserve(), cancel);
         }
     }
 
