@@ -220,45 +220,8 @@ enum Command {
         /// Worker config file (TOML) holding the source.
         #[arg(long, short, env = "TIDEMARK_CONFIG")]
         config: PathBuf,
-        /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*`, `qimen.*`,
-        /// `top.*` or `finance.*` kind).
-        #[arg(long)]
-        source: String,
-        /// The vendor's method, e.g. `trade_query.php`, `wdt.stockin.order.query.refund`
-        /// (default with --against: that kind's method).
-        #[arg(long, required_unless_present = "against")]
-        method: Option<String>,
-        /// Folder to write `<kind>.toml` and `<kind>.avsc` into (an `endpoints_dir`).
-        #[arg(long)]
-        out: PathBuf,
-        /// The kind to write (default `<protocol>.<method, . and - as _, without .php>`).
-        #[arg(long, conflicts_with = "against")]
-        kind: Option<String>,
-        /// `START..END`, Beijing times `yyyy-MM-dd HH:mm:ss` (default: the last 24 h); its length
-        /// becomes the manifest's max_span.
-        #[arg(long)]
-        window: Option<String>,
-        /// The business id, instead of inferring one; refused unless present, non-empty and
-        /// unique in every record read.
-        #[arg(long)]
-        key_field: Option<String>,
-        /// A vendor parameter `key=value` sent with every page (repeatable); kept in the
-        /// manifest's `[params]`.
-        #[arg(long = "params", value_name = "KEY=VALUE")]
-        params: Vec<String>,
-        /// Compare the vendor's records with this kind's schema and write the proposed next
-        /// version to `<out>/<kind>.avsc` when they differ (exit 1), instead of a new endpoint.
-        #[arg(long, value_name = "KIND")]
-        against: Option<String>,
-        /// Records asked per page: the method's own limit where it is below the protocol's
-        /// (旺店通 refunds: 40); written as the manifest's `max_size`.
-        #[arg(long)]
-        page_size: Option<u32>,
-        /// TOP only: the method's object parameter that carries paging and the window, as its
-        /// documentation names it (e.g. `finance_order_detail_request`); written as the
-        /// manifest's `request_object` (default with --against: that kind's).
-        #[arg(long, value_name = "NAME")]
-        request_object: Option<String>,
+        #[command(flatten)]
+        opts: tidemark::discover::DiscoverOptions,
     },
     /// Move a stream's watermark (re-read from a time, or start over).
     Watermarks {
@@ -508,33 +471,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Validate { config, offline } => validate_command(&config, offline).await,
         Command::Endpoints { command: EndpointsCommand::List { config } } => endpoints_list_command(config.as_deref()),
         Command::Bench(opts) => bench_command(opts).await,
-        Command::Discover {
-            config,
-            source,
-            method,
-            out,
-            kind,
-            window,
-            key_field,
-            params,
-            against,
-            page_size,
-            request_object,
-        } => {
-            let opts = tidemark::discover::DiscoverOptions {
-                source,
-                method,
-                kind,
-                out,
-                window,
-                key_field,
-                params,
-                against,
-                page_size,
-                request_object,
-            };
-            discover_command(&config, opts).await
-        }
+        Command::Discover { config, opts } => discover_command(&config, opts).await,
         Command::Inspect { config, samples, compact } => inspect_command(&config, samples, compact).await,
         Command::Streams { command } => streams_command(command).await,
         Command::Watermarks { command } => watermarks_command(command).await,

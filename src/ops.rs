@@ -299,7 +299,8 @@ async fn write_watermark(
             (crate::kafka::HEADER_OWNER, owner),
             (HEADER_SET_BY, Arc::from(by.as_bytes())),
             (HEADER_SET_FROM, Arc::from(change.from.clone().unwrap_or_default().as_bytes())),
-        ],
+        ]
+        .into(),
     };
     let result = sink.commit(vec![record]).await.map_err(commit);
     crate::kafka::sink::retire(sink).await;

@@ -88,8 +88,10 @@ requests_per_second = {RPS}
     );
     for (source, kind, n) in [("wdt", "wdt.account_check", wdt_shops), ("qm", "qimen.stockin_refund", qimen_shops)] {
         for shop in shops(n) {
+            // Caught up, every stream commits each poll (`idle_commit_interval = "0s"`): its
+            // commits are how these tests see that it runs, and on which replica.
             t.push_str(&format!(
-                "\n[[streams]]\nid = \"{kind}/{shop}\"\nsource = \"{source}\"\ntopic = \"{prefix}.{source}\"\nstart = \"49h\"\nmax_span = \"2h\"\npoll_interval = \"{}s\"\nwindows_in_flight = 1\n[streams.params]\nshop_no = \"{shop}\"\n",
+                "\n[[streams]]\nid = \"{kind}/{shop}\"\nsource = \"{source}\"\ntopic = \"{prefix}.{source}\"\nstart = \"49h\"\nmax_span = \"2h\"\npoll_interval = \"{}s\"\nidle_commit_interval = \"0s\"\nwindows_in_flight = 1\n[streams.params]\nshop_no = \"{shop}\"\n",
                 POLL.as_secs()
             ));
         }
@@ -429,7 +431,7 @@ async fn a_new_owner_fences_the_old_owners_producer_for_that_stream() {
         topic: std::sync::Arc::from(format!("{prefix}.data").as_str()),
         key: b"k".to_vec(),
         value: Some(value.as_bytes().to_vec()),
-        headers: Vec::new(),
+        headers: Vec::new().into(),
     };
     tidemark::kafka::topics::ensure(
         &kafka_cfg,

@@ -358,7 +358,7 @@ async fn produce_only(
                 topic: wm_topic.clone(),
                 key: p.cfg.id.as_str().as_bytes().to_vec(),
                 value: Some(state.to_bytes()),
-                headers: Vec::new(),
+                headers: Vec::new().into(),
             });
             let t0 = Instant::now();
             producer.sink().commit(out).await.map_err(err)?;

@@ -25,26 +25,47 @@ pub const DEFAULT_SPAN: Duration = Duration::from_secs(86_400);
 /// The most pages read: enough records to infer from, without reading a busy seller's day.
 pub const MAX_PAGES: u32 = 50;
 
-/// What to discover and where to write it.
-#[derive(Debug, Clone)]
+/// What to discover and where to write it (`tidemark discover`'s options).
+#[derive(Debug, Clone, clap::Args)]
 pub struct DiscoverOptions {
+    /// The `[sources.<id>]` whose credentials and base_url to use (a `wdt.*`, `qimen.*`,
+    /// `top.*` or `finance.*` kind).
+    #[arg(long)]
     pub source: String,
-    /// The vendor's method; with `against`, default that kind's method.
+    /// The vendor's method, e.g. `trade_query.php`, `wdt.stockin.order.query.refund`
+    /// (default with --against: that kind's method).
+    #[arg(long, required_unless_present = "against")]
     pub method: Option<String>,
-    /// Default `<protocol>.<method with . and - as _, without .php>`.
-    pub kind: Option<String>,
+    /// Folder to write `<kind>.toml` and `<kind>.avsc` into (an `endpoints_dir`).
+    #[arg(long)]
     pub out: PathBuf,
-    /// `START..END`, Beijing times `yyyy-MM-dd HH:mm:ss`.
+    /// The kind to write (default `<protocol>.<method, . and - as _, without .php>`).
+    #[arg(long, conflicts_with = "against")]
+    pub kind: Option<String>,
+    /// `START..END`, Beijing times `yyyy-MM-dd HH:mm:ss` (default: the last 24 h); its length
+    /// becomes the manifest's max_span.
+    #[arg(long)]
     pub window: Option<String>,
+    /// The business id, instead of inferring one; refused unless present, non-empty and
+    /// unique in every record read.
+    #[arg(long)]
     pub key_field: Option<String>,
-    /// `key=value` each.
+    /// A vendor parameter `key=value` sent with every page (repeatable); kept in the
+    /// manifest's `[params]`.
+    #[arg(long = "params", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
-    /// Compare with this kind's schema instead of writing a new endpoint.
+    /// Compare the vendor's records with this kind's schema and write the proposed next
+    /// version to `<out>/<kind>.avsc` when they differ (exit 1), instead of a new endpoint.
+    #[arg(long, value_name = "KIND")]
     pub against: Option<String>,
-    /// Records asked per page (the method's own limit); default the protocol's limit, or the
-    /// `--against` kind's.
+    /// Records asked per page: the method's own limit where it is below the protocol's
+    /// (旺店通 refunds: 40); written as the manifest's `max_size`.
+    #[arg(long)]
     pub page_size: Option<u32>,
-    /// TOP: the method's object parameter (default with --against: that kind's).
+    /// TOP only: the method's object parameter that carries paging and the window, as its
+    /// documentation names it (e.g. `finance_order_detail_request`); written as the
+    /// manifest's `request_object` (default with --against: that kind's).
+    #[arg(long, value_name = "NAME")]
     pub request_object: Option<String>,
 }
 

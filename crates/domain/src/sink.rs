@@ -11,8 +11,12 @@ pub struct OutRecord {
     pub topic: Arc<str>,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
-    pub headers: Vec<(&'static str, Arc<[u8]>)>,
+    /// Shared by the records of a window: one allocation a window, not a record.
+    pub headers: Headers,
 }
+
+/// A record's headers, by name.
+pub type Headers = Arc<[(&'static str, Arc<[u8]>)]>;
 
 /// Why a commit did not happen, by what the worker must do.
 #[derive(Debug, Clone, thiserror::Error)]

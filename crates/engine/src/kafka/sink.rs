@@ -243,7 +243,7 @@ fn commit_blocking(
             let mut count = 0;
             for r in records {
                 let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-                for (name, value) in &r.headers {
+                for (name, value) in r.headers.iter() {
                     headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
                 }
                 let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&r.topic).key(&r.key[..]).headers(headers);

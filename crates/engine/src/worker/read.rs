@@ -19,6 +19,7 @@ use super::gate::Answer;
 use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
+use crate::domain::sink::Headers;
 use crate::domain::time::{VendorTime, parse_vendor_time};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
@@ -69,7 +70,6 @@ impl Candidate {
         let out = &self.out;
         let allocated = out.key.len()
             + out.value.as_ref().map_or(0, Vec::len)
-            + out.headers.len() * std::mem::size_of::<(&str, Arc<[u8]>)>()
             + self.dedup.len()
             + self.dead_letter.as_ref().map_or(0, String::len);
         // Each allocation costs its allocator a little more than it asked for.
@@ -218,8 +218,13 @@ impl Reader {
             PageSet::unpaged(spec.key_field)
         };
         let mut candidates = Vec::new();
-        // Each record says which window it came in, as its ledger entry does.
-        let window_header: Option<Arc<[u8]>> = window.map(|w| Arc::from(window_text(w).into_bytes()));
+        // Each record says which window it came in, as its ledger entry does; the headers are
+        // made once for the window and shared by its records.
+        let mut headers = self.headers.clone();
+        if let Some(w) = window {
+            headers.push((HEADER_WINDOW, Arc::from(window_text(w).into_bytes())));
+        }
+        let headers: Headers = headers.into();
         let first = self.fetch_page(window, label, 0, sent, cancel).await?;
         let planned = match (spec.paged, first.total) {
             (true, Some(total)) => total.div_ceil(u64::from(self.plan.page_size)).min(u64::from(MAX_PAGES)) as u32,
@@ -241,7 +246,7 @@ impl Reader {
             match set.add(page) {
                 Ok(progress) => {
                     let before = candidates.len();
-                    candidates.extend(self.candidates(set.take_new(), label, window_header.as_ref()));
+                    candidates.extend(self.candidates(set.take_new(), label, &headers));
                     held.grow(candidates[before..].iter().map(Candidate::bytes).sum()).await;
                     if progress == Progress::Complete {
                         // Dropping `pages` cancels any page the total said would come.
@@ -259,7 +264,7 @@ impl Reader {
         &'a self,
         records: Vec<Value>,
         label: &'a str,
-        window_header: Option<&'a Arc<[u8]>>,
+        headers: &'a Headers,
     ) -> impl Iterator<Item = Candidate> + 'a {
         let field = self.plan.source.spec().key_field;
         let window_field = self.plan.source.spec().window_field;
@@ -281,7 +286,7 @@ impl Reader {
                     VendorTime::At(at) => Some(at),
                     VendorTime::Unset => None,
                 });
-            let (out, dead_letter) = self.encode(business, &r, label, window_header);
+            let (out, dead_letter) = self.encode(business, &r, label, headers);
             Candidate { dedup, hash, out, dead_letter, identified, time }
         })
     }
@@ -345,7 +350,7 @@ impl Reader {
         business: Option<String>,
         rec: &Value,
         window: &str,
-        window_header: Option<&Arc<[u8]>>,
+        headers: &Headers,
     ) -> (OutRecord, Option<String>) {
         let field = self.plan.source.spec().key_field;
         let result = match business {
@@ -353,14 +358,12 @@ impl Reader {
             Some(k) => {
                 let mut value = Vec::with_capacity(256);
                 match self.plan.codec.encode(rec, &mut value) {
-                    Ok(()) => {
-                        let mut headers = Vec::with_capacity(self.headers.len() + 1);
-                        headers.extend_from_slice(&self.headers);
-                        if let Some(w) = window_header {
-                            headers.push((HEADER_WINDOW, w.clone()));
-                        }
-                        Ok(OutRecord { topic: self.topic.clone(), key: k.into_bytes(), value: Some(value), headers })
-                    }
+                    Ok(()) => Ok(OutRecord {
+                        topic: self.topic.clone(),
+                        key: k.into_bytes(),
+                        value: Some(value),
+                        headers: headers.clone(),
+                    }),
                     Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.plan.codec.full_name()))),
                 }
             }
@@ -381,7 +384,7 @@ impl Reader {
                     key: business.unwrap_or_else(|| self.plan.cfg.id.as_str().to_owned()).into_bytes(),
                     value: Some(letter.to_string().into_bytes()),
                     // Only the stream header: a dead letter is JSON, not the schema.
-                    headers: self.headers[..1].to_vec(),
+                    headers: self.headers[..1].to_vec().into(),
                 };
                 (out, Some(error))
             }

@@ -620,7 +620,7 @@ impl StreamWorker {
                 topic: self.reader.topic.clone(),
                 key: key.into_bytes(),
                 value: None,
-                headers: self.reader.headers.clone(),
+                headers: self.reader.headers.clone().into(),
             });
         }
         let state_bytes = self.encode_state(m, &mut next)?;
@@ -680,7 +680,7 @@ impl StreamWorker {
             topic: self.ledger_topic.clone(),
             key: entry.stream.as_bytes().to_vec(),
             value: Some(serde_json::to_vec(&entry).expect("a ledger entry serializes")),
-            headers: Vec::new(),
+            headers: Vec::new().into(),
         }
     }
 
@@ -721,7 +721,12 @@ impl StreamWorker {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
             value: Some(state_bytes),
-            headers: self.owner.iter().map(|o| (crate::domain::sink::HEADER_OWNER, o.clone())).collect(),
+            headers: self
+                .owner
+                .iter()
+                .map(|o| (crate::domain::sink::HEADER_OWNER, o.clone()))
+                .collect::<Vec<_>>()
+                .into(),
         });
         match self.sink.commit(out).await {
             Ok(()) => {
