@@ -41,6 +41,12 @@ fn idle_worker(dir: &std::path::Path, sim: &Simulator, topic: &str) -> std::path
     write(dir, "worker.toml", &toml)
 }
 
+/// Asks the worker to stop (SIGTERM, as an orchestrator does) and waits up to 30 s for it.
+fn stop(worker: &mut std::process::Child) -> std::process::ExitStatus {
+    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    wait_within(worker, Duration::from_secs(30)).expect("the worker stops within 30 s")
+}
+
 /// Waits for the worker's "caught up", then for `polls` more polls' worth of time.
 fn caught_up_then(log: &std::sync::mpsc::Receiver<String>, polls: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -70,8 +76,7 @@ async fn an_idle_stream_holds_its_empty_windows_and_commits_them_once_when_it_en
     let held = watermarks_of(&wm_topic, "idle/shop-01");
     let held_entries = ledger_of(&ledger, "idle/shop-01").len();
 
-    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
-    let status = wait_within(&mut worker, Duration::from_secs(30)).expect("the worker stops within 30 s");
+    let status = stop(&mut worker);
     assert!(status.success(), "{status:?}");
     assert_eq!((held, held_entries), (0, 0), "nothing is committed while only empty windows are read");
     assert_eq!(watermarks_of(&wm_topic, "idle/shop-01"), 1, "the held advance is committed once, at the end");
@@ -108,8 +113,7 @@ async fn a_held_advance_commits_with_the_next_window_that_has_records() {
         assert!(Instant::now() < deadline, "the new record's window was not committed within 60 s");
         std::thread::sleep(Duration::from_millis(500));
     };
-    Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
-    wait_within(&mut worker, Duration::from_secs(30)).expect("the worker stops within 30 s");
+    stop(&mut worker);
 
     assert_eq!(entries.len(), 2, "the held span and the window with the record, together: {entries:?}");
     let (held, with_record) = (&entries[0], &entries[1]);

@@ -227,11 +227,11 @@ impl TopSim {
         let (total, items) = if spec.kind == FINANCE_ORDER.kind {
             finance_orders(served, &req, start, end, current_page, page_size, faults).map_err(bad)?
         } else {
-            // The object's own fields filter as a flat method's parameters would.
+            // The object's own fields filter as a flat method's parameters would (paging and
+            // the window are the protocol's reserved parameters, which `page` skips).
             let params: BTreeMap<String, String> = match &req {
                 Value::Object(o) => o
                     .iter()
-                    .filter(|(k, _)| !["current_page", "page_size", "start_time", "end_time"].contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
                     .collect(),
                 _ => BTreeMap::new(),

@@ -158,6 +158,23 @@ fn load_blocking(cfg: &KafkaConfig) -> Result<Controls, ControlError> {
     }
 }
 
+/// Keeps `name`'s latest record in `map` (a tombstone forgets it).
+fn keep<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, T>,
+    name: &str,
+    value: Option<&[u8]>,
+) -> Result<(), serde_json::Error> {
+    match value {
+        None => {
+            map.remove(name);
+        }
+        Some(bytes) => {
+            map.insert(name.to_owned(), serde_json::from_slice(bytes)?);
+        }
+    }
+    Ok(())
+}
+
 /// Folds one control record into `into` (a tombstone forgets it).
 fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u8]>) -> Result<(), ControlError> {
     let Some(key) = key.map(|k| String::from_utf8_lossy(k).into_owned()) else { return Ok(()) };
@@ -167,34 +184,16 @@ fn apply(topic: &str, into: &mut Controls, key: Option<&[u8]>, value: Option<&[u
         reason: e.to_string(),
     };
     if let Some(credential) = key.strip_prefix(QUOTA_PREFIX) {
-        match value {
-            None => into.quotas.remove(credential),
-            Some(bytes) => into.quotas.insert(credential.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
-        };
-        return Ok(());
+        return keep(&mut into.quotas, credential, value).map_err(corrupt);
     }
     if let Some(stream) = key.strip_prefix(RECONCILE_PREFIX) {
-        match value {
-            None => into.reconciled.remove(stream),
-            Some(bytes) => into.reconciled.insert(stream.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
-        };
-        return Ok(());
+        return keep(&mut into.reconciled, stream, value).map_err(corrupt);
     }
     if let Some(writer) = key.strip_prefix(WRITER_RECONCILE_PREFIX) {
-        match value {
-            None => into.writers_reconciled.remove(writer),
-            Some(bytes) => {
-                into.writers_reconciled.insert(writer.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?)
-            }
-        };
-        return Ok(());
+        return keep(&mut into.writers_reconciled, writer, value).map_err(corrupt);
     }
     if let Some(stream) = key.strip_prefix(DRIFT_PREFIX) {
-        match value {
-            None => into.drift.remove(stream),
-            Some(bytes) => into.drift.insert(stream.to_owned(), serde_json::from_slice(bytes).map_err(corrupt)?),
-        };
-        return Ok(());
+        return keep(&mut into.drift, stream, value).map_err(corrupt);
     }
     match (key.strip_prefix(ERROR_PREFIX), value) {
         (Some(stream), None) => {

@@ -112,14 +112,12 @@ impl TxnSink {
         loop {
             let turn = self.lock.lock().await;
             // A transaction that ran while this one waited for its turn may have held it.
+            // Otherwise this window is still waiting (whoever takes a group answers it before
+            // giving up the turn), so the group below is not empty.
             if let Ok(result) = mine.try_recv() {
                 return result;
             }
             let group = self.take_group();
-            if group.is_empty() {
-                drop(turn);
-                return mine.await.unwrap_or_else(|_| Err(CommitError::Fatal("commit dropped".into())));
-            }
             let started = std::time::Instant::now();
             let (records, outcomes): (Vec<Vec<OutRecord>>, Vec<_>) =
                 group.into_iter().map(|w| (w.records, w.outcome)).unzip();

@@ -42,10 +42,6 @@ impl ByteBudget {
         ByteBudget::new(u64::MAX)
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// Bytes held now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

@@ -86,8 +86,6 @@ pub struct Fetched {
     /// Requests sent for this read, retries and refetched page sets included.
     pub requests: u64,
     pub started: Instant,
-    /// Roughly the memory its candidates hold ([`Candidate::bytes`]).
-    pub bytes: u64,
 }
 
 /// One pass over a window's pages: its records, pages and the vendor's total.
@@ -118,7 +116,7 @@ pub struct Reader {
     pub(super) drift: Mutex<HashMap<Box<str>, prometheus::IntCounter>>,
     /// Held while a drift record is published, so the last one written lists every field.
     pub(super) drift_publish: Arc<tokio::sync::Mutex<()>>,
-    /// What the last window read held ([`Fetched::bytes`]; 0 before the first): the guess
+    /// What the last window read held (its candidates' [`Candidate::bytes`]; 0 before the first): the guess
     /// for the next one read ahead.
     pub(super) last_window_bytes: AtomicU64,
 }
@@ -182,10 +180,9 @@ impl Reader {
             held.clear();
             match self.read_once(window, &label, &sent, cancel, held).await? {
                 Ok(Pass { candidates, pages, total }) => {
-                    let bytes = held.bytes();
-                    // At least 1: an empty window is known, and small.
-                    self.last_window_bytes.store(bytes.max(1), Ordering::Relaxed);
-                    return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started, bytes });
+                    // What the window holds (at least 1: an empty window is known, and small).
+                    self.last_window_bytes.store(held.bytes().max(1), Ordering::Relaxed);
+                    return Ok(Fetched { candidates, pages, total, requests: sent.into_inner(), started });
                 }
                 Err(problem) => {
                     self.refetches.inc();

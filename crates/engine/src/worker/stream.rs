@@ -140,6 +140,13 @@ struct HeldEmpty {
     requests: u64,
 }
 
+impl HeldEmpty {
+    /// What its ledger entry says: its span, read empty.
+    fn facts(&self) -> ReadFacts {
+        ReadFacts { window: window_text(&self.window), total: Some(0), pages: self.pages, requests: self.requests }
+    }
+}
+
 /// What a read told the ledger beside its records.
 struct ReadFacts {
     /// [`window_text`] of the window, or `snapshot`.
@@ -443,8 +450,7 @@ impl StreamWorker {
     /// Commits the held advance over empty windows alone.
     async fn commit_held(&mut self, m: &StreamHandles) -> Result<(), StepError> {
         let Some(held) = self.held_empty.take() else { return Ok(()) };
-        let facts =
-            ReadFacts { window: window_text(&held.window), total: Some(0), pages: held.pages, requests: held.requests };
+        let facts = held.facts();
         let mut next = self.state.clone();
         let state_bytes = self.encode_state(m, &mut next)?;
         if let Err(e) = self.commit(m, Batch::default(), facts, next.watermark, state_bytes, None).await {
@@ -702,9 +708,7 @@ impl StreamWorker {
         let bytes: usize =
             out.iter().filter(|r| *r.topic == *self.reader.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
         if let Some(h) = held {
-            let facts =
-                ReadFacts { window: window_text(&h.window), total: Some(0), pages: h.pages, requests: h.requests };
-            out.push(self.ledger_record(self.ledger_entry(facts)));
+            out.push(self.ledger_record(self.ledger_entry(h.facts())));
         }
         let entry = LedgerEntry {
             read,
