@@ -302,7 +302,7 @@ async fn write_watermark(
         ]
         .into(),
     };
-    let result = sink.commit(vec![record]).await.map_err(commit);
+    let result = sink.commit(vec![record].into()).await.map_err(commit);
     crate::kafka::sink::retire(sink).await;
     result?;
     tracing::info!(stream, from = ?change.from, to = ?change.to, by = %by, forced = change.forced, "watermark written");

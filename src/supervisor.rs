@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::config::{Config, KafkaConfig};
-use crate::domain::{BoxFuture, CommitError, FailureLog, OutRecord, Sink, WatermarkState};
+use crate::domain::{BoxFuture, CommitError, FailureLog, OutRecords, Sink, WatermarkState};
 use crate::kafka::TxnSink;
 use crate::kafka::control::ControlLog;
 use crate::kafka::hanging;
@@ -105,7 +105,7 @@ impl Drop for Producer {
 struct Lease(Weak<TxnSink>);
 
 impl Sink for Lease {
-    fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
+    fn commit(&self, records: OutRecords) -> BoxFuture<'_, Result<(), CommitError>> {
         let sink = self.0.upgrade();
         Box::pin(async move {
             match sink {

@@ -184,10 +184,10 @@ async fn windows_of_many_streams_share_transactions() {
     assert_exactly(&consume_committed(&topic), &expected, "wdt.account_check.avsc", "account_check_no");
 }
 
-/// Windows larger than the whole byte budget still go through, one at a time, and every record
-/// lands once: the oldest window always grows, the others wait for room.
+/// Windows larger than the whole byte budget still go through, on disk, and every record lands
+/// once: the oldest window spills what does not fit, the others wait for room.
 #[tokio::test(flavor = "multi_thread")]
-async fn windows_larger_than_the_byte_budget_go_through_one_at_a_time() {
+async fn windows_larger_than_the_byte_budget_go_through_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     // About 2,000 records a shop a day: each 1-day window holds over 1 MiB encoded.
     let sim = Simulator::start(dir.path(), &simulator_config(20_000, "0ms"));
@@ -199,6 +199,9 @@ async fn windows_larger_than_the_byte_budget_go_through_one_at_a_time() {
         .build();
     let cfg = write(dir.path(), "worker.toml", &format!("max_buffered_bytes = \"1MiB\"\n{toml}"));
     let out = run_until_caught_up_within(&cfg, Duration::from_secs(240));
-    assert!(out.status.success(), "worker failed: {}", tail(&String::from_utf8_lossy(&out.stderr), 30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "worker failed: {}", tail(&stderr, 30));
+    let spilled = stderr.lines().filter(|l| l.contains("holding it on disk until it commits")).count();
+    assert!(spilled > 0, "no window was held on disk: {}", tail(&stderr, 30));
     assert_exactly(&consume_committed(&topic), &expected, "wdt.account_check.avsc", "account_check_no");
 }

@@ -440,13 +440,13 @@ async fn a_new_owner_fences_the_old_owners_producer_for_that_stream() {
     .await
     .unwrap();
     let old = tidemark::kafka::TxnSink::connect(&kafka_cfg, None).await.unwrap();
-    old.commit(vec![record("old owner, before")]).await.unwrap();
+    old.commit(vec![record("old owner, before")].into()).await.unwrap();
     let new = tidemark::kafka::TxnSink::connect(&kafka_cfg, None).await.unwrap();
-    match old.commit(vec![record("old owner, after")]).await {
+    match old.commit(vec![record("old owner, after")].into()).await {
         Err(tidemark::kafka::CommitError::Fenced(_)) => {}
         other => panic!("the old owner's commit after the takeover: {other:?}"),
     }
-    new.commit(vec![record("new owner")]).await.unwrap();
+    new.commit(vec![record("new owner")].into()).await.unwrap();
     let values: Vec<String> = consume_committed(&format!("{prefix}.data"))
         .iter()
         .map(|c| String::from_utf8(c.value.clone().unwrap()).unwrap())

@@ -350,8 +350,12 @@ async fn produce_only(
         let p = &r.plan;
         let mut state = WatermarkState::new(p.cfg.id.clone(), p.cfg.start.resolve(now));
         for (w, fetched) in windows(p, now).into_iter().zip(read_all(r, now).await?) {
-            let mut out: Vec<OutRecord> =
-                fetched.candidates.into_iter().map(|c| OutRecord { topic: topic.clone(), ..c.out }).collect();
+            let mut out: Vec<OutRecord> = fetched
+                .candidates
+                .into_iter()
+                .map(|c| c.map(|c| OutRecord { topic: topic.clone(), ..c.out }))
+                .collect::<Result<_, _>>()
+                .map_err(err)?;
             total += out.len() as u64;
             state = state.advance(w.end, Vec::new(), Duration::ZERO).map_err(err)?;
             out.push(OutRecord {
@@ -361,7 +365,7 @@ async fn produce_only(
                 headers: Vec::new().into(),
             });
             let t0 = Instant::now();
-            producer.sink().commit(out).await.map_err(err)?;
+            producer.sink().commit(out.into()).await.map_err(err)?;
             timed += t0.elapsed();
         }
     }

@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod pageset;
 pub mod sink;
 pub mod source;
+pub mod spool;
 pub mod target;
 pub mod time;
 pub mod watermark;
@@ -22,7 +23,8 @@ pub mod sign_vectors;
 use std::fmt;
 
 pub use pageset::{PageSet, PageSetError};
-pub use sink::{CommitError, FailureLog, OutRecord, Sink};
+pub use sink::{CommitError, FailureLog, OutRecord, OutRecords, Sink};
+pub use spool::{Spill, Spool};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 pub use target::{Document, FieldDifference, Held, RowOutcome, Target};
 pub use watermark::{Watermark, WatermarkState};

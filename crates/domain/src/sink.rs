@@ -15,6 +15,10 @@ pub struct OutRecord {
     pub headers: Headers,
 }
 
+/// A commit's records, in order: in memory, or in a spill file for a window larger than the
+/// process's byte budget.
+pub type OutRecords = crate::spool::Spool<OutRecord>;
+
 /// A record's headers, by name.
 pub type Headers = Arc<[(&'static str, Arc<[u8]>)]>;
 
@@ -64,5 +68,5 @@ pub trait FailureLog: Send + Sync {
 /// Commits a batch of records (a window's data and the stream's watermark) all or nothing.
 pub trait Sink: Send + Sync {
     /// Writes `records` so that readers see all of them or none.
-    fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>>;
+    fn commit(&self, records: OutRecords) -> BoxFuture<'_, Result<(), CommitError>>;
 }

@@ -13,7 +13,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::util::Timeout;
 
 use super::stats::StatsContext;
-use crate::domain::{BoxFuture, CommitError, OutRecord, Sink};
+use crate::domain::{BoxFuture, CommitError, OutRecord, OutRecords, Sink};
 use crate::kafka::config::KafkaConfig;
 use crate::metrics::Metrics;
 
@@ -38,8 +38,11 @@ pub const HEADER_CONTROL: &str = "tidemark.control";
 
 const COMMIT_ATTEMPTS: u32 = 3;
 
-/// librdkafka's producer queue, in KiB (`queue.buffering.max.kbytes`).
-const QUEUE_KBYTES: u32 = 32 * 1024;
+/// librdkafka's producer queue, in KiB (`queue.buffering.max.kbytes`) and in messages
+/// (`queue.buffering.max.messages`). Each queued message costs librdkafka a few hundred bytes
+/// beside its payload (its own struct, a copy of its headers), so the count matters as much.
+const QUEUE_KBYTES: u32 = 16 * 1024;
+const QUEUE_MESSAGES: u32 = 32 * 1024;
 
 /// At most this many records go into one group transaction (more windows wait for the next):
 /// a transaction holds the broker's partitions' last stable offset back until it commits.
@@ -47,7 +50,7 @@ const GROUP_RECORDS: usize = 50_000;
 
 /// One window's records waiting to be committed with others.
 struct Waiting {
-    records: Vec<OutRecord>,
+    records: OutRecords,
     outcome: tokio::sync::oneshot::Sender<Result<(), CommitError>>,
 }
 
@@ -73,6 +76,7 @@ impl TxnSink {
             // by default, which a large window would fill beside the window itself. Sending
             // waits while it is full.
             .set("queue.buffering.max.kbytes", QUEUE_KBYTES.to_string())
+            .set("queue.buffering.max.messages", QUEUE_MESSAGES.to_string())
             .set("statistics.interval.ms", "5000");
         let producer: BaseProducer<StatsContext> = cc
             .create_with_context(StatsContext::new(metrics.clone()))
@@ -106,7 +110,7 @@ impl TxnSink {
     /// Produces every record in one transaction (with other windows waiting at the same time)
     /// and commits it. Returns only once that transaction is committed (all records
     /// acknowledged) or aborted; an abort or failure is every window's in it.
-    pub async fn commit(&self, records: Vec<OutRecord>) -> Result<(), CommitError> {
+    pub async fn commit(&self, records: OutRecords) -> Result<(), CommitError> {
         let (outcome, mut mine) = tokio::sync::oneshot::channel();
         self.waiting.lock().expect("waiting lock").push(Waiting { records, outcome });
         loop {
@@ -119,7 +123,7 @@ impl TxnSink {
             }
             let group = self.take_group();
             let started = std::time::Instant::now();
-            let (records, outcomes): (Vec<Vec<OutRecord>>, Vec<_>) =
+            let (records, outcomes): (Vec<OutRecords>, Vec<_>) =
                 group.into_iter().map(|w| (w.records, w.outcome)).unzip();
             let windows = outcomes.len();
             let result = self
@@ -229,10 +233,10 @@ fn is_fencing(code: RDKafkaErrorCode) -> bool {
 }
 
 /// Produces each record (freed once librdkafka holds its copy, so a large window is not held
-/// twice) in one transaction.
+/// twice; a spilled one is read back from its file as it goes) in one transaction.
 fn commit_blocking(
     producer: &BaseProducer<StatsContext>,
-    records: impl Iterator<Item = OutRecord>,
+    records: impl Iterator<Item = std::io::Result<OutRecord>>,
     timeout: Duration,
 ) -> Result<(), CommitError> {
     transact(
@@ -240,6 +244,9 @@ fn commit_blocking(
         |producer| {
             let mut count = 0;
             for r in records {
+                // Some of the transaction may be sent already: like any failure after sending,
+                // it is left for the next producer to abort.
+                let r = r.map_err(|e| after_send(format!("cannot read a spilled record back: {e}")))?;
                 let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
                 for (name, value) in r.headers.iter() {
                     headers = headers.insert(rdkafka::message::Header { key: name, value: Some(value.as_ref()) });
@@ -376,7 +383,7 @@ pub async fn retire(sink: TxnSink) {
 }
 
 impl Sink for TxnSink {
-    fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
+    fn commit(&self, records: OutRecords) -> BoxFuture<'_, Result<(), CommitError>> {
         Box::pin(TxnSink::commit(self, records))
     }
 }

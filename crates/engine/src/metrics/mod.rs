@@ -318,6 +318,7 @@ mod tests {
         ("tidemark_ready", "gauge", &[]),
         ("tidemark_reconcile_differing_windows", "gauge", &["stream"]),
         ("tidemark_reconcile_last_run_timestamp_seconds", "gauge", &["stream"]),
+        ("tidemark_windows_spilled_total", "counter", &["stream"]),
         ("tidemark_writer_reconcile_records", "gauge", &["writer"]),
         ("tidemark_writer_reconcile_differing_records", "gauge", &["writer"]),
         ("tidemark_writer_reconcile_dead_lettered_records", "gauge", &["writer"]),

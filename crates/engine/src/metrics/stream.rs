@@ -74,6 +74,7 @@ pub struct StreamMetrics {
     dead_letters: IntCounterVec,
     windows: IntCounterVec,
     pageset_refetches: IntCounterVec,
+    windows_spilled: IntCounterVec,
     step_retries: IntCounterVec,
     watermark_hashes_dropped: IntCounterVec,
     /// Records a lookback re-read found that were not there when their time was first read.
@@ -137,6 +138,10 @@ impl StreamMetrics {
         );
         let pageset_refetches =
             counter("tidemark_pageset_refetches_total", "Windows fetched again because their pages did not add up.");
+        let windows_spilled = counter(
+            "tidemark_windows_spilled_total",
+            "Windows held on disk until they committed because they did not fit max_buffered_bytes.",
+        );
         let lag_bound = reg.gauge_vec(
             "tidemark_stream_lag_bound_seconds",
             "The most watermark lag a healthy caught-up stream shows: settle + poll_interval + 60 s to read and commit (a snapshot stream: poll_interval + 60 s).",
@@ -172,6 +177,7 @@ impl StreamMetrics {
             dead_letters,
             windows,
             pageset_refetches,
+            windows_spilled,
             step_retries,
             watermark_hashes_dropped,
             late_records,
@@ -230,6 +236,11 @@ impl StreamMetrics {
     /// The counter of windows a stream fetched again because their pages did not add up.
     pub fn pageset_refetches(&self, stream: &StreamId) -> IntCounter {
         self.pageset_refetches.with_label_values(&[stream.as_str()])
+    }
+
+    /// The counter of `stream`'s windows held on disk because they did not fit the byte budget.
+    pub fn windows_spilled(&self, stream: &StreamId) -> IntCounter {
+        self.windows_spilled.with_label_values(&[stream.as_str()])
     }
 
     /// Notes that `stream` just met an error with `code` (a vendor or transport code, or
@@ -292,6 +303,7 @@ impl StreamHandles {
         m.lag_bound.with_label_values(&s).set(lag_bound.as_secs_f64());
         // Counted by the stream's reader, which holds its own handle.
         m.pageset_refetches.with_label_values(&s).inc_by(0);
+        m.windows_spilled.with_label_values(&s).inc_by(0);
         StreamHandles {
             id: stream.clone(),
             records: m.records.with_label_values(&s),

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 pub struct ByteBudget {
     limit: u64,
     used: AtomicU64,
-    /// The live reservations by age: the oldest may always grow (see [`Reservation::grow`]).
+    /// The live reservations by age: the oldest never waits (see [`Reservation::grow`]).
     live: Mutex<BTreeSet<u64>>,
     next: AtomicU64,
     freed: Notify,
@@ -24,6 +24,16 @@ pub struct Reservation {
     budget: Arc<ByteBudget>,
     id: u64,
     bytes: u64,
+}
+
+/// What [`Reservation::grow`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// The bytes are held.
+    Held,
+    /// The oldest reservation does not fit: nothing was taken. The window must put its records
+    /// somewhere else (spill them to disk) rather than wait, since nothing older will free room.
+    OverBudget,
 }
 
 impl ByteBudget {
@@ -66,11 +76,12 @@ impl ByteBudget {
 
 impl Reservation {
     /// Takes `bytes` more, waiting while they do not fit, unless this is the oldest live
-    /// reservation: that one always grows. A stream's windows are reserved in order, so the
-    /// oldest is always the window some stream commits next; it can finish and commit, and
-    /// give its bytes back, whatever the others hold. So a window larger than the budget goes
-    /// through, alone, and nothing waits forever.
-    pub async fn grow(&mut self, bytes: u64) {
+    /// reservation: that one never waits, and gets [`Growth::OverBudget`] instead. A stream's
+    /// windows are reserved in order, so the oldest is always the window some stream commits
+    /// next; it spills what does not fit, finishes and commits, and gives its bytes back,
+    /// whatever the others hold. So a window larger than the budget goes through, on disk, and
+    /// nothing waits forever.
+    pub async fn grow(&mut self, bytes: u64) -> Growth {
         loop {
             let freed = self.budget.freed.notified();
             tokio::pin!(freed);
@@ -78,11 +89,14 @@ impl Reservation {
             freed.as_mut().enable();
             let taken = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
                 let after = used.saturating_add(bytes);
-                (after <= self.budget.limit || self.budget.is_oldest(self.id)).then_some(after)
+                (after <= self.budget.limit).then_some(after)
             });
             if taken.is_ok() {
                 self.bytes += bytes;
-                return;
+                return Growth::Held;
+            }
+            if self.budget.is_oldest(self.id) {
+                return Growth::OverBudget;
             }
             freed.await;
         }
@@ -107,6 +121,18 @@ impl Drop for Reservation {
     }
 }
 
+/// Hands memory freed by a large window back to the operating system. glibc keeps freed memory
+/// in the arena of the thread that allocated it, where the threads that allocate next (the
+/// producer's, another runtime worker's) may never reuse it: without this, a spilled window's
+/// bytes stay in the process's RSS beside everything allocated after.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's heaps to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -114,28 +140,31 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn the_oldest_window_grows_past_the_budget_and_the_others_wait_for_room() {
+    async fn the_oldest_window_is_told_to_spill_and_the_others_wait_for_room() {
         let budget = ByteBudget::new(100);
         let mut head = budget.reserve();
         let mut ahead = budget.reserve();
-        let grown = tokio::time::timeout(Duration::from_secs(5), head.grow(150)).await;
-        assert!(grown.is_ok(), "the oldest window is read whatever its size");
-        assert_eq!(budget.used(), 150);
-        assert!(!budget.has_room(1), "nothing is started beside it");
-        let waiting = tokio::time::timeout(Duration::from_millis(100), ahead.grow(10)).await;
+        assert_eq!(head.grow(90).await, Growth::Held);
+        let told = tokio::time::timeout(Duration::from_secs(5), head.grow(60)).await;
+        assert_eq!(told.expect("the oldest window never waits"), Growth::OverBudget);
+        assert_eq!((head.bytes(), budget.used()), (90, 90), "nothing taken past the budget");
+        assert!(!budget.has_room(11), "nothing is started that does not fit");
+        let waiting = tokio::time::timeout(Duration::from_millis(100), ahead.grow(20)).await;
         assert!(waiting.is_err(), "a younger window waits while the budget is spent");
         let grown = tokio::spawn(async move {
-            ahead.grow(60).await;
-            ahead
+            let growth = ahead.grow(60).await;
+            (ahead, growth)
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        drop(head);
-        let ahead =
+        // The oldest spilled its records: it holds nothing now.
+        head.clear();
+        let (ahead, growth) =
             tokio::time::timeout(Duration::from_secs(5), grown).await.expect("woken once room is freed").unwrap();
-        assert_eq!((ahead.bytes(), budget.used()), (60, 60));
+        assert_eq!((growth, ahead.bytes(), budget.used()), (Growth::Held, 60, 60));
+        drop(head);
         let mut third = budget.reserve();
         let mut fourth = budget.reserve();
-        third.grow(40).await;
+        assert_eq!(third.grow(40).await, Growth::Held);
         assert!(tokio::time::timeout(Duration::from_millis(100), fourth.grow(1)).await.is_err(), "60 + 40 + 1 > 100");
         drop((ahead, third, fourth));
         assert_eq!(budget.used(), 0, "everything is given back");

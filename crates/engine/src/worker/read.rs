@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::StreamPlan;
-use super::budget::{ByteBudget, Reservation};
+use super::budget::{ByteBudget, Growth, Reservation};
 use super::gate::Answer;
 use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
@@ -22,7 +22,8 @@ use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::sink::Headers;
 use crate::domain::time::{VendorTime, parse_vendor_time};
 use crate::domain::watermark::content_hash;
-use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Window};
+use crate::domain::spool::{SpillTables, get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
+use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Spill, Spool, Window};
 use crate::metrics::{ApiHandles, CredentialHandles, DRIFT_FIELDS, DriftSeen, Metrics};
 
 /// A request is retried this many times before the step is given up and retried later.
@@ -65,21 +66,59 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// Roughly the memory it holds: its allocations and itself.
+    /// Roughly the memory it holds: its allocations (what they reserved, not what they use)
+    /// and itself.
     pub fn bytes(&self) -> u64 {
         let out = &self.out;
-        let allocated = out.key.len()
-            + out.value.as_ref().map_or(0, Vec::len)
-            + self.dedup.len()
-            + self.dead_letter.as_ref().map_or(0, String::len);
+        let allocated = out.key.capacity()
+            + out.value.as_ref().map_or(0, Vec::capacity)
+            + self.dedup.capacity()
+            + self.dead_letter.as_ref().map_or(0, String::capacity);
         // Each allocation costs its allocator a little more than it asked for.
         (allocated + std::mem::size_of::<Candidate>() + 4 * 16) as u64
     }
 }
 
+impl Spill for Candidate {
+    fn write_to(&self, w: &mut impl std::io::Write, tables: &mut SpillTables) -> std::io::Result<()> {
+        put_bytes(w, Some(self.dedup.as_bytes()))?;
+        put_u64(w, self.hash)?;
+        put_bytes(w, self.dead_letter.as_ref().map(String::as_bytes))?;
+        put_u32(w, u32::from(self.identified) | u32::from(self.time.is_some()) << 1)?;
+        if let Some(t) = self.time {
+            put_u64(w, t.timestamp() as u64)?;
+            put_u32(w, t.timestamp_subsec_nanos())?;
+        }
+        self.out.write_to(w, tables)
+    }
+
+    fn read_from(r: &mut impl std::io::Read, tables: &SpillTables) -> std::io::Result<Self> {
+        let dedup = get_string(r)?.unwrap_or_default();
+        let hash = get_u64(r)?;
+        let dead_letter = get_string(r)?;
+        let flags = get_u32(r)?;
+        let time = if flags & 2 != 0 {
+            let (secs, nanos) = (get_u64(r)? as i64, get_u32(r)?);
+            Some(DateTime::from_timestamp(secs, nanos).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("spill file: bad time {secs}.{nanos}"))
+            })?)
+        } else {
+            None
+        };
+        let out = OutRecord::read_from(r, tables)?;
+        Ok(Candidate { dedup, hash, out, dead_letter, identified: flags & 1 != 0, time })
+    }
+}
+
+/// Why a window's records could not be spilled to, or read back from, a temporary file.
+pub fn spill_failed(e: std::io::Error) -> StepError {
+    StepError::Retry(format!("cannot spill a window to a temporary file in {}: {e}", std::env::temp_dir().display()))
+}
+
 /// A window's (or snapshot's) records, complete and in the vendor's order.
 pub struct Fetched {
-    pub candidates: Vec<Candidate>,
+    /// On disk if the window did not fit the process's byte budget.
+    pub candidates: Spool<Candidate>,
     pub pages: u32,
     /// The vendor's count of the window's records, where its pages gave one.
     pub total: Option<u64>,
@@ -90,7 +129,7 @@ pub struct Fetched {
 
 /// One pass over a window's pages: its records, pages and the vendor's total.
 struct Pass {
-    candidates: Vec<Candidate>,
+    candidates: Spool<Candidate>,
     pages: u32,
     total: Option<u64>,
 }
@@ -111,6 +150,8 @@ pub struct Reader {
     pub api: ApiHandles,
     pub credential: CredentialHandles,
     pub refetches: prometheus::IntCounter,
+    /// The stream's windows held on disk.
+    pub spilled: prometheus::IntCounter,
     /// The drift counters this reader met, by unknown field name (at most [`DRIFT_FIELDS`]):
     /// a record with a known drift field takes no metrics-wide lock.
     pub(super) drift: Mutex<HashMap<Box<str>, prometheus::IntCounter>>,
@@ -131,6 +172,7 @@ impl Reader {
             api: metrics.api.handles(&plan.source_id),
             credential: metrics.credential.handles(plan.gate.name()),
             refetches: metrics.stream.pageset_refetches(&plan.cfg.id),
+            spilled: metrics.stream.windows_spilled(&plan.cfg.id),
             topic: Arc::from(plan.topic.as_str()),
             dead_letter_topic: Arc::from(dead_letter_topic),
             headers: vec![
@@ -214,7 +256,7 @@ impl Reader {
         } else {
             PageSet::unpaged(spec.key_field)
         };
-        let mut candidates = Vec::new();
+        let mut candidates = Spool::default();
         // Each record says which window it came in, as its ledger entry does; the headers are
         // made once for the window and shared by its records.
         let mut headers = self.headers.clone();
@@ -242,9 +284,22 @@ impl Reader {
             index += 1;
             match set.add(page) {
                 Ok(progress) => {
-                    let before = candidates.len();
-                    candidates.extend(self.candidates(set.take_new(), label, &headers));
-                    held.grow(candidates[before..].iter().map(Candidate::bytes).sum()).await;
+                    let mut bytes = 0;
+                    for c in self.candidates(set.take_new(), label, &headers) {
+                        bytes += c.bytes();
+                        candidates.push(c).map_err(spill_failed)?;
+                    }
+                    // A spilled window's later pages go straight to its file.
+                    if !candidates.is_spilled() && held.grow(bytes).await == Growth::OverBudget {
+                        candidates.spill().map_err(spill_failed)?;
+                        held.clear();
+                        super::budget::release_freed_memory();
+                        self.spilled.inc();
+                        info!(
+                            stream = %self.plan.cfg.id, window = %label, page = index - 1, records = candidates.len(),
+                            "window larger than what max_buffered_bytes leaves it; holding it on disk until it commits"
+                        );
+                    }
                     if progress == Progress::Complete {
                         // Dropping `pages` cancels any page the total said would come.
                         return Ok(Ok(Pass { candidates, pages: set.pages(), total: set.expected() }));
@@ -266,6 +321,9 @@ impl Reader {
         let field = self.plan.source.spec().key_field;
         let window_field = self.plan.source.spec().window_field;
         let hashed = self.needs_hashes();
+        // Each record is encoded here, then copied out at its exact size: no growing buffer
+        // reallocated per record, no slack held while the window waits to commit.
+        let mut scratch = Vec::with_capacity(4096);
         records.into_iter().map(move |r| {
             let hash = if hashed { content_hash(&r) } else { 0 };
             let business = record_key(&r, field);
@@ -283,7 +341,7 @@ impl Reader {
                     VendorTime::At(at) => Some(at),
                     VendorTime::Unset => None,
                 });
-            let (out, dead_letter) = self.encode(business, &r, label, headers);
+            let (out, dead_letter) = self.encode(business, &r, label, headers, &mut scratch);
             Candidate { dedup, hash, out, dead_letter, identified, time }
         })
     }
@@ -348,17 +406,18 @@ impl Reader {
         rec: &Value,
         window: &str,
         headers: &Headers,
+        scratch: &mut Vec<u8>,
     ) -> (OutRecord, Option<String>) {
         let field = self.plan.source.spec().key_field;
         let result = match business {
             None => Err((None, format!("record has no usable `{field}` (its business id)"))),
             Some(k) => {
-                let mut value = Vec::with_capacity(256);
-                match self.plan.codec.encode(rec, &mut value) {
+                scratch.clear();
+                match self.plan.codec.encode(rec, scratch) {
                     Ok(()) => Ok(OutRecord {
                         topic: self.topic.clone(),
                         key: k.into_bytes(),
-                        value: Some(value),
+                        value: Some(scratch.as_slice().to_vec()),
                         headers: headers.clone(),
                     }),
                     Err(e) => Err((Some(k), format!("does not fit schema {}: {e}", self.plan.codec.full_name()))),
@@ -525,5 +584,49 @@ impl Reader {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spilled_candidate_comes_back_with_everything_the_stream_decides_by() {
+        let topic: Arc<str> = "t".into();
+        let headers: Headers = vec![("tidemark.stream", Arc::from(&b"s"[..]))].into();
+        let at = DateTime::from_timestamp(1_764_700_000, 123_000_000).unwrap();
+        let candidate = |dedup: &str, dead_letter: Option<&str>, identified, time| Candidate {
+            dedup: dedup.into(),
+            hash: 0xfeed_beef_0000_0001,
+            out: OutRecord { topic: topic.clone(), key: dedup.as_bytes().to_vec(), value: None, headers: headers.clone() },
+            dead_letter: dead_letter.map(Into::into),
+            identified,
+            time,
+        };
+        let mut spool = Spool::default();
+        spool.spill().unwrap();
+        spool.push(candidate("CK-1", None, true, Some(at))).unwrap();
+        spool.push(candidate("#nokey:00ff", Some("record has no usable `id`"), false, None)).unwrap();
+        let back: Vec<_> = spool
+            .into_vec()
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.dedup, c.hash, c.dead_letter, c.identified, c.time, c.out.key))
+            .collect();
+        assert_eq!(
+            back,
+            vec![
+                ("CK-1".into(), 0xfeed_beef_0000_0001, None, true, Some(at), b"CK-1".to_vec()),
+                (
+                    "#nokey:00ff".into(),
+                    0xfeed_beef_0000_0001,
+                    Some("record has no usable `id`".into()),
+                    false,
+                    None,
+                    b"#nokey:00ff".to_vec()
+                ),
+            ]
+        );
     }
 }

@@ -13,12 +13,14 @@ use tracing::{debug, error, info, warn};
 
 use super::budget::{ByteBudget, Reservation};
 use super::context::StreamContext;
-use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError};
+use super::read::{Candidate, Fetched, NO_KEY, Reader, StepError, spill_failed};
 use crate::domain::backoff;
 use crate::domain::ledger::{IdChecksum, LedgerEntry, window_text};
 use crate::domain::watermark::fmt_wm;
 use crate::domain::window::chrono_duration;
-use crate::domain::{CommitError, FailureLog, Mode, OutRecord, Sink, StreamId, Watermark, WatermarkState, Window};
+use crate::domain::{
+    CommitError, FailureLog, Mode, OutRecord, OutRecords, Sink, StreamId, Watermark, WatermarkState, Window,
+};
 use crate::metrics::{Metrics, StreamHandles, StreamState};
 
 /// How the stream's loop ended.
@@ -93,7 +95,10 @@ struct Committed {
 /// The records of one step on their way into a transaction, and what its ledger entry says.
 #[derive(Default)]
 struct Batch {
-    out: Vec<OutRecord>,
+    /// On disk, like the records it was picked from, if the window did not fit the budget.
+    out: OutRecords,
+    /// The data records' value bytes.
+    bytes: u64,
     unchanged: u64,
     tombstones: u64,
     dead_letters: u64,
@@ -116,16 +121,26 @@ impl Batch {
         }
     }
 
+    /// A batch for records picked from `read`: spilled to disk from the start if they were.
+    fn for_records<T>(read: &crate::domain::Spool<T>) -> Result<Batch, StepError> {
+        let mut batch = Batch::default();
+        if read.is_spilled() {
+            batch.out.spill().map_err(spill_failed)?;
+        }
+        Ok(batch)
+    }
+
     /// Adds a record (or its dead letter, saying why) to the transaction.
-    fn push(&mut self, out: OutRecord, dead_letter: Option<String>, stream: &StreamId, window: &str) {
+    fn push(&mut self, out: OutRecord, dead_letter: Option<String>, stream: &StreamId, window: &str) -> Result<(), StepError> {
         if let Some(error) = dead_letter {
             let key = String::from_utf8_lossy(&out.key);
             warn!(stream = %stream, window, key = %key, error = %error, "dead-lettering record");
             self.dead_letters += 1;
         } else {
             self.emitted_ids.add(&out.key);
+            self.bytes += out.value.as_ref().map_or(0, |v| v.len() as u64);
         }
-        self.out.push(out);
+        self.out.push(out).map_err(spill_failed)
     }
 }
 
@@ -484,13 +499,14 @@ impl StreamWorker {
     fn select_window(&self, window: &Window, fetched: Fetched) -> Result<(Batch, WatermarkState), StepError> {
         let hashed = self.reader.needs_hashes();
         let label = window.to_string();
-        let mut batch = Batch::default();
+        let mut batch = Batch::for_records(&fetched.candidates)?;
         let mut emitted = Vec::new();
         // What a re-read behind the watermark finds new was late: it was not there when its
         // time was first read (only a stream that keeps hashes can tell new from changed).
         let read_before = self.state.watermark;
         let now = Utc::now();
         for c in fetched.candidates {
+            let c = c.map_err(spill_failed)?;
             batch.saw(&c);
             let Candidate { dedup, hash, out, dead_letter, time, .. } = c;
             if hashed
@@ -507,7 +523,7 @@ impl StreamWorker {
             if hashed {
                 emitted.push((dedup, hash));
             }
-            batch.push(out, dead_letter, &self.plan().cfg.id, &label);
+            batch.push(out, dead_letter, &self.plan().cfg.id, &label)?;
         }
         let next = self
             .state
@@ -607,27 +623,31 @@ impl StreamWorker {
         let fetched = self.reader.read(None, cancel).await?;
         let (pages, started) = (fetched.pages, fetched.started);
         let facts = ReadFacts { window: "snapshot".into(), total: fetched.total, pages, requests: fetched.requests };
-        let mut batch = Batch::default();
+        let mut batch = Batch::for_records(&fetched.candidates)?;
         let mut current = Vec::with_capacity(fetched.candidates.len());
         for c in fetched.candidates {
+            let c = c.map_err(spill_failed)?;
             batch.saw(&c);
             let Candidate { dedup, hash, out, dead_letter, .. } = c;
             if self.state.is_unchanged(&dedup, hash) {
                 batch.unchanged += 1;
             } else {
-                batch.push(out, dead_letter, &self.plan().cfg.id, "snapshot");
+                batch.push(out, dead_letter, &self.plan().cfg.id, "snapshot")?;
             }
             current.push((dedup, hash));
         }
         let (mut next, removed) = self.state.replace_snapshot(taken_at, current);
         for key in removed.into_iter().filter(|k| !k.starts_with(NO_KEY)) {
             batch.tombstones += 1;
-            batch.out.push(OutRecord {
-                topic: self.reader.topic.clone(),
-                key: key.into_bytes(),
-                value: None,
-                headers: self.reader.headers.clone().into(),
-            });
+            batch
+                .out
+                .push(OutRecord {
+                    topic: self.reader.topic.clone(),
+                    key: key.into_bytes(),
+                    value: None,
+                    headers: self.reader.headers.clone().into(),
+                })
+                .map_err(spill_failed)?;
         }
         let state_bytes = self.encode_state(m, &mut next)?;
         let done = self.commit(m, batch, facts, next.watermark, state_bytes, None).await?;
@@ -703,12 +723,10 @@ impl StreamWorker {
         held: Option<&HeldEmpty>,
     ) -> Result<Committed, StepError> {
         let state_len = state_bytes.len();
-        let Batch { mut out, unchanged, tombstones, dead_letters, read, ids, emitted_ids, late_by } = batch;
+        let Batch { mut out, bytes, unchanged, tombstones, dead_letters, read, ids, emitted_ids, late_by } = batch;
         let written = out.len() as u64 - tombstones - dead_letters;
-        let bytes: usize =
-            out.iter().filter(|r| *r.topic == *self.reader.topic).map(|r| r.value.as_ref().map_or(0, Vec::len)).sum();
         if let Some(h) = held {
-            out.push(self.ledger_record(self.ledger_entry(h.facts())));
+            out.push(self.ledger_record(self.ledger_entry(h.facts()))).map_err(spill_failed)?;
         }
         let entry = LedgerEntry {
             read,
@@ -720,7 +738,7 @@ impl StreamWorker {
             emitted_checksum: emitted_ids.hex(),
             ..self.ledger_entry(facts)
         };
-        out.push(self.ledger_record(entry));
+        out.push(self.ledger_record(entry)).map_err(spill_failed)?;
         out.push(OutRecord {
             topic: self.watermark_topic.clone(),
             key: self.plan().cfg.id.as_str().as_bytes().to_vec(),
@@ -731,7 +749,8 @@ impl StreamWorker {
                 .map(|o| (crate::domain::sink::HEADER_OWNER, o.clone()))
                 .collect::<Vec<_>>()
                 .into(),
-        });
+        })
+        .map_err(spill_failed)?;
         match self.sink.commit(out).await {
             Ok(()) => {
                 m.transactions.committed.inc();
@@ -754,7 +773,7 @@ impl StreamWorker {
         }
         m.set_watermark(watermark);
         m.records.inc_by(written);
-        m.bytes.inc_by(bytes as u64);
+        m.bytes.inc_by(bytes);
         m.unchanged.inc_by(unchanged);
         m.tombstones.inc_by(tombstones);
         m.dead_letters.inc_by(dead_letters);
@@ -842,8 +861,8 @@ mod tests {
     struct Recorded(Mutex<Vec<Vec<OutRecord>>>);
 
     impl Sink for Recorded {
-        fn commit(&self, records: Vec<OutRecord>) -> BoxFuture<'_, Result<(), CommitError>> {
-            self.0.lock().unwrap().push(records);
+        fn commit(&self, records: OutRecords) -> BoxFuture<'_, Result<(), CommitError>> {
+            self.0.lock().unwrap().push(records.into_vec().expect("records in memory"));
             Box::pin(async { Ok(()) })
         }
     }
