@@ -24,8 +24,8 @@ use std::fmt;
 
 pub use pageset::{PageSet, PageSetError};
 pub use sink::{CommitError, FailureLog, OutRecord, OutRecords, Sink};
-pub use spool::{Spill, Spool};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
+pub use spool::{Spill, Spool};
 pub use target::{Document, FieldDifference, Held, RowOutcome, Target};
 pub use watermark::{Watermark, WatermarkState};
 pub use window::Window;
