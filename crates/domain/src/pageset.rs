@@ -114,9 +114,10 @@ impl PageSet {
         for rec in records {
             // A record without a usable key still counts toward the total; the worker
             // dead-letters it.
-            if let Some(key) = record_key(&rec, self.key_field)
-                && !self.keys.insert(key_digest(&key))
+            if let Some(digest) = with_record_key(&rec, self.key_field, key_digest)
+                && !self.keys.insert(digest)
             {
+                let key = record_key(&rec, self.key_field).unwrap_or_default();
                 return Err(PageSetError::DuplicateKey { key });
             }
             self.records.push(rec);
@@ -157,9 +158,14 @@ fn key_digest(key: &str) -> u128 {
 
 /// A record's business id as text (vendors send ids as strings or numbers).
 pub fn record_key(rec: &Value, field: &str) -> Option<String> {
+    with_record_key(rec, field, str::to_owned)
+}
+
+/// `f` of a record's business id, borrowed where the vendor sent text (no copy per record).
+fn with_record_key<T>(rec: &Value, field: &str, f: impl FnOnce(&str) -> T) -> Option<T> {
     match rec.get(field)? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(f(s)),
+        Value::Number(n) => Some(f(&n.to_string())),
         _ => None,
     }
 }

@@ -15,6 +15,19 @@ pub struct EncodeError {
     pub reason: String,
 }
 
+impl EncodeError {
+    /// The same error one level out: `step` (`.field`, `[3]`, `$`) goes before its path.
+    pub(crate) fn under(mut self, step: std::fmt::Arguments<'_>) -> EncodeError {
+        self.path.insert_str(0, &step.to_string());
+        self
+    }
+}
+
+/// An error at the value being written; the levels above add their steps.
+fn fail(reason: String) -> EncodeError {
+    EncodeError { path: String::new(), reason }
+}
+
 /// A compiled schema: what to write for each JSON value.
 #[derive(Debug)]
 pub(crate) enum Plan {
@@ -58,12 +71,11 @@ impl RecordPlan {
     /// A record: each field found by name (one merged walk over the object for small
     /// records), derived from joined parts, or defaulted when missing and optional.
     #[inline]
-    fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
-        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
+    fn encode(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let rec = self;
         let obj = match v {
             Value::Object(o) => o,
-            other => return Err(fail(path, format!("expected an object, got {}", short(other)))),
+            other => return Err(fail(format!("expected an object, got {}", short(other)))),
         };
         let mut found = [None; MERGED_FIELDS];
         let merged = rec.fields.len() <= MERGED_FIELDS;
@@ -71,9 +83,6 @@ impl RecordPlan {
             rec.locate(obj, &mut found);
         }
         for (i, Field { name, from, plan }) in rec.fields.iter().enumerate() {
-            let len = path.len();
-            path.push('.');
-            path.push_str(name);
             let joined;
             let value = match from {
                 FieldSource::Same if merged => found[i],
@@ -84,7 +93,7 @@ impl RecordPlan {
                 }
             };
             let res = match value {
-                Some(fv) => plan.encode(fv, out, path),
+                Some(fv) => plan.encode(fv, out),
                 None => match plan {
                     Plan::Optional(_) | Plan::Null => {
                         write_long(out, 0);
@@ -94,11 +103,10 @@ impl RecordPlan {
                         write_long(out, 0);
                         Ok(())
                     }
-                    _ => Err(fail(path, "missing required field".into())),
+                    _ => Err(fail("missing required field".into())),
                 },
             };
-            res?;
-            path.truncate(len);
+            res.map_err(|e| e.under(format_args!(".{name}")))?;
         }
         Ok(())
     }
@@ -210,13 +218,13 @@ impl Plan {
         })
     }
 
-    /// Writes `v` into `out`. `path` is the JSON path so far, extended while descending.
-    pub(crate) fn encode(&self, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
-        let fail = |path: &str, reason: String| EncodeError { path: path.to_owned(), reason };
+    /// Writes `v` into `out`. An error's path is relative to `v`: each level out prepends its
+    /// step, so the path costs nothing while records fit.
+    pub(crate) fn encode(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             Plan::Null => match v {
                 Value::Null => Ok(()),
-                other => Err(fail(path, format!("expected null, got {}", short(other)))),
+                other => Err(fail(format!("expected null, got {}", short(other)))),
             },
             Plan::Boolean => {
                 let b = match v {
@@ -225,19 +233,19 @@ impl Plan {
                     Value::String(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
                     Value::Number(n) if n.as_i64() == Some(1) => true,
                     Value::Number(n) if n.as_i64() == Some(0) => false,
-                    other => return Err(fail(path, format!("expected a boolean, got {}", short(other)))),
+                    other => return Err(fail(format!("expected a boolean, got {}", short(other)))),
                 };
                 out.push(b as u8);
                 Ok(())
             }
             Plan::Int => {
-                let n = integer(v).ok_or_else(|| fail(path, format!("expected an integer, got {}", short(v))))?;
-                let n = i32::try_from(n).map_err(|_| fail(path, format!("{n} does not fit an int")))?;
+                let n = integer(v).ok_or_else(|| fail(format!("expected an integer, got {}", short(v))))?;
+                let n = i32::try_from(n).map_err(|_| fail(format!("{n} does not fit an int")))?;
                 write_long(out, n as i64);
                 Ok(())
             }
             Plan::Long => {
-                let n = integer(v).ok_or_else(|| fail(path, format!("expected an integer, got {}", short(v))))?;
+                let n = integer(v).ok_or_else(|| fail(format!("expected an integer, got {}", short(v))))?;
                 write_long(out, n);
                 Ok(())
             }
@@ -247,7 +255,7 @@ impl Plan {
                     Value::String(s) => s.trim().parse::<f64>().ok(),
                     _ => None,
                 }
-                .ok_or_else(|| fail(path, format!("expected a number, got {}", short(v))))?;
+                .ok_or_else(|| fail(format!("expected a number, got {}", short(v))))?;
                 if matches!(self, Plan::Float) {
                     out.extend_from_slice(&(f as f32).to_le_bytes());
                 } else {
@@ -270,7 +278,7 @@ impl Plan {
                             "false"
                         }
                     }
-                    other => return Err(fail(path, format!("expected text, got {}", short(other)))),
+                    other => return Err(fail(format!("expected text, got {}", short(other)))),
                 };
                 write_bytes(out, s.as_bytes());
                 Ok(())
@@ -284,10 +292,10 @@ impl Plan {
                         owned = n.to_string();
                         &owned
                     }
-                    other => return Err(fail(path, format!("expected a decimal, got {}", short(other)))),
+                    other => return Err(fail(format!("expected a decimal, got {}", short(other)))),
                 };
                 let unscaled = decimal::unscaled(text, *scale, *precision)
-                    .map_err(|why| fail(path, format!("{why} in decimal {text:?}")))?;
+                    .map_err(|why| fail(format!("{why} in decimal {text:?}")))?;
                 write_bytes(out, &decimal::to_be_bytes_minimal(unscaled));
                 Ok(())
             }
@@ -295,9 +303,9 @@ impl Plan {
                 let at = match time_of(v) {
                     Some(VendorTime::At(t)) => t,
                     Some(VendorTime::Unset) => {
-                        return Err(fail(path, format!("required time is unset ({})", short(v))));
+                        return Err(fail(format!("required time is unset ({})", short(v))));
                     }
-                    None => return Err(fail(path, format!("expected a time, got {}", short(v)))),
+                    None => return Err(fail(format!("expected a time, got {}", short(v)))),
                 };
                 let n = match self {
                     Plan::Date => at.timestamp().div_euclid(86_400),
@@ -307,32 +315,29 @@ impl Plan {
                 write_long(out, n);
                 Ok(())
             }
-            Plan::Optional(inner) => encode_optional(inner, v, out, path),
-            Plan::Record(rec) => rec.encode(v, out, path),
+            Plan::Optional(inner) => encode_optional(inner, v, out),
+            Plan::Record(rec) => rec.encode(v, out),
             Plan::Array(items) => {
                 let arr = match v {
                     Value::Array(a) => a.as_slice(),
                     Value::Null => &[],
-                    other => return Err(fail(path, format!("expected a list, got {}", short(other)))),
+                    other => return Err(fail(format!("expected a list, got {}", short(other)))),
                 };
                 if !arr.is_empty() {
                     write_long(out, arr.len() as i64);
                     for (i, item) in arr.iter().enumerate() {
-                        let len = path.len();
-                        path.push_str(&format!("[{i}]"));
-                        items.encode(item, out, path)?;
-                        path.truncate(len);
+                        items.encode(item, out).map_err(|e| e.under(format_args!("[{i}]")))?;
                     }
                 }
                 write_long(out, 0);
                 Ok(())
             }
             Plan::Enum(symbols) => {
-                let s = v.as_str().ok_or_else(|| fail(path, format!("expected a symbol, got {}", short(v))))?;
+                let s = v.as_str().ok_or_else(|| fail(format!("expected a symbol, got {}", short(v))))?;
                 let i = symbols
                     .iter()
                     .position(|x| x == s)
-                    .ok_or_else(|| fail(path, format!("{s:?} is not one of {}", symbols.join(", "))))?;
+                    .ok_or_else(|| fail(format!("{s:?} is not one of {}", symbols.join(", "))))?;
                 write_long(out, i as i64);
                 Ok(())
             }
@@ -397,7 +402,7 @@ fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
 /// An optional value (`["null", T]`): vendor nulls, empty text for non-text types and unset
 /// times (`0000-00-00 00:00:00`) are Avro null; anything else is `T`.
 #[inline]
-fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>, path: &mut String) -> Result<(), EncodeError> {
+fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let is_null = match v {
         Value::Null => true,
         Value::String(s) if s.trim().is_empty() => !matches!(*inner, Plan::String | Plan::Bytes),
@@ -411,7 +416,7 @@ fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>, path: &mut String
         Ok(())
     } else {
         write_long(out, 1);
-        inner.encode(v, out, path)
+        inner.encode(v, out)
     }
 }
 
@@ -439,7 +444,7 @@ mod tests {
             Schema::parse_str(&format!(r#"{{"type":"record","name":"r","fields":[{}]}}"#, fields.join(","))).unwrap();
         let plan = Plan::compile(&schema, "r").unwrap();
         let mut out = Vec::new();
-        plan.encode(record, &mut out, &mut String::new()).unwrap();
+        plan.encode(record, &mut out).unwrap();
         let mut expected = Vec::new();
         for n in names {
             match record.get(n).and_then(Value::as_str) {

@@ -151,11 +151,25 @@ impl RecordCodec {
     /// (drift: the vendor sends something new). Not an error: the record still encodes.
     #[inline]
     pub fn unknown_fields<'v>(&self, record: &'v serde_json::Value, mut found: impl FnMut(&'v str)) {
-        if let serde_json::Value::Object(o) = record {
-            for k in o.keys() {
-                // Binary search, not a merged walk: right whatever order the map iterates in.
-                if self.known.binary_search_by(|n| (**n).cmp(k.as_str())).is_err() {
-                    found(k);
+        let serde_json::Value::Object(o) = record else { return };
+        // One merged walk over two sorted lists (serde_json's map iterates sorted by key, as
+        // the encoder's walk also needs): about one comparison per name, where a binary search
+        // per key took five, and cost a tenth of the worker's CPU.
+        use std::cmp::Ordering;
+        let mut known = self.known.iter().peekable();
+        for k in o.keys() {
+            let k = k.as_str();
+            loop {
+                match known.peek().map(|n| n.as_ref().cmp(k)) {
+                    Some(Ordering::Less) => _ = known.next(),
+                    Some(Ordering::Equal) => {
+                        known.next();
+                        break;
+                    }
+                    _ => {
+                        found(k);
+                        break;
+                    }
                 }
             }
         }
@@ -194,7 +208,7 @@ impl RecordCodec {
     pub fn encode(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let mark = out.len();
         out.extend_from_slice(&self.prefix);
-        let res = self.plan.encode(record, out, &mut String::from("$"));
+        let res = self.plan.encode(record, out).map_err(|e| e.under(format_args!("$")));
         if res.is_err() {
             out.truncate(mark);
         }
