@@ -980,6 +980,7 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             format!("{:.2}", r.end_to_end_rps / r.vendor_ceiling_rps()),
             format!("{:.1}", r.cpu_seconds_per_million),
             format!("{:.0}", r.peak_rss_mib),
+            format!("{:.0}", r.e2e_machine_busy * 100.0),
         ]);
     }
     print_table(
@@ -995,9 +996,10 @@ async fn bench_command(opts: tidemark::bench::BenchOptions) -> anyhow::Result<Ex
             "e2e / vendor ceiling (less bans)",
             "worker CPU s / M rec",
             "worker peak RSS MiB",
+            "machine CPU busy in e2e %",
         ],
         &rows,
-        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
     );
     if opts.throttle_rate > 0.0 {
         for r in &results {

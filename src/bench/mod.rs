@@ -134,6 +134,10 @@ pub struct ShapeResult {
     pub bans: BanStats,
     pub cpu_seconds_per_million: f64,
     pub peak_rss_mib: f64,
+    /// How busy the machine's cores were during the fastest end-to-end run (0 to 1): near 1,
+    /// the worker, the simulator and the broker were sharing every core, and only less CPU per
+    /// record makes that run faster.
+    pub e2e_machine_busy: f64,
 }
 
 impl ShapeResult {
@@ -419,7 +423,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
     let now = Utc::now();
 
     let mut fetch = (0u64, Duration::MAX);
-    let mut e2e: Option<(Duration, f64, f64, BanStats)> = None;
+    let mut e2e: Option<(Duration, f64, f64, BanStats, f64)> = None;
     let vendor = kind.split('.').next().unwrap_or(kind);
     let mut topics = vec![format!("bench-{run}.produce"), format!("bench-{run}.wm")];
     for attempt in 1..=opts.repeat {
@@ -432,11 +436,13 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         let e2e_run = format!("{run}-e2e{attempt}");
         topics.extend(["data", "wm", "dlq"].map(|t| format!("bench-{e2e_run}.{t}")));
         let before = vendor_log(&sim.base, vendor).await?;
+        let busy_before = machine_cpu_ticks();
         let (took, cpu, rss) = end_to_end(
             opts.worker_binary.as_deref(),
             &dir,
             &worker_toml(opts, kind, &sim.base, &e2e_run, &groups, ""),
         )?;
+        let busy = busy_fraction(busy_before, machine_cpu_ticks());
         let after = vendor_log(&sim.base, vendor).await?;
         let delta = |field: &str| after[field].as_u64().unwrap_or(0) - before[field].as_u64().unwrap_or(0);
         let bans = BanStats {
@@ -445,7 +451,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
             after_ban_answer: delta("after_ban_answer"),
             banned_fraction: (delta("throttled") as f64 * opts.ban.as_secs_f64() / took.as_secs_f64()).min(1.0),
         };
-        let measured = (took, cpu, rss, bans);
+        let measured = (took, cpu, rss, bans, busy);
         if e2e.is_none_or(|best| measured.0 < best.0) {
             e2e = Some(measured);
         }
@@ -457,7 +463,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         eprintln!("[{kind}] could not delete the bench topics: {e}");
     }
     let (fetched, fetch_time) = fetch;
-    let (e2e_time, cpu, rss, bans) = e2e.expect("at least one run");
+    let (e2e_time, cpu, rss, bans, busy) = e2e.expect("at least one run");
     let rps = |n: u64, d: Duration| n as f64 / d.as_secs_f64();
     let page_size = f64::from(readers[0].plan.page_size);
     Ok(ShapeResult {
@@ -472,6 +478,7 @@ pub async fn shape_bench(opts: &BenchOptions, kind: &str) -> Result<ShapeResult,
         bans,
         cpu_seconds_per_million: cpu / (fetched as f64 / 1e6),
         peak_rss_mib: rss,
+        e2e_machine_busy: busy,
     })
 }
 
@@ -604,6 +611,24 @@ fn proc_cpu_seconds(pid: u32) -> Result<f64, BenchError> {
     // SAFETY: sysconf only reads a configuration value; _SC_CLK_TCK is always defined.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     Ok((field(UTIME_AFTER_COMM)? + field(STIME_AFTER_COMM)?) / ticks)
+}
+
+/// The machine's (busy, total) CPU ticks since boot, from /proc/stat's `cpu` line.
+fn machine_cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    // proc(5): user nice system idle iowait irq softirq steal ...; idle and iowait are idle.
+    let ticks: Vec<u64> =
+        stat.lines().next()?.split_whitespace().skip(1).take(8).map(|t| t.parse().ok()).collect::<Option<_>>()?;
+    let total: u64 = ticks.iter().sum();
+    Some((total - ticks.get(3)? - ticks.get(4)?, total))
+}
+
+/// The busy share of the ticks between two readings (0 if /proc/stat could not be read).
+fn busy_fraction(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> f64 {
+    match (before, after) {
+        (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) as f64 / (t1 - t0) as f64,
+        _ => 0.0,
+    }
 }
 
 fn proc_rss_mib(pid: u32) -> Result<f64, BenchError> {
