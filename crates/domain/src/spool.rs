@@ -214,7 +214,8 @@ pub fn put_bytes(w: &mut impl Write, bytes: Option<&[u8]>) -> io::Result<()> {
     match bytes {
         None => put_u32(w, u32::MAX),
         Some(b) => {
-            let len = u32::try_from(b.len()).ok().filter(|l| *l != u32::MAX).ok_or_else(|| corrupt("item too large"))?;
+            let len =
+                u32::try_from(b.len()).ok().filter(|l| *l != u32::MAX).ok_or_else(|| corrupt("item too large"))?;
             put_u32(w, len)?;
             w.write_all(b)
         }
@@ -302,10 +303,8 @@ mod tests {
             spool.push(record(&topic, &Headers::from(Vec::new()), &i.to_string(), None)).unwrap();
         }
         assert_eq!((spool.len(), spool.in_memory()), (2 * CHUNK + 3, 2 * CHUNK + 3));
-        let keys: Vec<usize> = spool
-            .into_iter()
-            .map(|r| String::from_utf8(r.unwrap().key).unwrap().parse().unwrap())
-            .collect();
+        let keys: Vec<usize> =
+            spool.into_iter().map(|r| String::from_utf8(r.unwrap().key).unwrap().parse().unwrap()).collect();
         assert_eq!(keys, (0..2 * CHUNK + 3).collect::<Vec<_>>());
     }
 

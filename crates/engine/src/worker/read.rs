@@ -20,9 +20,9 @@ use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::sink::Headers;
+use crate::domain::spool::{SpillTables, get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
 use crate::domain::time::{VendorTime, parse_vendor_time};
 use crate::domain::watermark::content_hash;
-use crate::domain::spool::{SpillTables, get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Spill, Spool, Window};
 use crate::metrics::{ApiHandles, CredentialHandles, DRIFT_FIELDS, DriftSeen, Metrics};
 
@@ -599,7 +599,12 @@ mod tests {
         let candidate = |dedup: &str, dead_letter: Option<&str>, identified, time| Candidate {
             dedup: dedup.into(),
             hash: 0xfeed_beef_0000_0001,
-            out: OutRecord { topic: topic.clone(), key: dedup.as_bytes().to_vec(), value: None, headers: headers.clone() },
+            out: OutRecord {
+                topic: topic.clone(),
+                key: dedup.as_bytes().to_vec(),
+                value: None,
+                headers: headers.clone(),
+            },
             dead_letter: dead_letter.map(Into::into),
             identified,
             time,

@@ -131,7 +131,13 @@ impl Batch {
     }
 
     /// Adds a record (or its dead letter, saying why) to the transaction.
-    fn push(&mut self, out: OutRecord, dead_letter: Option<String>, stream: &StreamId, window: &str) -> Result<(), StepError> {
+    fn push(
+        &mut self,
+        out: OutRecord,
+        dead_letter: Option<String>,
+        stream: &StreamId,
+        window: &str,
+    ) -> Result<(), StepError> {
         if let Some(error) = dead_letter {
             let key = String::from_utf8_lossy(&out.key);
             warn!(stream = %stream, window, key = %key, error = %error, "dead-lettering record");
