@@ -121,10 +121,11 @@ impl Drop for Reservation {
     }
 }
 
-/// Hands memory freed by a large window back to the operating system. glibc keeps freed memory
-/// in the arena of the thread that allocated it, where the threads that allocate next (the
-/// producer's, another runtime worker's) may never reuse it: without this, a spilled window's
-/// bytes stay in the process's RSS beside everything allocated after.
+/// Hands memory freed by a large window back to the operating system. The worker's own
+/// allocations are mimalloc's, which returns freed pages by itself; librdkafka's (its copy of
+/// every record produced) are glibc's, which keeps them in per-thread arenas: without this, the
+/// copies of the window committed before stay in the process's RSS beside the spilling one
+/// (measured: 166 MB peak with two 200k-record windows, 150 MB with it).
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free pages of glibc's heaps to the kernel.
