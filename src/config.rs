@@ -63,9 +63,10 @@ pub struct MetricsSection {
     pub listen: Option<String>,
 }
 
-/// `max_buffered_bytes` when not set: room for a few busy windows read ahead, well inside a
-/// container of a few hundred MiB.
-pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 64 << 20;
+/// `max_buffered_bytes` when not set: room for several busy windows read ahead (a 6-hour
+/// window of 奇门 stock-ins is about 3 MiB), and a worker under 150 MiB whatever its windows'
+/// size (64 MiB measured 153-179 MiB with 奇门; BENCHMARKS.md).
+pub const DEFAULT_MAX_BUFFERED_BYTES: u64 = 32 << 20;
 
 /// A size as written in the file: bytes, or text such as `"64MiB"`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -89,6 +89,9 @@ pub struct BenchOptions {
     /// Windows each stream reads ahead (windows_in_flight); the worker's default if unset.
     #[arg(long)]
     pub windows_in_flight: Option<u32>,
+    /// The worker's byte budget (max_buffered_bytes, e.g. 32MiB); its default if unset.
+    #[arg(long)]
+    pub max_buffered_bytes: Option<String>,
     /// Instead of the shapes: run the worker against a simulated 旺店通 that accepts this many
     /// requests a minute (unpublished, as on a real account) and report the rate it learns.
     #[arg(long, default_value_t = 0)]
@@ -269,7 +272,13 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
     let pair = pair(kind).expect("checked shape");
-    let mut s = format!(
+    let mut s = opts
+        .max_buffered_bytes
+        .as_ref()
+        .map(|b| format!("max_buffered_bytes = \"{b}\"\n\n"))
+        .unwrap_or_default();
+    let _ = write!(
+        s,
         "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = {}\n{}",
         opts.bootstrap,
         pair.source,

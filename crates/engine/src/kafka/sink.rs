@@ -41,7 +41,7 @@ const COMMIT_ATTEMPTS: u32 = 3;
 /// librdkafka's producer queue, in KiB (`queue.buffering.max.kbytes`) and in messages
 /// (`queue.buffering.max.messages`). Each queued message costs librdkafka a few hundred bytes
 /// beside its payload (its own struct, a copy of its headers), so the count matters as much.
-const QUEUE_KBYTES: u32 = 16 * 1024;
+const QUEUE_KBYTES: u32 = 8 * 1024;
 const QUEUE_MESSAGES: u32 = 32 * 1024;
 
 /// At most this many records go into one group transaction (more windows wait for the next):
