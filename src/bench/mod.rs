@@ -272,11 +272,8 @@ fn proc_kib(pid: u32, field: &str) -> Option<u64> {
 
 fn worker_toml(opts: &BenchOptions, kind: &str, base: &str, run: &str, streams: &[String], extra: &str) -> String {
     let pair = pair(kind).expect("checked shape");
-    let mut s = opts
-        .max_buffered_bytes
-        .as_ref()
-        .map(|b| format!("max_buffered_bytes = \"{b}\"\n\n"))
-        .unwrap_or_default();
+    let mut s =
+        opts.max_buffered_bytes.as_ref().map(|b| format!("max_buffered_bytes = \"{b}\"\n\n")).unwrap_or_default();
     let _ = write!(
         s,
         "[kafka]\nbootstrap = \"{}\"\ntransactional_id = \"bench-{run}\"\nwatermark_topic = \"bench-{run}.wm\"\ndead_letter_topic = \"bench-{run}.dlq\"\ntopic_partitions = 3\n\n[sources.s]\nkind = \"{kind}\"\n{}\nbase_url = \"{base}{}\"\nrequests_per_second = {}\n{}",
