@@ -3,44 +3,37 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::sync::Arc;
-
-use crate::sink::{Headers, OutRecord};
 
 /// Items in order: all in memory, or (once [`spill`](Spool::spill)ed) all in a temporary file
 /// that the operating system deletes when it is closed, even by a crash.
-pub struct Spool<T> {
+pub struct Spool<T: Spill> {
     /// In chunks of at most [`CHUNK`]: a large window grows without copying itself into a
     /// buffer twice its size (which a single `Vec` does, holding both for a moment).
     memory: Vec<Vec<T>>,
     file: Option<BufWriter<File>>,
     /// Items in the file.
     spilled: usize,
-    tables: SpillTables,
+    tables: T::Tables,
 }
 
 const CHUNK: usize = 1024;
 
-/// What spilled items share and the file holds once: topics and header lists, by index.
-#[derive(Default)]
-pub struct SpillTables {
-    topics: Vec<Arc<str>>,
-    headers: Vec<Headers>,
-}
-
 /// An item that can be written to a spool's file and read back.
 pub trait Spill: Sized {
-    fn write_to(&self, w: &mut impl Write, tables: &mut SpillTables) -> io::Result<()>;
-    fn read_from(r: &mut impl Read, tables: &SpillTables) -> io::Result<Self>;
+    /// What a spool's items share and its file holds once (a window's topics and header
+    /// lists), kept beside the file.
+    type Tables: Default;
+    fn write_to(&self, w: &mut impl Write, tables: &mut Self::Tables) -> io::Result<()>;
+    fn read_from(r: &mut impl Read, tables: &Self::Tables) -> io::Result<Self>;
 }
 
-impl<T> Default for Spool<T> {
+impl<T: Spill> Default for Spool<T> {
     fn default() -> Self {
-        Spool { memory: Vec::new(), file: None, spilled: 0, tables: SpillTables::default() }
+        Spool { memory: Vec::new(), file: None, spilled: 0, tables: T::Tables::default() }
     }
 }
 
-impl<T> From<Vec<T>> for Spool<T> {
+impl<T: Spill> From<Vec<T>> for Spool<T> {
     fn from(items: Vec<T>) -> Self {
         Spool { memory: vec![items], ..Spool::default() }
     }
@@ -83,7 +76,7 @@ impl<T: Spill> Spool<T> {
     }
 }
 
-impl<T> Spool<T> {
+impl<T: Spill> Spool<T> {
     pub fn len(&self) -> usize {
         self.memory.iter().map(Vec::len).sum::<usize>() + self.spilled
     }
@@ -120,11 +113,11 @@ impl<T: Spill> IntoIterator for Spool<T> {
 }
 
 /// A spool's items, in order (see [`Spool::into_iter`]).
-pub struct SpoolIter<T> {
+pub struct SpoolIter<T: Spill> {
     memory: std::iter::Flatten<std::vec::IntoIter<Vec<T>>>,
     file: Option<io::Result<BufReader<File>>>,
     left: usize,
-    tables: SpillTables,
+    tables: T::Tables,
 }
 
 impl<T: Spill> Iterator for SpoolIter<T> {
@@ -162,30 +155,8 @@ impl<T: Spill> Iterator for SpoolIter<T> {
     }
 }
 
-impl SpillTables {
-    /// The index of `topic`, added on first sight. A window's records share a few topics.
-    fn topic(&mut self, topic: &Arc<str>) -> u32 {
-        index_of(&mut self.topics, topic, |a, b| Arc::ptr_eq(a, b) || a == b)
-    }
-
-    /// The index of `headers`, added on first sight (by content: a dead letter's are its own).
-    fn headers(&mut self, headers: &Headers) -> u32 {
-        index_of(&mut self.headers, headers, |a, b| Arc::ptr_eq(a, b) || a == b)
-    }
-}
-
-fn index_of<T: Clone>(table: &mut Vec<T>, item: &T, same: impl Fn(&T, &T) -> bool) -> u32 {
-    // The latest first: records come in runs of the same window.
-    match table.iter().rposition(|t| same(t, item)) {
-        Some(i) => i as u32,
-        None => {
-            table.push(item.clone());
-            (table.len() - 1) as u32
-        }
-    }
-}
-
-fn corrupt(what: &str) -> io::Error {
+/// A spill file that does not read back as written.
+pub fn corrupt(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("spill file: {what}"))
 }
 
@@ -236,85 +207,43 @@ pub fn get_string(r: &mut impl Read) -> io::Result<Option<String>> {
     get_bytes(r)?.map(|b| String::from_utf8(b).map_err(|_| corrupt("text is not UTF-8"))).transpose()
 }
 
-impl Spill for OutRecord {
-    fn write_to(&self, w: &mut impl Write, tables: &mut SpillTables) -> io::Result<()> {
-        put_u32(w, tables.topic(&self.topic))?;
-        put_u32(w, tables.headers(&self.headers))?;
-        put_bytes(w, Some(&self.key))?;
-        put_bytes(w, self.value.as_deref())
-    }
-
-    fn read_from(r: &mut impl Read, tables: &SpillTables) -> io::Result<Self> {
-        let topic = tables.topics.get(get_u32(r)? as usize).ok_or_else(|| corrupt("unknown topic index"))?.clone();
-        let headers = tables.headers.get(get_u32(r)? as usize).ok_or_else(|| corrupt("unknown headers index"))?.clone();
-        let key = get_bytes(r)?.ok_or_else(|| corrupt("record without key"))?;
-        let value = get_bytes(r)?;
-        Ok(OutRecord { topic, key, value, headers })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn record(topic: &Arc<str>, headers: &Headers, key: &str, value: Option<&str>) -> OutRecord {
-        OutRecord {
-            topic: topic.clone(),
-            key: key.as_bytes().to_vec(),
-            value: value.map(|v| v.as_bytes().to_vec()),
-            headers: headers.clone(),
+    /// A test item: text, spilled as its bytes.
+    impl Spill for String {
+        type Tables = ();
+        fn write_to(&self, w: &mut impl Write, _: &mut ()) -> io::Result<()> {
+            put_bytes(w, Some(self.as_bytes()))
+        }
+        fn read_from(r: &mut impl Read, _: &()) -> io::Result<Self> {
+            get_string(r)?.ok_or_else(|| corrupt("no text"))
         }
     }
 
     #[test]
-    fn a_spilled_spool_gives_back_every_record_in_order_from_its_file() {
-        let (data, dead): (Arc<str>, Arc<str>) = ("orders".into(), "orders.dlq".into());
-        let window: Headers = vec![("tidemark.stream", Arc::from(&b"s/1"[..]))].into();
-        let mut spool = Spool::default();
-        spool.push(record(&data, &window, "a", Some("1"))).unwrap();
-        spool.push(record(&dead, &Headers::from(window[..1].to_vec()), "b", Some("{}"))).unwrap();
-        spool.spill().unwrap();
-        assert_eq!(spool.in_memory(), 0, "spilling frees memory");
-        spool.push(record(&data, &window, "c", None)).unwrap();
-        spool.push(record(&data, &Headers::from(Vec::new()), "中文", Some(""))).unwrap();
-        assert_eq!(spool.len(), 4);
-        let back = spool.into_vec().unwrap();
-        let seen: Vec<_> = back
-            .iter()
-            .map(|r| (&*r.topic, String::from_utf8(r.key.clone()).unwrap(), r.value.clone(), r.headers.len()))
-            .collect();
-        assert_eq!(
-            seen,
-            vec![
-                ("orders", "a".into(), Some(b"1".to_vec()), 1),
-                ("orders.dlq", "b".into(), Some(b"{}".to_vec()), 1),
-                ("orders", "c".into(), None, 1),
-                ("orders", "中文".into(), Some(Vec::new()), 0),
-            ]
-        );
-        assert!(Arc::ptr_eq(&back[0].headers, &back[2].headers), "one header list a window, on disk too");
-    }
-
-    #[test]
-    fn a_spool_in_memory_keeps_order_across_its_chunks() {
-        let topic: Arc<str> = "t".into();
+    fn a_spool_keeps_order_across_its_chunks_and_a_spill() {
         let mut spool = Spool::default();
         for i in 0..2 * CHUNK + 3 {
-            spool.push(record(&topic, &Headers::from(Vec::new()), &i.to_string(), None)).unwrap();
+            spool.push(i.to_string()).unwrap();
         }
         assert_eq!((spool.len(), spool.in_memory()), (2 * CHUNK + 3, 2 * CHUNK + 3));
-        let keys: Vec<usize> =
-            spool.into_iter().map(|r| String::from_utf8(r.unwrap().key).unwrap().parse().unwrap()).collect();
-        assert_eq!(keys, (0..2 * CHUNK + 3).collect::<Vec<_>>());
+        spool.spill().unwrap();
+        assert_eq!(spool.in_memory(), 0, "spilling frees memory");
+        spool.push("last".to_string()).unwrap();
+        let items: Vec<String> = spool.into_iter().map(Result::unwrap).collect();
+        let mut expected: Vec<String> = (0..2 * CHUNK + 3).map(|i| i.to_string()).collect();
+        expected.push("last".into());
+        assert_eq!(items, expected);
     }
 
     #[test]
     fn a_truncated_spill_file_is_an_error_not_a_short_list() {
-        let topic: Arc<str> = "t".into();
         let mut spool = Spool::default();
         spool.spill().unwrap();
-        spool.push(record(&topic, &Headers::from(Vec::new()), "k", Some("v"))).unwrap();
-        // Claims one record more than the file holds.
+        spool.push("k".to_string()).unwrap();
+        // Claims one item more than the file holds.
         spool.spilled += 1;
         let items: Vec<_> = spool.into_iter().collect();
         assert_eq!(items.len(), 2);

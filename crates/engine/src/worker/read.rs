@@ -20,7 +20,8 @@ use crate::domain::backoff;
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
 use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
 use crate::domain::sink::Headers;
-use crate::domain::spool::{SpillTables, get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
+use crate::domain::sink::SpillTables;
+use crate::domain::spool::{get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
 use crate::domain::time::{VendorTime, parse_vendor_time};
 use crate::domain::watermark::content_hash;
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Spill, Spool, Window};
@@ -80,6 +81,8 @@ impl Candidate {
 }
 
 impl Spill for Candidate {
+    type Tables = SpillTables;
+
     fn write_to(&self, w: &mut impl std::io::Write, tables: &mut SpillTables) -> std::io::Result<()> {
         put_bytes(w, Some(self.dedup.as_bytes()))?;
         put_u64(w, self.hash)?;

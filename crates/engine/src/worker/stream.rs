@@ -122,7 +122,7 @@ impl Batch {
     }
 
     /// A batch for records picked from `read`: spilled to disk from the start if they were.
-    fn for_records<T>(read: &crate::domain::Spool<T>) -> Result<Batch, StepError> {
+    fn for_records<T: crate::domain::Spill>(read: &crate::domain::Spool<T>) -> Result<Batch, StepError> {
         let mut batch = Batch::default();
         if read.is_spilled() {
             batch.out.spill().map_err(spill_failed)?;
