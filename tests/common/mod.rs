@@ -392,6 +392,21 @@ pub fn consume_committed(topic: &str) -> Vec<Consumed> {
     consume_from(kafka(), topic)
 }
 
+/// Like [`consume_committed`], read again until at least `n` records are visible or `within`
+/// passes (then what was read last). For readers racing a worker that still runs: Kafka writes
+/// a transaction's commit markers to its partitions just after the commit returns, and a
+/// `read_committed` reader stops short of them until then.
+pub fn consume_committed_reaching(topic: &str, n: usize, within: Duration) -> Vec<Consumed> {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = consume_committed(topic);
+        if got.len() >= n || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Like [`consume_committed`], from the broker at `bootstrap`.
 pub fn consume_from(bootstrap: &str, topic: &str) -> Vec<Consumed> {
     consume_with(&[("bootstrap.servers", bootstrap)], topic)
