@@ -58,15 +58,9 @@ fn stop_worker(mut worker: Child) {
 
 /// Waits until `topic` holds `n` committed records.
 fn wait_for_records(topic: &str, n: usize) -> Vec<Consumed> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let got = consume_committed(topic);
-        if got.len() >= n {
-            return got;
-        }
-        assert!(Instant::now() < deadline, "{} of {n} records in {topic}", got.len());
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let got = consume_committed_reaching(topic, n, Duration::from_secs(120));
+    assert!(got.len() >= n, "{} of {n} records in {topic}", got.len());
+    got
 }
 
 /// Waits for the owner's first commit after the operator's watermark record and checks it

@@ -74,11 +74,9 @@ impl<T: Spill> Spool<T> {
     pub fn into_vec(self) -> io::Result<Vec<T>> {
         self.into_iter().collect()
     }
-}
 
-impl<T: Spill> Spool<T> {
     pub fn len(&self) -> usize {
-        self.memory.iter().map(Vec::len).sum::<usize>() + self.spilled
+        self.in_memory() + self.spilled
     }
 
     pub fn is_empty(&self) -> bool {
