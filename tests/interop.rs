@@ -405,3 +405,243 @@ async fn a_compatible_change_is_a_new_version_readers_follow_and_an_incompatible
     assert_eq!(consume_committed(&topic).len(), before, "nothing more was committed");
     assert_eq!(latest_id(&topic).await, (id2, version2), "nothing was registered");
 }
+
+// ---- the warehouses' own tools: Kafka Connect and ClickHouse ---------------------------------
+
+/// The `key=value` lines of a `.properties` snippet, in order (comments and blanks dropped).
+fn properties(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not key=value: {l}"));
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
+}
+
+/// Replaces the value of `key`, which the snippet must set.
+fn set_property(props: &mut [(String, String)], key: &str, value: &str) {
+    let p = props.iter_mut().find(|(k, _)| k == key).unwrap_or_else(|| panic!("the guide's snippet sets no {key}"));
+    p.1 = value.to_owned();
+}
+
+/// Apicurio's own REST API (v2, which its 2.6 serdes speak) beside the ccompat URL the tests use.
+fn apicurio_v2_url() -> String {
+    let base = registry().split("/apis/").next().unwrap();
+    format!("{base}/apis/registry/v2")
+}
+
+const SETTLE_KEY: &str = "tidemark.settle";
+
+/// Writes, outside any transaction, what the worker writes after lost transaction markers (a
+/// settle record: key `tidemark.settle`, header `tidemark.control`, no value) in every
+/// partition of `topic`, and a tombstone for `key`, as a snapshot stream writes when it vanishes.
+fn write_settle_and_tombstone(topic: &str, key: &str) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let within = std::time::Duration::from_secs(30);
+    let producer: BaseProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka()).create().unwrap();
+    let partitions = producer.client().fetch_metadata(Some(topic), within).unwrap().topics()[0].partitions().len();
+    for p in 0..partitions as i32 {
+        let control = OwnedHeaders::new().insert(Header { key: "tidemark.control", value: Some("settle") });
+        producer.send(BaseRecord::<str, [u8]>::to(topic).partition(p).key(SETTLE_KEY).headers(control)).unwrap();
+    }
+    producer.send(BaseRecord::<str, [u8]>::to(topic).key(key)).unwrap();
+    producer.flush(within).unwrap();
+}
+
+/// How long Kafka Connect may take to hand every record of the demo's topics to the sink.
+const CONNECT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_connect_hands_a_sink_every_value_field_by_field_with_the_guides_settings() {
+    let (dir, sim, prefix) = backfill_example(true);
+    let topics: Vec<String> = TOPICS.iter().map(|(_, t, _, _)| format!("{prefix}.{t}")).collect();
+    // What a real run can also hold: a settle record (after lost markers) and a tombstone.
+    let balances = format!("{prefix}.finance.balances");
+    let deleted = sim.records("finance.balances").await[0]["account_id"].as_str().unwrap().to_owned();
+    write_settle_and_tombstone(&balances, &deleted);
+    let mut expected = 1; // the tombstone
+    for (kind, ..) in TOPICS {
+        expected += sim.records(kind).await.len();
+    }
+    // The connector as the guide prints it; only what names this machine's parts changes.
+    let out = dir.path().join("sink.jsonl");
+    let mut props = properties(&guide_snippet("warehouse-sink.properties"));
+    set_property(&mut props, "connector.class", "tidemark.interop.JsonLinesSink");
+    set_property(&mut props, "topics", &topics.join(","));
+    set_property(&mut props, "value.converter.apicurio.registry.url", &apicurio_v2_url());
+    props.push(("file".into(), out.to_str().unwrap().into()));
+    let connector: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let connector = write(dir.path(), "connector.properties", &connector);
+    let worker = write(
+        dir.path(),
+        "worker.properties",
+        &format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             offset.storage.file.filename={}\nlisteners=http://127.0.0.1:0\n",
+            kafka(),
+            dir.path().join("offsets").display()
+        ),
+    );
+    let log = dir.path().join("connect.log");
+    let mut connect = Command::new("java")
+        .args(["-cp", &interop().java_cp, "org.apache.kafka.connect.cli.ConnectStandalone"])
+        .arg(&worker)
+        .arg(&connector)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("connect.err")).unwrap())
+        .spawn()
+        .expect("start Kafka Connect");
+    // Connect never ends on its own: wait for the records (or the deadline), then stop it.
+    let started = std::time::Instant::now();
+    let count = || std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+    let err = || std::fs::read_to_string(dir.path().join("connect.err")).unwrap_or_default();
+    let failed = || err().contains("unrecoverable exception"); // a task stopped for good
+    while count() < expected
+        && started.elapsed() < CONNECT_DEADLINE
+        && connect.try_wait().unwrap().is_none()
+        && !failed()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1)); // room for a duplicate to show
+    let _ = connect.kill();
+    let _ = connect.wait();
+    let errors: Vec<String> = err().lines().filter(|l| l.contains("ERROR")).take(5).map(str::to_owned).collect();
+    assert_eq!(count(), expected, "Kafka Connect delivered every record once within {CONNECT_DEADLINE:?}: {errors:#?}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    // The filter dropped the settle records; the tombstone reached the sink as a null value.
+    assert!(lines.iter().all(|l| l["key"] != SETTLE_KEY), "a control record reached the sink");
+    let tombstone = lines.iter().position(|l| l["value"].is_null()).expect("the tombstone reached the sink");
+    assert_eq!(
+        (lines[tombstone]["topic"].as_str(), lines[tombstone]["key"].as_str()),
+        (Some(&*balances), Some(&*deleted))
+    );
+    lines.remove(tombstone);
+    for (kind, topic, schema_file, key) in TOPICS {
+        let topic = format!("{prefix}.{topic}");
+        let schema = schema(schema_file);
+        let decoded: Vec<Decoded> = lines
+            .iter()
+            .filter(|l| l["topic"] == topic.as_str())
+            .map(|l| serde_json::from_value(l.clone()).unwrap())
+            .collect();
+        assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+        let name = schema.name().unwrap().fullname(None);
+        assert!(
+            decoded.iter().all(|d| d.writer.as_deref() == Some(name.as_str())),
+            "{topic}: Connect named the schema"
+        );
+    }
+}
+
+/// A value as `clickhouse_read.py` prints ClickHouse's JSON (DateTime64 as "seconds.millis"),
+/// in the interop consumers' rendering (epoch millis), guided by the Avro schema.
+fn clickhouse_rendered(v: &Value, schema: &apache_avro::Schema, path: &str) -> Value {
+    use apache_avro::schema::Schema as S;
+    match (schema, v) {
+        (_, Value::Null) => Value::Null,
+        (S::Union(u), _) => clickhouse_rendered(v, &u.variants()[1], path),
+        (S::Record(r), Value::Object(obj)) => Value::Object(
+            obj.iter()
+                .map(|(k, x)| {
+                    let f = r
+                        .fields
+                        .iter()
+                        .find(|f| &f.name == k)
+                        .unwrap_or_else(|| panic!("{path}.{k}: not in the schema"));
+                    (k.clone(), clickhouse_rendered(x, &f.schema, &format!("{path}.{k}")))
+                })
+                .collect(),
+        ),
+        (S::Array(a), Value::Array(items)) => Value::Array(
+            items.iter().enumerate().map(|(i, x)| clickhouse_rendered(x, &a.items, &format!("{path}[{i}]"))).collect(),
+        ),
+        (S::TimestampMillis, Value::String(text)) => {
+            let (secs, millis) = text.split_once('.').unwrap_or_else(|| panic!("{path}: {text} is not seconds.millis"));
+            assert_eq!(millis.len(), 3, "{path}: {text} has milliseconds");
+            let (secs, millis): (i64, i64) = (secs.parse().unwrap(), millis.parse().unwrap());
+            json!(secs * 1000 + if text.starts_with('-') { -millis } else { millis })
+        }
+        _ => v.clone(),
+    }
+}
+
+/// ClickHouse's lines (`clickhouse_read.py`) of one table or topic, as [`Decoded`] records.
+fn clickhouse_decoded(lines: &[Value], table: &str, schema: &apache_avro::Schema, key: &str) -> Vec<Decoded> {
+    lines
+        .iter()
+        .filter(|l| l["table"] == table)
+        .map(|l| {
+            let value = clickhouse_rendered(&l["value"], schema, table);
+            Decoded {
+                partition: l["partition"].as_i64().unwrap() as i32,
+                offset: l["offset"].as_i64().unwrap(),
+                key: Some(l["key"].as_str().map_or_else(|| value[key].as_str().unwrap().to_owned(), str::to_owned)),
+                writer: None,
+                schema_ref: None,
+                value: Some(value),
+            }
+        })
+        .collect()
+}
+
+/// Runs `clickhouse_read.py` (ClickHouse in process) with `args`; its JSON lines.
+fn clickhouse_read(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python/clickhouse_read.py");
+    let (out_path, err_path) = (dir.join("clickhouse.out"), dir.join("clickhouse.err"));
+    let mut child = Command::new(&interop().python)
+        .arg(script)
+        .args(["--bootstrap", kafka(), "--registry", registry(), "--workdir"])
+        .arg(dir)
+        .args(args)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("start clickhouse_read.py");
+    let status = wait_within(&mut child, CLICKHOUSE_DEADLINE);
+    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("ClickHouse did not finish within {CLICKHOUSE_DEADLINE:?}: {err}"));
+    assert!(status.success(), "ClickHouse failed: {err}");
+    std::fs::read_to_string(&out_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// How long ClickHouse may take to read the demo's topics.
+const CLICKHOUSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clickhouse_reads_every_value_field_by_field_and_the_guides_tables_hold_them() {
+    let (dir, sim, prefix) = backfill_example(true);
+    // ClickHouse's AvroConfluent reader, columns inferred from the registry, on every topic.
+    let topics: Vec<String> = TOPICS.iter().map(|(_, t, _, _)| format!("{prefix}.{t}")).collect();
+    let mut args = vec!["infer"];
+    args.extend(topics.iter().map(String::as_str));
+    let lines = clickhouse_read(dir.path(), &args);
+    for ((kind, _, schema_file, key), topic) in TOPICS.iter().zip(&topics) {
+        let schema = schema(schema_file);
+        let decoded = clickhouse_decoded(&lines, topic, &schema, key);
+        assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+    }
+    // The guide's DDL as printed (its Kafka tables fed as the engine would feed them).
+    let sql = write(dir.path(), "clickhouse.sql", &guide_snippet("clickhouse.sql"));
+    let map = |t: &str| format!("{t}={prefix}.{t}");
+    let (account, balances) = (map("wdt.account_check"), map("finance.balances"));
+    let lines = clickhouse_read(dir.path(), &["sql", sql.to_str().unwrap(), &account, &balances]);
+    for (table, kind, schema_file, key) in [
+        ("account_check", "wdt.account_check", "wdt.account_check.avsc", "account_check_no"),
+        ("balances", "finance.balances", "finance.balances.avsc", "account_id"),
+    ] {
+        let schema = schema(schema_file);
+        let decoded = clickhouse_decoded(&lines, table, &schema, key);
+        assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+    }
+}

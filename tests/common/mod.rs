@@ -948,16 +948,21 @@ pub fn metric(text: &str, name_and_labels: &str) -> Option<f64> {
         .ok()
 }
 
+/// The code block marked `<!-- snippet: NAME -->` in docs/consuming.md, as printed.
+pub fn guide_snippet(name: &str) -> String {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
+    let after = guide.split_once(&format!("<!-- snippet: {name} -->")).unwrap_or_else(|| panic!("no snippet {name}")).1;
+    let body = after.trim_start().split_once('\n').unwrap().1;
+    body[..body.find("\n```").unwrap_or_else(|| panic!("{name}: unclosed block"))].to_owned()
+}
+
 /// Runs the program that `docs/consuming.md` prints under `<!-- snippet: NAME -->` (Python with
 /// the interop venv, Java by the source launcher on the interop classpath) and returns its
 /// `key<TAB>record` lines.
 pub fn run_guide_snippet(name: &str, args: &[&str]) -> Vec<(String, String)> {
-    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
-    let after = guide.split_once(&format!("<!-- snippet: {name} -->")).unwrap_or_else(|| panic!("no snippet {name}")).1;
-    let body = after.trim_start().split_once('\n').unwrap().1;
-    let code = &body[..body.find("\n```").unwrap_or_else(|| panic!("{name}: unclosed block"))];
+    let code = guide_snippet(name);
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), name, code);
+    let file = write(dir.path(), name, &code);
     let io = interop();
     let mut cmd = if name.ends_with(".py") {
         Command::new(&io.python)
