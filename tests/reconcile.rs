@@ -63,6 +63,19 @@ async fn reconcile_reports_late_and_missing_records_and_repair_levels_the_topic(
     let lines = check();
     assert_eq!(lines.len() as u64, windows, "one line per window: {lines:?}");
     assert!(lines.iter().all(|(_, v)| v == "ok"), "{lines:?}");
+    // The guide's console-consumer command prints entries with exactly the fields it lists.
+    let entries = run_ledger_console_snippet(dir.path(), &ledger_topic);
+    assert!(entries.len() as u64 >= windows, "an entry per committed window: {entries:?}");
+    let documented = ledger_fields_in_guide();
+    for (key, entry) in &entries {
+        assert_eq!(key, "rec/shop-01", "keyed by the stream id");
+        let fields: std::collections::BTreeSet<&str> = entry.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            documented.iter().map(String::as_str).collect(),
+            "the guide lists the entry's fields: {entry}"
+        );
+    }
 
     // The vendor adds a record to a window three days back, long past the 10-minute lookback.
     let mut late = sim.records("wdt.account_check").await[0].clone();
@@ -197,4 +210,61 @@ async fn a_lookback_re_read_counts_the_late_record_it_finds() {
     let delay = series(&after, "tidemark_late_record_delay_seconds_sum").unwrap();
     assert!((230.0..400.0).contains(&delay), "found about four minutes after its time: {delay}");
     assert!(consume_committed(&topic).iter().any(|c| c.key == "RK-LATE-0001"), "and written");
+}
+
+/// Runs the guide's `kafka-console-consumer.sh` command as printed, on this broker and `topic`,
+/// with Kafka's own ConsoleConsumer (the jars of `dev/kafka`; the script is a shim adding only
+/// `--timeout-ms`, so that it ends); its `key<TAB>entry` lines.
+fn run_ledger_console_snippet(dir: &Path, topic: &str) -> Vec<(String, Value)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cp = Command::new(root.join("dev/kafka")).arg("classpath").output().expect("dev/kafka classpath");
+    assert!(cp.status.success(), "dev/kafka classpath failed");
+    let cp = String::from_utf8(cp.stdout).unwrap().trim().lines().last().unwrap().to_owned();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let shim = write(
+        &bin,
+        "kafka-console-consumer.sh",
+        &format!(
+            "#!/usr/bin/env bash\nexec java -Dlog4j2.configurationFile='{log4j}' -cp '{cp}' \
+             org.apache.kafka.tools.consumer.ConsoleConsumer --timeout-ms 10000 \"$@\"\n",
+            log4j = tools_log4j(&cp).display()
+        ),
+    );
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let command = guide_snippet("ledger-console.sh");
+    assert!(command.contains("localhost:9092") && command.contains("tidemark.ledger"), "{command}");
+    let command = command.replace("localhost:9092", kafka()).replace("tidemark.ledger", topic);
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &command]).env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+    let out = output_within(cmd, Duration::from_secs(90));
+    assert!(out.status.success(), "the console consumer failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('\t').unwrap_or_else(|| panic!("not key<TAB>entry: {l}"));
+            (k.to_owned(), serde_json::from_str(v).unwrap_or_else(|e| panic!("{e}: {v}")))
+        })
+        .collect()
+}
+
+/// The tools' log configuration `dev/kafka` writes beside its `libs/` (warnings, to stderr).
+fn tools_log4j(classpath: &str) -> std::path::PathBuf {
+    let jar = Path::new(classpath.split(':').next().unwrap());
+    let file = jar.parent().and_then(Path::parent).unwrap().join("tools-log4j2.xml");
+    assert!(file.exists(), "{} (written by dev/kafka)", file.display());
+    file
+}
+
+/// The field names of the guide's ledger table (its first column's `code` spans).
+fn ledger_fields_in_guide() -> Vec<String> {
+    let guide = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/consuming.md")).unwrap();
+    let table = guide.split_once("| field | what it holds |").expect("the guide's ledger table").1;
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .flat_map(|l| l.split('|').nth(1).unwrap().split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>())
+        .collect()
 }
