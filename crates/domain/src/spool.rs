@@ -60,12 +60,9 @@ impl<T: Spill> Spool<T> {
         if self.file.is_none() {
             self.file = Some(BufWriter::with_capacity(256 * 1024, tempfile::tempfile()?));
         }
-        let file = self.file.as_mut().expect("just made");
-        for chunk in std::mem::take(&mut self.memory) {
-            for item in chunk {
-                item.write_to(file, &mut self.tables)?;
-                self.spilled += 1;
-            }
+        // With a file, `push` writes there.
+        for item in std::mem::take(&mut self.memory).into_iter().flatten() {
+            self.push(item)?;
         }
         Ok(())
     }
