@@ -432,6 +432,25 @@ fn apicurio_v2_url() -> String {
     format!("{base}/apis/registry/v2")
 }
 
+/// "path: Decimal|Timestamp" for each decimal and timestamp-millis field of `schema`, in
+/// schema order (`[]` for an array's items), as `JsonLinesSink` lists Connect's logical types.
+fn logical_paths(schema: &apache_avro::Schema, path: &str, out: &mut Vec<String>) {
+    use apache_avro::schema::Schema as S;
+    match schema {
+        S::Union(u) => logical_paths(&u.variants()[1], path, out),
+        S::Decimal(_) => out.push(format!("{path}: Decimal")),
+        S::TimestampMillis => out.push(format!("{path}: Timestamp")),
+        S::Record(r) => {
+            for f in &r.fields {
+                let p = if path.is_empty() { f.name.clone() } else { format!("{path}.{}", f.name) };
+                logical_paths(&f.schema, &p, out);
+            }
+        }
+        S::Array(a) => logical_paths(&a.items, &format!("{path}[]"), out),
+        _ => {}
+    }
+}
+
 const SETTLE_KEY: &str = "tidemark.settle";
 
 /// Writes, outside any transaction, what the worker writes after lost transaction markers (a
@@ -537,6 +556,15 @@ async fn kafka_connect_hands_a_sink_every_value_field_by_field_with_the_guides_s
             decoded.iter().all(|d| d.writer.as_deref() == Some(name.as_str())),
             "{topic}: Connect named the schema"
         );
+        // Connect typed the decimals as Decimal and the times as Timestamp (not as a string
+        // and a long that would print the same).
+        let mut want = Vec::new();
+        logical_paths(&schema, "", &mut want);
+        assert!(!want.is_empty(), "{schema_file} has decimals or times");
+        for l in lines.iter().filter(|l| l["topic"] == topic.as_str()) {
+            let got: Vec<&str> = l["logical"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+            assert_eq!(got, want, "{topic}: Connect's logical types");
+        }
     }
 }
 
@@ -626,10 +654,16 @@ async fn clickhouse_reads_every_value_field_by_field_and_the_guides_tables_hold_
     let mut args = vec!["infer"];
     args.extend(topics.iter().map(String::as_str));
     let lines = clickhouse_read(dir.path(), &args);
+    // Where each record sits in Kafka, by topic and key (what the Kafka engine's virtual
+    // columns would say).
+    let mut placed = std::collections::BTreeMap::new();
     for ((kind, _, schema_file, key), topic) in TOPICS.iter().zip(&topics) {
         let schema = schema(schema_file);
         let decoded = clickhouse_decoded(&lines, topic, &schema, key);
         assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+        for d in decoded {
+            placed.insert((topic.clone(), d.key.unwrap()), (d.partition, d.offset));
+        }
     }
     // The guide's DDL as printed (its Kafka tables fed as the engine would feed them).
     let sql = write(dir.path(), "clickhouse.sql", &guide_snippet("clickhouse.sql"));
@@ -643,5 +677,11 @@ async fn clickhouse_reads_every_value_field_by_field_and_the_guides_tables_hold_
         let schema = schema(schema_file);
         let decoded = clickhouse_decoded(&lines, table, &schema, key);
         assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+        // The view kept each row's partition and offset (the ReplacingMergeTree's version).
+        let topic = format!("{prefix}.{kind}");
+        for d in &decoded {
+            let at = placed[&(topic.clone(), d.key.clone().unwrap())];
+            assert_eq!((d.partition, d.offset), at, "{table}: {:?} has its Kafka position", d.key);
+        }
     }
 }

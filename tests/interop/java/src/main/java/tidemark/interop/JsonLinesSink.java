@@ -26,8 +26,8 @@ import org.apache.kafka.connect.sink.SinkTask;
 /**
  * A Kafka Connect sink that appends what Connect handed it (after the converters and the
  * transforms) to a file, one JSON line a record in the interop consumers' shape plus the topic: {@code
- * {"topic", "partition", "offset", "key", "writer", "schema_ref", "value"}}, {@code writer} being the
- * Connect schema's name. The value is rendered from Connect's own data model, not from Avro:
+ * {"topic", "partition", "offset", "key", "writer", "schema_ref", "logical", "value"}}, {@code writer}
+ * being the Connect schema's name and {@code logical} its Decimal and Timestamp fields. The value is rendered from Connect's own data model, not from Avro:
  * a Connect {@code Decimal} as its plain text (scale kept), a Connect {@code Timestamp} as epoch
  * millis, a Struct as an object in schema order. So the test sees exactly what a JDBC or S3 sink
  * would be given.
@@ -109,7 +109,16 @@ public final class JsonLinesSink extends SinkConnector {
         } else {
           Json.string(lines, r.valueSchema().name());
         }
-        lines.append(", \"schema_ref\": null, \"value\": ");
+        lines.append(", \"schema_ref\": null, \"logical\": [");
+        List<String> logical = new java.util.ArrayList<>();
+        logicalPaths(r.valueSchema(), "", logical);
+        for (int i = 0; i < logical.size(); i++) {
+          if (i > 0) {
+            lines.append(", ");
+          }
+          Json.string(lines, logical.get(i));
+        }
+        lines.append("], \"value\": ");
         connect(lines, r.valueSchema(), r.value(), "value");
         lines.append("}\n");
       }
@@ -130,6 +139,28 @@ public final class JsonLinesSink extends SinkConnector {
       } catch (IOException e) {
         throw new ConnectException("cannot close: " + e, e);
       }
+    }
+  }
+
+  /**
+   * Collects "path: Decimal|Timestamp" for every field of {@code schema} that Connect typed as
+   * one of those logical types ({@code []} for an array's items), so that the test can tell a
+   * Connect Timestamp from a plain long and a Decimal from a string.
+   */
+  static void logicalPaths(Schema schema, String path, List<String> out) {
+    if (schema == null) {
+      return;
+    }
+    if (Decimal.LOGICAL_NAME.equals(schema.name())) {
+      out.add(path + ": Decimal");
+    } else if (Timestamp.LOGICAL_NAME.equals(schema.name())) {
+      out.add(path + ": Timestamp");
+    } else if (schema.type() == Schema.Type.STRUCT) {
+      for (Field f : schema.fields()) {
+        logicalPaths(f.schema(), path.isEmpty() ? f.name() : path + "." + f.name(), out);
+      }
+    } else if (schema.type() == Schema.Type.ARRAY) {
+      logicalPaths(schema.valueSchema(), path + "[]", out);
     }
   }
 
