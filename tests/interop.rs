@@ -481,10 +481,11 @@ async fn kafka_connect_hands_a_sink_every_value_field_by_field_with_the_guides_s
     let balances = format!("{prefix}.finance.balances");
     let deleted = sim.records("finance.balances").await[0]["account_id"].as_str().unwrap().to_owned();
     write_settle_and_tombstone(&balances, &deleted);
-    let mut expected = 1; // the tombstone
+    let mut served = Vec::new();
     for (kind, ..) in TOPICS {
-        expected += sim.records(kind).await.len();
+        served.push(sim.records(kind).await);
     }
+    let expected = 1 + served.iter().map(Vec::len).sum::<usize>(); // and the tombstone
     // The connector as the guide prints it; only what names this machine's parts changes.
     let out = dir.path().join("sink.jsonl");
     let mut props = properties(&guide_snippet("warehouse-sink.properties"));
@@ -542,15 +543,12 @@ async fn kafka_connect_hands_a_sink_every_value_field_by_field_with_the_guides_s
         (Some(&*balances), Some(&*deleted))
     );
     lines.remove(tombstone);
-    for (kind, topic, schema_file, key) in TOPICS {
+    for ((_, topic, schema_file, key), served) in TOPICS.iter().zip(&served) {
         let topic = format!("{prefix}.{topic}");
         let schema = schema(schema_file);
-        let decoded: Vec<Decoded> = lines
-            .iter()
-            .filter(|l| l["topic"] == topic.as_str())
-            .map(|l| serde_json::from_value(l.clone()).unwrap())
-            .collect();
-        assert_decoded_exactly(&decoded, &sim.records(kind).await, &schema, key);
+        let of_topic: Vec<&Value> = lines.iter().filter(|l| l["topic"] == topic.as_str()).collect();
+        let decoded: Vec<Decoded> = of_topic.iter().map(|&l| serde_json::from_value(l.clone()).unwrap()).collect();
+        assert_decoded_exactly(&decoded, served, &schema, key);
         let name = schema.name().unwrap().fullname(None);
         assert!(
             decoded.iter().all(|d| d.writer.as_deref() == Some(name.as_str())),
@@ -561,7 +559,7 @@ async fn kafka_connect_hands_a_sink_every_value_field_by_field_with_the_guides_s
         let mut want = Vec::new();
         logical_paths(&schema, "", &mut want);
         assert!(!want.is_empty(), "{schema_file} has decimals or times");
-        for l in lines.iter().filter(|l| l["topic"] == topic.as_str()) {
+        for l in &of_topic {
             let got: Vec<&str> = l["logical"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
             assert_eq!(got, want, "{topic}: Connect's logical types");
         }
@@ -622,21 +620,11 @@ fn clickhouse_decoded(lines: &[Value], table: &str, schema: &apache_avro::Schema
 /// Runs `clickhouse_read.py` (ClickHouse in process) with `args`; its JSON lines.
 fn clickhouse_read(dir: &Path, args: &[&str]) -> Vec<Value> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/python/clickhouse_read.py");
-    let (out_path, err_path) = (dir.join("clickhouse.out"), dir.join("clickhouse.err"));
-    let mut child = Command::new(&interop().python)
-        .arg(script)
-        .args(["--bootstrap", kafka(), "--registry", registry(), "--workdir"])
-        .arg(dir)
-        .args(args)
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("start clickhouse_read.py");
-    let status = wait_within(&mut child, CLICKHOUSE_DEADLINE);
-    let err = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let status = status.unwrap_or_else(|| panic!("ClickHouse did not finish within {CLICKHOUSE_DEADLINE:?}: {err}"));
-    assert!(status.success(), "ClickHouse failed: {err}");
-    std::fs::read_to_string(&out_path)
+    let mut cmd = Command::new(&interop().python);
+    cmd.arg(script).args(["--bootstrap", kafka(), "--registry", registry(), "--workdir"]).arg(dir).args(args);
+    let out = output_within(cmd, CLICKHOUSE_DEADLINE);
+    assert!(out.status.success(), "ClickHouse failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
