@@ -230,9 +230,21 @@ impl ReadAhead {
         ));
     }
 
+    /// The window to commit next when the stream plans `w`: the one read ahead at the front
+    /// of the queue if it starts where `w` does and ends no later. It was planned when the
+    /// horizon was earlier (the last window of a catch-up, read ahead while the clock moved
+    /// on) and is still a whole window of the stream: reading its span again would cost its
+    /// pages twice against the quota.
+    fn planned(&self, w: Window) -> Window {
+        match self.queue.front() {
+            Some((q, _)) if q.start == w.start && q.end <= w.end => *q,
+            _ => w,
+        }
+    }
+
     /// Reads `w` and the windows after it, `ahead` in all, as if each commits, each started only
     /// while the byte budget has room for one as large as the last read (none before one was);
-    /// a queue that does not start at `w` (a failed commit, a horizon that moved) is dropped.
+    /// a queue that does not start at `w` (after a failed commit) is dropped.
     fn fill(
         &mut self,
         reader: &Arc<Reader>,
@@ -402,6 +414,7 @@ impl StreamWorker {
                     continue;
                 }
                 Step::Window(w) => {
+                    let w = ahead.planned(w);
                     m.set_state(StreamState::CatchingUp);
                     (w.to_string(), self.process_window(&m, w, &mut ahead, &cancel).await)
                 }
@@ -1050,5 +1063,68 @@ mod tests {
         let (finished, commits) = slow_first(Duration::from_secs(600)).await;
         assert!(finished.windows(2).all(|p| p[0] <= p[1]), "reads finished in window order: {finished:?}");
         assert!(commits.len() >= WINDOWS as usize);
+    }
+
+    /// One record a window; the window starting at `slow_start` answers only after `delay`,
+    /// so the windows read ahead of it wait while the clock moves on. Notes every window
+    /// asked for.
+    struct SlowOne {
+        slow_start: DateTime<Utc>,
+        delay: Duration,
+        asked: Mutex<Vec<Window>>,
+    }
+
+    impl Source for SlowOne {
+        fn spec(&self) -> &'static ApiSpec {
+            &SPEC
+        }
+        fn quota_key(&self) -> String {
+            "test".into()
+        }
+        fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            Box::pin(async move {
+                let w = *req.window.expect("windowed");
+                self.asked.lock().unwrap().push(w);
+                if w.start == self.slow_start {
+                    tokio::time::sleep(self.delay).await;
+                }
+                Ok(Page { records: vec![json!({"id": w.start.to_rfc3339()})], total: Some(1) })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_window_read_ahead_before_the_horizon_moved_commits_as_read() {
+        // Real time: the horizon is the wall clock. The last window of the catch-up ends at
+        // the horizon when it is read ahead; by the time it commits the horizon has moved
+        // two seconds on. Reading its span again cost its pages twice against the quota.
+        let id = StreamId::parse("test/orders").unwrap();
+        let start = crate::domain::time::truncate_to_second(Utc::now() - chrono::Duration::minutes(150));
+        // The first window is read alone (the byte budget has no size to go by before one
+        // was read); the second, slow one is read with the last ahead of it.
+        let slow_start = start + chrono::Duration::hours(1);
+        let source = Arc::new(SlowOne { slow_start, delay: Duration::from_secs(2), asked: Mutex::default() });
+        let plan = plan(source.clone(), &SPEC, "150m", Duration::ZERO, Duration::from_secs(1));
+        let sink = Arc::new(Recorded::default());
+        let worker = worker(plan, sink.clone(), Metrics::new(), WatermarkState::new(id, start));
+        let run = tokio::spawn(worker.run());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while sink.0.lock().unwrap().len() < 3 {
+            assert!(std::time::Instant::now() < deadline, "three windows committed within 30 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        run.abort();
+        let asked = source.asked.lock().unwrap().clone();
+        let third =
+            asked.iter().find(|w| w.start == start + chrono::Duration::hours(2)).expect("the third window read");
+        assert!(third.end + chrono::Duration::seconds(1) <= Utc::now(), "the horizon moved on after {third}");
+        let mut starts: Vec<_> = asked.iter().map(|w| w.start).collect();
+        starts.sort();
+        let before = starts.len();
+        starts.dedup();
+        assert_eq!(starts.len(), before, "no window read twice: {asked:?}");
+        let committed: Vec<_> =
+            sink.0.lock().unwrap()[..3].iter().map(|c| c.iter().filter(|r| &*r.topic == "orders").count()).collect();
+        assert_eq!(committed, [1, 1, 1], "each of the three windows committed its record");
     }
 }
