@@ -73,6 +73,17 @@ pub async fn start(
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> Result<Option<Started>, RunError> {
+    let Some((plans, topics)) = start_topics(config, metrics, shutdown).await? else { return Ok(None) };
+    let control = follow_control(config, &plans, metrics).await?;
+    Ok(Some(Started { plans, topics, control }))
+}
+
+/// [`start`] up to the topics created: what follows can run beside the producer's start.
+async fn start_topics(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> Result<Option<(Vec<StreamPlan>, Vec<DataTopic>)>, RunError> {
     let mut plans = pipeline::plan(config)?;
     // Schemas are registered before anything is produced, and their ids kept for the run:
     // a registry outage later cannot lose or double a record.
@@ -88,9 +99,13 @@ pub async fn start(
         info!(addr = %bound, "serving /metrics, /healthz, /readyz");
     }
     let Some(topics) = bootstrap_topics(config, &plans, shutdown).await? else { return Ok(None) };
+    Ok(Some((plans, topics)))
+}
+
+/// The operators' stop flags of `plans`' streams, followed.
+async fn follow_control(config: &Config, plans: &[StreamPlan], metrics: &Arc<Metrics>) -> Result<Board, RunError> {
     let ids: Vec<String> = plans.iter().map(|p| p.cfg.id.to_string()).collect();
-    let control = Board::watch(&config.kafka, &ids, &[], metrics.clone()).await?;
-    Ok(Some(Started { plans, topics, control }))
+    Ok(Board::watch(&config.kafka, &ids, &[], metrics.clone()).await?)
 }
 
 /// Runs every configured stream in this process (a `[cluster]` replica runs in
@@ -101,22 +116,41 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> Result<Vec<StreamReport>, RunError> {
-    let Some(Started { plans, topics, control }) = start(&config, &metrics, &shutdown).await? else {
+    let Some((plans, topics)) = start_topics(&config, &metrics, &shutdown).await? else {
         return Ok(Vec::new());
     };
+    let supervisor = Supervisor::new(&config, metrics.clone(), shutdown.clone()).until_caught_up(opts.until_caught_up);
+    // The first producer starts (its `init_transactions` takes the broker most of a second on
+    // a new transactional id) while the stop flags are followed and the watermarks read: a
+    // backfill measured from start to exit waits for the longest of them, not their sum.
+    let (control, first, early) =
+        tokio::join!(follow_control(&config, &plans, &metrics), connect(&supervisor, 1), supervisor.read_early());
+    let control = match control {
+        Ok(control) => control,
+        Err(e) => {
+            if let Ok(Some(producer)) = first {
+                producer.retire().await;
+            }
+            return Err(e);
+        }
+    };
+    let (mut first, mut early) = (Some(first), early);
     let first_start = Utc::now();
     let mut plans: Vec<Option<Arc<StreamPlan>>> = plans.into_iter().map(|p| Some(Arc::new(p))).collect();
     let mut reports = Vec::new();
-    let supervisor = Supervisor::new(&config, metrics.clone(), shutdown.clone()).until_caught_up(opts.until_caught_up);
     // Each pass runs the streams on one producer. If it fails, the outcome of its last
     // transaction is unknown: the next pass makes a new producer (which fences the old one
     // and aborts what it left open), rereads every watermark, and resumes from there.
     let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
     written.push(config.kafka.watermark_topic.clone());
     for pass in 1.. {
-        let Some(producer) = connect(&supervisor, pass).await? else { break };
+        let producer = match first.take() {
+            Some(first) => first?,
+            None => connect(&supervisor, pass).await?,
+        };
+        let Some(producer) = producer else { break };
         tracing::debug!(pass, "producer initialized");
-        let stored = match supervisor.resume(&producer, &written).await {
+        let stored = match supervisor.resume_with(&producer, &written, early.take()).await {
             Ok(stored) => stored,
             Err(e) if pass == 1 => {
                 producer.retire().await;

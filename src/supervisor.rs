@@ -19,7 +19,7 @@ use crate::domain::{BoxFuture, CommitError, FailureLog, OutRecords, Sink, Waterm
 use crate::kafka::TxnSink;
 use crate::kafka::control::ControlLog;
 use crate::kafka::hanging;
-use crate::kafka::watermarks::{self, LoadError};
+use crate::kafka::watermarks::{self, EarlyLoad, LoadError};
 use crate::metrics::Metrics;
 use crate::worker::budget::ByteBudget;
 use crate::worker::{StreamContext, StreamOutcome, StreamPlan, StreamReport, StreamWorker};
@@ -212,8 +212,48 @@ impl Supervisor {
         producer: &Producer,
         topics: &[String],
     ) -> Result<BTreeMap<String, WatermarkState>, ResumeError> {
-        self.settle_hanging(producer.sink(), topics).await?;
-        Ok(watermarks::load(&self.kafka, LOAD_TIMEOUT).await?)
+        self.resume_with(producer, topics, None).await
+    }
+
+    /// Reads every stream's committed state while the producer initializes (see
+    /// [`Self::resume_with`]); `None` if that read failed (a transaction open there, which
+    /// only initialization can end): the load after initialization then reads it.
+    pub async fn read_early(&self) -> Option<EarlyLoad> {
+        match EarlyLoad::read(&self.kafka, LOAD_TIMEOUT).await {
+            Ok(early) => Some(early),
+            Err(e) => {
+                tracing::debug!(error = %e, "watermarks not read early; reading them after the producer starts");
+                None
+            }
+        }
+    }
+
+    /// [`Self::resume`], keeping `early` (read while `producer` initialized) if the watermark
+    /// topic has not changed since and nothing was settled: it saves a start the time of a
+    /// load.
+    pub async fn resume_with(
+        &self,
+        producer: &Producer,
+        topics: &[String],
+        early: Option<EarlyLoad>,
+    ) -> Result<BTreeMap<String, WatermarkState>, ResumeError> {
+        let confirm = async {
+            match early {
+                Some(early) => early.confirm(&self.kafka).await.unwrap_or_else(|e| {
+                    tracing::debug!(error = %e, "cannot confirm the watermarks read early; loading them again");
+                    None
+                }),
+                None => None,
+            }
+        };
+        let (settled, confirmed) = tokio::join!(self.settle_hanging(producer.sink(), topics), confirm);
+        match (settled?, confirmed) {
+            (false, Some(states)) => {
+                tracing::debug!("watermarks read while the producer started are current");
+                Ok(states)
+            }
+            _ => Ok(watermarks::load(&self.kafka, LOAD_TIMEOUT).await?),
+        }
     }
 
     /// [`Self::connect`] then [`Self::resume`]; a producer that cannot resume is retired.
@@ -231,10 +271,11 @@ impl Supervisor {
         }
     }
 
-    /// One warning and one count per settled partition.
-    async fn settle_hanging(&self, sink: &TxnSink, topics: &[String]) -> Result<(), ResumeError> {
+    /// One warning and one count per settled partition; true if any was.
+    async fn settle_hanging(&self, sink: &TxnSink, topics: &[String]) -> Result<bool, ResumeError> {
         let open = hanging::find(&self.kafka, topics.to_vec()).await.map_err(ResumeError::Hanging)?;
-        if !open.is_empty() {
+        let settled = !open.is_empty();
+        if settled {
             for (topic, partition) in &open {
                 warn!(
                     topic = %topic, partition, grace = ?hanging::GRACE,
@@ -245,7 +286,7 @@ impl Supervisor {
             sink.settle(open).await?;
         }
         tracing::debug!("hanging check done");
-        Ok(())
+        Ok(settled)
     }
 
     /// Starts `streams` on `producer`, each on a task with its context and a child of a token

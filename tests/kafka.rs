@@ -127,3 +127,32 @@ async fn settling_commits_one_control_record_in_each_named_partition_only() {
     assert!(consume_from(kafka(), &cfg.dead_letter_topic).is_empty(), "consumers skip control records");
     assert!(watermarks::load(&cfg, Duration::from_secs(30)).await.unwrap().is_empty(), "the loader ignores them");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn watermarks_read_early_are_kept_only_while_nothing_is_written_to_the_topic() {
+    use tidemark::kafka::watermarks::EarlyLoad;
+    let cfg = fresh_kafka().await;
+    let timeout = Duration::from_secs(30);
+    open_transaction(&cfg, &state(7)).commit_transaction(Timeout::After(timeout)).unwrap();
+
+    let early = EarlyLoad::read(&cfg, timeout).await.unwrap();
+    let kept = early.confirm(&cfg).await.unwrap().expect("nothing written since: kept");
+    assert_eq!(kept.get("s/1"), Some(&state(7)));
+
+    // A commit after the early read (an older instance finishing its transaction before
+    // this one fenced it) makes the read stale.
+    let early = EarlyLoad::read(&cfg, timeout).await.unwrap();
+    open_transaction(&cfg, &state(9)).commit_transaction(Timeout::After(timeout)).unwrap();
+    assert!(early.confirm(&cfg).await.unwrap().is_none(), "a commit since: read again");
+    // So does an abort: its marker is written too.
+    let early = EarlyLoad::read(&cfg, timeout).await.unwrap();
+    open_transaction(&cfg, &state(10)).abort_transaction(Timeout::After(timeout)).unwrap();
+    assert!(early.confirm(&cfg).await.unwrap().is_none(), "an abort since: read again");
+    assert_eq!(watermarks::load(&cfg, timeout).await.unwrap().get("s/1"), Some(&state(9)));
+
+    // A transaction still open is not waited for: initialization may be about to end it.
+    let producer = open_transaction(&cfg, &state(11));
+    let err = EarlyLoad::read(&cfg, timeout).await.err().expect("an open transaction fails the early read").to_string();
+    assert!(err.contains(&cfg.watermark_topic) && err.contains("did not end"), "{err}");
+    producer.abort_transaction(Timeout::After(timeout)).unwrap();
+}

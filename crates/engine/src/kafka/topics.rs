@@ -65,15 +65,24 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
     // One partition: the watcher follows it in order.
     new.push(NewTopic::new(&cfg.control_topic, 1, repl()).set("cleanup.policy", "compact"));
     let results = admin.create_topics(new.iter(), &opts).await.map_err(unreachable)?;
+    let mut created_compacted = false;
     for r in results {
         match r {
-            Ok(topic) => tracing::info!(topic = %topic, "created topic"),
+            Ok(topic) => {
+                created_compacted |= topic == cfg.watermark_topic;
+                tracing::info!(topic = %topic, "created topic");
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => return Err(TopicError::Create { topic, reason: code.to_string() }),
         }
     }
     // A topic created a moment ago may not report its configs yet (an empty policy): ask
     // again briefly before judging.
+    // Created just now with the policy set: a topic's configuration takes the broker a
+    // moment to describe, which would only delay a first start.
+    if created_compacted {
+        return Ok(());
+    }
     let mut policy = String::new();
     for _ in 0..50 {
         let described = admin

@@ -7,7 +7,7 @@ use rdkafka::Message;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::KafkaError;
 
-use super::ends::EndsReader;
+use super::ends::{EndsReader, PartitionEnds};
 use super::scan::{self, ScanError};
 use crate::domain::WatermarkState;
 use crate::domain::watermark::WatermarkError;
@@ -39,8 +39,18 @@ pub async fn load(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<Strin
 }
 
 fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
+    Ok(load_states(cfg, timeout, timeout)?.0)
+}
+
+/// Every stream's state and the ends it was read to; a transaction still open is waited for
+/// up to `open_wait`.
+fn load_states(
+    cfg: &KafkaConfig,
+    timeout: Duration,
+    open_wait: Duration,
+) -> Result<(BTreeMap<String, WatermarkState>, Vec<PartitionEnds>), LoadError> {
     let mut states = BTreeMap::new();
-    scan_records(cfg, timeout, |key, msg| {
+    let ends = scan_records(cfg, timeout, open_wait, |key, msg| {
         match msg.payload() {
             None => {
                 states.remove(key);
@@ -51,7 +61,55 @@ fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String
         }
         Ok(())
     })?;
-    Ok(states)
+    Ok((states, ends))
+}
+
+/// Every stream's state read while the producer initializes, with where each partition of
+/// the watermark topic ended then. Initialization must come first for a load to be sure (it
+/// ends an older instance's open transaction); this read is only kept if
+/// [`EarlyLoad::confirm`], after it, finds nothing written since.
+pub struct EarlyLoad {
+    states: BTreeMap<String, WatermarkState>,
+    ends: Vec<PartitionEnds>,
+}
+
+impl EarlyLoad {
+    /// Reads the watermark topic now. Fails at once, rather than wait, if a transaction there
+    /// is open (an older instance's, which initialization will end): the load after
+    /// initialization does the waiting.
+    pub async fn read(cfg: &KafkaConfig, timeout: Duration) -> Result<EarlyLoad, LoadError> {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            let (states, ends) = load_states(&cfg, timeout, Duration::ZERO)?;
+            Ok(EarlyLoad { states, ends })
+        })
+        .await
+        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
+    }
+
+    /// The states, if every partition of the watermark topic still ends where they were read
+    /// to: no record and no transaction marker was written since, so a load now would read
+    /// the same. `None` otherwise (load again).
+    pub async fn confirm(self, cfg: &KafkaConfig) -> Result<Option<BTreeMap<String, WatermarkState>>, LoadError> {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || {
+            let topic = cfg.watermark_topic.as_str();
+            let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
+            let reader = EndsReader::new(&cfg).map_err(kerr)?;
+            let now = reader.topic(topic).map_err(kerr);
+            super::close_in_background(reader);
+            Ok(unchanged(&self.ends, &now?).then_some(self.states))
+        })
+        .await
+        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
+    }
+}
+
+/// Whether `now` shows the same partitions, each written and committed up to where `read`
+/// said, with no transaction open.
+fn unchanged(read: &[PartitionEnds], now: &[PartitionEnds]) -> bool {
+    let key = |e: &PartitionEnds| (e.partition, e.written);
+    read.len() == now.len() && now.iter().all(|e| !e.unsettled()) && read.iter().map(key).eq(now.iter().map(key))
 }
 
 /// A stream's latest record in the watermark topic, as stored.
@@ -71,7 +129,7 @@ pub async fn load_stored(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMa
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let mut stored = BTreeMap::new();
-        scan_records(&cfg, timeout, |key, msg| {
+        scan_records(&cfg, timeout, timeout, |key, msg| {
             use rdkafka::message::Headers;
             let state = msg.payload().map(|b| WatermarkState::from_bytes(key, b)).transpose()?;
             let owner = msg.headers().and_then(|h| {
@@ -90,17 +148,19 @@ pub async fn load_stored(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMa
     .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
 }
 
-/// Reads the watermark topic to its committed end, handing each keyed record on.
+/// Reads the watermark topic to its committed end, handing each keyed record on; waits up to
+/// `open_wait` for a transaction still open. Returns the ends it read to.
 fn scan_records(
     cfg: &KafkaConfig,
     timeout: Duration,
+    open_wait: Duration,
     each: impl FnMut(&str, &rdkafka::message::BorrowedMessage<'_>) -> Result<(), WatermarkError>,
-) -> Result<(), LoadError> {
+) -> Result<Vec<PartitionEnds>, LoadError> {
     let topic = cfg.watermark_topic.as_str();
     let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
     let consumer = scan::committed_reader(cfg, &format!("{}-watermark-reader", cfg.transactional_id)).map_err(kerr)?;
     let reader = EndsReader::new(cfg).map_err(kerr)?;
-    let result = read_records(&consumer, &reader, topic, timeout, each);
+    let result = read_records(&consumer, &reader, topic, timeout, open_wait, each);
     super::close_in_background((consumer, reader));
     result
 }
@@ -110,8 +170,9 @@ fn read_records(
     reader: &EndsReader,
     topic: &str,
     timeout: Duration,
+    open_wait: Duration,
     mut each: impl FnMut(&str, &rdkafka::message::BorrowedMessage<'_>) -> Result<(), WatermarkError>,
-) -> Result<(), LoadError> {
+) -> Result<Vec<PartitionEnds>, LoadError> {
     let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
     let started = Instant::now();
     let deadline = started + timeout;
@@ -120,7 +181,7 @@ fn read_records(
     // before this point must be settled first, or a watermark committed a moment ago (its
     // markers not yet written) would be missed and its window committed again.
     for e in ends.iter().filter(|e| e.unsettled()) {
-        let committed = reader.committed_reaching(topic, e, deadline).map_err(kerr)?;
+        let committed = reader.committed_reaching(topic, e, deadline.min(started + open_wait)).map_err(kerr)?;
         if committed < e.written {
             return Err(LoadError::Unsettled {
                 topic: topic.to_owned(),
@@ -136,7 +197,7 @@ fn read_records(
         each(&key, msg)
     });
     match scanned {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(ends),
         Err(ScanError::Kafka(e)) => Err(kerr(e)),
         Err(ScanError::Timeout(_)) => Err(LoadError::Timeout(timeout)),
         Err(ScanError::Handler(e)) => Err(LoadError::Corrupt(e)),
