@@ -37,6 +37,22 @@ pub enum Growth {
 }
 
 impl ByteBudget {
+    /// Takes `bytes` if they fit under the limit. A compare-and-swap loop rather than
+    /// `fetch_update`, which Rust 1.99 deprecates (its replacement is not stable before it).
+    fn take(&self, bytes: u64) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            let after = used.saturating_add(bytes);
+            if after > self.limit {
+                return false;
+            }
+            match self.used.compare_exchange_weak(used, after, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
     pub fn new(limit: u64) -> Arc<ByteBudget> {
         Arc::new(ByteBudget {
             limit,
@@ -87,11 +103,7 @@ impl Reservation {
             tokio::pin!(freed);
             // Registered before the check, so a release in between is not missed.
             freed.as_mut().enable();
-            let taken = self.budget.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                let after = used.saturating_add(bytes);
-                (after <= self.budget.limit).then_some(after)
-            });
-            if taken.is_ok() {
+            if self.budget.take(bytes) {
                 self.bytes += bytes;
                 return Growth::Held;
             }
