@@ -852,7 +852,15 @@ mod tests {
         finished: Mutex<Vec<i64>>,
     }
 
-    impl Source for SlowFirst {
+    /// A test API of `SPEC`: the tests' sources differ only in how they answer a page.
+    trait Answers: Send + Sync {
+        fn answer<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>>;
+    }
+
+    /// An [`Answers`] as a `Source` of `SPEC` on credential `test`.
+    struct OfSpec<A>(A);
+
+    impl<A: Answers> Source for OfSpec<A> {
         fn spec(&self) -> &'static ApiSpec {
             &SPEC
         }
@@ -860,6 +868,12 @@ mod tests {
             "test".into()
         }
         fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            self.0.answer(req)
+        }
+    }
+
+    impl Answers for SlowFirst {
+        fn answer<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
             Box::pin(async move {
                 let w = req.window.expect("windowed");
                 let hour = (w.start - self.origin).num_hours();
@@ -952,7 +966,7 @@ mod tests {
     /// finished in what order, and the commits.
     async fn slow_first(lookback: Duration) -> (Vec<i64>, Vec<Vec<OutRecord>>) {
         let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let source = Arc::new(SlowFirst { origin, finished: Mutex::new(Vec::new()) });
+        let source = Arc::new(OfSpec(SlowFirst { origin, finished: Mutex::new(Vec::new()) }));
         let id = StreamId::parse("test/orders").unwrap();
         let plan = plan(source.clone(), &SPEC, "2026-01-01 08:00:00", lookback, Duration::from_secs(60));
         let sink = Arc::new(Recorded::default());
@@ -964,7 +978,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         run.abort();
-        let finished = source.finished.lock().unwrap()[..WINDOWS as usize].to_vec();
+        let finished = source.0.finished.lock().unwrap()[..WINDOWS as usize].to_vec();
         let commits = sink.0.lock().unwrap().clone();
         (finished, commits)
     }
@@ -1074,14 +1088,8 @@ mod tests {
         asked: Mutex<Vec<Window>>,
     }
 
-    impl Source for SlowOne {
-        fn spec(&self) -> &'static ApiSpec {
-            &SPEC
-        }
-        fn quota_key(&self) -> String {
-            "test".into()
-        }
-        fn fetch_page<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+    impl Answers for SlowOne {
+        fn answer<'a>(&'a self, req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
             Box::pin(async move {
                 let w = *req.window.expect("windowed");
                 self.asked.lock().unwrap().push(w);
@@ -1103,7 +1111,7 @@ mod tests {
         // The first window is read alone (the byte budget has no size to go by before one
         // was read); the second, slow one is read with the last ahead of it.
         let slow_start = start + chrono::Duration::hours(1);
-        let source = Arc::new(SlowOne { slow_start, delay: Duration::from_secs(2), asked: Mutex::default() });
+        let source = Arc::new(OfSpec(SlowOne { slow_start, delay: Duration::from_secs(2), asked: Mutex::default() }));
         let plan = plan(source.clone(), &SPEC, "150m", Duration::ZERO, Duration::from_secs(1));
         let sink = Arc::new(Recorded::default());
         let worker = worker(plan, sink.clone(), Metrics::new(), WatermarkState::new(id, start));
@@ -1114,7 +1122,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         run.abort();
-        let asked = source.asked.lock().unwrap().clone();
+        let asked = source.0.asked.lock().unwrap().clone();
         let third =
             asked.iter().find(|w| w.start == start + chrono::Duration::hours(2)).expect("the third window read");
         assert!(third.end + chrono::Duration::seconds(1) <= Utc::now(), "the horizon moved on after {third}");
