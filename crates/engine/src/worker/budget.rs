@@ -68,6 +68,11 @@ impl ByteBudget {
         ByteBudget::new(u64::MAX)
     }
 
+    /// The most bytes it holds (`max_buffered_bytes`).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// Bytes held now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Relaxed)

@@ -243,7 +243,7 @@ impl ReadAhead {
     }
 
     /// Reads `w` and the windows after it, `ahead` in all, as if each commits, each started only
-    /// while the byte budget has room for one as large as the last read (none before one was);
+    /// while the byte budget has room for one as large as the last read (one before any was);
     /// a queue that does not start at `w` (after a failed commit) is dropped.
     fn fill(
         &mut self,
@@ -263,7 +263,15 @@ impl ReadAhead {
         while self.queue.len() < ahead {
             let last = self.queue.back().expect("not empty").0;
             let Some(next) = reader.plan.next_window(last.end, now) else { break };
-            if !reader.window_bytes_guess().is_some_and(|guess| budget.has_room(guess)) {
+            let room = match reader.window_bytes_guess() {
+                Some(guess) => budget.has_room(guess),
+                // No size to go by before a window was read: one ahead, while at most half the
+                // budget is spent (a first start of many streams does not begin reads for
+                // twice what it can hold). Read alone, the first window left the quota idle
+                // for a round trip at its start and again at its end.
+                None => self.queue.len() < 2 && budget.has_room(budget.limit() / 2),
+            };
+            if !room {
                 break;
             }
             self.spawn(reader, next, budget.reserve(), cancel);
@@ -1086,6 +1094,8 @@ mod tests {
         slow_start: DateTime<Utc>,
         delay: Duration,
         asked: Mutex<Vec<Window>>,
+        /// How many windows had been asked for when the slow one answered.
+        asked_meanwhile: Mutex<Option<usize>>,
     }
 
     impl Answers for SlowOne {
@@ -1095,6 +1105,7 @@ mod tests {
                 self.asked.lock().unwrap().push(w);
                 if w.start == self.slow_start {
                     tokio::time::sleep(self.delay).await;
+                    *self.asked_meanwhile.lock().unwrap() = Some(self.asked.lock().unwrap().len());
                 }
                 Ok(Page { records: vec![json!({"id": w.start.to_rfc3339()})], total: Some(1) })
             })
@@ -1108,10 +1119,14 @@ mod tests {
         // two seconds on. Reading its span again cost its pages twice against the quota.
         let id = StreamId::parse("test/orders").unwrap();
         let start = crate::domain::time::truncate_to_second(Utc::now() - chrono::Duration::minutes(150));
-        // The first window is read alone (the byte budget has no size to go by before one
-        // was read); the second, slow one is read with the last ahead of it.
+        // The second window is slow: the last is read ahead of it and waits.
         let slow_start = start + chrono::Duration::hours(1);
-        let source = Arc::new(OfSpec(SlowOne { slow_start, delay: Duration::from_secs(2), asked: Mutex::default() }));
+        let source = Arc::new(OfSpec(SlowOne {
+            slow_start,
+            delay: Duration::from_secs(2),
+            asked: Mutex::default(),
+            asked_meanwhile: Mutex::default(),
+        }));
         let plan = plan(source.clone(), &SPEC, "150m", Duration::ZERO, Duration::from_secs(1));
         let sink = Arc::new(Recorded::default());
         let worker = worker(plan, sink.clone(), Metrics::new(), WatermarkState::new(id, start));
@@ -1134,5 +1149,31 @@ mod tests {
         let committed: Vec<_> =
             sink.0.lock().unwrap()[..3].iter().map(|c| c.iter().filter(|r| &*r.topic == "orders").count()).collect();
         assert_eq!(committed, [1, 1, 1], "each of the three windows committed its record");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn before_a_window_was_read_a_stream_reads_one_ahead() {
+        // Read alone, the first window left the quota idle for a round trip at its start and
+        // at its end; with no size to go by, no more than one goes ahead of it.
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let source = Arc::new(OfSpec(SlowOne {
+            slow_start: origin,
+            delay: Duration::from_secs(1),
+            asked: Mutex::default(),
+            asked_meanwhile: Mutex::default(),
+        }));
+        let plan = plan(source.clone(), &SPEC, "2026-01-01 08:00:00", Duration::ZERO, Duration::from_secs(60));
+        let sink = Arc::new(Recorded::default());
+        let state = WatermarkState::new(StreamId::parse("test/orders").unwrap(), origin);
+        let run = tokio::spawn(worker(plan, sink.clone(), Metrics::new(), state).run());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sink.0.lock().unwrap().len() < 4 {
+            assert!(tokio::time::Instant::now() < deadline, "four windows committed within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.abort();
+        assert_eq!(*source.0.asked_meanwhile.lock().unwrap(), Some(2), "the first window and one ahead of it");
+        // Once one was read, its size lets the rest of `windows_in_flight` go ahead.
+        assert!(source.0.asked.lock().unwrap().len() > 4, "{:?}", source.0.asked.lock().unwrap());
     }
 }
