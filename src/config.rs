@@ -613,6 +613,27 @@ mod tests {
     }
 
     #[test]
+    fn tidemarks_own_topics_are_each_its_own_and_no_streams() {
+        // Two of them in one topic would mix their records (and a create request naming a
+        // topic twice crashed librdkafka's admin client).
+        let e =
+            err(&GOOD
+                .replace("[kafka]", "[kafka]\nledger_topic = \"tidemark.dlq\"\ndead_letter_topic = \"tidemark.dlq\""));
+        assert!(
+            e.contains("kafka.ledger_topic") && e.contains("\"tidemark.dlq\" is also kafka.dead_letter_topic"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("[kafka]", "[kafka]\ncontrol_topic = \"tidemark.watermarks\""));
+        assert!(e.contains("kafka.control_topic") && e.contains("also kafka.watermark_topic"), "{e}");
+        let text = GOOD
+            .replace("lookback = \"10m\"", "lookback = \"10m\"\ntopic = \"tidemark.ledger\"")
+            .replace("sid = \"s\"", "sid = \"s\"\nappkey = \"k\"\nappsecret = \"x\"");
+        let c = Config::parse(&text).unwrap();
+        let e = crate::pipeline::plan(&c).err().expect("a stream writing tidemark's ledger topic").to_string();
+        assert!(e.contains("streams[0].topic") && e.contains("\"tidemark.ledger\" is kafka.ledger_topic"), "{e}");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let s = Secret::new("hunter2");
         assert!(!format!("{s:?} {s}").contains("hunter2"));

@@ -124,8 +124,16 @@ pub fn plan(config: &Config) -> Result<Vec<StreamPlan>, ConfigError> {
             records_of: None,
         });
     }
-    // A topic is either an event log or a compacted table, never both.
+    // A topic is either an event log or a compacted table, never both; and never one of
+    // tidemark's own.
+    let own = config.kafka.own_topics();
     for (i, p) in plans.iter().enumerate() {
+        if let Some((key, _)) = own.iter().find(|(_, t)| *t == p.topic) {
+            return Err(ConfigError::invalid(
+                format!("streams[{i}].topic"),
+                format!("{:?} is {key}; a stream's records need a topic of their own", p.topic),
+            ));
+        }
         if let Some(q) = plans[..i].iter().find(|q| q.topic == p.topic && q.compacted != p.compacted) {
             return Err(ConfigError::invalid(
                 format!("streams[{i}].topic"),

@@ -91,7 +91,8 @@ async fn start_topics(
     // Each topic the hanging-transaction check covers is at 0 before the first scrape, so a
     // settle at this start shows as an increase (replicas check them too, per stream).
     let checked = plans.iter().map(|p| p.topic.as_str());
-    for topic in checked.chain([config.kafka.dead_letter_topic.as_str(), config.kafka.watermark_topic.as_str()]) {
+    let shared = [&config.kafka.dead_letter_topic, &config.kafka.watermark_topic, &config.kafka.ledger_topic];
+    for topic in checked.chain(shared.map(String::as_str)) {
         metrics.producer.watch_hanging(topic);
     }
     if let Some(addr) = &config.metrics_listen {
@@ -142,7 +143,9 @@ pub async fn run(
     // transaction is unknown: the next pass makes a new producer (which fences the old one
     // and aborts what it left open), rereads every watermark, and resumes from there.
     let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    written.push(config.kafka.watermark_topic.clone());
+    // The ledger too: its entries commit with the windows, and a transaction left hanging
+    // there would stall every `read_committed` reader of it (`tidemark reconcile`).
+    written.extend([config.kafka.watermark_topic.clone(), config.kafka.ledger_topic.clone()]);
     for pass in 1.. {
         let producer = match first.take() {
             Some(first) => first?,

@@ -194,10 +194,11 @@ impl Supervisor {
         &self.cancel
     }
 
-    /// What a stream commits to: its topic, the dead-letter topic and the watermark topic
-    /// (the partitions its producer checks for hanging transactions).
+    /// What a stream commits to: its topic, the dead-letter, watermark and ledger topics (the
+    /// partitions its producer checks for hanging transactions).
     pub fn topics_of(&self, plan: &StreamPlan) -> Vec<String> {
-        vec![plan.topic.clone(), self.kafka.watermark_topic.clone(), self.kafka.dead_letter_topic.clone()]
+        let k = &self.kafka;
+        vec![plan.topic.clone(), k.watermark_topic.clone(), k.dead_letter_topic.clone(), k.ledger_topic.clone()]
     }
 
     /// One attempt at a producer (see [`Producer::connect`]).

@@ -358,8 +358,12 @@ async fn a_single_process_settles_open_partitions_before_it_reads() {
         .extra("[metrics]\nlisten = \"127.0.0.1:0\"\n")
         .build();
     let cfg = write(dir.path(), "worker.toml", &cfg_text);
-    let (other, partitions) = hold_transaction_open(&cfg, &topic).await;
-    assert_eq!(partitions, 3, "the worker's topic_partitions");
+    // The ledger's entries commit with the windows: a transaction stuck there would stall
+    // `tidemark reconcile`, so it is checked too.
+    let ledger_topic = tidemark::config::Config::load(&cfg).unwrap().kafka.ledger_topic;
+    let (other, partitions) = hold_transactions_open(&cfg, &[&topic, &ledger_topic]).await;
+    let ledger_partitions = partitions[1];
+    assert_eq!(partitions[0], 3, "the worker's topic_partitions");
 
     let mut worker = spawn_worker(&cfg, &[]);
     let _guard = KillOnDrop(vec![worker.id()]);
@@ -372,12 +376,15 @@ async fn a_single_process_settles_open_partitions_before_it_reads() {
         caught_up == STREAMS.len()
     });
     let settled: Vec<&String> = seen.iter().filter(|l| l.contains("settling it as committed")).collect();
-    assert_eq!(settled.len(), 3, "one warning per partition of the data topic:\n{}", seen.join("\n"));
-    assert!(settled.iter().all(|l| l.contains(&format!("topic={topic}"))), "{}", seen.join("\n"));
+    let of = |t: &str| settled.iter().filter(|l| l.contains(&format!("topic={t} "))).count();
+    assert_eq!(settled.len(), 3 + ledger_partitions, "one warning per partition held:\n{}", seen.join("\n"));
+    assert_eq!((of(&topic), of(&ledger_topic)), (3, ledger_partitions), "{}", seen.join("\n"));
     let addr = addr.expect("the worker logged its metrics address");
     let text = reqwest::get(format!("http://{addr}/metrics")).await.unwrap().text().await.unwrap();
-    let counted = metric(&text, &format!("tidemark_hanging_transactions_settled_total{{topic=\"{topic}\"}}"));
-    assert_eq!(counted, Some(3.0), "each settled partition counted once:\n{text}");
+    for (t, n) in [(&topic, 3), (&ledger_topic, ledger_partitions)] {
+        let counted = metric(&text, &format!("tidemark_hanging_transactions_settled_total{{topic=\"{t}\"}}"));
+        assert_eq!(counted, Some(n as f64), "each settled partition of {t} counted once:\n{text}");
+    }
     let watermarks_before = watermarks(&wm_topic);
     assert_eq!(watermarks_before.len(), STREAMS.len(), "both streams committed watermarks while held");
 

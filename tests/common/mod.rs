@@ -916,10 +916,18 @@ pub fn secure_kafka() -> &'static SecureKafka {
 /// open: until it ends, `read_committed` readers stop in front of it, as they do in front of a
 /// transaction whose markers were lost. Returns the producer and the partition count.
 pub async fn hold_transaction_open(config: &Path, topic: &str) -> (rdkafka::producer::BaseProducer, usize) {
+    let (producer, partitions) = hold_transactions_open(config, &[topic]).await;
+    (producer, partitions[0])
+}
+
+/// [`hold_transaction_open`] for every partition of each of `topics`, in one transaction of
+/// one producer; the partition count of each.
+pub async fn hold_transactions_open(config: &Path, topics: &[&str]) -> (rdkafka::producer::BaseProducer, Vec<usize>) {
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
     let kafka_cfg = tidemark::config::Config::load(config).unwrap().kafka;
-    let data = tidemark::kafka::topics::DataTopic { name: topic.to_owned(), compacted: false };
-    tidemark::kafka::topics::ensure(&kafka_cfg, &[data]).await.unwrap();
+    let data: Vec<_> =
+        topics.iter().map(|t| tidemark::kafka::topics::DataTopic { name: (*t).to_owned(), compacted: false }).collect();
+    tidemark::kafka::topics::ensure(&kafka_cfg, &data).await.unwrap();
     let within = Duration::from_secs(30);
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", kafka())
@@ -927,15 +935,21 @@ pub async fn hold_transaction_open(config: &Path, topic: &str) -> (rdkafka::prod
         .set("transaction.timeout.ms", "300000")
         .create()
         .unwrap();
-    let partitions = producer.client().fetch_metadata(Some(topic), within).unwrap().topics()[0].partitions().len();
-    assert!(partitions > 0, "topic {topic} exists before it is held open");
+    let mut counts = Vec::new();
+    for topic in topics {
+        let partitions = producer.client().fetch_metadata(Some(topic), within).unwrap().topics()[0].partitions().len();
+        assert!(partitions > 0, "topic {topic} exists before it is held open");
+        counts.push(partitions);
+    }
     producer.init_transactions(within).unwrap();
     producer.begin_transaction().unwrap();
-    for p in 0..partitions as i32 {
-        producer.send(BaseRecord::to(topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
+    for (topic, partitions) in topics.iter().zip(&counts) {
+        for p in 0..*partitions as i32 {
+            producer.send(BaseRecord::to(topic).partition(p).key("open").payload("open")).map_err(|(e, _)| e).unwrap();
+        }
     }
     producer.flush(within).unwrap();
-    (producer, partitions)
+    (producer, counts)
 }
 
 /// The value of the sample `name_and_labels` (exactly as rendered) in a /metrics text.

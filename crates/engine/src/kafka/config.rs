@@ -158,7 +158,7 @@ impl TryFrom<KafkaSection> for KafkaConfig {
         if k.transactional_id.trim().is_empty() {
             return Err(ConfigError::invalid("kafka.transactional_id", "is empty"));
         }
-        Ok(KafkaConfig {
+        let cfg = KafkaConfig {
             control_topic: k.control_topic.unwrap_or_else(|| format!("{}.control", k.watermark_topic)),
             bootstrap: k.bootstrap,
             transactional_id: k.transactional_id,
@@ -173,6 +173,31 @@ impl TryFrom<KafkaSection> for KafkaConfig {
             value_format: k.value_format,
             startup_timeout: k.startup_timeout,
             watermark_max_bytes: k.watermark_max_bytes,
-        })
+        };
+        // Each holds records of its own kind; two of them in one topic would mix watermarks
+        // with dead letters (and a create request naming a topic twice crashes librdkafka's
+        // admin client).
+        let own = cfg.own_topics();
+        for (i, (key, topic)) in own.iter().enumerate() {
+            if let Some((first, _)) = own[..i].iter().find(|(_, t)| t == topic) {
+                return Err(ConfigError::invalid(
+                    *key,
+                    format!("{topic:?} is also {first}; each needs a topic of its own"),
+                ));
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+impl KafkaConfig {
+    /// The topics tidemark keeps for itself, each with the key that names it.
+    pub fn own_topics(&self) -> [(&'static str, &str); 4] {
+        [
+            ("kafka.watermark_topic", &self.watermark_topic),
+            ("kafka.control_topic", &self.control_topic),
+            ("kafka.dead_letter_topic", &self.dead_letter_topic),
+            ("kafka.ledger_topic", &self.ledger_topic),
+        ]
     }
 }

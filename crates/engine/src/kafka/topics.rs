@@ -48,8 +48,12 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
         .operation_timeout(Some(Duration::from_secs(30)))
         .request_timeout(Some(Duration::from_secs(10)));
     let repl = || TopicReplication::Fixed(cfg.replication_factor);
+    // The dead-letter topic comes as a data topic; the others are added below. A request
+    // naming a topic twice makes librdkafka answer a null result, which rdkafka dereferences.
+    let theirs = [&cfg.watermark_topic, &cfg.ledger_topic, &cfg.control_topic];
     let mut new: Vec<NewTopic<'_>> = data_topics
         .iter()
+        .filter(|t| !theirs.contains(&&t.name))
         .map(|t| {
             let topic = NewTopic::new(&t.name, cfg.topic_partitions, repl());
             if t.compacted { topic.set("cleanup.policy", "compact") } else { topic }
@@ -76,13 +80,13 @@ pub async fn ensure(cfg: &KafkaConfig, data_topics: &[DataTopic]) -> Result<(), 
             Err((topic, code)) => return Err(TopicError::Create { topic, reason: code.to_string() }),
         }
     }
-    // A topic created a moment ago may not report its configs yet (an empty policy): ask
-    // again briefly before judging.
     // Created just now with the policy set: a topic's configuration takes the broker a
     // moment to describe, which would only delay a first start.
     if created_compacted {
         return Ok(());
     }
+    // A topic created a moment ago (by another process) may not report its configs yet (an
+    // empty policy): ask again briefly before judging.
     let mut policy = String::new();
     for _ in 0..50 {
         let described = admin
