@@ -91,8 +91,7 @@ async fn start_topics(
     // Each topic the hanging-transaction check covers is at 0 before the first scrape, so a
     // settle at this start shows as an increase (replicas check them too, per stream).
     let checked = plans.iter().map(|p| p.topic.as_str());
-    let shared = [&config.kafka.dead_letter_topic, &config.kafka.watermark_topic, &config.kafka.ledger_topic];
-    for topic in checked.chain(shared.map(String::as_str)) {
+    for topic in checked.chain(config.kafka.written_beside_data()) {
         metrics.producer.watch_hanging(topic);
     }
     if let Some(addr) = &config.metrics_listen {
@@ -142,10 +141,10 @@ pub async fn run(
     // Each pass runs the streams on one producer. If it fails, the outcome of its last
     // transaction is unknown: the next pass makes a new producer (which fences the old one
     // and aborts what it left open), rereads every watermark, and resumes from there.
-    let mut written: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
-    // The ledger too: its entries commit with the windows, and a transaction left hanging
-    // there would stall every `read_committed` reader of it (`tidemark reconcile`).
-    written.extend([config.kafka.watermark_topic.clone(), config.kafka.ledger_topic.clone()]);
+    let mut written: Vec<String> =
+        topics.iter().map(|t| t.name.as_str()).chain(config.kafka.written_beside_data()).map(str::to_owned).collect();
+    written.sort();
+    written.dedup();
     for pass in 1.. {
         let producer = match first.take() {
             Some(first) => first?,

@@ -197,8 +197,7 @@ impl Supervisor {
     /// What a stream commits to: its topic, the dead-letter, watermark and ledger topics (the
     /// partitions its producer checks for hanging transactions).
     pub fn topics_of(&self, plan: &StreamPlan) -> Vec<String> {
-        let k = &self.kafka;
-        vec![plan.topic.clone(), k.watermark_topic.clone(), k.dead_letter_topic.clone(), k.ledger_topic.clone()]
+        std::iter::once(plan.topic.as_str()).chain(self.kafka.written_beside_data()).map(str::to_owned).collect()
     }
 
     /// One attempt at a producer (see [`Producer::connect`]).

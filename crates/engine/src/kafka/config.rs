@@ -191,6 +191,14 @@ impl TryFrom<KafkaSection> for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The topics a window's transaction writes beside its data topic: its dead letters, the
+    /// watermark and the ledger entry. With the data topics, what the hanging-transaction
+    /// check at every start covers (and counts in its metric): a transaction hanging in any of
+    /// them stalls its `read_committed` readers (the ledger's: `tidemark reconcile`).
+    pub fn written_beside_data(&self) -> [&str; 3] {
+        [&self.dead_letter_topic, &self.watermark_topic, &self.ledger_topic]
+    }
+
     /// The topics tidemark keeps for itself, each with the key that names it.
     pub fn own_topics(&self) -> [(&'static str, &str); 4] {
         [

@@ -33,13 +33,17 @@ pub enum LoadError {
 /// committed end of each partition is reachable.
 pub async fn load(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || load_blocking(&cfg, timeout))
-        .await
-        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
+    blocking(move || Ok(load_states(&cfg, timeout, timeout)?.0)).await
 }
 
-fn load_blocking(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, WatermarkState>, LoadError> {
-    Ok(load_states(cfg, timeout, timeout)?.0)
+/// Runs `f`, which waits on Kafka, on the blocking pool; a task that panicked is a
+/// [`LoadError::Kafka`] saying so.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LoadError> + Send + 'static,
+) -> Result<T, LoadError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
 }
 
 /// Every stream's state and the ends it was read to; a transaction still open is waited for
@@ -79,12 +83,11 @@ impl EarlyLoad {
     /// initialization does the waiting.
     pub async fn read(cfg: &KafkaConfig, timeout: Duration) -> Result<EarlyLoad, LoadError> {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let (states, ends) = load_states(&cfg, timeout, Duration::ZERO)?;
             Ok(EarlyLoad { states, ends })
         })
         .await
-        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
     }
 
     /// The states, if every partition of the watermark topic still ends where they were read
@@ -92,7 +95,7 @@ impl EarlyLoad {
     /// the same. `None` otherwise (load again).
     pub async fn confirm(self, cfg: &KafkaConfig) -> Result<Option<BTreeMap<String, WatermarkState>>, LoadError> {
         let cfg = cfg.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let topic = cfg.watermark_topic.as_str();
             let kerr = |e: KafkaError| LoadError::Kafka { topic: topic.to_owned(), reason: e.to_string() };
             let reader = EndsReader::new(&cfg).map_err(kerr)?;
@@ -101,7 +104,6 @@ impl EarlyLoad {
             Ok(unchanged(&self.ends, &now?).then_some(self.states))
         })
         .await
-        .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
     }
 }
 
@@ -127,7 +129,7 @@ pub struct Stored {
 /// `tidemark streams list`), read like [`load`].
 pub async fn load_stored(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMap<String, Stored>, LoadError> {
     let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let mut stored = BTreeMap::new();
         scan_records(&cfg, timeout, timeout, |key, msg| {
             use rdkafka::message::Headers;
@@ -145,7 +147,6 @@ pub async fn load_stored(cfg: &KafkaConfig, timeout: Duration) -> Result<BTreeMa
         Ok(stored)
     })
     .await
-    .map_err(|e| LoadError::Kafka { topic: String::new(), reason: e.to_string() })?
 }
 
 /// Reads the watermark topic to its committed end, handing each keyed record on; waits up to
