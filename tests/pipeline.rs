@@ -19,8 +19,11 @@ const INTS: &[&str] = &["status", "refund_status", "is_send_all"];
 const STRINGS: &[&str] = &["tid", "platform_id", "shop_id", "shop_no", "shop_name"];
 
 /// Asserts the topic holds exactly the simulator's records, each once, with exact values.
+/// Read once they are all visible (or the deadline passes): Kafka writes a transaction's
+/// markers just after its commit or abort returns, and `read_committed` readers stop short of
+/// them until then.
 fn assert_topic_matches(topic: &str, expected: &[Value], streams: &[(&str, &str)]) {
-    let consumed = consume_committed(topic);
+    let consumed = consume_committed_reaching(topic, expected.len(), LOG_DEADLINE);
     assert_eq!(consumed.len(), expected.len(), "committed record count equals the simulator's");
     let schema = schema("wdt.account_check.avsc");
     let by_key: BTreeMap<&str, &Value> =
