@@ -34,7 +34,10 @@ macro_rules! errln {
 }
 
 // Parsed vendor JSON is millions of small strings and maps: glibc's allocator took close to a
-// third of the worker's CPU in a backfill (see BENCHMARKS.md).
+// third of the worker's CPU in a backfill (see BENCHMARKS.md). The `override` feature makes
+// librdkafka's C allocations mimalloc's too: it allocates each message and header on the
+// producing thread and frees them on its broker thread, which glibc serves slowly (its
+// `_int_malloc` was 8 % of the worker's CPU, half of it `rd_kafka_header_add`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
