@@ -6,8 +6,10 @@
 
 pub mod backoff;
 pub mod config;
+pub mod json;
 pub mod ledger;
 pub mod pageset;
+pub mod record;
 pub mod sink;
 pub mod source;
 pub mod spool;
@@ -22,7 +24,9 @@ pub mod sign_vectors;
 
 use std::fmt;
 
+pub use json::{Json, JsonError};
 pub use pageset::{PageSet, PageSetError};
+pub use record::Record;
 pub use sink::{CommitError, FailureLog, OutRecord, OutRecords, Sink};
 pub use source::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError};
 pub use spool::{Spill, Spool};

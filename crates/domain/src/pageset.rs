@@ -2,8 +2,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::Value;
-
+use super::record::Record;
 use super::source::Page;
 
 /// Why a window's pages do not add up; the worker fetches the window again.
@@ -39,7 +38,7 @@ pub struct PageSet {
     /// Records accepted so far, including those already taken.
     count: u64,
     /// Records accepted and not yet taken.
-    records: Vec<Value>,
+    records: Vec<Record>,
     /// The keys seen, by [`key_digest`]: a 200k-record window's keys as text would be some
     /// 15 MB, as digests 4.
     keys: HashSet<u128>,
@@ -110,15 +109,14 @@ impl PageSet {
         Ok(if got == expected { Progress::Complete } else { Progress::More })
     }
 
-    fn push_all(&mut self, records: Vec<Value>) -> Result<(), PageSetError> {
+    fn push_all(&mut self, records: Vec<Record>) -> Result<(), PageSetError> {
         for rec in records {
-            // A record without a usable key still counts toward the total; the worker
-            // dead-letters it.
-            if let Some(digest) = with_record_key(&rec, self.key_field, key_digest)
-                && !self.keys.insert(digest)
+            // A record without a usable key (or not readable as JSON) still counts toward the
+            // total; the worker dead-letters it.
+            if let Ok(Some(key)) = rec.key(self.key_field)
+                && !self.keys.insert(key_digest(&key))
             {
-                let key = record_key(&rec, self.key_field).unwrap_or_default();
-                return Err(PageSetError::DuplicateKey { key });
+                return Err(PageSetError::DuplicateKey { key: key.into_owned() });
             }
             self.records.push(rec);
             self.count += 1;
@@ -133,12 +131,12 @@ impl PageSet {
 
     /// The records accepted since the last call, in the vendor's order, so they can be
     /// processed while later pages are fetched. The set still checks the window as a whole.
-    pub fn take_new(&mut self) -> Vec<Value> {
+    pub fn take_new(&mut self) -> Vec<Record> {
         std::mem::take(&mut self.records)
     }
 
     /// The window's records not taken yet (all of them if none were), in the vendor's order.
-    pub fn into_records(self) -> Vec<Value> {
+    pub fn into_records(self) -> Vec<Record> {
         self.records
     }
 }
@@ -156,27 +154,13 @@ fn key_digest(key: &str) -> u128 {
     u128::from(a.finish()) << 64 | u128::from(b.finish())
 }
 
-/// A record's business id as text (vendors send ids as strings or numbers).
-pub fn record_key(rec: &Value, field: &str) -> Option<String> {
-    with_record_key(rec, field, str::to_owned)
-}
-
-/// `f` of a record's business id, borrowed where the vendor sent text (no copy per record).
-fn with_record_key<T>(rec: &Value, field: &str, f: impl FnOnce(&str) -> T) -> Option<T> {
-    match rec.get(field)? {
-        Value::String(s) if !s.is_empty() => Some(f(s)),
-        Value::Number(n) => Some(f(&n.to_string())),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     fn page(keys: &[&str], total: Option<u64>) -> Page {
-        Page { records: keys.iter().map(|k| json!({"id": k})).collect(), total }
+        Page { records: keys.iter().map(|k| json!({"id": k}).into()).collect(), total }
     }
 
     #[test]
@@ -192,7 +176,7 @@ mod tests {
     fn taking_records_page_by_page_keeps_judging_the_whole_window() {
         let mut s = PageSet::new("id", false);
         assert_eq!(s.add(page(&["a", "b"], Some(4))), Ok(Progress::More));
-        let first: Vec<String> = s.take_new().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        let first: Vec<String> = s.take_new().iter().map(|r| r.key("id").unwrap().unwrap().into_owned()).collect();
         assert_eq!(first, ["a", "b"]);
         assert!(s.take_new().is_empty(), "taken once");
         // A record already taken still counts for duplicates and for the total.
@@ -233,7 +217,7 @@ mod tests {
         assert_eq!(s.add(page(&["a"], None)), Err(PageSetError::MissingTotal));
 
         let mut s = PageSet::new("id", false);
-        let keyless = Page { records: vec![json!({"other": 1}), json!({"other": 1})], total: Some(2) };
+        let keyless = Page { records: vec![json!({"other": 1}).into(), json!({"other": 1}).into()], total: Some(2) };
         assert_eq!(s.add(keyless), Ok(Progress::Complete), "keyless records count; they are dead-lettered later");
     }
 
@@ -249,7 +233,8 @@ mod tests {
 
     #[test]
     fn numeric_keys_are_text() {
-        assert_eq!(record_key(&json!({"id": 17}), "id").as_deref(), Some("17"));
-        assert_eq!(record_key(&json!({"id": ""}), "id"), None);
+        let mut s = PageSet::new("id", false);
+        let page = Page { records: vec![json!({"id": 17}).into(), json!({"id": "17"}).into()], total: Some(2) };
+        assert_eq!(s.add(page), Err(PageSetError::DuplicateKey { key: "17".into() }));
     }
 }

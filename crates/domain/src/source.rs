@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::Window;
+use super::record::Record;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -156,7 +157,8 @@ pub struct PageRequest<'a> {
 /// One page as the vendor returned it.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-    pub records: Vec<Value>,
+    /// Each list item's text, read when the worker processes it.
+    pub records: Vec<Record>,
     /// The vendor's count of all records in the window, where this page carries it.
     pub total: Option<u64>,
 }

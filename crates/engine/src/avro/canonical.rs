@@ -425,7 +425,7 @@ mod schema_files {
         let (_, avsc, _) = JAVA.iter().find(|(file, ..)| *file == "wdt.account_check.avsc").unwrap();
         let codec = crate::avro::RecordCodec::from_avsc(avsc).unwrap();
         let mut out = Vec::new();
-        codec.encode(&serde_json::json!({"account_check_no": "x"}), &mut out).unwrap();
+        codec.encode_value(&serde_json::json!({"account_check_no": "x"}), &mut out).unwrap();
         assert_eq!(out[..10], [0xC3, 0x01, 0x12, 0x25, 0xae, 0x45, 0x3e, 0xee, 0xae, 0x9b]);
     }
 }

@@ -1,7 +1,9 @@
 //! The schema-driven JSON→Avro binary transcoder: vendor text types in, Avro logical types out.
 
 use apache_avro::schema::{InnerDecimalSchema, Schema};
-use serde_json::Value;
+use std::borrow::Cow;
+
+use crate::domain::json::{Json, Object};
 
 use super::SchemaError;
 use super::decimal;
@@ -71,10 +73,10 @@ impl RecordPlan {
     /// A record: each field found by name (one merged walk over the object for small
     /// records), derived from joined parts, or defaulted when missing and optional.
     #[inline]
-    fn encode(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    fn encode(&self, v: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let rec = self;
         let obj = match v {
-            Value::Object(o) => o,
+            Json::Object(o) => o,
             other => return Err(fail(format!("expected an object, got {}", short(other)))),
         };
         let mut found = [None; MERGED_FIELDS];
@@ -119,13 +121,13 @@ impl RecordPlan {
     }
 
     /// Puts each `Same` field's value (if present) at its index in `found`.
-    fn locate<'v>(&self, obj: &'v serde_json::Map<String, Value>, found: &mut [Option<&'v Value>]) {
+    fn locate<'v, 'a>(&self, obj: &'v Object<'a>, found: &mut [Option<&'v Json<'a>>]) {
         let mut entries = obj.iter();
         let mut current = entries.next();
         for &i in &self.by_name {
             let name = self.fields[i].name.as_str();
             while let Some((k, v)) = current {
-                match k.as_str().cmp(name) {
+                match k.cmp(name) {
                     std::cmp::Ordering::Less => current = entries.next(),
                     std::cmp::Ordering::Equal => {
                         found[i] = Some(v);
@@ -220,19 +222,19 @@ impl Plan {
 
     /// Writes `v` into `out`. An error's path is relative to `v`: each level out prepends its
     /// step, so the path costs nothing while records fit.
-    pub(crate) fn encode(&self, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub(crate) fn encode(&self, v: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match self {
             Plan::Null => match v {
-                Value::Null => Ok(()),
+                Json::Null => Ok(()),
                 other => Err(fail(format!("expected null, got {}", short(other)))),
             },
             Plan::Boolean => {
                 let b = match v {
-                    Value::Bool(b) => *b,
-                    Value::String(s) if s == "1" || s.eq_ignore_ascii_case("true") => true,
-                    Value::String(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
-                    Value::Number(n) if n.as_i64() == Some(1) => true,
-                    Value::Number(n) if n.as_i64() == Some(0) => false,
+                    Json::Bool(b) => *b,
+                    Json::String(s) if s == "1" || s.eq_ignore_ascii_case("true") => true,
+                    Json::String(s) if s == "0" || s.eq_ignore_ascii_case("false") => false,
+                    Json::Number(n) if n.parse::<i64>().ok() == Some(1) => true,
+                    Json::Number(n) if n.parse::<i64>().ok() == Some(0) => false,
                     other => return Err(fail(format!("expected a boolean, got {}", short(other)))),
                 };
                 out.push(b as u8);
@@ -251,8 +253,8 @@ impl Plan {
             }
             Plan::Float | Plan::Double => {
                 let f = match v {
-                    Value::Number(n) => n.as_f64(),
-                    Value::String(s) => s.trim().parse::<f64>().ok(),
+                    Json::Number(n) => as_f64(n),
+                    Json::String(s) => s.trim().parse::<f64>().ok(),
                     _ => None,
                 }
                 .ok_or_else(|| fail(format!("expected a number, got {}", short(v))))?;
@@ -264,14 +266,9 @@ impl Plan {
                 Ok(())
             }
             Plan::String | Plan::Bytes => {
-                let owned;
                 let s: &str = match v {
-                    Value::String(s) => s,
-                    Value::Number(n) => {
-                        owned = n.to_string();
-                        &owned
-                    }
-                    Value::Bool(b) => {
+                    Json::String(s) | Json::Number(s) => s,
+                    Json::Bool(b) => {
                         if *b {
                             "true"
                         } else {
@@ -284,14 +281,9 @@ impl Plan {
                 Ok(())
             }
             Plan::Decimal { scale, precision } => {
-                let owned;
                 let text: &str = match v {
-                    Value::String(s) => s,
-                    // serde_json keeps number text exactly (arbitrary_precision), so this is exact too.
-                    Value::Number(n) => {
-                        owned = n.to_string();
-                        &owned
-                    }
+                    // A number's text as sent, so this is exact too.
+                    Json::String(s) | Json::Number(s) => s,
                     other => return Err(fail(format!("expected a decimal, got {}", short(other)))),
                 };
                 let unscaled = decimal::unscaled(text, *scale, *precision)
@@ -319,8 +311,8 @@ impl Plan {
             Plan::Record(rec) => rec.encode(v, out),
             Plan::Array(items) => {
                 let arr = match v {
-                    Value::Array(a) => a.as_slice(),
-                    Value::Null => &[],
+                    Json::Array(a) => a.as_slice(),
+                    Json::Null => &[],
                     other => return Err(fail(format!("expected a list, got {}", short(other)))),
                 };
                 if !arr.is_empty() {
@@ -346,12 +338,12 @@ impl Plan {
 }
 
 /// The text of `parts` joined by spaces; `None` if any part is missing or empty.
-fn join_parts(obj: &serde_json::Map<String, Value>, parts: &[String]) -> Option<Value> {
+fn join_parts(obj: &Object<'_>, parts: &[String]) -> Option<Json<'static>> {
     let mut out = String::new();
     for p in parts {
         let text = match obj.get(p)? {
-            Value::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
-            Value::Number(n) => n.to_string(),
+            Json::String(s) if !s.trim().is_empty() => s.trim().to_owned(),
+            Json::Number(n) => n.to_string(),
             _ => return None,
         };
         if !out.is_empty() {
@@ -359,27 +351,32 @@ fn join_parts(obj: &serde_json::Map<String, Value>, parts: &[String]) -> Option<
         }
         out.push_str(&text);
     }
-    Some(Value::String(out))
+    Some(Json::String(Cow::Owned(out)))
 }
 
-fn integer(v: &Value) -> Option<i64> {
+/// A number's value as a float, as serde_json's `Number::as_f64` reads its kept text.
+fn as_f64(n: &str) -> Option<f64> {
+    n.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+fn integer(v: &Json<'_>) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
+        Json::Number(n) => n.parse().ok(),
+        Json::String(s) => s.trim().parse().ok(),
         _ => None,
     }
 }
 
-fn time_of(v: &Value) -> Option<VendorTime> {
+fn time_of(v: &Json<'_>) -> Option<VendorTime> {
     match v {
-        Value::String(s) => parse_vendor_time(s),
-        Value::Number(n) => n.as_i64().and_then(chrono::DateTime::from_timestamp_millis).map(VendorTime::At),
+        Json::String(s) => parse_vendor_time(s),
+        Json::Number(n) => n.parse().ok().and_then(chrono::DateTime::from_timestamp_millis).map(VendorTime::At),
         _ => None,
     }
 }
 
 /// A value for an error message, cut short so a huge record never floods the logs.
-fn short(v: &Value) -> String {
+fn short(v: &Json<'_>) -> String {
     let s = v.to_string();
     if s.chars().count() > 80 { format!("{}…", s.chars().take(80).collect::<String>()) } else { s }
 }
@@ -414,10 +411,10 @@ fn blank(s: &str) -> bool {
 /// An optional value (`["null", T]`): vendor nulls, empty text for non-text types and unset
 /// times (`0000-00-00 00:00:00`) are Avro null; anything else is `T`.
 #[inline]
-fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+fn encode_optional(inner: &Plan, v: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let is_null = match v {
-        Value::Null => true,
-        Value::String(s) if blank(s) => !matches!(*inner, Plan::String | Plan::Bytes),
+        Json::Null => true,
+        Json::String(s) if blank(s) => !matches!(*inner, Plan::String | Plan::Bytes),
         _ => {
             matches!(*inner, Plan::Date | Plan::TimestampMillis | Plan::TimestampMicros)
                 && time_of(v) == Some(VendorTime::Unset)
@@ -435,6 +432,7 @@ fn encode_optional(inner: &Plan, v: &Value, out: &mut Vec<u8>) -> Result<(), Enc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn zigzag_varints_match_the_spec_examples() {
@@ -456,7 +454,8 @@ mod tests {
             Schema::parse_str(&format!(r#"{{"type":"record","name":"r","fields":[{}]}}"#, fields.join(","))).unwrap();
         let plan = Plan::compile(&schema, "r").unwrap();
         let mut out = Vec::new();
-        plan.encode(record, &mut out).unwrap();
+        let text = record.to_string();
+        plan.encode(&Json::parse(&text).unwrap(), &mut out).unwrap();
         let mut expected = Vec::new();
         for n in names {
             match record.get(n).and_then(Value::as_str) {
@@ -472,9 +471,8 @@ mod tests {
 
     #[test]
     fn json_objects_iterate_sorted_by_key_as_the_merged_walk_needs() {
-        // serde_json's `preserve_order` feature would break this (and the walk).
-        let v: Value = serde_json::from_str(r#"{"b":1,"a":2,"c":3,"aa":4}"#).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let v = Json::parse(r#"{"b":1,"a":2,"c":3,"aa":4}"#).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "aa", "b", "c"]);
     }
 

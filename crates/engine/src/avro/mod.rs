@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use apache_avro::Schema;
 
+use crate::domain::json::Json;
+
 pub use encode::EncodeError;
 use encode::Plan;
 
@@ -150,15 +152,14 @@ impl RecordCodec {
     /// Calls `found` with each top-level field of `record` that the schema does not read
     /// (drift: the vendor sends something new). Not an error: the record still encodes.
     #[inline]
-    pub fn unknown_fields<'v>(&self, record: &'v serde_json::Value, mut found: impl FnMut(&'v str)) {
-        let serde_json::Value::Object(o) = record else { return };
-        // One merged walk over two sorted lists (serde_json's map iterates sorted by key, as
-        // the encoder's walk also needs): about one comparison per name, where a binary search
-        // per key took five, and cost a tenth of the worker's CPU.
+    pub fn unknown_fields<'v>(&self, record: &'v Json<'_>, mut found: impl FnMut(&'v str)) {
+        let Json::Object(o) = record else { return };
+        // One merged walk over two sorted lists (a record's members are sorted by key, as the
+        // encoder's walk also needs): about one comparison per name, where a binary search per
+        // key took five, and cost a tenth of the worker's CPU.
         use std::cmp::Ordering;
         let mut known = self.known.iter().peekable();
-        for k in o.keys() {
-            let k = k.as_str();
+        for (k, _) in o.iter() {
             loop {
                 match known.peek().map(|n| n.as_ref().cmp(k)) {
                     Some(Ordering::Less) => _ = known.next(),
@@ -203,9 +204,17 @@ impl RecordCodec {
         self.framing
     }
 
+    /// [`encode`](Self::encode) for a record held as a `serde_json::Value` (tools and tests):
+    /// its text read as the worker reads a vendor's.
+    pub fn encode_value(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let text = record.to_string();
+        let json = Json::parse(&text).map_err(|e| EncodeError { path: "$".into(), reason: e.to_string() })?;
+        self.encode(&json, out)
+    }
+
     /// Encodes one vendor JSON record as a framed Avro value, appending to `out`.
     /// On error `out` is left as it was.
-    pub fn encode(&self, record: &serde_json::Value, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    pub fn encode(&self, record: &Json<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let mark = out.len();
         out.extend_from_slice(&self.prefix);
         let res = self.plan.encode(record, out).map_err(|e| e.under(format_args!("$")));
@@ -250,13 +259,15 @@ mod tests {
             {"name": "id", "type": "string"},
             {"name": "at", "type": ["null", "string"], "default": null, "tidemark.join": ["day", "time"]}]}"#;
         let codec = RecordCodec::from_avsc(joined).unwrap();
-        let rec = json!({"id": "1", "day": "2024-01-01", "time": "10:00:00", "zeta": 1, "alpha": {"id": 2}});
+        let text =
+            json!({"id": "1", "day": "2024-01-01", "time": "10:00:00", "zeta": 1, "alpha": {"id": 2}}).to_string();
+        let rec = Json::parse(&text).unwrap();
         let mut found = Vec::new();
         codec.unknown_fields(&rec, |f| found.push(f));
         // Join parts are read, nested keys are not top-level, so only the two new ones.
         assert_eq!(found, ["alpha", "zeta"]);
         let mut none = Vec::new();
-        let plain = json!({"id": "1", "at": null});
+        let plain = Json::parse(r#"{"id": "1", "at": null}"#).unwrap();
         codec.unknown_fields(&plain, |f| none.push(f));
         assert!(none.is_empty(), "{none:?}");
         // A framing change keeps the known set.
@@ -272,7 +283,7 @@ mod tests {
         let mut out = Vec::new();
         let rec = json!({"id": "店铺-1", "n": "42", "amount": "-368.5000", "at": "2024-01-01 08:00:00",
                          "lines": [{"qty": "3"}, {"qty": 4}], "ignored": true});
-        codec.encode(&rec, &mut out).unwrap();
+        codec.encode_value(&rec, &mut out).unwrap();
         assert_eq!(&out[..2], &[0xC3, 0x01]);
         let f = decode(&codec, &out);
         assert_eq!(f[0].1, Avro::String("店铺-1".into()));
@@ -302,12 +313,12 @@ mod tests {
              "default": null, "tidemark.join": ["biz_date", "trade_time"]}]}"#;
         let codec = RecordCodec::from_avsc(avsc).unwrap();
         let mut out = Vec::new();
-        codec.encode(&json!({"biz_date": "20181029", "trade_time": "11:41:36"}), &mut out).unwrap();
+        codec.encode_value(&json!({"biz_date": "20181029", "trade_time": "11:41:36"}), &mut out).unwrap();
         let f = decode(&codec, &out);
         // 2018-10-29 11:41:36 Beijing = 03:41:36 UTC.
         assert_eq!(f[1].1, Avro::Union(1, Box::new(Avro::TimestampMillis(1_540_784_496_000))));
         out.clear();
-        codec.encode(&json!({"biz_date": "20181029"}), &mut out).unwrap();
+        codec.encode_value(&json!({"biz_date": "20181029"}), &mut out).unwrap();
         assert_eq!(decode(&codec, &out)[1].1, Avro::Union(0, Box::new(Avro::Null)), "a missing part gives null");
         let bad = avsc.replace(r#"["biz_date", "trade_time"]"#, r#""biz_date""#);
         assert!(RecordCodec::from_avsc(&bad).is_err());
@@ -317,7 +328,7 @@ mod tests {
     fn zero_dates_and_empty_values_become_null() {
         let codec = RecordCodec::from_avsc(AVSC).unwrap();
         let mut out = Vec::new();
-        codec.encode(&json!({"id": "x", "n": "", "at": "0000-00-00 00:00:00"}), &mut out).unwrap();
+        codec.encode_value(&json!({"id": "x", "n": "", "at": "0000-00-00 00:00:00"}), &mut out).unwrap();
         let f = decode(&codec, &out);
         assert_eq!(f[1].1, Avro::Union(0, Box::new(Avro::Null)));
         assert_eq!(f[2].1, Avro::Union(0, Box::new(Avro::Null)));
@@ -329,13 +340,13 @@ mod tests {
     fn errors_name_the_field_and_value_and_leave_output_untouched() {
         let codec = RecordCodec::from_avsc(AVSC).unwrap();
         let mut out = vec![9];
-        let e = codec.encode(&json!({"id": "x", "amount": "1.23456"}), &mut out).unwrap_err().to_string();
+        let e = codec.encode_value(&json!({"id": "x", "amount": "1.23456"}), &mut out).unwrap_err().to_string();
         assert!(e.contains("$.amount") && e.contains("1.23456"), "{e}");
-        let e = codec.encode(&json!({"n": 1}), &mut out).unwrap_err().to_string();
+        let e = codec.encode_value(&json!({"n": 1}), &mut out).unwrap_err().to_string();
         assert!(e.contains("$.id") && e.contains("missing"), "{e}");
-        let e = codec.encode(&json!({"id": "x", "lines": [{"qty": "many"}]}), &mut out).unwrap_err().to_string();
+        let e = codec.encode_value(&json!({"id": "x", "lines": [{"qty": "many"}]}), &mut out).unwrap_err().to_string();
         assert!(e.contains("$.lines[0].qty") && e.contains("many"), "{e}");
-        let e = codec.encode(&json!({"id": "x", "at": "yesterday"}), &mut out).unwrap_err().to_string();
+        let e = codec.encode_value(&json!({"id": "x", "at": "yesterday"}), &mut out).unwrap_err().to_string();
         assert!(e.contains("$.at") && e.contains("yesterday"), "{e}");
         assert_eq!(out, vec![9]);
     }

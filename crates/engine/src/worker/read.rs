@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -17,8 +16,10 @@ use super::StreamPlan;
 use super::budget::{ByteBudget, Growth, Reservation};
 use super::gate::Answer;
 use crate::domain::backoff;
+use crate::domain::json::{Json, JsonError};
 use crate::domain::ledger::{HEADER_WINDOW, window_text};
-use crate::domain::pageset::{PageSet, PageSetError, Progress, record_key};
+use crate::domain::pageset::{PageSet, PageSetError, Progress};
+use crate::domain::record::{Record, key_text};
 use crate::domain::sink::{Headers, SpillTables};
 use crate::domain::spool::{get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
 use crate::domain::time::{VendorTime, parse_vendor_time};
@@ -34,6 +35,32 @@ const PAGESET_ATTEMPTS: u32 = 3;
 const MAX_PAGES: u32 = 100_000;
 /// Prefix of the dedup key of records that have no business id.
 pub const NO_KEY: &str = "#nokey:";
+
+/// A record the stream could not emit, as the dead-letter topic holds it.
+#[derive(serde::Serialize)]
+struct DeadLetter<'a> {
+    stream: &'a str,
+    kind: &'a str,
+    window: &'a str,
+    key: Option<&'a str>,
+    error: &'a str,
+    record: Quoted<'a>,
+}
+
+/// The record in a dead letter: its JSON exactly as the vendor sent it, or, where that is not
+/// JSON every reader takes (a lone surrogate escape), its text as a string.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Quoted<'a> {
+    Json(&'a serde_json::value::RawValue),
+    Text(&'a str),
+}
+
+/// FNV-1a of a record's text, for one that cannot be read as JSON (its content hash needs the
+/// canonical text).
+fn raw_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
 
 /// Why a step did not commit, by what the stream loop must do next.
 #[derive(Debug, thiserror::Error)]
@@ -313,10 +340,11 @@ impl Reader {
         }
     }
 
-    /// Each record keyed, hashed (if the stream keeps hashes) and encoded or dead-lettered.
+    /// Each record read, keyed, hashed (if the stream keeps hashes) and encoded or
+    /// dead-lettered.
     fn candidates<'a>(
         &'a self,
-        records: Vec<Value>,
+        records: Vec<Record>,
         label: &'a str,
         headers: &'a Headers,
     ) -> impl Iterator<Item = Candidate> + 'a {
@@ -327,8 +355,16 @@ impl Reader {
         // reallocated per record, no slack held while the window waits to commit.
         let mut scratch = Vec::with_capacity(4096);
         records.into_iter().map(move |r| {
-            let hash = if hashed { content_hash(&r) } else { 0 };
-            let business = record_key(&r, field);
+            let json = r.parse();
+            let hash = match (&json, hashed) {
+                (_, false) => 0,
+                (Ok(json), true) => content_hash(json),
+                // Not JSON we can read: remembered by its text, so a re-read is not
+                // dead-lettered twice.
+                (Err(_), true) => raw_hash(r.text()),
+            };
+            let business =
+                json.as_ref().ok().and_then(|j| j.get(field)).and_then(key_text).map(std::borrow::Cow::into_owned);
             // Keyless records are remembered by content, so an unchanged re-read is not
             // dead-lettered twice.
             let dedup = match (&business, hashed) {
@@ -336,21 +372,25 @@ impl Reader {
                 (Some(b), true) => b.clone(),
                 (None, true) => format!("{NO_KEY}{hash:016x}"),
             };
-            self.note_drift(&r);
+            let mut time = None;
+            if let Ok(json) = &json {
+                self.note_drift(json);
+                time = window_field.and_then(|f| json.get(f)?.as_str().and_then(parse_vendor_time)).and_then(
+                    |t| match t {
+                        VendorTime::At(at) => Some(at),
+                        VendorTime::Unset => None,
+                    },
+                );
+            }
             let identified = business.is_some();
-            let time =
-                window_field.and_then(|f| r.get(f)?.as_str().and_then(parse_vendor_time)).and_then(|t| match t {
-                    VendorTime::At(at) => Some(at),
-                    VendorTime::Unset => None,
-                });
-            let (out, dead_letter) = self.encode(business, &r, label, headers, &mut scratch);
+            let (out, dead_letter) = self.encode(business, &r, json.as_ref(), label, headers, &mut scratch);
             Candidate { dedup, hash, out, dead_letter, identified, time }
         })
     }
 
     /// Counts the record's top-level fields its schema lacks; says so (log, control topic)
     /// the first time this process meets each. The record is encoded all the same.
-    fn note_drift(&self, rec: &Value) {
+    fn note_drift(&self, rec: &Json<'_>) {
         self.plan.codec.unknown_fields(rec, |field| {
             let mut known = self.drift.lock().expect("drift lock");
             if let Some(counter) = known.get(field) {
@@ -405,17 +445,19 @@ impl Reader {
     fn encode(
         &self,
         business: Option<String>,
-        rec: &Value,
+        rec: &Record,
+        json: Result<&Json<'_>, &JsonError>,
         window: &str,
         headers: &Headers,
         scratch: &mut Vec<u8>,
     ) -> (OutRecord, Option<String>) {
         let field = self.plan.source.spec().key_field;
-        let result = match business {
-            None => Err((None, format!("record has no usable `{field}` (its business id)"))),
-            Some(k) => {
+        let result = match (business, json) {
+            (_, Err(e)) => Err((None, format!("record is not readable json: {e}"))),
+            (None, Ok(_)) => Err((None, format!("record has no usable `{field}` (its business id)"))),
+            (Some(k), Ok(json)) => {
                 scratch.clear();
-                match self.plan.codec.encode(rec, scratch) {
+                match self.plan.codec.encode(json, scratch) {
                     Ok(()) => Ok(OutRecord {
                         topic: self.topic.clone(),
                         key: k.into_bytes(),
@@ -429,18 +471,19 @@ impl Reader {
         match result {
             Ok(r) => (r, None),
             Err((business, error)) => {
-                let letter = serde_json::json!({
-                    "stream": self.plan.cfg.id.as_str(),
-                    "kind": self.plan.source.spec().kind,
-                    "window": window,
-                    "key": business,
-                    "error": error,
-                    "record": rec,
-                });
+                let letter = DeadLetter {
+                    stream: self.plan.cfg.id.as_str(),
+                    kind: self.plan.source.spec().kind,
+                    window,
+                    key: business.as_deref(),
+                    error: &error,
+                    record: if json.is_ok() { Quoted::Json(rec.raw()) } else { Quoted::Text(rec.text()) },
+                };
+                let value = serde_json::to_vec(&letter).expect("a dead letter always serializes");
                 let out = OutRecord {
                     topic: self.dead_letter_topic.clone(),
                     key: business.unwrap_or_else(|| self.plan.cfg.id.as_str().to_owned()).into_bytes(),
-                    value: Some(letter.to_string().into_bytes()),
+                    value: Some(value),
                     // Only the stream header: a dead letter is JSON, not the schema.
                     headers: self.headers[..1].to_vec().into(),
                 };

@@ -826,7 +826,7 @@ mod tests {
     use crate::avro::RecordCodec;
     use crate::config::StartAt;
     use crate::domain::ledger::HEADER_WINDOW;
-    use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError};
+    use crate::domain::{ApiSpec, BoxFuture, Page, PageRequest, Record, Source, SourceError};
     use crate::worker::StreamPlan;
     use crate::worker::config::StreamConfig;
     use crate::worker::gate::CredentialGate;
@@ -891,7 +891,7 @@ mod tests {
                 if to == PER_WINDOW {
                     self.finished.lock().unwrap().push(hour);
                 }
-                let records = (from..to).map(|i| json!({"id": format!("{hour}-{i}")})).collect();
+                let records = (from..to).map(|i| json!({"id": format!("{hour}-{i}")}).into()).collect();
                 Ok(Page { records, total: Some(PER_WINDOW) })
             })
         }
@@ -1107,7 +1107,7 @@ mod tests {
                     tokio::time::sleep(self.delay).await;
                     *self.asked_meanwhile.lock().unwrap() = Some(self.asked.lock().unwrap().len());
                 }
-                Ok(Page { records: vec![json!({"id": w.start.to_rfc3339()})], total: Some(1) })
+                Ok(Page { records: vec![json!({"id": w.start.to_rfc3339()}).into()], total: Some(1) })
             })
         }
     }
@@ -1175,5 +1175,55 @@ mod tests {
         assert_eq!(*source.0.asked_meanwhile.lock().unwrap(), Some(2), "the first window and one ahead of it");
         // Once one was read, its size lets the rest of `windows_in_flight` go ahead.
         assert!(source.0.asked.lock().unwrap().len() > 4, "{:?}", source.0.asked.lock().unwrap());
+    }
+
+    /// Every window answers the same records, given as the text a vendor sent.
+    struct Texts(&'static [&'static str]);
+
+    impl Answers for Texts {
+        fn answer<'a>(&'a self, _req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            Box::pin(async move {
+                let records = self
+                    .0
+                    .iter()
+                    .map(|t| Record::new(serde_json::value::RawValue::from_string((*t).to_owned()).unwrap()).unwrap())
+                    .collect::<Vec<_>>();
+                Ok(Page { total: Some(records.len() as u64), records })
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_that_cannot_be_read_or_keyed_are_dead_letters_quoting_the_vendors_text() {
+        // serde_json lets a lone surrogate escape through a page's syntax check; the record
+        // cannot be read as text, so it is dead-lettered whole, not retried forever or lost.
+        const TEXTS: &[&str] = &[r#"{"id": "ok", "x": 1}"#, r#"{ "id": "bad",  "note": "\ud800" }"#, r#"{"other": 2}"#];
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let plan =
+            plan(Arc::new(OfSpec(Texts(TEXTS))), &SPEC, "2026-01-01 08:00:00", Duration::ZERO, Duration::from_secs(60));
+        let sink = Arc::new(Recorded::default());
+        let state = WatermarkState::new(StreamId::parse("test/orders").unwrap(), origin);
+        let run = tokio::spawn(worker(plan, sink.clone(), Metrics::new(), state).run());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "a window committed within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.abort();
+        let first = sink.0.lock().unwrap()[0].clone();
+        let data: Vec<_> = first.iter().filter(|r| &*r.topic == "orders").map(|r| r.key.clone()).collect();
+        assert_eq!(data, [b"ok".to_vec()]);
+        let letters: Vec<serde_json::Value> = first
+            .iter()
+            .filter(|r| &*r.topic == "dlq")
+            .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
+            .collect();
+        assert_eq!(letters.len(), 2, "{letters:?}");
+        // Quoted as a string: a lone surrogate is not JSON every reader takes (serde_json refuses it).
+        assert!(letters[0]["error"].as_str().unwrap().contains("not readable json"), "{}", letters[0]);
+        assert_eq!(letters[0]["record"].as_str(), Some(TEXTS[1]), "the vendor's text, spacing and all");
+        // A readable record is quoted as the JSON the vendor sent.
+        assert!(letters[1]["error"].as_str().unwrap().contains("no usable `id`"), "{}", letters[1]);
+        assert_eq!(letters[1]["record"], json!({"other": 2}));
     }
 }

@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use super::config::SourceConfig;
-use super::envelope::{as_i64, as_text, json_body, preview, records, total};
+use super::envelope::{Envelope, as_i64, as_text, envelope_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
@@ -56,23 +56,27 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
         return Err(SourceError::malformed(format!("response has no `{list}`: {}", preview(body))));
     }
     let total = total(v.get("count"), "count")?;
-    Ok(Page { records: records(v.get_mut(list), list)?, total })
+    Ok(Page { records: records(v.take(list), list)?, total })
 }
 
 /// The whole answer of a successful call (`code` 0 or absent), or the vendor's error: what
 /// `tidemark discover` reads before it knows the list field.
-pub fn checked_response(body: &[u8]) -> Result<Value, SourceError> {
-    let v = json_body(body)?;
-    let obj =
-        v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
+pub fn checked_response(body: &[u8]) -> Result<Envelope, SourceError> {
+    let v = envelope_body(body)?;
+    if !v.is_object() {
+        return Err(SourceError::malformed(format!("response is not an object: {}", preview(body))));
+    }
     // The seed's examples omit `code` on success; its error table has 0 for success.
-    let code = match obj.get("code") {
+    let code = match v.get("code") {
         None => 0,
-        Some(c) => as_i64(c).ok_or_else(|| SourceError::malformed(format!("`code` is not a number: {c}")))?,
+        Some(c) => v
+            .field("code")
+            .and_then(as_i64)
+            .ok_or_else(|| SourceError::malformed(format!("`code` is not a number: {c}")))?,
     };
     if code != 0 {
-        let message = match as_text(obj.get("message")) {
-            m if m.is_empty() => as_text(obj.get("msg")),
+        let message = match as_text(v.field("message")) {
+            m if m.is_empty() => as_text(v.field("msg")),
             m => m,
         };
         return Err(classify(code, &message));
@@ -214,7 +218,7 @@ impl Source for FinanceSource {
         Box::pin(async move {
             let body = Value::Object(self.signed_body(&req, chrono::Utc::now())?);
             let reply = http::post_json(&self.http, &self.url, &body, &[], self.timeout).await?;
-            reply.read(checked_response)
+            reply.read(|body| checked_response(body)?.into_value())
         })
     }
 }
@@ -230,7 +234,7 @@ mod tests {
         let p = parse_response(body.as_bytes(), "lists").unwrap();
         assert_eq!(p.total, Some(100));
         // serde_json keeps the number's text, so decimals stay exact downstream.
-        assert_eq!(p.records[0]["amount"].to_string(), "1000.00");
+        assert_eq!(p.records[0].to_value().unwrap()["amount"].to_string(), "1000.00");
         let p = parse_response(br#"{"accounts":[{"account_id":"ACC001","balance":10000.00}]}"#, "accounts").unwrap();
         assert_eq!((p.total, p.records.len()), (None, 1));
     }
@@ -253,7 +257,7 @@ mod tests {
 
     #[test]
     fn the_raw_answer_is_whole_and_its_errors_classified_as_a_pages() {
-        let v = checked_response(br#"{"code":0,"count":1,"bills":[{"a":1}]}"#).unwrap();
+        let v = checked_response(br#"{"code":0,"count":1,"bills":[{"a":1}]}"#).unwrap().into_value().unwrap();
         assert_eq!(v["bills"][0]["a"], 1);
         let e = checked_response(br#"{"code":1002,"message":"expired"}"#).unwrap_err();
         assert!(matches!(e, SourceError::ClockSkew { .. }), "{e:?}");

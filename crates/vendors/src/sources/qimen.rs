@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::config::SourceConfig;
-use super::envelope::{as_text, json_body, preview, records, total};
+use super::envelope::{Envelope, as_text, envelope_body, preview, records, total};
 use super::top::classify as top_classify;
 use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
@@ -22,18 +22,18 @@ pub use tidemark_endpoints::qimen::STOCKIN_REFUND;
 /// Reads a Qimen response into a page, or the vendor's error.
 pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
     let mut v = checked_response(body)?;
-    let total = total(v["response"].get("total_count"), "total_count")?;
-    Ok(Page { records: records(v.get_mut("response").and_then(|r| r.get_mut(list)), list)?, total })
+    let total = total(v.get("response").and_then(|r| r.get("total_count")), "total_count")?;
+    Ok(Page { records: records(v.take("response").and_then(|mut r| r.take(list)), list)?, total })
 }
 
 /// The whole answer of a successful call (its `response` present and not a failure), or the
 /// vendor's error: what `tidemark discover` reads before it knows the list field.
-pub fn checked_response(body: &[u8]) -> Result<Value, SourceError> {
-    let v = json_body(body)?;
+pub fn checked_response(body: &[u8]) -> Result<Envelope, SourceError> {
+    let v = envelope_body(body)?;
     if let Some(e) = v.get("error_response") {
         // The gateway's own error: the ban's seconds are in `sub_msg`, as in TOP's.
-        let message = format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg")));
-        return Err(top_classify(&as_text(e.get("code")), &as_text(e.get("sub_code")), message.trim()));
+        let message = format!("{} {}", as_text(e.field("msg")), as_text(e.field("sub_msg")));
+        return Err(top_classify(&as_text(e.field("code")), &as_text(e.field("sub_code")), message.trim()));
     }
     let r = v
         .get("response")
@@ -41,26 +41,26 @@ pub fn checked_response(body: &[u8]) -> Result<Value, SourceError> {
     // Two shapes are seen: the TS SDK reads `flag` ("success"/"failure"), while the Go SDK and
     // a production crawler read only `errorcode` (0 on success) and find `code`/`sub_code`/
     // `message`/`sub_message` on errors (docs/vendors.md). Either decides; neither is required.
-    let flag = as_text(r.get("flag"));
-    let errorcode = as_text(r.get("errorcode"));
+    let flag = as_text(r.field("flag"));
+    let errorcode = as_text(r.field("errorcode"));
     let failed = match flag.as_str() {
         "success" => false,
         "failure" => true,
         "" if !errorcode.is_empty() => errorcode != "0",
-        "" => !matches!(as_text(r.get("code")).as_str(), "" | "0"),
+        "" => !matches!(as_text(r.field("code")).as_str(), "" | "0"),
         other => return Err(SourceError::malformed(format!("unknown flag {other:?}: {}", preview(body)))),
     };
     if failed {
-        let code = match as_text(r.get("code")) {
+        let code = match as_text(r.field("code")) {
             c if c.is_empty() => errorcode,
             c => c,
         };
-        let message = match (as_text(r.get("message")), as_text(r.get("sub_message"))) {
+        let message = match (as_text(r.field("message")), as_text(r.field("sub_message"))) {
             (m, s) if s.is_empty() => m,
             (m, s) if m.is_empty() => s,
             (m, s) => format!("{m} {s}"),
         };
-        let sub_code = as_text(r.get("sub_code"));
+        let sub_code = as_text(r.field("sub_code"));
         // 旺店通 business codes pass through Qimen as numbers: 1–199 mean the request or the
         // credentials are wrong, as in openapi2.
         if let Ok(n) = code.parse::<i64>()
@@ -155,7 +155,7 @@ impl Source for QimenSource {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now())?;
             let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            reply.read(checked_response)
+            reply.read(|body| checked_response(body)?.into_value())
         })
     }
 }
@@ -176,7 +176,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((p.total, p.records.len()), (Some(2), 2));
-        assert_eq!(p.records[0]["details_list"][0]["num"], "1.0000");
+        assert_eq!(p.records[0].to_value().unwrap()["details_list"][0]["num"], "1.0000");
     }
 
     /// The shape the Go SDK (ITITO881/go-zero-service `wdt_qm/qm_trade_query.go`, `qm_refund_query.go`)
@@ -232,7 +232,10 @@ mod tests {
 
     #[test]
     fn the_raw_answer_is_whole_and_its_errors_classified_as_a_pages() {
-        let v = checked_response(br#"{"response":{"flag":"success","total_count":1,"x_list":[{"a":1}]}}"#).unwrap();
+        let v = checked_response(br#"{"response":{"flag":"success","total_count":1,"x_list":[{"a":1}]}}"#)
+            .unwrap()
+            .into_value()
+            .unwrap();
         assert_eq!(v["response"]["x_list"][0]["a"], 1);
         let e = checked_response(
             "{\"response\":{\"flag\":\"failure\",\"code\":\"100\",\"message\":\"签名错误\"}}".as_bytes(),

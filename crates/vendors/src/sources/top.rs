@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::SourceConfig;
-use super::envelope::{as_text, json_body, preview, records, total};
+use super::envelope::{Envelope, as_text, envelope_body, preview, records, total};
 use super::errors::{Action, ErrorRule, ban_seconds, error, lookup};
 use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
@@ -78,8 +78,8 @@ pub fn classify(code: &str, sub_code: &str, message: &str) -> SourceError {
 pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Result<Page, SourceError> {
     let mut models = checked_models(body, method)?;
     let total = total(models.get("pagination").and_then(|p| p.get("total_count")), "pagination.total_count")?;
-    let list_value = match models.get_mut(list) {
-        Some(Value::Object(o)) => o.get_mut(item),
+    let list_value = match models.take(list) {
+        Some(mut tagged @ Envelope::Object(_)) => tagged.take(item),
         other => other,
     };
     Ok(Page { records: records(list_value, list)?, total })
@@ -87,13 +87,13 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
 
 /// The `models` of a successful answer for `method` (moved out of the parsed body rather
 /// than copied), or the error the answer carries.
-fn checked_models(body: &[u8], method: &str) -> Result<Value, SourceError> {
-    let mut v = json_body(body)?;
+fn checked_models(body: &[u8], method: &str) -> Result<Envelope, SourceError> {
+    let mut v = envelope_body(body)?;
     if let Some(e) = v.get("error_response") {
         return Err(classify(
-            &as_text(e.get("code")),
-            &as_text(e.get("sub_code")),
-            format!("{} {}", as_text(e.get("msg")), as_text(e.get("sub_msg"))).trim(),
+            &as_text(e.field("code")),
+            &as_text(e.field("sub_code")),
+            format!("{} {}", as_text(e.field("msg")), as_text(e.field("sub_msg"))).trim(),
         ));
     }
     let wrapper = format!("{}_response", method.replace('.', "_"));
@@ -101,22 +101,22 @@ fn checked_models(body: &[u8], method: &str) -> Result<Value, SourceError> {
     let result = root.get("api_result").ok_or_else(|| {
         SourceError::malformed(format!("response has neither `{wrapper}` nor `api_result`: {}", preview(body)))
     })?;
-    let success = matches!(result.get("success"), Some(Value::Bool(true))) || as_text(result.get("success")) == "true";
+    let success = as_text(result.field("success")) == "true";
     if !success {
         return Err(classify(
-            &as_text(result.get("err_code")),
-            &as_text(result.get("err_code")),
-            &as_text(result.get("err_msg")),
+            &as_text(result.field("err_code")),
+            &as_text(result.field("err_code")),
+            &as_text(result.field("err_msg")),
         ));
     }
-    let root = if v.get(&wrapper).is_some() { v.get_mut(&wrapper).expect("checked") } else { &mut v };
-    Ok(root.get_mut("api_result").and_then(|r| r.get_mut("models")).map(Value::take).unwrap_or(Value::Null))
+    let mut root = if v.get(&wrapper).is_some() { v.take(&wrapper).expect("checked") } else { v };
+    Ok(root.take("api_result").and_then(|mut r| r.take("models")).unwrap_or(Envelope::Scalar(Value::Null)))
 }
 
 /// A raw answer as `tidemark discover` reads every protocol's: the `models` object, with
 /// `pagination.total_count` also as `total_count` beside the list (still in its item tag).
 pub fn raw_models(body: &[u8], method: &str) -> Result<Value, SourceError> {
-    let mut models = checked_models(body, method)?;
+    let mut models = checked_models(body, method)?.into_value()?;
     let count = models.get("pagination").and_then(|p| p.get("total_count")).cloned();
     if let (Value::Object(o), Some(count)) = (&mut models, count) {
         o.insert("total_count".into(), count);
@@ -272,11 +272,14 @@ mod tests {
             "finance_order_details":{"finance_order_detail":[{"biz_uk":"1231231","amount":"1"}]}}}}}"#;
         let p = parse(wrapped).unwrap();
         assert_eq!((p.total, p.records.len()), (Some(400), 1));
-        assert_eq!(p.records[0]["biz_uk"], "1231231");
+        assert_eq!(p.records[0].to_value().unwrap()["biz_uk"], "1231231");
         let simplified = r#"{"api_result":{"success":"true","models":{"pagination":{"total_count":"1"},
             "finance_order_details":[{"biz_uk":"x"}]}}}"#;
         let p = parse(simplified).unwrap();
-        assert_eq!((p.total, p.records[0]["biz_uk"].as_str()), (Some(1), Some("x")));
+        assert_eq!(
+            (p.total, p.records[0].to_value().unwrap()["biz_uk"].as_str().map(str::to_owned)),
+            (Some(1), Some("x".to_owned()))
+        );
     }
 
     #[test]

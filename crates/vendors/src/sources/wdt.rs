@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use serde_json::Value;
 
 use super::config::SourceConfig;
-use super::envelope::{as_i64, json_body, preview, records, total};
+use super::envelope::{Envelope, as_i64, envelope_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
@@ -34,21 +34,22 @@ pub fn sign(params: &BTreeMap<String, String>, appsecret: &str) -> String {
 pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
     let mut v = checked_envelope(body)?;
     let total = total(v.get("total_count"), "total_count")?;
-    Ok(Page { records: records(v.get_mut(list), list)?, total })
+    Ok(Page { records: records(v.take(list), list)?, total })
 }
 
 /// The whole envelope of a successful answer (`code` 0), or the vendor's error: what
 /// `tidemark discover` reads before it knows the list field.
-pub fn checked_envelope(body: &[u8]) -> Result<Value, SourceError> {
-    let v = json_body(body)?;
-    let obj =
-        v.as_object().ok_or_else(|| SourceError::malformed(format!("response is not an object: {}", preview(body))))?;
-    let code = obj
-        .get("code")
+pub fn checked_envelope(body: &[u8]) -> Result<Envelope, SourceError> {
+    let v = envelope_body(body)?;
+    if !v.is_object() {
+        return Err(SourceError::malformed(format!("response is not an object: {}", preview(body))));
+    }
+    let code = v
+        .field("code")
         .and_then(as_i64)
         .ok_or_else(|| SourceError::malformed(format!("response has no numeric `code`: {}", preview(body))))?;
     if code != 0 {
-        let message = obj.get("message").and_then(Value::as_str).unwrap_or("").to_owned();
+        let message = v.field("message").and_then(Value::as_str).unwrap_or("").to_owned();
         return Err(classify(code, &message));
     }
     Ok(v)
@@ -156,7 +157,7 @@ impl Source for WdtSource {
         Box::pin(async move {
             let params = self.signed_params(&req, chrono::Utc::now().timestamp())?;
             let reply = http::post_form(&self.http, &self.url, &params, self.timeout).await?;
-            reply.read(checked_envelope)
+            reply.read(|body| checked_envelope(body)?.into_value())
         })
     }
 }
@@ -183,7 +184,7 @@ mod tests {
         let page = parse_envelope(body, "account_list").unwrap();
         assert_eq!(page.total, Some(19));
         assert_eq!(page.records.len(), 1);
-        assert_eq!(page.records[0]["send_amount"], "368.0000");
+        assert_eq!(page.records[0].to_value().unwrap()["send_amount"], "368.0000");
     }
 
     #[test]
