@@ -6,8 +6,14 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-/// Nesting deeper than this is refused, as serde_json refuses it (its recursion limit).
-const MAX_DEPTH: usize = 128;
+/// Lists and objects nested this deep are refused, as serde_json refuses them (its recursion
+/// limit of 128 counts the outermost; 127 levels pass).
+const MAX_NESTING: usize = 128;
+
+/// The key under which serde_json (`arbitrary_precision`) reads a one-member object as a
+/// number: `{"$serde_json::private::Number": "12.5"}` is the number 12.5 to a `Value`, so it
+/// must be to a record's hash and encoding too.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// One JSON value borrowed from a record's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,11 +150,18 @@ pub fn member<'a>(text: &'a str, key: &str) -> Result<Option<Json<'a>>, JsonErro
         p.end()?;
         return Ok(None);
     }
+    let mut first = true;
     loop {
         p.ws();
         let k = p.string()?;
         p.ws();
         p.expect(b':')?;
+        if std::mem::take(&mut first) && k == NUMBER_TOKEN {
+            // A number to serde_json, not an object: it has no members.
+            p.number_object()?;
+            p.end()?;
+            return Ok(None);
+        }
         if k == key {
             found = Some(p.value(1)?);
         } else {
@@ -210,13 +223,16 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Refuses a list or object at `depth` (the outermost value is at 0) that serde_json would.
+    fn nest(&self, depth: usize) -> Result<(), JsonError> {
+        if depth + 1 >= MAX_NESTING { Err(self.fail("nested too deeply")) } else { Ok(()) }
+    }
+
     fn value(&mut self, depth: usize) -> Result<Json<'a>, JsonError> {
-        if depth > MAX_DEPTH {
-            return Err(self.fail("nested too deeply"));
-        }
         self.ws();
         Ok(match self.peek() {
             Some(b'{') => {
+                self.nest(depth)?;
                 self.at += 1;
                 let mut members: Vec<(Cow<'a, str>, Json<'a>)> = Vec::with_capacity(16);
                 self.ws();
@@ -228,6 +244,9 @@ impl<'a> Parser<'a> {
                         let k = self.string()?;
                         self.ws();
                         self.expect(b':')?;
+                        if members.is_empty() && k == NUMBER_TOKEN {
+                            return self.number_object();
+                        }
                         let v = self.value(depth + 1)?;
                         members.push((k, v));
                         self.ws();
@@ -253,6 +272,7 @@ impl<'a> Parser<'a> {
                 Json::Object(Object(members))
             }
             Some(b'[') => {
+                self.nest(depth)?;
                 self.at += 1;
                 let mut items = Vec::new();
                 self.ws();
@@ -291,23 +311,25 @@ impl<'a> Parser<'a> {
 
     /// Passes over one value without building it.
     fn skip(&mut self, depth: usize) -> Result<(), JsonError> {
-        if depth > MAX_DEPTH {
-            return Err(self.fail("nested too deeply"));
-        }
         self.ws();
         match self.peek() {
             Some(b'{') => {
+                self.nest(depth)?;
                 self.at += 1;
                 self.ws();
                 if self.peek() == Some(b'}') {
                     self.at += 1;
                     return Ok(());
                 }
+                let mut first = true;
                 loop {
                     self.ws();
-                    self.string_end()?;
+                    let k = self.string()?;
                     self.ws();
                     self.expect(b':')?;
+                    if std::mem::take(&mut first) && k == NUMBER_TOKEN {
+                        return self.number_object().map(|_| ());
+                    }
                     self.skip(depth + 1)?;
                     self.ws();
                     match self.next() {
@@ -318,6 +340,7 @@ impl<'a> Parser<'a> {
                 }
             }
             Some(b'[') => {
+                self.nest(depth)?;
                 self.at += 1;
                 self.ws();
                 if self.peek() == Some(b']') {
@@ -334,9 +357,23 @@ impl<'a> Parser<'a> {
                     }
                 }
             }
-            Some(b'"') => self.string_end().map(|_| ()),
+            Some(b'"') => self.string().map(|_| ()),
             _ => self.value(depth).map(|_| ()),
         }
+    }
+
+    /// The rest of `{"$serde_json::private::Number": "<text>"}` after its key, read as
+    /// serde_json reads it: the text must be a number, and the object end there.
+    fn number_object(&mut self) -> Result<Json<'a>, JsonError> {
+        self.ws();
+        let at = self.at;
+        let text = self.string()?;
+        let n = text
+            .parse::<serde_json::Number>()
+            .map_err(|e| JsonError { at, reason: format!("{NUMBER_TOKEN} is not a number: {e}") })?;
+        self.ws();
+        self.expect(b'}')?;
+        Ok(Json::Number(Cow::Owned(n.to_string())))
     }
 
     /// Moves past a string; whether it holds an escape.
@@ -452,6 +489,9 @@ mod tests {
             r#"{"ключ": "значение", "Z": 1, "a": 2, "_": 3, "": 4}"#,
             r#"  {"deep": {"er": {"est": [[[]], {}]}}}  "#,
             r#"{"esc\"aped key": "x", "k\u0041": "A"}"#,
+            // serde_json's private number form, which a `Value` reads as the number.
+            r#"{"id": "k", "amt": {"$serde_json::private::Number": "12.5"}, "e": {"\u0024serde_json::private::Number": "1E5"}}"#,
+            r#"{"$serde_json::private::Number": "-0"}"#,
             "[]",
             "\"just text\"",
         ] {
@@ -485,13 +525,24 @@ mod tests {
             r#"{"a": "open"#,
             r#"{"a": 1} x"#,
             r#"[1, 2"#,
+            r#"{"x": {"$serde_json::private::Number": "abc"}}"#,
+            r#"{"x": {"$serde_json::private::Number": 1}}"#,
+            r#"{"$serde_json::private::Number": "1", "y": 2}"#,
         ] {
             assert!(serde_json::from_str::<Value>(text).is_err(), "serde_json accepts {text}");
             let err = Json::parse(text).unwrap_err();
             assert!(err.to_string().starts_with("invalid json at byte"), "{text}: {err}");
         }
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(Json::parse(&deep).unwrap_err().reason.contains("nested too deeply"));
+        // serde_json's recursion limit: 127 levels pass, 128 do not, lists or objects.
+        let deep = |n: usize, open: &str, close: &str| format!("{}1{}", open.repeat(n), close.repeat(n));
+        for (open, close) in [("[", "]"), (r#"{"a":"#, "}")] {
+            let (ok, refused) = (deep(127, open, close), deep(128, open, close));
+            assert!(serde_json::from_str::<Value>(&ok).is_ok() && Json::parse(&ok).is_ok(), "127 {open}");
+            assert!(serde_json::from_str::<Value>(&refused).is_err(), "serde_json takes 128 {open}");
+            assert!(Json::parse(&refused).unwrap_err().reason.contains("nested too deeply"), "128 {open}");
+            let record = format!(r#"{{"id": "k", "deep": {refused}}}"#);
+            assert!(member(&record, "id").is_err(), "skipping counts levels too");
+        }
     }
 
     #[test]
@@ -503,6 +554,11 @@ mod tests {
         assert_eq!(member("{}", "id").unwrap(), None);
         assert!(member(r#"{"id": "x", "skip": [1,}"#, "id").is_err(), "a broken member elsewhere still fails");
         assert!(member("[1]", "id").is_err());
+        assert!(
+            member(r#"{"id": "k", "x": "\ud800"}"#, "id").is_err(),
+            "a bad escape elsewhere, as the reader finds it"
+        );
+        assert_eq!(member(r#"{"$serde_json::private::Number": "7"}"#, "id").unwrap(), None, "a number has no members");
     }
 
     #[test]
