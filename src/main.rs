@@ -37,7 +37,9 @@ macro_rules! errln {
 // third of the worker's CPU in a backfill (see BENCHMARKS.md). The `override` feature makes
 // librdkafka's C allocations mimalloc's too: it allocates each message and header on the
 // producing thread and frees them on its broker thread, which glibc serves slowly (its
-// `_int_malloc` was 8 % of the worker's CPU, half of it `rd_kafka_header_add`).
+// `_int_malloc` was 8 % of the worker's CPU, half of it `rd_kafka_header_add`). `no_thp` keeps
+// mimalloc from asking for transparent huge pages: each one is faulted in and zeroed 2 MiB at a
+// time, which held some 40 MiB of RSS more for the same work (BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
