@@ -137,47 +137,6 @@ impl fmt::Display for Json<'_> {
     }
 }
 
-/// The value of the top-level member `key` of the object in `text`, found by skipping every
-/// other member unread (no tree built); the last one where the key repeats.
-pub fn member<'a>(text: &'a str, key: &str) -> Result<Option<Json<'a>>, JsonError> {
-    let mut p = Parser { text, at: 0 };
-    p.ws();
-    p.expect(b'{')?;
-    let mut found = None;
-    p.ws();
-    if p.peek() == Some(b'}') {
-        p.at += 1;
-        p.end()?;
-        return Ok(None);
-    }
-    let mut first = true;
-    loop {
-        p.ws();
-        let k = p.string()?;
-        p.ws();
-        p.expect(b':')?;
-        if std::mem::take(&mut first) && k == NUMBER_TOKEN {
-            // A number to serde_json, not an object: it has no members.
-            p.number_object()?;
-            p.end()?;
-            return Ok(None);
-        }
-        if k == key {
-            found = Some(p.value(1)?);
-        } else {
-            p.skip(1)?;
-        }
-        p.ws();
-        match p.next() {
-            Some(b',') => continue,
-            Some(b'}') => break,
-            _ => return Err(p.fail("expected `,` or `}` in an object")),
-        }
-    }
-    p.end()?;
-    Ok(found)
-}
-
 /// A cursor over the text.
 struct Parser<'a> {
     text: &'a str,
@@ -307,59 +266,6 @@ impl<'a> Parser<'a> {
             Some(b'-' | b'0'..=b'9') => Json::Number(self.number()?),
             _ => return Err(self.fail("expected a value")),
         })
-    }
-
-    /// Passes over one value without building it.
-    fn skip(&mut self, depth: usize) -> Result<(), JsonError> {
-        self.ws();
-        match self.peek() {
-            Some(b'{') => {
-                self.nest(depth)?;
-                self.at += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(());
-                }
-                let mut first = true;
-                loop {
-                    self.ws();
-                    let k = self.string()?;
-                    self.ws();
-                    self.expect(b':')?;
-                    if std::mem::take(&mut first) && k == NUMBER_TOKEN {
-                        return self.number_object().map(|_| ());
-                    }
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.next() {
-                        Some(b',') => continue,
-                        Some(b'}') => return Ok(()),
-                        _ => return Err(self.fail("expected `,` or `}` in an object")),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.nest(depth)?;
-                self.at += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.next() {
-                        Some(b',') => continue,
-                        Some(b']') => return Ok(()),
-                        _ => return Err(self.fail("expected `,` or `]` in a list")),
-                    }
-                }
-            }
-            Some(b'"') => self.string().map(|_| ()),
-            _ => self.value(depth).map(|_| ()),
-        }
     }
 
     /// The rest of `{"$serde_json::private::Number": "<text>"}` after its key, read as
@@ -540,25 +446,7 @@ mod tests {
             assert!(serde_json::from_str::<Value>(&ok).is_ok() && Json::parse(&ok).is_ok(), "127 {open}");
             assert!(serde_json::from_str::<Value>(&refused).is_err(), "serde_json takes 128 {open}");
             assert!(Json::parse(&refused).unwrap_err().reason.contains("nested too deeply"), "128 {open}");
-            let record = format!(r#"{{"id": "k", "deep": {refused}}}"#);
-            assert!(member(&record, "id").is_err(), "skipping counts levels too");
         }
-    }
-
-    #[test]
-    fn a_member_is_found_without_reading_the_others() {
-        let text = r#"{"skip": {"a": [1, "}", {"b": "\""}]}, "id": "k1", "n": 7, "id": "k2"}"#;
-        assert_eq!(member(text, "id").unwrap(), Some(Json::String("k2".into())), "the last of a repeated key");
-        assert_eq!(member(text, "n").unwrap(), Some(Json::Number("7".into())));
-        assert_eq!(member(text, "none").unwrap(), None);
-        assert_eq!(member("{}", "id").unwrap(), None);
-        assert!(member(r#"{"id": "x", "skip": [1,}"#, "id").is_err(), "a broken member elsewhere still fails");
-        assert!(member("[1]", "id").is_err());
-        assert!(
-            member(r#"{"id": "k", "x": "\ud800"}"#, "id").is_err(),
-            "a bad escape elsewhere, as the reader finds it"
-        );
-        assert_eq!(member(r#"{"$serde_json::private::Number": "7"}"#, "id").unwrap(), None, "a number has no members");
     }
 
     #[test]

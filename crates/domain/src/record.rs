@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::json::{self, Json, JsonError};
+use super::json::{Json, JsonError};
 
 /// A JSON object's text, exactly as it stood in the vendor's page.
 #[derive(Debug, Clone)]
@@ -29,16 +29,6 @@ impl Record {
     /// The record as a tree borrowing its text.
     pub fn parse(&self) -> Result<Json<'_>, JsonError> {
         Json::parse(self.text())
-    }
-
-    /// The record's business id as text (vendors send ids as strings or numbers), read without
-    /// building the record; `None` when it is missing, empty or not text or a number.
-    pub fn key(&self, field: &str) -> Result<Option<Cow<'_, str>>, JsonError> {
-        Ok(match json::member(self.text(), field)? {
-            Some(Json::String(s)) if !s.is_empty() => Some(s),
-            Some(Json::Number(n)) => Some(n),
-            _ => None,
-        })
     }
 
     /// The record as a serde_json `Value`, for the few places that want one (tests, tools).
@@ -72,13 +62,14 @@ mod tests {
     #[test]
     fn keys_are_text_or_numbers_as_sent() {
         let r = Record::from(json!({"id": 17, "s": "k", "e": "", "b": true}));
-        let raw = |t: &str| Record::new(RawValue::from_string(t.to_owned()).unwrap()).unwrap();
-        assert_eq!(raw(r#"{"id": 1E5}"#).key("id").unwrap().as_deref(), Some("1e+5"), "as serde_json writes it");
-        assert_eq!(r.key("id").unwrap().as_deref(), Some("17"));
-        assert_eq!(r.key("s").unwrap().as_deref(), Some("k"));
-        assert_eq!(r.key("e").unwrap(), None);
-        assert_eq!(r.key("b").unwrap(), None);
-        assert_eq!(r.key("missing").unwrap(), None);
+        let json = r.parse().unwrap();
+        let key = |field: &str| json.get(field).and_then(key_text).map(Cow::into_owned);
+        assert_eq!(key("id").as_deref(), Some("17"));
+        assert_eq!(key("s").as_deref(), Some("k"));
+        assert_eq!((key("e"), key("b"), key("missing")), (None, None, None));
+        let raw = Record::new(RawValue::from_string(r#"{"id": 1E5}"#.to_owned()).unwrap()).unwrap();
+        let json = raw.parse().unwrap();
+        assert_eq!(json.get("id").and_then(key_text).as_deref(), Some("1e+5"), "as serde_json writes it");
     }
 
     #[test]

@@ -93,6 +93,11 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// The record's business id (its Kafka key), if it has one.
+    pub fn business_id(&self) -> Option<&[u8]> {
+        self.identified.then_some(self.out.key.as_slice())
+    }
+
     /// Roughly the memory it holds: its allocations (what they reserved, not what they use)
     /// and itself.
     pub fn bytes(&self) -> u64 {
@@ -280,11 +285,7 @@ impl Reader {
         held: &mut Reservation,
     ) -> Result<Result<Pass, PageSetError>, StepError> {
         let spec = self.plan.source.spec();
-        let mut set = if spec.paged {
-            PageSet::new(spec.key_field, spec.total_on_every_page)
-        } else {
-            PageSet::unpaged(spec.key_field)
-        };
+        let mut set = if spec.paged { PageSet::new(spec.total_on_every_page) } else { PageSet::unpaged() };
         let mut candidates = Spool::default();
         // Each record says which window it came in, as its ledger entry does; the headers are
         // made once for the window and shared by its records.
@@ -311,10 +312,12 @@ impl Reader {
                 None => self.fetch_page(window, label, index, sent, cancel).await?,
             };
             index += 1;
-            match set.add(page) {
+            // Each record is read once, here: the set checks the keys that read found.
+            let read: Vec<Candidate> = self.candidates(page.records, label, &headers).collect();
+            match set.add(page.total, read.iter().map(Candidate::business_id)) {
                 Ok(progress) => {
                     let mut bytes = 0;
-                    for c in self.candidates(set.take_new(), label, &headers) {
+                    for c in read {
                         bytes += c.bytes();
                         candidates.push(c).map_err(spill_failed)?;
                     }
