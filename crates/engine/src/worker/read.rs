@@ -56,6 +56,10 @@ enum Quoted<'a> {
     Text(&'a str),
 }
 
+/// The top-level fields a page's records carry that the schema lacks, with how many records
+/// carried each: noted once the page set accepts the page.
+type PageDrift = std::collections::BTreeMap<String, u64>;
+
 /// FNV-1a of a record's text, for one that cannot be read as JSON (its content hash needs the
 /// canonical text).
 fn raw_hash(text: &str) -> u64 {
@@ -313,9 +317,14 @@ impl Reader {
             };
             index += 1;
             // Each record is read once, here: the set checks the keys that read found.
-            let read: Vec<Candidate> = self.candidates(page.records, label, &headers).collect();
+            let mut drift = PageDrift::new();
+            let read: Vec<Candidate> = self.candidates(page.records, label, &headers, &mut drift).collect();
             match set.add(page.total, read.iter().map(Candidate::business_id)) {
                 Ok(progress) => {
+                    // Counted for pages the set accepts only: a refused page is read again.
+                    for (field, n) in drift {
+                        self.note_drift(&field, n);
+                    }
                     let mut bytes = 0;
                     for c in read {
                         bytes += c.bytes();
@@ -350,6 +359,7 @@ impl Reader {
         records: Vec<Record>,
         label: &'a str,
         headers: &'a Headers,
+        drift: &'a mut PageDrift,
     ) -> impl Iterator<Item = Candidate> + 'a {
         let field = self.plan.source.spec().key_field;
         let window_field = self.plan.source.spec().window_field;
@@ -377,7 +387,12 @@ impl Reader {
             };
             let mut time = None;
             if let Ok(json) = &json {
-                self.note_drift(json);
+                self.plan.codec.unknown_fields(json, |field| match drift.get_mut(field) {
+                    Some(n) => *n += 1,
+                    None => {
+                        drift.insert(field.to_owned(), 1);
+                    }
+                });
                 time = window_field.and_then(|f| json.get(f)?.as_str().and_then(parse_vendor_time)).and_then(
                     |t| match t {
                         VendorTime::At(at) => Some(at),
@@ -391,33 +406,31 @@ impl Reader {
         })
     }
 
-    /// Counts the record's top-level fields its schema lacks; says so (log, control topic)
-    /// the first time this process meets each. The record is encoded all the same.
-    fn note_drift(&self, rec: &Json<'_>) {
-        self.plan.codec.unknown_fields(rec, |field| {
-            let mut known = self.drift.lock().expect("drift lock");
-            if let Some(counter) = known.get(field) {
-                counter.inc();
-                return;
+    /// Counts `records` records carrying a top-level `field` the schema lacks; says so (log,
+    /// control topic) the first time this process meets it. The records encode all the same.
+    fn note_drift(&self, field: &str, records: u64) {
+        let mut known = self.drift.lock().expect("drift lock");
+        if let Some(counter) = known.get(field) {
+            counter.inc_by(records);
+            return;
+        }
+        let (counter, seen) = self.metrics.stream.drift_field(&self.plan.cfg.id, field);
+        counter.inc_by(records);
+        if known.len() < DRIFT_FIELDS {
+            known.insert(field.into(), counter);
+        }
+        drop(known);
+        let (stream, kind) = (&self.plan.cfg.id, self.plan.source.spec().kind);
+        match seen {
+            DriftSeen::Before => return,
+            DriftSeen::New => {
+                warn!(stream = %stream, field, kind, "the vendor sent a field the schema lacks; counting it")
             }
-            let (counter, seen) = self.metrics.stream.drift_field(&self.plan.cfg.id, field);
-            counter.inc();
-            if known.len() < DRIFT_FIELDS {
-                known.insert(field.into(), counter);
+            DriftSeen::FirstOther => {
+                warn!(stream = %stream, field, kind, limit = DRIFT_FIELDS, "the vendor sent a field the schema lacks; past the named limit, it and later new fields count as `other`")
             }
-            drop(known);
-            let (stream, kind) = (&self.plan.cfg.id, self.plan.source.spec().kind);
-            match seen {
-                DriftSeen::Before => return,
-                DriftSeen::New => {
-                    warn!(stream = %stream, field, kind, "the vendor sent a field the schema lacks; counting it")
-                }
-                DriftSeen::FirstOther => {
-                    warn!(stream = %stream, field, kind, limit = DRIFT_FIELDS, "the vendor sent a field the schema lacks; past the named limit, it and later new fields count as `other`")
-                }
-            }
-            self.publish_drift();
-        });
+        }
+        self.publish_drift();
     }
 
     /// Publishes the stream's unknown fields so far to the control topic for `streams list`;

@@ -1226,4 +1226,49 @@ mod tests {
         assert!(letters[1]["error"].as_str().unwrap().contains("no usable `id`"), "{}", letters[1]);
         assert_eq!(letters[1]["record"], json!({"other": 2}));
     }
+
+    /// Answers its first page with two records sharing a key, every later one with one record;
+    /// all carry a field the schema lacks.
+    #[derive(Default)]
+    struct DuplicateFirst(std::sync::atomic::AtomicUsize);
+
+    impl Answers for DuplicateFirst {
+        fn answer<'a>(&'a self, _req: PageRequest<'a>) -> BoxFuture<'a, Result<Page, SourceError>> {
+            Box::pin(async move {
+                let records: Vec<Record> = match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => vec![json!({"id": "a", "new": 1}).into(), json!({"id": "a", "new": 2}).into()],
+                    _ => vec![json!({"id": "a", "new": 1}).into()],
+                };
+                Ok(Page { total: Some(records.len() as u64), records })
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schema_drift_counts_only_the_pages_the_page_set_accepts() {
+        // The refused page is read again: counting its records too would count them twice.
+        let origin = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let source = Arc::new(OfSpec(DuplicateFirst::default()));
+        let plan = plan(source.clone(), &SPEC, "2026-01-01 08:00:00", Duration::ZERO, Duration::from_secs(60));
+        let sink = Arc::new(Recorded::default());
+        let metrics = Metrics::new();
+        let state = WatermarkState::new(StreamId::parse("test/orders").unwrap(), origin);
+        let run = tokio::spawn(worker(plan, sink.clone(), metrics.clone(), state).run());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sink.0.lock().unwrap().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "a window committed within 60 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        run.abort();
+        // A page is fetched and judged in one poll of this single-threaded runtime, so every
+        // answer but the refused first one was accepted (read ahead or committed).
+        let answered = source.0.0.load(std::sync::atomic::Ordering::SeqCst) as u64;
+        let counted = metrics
+            .render()
+            .lines()
+            .find(|l| l.starts_with("tidemark_schema_drift_fields_total") && l.contains(r#"field="new""#))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
+        assert!(answered >= 2, "the refused page was read again");
+        assert_eq!(counted, Some(answered - 1), "one record an accepted page, none for the refused one");
+    }
 }
