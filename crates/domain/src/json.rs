@@ -12,8 +12,8 @@ const MAX_NESTING: usize = 128;
 
 /// The key under which serde_json (`arbitrary_precision`) reads a one-member object as a
 /// number: `{"$serde_json::private::Number": "12.5"}` is the number 12.5 to a `Value`, so it
-/// must be to a record's hash and encoding too.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
+/// must be to a record's hash and encoding, and to a page's envelope, too.
+pub const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 /// One JSON value borrowed from a record's text.
 #[derive(Debug, Clone, PartialEq)]

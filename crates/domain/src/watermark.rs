@@ -285,9 +285,20 @@ pub fn fmt_wm(wm: Watermark) -> String {
 /// hashes outlive the process in the watermark topic.
 pub fn content_hash(record: &Json<'_>) -> u64 {
     // Streamed into the hash rather than built as a string first.
-    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    let mut h = Fnv(FNV_OFFSET);
     record.write_canonical(&mut h).expect("writing into a hash cannot fail");
     h.0
+}
+
+/// FNV-1a of `bytes`: the content hash's function, for text that is not read as JSON.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    fnv1a_from(FNV_OFFSET, bytes)
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv1a_from(h: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// FNV-1a as an `io::Write` sink.
@@ -295,10 +306,7 @@ struct Fnv(u64);
 
 impl std::io::Write for Fnv {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        for b in buf {
-            self.0 ^= *b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        self.0 = fnv1a_from(self.0, buf);
         Ok(buf.len())
     }
 

@@ -23,7 +23,7 @@ use crate::domain::record::{Record, key_text};
 use crate::domain::sink::{Headers, SpillTables};
 use crate::domain::spool::{get_string, get_u32, get_u64, put_bytes, put_u32, put_u64};
 use crate::domain::time::{VendorTime, parse_vendor_time};
-use crate::domain::watermark::content_hash;
+use crate::domain::watermark::{content_hash, fnv1a};
 use crate::domain::{FailureLog, Mode, OutRecord, Page, PageRequest, SourceError, Spill, Spool, Window};
 use crate::metrics::{ApiHandles, CredentialHandles, DRIFT_FIELDS, DriftSeen, Metrics};
 
@@ -59,12 +59,6 @@ enum Quoted<'a> {
 /// The top-level fields a page's records carry that the schema lacks, with how many records
 /// carried each: noted once the page set accepts the page.
 type PageDrift = std::collections::BTreeMap<String, u64>;
-
-/// FNV-1a of a record's text, for one that cannot be read as JSON (its content hash needs the
-/// canonical text).
-fn raw_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
-}
 
 /// Why a step did not commit, by what the stream loop must do next.
 #[derive(Debug, thiserror::Error)]
@@ -372,9 +366,9 @@ impl Reader {
             let hash = match (&json, hashed) {
                 (_, false) => 0,
                 (Ok(json), true) => content_hash(json),
-                // Not JSON we can read: remembered by its text, so a re-read is not
-                // dead-lettered twice.
-                (Err(_), true) => raw_hash(r.text()),
+                // Not JSON we can read (so no canonical text): remembered by its text, so a
+                // re-read is not dead-lettered twice.
+                (Err(_), true) => fnv1a(r.text().as_bytes()),
             };
             let business =
                 json.as_ref().ok().and_then(|j| j.get(field)).and_then(key_text).map(std::borrow::Cow::into_owned);

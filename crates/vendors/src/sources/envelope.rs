@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 
 use super::SourceError;
 use crate::domain::Record;
+use crate::domain::json::NUMBER_TOKEN;
 
 /// A page's answer read for its envelope: objects as maps and scalars as values, but every
 /// list kept as its items' text, so no record is built as a tree here (the worker reads each
@@ -20,9 +21,6 @@ pub enum Envelope {
     List(Vec<Box<RawValue>>),
     Object(BTreeMap<String, Envelope>),
 }
-
-/// How serde_json hands a number to a visitor under `arbitrary_precision`: a one-entry map.
-const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 impl Envelope {
     /// The member `key` of an object.
@@ -157,14 +155,9 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// Parses a response body for its envelope, or a retryable `malformed` error quoting its start.
-pub fn envelope_body(body: &[u8]) -> Result<Envelope, SourceError> {
-    serde_json::from_slice(body)
-        .map_err(|e| SourceError::malformed(format!("response is not json ({e}): {}", preview(body))))
-}
-
-/// Parses a response body as JSON, or a retryable `malformed` error quoting its start.
-pub fn json_body(body: &[u8]) -> Result<Value, SourceError> {
+/// Parses a response body as JSON (a `Value`, or an [`Envelope`] for a page), or a retryable
+/// `malformed` error quoting its start.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, SourceError> {
     serde_json::from_slice(body)
         .map_err(|e| SourceError::malformed(format!("response is not json ({e}): {}", preview(body))))
 }
@@ -231,7 +224,7 @@ mod tests {
 
     #[test]
     fn counts_and_lists_accept_vendor_variations() {
-        let env = |v: Value| envelope_body(v.to_string().as_bytes()).unwrap();
+        let env = |v: Value| json_body::<Envelope>(v.to_string().as_bytes()).unwrap();
         assert_eq!(total(Some(&env(json!("12"))), "n").unwrap(), Some(12));
         assert_eq!(total(None, "n").unwrap(), None);
         assert!(total(Some(&env(json!(-1))), "n").is_err());
@@ -246,14 +239,14 @@ mod tests {
     fn an_envelope_keeps_lists_as_text_and_reads_the_rest_as_a_value_would() {
         let body = r#"{"code": 0, "n": 1.50, "big": 123456789012345678901234567890, "neg": -3, "s": "店",
             "t": true, "z": null, "dup": 1, "dup": 2, "inner": {"list": [ {"id": "a", "x": [1, {"y": 2}]}, {"id": 7} ]}}"#;
-        let mut env = envelope_body(body.as_bytes()).unwrap();
+        let mut env: Envelope = json_body(body.as_bytes()).unwrap();
         let list = env.get("inner").and_then(|i| i.get("list"));
         assert!(matches!(list, Some(Envelope::List(items)) if items[0].get() == r#"{"id": "a", "x": [1, {"y": 2}]}"#));
         assert_eq!(env.field("n").map(Value::to_string).as_deref(), Some("1.50"), "numbers keep their text");
         let records = records(env.take("inner").and_then(|mut i| i.take("list")), "list").unwrap();
         let texts: Vec<&str> = records.iter().map(|r| r.text()).collect();
         assert_eq!(texts, [r#"{"id": "a", "x": [1, {"y": 2}]}"#, r#"{"id": 7}"#], "each item's text as sent");
-        let whole = envelope_body(body.as_bytes()).unwrap().into_value().unwrap();
+        let whole = json_body::<Envelope>(body.as_bytes()).unwrap().into_value().unwrap();
         assert_eq!(whole, serde_json::from_str::<Value>(body).unwrap(), "the same value serde_json reads");
     }
 

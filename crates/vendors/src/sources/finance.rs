@@ -13,7 +13,7 @@ use md5::{Digest, Md5};
 use serde_json::{Map, Value};
 
 use super::config::SourceConfig;
-use super::envelope::{Envelope, as_i64, as_text, envelope_body, preview, records, total};
+use super::envelope::{Envelope, as_i64, as_text, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Mode, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
@@ -62,7 +62,7 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
 /// The whole answer of a successful call (`code` 0 or absent), or the vendor's error: what
 /// `tidemark discover` reads before it knows the list field.
 pub fn checked_response(body: &[u8]) -> Result<Envelope, SourceError> {
-    let v = envelope_body(body)?;
+    let v: Envelope = json_body(body)?;
     if !v.is_object() {
         return Err(SourceError::malformed(format!("response is not an object: {}", preview(body))));
     }

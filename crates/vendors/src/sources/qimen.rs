@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::config::SourceConfig;
-use super::envelope::{Envelope, as_text, envelope_body, preview, records, total};
+use super::envelope::{Envelope, as_text, json_body, preview, records, total};
 use super::top::classify as top_classify;
 use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
@@ -29,7 +29,7 @@ pub fn parse_response(body: &[u8], list: &str) -> Result<Page, SourceError> {
 /// The whole answer of a successful call (its `response` present and not a failure), or the
 /// vendor's error: what `tidemark discover` reads before it knows the list field.
 pub fn checked_response(body: &[u8]) -> Result<Envelope, SourceError> {
-    let v = envelope_body(body)?;
+    let v: Envelope = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         // The gateway's own error: the ban's seconds are in `sub_msg`, as in TOP's.
         let message = format!("{} {}", as_text(e.field("msg")), as_text(e.field("sub_msg")));

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::SourceConfig;
-use super::envelope::{Envelope, as_text, envelope_body, preview, records, total};
+use super::envelope::{Envelope, as_text, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, ban_seconds, error, lookup};
 use super::top_sign::{SignMethod, TopCredential};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
@@ -88,7 +88,7 @@ pub fn parse_response(body: &[u8], method: &str, list: &str, item: &str) -> Resu
 /// The `models` of a successful answer for `method` (moved out of the parsed body rather
 /// than copied), or the error the answer carries.
 fn checked_models(body: &[u8], method: &str) -> Result<Envelope, SourceError> {
-    let mut v = envelope_body(body)?;
+    let mut v: Envelope = json_body(body)?;
     if let Some(e) = v.get("error_response") {
         return Err(classify(
             &as_text(e.field("code")),

@@ -8,7 +8,7 @@ use md5::{Digest, Md5};
 use serde_json::Value;
 
 use super::config::SourceConfig;
-use super::envelope::{Envelope, as_i64, envelope_body, preview, records, total};
+use super::envelope::{Envelope, as_i64, json_body, preview, records, total};
 use super::errors::{Action, ErrorRule, error, lookup};
 use super::{ApiSpec, BoxFuture, Page, PageRequest, Source, SourceError, http};
 use crate::config::{ConfigError, Secret};
@@ -40,7 +40,7 @@ pub fn parse_envelope(body: &[u8], list: &str) -> Result<Page, SourceError> {
 /// The whole envelope of a successful answer (`code` 0), or the vendor's error: what
 /// `tidemark discover` reads before it knows the list field.
 pub fn checked_envelope(body: &[u8]) -> Result<Envelope, SourceError> {
-    let v = envelope_body(body)?;
+    let v: Envelope = json_body(body)?;
     if !v.is_object() {
         return Err(SourceError::malformed(format!("response is not an object: {}", preview(body))));
     }

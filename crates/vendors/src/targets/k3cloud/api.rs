@@ -104,9 +104,10 @@ impl K3Client {
     async fn login(&self) -> Result<String, SourceError> {
         let id = &self.identity;
         let body = json!({"parameters": [id.acct_id, id.user_name, id.app_id, id.app_secret.expose(), id.lcid]});
-        let answer = http::post_json(&self.http, &format!("{}{LOGIN_PATH}", self.base), &body, &[], self.timeout)
-            .await?
-            .read(envelope::json_body)?;
+        let answer: Value =
+            http::post_json(&self.http, &format!("{}{LOGIN_PATH}", self.base), &body, &[], self.timeout)
+                .await?
+                .read(envelope::json_body)?;
         match (envelope::as_i64(&answer["LoginResultType"]), answer["KDSVCSessionId"].as_str()) {
             (Some(1), Some(sid)) if !sid.is_empty() => Ok(sid.to_owned()),
             _ => Err(SourceError::Fatal {
